@@ -1,0 +1,29 @@
+# aquifer_module(NAME [DEPS targets...])
+#   One static library per module folder: every *.cc in the folder except *_test.cc,
+#   *_benchmark.cc and *_fuzz.cc. Unit tests beside the code (*_test.cc) become one
+#   test binary NAME_test registered with ctest, unless fuzzing.
+function(aquifer_module name)
+  cmake_parse_arguments(ARG "" "" "DEPS;TEST_DEPS" ${ARGN})
+  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
+  list(FILTER srcs EXCLUDE REGEX "_(test|benchmark|fuzz)\\.cc$")
+  add_library(${name} STATIC ${srcs})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cc)
+  if(tests AND AQUIFER_BUILD_TESTS AND NOT AQUIFER_FUZZ)
+    aquifer_test(${name}_test SOURCES ${tests} DEPS ${name} ${ARG_TEST_DEPS})
+  endif()
+endfunction()
+
+# aquifer_test(NAME SOURCES files... DEPS targets... [LABELS l...])
+function(aquifer_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
+  target_compile_definitions(${name} PRIVATE
+    AQUIFER_SOURCE_DIR="${CMAKE_SOURCE_DIR}" AQUIFER_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+endfunction()

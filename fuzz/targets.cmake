@@ -1,0 +1,1 @@
+# One line per fuzz target: aquifer_fuzz_target(<name> DEPS <modules>)

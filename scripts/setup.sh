@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs everything Aquifer needs to build, test and benchmark on Debian 12, as root.
+# Idempotent: on a ready machine it checks and returns in seconds.
+#   scripts/setup.sh          build + test dependencies
+# Everything fetched from npm/PyPI lands in ignored folders of the repo (third_party/, .venv/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+PKGS=(
+  # toolchain
+  g++ clang libclang-rt-14-dev lld cmake ninja-build ccache pkg-config git ca-certificates make
+  # libraries
+  librocksdb-dev libsqlite3-dev libboost-dev libsimdjson-dev nlohmann-json3-dev
+  libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
+  libzstd-dev liblz4-dev libxxhash-dev libssl-dev libcurl4-openssl-dev
+  libpq-dev librdkafka-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-venv
+  # npm for the DuckDB library, java for the emulators
+  nodejs npm
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from elsewhere (a nodesource or nvm install); only ask apt when the command is absent
+if command -v npm >/dev/null 2>&1; then
+  tmp=(); for p in "${missing[@]}"; do case "$p" in nodejs|npm) ;; *) tmp+=("$p");; esac; done; missing=("${tmp[@]+"${tmp[@]}"}")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# DuckDB 1.4.4: prebuilt shared library and its C header of the same version, from npm (DEPS.md §1).
+DUCK_VER=1.4.4
+DUCK_BIND=1.4.4-r.4
+DEST="$ROOT/third_party/duckdb"
+if [ ! -f "$DEST/lib/libduckdb.so" ] || [ ! -f "$DEST/include/duckdb.h" ] || [ "$(cat "$DEST/VERSION" 2>/dev/null)" != "$DUCK_BIND" ]; then
+  echo "setup: fetching DuckDB $DUCK_VER from npm"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "@duckdb/node-bindings-linux-x64@$DUCK_BIND" "duckdb@$DUCK_VER" >/dev/null)
+  mkdir -p "$tmp/nb" "$tmp/src"
+  tar xzf "$tmp/duckdb-node-bindings-linux-x64-$DUCK_BIND.tgz" -C "$tmp/nb"
+  tar xzf "$tmp/duckdb-$DUCK_VER.tgz" -C "$tmp/src" package/src/duckdb/src/include/duckdb.h
+  rm -rf "$DEST"; mkdir -p "$DEST/include" "$DEST/lib"
+  cp "$tmp/src/package/src/duckdb/src/include/duckdb.h" "$DEST/include/"
+  cp "$tmp/nb/package/libduckdb.so" "$DEST/lib/"
+  echo "$DUCK_BIND" > "$DEST/VERSION"
+  rm -rf "$tmp"
+fi
+
+# fastavro: an independent Avro implementation for the interop tests.
+VENV="$ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import fastavro' >/dev/null 2>&1; then
+  echo "setup: creating $VENV with fastavro"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q fastavro==1.9.7
+fi
+
+# System user for throwaway Postgres clusters (initdb refuses root).
+id pgtest >/dev/null 2>&1 || $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin pgtest 2>/dev/null || true
+
+echo "setup: ready"

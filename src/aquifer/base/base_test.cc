@@ -1,0 +1,115 @@
+#include <random>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "aquifer/base/base58.h"
+#include "aquifer/base/clock.h"
+#include "aquifer/base/status.h"
+#include "aquifer/base/uuid.h"
+
+namespace aquifer {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2 != 0) return InvalidArgument("{} is odd", x);
+  return x / 2;
+}
+
+Result<int> Quarter(int x) {
+  AQ_ASSIGN_OR_RETURN(int half, Half(x));
+  AQ_ASSIGN_OR_RETURN(int quarter, Half(half));
+  return quarter;
+}
+
+Status CheckEven(int x) {
+  AQ_RETURN_IF_ERROR(Half(x));
+  return Status::OK();
+}
+
+TEST(Status, CarriesCodeAndFormattedMessage) {
+  Status s = NotFound("table {} in project {}", "events", "demo");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_EQ(s.message(), "table events in project demo");
+  EXPECT_EQ(s.ToString(), "NotFound: table events in project demo");
+  EXPECT_EQ(s.WithContext("reading").message(), "reading: table events in project demo");
+  EXPECT_TRUE(Status::OK().ok());
+}
+
+TEST(Result, MacrosPropagateTheFirstError) {
+  EXPECT_EQ(*Quarter(8), 2);
+  Result<int> r = Quarter(6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "3 is odd");
+  EXPECT_TRUE(CheckEven(4).ok());
+  EXPECT_EQ(CheckEven(5).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Result, AnOkStatusIsNotAValue) {
+  Result<int> r{Status::OK()};
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+}
+
+TEST(Uuid, RandomIdsAreVersion4AndDistinct) {
+  std::set<Uuid> seen;
+  for (int i = 0; i < 1000; ++i) {
+    Uuid id = Uuid::Random();
+    EXPECT_EQ(id.bytes[6] >> 4, 4);
+    EXPECT_EQ(id.bytes[8] >> 6, 2);
+    EXPECT_TRUE(seen.insert(id).second);
+  }
+}
+
+TEST(Uuid, TextRoundTripsAndRejectsGarbage) {
+  Uuid id = Uuid::Random();
+  EXPECT_EQ(*Uuid::Parse(id.ToString()), id);
+  EXPECT_EQ(*Uuid::Parse(id.Hex()), id);
+  auto parsed = Uuid::Parse("123e4567-E89B-12d3-a456-426614174000");
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->ToString(), "123e4567-e89b-12d3-a456-426614174000");
+  EXPECT_FALSE(Uuid::Parse("123e4567e89b-12d3-a456-426614174000-").ok());
+  EXPECT_FALSE(Uuid::Parse("123e4567-e89b-12d3-a456-42661417400g").ok());
+  EXPECT_FALSE(Uuid::Parse("").ok());
+  EXPECT_FALSE(Uuid::FromBytes("short").ok());
+  EXPECT_EQ(*Uuid::FromBytes(id.AsBytes()), id);
+}
+
+TEST(Base58, KnownVectors) {
+  EXPECT_EQ(Base58Encode(""), "");
+  EXPECT_EQ(Base58Encode("Hello World!"), "2NEpo7TZRRrLZSi2U");
+  EXPECT_EQ(Base58Encode(std::string("\0\0\x01", 3)), "112");
+  EXPECT_EQ(*Base58Decode("2NEpo7TZRRrLZSi2U"), "Hello World!");
+  EXPECT_EQ(*Base58Decode("112"), std::string("\0\0\x01", 3));
+}
+
+TEST(Base58, RoundTripsRandomBytes) {
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 2000; ++i) {
+    std::string bytes(rng() % 64, '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng() % 4 == 0 ? 0 : rng());
+    std::string text = Base58Encode(bytes);
+    auto back = Base58Decode(text);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, bytes);
+  }
+}
+
+TEST(Base58, RejectsCharactersOutsideTheAlphabetAndLongInput) {
+  for (const char* bad : {"0", "O", "I", "l", "abc+", "ab c", "\xff"}) {
+    EXPECT_EQ(Base58Decode(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(Base58Decode(std::string(5000, '2')).ok());
+}
+
+TEST(ManualClock, MovesOnlyWhenTold) {
+  ManualClock clock(1000);
+  EXPECT_EQ(clock.NowMillis(), 1000);
+  clock.SleepForMicros(2500);
+  EXPECT_EQ(clock.NowMillis(), 1002);
+  EXPECT_EQ(clock.MonotonicMicros(), 1'002'500);
+}
+
+}  // namespace
+}  // namespace aquifer
