@@ -1,0 +1,118 @@
+#pragma once
+
+// LookupService: the per-instance log and index.
+//
+//  - Log: every record written, in write order, addressed by a per-instance
+//    offset the service assigns (0, 1, 2, ...; a redelivered batch is logged
+//    again at new offsets).
+//  - Index: per primary key, the record with the highest timestamp; equal
+//    timestamps are broken by the higher log offset (so re-applying a batch
+//    changes nothing, and a later write of the same timestamp wins).
+//
+// Reads go through cursors. A query returns driver payloads: a replay payload
+// (finite; a snapshot of what existed) and a change payload (open-ended; the
+// log from the query on). The engine wraps payloads in signed, opaque cursors
+// (aquifer/driver/cursor.h), so a driver only ever sees payloads it made, but
+// it must still reject malformed payloads with InvalidArgument, never crash.
+//
+// Filters: the engine passes the parsed filter on every read. Index reads use
+// its key range and evaluate the remaining (residual) conditions on each
+// record; log and change reads evaluate the whole filter. A read scans at most
+// `scan_budget` records, so a selective residual filter returns fewer than
+// `limit` records (possibly none) with a next cursor, never a silent end.
+//
+// Fits RocksDB (column families, prefix iterators), Postgres (tables keyed by
+// instance and key), Cassandra (partition per instance and bucket, clustering
+// by key/offset), Bigtable (row ranges) and Kafka (topic log + compacted
+// state). All methods are thread-safe.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aquifer/base/status.h"
+#include "aquifer/driver/types.h"
+#include "aquifer/keys/filter.h"
+
+namespace aquifer::driver {
+
+struct LookupCapabilities {
+  Limits limits;
+};
+
+enum class QueryKind : uint8_t {
+  kIndex,  // latest record per key, ascending by encoded key
+  kLog,    // every record, ascending by offset
+};
+
+struct QueryRequest {
+  QueryKind kind = QueryKind::kIndex;
+  keys::Filter filter;            // index: planned to a range + residual; log: evaluated per record
+  int64_t from_timestamp_ms = 0;  // log only: skip records with an earlier timestamp
+};
+
+struct QueryCursors {
+  std::string replay;  // empty when there is nothing to replay
+  std::string change;  // the log from now on; never empty
+};
+
+struct ReadOptions {
+  int32_t limit = 100;          // 1..1000, else InvalidArgument
+  int64_t scan_budget = 10'000;  // records examined at most per call
+  int64_t from_timestamp_ms = 0;
+};
+
+struct ReadResult {
+  std::vector<Record> records;
+  std::string next;       // empty: the replay is exhausted (change reads always return one)
+  bool residual = false;  // true when a filter was evaluated record by record
+  int64_t scanned = 0;    // records examined (for usage metering)
+  int64_t scanned_bytes = 0;
+};
+
+struct PeekCursors {
+  std::string rewind;  // newest first, paging backwards; empty if the log is empty
+  std::string change;
+};
+
+class LookupService {
+ public:
+  virtual ~LookupService() = default;
+  LookupService() = default;
+  LookupService(const LookupService&) = delete;
+  LookupService& operator=(const LookupService&) = delete;
+
+  virtual LookupCapabilities capabilities() const = 0;
+
+  // Prepares storage for an instance. Idempotent; re-registering after a
+  // metadata change (retention, flags) must succeed.
+  virtual Status RegisterInstance(const InstanceInfo& instance) = 0;
+  // Deletes every log record, index row and sequence of the instance, so that
+  // nothing of it is readable or stored afterwards. Other instances are
+  // untouched. Idempotent.
+  virtual Status RemoveInstance(const InstanceInfo& instance) = 0;
+
+  // Appends every record to the log (if use_log) and updates the index (if
+  // use_index) by the highest-timestamp rule, atomically per call where the
+  // backend allows. InvalidArgument (nothing written) when a key or record
+  // exceeds the limits or the batch is too large.
+  virtual Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) = 0;
+
+  // Plans a query. InvalidArgument for an index query on an instance without
+  // use_index, or a log query without use_log.
+  virtual Result<QueryCursors> Query(const InstanceInfo& instance, const QueryRequest& request) = 0;
+  virtual Result<PeekCursors> Peek(const InstanceInfo& instance) = 0;
+  // Reads one page from a payload made by Query or Peek (or a previous read's
+  // `next`). `filter` must be the query's filter. An empty payload gives an
+  // empty result with an empty next.
+  virtual Result<ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
+                                        const keys::Filter& filter, const ReadOptions& options) = 0;
+
+  // Drops everything the driver stores; the driver stays usable.
+  virtual Status Reset() = 0;
+};
+
+}  // namespace aquifer::driver

@@ -1,0 +1,63 @@
+#pragma once
+
+// Types shared by every driver interface: what a driver knows about a table
+// instance, the record as it travels between the engine and the stores, and
+// the limits a driver imposes.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "aquifer/base/uuid.h"
+#include "aquifer/schema/schema.h"
+
+namespace aquifer::driver {
+
+// A table instance as drivers see it. Instances are immutable in shape: a new
+// schema means a new instance. `project` and `table` are for naming and
+// messages only; drivers key all storage by `instance_id`.
+struct InstanceInfo {
+  Uuid instance_id;
+  std::string project;
+  std::string table;
+  schema::SchemaPtr schema;
+  bool use_log = true;
+  bool use_index = true;
+  bool use_warehouse = true;
+  // 0 = keep forever.
+  int64_t log_retention_ms = 0;
+  int64_t index_retention_ms = 0;
+  int64_t warehouse_retention_ms = 0;
+};
+
+// One record. On write, `offset` is ignored (the lookup service assigns log
+// offsets); on read it is the record's log offset within its instance.
+struct Record {
+  std::string key;        // tuple-encoded primary key (aquifer/keys)
+  std::string avro;       // Avro binary of the record (aquifer/schema)
+  int64_t timestamp_ms = 0;
+  int64_t offset = -1;
+
+  bool operator==(const Record&) const = default;
+};
+
+// Sizes a driver accepts; the gateway rejects larger input before queuing.
+// The engine's limits are the minimum over its lookup and warehouse drivers.
+struct Limits {
+  size_t max_key_size = 1024;
+  size_t max_record_size = 1 << 20;
+  size_t max_records_in_batch = 10'000;
+};
+
+// A driver's configuration section: flat string keys and values, from the
+// config file or AQUIFER_<ROLE>_<KEY> environment variables.
+using Config = std::map<std::string, std::string>;
+
+// Reads a config value with a default, and typed variants that fail with a
+// message naming the key when the value does not parse.
+std::string ConfigString(const Config& config, const std::string& key, const std::string& fallback);
+Result<int64_t> ConfigInt(const Config& config, const std::string& key, int64_t fallback);
+Result<bool> ConfigBool(const Config& config, const std::string& key, bool fallback);
+
+}  // namespace aquifer::driver

@@ -1,0 +1,105 @@
+#pragma once
+
+// WarehouseService: every record of an instance as rows of a SQL table, and
+// asynchronous SQL jobs over them.
+//
+// Each instance gets one table holding the schema's fields plus two hidden
+// columns, `__key` (the encoded key, bytes) and `__timestamp` (the record's
+// timestamp). Nested records become structs, arrays become lists where the
+// backend has them (JSON or flattened columns elsewhere).
+//
+// SQL reaching a driver is already checked and rewritten by the engine: it is
+// one SELECT whose only table references are identifiers returned by
+// TableName(). Jobs have caller-chosen ids; status moves pending → running →
+// done | failed. Result columns whose names begin with "__" are dropped.
+//
+// Fits DuckDB (appender, thread pool), Postgres, BigQuery (streaming insert,
+// dry-run, query jobs), Redshift (S3 + COPY), ClickHouse (HTTP) and a mock
+// that discards. All methods are thread-safe.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aquifer/base/status.h"
+#include "aquifer/base/uuid.h"
+#include "aquifer/driver/types.h"
+
+namespace aquifer::driver {
+
+struct WarehouseCapabilities {
+  Limits limits;
+  bool dry_run_bytes = true;  // AnalyzeQuery returns a bytes estimate
+};
+
+struct QueryAnalysis {
+  int64_t bytes_scanned_estimate = 0;
+  std::vector<std::string> tables;  // physical tables referenced, as TableName() spells them
+};
+
+struct JobOptions {
+  int64_t timeout_ms = 300'000;
+  int64_t max_bytes_scanned = 0;  // 0: no cap below the backend's own
+};
+
+enum class JobStatus : uint8_t { kPending, kRunning, kDone, kFailed };
+std::string_view JobStatusName(JobStatus status);
+
+struct Job {
+  Uuid job_id;
+  JobStatus status = JobStatus::kPending;
+  std::string error;  // set only when failed
+  int64_t bytes_scanned = 0;
+  int64_t rows = 0;   // result rows, when done
+};
+
+struct Column {
+  std::string name;
+  std::string type;  // the backend's type name, e.g. "BIGINT", "VARCHAR", "STRUCT(...)"
+};
+
+struct RowPage {
+  std::vector<Column> columns;
+  std::vector<std::string> rows;  // each a JSON array of the row's values, in column order
+  std::string next;               // page token; empty when no more rows
+};
+
+class WarehouseService {
+ public:
+  virtual ~WarehouseService() = default;
+  WarehouseService() = default;
+  WarehouseService(const WarehouseService&) = delete;
+  WarehouseService& operator=(const WarehouseService&) = delete;
+
+  virtual WarehouseCapabilities capabilities() const = 0;
+
+  // Creates the instance's table (idempotent).
+  virtual Status RegisterInstance(const InstanceInfo& instance) = 0;
+  // Drops the instance's table and any of its pending rows. Idempotent.
+  virtual Status RemoveInstance(const InstanceInfo& instance) = 0;
+  // The quoted SQL identifier of the instance's table: deterministic and unique per instance.
+  virtual std::string TableName(const InstanceInfo& instance) const = 0;
+
+  // Appends rows. Retries of the same records should not duplicate them where
+  // the backend can deduplicate (best effort; documented per driver).
+  virtual Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) = 0;
+
+  // Dry run: checks the SQL compiles and estimates the bytes it would scan.
+  // InvalidArgument with the backend's message for bad SQL.
+  virtual Result<QueryAnalysis> AnalyzeQuery(std::string_view sql) = 0;
+  // Starts a job and returns at once. AlreadyExists if the id is taken.
+  virtual Result<Job> StartQuery(const Uuid& job_id, std::string_view sql,
+                                 const JobOptions& options) = 0;
+  virtual Result<Job> PollJob(const Uuid& job_id) = 0;
+  // A page of a done job's rows. `page` is empty for the first page, then a
+  // previous page's `next`. FailedPrecondition if the job is not done,
+  // NotFound for an unknown job, InvalidArgument for a malformed page token.
+  virtual Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) = 0;
+
+  virtual Status Reset() = 0;
+};
+
+}  // namespace aquifer::driver
