@@ -18,7 +18,8 @@ setup:
 	@bash scripts/setup.sh
 
 configure: setup
-	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DAQUIFER_FUZZ_BUILD_DIR=$(abspath $(FUZZ_BUILD)) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -26,8 +27,8 @@ build: configure
 run: build
 	@$(BUILD)/src/aquifer/cli/aquifer serve --data $(DATA) --port $(PORT)
 
-test: build fuzz-build
-	@BUILD=$(BUILD) FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) bash scripts/test.sh
+test: fuzz-build build
+	@BUILD=$(BUILD) JOBS=$(JOBS) bash scripts/test.sh
 
 bench: build
 	@BUILD=$(BUILD) bash scripts/bench.sh
