@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "aquifer/base/status.h"
+#include "aquifer/schema/value.h"
 
 namespace aquifer::schema {
 
@@ -72,6 +73,9 @@ struct Field {
   // (or a nullable field) may be omitted from a JSON record.
   std::optional<std::string> default_json;
   std::string doc;
+  // default_json converted to a Value of `type` (set by Schema::Parse whenever
+  // default_json is), so codecs need not re-parse it.
+  std::shared_ptr<const Value> default_value;
 };
 
 struct KeyField {

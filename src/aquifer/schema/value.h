@@ -39,6 +39,11 @@ struct Value {
   // int and long both hold int64_t; float holds float, double holds double.
   std::variant<Null, bool, int64_t, float, double, std::string, Bytes, EnumSymbol, Array, Record> v;
 
+  // Array and Record are the same C++ type, so address them by index:
+  // std::get<Value::kArrayIndex>(value.v), value.v.emplace<Value::kRecordIndex>().
+  static constexpr size_t kArrayIndex = 8;
+  static constexpr size_t kRecordIndex = 9;
+
   bool is_null() const { return std::holds_alternative<Null>(v); }
   bool operator==(const Value&) const = default;
 };
