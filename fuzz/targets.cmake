@@ -1,2 +1,5 @@
 # One line per fuzz target: aquifer_fuzz_target(<name> DEPS <modules>)
 aquifer_fuzz_target(cursor_decode DEPS aquifer_driver)
+aquifer_fuzz_target(schema_parse DEPS aquifer_schema)
+aquifer_fuzz_target(json_record DEPS aquifer_schema)
+aquifer_fuzz_target(avro_decode DEPS aquifer_schema)

@@ -3,7 +3,41 @@
 // Schemas shared by the schema module's unit tests, fuzz targets and the Avro
 // interop test. Not part of the library's contract.
 
+#include <cmath>
+#include <cstring>
+#include <variant>
+
+#include "aquifer/schema/value.h"
+
 namespace aquifer::schema::testing {
+
+// Value equality where floats compare by bits, except that every NaN equals
+// every NaN (JSON has one "NaN"). Value::operator== says NaN != NaN.
+inline bool SameValue(const Value& a, const Value& b) {
+  if (a.v.index() != b.v.index()) return false;
+  if (const float* fa = std::get_if<float>(&a.v)) {
+    float fb = std::get<float>(b.v);
+    if (std::isnan(*fa) || std::isnan(fb)) return std::isnan(*fa) && std::isnan(fb);
+    return std::memcmp(fa, &fb, sizeof fb) == 0;
+  }
+  if (const double* da = std::get_if<double>(&a.v)) {
+    double db = std::get<double>(b.v);
+    if (std::isnan(*da) || std::isnan(db)) return std::isnan(*da) && std::isnan(db);
+    return std::memcmp(da, &db, sizeof db) == 0;
+  }
+  if (a.v.index() == Value::kArrayIndex || a.v.index() == Value::kRecordIndex) {
+    const auto& va = a.v.index() == Value::kArrayIndex ? std::get<Value::kArrayIndex>(a.v)
+                                                       : std::get<Value::kRecordIndex>(a.v);
+    const auto& vb = b.v.index() == Value::kArrayIndex ? std::get<Value::kArrayIndex>(b.v)
+                                                       : std::get<Value::kRecordIndex>(b.v);
+    if (va.size() != vb.size()) return false;
+    for (size_t idx = 0; idx < va.size(); ++idx) {
+      if (!SameValue(va[idx], vb[idx])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
 
 // Every supported type, nullable variants, named-type references, arrays of
 // records and defaults. Key: "id".
