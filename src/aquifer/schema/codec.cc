@@ -48,6 +48,8 @@ std::string WithPath(const PathFrame* frame, std::string_view message) {
 
 namespace od = simdjson::ondemand;
 
+constexpr double kFloatOverflow = 0x1.ffffffp+127;  // 2^128 - 2^103
+
 std::string_view JsonTypeName(od::json_type type) {
   switch (type) {
     case od::json_type::array: return "array";
@@ -300,7 +302,9 @@ class JsonReader {
       return Mismatch(path, type, json_type);
     }
     if (type.kind == Kind::kFloat) {
-      if (std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max()) {
+      // Values up to the midpoint between FLT_MAX and 2^128 round to FLT_MAX
+      // (the shortest text of FLT_MAX, 3.4028235e+38, is slightly above it).
+      if (std::isfinite(v) && std::fabs(v) >= kFloatOverflow) {
         FieldErrorAt(path, fmt::format("{} is out of range for float", v));
         return true;
       }

@@ -187,6 +187,10 @@ TEST(Codec, RoundTripsNanAndInfinities) {
   EXPECT_EQ(RoundTripJson(*schema, R"({"id":"k","f":3,"d":1.7976931348623157e308})"),
             R"({"id":"k","f":3.0,"d":1.7976931348623157e+308})");
   EXPECT_EQ(FirstError(*schema, R"({"id":"k","f":1e39,"d":0})"), "f: 1e+39 is out of range for float");
+  // Found by avro_decode_fuzz: the shortest text of -FLT_MAX is just beyond it as a double.
+  EXPECT_EQ(RoundTripJson(*schema, R"({"id":"k","f":-3.4028235e+38,"d":0.0})"),
+            R"({"id":"k","f":-3.4028235e+38,"d":0.0})");
+  EXPECT_EQ(FirstError(*schema, R"({"id":"k","f":3.4028236e+38,"d":0})"), "f: 3.4028236e+38 is out of range for float");
   EXPECT_EQ(FirstError(*schema, R"({"id":"k","f":0,"d":"nan"})"), "d: expected double, got string");
 }
 

@@ -442,7 +442,7 @@ class Parser {
       case Kind::kFloat: {
         if (!j.is_number()) return mismatch();
         double v = j.get<double>();
-        if (std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max()) return mismatch();
+        if (std::isfinite(v) && std::fabs(v) >= 0x1.ffffffp+127) return mismatch();
         value.v = static_cast<float>(v);
         break;
       }
