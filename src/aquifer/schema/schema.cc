@@ -684,8 +684,12 @@ Result<std::shared_ptr<const Schema>> Schema::Parse(std::string_view avro_json,
     }
     schema->key_.push_back(KeyField{name, index, type});
   }
-  std::set<std::string> defined;
-  schema->avro_json_ = ToAvroJson(*schema->root_, &defined, true).dump();
+  try {
+    std::set<std::string> defined;
+    schema->avro_json_ = ToAvroJson(*schema->root_, &defined, true).dump();
+  } catch (const std::exception& e) {
+    return InvalidArgument("invalid schema: {}", e.what());
+  }
   return std::shared_ptr<const Schema>(std::move(schema));
 }
 
