@@ -1,0 +1,679 @@
+#include "aquifer/drivers/rocksdb/lookup_service.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "aquifer/drivers/rocksdb/rocksdb_handle.h"
+#include "aquifer/drivers/rocksdb/usage_service.h"
+#include "aquifer/keys/filter.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+
+namespace aquifer::drivers::rocksdb {
+namespace {
+
+using driver::InstanceInfo;
+using driver::Record;
+
+constexpr size_t kIdSize = 16;
+constexpr char kSequenceTag = 's';
+// Bound on a key carried in an index payload: resume keys are at most one
+// byte over the key limit, range ends come from filter values.
+constexpr uint64_t kMaxPayloadKeySize = 1 << 20;
+
+// ---- fixed-width and varint integers ---------------------------------------
+
+void PutFixed64(std::string* out, uint64_t value) {
+  char buf[8];
+  for (int byte_idx = 7; byte_idx >= 0; --byte_idx) {
+    buf[byte_idx] = static_cast<char>(value & 0xFF);
+    value >>= 8;
+  }
+  out->append(buf, 8);
+}
+uint64_t GetFixed64(const char* p) {
+  uint64_t value = 0;
+  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) value = (value << 8) | static_cast<uint8_t>(p[byte_idx]);
+  return value;
+}
+void PutFixed32(std::string* out, uint32_t value) {
+  char buf[4] = {static_cast<char>(value >> 24), static_cast<char>(value >> 16),
+                 static_cast<char>(value >> 8), static_cast<char>(value)};
+  out->append(buf, 4);
+}
+uint32_t GetFixed32(const char* p) {
+  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) | (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
+         (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
+}
+void PutVarint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7F) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+// Consumes bytes from a payload; every read is bounds-checked.
+class Reader {
+ public:
+  explicit Reader(std::string_view data) : data_(data) {}
+  bool Byte(uint8_t* out) {
+    if (data_.empty()) return false;
+    *out = static_cast<uint8_t>(data_[0]);
+    data_.remove_prefix(1);
+    return true;
+  }
+  bool Fixed64(uint64_t* out) {
+    if (data_.size() < 8) return false;
+    *out = GetFixed64(data_.data());
+    data_.remove_prefix(8);
+    return true;
+  }
+  bool Varint(uint64_t* out) {
+    uint64_t value = 0;
+    for (int shift = 0; shift <= 63; shift += 7) {
+      if (data_.empty()) return false;
+      uint8_t byte = static_cast<uint8_t>(data_[0]);
+      data_.remove_prefix(1);
+      if (shift == 63 && byte > 1) return false;
+      value |= uint64_t{byte & 0x7Fu} << shift;
+      if ((byte & 0x80) == 0) {
+        // Canonical form only: no redundant trailing zero groups.
+        if (byte == 0 && shift > 0) return false;
+        *out = value;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool Bytes(uint64_t length, std::string* out) {
+    if (data_.size() < length) return false;
+    out->assign(data_.substr(0, length));
+    data_.remove_prefix(length);
+    return true;
+  }
+  bool done() const { return data_.empty(); }
+
+ private:
+  std::string_view data_;
+};
+
+// ---- keys and values --------------------------------------------------------
+
+std::string InstancePrefix(const InstanceInfo& instance) { return std::string(instance.instance_id.AsBytes()); }
+
+std::string LogKey(std::string_view prefix, uint64_t offset) {
+  std::string key(prefix);
+  PutFixed64(&key, offset);
+  return key;
+}
+std::string SequenceKey(std::string_view prefix) {
+  std::string key(prefix);
+  key.push_back(kSequenceTag);
+  return key;
+}
+
+// Log value: timestamp(8) ‖ key length(4) ‖ key ‖ avro.
+struct LogValue {
+  int64_t timestamp_ms;
+  std::string_view key;
+  std::string_view avro;
+};
+Result<LogValue> DecodeLogValue(std::string_view value) {
+  if (value.size() < 12) return Corruption("log value of {} bytes is shorter than its header", value.size());
+  uint32_t key_size = GetFixed32(value.data() + 8);
+  if (value.size() - 12 < key_size) {
+    return Corruption("log value of {} bytes holds a key length of {}", value.size(), key_size);
+  }
+  return LogValue{static_cast<int64_t>(GetFixed64(value.data())), value.substr(12, key_size),
+                  value.substr(12 + key_size)};
+}
+
+// Index value: timestamp(8) ‖ offset(8) ‖ avro.
+struct IndexValue {
+  int64_t timestamp_ms;
+  int64_t offset;
+  std::string_view avro;
+};
+Result<IndexValue> DecodeIndexValue(std::string_view value) {
+  if (value.size() < 16) return Corruption("index value of {} bytes is shorter than its header", value.size());
+  return IndexValue{static_cast<int64_t>(GetFixed64(value.data())),
+                    static_cast<int64_t>(GetFixed64(value.data() + 8)), value.substr(16)};
+}
+
+// ---- payloads -----------------------------------------------------------------
+
+enum class PayloadKind : uint8_t {
+  kIndexReplay = 1,  // varint len ‖ start key ‖ varint len ‖ end key (empty: unbounded)
+  kLogReplay = 2,    // next offset(8) ‖ end offset(8, exclusive) ‖ from timestamp(8)
+  kChange = 3,       // next offset(8) ‖ from timestamp(8)
+  kRewind = 4,       // before offset(8): the next record read is the newest below it
+};
+
+struct Payload {
+  PayloadKind kind = PayloadKind::kIndexReplay;
+  std::string start, end;  // index
+  uint64_t next = 0;       // log, change
+  uint64_t end_offset = 0; // log
+  int64_t from_timestamp_ms = 0;
+  uint64_t before = 0;     // rewind
+};
+
+std::string IndexPayload(std::string_view start, std::string_view end) {
+  std::string out(1, static_cast<char>(PayloadKind::kIndexReplay));
+  PutVarint(&out, start.size());
+  out.append(start);
+  PutVarint(&out, end.size());
+  out.append(end);
+  return out;
+}
+std::string LogPayload(uint64_t next, uint64_t end, int64_t from_ts) {
+  std::string out(1, static_cast<char>(PayloadKind::kLogReplay));
+  PutFixed64(&out, next);
+  PutFixed64(&out, end);
+  PutFixed64(&out, static_cast<uint64_t>(from_ts));
+  return out;
+}
+std::string ChangePayload(uint64_t next, int64_t from_ts) {
+  std::string out(1, static_cast<char>(PayloadKind::kChange));
+  PutFixed64(&out, next);
+  PutFixed64(&out, static_cast<uint64_t>(from_ts));
+  return out;
+}
+std::string RewindPayload(uint64_t before) {
+  std::string out(1, static_cast<char>(PayloadKind::kRewind));
+  PutFixed64(&out, before);
+  return out;
+}
+
+constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+Result<Payload> DecodePayload(std::string_view bytes) {
+  auto bad = [&](std::string_view why) {
+    return InvalidArgument("malformed lookup cursor payload ({} bytes): {}", bytes.size(), why);
+  };
+  Reader reader(bytes);
+  uint8_t kind = 0;
+  if (!reader.Byte(&kind)) return bad("empty");
+  Payload payload;
+  switch (static_cast<PayloadKind>(kind)) {
+    case PayloadKind::kIndexReplay: {
+      payload.kind = PayloadKind::kIndexReplay;
+      uint64_t length = 0;
+      if (!reader.Varint(&length) || length > kMaxPayloadKeySize || !reader.Bytes(length, &payload.start)) {
+        return bad("bad start key");
+      }
+      if (!reader.Varint(&length) || length > kMaxPayloadKeySize || !reader.Bytes(length, &payload.end)) {
+        return bad("bad end key");
+      }
+      if (!payload.end.empty() && payload.start >= payload.end) return bad("start key is not below end key");
+      break;
+    }
+    case PayloadKind::kLogReplay: {
+      payload.kind = PayloadKind::kLogReplay;
+      uint64_t from = 0;
+      if (!reader.Fixed64(&payload.next) || !reader.Fixed64(&payload.end_offset) || !reader.Fixed64(&from)) {
+        return bad("truncated log replay");
+      }
+      if (payload.end_offset > kMaxOffset || payload.next >= payload.end_offset) {
+        return bad("offsets out of order");
+      }
+      payload.from_timestamp_ms = static_cast<int64_t>(from);
+      break;
+    }
+    case PayloadKind::kChange: {
+      payload.kind = PayloadKind::kChange;
+      uint64_t from = 0;
+      if (!reader.Fixed64(&payload.next) || !reader.Fixed64(&from)) return bad("truncated change");
+      if (payload.next > kMaxOffset) return bad("offset out of range");
+      payload.from_timestamp_ms = static_cast<int64_t>(from);
+      break;
+    }
+    case PayloadKind::kRewind: {
+      payload.kind = PayloadKind::kRewind;
+      if (!reader.Fixed64(&payload.before)) return bad("truncated rewind");
+      if (payload.before == 0 || payload.before > kMaxOffset) return bad("offset out of range");
+      break;
+    }
+    default:
+      return bad(fmt::format("unknown kind {}", kind));
+  }
+  if (!reader.done()) return bad("trailing bytes");
+  return payload;
+}
+
+// ---- the service --------------------------------------------------------------
+
+class RocksDbLookupService final : public driver::LookupService {
+ public:
+  RocksDbLookupService(LookupOptions options, std::shared_ptr<RocksDbHandle> handle,
+                       ::rocksdb::ColumnFamilyHandle* log, ::rocksdb::ColumnFamilyHandle* index,
+                       ::rocksdb::ColumnFamilyHandle* meta)
+      : options_(std::move(options)), handle_(std::move(handle)), db_(handle_->db()), log_(log),
+        index_(index), meta_(meta) {
+    write_options_.sync = options_.sync;
+  }
+
+  driver::LookupCapabilities capabilities() const override { return {options_.limits}; }
+
+  Status RegisterInstance(const InstanceInfo& instance) override {
+    if (instance.schema == nullptr) {
+      return InvalidArgument("registering instance {}: no schema", instance.instance_id.ToString());
+    }
+    return Status::OK();
+  }
+
+  Status RemoveInstance(const InstanceInfo& instance) override {
+    std::string prefix = InstancePrefix(instance);
+    auto lock = LockInstance(instance);
+    ::rocksdb::WriteBatch batch;
+    for (auto* cf : {log_, index_, meta_}) AQ_RETURN_IF_ERROR(AddDeletePrefix(db_, cf, prefix, &batch));
+    AQ_RETURN_IF_ERROR(Write(&batch, "removing instance", instance));
+    // The range tombstones already hide everything; compaction drops the bytes.
+    for (auto* cf : {log_, index_, meta_}) {
+      Status compacted = CompactPrefix(db_, cf, prefix);
+      if (!compacted.ok()) return compacted.WithContext(Describe("removing instance", instance));
+    }
+    return Status::OK();
+  }
+
+  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) override;
+
+  Result<driver::QueryCursors> Query(const InstanceInfo& instance,
+                                     const driver::QueryRequest& request) override;
+  Result<driver::PeekCursors> Peek(const InstanceInfo& instance) override;
+  Result<driver::ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
+                                        const keys::Filter& filter,
+                                        const driver::ReadOptions& options) override;
+
+  Status Reset() override {
+    std::lock_guard<std::mutex> lock(reset_mu_);
+    ::rocksdb::WriteBatch batch;
+    for (auto* cf : {log_, index_, meta_}) AQ_RETURN_IF_ERROR(AddDeletePrefix(db_, cf, "", &batch));
+    ::rocksdb::Status status = db_->Write(write_options_, &batch);
+    if (!status.ok()) return FromRocksStatus(status, "resetting the lookup store");
+    for (auto* cf : {log_, index_, meta_}) AQ_RETURN_IF_ERROR(CompactPrefix(db_, cf, ""));
+    return Status::OK();
+  }
+
+ private:
+  static std::string Describe(std::string_view what, const InstanceInfo& instance) {
+    return fmt::format("{} {} ({}.{})", what, instance.instance_id.ToString(), instance.project, instance.table);
+  }
+
+  Status Write(::rocksdb::WriteBatch* batch, std::string_view what, const InstanceInfo& instance) {
+    ::rocksdb::Status status = db_->Write(write_options_, batch);
+    return FromRocksStatus(status, Describe(what, instance));
+  }
+
+  std::unique_lock<std::mutex> LockInstance(const InstanceInfo& instance) {
+    std::shared_ptr<std::mutex> mu;
+    {
+      std::lock_guard<std::mutex> lock(locks_mu_);
+      auto& slot = locks_[instance.instance_id];
+      if (slot == nullptr) slot = std::make_shared<std::mutex>();
+      mu = slot;
+    }
+    // The map never drops entries, so the mutex outlives this lock.
+    return std::unique_lock<std::mutex>(*mu);
+  }
+
+  // The next offset to assign (0 for a new instance).
+  Result<uint64_t> ReadSequence(const InstanceInfo& instance, std::string_view prefix) {
+    std::string value;
+    ::rocksdb::Status status = db_->Get(::rocksdb::ReadOptions(), meta_, SequenceKey(prefix), &value);
+    if (status.IsNotFound()) return uint64_t{0};
+    if (!status.ok()) return FromRocksStatus(status, Describe("reading the offset sequence of", instance));
+    if (value.size() != 8 || GetFixed64(value.data()) > kMaxOffset) {
+      return Corruption("{}: sequence value of {} bytes", Describe("reading the offset sequence of", instance),
+                        value.size());
+    }
+    return GetFixed64(value.data());
+  }
+
+  Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload,
+                                       const keys::Filter& filter, const driver::ReadOptions& options);
+  Result<driver::ReadResult> ReadLog(const InstanceInfo& instance, const Payload& payload,
+                                     const keys::Filter& filter, const driver::ReadOptions& options);
+
+  const LookupOptions options_;
+  const std::shared_ptr<RocksDbHandle> handle_;
+  ::rocksdb::DB* const db_;
+  ::rocksdb::ColumnFamilyHandle* const log_;
+  ::rocksdb::ColumnFamilyHandle* const index_;
+  ::rocksdb::ColumnFamilyHandle* const meta_;
+  ::rocksdb::WriteOptions write_options_;
+  std::mutex reset_mu_;
+  std::mutex locks_mu_;
+  std::unordered_map<Uuid, std::shared_ptr<std::mutex>, UuidHash> locks_;  // guarded by locks_mu_
+};
+
+Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records) {
+  const driver::Limits& limits = options_.limits;
+  if (records.size() > limits.max_records_in_batch) {
+    return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
+                           instance.instance_id.ToString(), records.size(), limits.max_records_in_batch);
+  }
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    const Record& record = records[record_idx];
+    if (record.key.empty()) {
+      return InvalidArgument("writing to {}: record {}: empty key", instance.instance_id.ToString(), record_idx);
+    }
+    if (record.key.size() > limits.max_key_size) {
+      return InvalidArgument("writing to {}: record {}: key of {} bytes exceeds the limit of {} bytes",
+                             instance.instance_id.ToString(), record_idx, record.key.size(), limits.max_key_size);
+    }
+    if (record.avro.size() > limits.max_record_size) {
+      return InvalidArgument("writing to {}: record {}: record of {} bytes exceeds the limit of {} bytes",
+                             instance.instance_id.ToString(), record_idx, record.avro.size(),
+                             limits.max_record_size);
+    }
+  }
+  if (records.empty() || (!instance.use_log && !instance.use_index)) return Status::OK();
+
+  const std::string prefix = InstancePrefix(instance);
+  auto lock = LockInstance(instance);
+  AQ_ASSIGN_OR_RETURN(uint64_t first_offset, ReadSequence(instance, prefix));
+
+  ::rocksdb::WriteBatch batch;
+  std::string key, value;
+  if (instance.use_log) {
+    for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+      const Record& record = records[record_idx];
+      key = prefix;
+      PutFixed64(&key, first_offset + record_idx);
+      value.clear();
+      value.reserve(12 + record.key.size() + record.avro.size());
+      PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
+      PutFixed32(&value, static_cast<uint32_t>(record.key.size()));
+      value.append(record.key);
+      value.append(record.avro);
+      ::rocksdb::Status status = batch.Put(log_, key, value);
+      if (!status.ok()) return FromRocksStatus(status, Describe("batching log records for", instance));
+    }
+  }
+  if (instance.use_index) {
+    // The winner per key within the batch: highest timestamp, ties to the
+    // later record (the higher offset). Then against the stored row, read
+    // under the instance lock so no concurrent batch can slip in between.
+    std::unordered_map<std::string_view, size_t> winners;
+    winners.reserve(records.size());
+    std::vector<std::string_view> order;
+    for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+      auto [it, inserted] = winners.try_emplace(records[record_idx].key, record_idx);
+      if (inserted) {
+        order.push_back(records[record_idx].key);
+      } else if (records[record_idx].timestamp_ms >= records[it->second].timestamp_ms) {
+        it->second = record_idx;
+      }
+    }
+    std::vector<std::string> index_keys;
+    index_keys.reserve(order.size());
+    for (std::string_view record_key : order) index_keys.push_back(prefix + std::string(record_key));
+    std::vector<::rocksdb::Slice> slices(index_keys.begin(), index_keys.end());
+    std::vector<::rocksdb::ColumnFamilyHandle*> families(slices.size(), index_);
+    std::vector<std::string> existing;
+    std::vector<::rocksdb::Status> statuses = db_->MultiGet(::rocksdb::ReadOptions(), families, slices, &existing);
+    for (size_t key_idx = 0; key_idx < order.size(); ++key_idx) {
+      size_t record_idx = winners[order[key_idx]];
+      const Record& record = records[record_idx];
+      const int64_t offset = static_cast<int64_t>(first_offset + record_idx);
+      if (statuses[key_idx].ok()) {
+        AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(existing[key_idx]));
+        if (record.timestamp_ms < stored.timestamp_ms ||
+            (record.timestamp_ms == stored.timestamp_ms && offset < stored.offset)) {
+          continue;
+        }
+      } else if (!statuses[key_idx].IsNotFound()) {
+        return FromRocksStatus(statuses[key_idx], Describe("reading index rows of", instance));
+      }
+      value.clear();
+      value.reserve(16 + record.avro.size());
+      PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
+      PutFixed64(&value, static_cast<uint64_t>(offset));
+      value.append(record.avro);
+      ::rocksdb::Status status = batch.Put(index_, index_keys[key_idx], value);
+      if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
+    }
+  }
+  std::string next;
+  PutFixed64(&next, first_offset + records.size());
+  ::rocksdb::Status status = batch.Put(meta_, SequenceKey(prefix), next);
+  if (!status.ok()) return FromRocksStatus(status, Describe("batching the offset sequence of", instance));
+  return Write(&batch, "writing records to", instance);
+}
+
+Result<driver::QueryCursors> RocksDbLookupService::Query(const InstanceInfo& instance,
+                                                         const driver::QueryRequest& request) {
+  if (instance.schema == nullptr) {
+    return InvalidArgument("querying {}: no schema", instance.instance_id.ToString());
+  }
+  driver::QueryCursors cursors;
+  const std::string prefix = InstancePrefix(instance);
+  AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance, prefix));
+  if (request.kind == driver::QueryKind::kIndex) {
+    if (!instance.use_index) {
+      return InvalidArgument("querying {}: the table has no index (use_index is off)", instance.instance_id.ToString());
+    }
+    AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, request.filter));
+    if (!plan.range.IsEmpty()) cursors.replay = IndexPayload(plan.range.start, plan.range.end);
+    cursors.change = ChangePayload(stable, 0);
+  } else {
+    if (!instance.use_log) {
+      return InvalidArgument("querying {}: the table has no log (use_log is off)", instance.instance_id.ToString());
+    }
+    if (stable > 0) cursors.replay = LogPayload(0, stable, request.from_timestamp_ms);
+    cursors.change = ChangePayload(stable, request.from_timestamp_ms);
+  }
+  return cursors;
+}
+
+Result<driver::PeekCursors> RocksDbLookupService::Peek(const InstanceInfo& instance) {
+  if (!instance.use_log) {
+    return InvalidArgument("peeking {}: the table has no log (use_log is off)", instance.instance_id.ToString());
+  }
+  AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance, InstancePrefix(instance)));
+  driver::PeekCursors cursors;
+  if (stable > 0) cursors.rewind = RewindPayload(stable);
+  cursors.change = ChangePayload(stable, 0);
+  return cursors;
+}
+
+Result<driver::ReadResult> RocksDbLookupService::ReadCursor(const InstanceInfo& instance,
+                                                            std::string_view payload,
+                                                            const keys::Filter& filter,
+                                                            const driver::ReadOptions& options) {
+  if (options.limit < 1 || options.limit > 1000) {
+    return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.instance_id.ToString(), options.limit);
+  }
+  if (options.scan_budget < 1) {
+    return InvalidArgument("reading {}: scan budget {} must be positive", instance.instance_id.ToString(),
+                           options.scan_budget);
+  }
+  if (payload.empty()) return driver::ReadResult{};
+  if (instance.schema == nullptr) {
+    return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
+  }
+  AQ_ASSIGN_OR_RETURN(Payload decoded, DecodePayload(payload));
+  if (decoded.kind == PayloadKind::kIndexReplay) {
+    if (!instance.use_index) {
+      return InvalidArgument("reading {}: the table has no index (use_index is off)", instance.instance_id.ToString());
+    }
+    return ReadIndex(instance, decoded, filter, options);
+  }
+  return ReadLog(instance, decoded, filter, options);
+}
+
+Result<driver::ReadResult> RocksDbLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
+                                                           const keys::Filter& filter,
+                                                           const driver::ReadOptions& options) {
+  const schema::Schema& schema = *instance.schema;
+  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(schema, filter));
+  driver::ReadResult result;
+  result.residual = plan.has_residual();
+
+  // Every read is confined to the instance's prefix: the payload holds only
+  // the part after it, and the bounds below never leave [prefix, successor).
+  const std::string prefix = InstancePrefix(instance);
+  std::string lower = prefix + payload.start;
+  std::string upper = payload.end.empty() ? keys::PrefixSuccessor(prefix) : prefix + payload.end;
+  ::rocksdb::Slice upper_slice(upper);
+  ::rocksdb::ReadOptions read_options;
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, index_));
+
+  std::string last_key;
+  bool examined_any = false;
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= options.scan_budget) break;
+    std::string_view raw_key(it->key().data(), it->key().size());
+    if (!raw_key.starts_with(prefix)) break;
+    std::string_view record_key = raw_key.substr(kIdSize);
+    ++result.scanned;
+    last_key.assign(record_key);
+    examined_any = true;
+    std::string_view raw_value(it->value().data(), it->value().size());
+    AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(raw_value));
+    result.scanned_bytes += static_cast<int64_t>(stored.avro.size());
+    if (!plan.range.Contains(record_key)) continue;
+    if (plan.has_residual()) {
+      auto value = schema::DecodeAvro(schema, stored.avro);
+      if (!value.ok()) return value.status().WithContext(Describe("decoding an index row of", instance));
+      if (!keys::Matches(schema, plan.residual, *value)) continue;
+    }
+    result.records.push_back(Record{std::string(record_key), std::string(stored.avro), stored.timestamp_ms,
+                                    stored.offset});
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("scanning the index of", instance));
+  bool more = it->Valid() && std::string_view(it->key().data(), it->key().size()).starts_with(prefix);
+  if (more) {
+    // Resume strictly after the last examined key: its immediate successor.
+    std::string resume = examined_any ? last_key + '\0' : payload.start;
+    result.next = IndexPayload(resume, payload.end);
+  }
+  return result;
+}
+
+Result<driver::ReadResult> RocksDbLookupService::ReadLog(const InstanceInfo& instance, const Payload& payload,
+                                                         const keys::Filter& filter,
+                                                         const driver::ReadOptions& options) {
+  if (!instance.use_log) {
+    return InvalidArgument("reading {}: the table has no log (use_log is off)", instance.instance_id.ToString());
+  }
+  const schema::Schema& schema = *instance.schema;
+  driver::ReadResult result;
+  result.residual = !filter.empty();
+  const int64_t from_ts = std::max(payload.from_timestamp_ms, options.from_timestamp_ms);
+  const std::string prefix = InstancePrefix(instance);
+  const bool backwards = payload.kind == PayloadKind::kRewind;
+
+  std::string lower = backwards ? LogKey(prefix, 0) : LogKey(prefix, payload.next);
+  std::string upper = payload.kind == PayloadKind::kLogReplay ? LogKey(prefix, payload.end_offset)
+                      : backwards                             ? LogKey(prefix, payload.before)
+                                                              : keys::PrefixSuccessor(prefix);
+  ::rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  ::rocksdb::ReadOptions read_options;
+  read_options.iterate_lower_bound = &lower_slice;
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, log_));
+
+  auto in_log = [&](const ::rocksdb::Slice& key) {
+    return key.size() == kIdSize + 8 && std::string_view(key.data(), kIdSize) == prefix;
+  };
+  uint64_t last_offset = 0;
+  bool examined_any = false;
+  if (backwards) {
+    it->SeekToLast();
+  } else {
+    it->Seek(lower);
+  }
+  for (; it->Valid(); backwards ? it->Prev() : it->Next()) {
+    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= options.scan_budget) break;
+    if (!in_log(it->key())) break;
+    uint64_t offset = GetFixed64(it->key().data() + kIdSize);
+    ++result.scanned;
+    last_offset = offset;
+    examined_any = true;
+    AQ_ASSIGN_OR_RETURN(LogValue stored, DecodeLogValue(std::string_view(it->value().data(), it->value().size())));
+    result.scanned_bytes += static_cast<int64_t>(stored.avro.size());
+    if (stored.timestamp_ms < from_ts) continue;
+    if (!filter.empty()) {
+      auto value = schema::DecodeAvro(schema, stored.avro);
+      if (!value.ok()) return value.status().WithContext(Describe("decoding a log record of", instance));
+      if (!keys::Matches(schema, filter, *value)) continue;
+    }
+    result.records.push_back(Record{std::string(stored.key), std::string(stored.avro), stored.timestamp_ms,
+                                    static_cast<int64_t>(offset)});
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("scanning the log of", instance));
+  const bool more = it->Valid() && in_log(it->key());
+  switch (payload.kind) {
+    case PayloadKind::kLogReplay:
+      if (more) result.next = LogPayload(last_offset + 1, payload.end_offset, payload.from_timestamp_ms);
+      break;
+    case PayloadKind::kRewind:
+      if (more) result.next = RewindPayload(last_offset);
+      break;
+    default:  // a change feed never ends: continue after what was examined
+      result.next = ChangePayload(examined_any ? last_offset + 1 : payload.next, payload.from_timestamp_ms);
+      break;
+  }
+  return result;
+}
+
+}  // namespace
+
+Result<LookupOptions> ParseLookupOptions(const driver::Config& config, const driver::DriverContext& context) {
+  LookupOptions options;
+  options.path = driver::ConfigString(config, "path", context.data_dir + "/lookup");
+  AQ_ASSIGN_OR_RETURN(options.sync, driver::ConfigBool(config, "sync", true));
+  auto positive = [&](const char* name, size_t fallback, size_t* out) -> Status {
+    AQ_ASSIGN_OR_RETURN(int64_t value, driver::ConfigInt(config, name, static_cast<int64_t>(fallback)));
+    if (value < 1) return InvalidArgument("config '{}': must be positive, got {}", name, value);
+    *out = static_cast<size_t>(value);
+    return Status::OK();
+  };
+  AQ_RETURN_IF_ERROR(positive("max_key_size", options.limits.max_key_size, &options.limits.max_key_size));
+  AQ_RETURN_IF_ERROR(positive("max_record_size", options.limits.max_record_size, &options.limits.max_record_size));
+  AQ_RETURN_IF_ERROR(positive("max_records_in_batch", options.limits.max_records_in_batch,
+                              &options.limits.max_records_in_batch));
+  return options;
+}
+
+Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options) {
+  if (options.path.empty()) return InvalidArgument("rocksdb lookup service: empty path");
+  AQ_ASSIGN_OR_RETURN(std::shared_ptr<RocksDbHandle> handle, RocksDbHandle::Open(options.path));
+  AQ_ASSIGN_OR_RETURN(auto* log, handle->ColumnFamily(kLogFamily));
+  AQ_ASSIGN_OR_RETURN(auto* index, handle->ColumnFamily(kIndexFamily));
+  AQ_ASSIGN_OR_RETURN(auto* meta, handle->ColumnFamily(kMetaFamily));
+  return std::shared_ptr<driver::LookupService>(
+      std::make_shared<RocksDbLookupService>(options, std::move(handle), log, index, meta));
+}
+
+void RegisterLookupAndUsage(driver::Registry* registry) {
+  driver::Factory<driver::LookupService> lookup =
+      [](const driver::Config& config,
+         const driver::DriverContext& context) -> Result<std::shared_ptr<driver::LookupService>> {
+    AQ_ASSIGN_OR_RETURN(LookupOptions options, ParseLookupOptions(config, context));
+    return MakeLookupService(options);
+  };
+  driver::Factory<driver::UsageService> usage =
+      [](const driver::Config& config,
+         const driver::DriverContext& context) -> Result<std::shared_ptr<driver::UsageService>> {
+    AQ_ASSIGN_OR_RETURN(UsageOptions options, ParseUsageOptions(config, context));
+    return MakeUsageService(options);
+  };
+  for (const char* name : {"rocksdb", "embedded"}) {
+    registry->Register(name, lookup);
+    registry->Register(name, usage);
+  }
+}
+
+}  // namespace aquifer::drivers::rocksdb

@@ -1,0 +1,46 @@
+#pragma once
+
+// The embedded LookupService and UsageService on RocksDB, and their registration.
+//
+// Both live in one RocksDB database (default `<data_dir>/lookup`, config key
+// `path`), shared through RocksDbHandle, in the column families below. The
+// byte layouts and the cursor payload format are described in README.md
+// beside this file.
+//
+// Config keys (LookupService): path, sync (default true: every WriteRecords
+// is fsynced before it returns, because the queue acks after it), and the
+// limits max_key_size (1024), max_record_size (1 MiB), max_records_in_batch
+// (10000). UsageService: path, sync.
+
+#include <memory>
+#include <string>
+
+#include "aquifer/base/status.h"
+#include "aquifer/driver/lookup_service.h"
+#include "aquifer/driver/registry.h"
+#include "aquifer/driver/types.h"
+
+namespace aquifer::drivers::rocksdb {
+
+inline constexpr char kLogFamily[] = "lookup_log";      // instance ‖ offset → timestamp ‖ key ‖ avro
+inline constexpr char kIndexFamily[] = "lookup_index";  // instance ‖ key → timestamp ‖ offset ‖ avro
+inline constexpr char kMetaFamily[] = "lookup_meta";    // instance ‖ 's' → next offset
+inline constexpr char kUsageFamily[] = "usage";         // owner ‖ period ‖ start → 8 counters
+
+struct LookupOptions {
+  std::string path;  // the database directory
+  bool sync = true;
+  driver::Limits limits;
+};
+
+// Reads the config keys above; `path` defaults to `<context.data_dir>/lookup`.
+Result<LookupOptions> ParseLookupOptions(const driver::Config& config,
+                                         const driver::DriverContext& context);
+
+Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options);
+
+// Registers the names "rocksdb" and "embedded" for LookupService and
+// UsageService. Called once from RegisterBuiltinDrivers.
+void RegisterLookupAndUsage(driver::Registry* registry);
+
+}  // namespace aquifer::drivers::rocksdb

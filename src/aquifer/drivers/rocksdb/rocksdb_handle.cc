@@ -1,0 +1,157 @@
+#include "aquifer/drivers/rocksdb/rocksdb_handle.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/write_batch.h>
+
+#include "aquifer/keys/tuple.h"
+
+namespace aquifer::drivers::rocksdb {
+namespace {
+
+// The process-wide cache of open databases. Closing runs under the same lock
+// (see the deleter in Open), so an Open never races a close of its path.
+std::mutex& CacheMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<std::string, std::weak_ptr<RocksDbHandle>>& Cache() {
+  static auto* cache = new std::map<std::string, std::weak_ptr<RocksDbHandle>>();
+  return *cache;
+}
+
+}  // namespace
+
+Status FromRocksStatus(const ::rocksdb::Status& status, std::string_view context) {
+  using C = ::rocksdb::Status::Code;
+  std::string message = fmt::format("{}: rocksdb: {}", context, status.ToString());
+  switch (status.code()) {
+    case C::kOk: return Status::OK();
+    case C::kNotFound: return Status(StatusCode::kNotFound, std::move(message));
+    case C::kCorruption: return Status(StatusCode::kCorruption, std::move(message));
+    case C::kNotSupported: return Status(StatusCode::kNotSupported, std::move(message));
+    case C::kInvalidArgument: return Status(StatusCode::kInvalidArgument, std::move(message));
+    case C::kIOError:
+    case C::kBusy:
+    case C::kTryAgain:
+    case C::kShutdownInProgress:
+    case C::kIncomplete:
+      return Status(StatusCode::kUnavailable, std::move(message));
+    case C::kTimedOut: return Status(StatusCode::kTimeout, std::move(message));
+    case C::kAborted: return Status(StatusCode::kAborted, std::move(message));
+    default: return Status(StatusCode::kInternal, std::move(message));
+  }
+}
+
+Result<std::shared_ptr<RocksDbHandle>> RocksDbHandle::Open(const std::string& path,
+                                                           const HandleOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Unavailable("opening rocksdb at '{}': creating the directory: {}", path, ec.message());
+  std::string canonical = std::filesystem::weakly_canonical(path, ec).string();
+  if (ec) return Unavailable("opening rocksdb at '{}': {}", path, ec.message());
+
+  std::lock_guard<std::mutex> lock(CacheMutex());
+  auto& cache = Cache();
+  if (auto it = cache.find(canonical); it != cache.end()) {
+    if (auto existing = it->second.lock()) return existing;
+    cache.erase(it);
+  }
+  AQ_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbHandle> fresh, OpenNew(canonical, options));
+  std::shared_ptr<RocksDbHandle> handle(fresh.release(), [](RocksDbHandle* h) {
+    std::lock_guard<std::mutex> close_lock(CacheMutex());
+    auto& entries = Cache();
+    if (auto it = entries.find(h->path_); it != entries.end() && it->second.expired()) entries.erase(it);
+    delete h;
+  });
+  cache[canonical] = handle;
+  return handle;
+}
+
+Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string& path,
+                                                              const HandleOptions& options) {
+  std::unique_ptr<RocksDbHandle> handle(new RocksDbHandle());
+  handle->path_ = path;
+
+  ::rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(options.parallelism);
+  db_options.write_buffer_size = options.write_buffer_size;
+  ::rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(::rocksdb::NewBloomFilterPolicy(10));
+  db_options.table_factory.reset(::rocksdb::NewBlockBasedTableFactory(table));
+  handle->cf_options_ = ::rocksdb::ColumnFamilyOptions(db_options);
+
+  std::vector<std::string> names;
+  ::rocksdb::Status listed = ::rocksdb::DB::ListColumnFamilies(db_options, path, &names);
+  if (!listed.ok() || names.empty()) names = {::rocksdb::kDefaultColumnFamilyName};
+  std::vector<::rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) descriptors.emplace_back(name, handle->cf_options_);
+
+  std::vector<::rocksdb::ColumnFamilyHandle*> opened;
+  ::rocksdb::Status status =
+      ::rocksdb::DB::Open(::rocksdb::DBOptions(db_options), path, descriptors, &opened, &handle->db_);
+  if (!status.ok()) return FromRocksStatus(status, fmt::format("opening rocksdb at '{}'", path));
+  for (auto* cf : opened) handle->families_[cf->GetName()] = cf;
+  return handle;
+}
+
+RocksDbHandle::~RocksDbHandle() {
+  if (db_ == nullptr) return;
+  for (auto& [name, cf] : families_) {
+    (void)db_->DestroyColumnFamilyHandle(cf);
+  }
+  families_.clear();
+  (void)db_->Close();
+  delete db_;
+}
+
+Result<::rocksdb::ColumnFamilyHandle*> RocksDbHandle::ColumnFamily(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = families_.find(name); it != families_.end()) return it->second;
+  ::rocksdb::ColumnFamilyHandle* cf = nullptr;
+  ::rocksdb::Status status = db_->CreateColumnFamily(cf_options_, name, &cf);
+  if (!status.ok()) {
+    return FromRocksStatus(status, fmt::format("creating column family '{}' in '{}'", name, path_));
+  }
+  families_[name] = cf;
+  return cf;
+}
+
+Status AddDeletePrefix(::rocksdb::DB* db, ::rocksdb::ColumnFamilyHandle* cf,
+                       std::string_view prefix, ::rocksdb::WriteBatch* batch) {
+  std::string end = keys::PrefixSuccessor(prefix);
+  if (end.empty()) {
+    // No finite successor (empty or all-0xFF prefix): the keys with this
+    // prefix are the greatest of the family, so bound the range just past the last key.
+    std::unique_ptr<::rocksdb::Iterator> it(db->NewIterator(::rocksdb::ReadOptions(), cf));
+    it->SeekToLast();
+    if (!it->status().ok()) return FromRocksStatus(it->status(), "finding the last key to delete");
+    if (!it->Valid() || !it->key().starts_with(::rocksdb::Slice(prefix.data(), prefix.size()))) {
+      return Status::OK();
+    }
+    end = it->key().ToString();
+    end.push_back('\0');
+  }
+  ::rocksdb::Status status = batch->DeleteRange(
+      cf, ::rocksdb::Slice(prefix.data(), prefix.size()), ::rocksdb::Slice(end));
+  return FromRocksStatus(status, "adding a range deletion");
+}
+
+Status CompactPrefix(::rocksdb::DB* db, ::rocksdb::ColumnFamilyHandle* cf, std::string_view prefix) {
+  std::string end = keys::PrefixSuccessor(prefix);
+  ::rocksdb::Slice begin_slice(prefix.data(), prefix.size());
+  ::rocksdb::Slice end_slice(end);
+  ::rocksdb::CompactRangeOptions options;
+  options.exclusive_manual_compaction = false;
+  ::rocksdb::Status status = db->CompactRange(options, cf, prefix.empty() ? nullptr : &begin_slice,
+                                              end.empty() ? nullptr : &end_slice);
+  return FromRocksStatus(status, "compacting a deleted range");
+}
+
+}  // namespace aquifer::drivers::rocksdb
