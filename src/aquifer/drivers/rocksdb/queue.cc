@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -289,6 +290,9 @@ Status RocksQueue::Open() {
   ::rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.max_background_jobs = 2;
+  std::error_code ec;
+  std::filesystem::create_directories(options_.path, ec);  // RocksDB makes only the last level
+  if (ec) return Unavailable("creating the queue folder '{}': {}", options_.path, ec.message());
   ::rocksdb::DB* raw = nullptr;
   ::rocksdb::Status s = ::rocksdb::DB::Open(db_options, options_.path, &raw);
   if (!s.ok()) {
