@@ -33,6 +33,8 @@ namespace aquifer::driver {
 struct WarehouseCapabilities {
   Limits limits;
   bool dry_run_bytes = true;  // AnalyzeQuery returns a bytes estimate
+  bool stores_rows = true;    // written rows are queryable (false: a driver that discards, e.g. the mock)
+  bool dedups_retries = false;  // a retried batch (same key, timestamp, record) is not stored twice
 };
 
 struct QueryAnalysis {

@@ -1,0 +1,796 @@
+#include "aquifer/drivers/duckdb/warehouse.h"
+
+#include <duckdb.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "aquifer/drivers/duckdb/cells.h"
+#include "aquifer/drivers/duckdb/handles.h"
+#include "aquifer/drivers/duckdb/rows.h"
+#include "aquifer/schema/codec.h"
+
+namespace aquifer::drivers::duckdb {
+namespace {
+
+using driver::Column;
+using driver::InstanceInfo;
+using driver::Job;
+using driver::JobOptions;
+using driver::JobStatus;
+using driver::QueryAnalysis;
+using driver::RowPage;
+using driver::WarehouseCapabilities;
+
+constexpr const char* kJobsDb = "__aquifer_jobs";
+constexpr int32_t kMaxPageRows = 10'000;
+
+std::string TableBaseName(const Uuid& instance_id) { return "i_" + instance_id.Hex(); }
+std::string JobTableName(const Uuid& job_id) {
+  return std::string(kJobsDb) + "." + QuoteIdent("__job_" + job_id.Hex());
+}
+
+// The statement text without trailing blanks and semicolons, so it can be
+// prefixed (EXPLAIN, CREATE TABLE AS) and stay one statement.
+std::string_view TrimStatement(std::string_view sql) {
+  while (!sql.empty() && (std::isspace(static_cast<unsigned char>(sql.back())) || sql.back() == ';')) {
+    sql.remove_suffix(1);
+  }
+  return sql;
+}
+
+std::string_view StatementTypeName(duckdb_statement_type type) {
+  switch (type) {
+    case DUCKDB_STATEMENT_TYPE_SELECT: return "SELECT";
+    case DUCKDB_STATEMENT_TYPE_INSERT: return "INSERT";
+    case DUCKDB_STATEMENT_TYPE_UPDATE: return "UPDATE";
+    case DUCKDB_STATEMENT_TYPE_DELETE: return "DELETE";
+    case DUCKDB_STATEMENT_TYPE_CREATE: return "CREATE";
+    case DUCKDB_STATEMENT_TYPE_DROP: return "DROP";
+    case DUCKDB_STATEMENT_TYPE_COPY: return "COPY";
+    case DUCKDB_STATEMENT_TYPE_ATTACH: return "ATTACH";
+    case DUCKDB_STATEMENT_TYPE_DETACH: return "DETACH";
+    case DUCKDB_STATEMENT_TYPE_PRAGMA: return "PRAGMA";
+    case DUCKDB_STATEMENT_TYPE_EXPLAIN: return "EXPLAIN";
+    case DUCKDB_STATEMENT_TYPE_SET: return "SET";
+    case DUCKDB_STATEMENT_TYPE_LOAD: return "LOAD";
+    case DUCKDB_STATEMENT_TYPE_EXPORT: return "EXPORT";
+    case DUCKDB_STATEMENT_TYPE_TRANSACTION: return "TRANSACTION";
+    case DUCKDB_STATEMENT_TYPE_CALL: return "CALL";
+    default: return "non-SELECT";
+  }
+}
+
+// Nominal width in bytes of one value of `type`, for the scan estimate:
+// exact for fixed-width types; 16 bytes (DuckDB's string header) for
+// VARCHAR/BLOB; a list counts as its header plus one element.
+int64_t NominalWidth(duckdb_logical_type type) {
+  switch (duckdb_get_type_id(type)) {
+    case DUCKDB_TYPE_BOOLEAN:
+    case DUCKDB_TYPE_TINYINT:
+    case DUCKDB_TYPE_UTINYINT: return 1;
+    case DUCKDB_TYPE_SMALLINT:
+    case DUCKDB_TYPE_USMALLINT: return 2;
+    case DUCKDB_TYPE_INTEGER:
+    case DUCKDB_TYPE_UINTEGER:
+    case DUCKDB_TYPE_FLOAT:
+    case DUCKDB_TYPE_DATE: return 4;
+    case DUCKDB_TYPE_BIGINT:
+    case DUCKDB_TYPE_UBIGINT:
+    case DUCKDB_TYPE_DOUBLE:
+    case DUCKDB_TYPE_TIMESTAMP:
+    case DUCKDB_TYPE_TIMESTAMP_S:
+    case DUCKDB_TYPE_TIMESTAMP_MS:
+    case DUCKDB_TYPE_TIMESTAMP_NS:
+    case DUCKDB_TYPE_TIMESTAMP_TZ:
+    case DUCKDB_TYPE_TIME: return 8;
+    case DUCKDB_TYPE_DECIMAL: {
+      const int width = duckdb_decimal_width(type);
+      return width <= 4 ? 2 : width <= 9 ? 4 : width <= 18 ? 8 : 16;
+    }
+    case DUCKDB_TYPE_LIST: {
+      LogicalType child(duckdb_list_type_child_type(type));
+      return 16 + NominalWidth(child.get());
+    }
+    case DUCKDB_TYPE_STRUCT: {
+      int64_t sum = 0;
+      for (idx_t i = 0; i < duckdb_struct_type_child_count(type); ++i) {
+        LogicalType child(duckdb_struct_type_child_type(type, i));
+        sum += NominalWidth(child.get());
+      }
+      return std::max<int64_t>(sum, 1);
+    }
+    default: return 16;
+  }
+}
+
+// Identifier-ish tokens of a filter or projection text, lower-cased.
+void Tokens(std::string_view text, std::set<std::string>* out) {
+  std::string cur;
+  for (char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || static_cast<unsigned char>(c) >= 0x80) {
+      cur += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!cur.empty()) {
+      out->insert(std::move(cur));
+      cur.clear();
+    }
+  }
+  if (!cur.empty()) out->insert(std::move(cur));
+}
+
+void CollectStrings(const nlohmann::json& value, std::set<std::string>* out) {
+  if (value.is_string()) {
+    Tokens(value.get<std::string>(), out);
+  } else if (value.is_array()) {
+    for (const auto& item : value) CollectStrings(item, out);
+  }
+}
+
+// A table scan found in a physical plan: the table and the identifiers its
+// projections and pushed-down filters mention.
+struct Scan {
+  std::string table;
+  std::set<std::string> tokens;
+};
+
+void CollectScans(const nlohmann::json& node, std::vector<Scan>* scans) {
+  if (node.is_array()) {
+    for (const auto& child : node) CollectScans(child, scans);
+    return;
+  }
+  if (!node.is_object()) return;
+  if (auto info = node.find("extra_info"); info != node.end() && info->is_object()) {
+    if (auto table = info->find("Table"); table != info->end() && table->is_string()) {
+      Scan scan;
+      scan.table = table->get<std::string>();
+      if (auto p = info->find("Projections"); p != info->end()) CollectStrings(*p, &scan.tokens);
+      if (auto f = info->find("Filters"); f != info->end()) CollectStrings(*f, &scan.tokens);
+      scans->push_back(std::move(scan));
+    }
+  }
+  if (auto children = node.find("children"); children != node.end()) CollectScans(*children, scans);
+}
+
+// Remembers fingerprints of the most recent records written to one instance.
+struct DedupWindow {
+  std::unordered_set<uint64_t> seen;
+  std::deque<uint64_t> order;
+};
+
+uint64_t Fingerprint(const driver::Record& record) {
+  const uint64_t a = std::hash<std::string_view>{}(record.key);
+  const uint64_t b = std::hash<std::string_view>{}(record.avro);
+  uint64_t h = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+  h ^= static_cast<uint64_t>(record.timestamp_ms) * 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+struct JobState {
+  Uuid id;
+  std::string sql;
+  JobOptions options;
+  JobStatus status = JobStatus::kPending;
+  std::string error;
+  int64_t bytes_scanned = 0;
+  int64_t rows = 0;
+  bool dropped = false;  // forgotten by Reset while queued or running
+  // When done: result columns (hidden ones removed) and the select list reading them.
+  std::vector<Column> columns;
+  std::string select_list;
+};
+
+Job Snapshot(const JobState& state) {
+  Job job;
+  job.job_id = state.id;
+  job.status = state.status;
+  job.error = state.error;
+  job.bytes_scanned = state.bytes_scanned;
+  job.rows = state.rows;
+  return job;
+}
+
+class DuckDBWarehouse final : public driver::WarehouseService {
+ public:
+  DuckDBWarehouse(Clock* clock, int64_t dedup_window) : clock_(clock), dedup_window_(dedup_window) {}
+
+  ~DuckDBWarehouse() override {
+    {
+      std::lock_guard lock(jobs_mu_);
+      stopping_ = true;
+      for (auto& slot : slots_) {
+        if (slot->current) duckdb_interrupt(slot->conn.get());
+      }
+    }
+    jobs_cv_.notify_all();
+    watchdog_cv_.notify_all();
+    for (auto& thread : threads_) thread.join();
+    // Connections close before the database (member order does the rest).
+    slots_.clear();
+  }
+
+  Status Open(const std::string& path, int job_threads, const std::string& memory_limit) {
+    Config config;
+    if (duckdb_create_config(config.out()) == DuckDBError) return Internal("duckdb: cannot create a config");
+    // Defence in depth: SQL reaching the driver is checked by the engine, but
+    // no query may touch files, load extensions or change these settings.
+    (void)duckdb_set_config(config.get(), "enable_external_access", "false");
+    (void)duckdb_set_config(config.get(), "autoinstall_known_extensions", "false");
+    (void)duckdb_set_config(config.get(), "autoload_known_extensions", "false");
+    if (!memory_limit.empty() && duckdb_set_config(config.get(), "memory_limit", memory_limit.c_str()) == DuckDBError) {
+      return InvalidArgument("duckdb: bad memory_limit '{}'", memory_limit);
+    }
+    char* error = nullptr;
+    if (duckdb_open_ext(path == ":memory:" ? nullptr : path.c_str(), db_.out(), config.get(), &error) ==
+        DuckDBError) {
+      Status status = Unavailable("duckdb: cannot open {}: {}", path, error != nullptr ? error : "unknown error");
+      duckdb_free(error);
+      return status;
+    }
+    AQ_ASSIGN_OR_RETURN(write_conn_, Connect());
+    AQ_ASSIGN_OR_RETURN(read_conn_, Connect());
+    AQ_ASSIGN_OR_RETURN(admin_conn_, Connect());
+    AQ_RETURN_IF_ERROR(Exec(admin_conn_.get(), fmt::format("ATTACH ':memory:' AS {}", kJobsDb)));
+    AQ_RETURN_IF_ERROR(Exec(admin_conn_.get(), "SET lock_configuration = true"));
+    for (int i = 0; i < job_threads; ++i) {
+      auto slot = std::make_unique<Slot>();
+      AQ_ASSIGN_OR_RETURN(slot->conn, Connect());
+      slots_.push_back(std::move(slot));
+    }
+    for (auto& slot : slots_) threads_.emplace_back([this, s = slot.get()] { WorkerLoop(s); });
+    threads_.emplace_back([this] { WatchdogLoop(); });
+    return Status::OK();
+  }
+
+  WarehouseCapabilities capabilities() const override {
+    WarehouseCapabilities caps;
+    caps.dry_run_bytes = true;
+    caps.stores_rows = true;
+    caps.dedups_retries = dedup_window_ > 0;
+    return caps;
+  }
+
+  std::string TableName(const InstanceInfo& instance) const override {
+    return QuoteIdent(TableBaseName(instance.instance_id));
+  }
+
+  Status RegisterInstance(const InstanceInfo& instance) override {
+    if (!instance.schema) return InvalidArgument("duckdb: instance {} has no schema", instance.instance_id.ToString());
+    std::lock_guard lock(write_mu_);
+    return Exec(write_conn_.get(), CreateTableSql(TableName(instance), *instance.schema))
+        .WithContext("duckdb: register instance");
+  }
+
+  Status RemoveInstance(const InstanceInfo& instance) override {
+    std::lock_guard lock(write_mu_);
+    dedup_.erase(instance.instance_id);
+    return Exec(write_conn_.get(), "DROP TABLE IF EXISTS " + TableName(instance))
+        .WithContext("duckdb: remove instance");
+  }
+
+  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const driver::Record> records) override;
+  Result<QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
+    std::lock_guard lock(admin_mu_);
+    return Analyze(admin_conn_.get(), sql);
+  }
+  Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const JobOptions& options) override;
+  Result<Job> PollJob(const Uuid& job_id) override {
+    std::lock_guard lock(jobs_mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return NotFound("duckdb: no job {}", job_id.ToString());
+    return Snapshot(*it->second);
+  }
+  Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
+  Status Reset() override;
+
+ private:
+  struct Slot {
+    Connection conn;
+    std::shared_ptr<JobState> current;
+    std::chrono::steady_clock::time_point deadline;
+    bool timed_out = false;
+  };
+
+  Result<Connection> Connect() {
+    Connection conn;
+    if (duckdb_connect(db_.get(), conn.out()) == DuckDBError) return Internal("duckdb: cannot connect");
+    return conn;
+  }
+
+  Result<QueryAnalysis> Analyze(duckdb_connection conn, std::string_view sql);
+  void WorkerLoop(Slot* slot);
+  void WatchdogLoop();
+  // Runs one job on `conn`; fills status/error/rows/columns of `result`.
+  void RunJob(duckdb_connection conn, const JobState& job, JobState* result);
+
+  Clock* clock_;
+  const int64_t dedup_window_;
+  Database db_;  // declared first: destroyed last
+
+  std::mutex write_mu_;  // guards write_conn_ and dedup_; serialises writes and DDL
+  Connection write_conn_;
+  std::unordered_map<Uuid, DedupWindow, UuidHash> dedup_;
+
+  std::mutex read_mu_;  // guards read_conn_ (job pages)
+  Connection read_conn_;
+
+  std::mutex admin_mu_;  // guards admin_conn_ (analysis, reset)
+  Connection admin_conn_;
+
+  std::mutex jobs_mu_;  // guards everything below
+  std::condition_variable jobs_cv_;      // work queued, or stopping
+  std::condition_variable watchdog_cv_;  // a deadline changed, or stopping
+  std::condition_variable idle_cv_;      // a worker finished a job
+  bool stopping_ = false;
+  std::deque<std::shared_ptr<JobState>> queue_;
+  std::unordered_map<Uuid, std::shared_ptr<JobState>, UuidHash> jobs_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::thread> threads_;
+};
+
+Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
+                                         std::span<const driver::Record> records) {
+  if (records.empty()) return Status::OK();
+  if (!instance.schema) return InvalidArgument("duckdb: instance {} has no schema", instance.instance_id.ToString());
+  const schema::Schema& schema = *instance.schema;
+  const int64_t now_ms = clock_->NowMillis();
+
+  // Decode everything first: a bad record rejects the batch before any append.
+  std::vector<const driver::Record*> keep;
+  std::vector<schema::Value> values;
+  std::vector<uint64_t> fingerprints;
+  keep.reserve(records.size());
+  values.reserve(records.size());
+  std::unique_lock lock(write_mu_);
+  DedupWindow* window = dedup_window_ > 0 ? &dedup_[instance.instance_id] : nullptr;
+  std::unordered_set<uint64_t> in_batch;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const driver::Record& record = records[i];
+    if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now_ms - instance.warehouse_retention_ms) {
+      continue;  // already expired
+    }
+    if (record.timestamp_ms > std::numeric_limits<int64_t>::max() / 1000 ||
+        record.timestamp_ms < std::numeric_limits<int64_t>::min() / 1000) {
+      return InvalidArgument("duckdb: record {}: timestamp {} out of range", i, record.timestamp_ms);
+    }
+    if (window != nullptr) {
+      const uint64_t fp = Fingerprint(record);
+      if (window->seen.contains(fp) || !in_batch.insert(fp).second) continue;
+      fingerprints.push_back(fp);
+    }
+    Result<schema::Value> value = schema::DecodeAvro(schema, record.avro);
+    if (!value.ok()) return value.status().WithContext(fmt::format("duckdb: record {}", i));
+    if (value->v.index() != schema::Value::kRecordIndex) {
+      return InvalidArgument("duckdb: record {} is not a record", i);
+    }
+    keep.push_back(&record);
+    values.push_back(std::move(value).value());
+  }
+  if (keep.empty()) return Status::OK();
+
+  duckdb_connection conn = write_conn_.get();
+  const std::string table = TableBaseName(instance.instance_id);
+  Appender appender;
+  if (duckdb_appender_create_ext(conn, nullptr, "main", table.c_str(), appender.out()) == DuckDBError) {
+    const char* message = appender ? duckdb_appender_error(appender.get()) : nullptr;
+    return NotFound("duckdb: cannot append to {} (instance not registered?): {}", TableName(instance),
+                    message != nullptr ? message : "unknown error");
+  }
+  const size_t field_count = schema.fields().size();
+  const idx_t column_count = duckdb_appender_column_count(appender.get());
+  if (column_count != field_count + 2) {
+    return FailedPrecondition("duckdb: table {} has {} columns, the schema needs {}", TableName(instance),
+                              column_count, field_count + 2);
+  }
+  std::vector<LogicalType> owned_types;
+  std::vector<duckdb_logical_type> types;
+  for (idx_t c = 0; c < column_count; ++c) {
+    owned_types.emplace_back(duckdb_appender_column_type(appender.get(), c));
+    types.push_back(owned_types.back().get());
+  }
+
+  AQ_RETURN_IF_ERROR(Exec(conn, "BEGIN TRANSACTION"));
+  auto fail = [&](Status status) {
+    appender.Reset();
+    (void)Exec(conn, "ROLLBACK");
+    return status;
+  };
+  const idx_t chunk_capacity = duckdb_vector_size();
+  for (size_t start = 0; start < keep.size(); start += chunk_capacity) {
+    const size_t n = std::min<size_t>(chunk_capacity, keep.size() - start);
+    DataChunk chunk(duckdb_create_data_chunk(types.data(), column_count));
+    std::vector<duckdb_vector> vectors(column_count);
+    for (idx_t c = 0; c < column_count; ++c) vectors[c] = duckdb_data_chunk_get_vector(chunk.get(), c);
+    auto* keys = vectors[field_count];
+    auto* timestamps = static_cast<int64_t*>(duckdb_vector_get_data(vectors[field_count + 1]));
+    for (size_t r = 0; r < n; ++r) {
+      const schema::Record& fields = std::get<schema::Value::kRecordIndex>(values[start + r].v);
+      if (fields.size() != field_count) return fail(InvalidArgument("duckdb: record {} has the wrong field count", start + r));
+      for (size_t f = 0; f < field_count; ++f) {
+        Status status = FillCell(vectors[f], *schema.fields()[f].type, r, fields[f], schema.fields()[f].name);
+        if (!status.ok()) return fail(status.WithContext(fmt::format("duckdb: record {}", start + r)));
+      }
+      const driver::Record& record = *keep[start + r];
+      duckdb_vector_assign_string_element_len(keys, r, record.key.data(), record.key.size());
+      timestamps[r] = record.timestamp_ms * 1000;  // TIMESTAMP is microseconds
+    }
+    duckdb_data_chunk_set_size(chunk.get(), n);
+    if (duckdb_append_data_chunk(appender.get(), chunk.get()) == DuckDBError) {
+      return fail(Internal("duckdb: append to {}: {}", TableName(instance), duckdb_appender_error(appender.get())));
+    }
+  }
+  if (duckdb_appender_close(appender.get()) == DuckDBError) {
+    return fail(Internal("duckdb: append to {}: {}", TableName(instance), duckdb_appender_error(appender.get())));
+  }
+  appender.Reset();
+  if (Status status = Exec(conn, "COMMIT"); !status.ok()) {
+    (void)Exec(conn, "ROLLBACK");
+    return status.WithContext("duckdb: commit");
+  }
+  if (window != nullptr) {
+    for (uint64_t fp : fingerprints) {
+      if (window->seen.insert(fp).second) window->order.push_back(fp);
+    }
+    while (static_cast<int64_t>(window->order.size()) > dedup_window_) {
+      window->seen.erase(window->order.front());
+      window->order.pop_front();
+    }
+  }
+  return Status::OK();
+}
+
+Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::string_view sql_in) {
+  const std::string sql(TrimStatement(sql_in));
+  if (sql.empty()) return InvalidArgument("duckdb: empty query");
+  Extracted extracted;
+  const idx_t count = duckdb_extract_statements(conn, sql.c_str(), extracted.out());
+  if (count == 0) {
+    const char* message = duckdb_extract_statements_error(extracted.get());
+    return InvalidArgument("{}", message != nullptr ? message : "duckdb: no statement in query");
+  }
+  if (count > 1) return InvalidArgument("duckdb: expected one statement, got {}", count);
+  Prepared prepared;
+  if (duckdb_prepare_extracted_statement(conn, extracted.get(), 0, prepared.out()) == DuckDBError) {
+    const char* message = duckdb_prepare_error(prepared.get());
+    return InvalidArgument("{}", message != nullptr ? message : "duckdb: cannot prepare the query");
+  }
+  const duckdb_statement_type type = duckdb_prepared_statement_type(prepared.get());
+  if (type != DUCKDB_STATEMENT_TYPE_SELECT) {
+    return InvalidArgument("duckdb: only SELECT statements are accepted, got {}", StatementTypeName(type));
+  }
+  if (duckdb_nparams(prepared.get()) > 0) return InvalidArgument("duckdb: query parameters are not supported");
+
+  AQ_ASSIGN_OR_RETURN(QueryResult plan, Query(conn, "EXPLAIN (FORMAT JSON) " + sql, StatusCode::kInvalidArgument));
+  std::string plan_json;
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(plan.ref()));
+    if (!chunk) break;
+    const idx_t rows = duckdb_data_chunk_get_size(chunk.get());
+    for (idx_t r = 0; r < rows; ++r) {
+      if (StringAt(duckdb_data_chunk_get_vector(chunk.get(), 0), r) == "physical_plan") {
+        plan_json = std::string(StringAt(duckdb_data_chunk_get_vector(chunk.get(), 1), r));
+      }
+    }
+  }
+  std::vector<Scan> scans;
+  nlohmann::json parsed = nlohmann::json::parse(plan_json, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_discarded()) CollectScans(parsed, &scans);
+
+  QueryAnalysis analysis;
+  std::set<std::string> seen;
+  std::map<std::string, std::pair<int64_t, std::vector<std::pair<std::string, int64_t>>>> table_info;
+  for (const Scan& scan : scans) {
+    if (seen.insert(scan.table).second) analysis.tables.push_back(QuoteIdent(scan.table));
+    auto it = table_info.find(scan.table);
+    if (it == table_info.end()) {
+      // Row count from the catalog (exact for append-only tables), column widths from the types.
+      AQ_ASSIGN_OR_RETURN(int64_t rows,
+                          QueryInt(conn, "SELECT coalesce(max(estimated_size), 0)::BIGINT FROM duckdb_tables() "
+                                         "WHERE database_name = current_database() AND schema_name = 'main' "
+                                         "AND table_name = " + QuoteLiteral(scan.table)));
+      std::vector<std::pair<std::string, int64_t>> widths;
+      Result<QueryResult> empty = Query(conn, "SELECT * FROM " + QuoteIdent(scan.table) + " LIMIT 0");
+      if (empty.ok()) {
+        for (idx_t c = 0; c < duckdb_column_count(empty->get()); ++c) {
+          std::string name = duckdb_column_name(empty->get(), c);
+          std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+          LogicalType type(duckdb_column_logical_type(empty->get(), c));
+          widths.emplace_back(std::move(name), NominalWidth(type.get()));
+        }
+      }
+      it = table_info.emplace(scan.table, std::make_pair(rows, std::move(widths))).first;
+    }
+    int64_t row_width = 0;
+    for (const auto& [name, width] : it->second.second) {
+      if (scan.tokens.contains(name)) row_width += width;
+    }
+    analysis.bytes_scanned_estimate += it->second.first * row_width;
+  }
+  return analysis;
+}
+
+Result<Job> DuckDBWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const JobOptions& options) {
+  auto state = std::make_shared<JobState>();
+  state->id = job_id;
+  state->sql = std::string(sql);
+  state->options = options;
+  {
+    std::lock_guard lock(jobs_mu_);
+    if (stopping_) return Unavailable("duckdb: shutting down");
+    if (!jobs_.emplace(job_id, state).second) return AlreadyExists("duckdb: job {} exists", job_id.ToString());
+    queue_.push_back(state);
+  }
+  jobs_cv_.notify_one();
+  std::lock_guard lock(jobs_mu_);
+  return Snapshot(*state);
+}
+
+void DuckDBWarehouse::WorkerLoop(Slot* slot) {
+  while (true) {
+    std::shared_ptr<JobState> job;
+    {
+      std::unique_lock lock(jobs_mu_);
+      jobs_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      if (job->dropped) continue;
+      job->status = JobStatus::kRunning;
+      slot->current = job;
+      slot->timed_out = false;
+      const int64_t timeout_ms = job->options.timeout_ms > 0 ? job->options.timeout_ms : 300'000;
+      slot->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    watchdog_cv_.notify_all();
+
+    JobState result;
+    RunJob(slot->conn.get(), *job, &result);
+
+    bool drop_table = false;
+    {
+      std::lock_guard lock(jobs_mu_);
+      if (slot->timed_out && result.status != JobStatus::kDone) {
+        result.status = JobStatus::kFailed;
+        result.error = fmt::format("query exceeded its timeout of {} ms ({})", job->options.timeout_ms, result.error);
+      }
+      slot->current.reset();
+      if (job->dropped || stopping_) {
+        drop_table = result.status == JobStatus::kDone;
+      } else {
+        job->status = result.status;
+        job->error = std::move(result.error);
+        job->rows = result.rows;
+        job->bytes_scanned = result.bytes_scanned;
+        job->columns = std::move(result.columns);
+        job->select_list = std::move(result.select_list);
+      }
+    }
+    idle_cv_.notify_all();
+    if (drop_table) (void)Exec(slot->conn.get(), "DROP TABLE IF EXISTS " + JobTableName(job->id));
+  }
+}
+
+void DuckDBWarehouse::RunJob(duckdb_connection conn, const JobState& job, JobState* result) {
+  auto failed = [&](const Status& status) {
+    result->status = JobStatus::kFailed;
+    result->error = status.message();
+  };
+  Result<QueryAnalysis> analysis = Analyze(conn, job.sql);
+  if (!analysis.ok()) return failed(analysis.status());
+  result->bytes_scanned = analysis->bytes_scanned_estimate;
+  if (job.options.max_bytes_scanned > 0 && analysis->bytes_scanned_estimate > job.options.max_bytes_scanned) {
+    return failed(ResourceExhausted("query would scan about {} bytes, over the limit of {}",
+                                    analysis->bytes_scanned_estimate, job.options.max_bytes_scanned));
+  }
+  const std::string table = JobTableName(job.id);
+  if (Status status = Exec(conn, "CREATE TABLE " + table + " AS " + std::string(TrimStatement(job.sql)),
+                           StatusCode::kInvalidArgument);
+      !status.ok()) {
+    (void)Exec(conn, "DROP TABLE IF EXISTS " + table);
+    return failed(status);
+  }
+  Result<int64_t> rows = QueryInt(conn, "SELECT count(*)::BIGINT FROM " + table);
+  if (!rows.ok()) return failed(rows.status());
+  // Column names and types: DuckDB's own type names from the catalog, the
+  // logical types to decide which columns need a VARCHAR cast.
+  Result<QueryResult> names = Query(conn, fmt::format(
+      "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = '{}' AND table_name = {} "
+      "ORDER BY column_index", kJobsDb, QuoteLiteral("__job_" + job.id.Hex())));
+  Result<QueryResult> probe = Query(conn, "SELECT * FROM " + table + " LIMIT 0");
+  if (!names.ok()) return failed(names.status());
+  if (!probe.ok()) return failed(probe.status());
+  std::vector<std::string> type_names;
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(names->ref()));
+    if (!chunk) break;
+    for (idx_t r = 0; r < duckdb_data_chunk_get_size(chunk.get()); ++r) {
+      type_names.emplace_back(StringAt(duckdb_data_chunk_get_vector(chunk.get(), 1), r));
+    }
+  }
+  std::string select;
+  for (idx_t c = 0; c < duckdb_column_count(probe->get()); ++c) {
+    const std::string name = duckdb_column_name(probe->get(), c);
+    if (name.starts_with("__")) continue;  // hidden columns
+    LogicalType type(duckdb_column_logical_type(probe->get(), c));
+    if (!select.empty()) select += ", ";
+    select += NativelyEncoded(type.get()) ? QuoteIdent(name) : "CAST(" + QuoteIdent(name) + " AS VARCHAR)";
+    result->columns.push_back(Column{name, c < type_names.size() ? type_names[c] : "UNKNOWN"});
+  }
+  result->select_list = select;
+  result->rows = *rows;
+  result->status = JobStatus::kDone;
+}
+
+void DuckDBWarehouse::WatchdogLoop() {
+  std::unique_lock lock(jobs_mu_);
+  while (!stopping_) {
+    auto next = std::chrono::steady_clock::time_point::max();
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& slot : slots_) {
+      if (!slot->current || slot->timed_out) continue;
+      if (slot->deadline <= now) {
+        slot->timed_out = true;
+        duckdb_interrupt(slot->conn.get());
+      } else {
+        next = std::min(next, slot->deadline);
+      }
+    }
+    if (next == std::chrono::steady_clock::time_point::max()) {
+      watchdog_cv_.wait(lock);
+    } else {
+      watchdog_cv_.wait_until(lock, next);
+    }
+  }
+}
+
+Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
+  if (limit < 1) return InvalidArgument("duckdb: limit must be at least 1, got {}", limit);
+  limit = std::min(limit, kMaxPageRows);
+  std::vector<Column> columns;
+  std::string select;
+  int64_t total = 0;
+  {
+    std::lock_guard lock(jobs_mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return NotFound("duckdb: no job {}", job_id.ToString());
+    const JobState& job = *it->second;
+    if (job.status == JobStatus::kFailed) {
+      return FailedPrecondition("duckdb: job {} failed: {}", job_id.ToString(), job.error);
+    }
+    if (job.status != JobStatus::kDone) {
+      return FailedPrecondition("duckdb: job {} is {}", job_id.ToString(), driver::JobStatusName(job.status));
+    }
+    columns = job.columns;
+    select = job.select_list;
+    total = job.rows;
+  }
+  // Page token: "r" and the decimal row offset of the page's first row.
+  int64_t offset = 0;
+  if (!page.empty()) {
+    if (page.size() < 2 || page.size() > 20 || page[0] != 'r' ||
+        !std::all_of(page.begin() + 1, page.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return InvalidArgument("duckdb: malformed page token");
+    }
+    offset = std::stoll(std::string(page.substr(1)));
+    if (offset > total) return InvalidArgument("duckdb: page token beyond the result");
+  }
+  RowPage result;
+  result.columns = std::move(columns);
+  const int64_t end = std::min<int64_t>(total, offset + limit);
+  if (offset < end && !select.empty()) {
+    // Result tables are written once in result order, so row ids 0..n-1 are that order.
+    const std::string sql = fmt::format("SELECT {} FROM {} WHERE rowid >= {} AND rowid < {} ORDER BY rowid",
+                                        select, JobTableName(job_id), offset, end);
+    std::lock_guard lock(read_mu_);
+    AQ_ASSIGN_OR_RETURN(QueryResult rows, Query(read_conn_.get(), sql));
+    const idx_t column_count = duckdb_column_count(rows.get());
+    std::vector<LogicalType> types;
+    for (idx_t c = 0; c < column_count; ++c) types.emplace_back(duckdb_column_logical_type(rows.get(), c));
+    while (true) {
+      DataChunk chunk(duckdb_fetch_chunk(rows.ref()));
+      if (!chunk) break;
+      const idx_t n = duckdb_data_chunk_get_size(chunk.get());
+      for (idx_t r = 0; r < n; ++r) {
+        std::string row = "[";
+        for (idx_t c = 0; c < column_count; ++c) {
+          if (c > 0) row += ',';
+          WriteCell(&row, duckdb_data_chunk_get_vector(chunk.get(), c), types[c].get(), r);
+        }
+        row += ']';
+        result.rows.push_back(std::move(row));
+      }
+    }
+    if (static_cast<int64_t>(result.rows.size()) != end - offset) {
+      return Internal("duckdb: job {} returned {} rows for a page of {}", job_id.ToString(), result.rows.size(),
+                      end - offset);
+    }
+  } else if (offset < end) {
+    result.rows.assign(end - offset, "[]");  // every column was hidden
+  }
+  if (end < total) result.next = "r" + std::to_string(end);
+  return result;
+}
+
+Status DuckDBWarehouse::Reset() {
+  std::vector<Uuid> job_tables;
+  {
+    std::unique_lock lock(jobs_mu_);
+    for (auto& [id, job] : jobs_) {
+      job->dropped = true;
+      if (job->status == JobStatus::kDone) job_tables.push_back(id);
+    }
+    jobs_.clear();
+    queue_.clear();
+    for (auto& slot : slots_) {
+      if (slot->current) duckdb_interrupt(slot->conn.get());
+    }
+    idle_cv_.wait(lock, [&] {
+      return std::none_of(slots_.begin(), slots_.end(), [](const auto& slot) { return slot->current != nullptr; });
+    });
+  }
+  std::lock_guard write_lock(write_mu_);
+  dedup_.clear();
+  std::lock_guard admin_lock(admin_mu_);
+  std::vector<std::string> drops;
+  for (const Uuid& id : job_tables) drops.push_back("DROP TABLE IF EXISTS " + JobTableName(id));
+  AQ_ASSIGN_OR_RETURN(QueryResult tables,
+                      Query(admin_conn_.get(), "SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                               "current_database() AND schema_name = 'main' AND "
+                                               "table_name LIKE 'i\\_%' ESCAPE '\\'"));
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(tables.ref()));
+    if (!chunk) break;
+    for (idx_t r = 0; r < duckdb_data_chunk_get_size(chunk.get()); ++r) {
+      drops.push_back("DROP TABLE IF EXISTS " +
+                      QuoteIdent(StringAt(duckdb_data_chunk_get_vector(chunk.get(), 0), r)));
+    }
+  }
+  for (const std::string& drop : drops) AQ_RETURN_IF_ERROR(Exec(admin_conn_.get(), drop).WithContext("duckdb: reset"));
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<driver::WarehouseService>> OpenWarehouse(const driver::Config& config,
+                                                                const driver::DriverContext& context) {
+  std::string path = driver::ConfigString(config, "path", "");
+  if (path.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(context.data_dir, ec);
+    if (ec) return Unavailable("duckdb: cannot create {}: {}", context.data_dir, ec.message());
+    path = (std::filesystem::path(context.data_dir) / "warehouse.duckdb").string();
+  }
+  AQ_ASSIGN_OR_RETURN(int64_t threads, driver::ConfigInt(config, "job_threads", 2));
+  AQ_ASSIGN_OR_RETURN(int64_t window, driver::ConfigInt(config, "dedup_window", 100'000));
+  if (threads < 1 || threads > 64) return InvalidArgument("duckdb: job_threads must be 1..64, got {}", threads);
+  if (window < 0) return InvalidArgument("duckdb: dedup_window must be >= 0, got {}", window);
+  auto warehouse = std::make_shared<DuckDBWarehouse>(context.clock != nullptr ? context.clock : Clock::System(), window);
+  AQ_RETURN_IF_ERROR(warehouse->Open(path, static_cast<int>(threads), driver::ConfigString(config, "memory_limit", "")));
+  return std::shared_ptr<driver::WarehouseService>(std::move(warehouse));
+}
+
+void Register(driver::Registry* registry) {
+  driver::Factory<driver::WarehouseService> factory = [](const driver::Config& config,
+                                                         const driver::DriverContext& context) {
+    return OpenWarehouse(config, context);
+  };
+  registry->Register("duckdb", factory);
+  registry->Register("embedded", factory);
+}
+
+}  // namespace aquifer::drivers::duckdb

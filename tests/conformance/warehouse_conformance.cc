@@ -1,0 +1,689 @@
+#include "warehouse_conformance.h"
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+#include "aquifer/schema/schema.h"
+
+namespace aquifer::conformance {
+namespace {
+
+using driver::InstanceInfo;
+using driver::Job;
+using driver::JobStatus;
+using driver::Record;
+using nlohmann::json;
+
+constexpr const char* kEventSchema = R"json({
+  "type": "record", "name": "Event",
+  "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "user", "type": "string"},
+    {"name": "amount", "type": "double"},
+    {"name": "note", "type": ["null", "string"], "default": null},
+    {"name": "location", "type": {"type": "record", "name": "Location", "fields": [
+      {"name": "city", "type": "string"},
+      {"name": "zip", "type": "int"}]}},
+    {"name": "tags", "type": {"type": "array", "items": "string"}}
+  ]
+})json";
+
+const std::vector<std::string> kEventColumns = {"id", "user", "amount", "note", "location", "tags"};
+const char* const kUsers[] = {"ada", "grace", "edsger", "barbara"};
+const char* const kCities[] = {"london", "paris", "oslo"};
+
+schema::SchemaPtr EventSchema() {
+  static schema::SchemaPtr schema = [] {
+    auto parsed = schema::Schema::Parse(kEventSchema, {"id"});
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+    return parsed.ok() ? *parsed : nullptr;
+  }();
+  return schema;
+}
+
+InstanceInfo MakeInstance() {
+  InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.project = "conformance";
+  instance.table = "events";
+  instance.schema = EventSchema();
+  return instance;
+}
+
+// The expected content of event `id`, derived from the id alone.
+struct Event {
+  int64_t id;
+  std::string user;
+  double amount;  // multiples of 0.25: exact in binary, so sums are exact
+  bool has_note;
+  std::string city;
+  int zip;
+  int tag_count;
+};
+
+Event MakeEvent(int64_t id) {
+  return Event{id, kUsers[id % 4], static_cast<double>(id) * 0.25, id % 3 == 0, kCities[id % 3],
+               static_cast<int>(1000 + id), static_cast<int>(id % 4)};
+}
+
+Record ToRecord(const Event& e, int64_t timestamp_ms) {
+  json j;
+  j["id"] = e.id;
+  j["user"] = e.user;
+  j["amount"] = e.amount;
+  j["note"] = e.has_note ? json("note " + std::to_string(e.id)) : json(nullptr);
+  j["location"] = {{"city", e.city}, {"zip", e.zip}};
+  j["tags"] = json::array();
+  for (int t = 0; t < e.tag_count; ++t) j["tags"].push_back("t" + std::to_string(t));
+  const schema::Schema& schema = *EventSchema();
+  Result<schema::Value> value = schema::ParseJsonRecord(schema, j.dump());
+  EXPECT_TRUE(value.ok()) << value.status().ToString();
+  Record record;
+  record.timestamp_ms = timestamp_ms;
+  if (!value.ok()) return record;
+  EXPECT_TRUE(schema::EncodeAvro(schema, *value, &record.avro).ok());
+  Result<std::string> key = keys::EncodeKey(schema, *value);
+  EXPECT_TRUE(key.ok()) << key.status().ToString();
+  if (key.ok()) record.key = *key;
+  return record;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<Record> Events(int64_t first, int64_t count) {
+  std::vector<Record> records;
+  const int64_t now = NowMs();
+  for (int64_t id = first; id < first + count; ++id) records.push_back(ToRecord(MakeEvent(id), now + id));
+  return records;
+}
+
+// A JSON integer, or an integer written as a string (HUGEINT-style results).
+int64_t AsInt(const json& value) {
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (value.is_number_float()) return static_cast<int64_t>(value.get<double>());
+  if (value.is_string()) return std::stoll(value.get<std::string>());
+  ADD_FAILURE() << "not an integer: " << value.dump();
+  return 0;
+}
+
+double AsDouble(const json& value) {
+  if (value.is_number()) return value.get<double>();
+  if (value.is_string()) return std::stod(value.get<std::string>());
+  ADD_FAILURE() << "not a number: " << value.dump();
+  return 0;
+}
+
+Job WaitForJob(driver::WarehouseService& warehouse, const Uuid& id) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    Result<Job> job = warehouse.PollJob(id);
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    if (!job.ok()) return Job{};
+    EXPECT_EQ(job->job_id, id);
+    if (job->status == JobStatus::kDone || job->status == JobStatus::kFailed) return *job;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "job did not finish within 60 s";
+      return *job;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+struct Rows {
+  std::vector<driver::Column> columns;
+  std::vector<json> rows;
+  int pages = 0;
+};
+
+// Reads every row of a done job, `page_size` at a time, checking the paging contract.
+Rows ReadAll(driver::WarehouseService& warehouse, const Uuid& id, int32_t page_size) {
+  Rows out;
+  std::string token;
+  while (true) {
+    Result<driver::RowPage> page = warehouse.ReadJobRows(id, token, page_size);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) return out;
+    ++out.pages;
+    if (out.pages == 1) {
+      out.columns = page->columns;
+    } else {
+      EXPECT_EQ(page->columns.size(), out.columns.size());
+    }
+    EXPECT_LE(page->rows.size(), static_cast<size_t>(page_size));
+    for (const std::string& row : page->rows) {
+      json parsed = json::parse(row, nullptr, false);
+      EXPECT_FALSE(parsed.is_discarded()) << row;
+      EXPECT_TRUE(parsed.is_array()) << row;
+      EXPECT_EQ(parsed.size(), out.columns.size()) << row;
+      out.rows.push_back(std::move(parsed));
+    }
+    if (page->next.empty()) break;
+    EXPECT_FALSE(page->rows.empty()) << "a page with a next token must not be empty";
+    if (out.pages > 100'000) {
+      ADD_FAILURE() << "paging does not end";
+      break;
+    }
+    token = page->next;
+  }
+  return out;
+}
+
+}  // namespace
+
+void PrintTo(const WarehouseDriverFactory& factory, std::ostream* os) { *os << factory.name; }
+
+std::string WarehouseDriverName(const ::testing::TestParamInfo<WarehouseDriverFactory>& info) {
+  std::string name = info.param.name;
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+}
+
+void WarehouseConformance::SetUp() {
+  std::string templ = (std::filesystem::temp_directory_path() / "aquifer-wh-XXXXXX").string();
+  ASSERT_NE(mkdtemp(templ.data()), nullptr);
+  scratch_dir_ = templ;
+  auto made = GetParam().make(scratch_dir_);
+  ASSERT_TRUE(made.ok()) << GetParam().name << ": " << made.status().ToString();
+  warehouse_ = *made;
+}
+
+void WarehouseConformance::TearDown() {
+  warehouse_.reset();
+  std::error_code ec;
+  if (!scratch_dir_.empty()) std::filesystem::remove_all(scratch_dir_, ec);
+}
+
+namespace {
+
+TEST_P(WarehouseConformance, TableNameIsQuotedDeterministicAndUniquePerInstance) {
+  InstanceInfo a = MakeInstance();
+  InstanceInfo b = MakeInstance();
+  const std::string name = warehouse_->TableName(a);
+  ASSERT_FALSE(name.empty());
+  EXPECT_TRUE(name.front() == '"' || name.front() == '`') << name;
+  EXPECT_EQ(name.back(), name.front()) << name;
+  EXPECT_EQ(warehouse_->TableName(a), name);
+  InstanceInfo a_again = a;
+  a_again.project = "other";
+  a_again.table = "renamed";
+  EXPECT_EQ(warehouse_->TableName(a_again), name) << "the name depends on the instance id only";
+  EXPECT_NE(warehouse_->TableName(b), name);
+}
+
+}  // namespace
+
+// The fixture's helpers as free functions over the fixture, so TEST_P bodies stay short.
+#define WH_HELPERS                                                                                 \
+  auto caps = [&] { return warehouse_->capabilities(); };                                         \
+  auto registered = [&] {                                                                         \
+    InstanceInfo instance = MakeInstance();                                                       \
+    EXPECT_TRUE(warehouse_->RegisterInstance(instance).ok());                                     \
+    return instance;                                                                              \
+  };                                                                                              \
+  auto run = [&](const std::string& sql, driver::JobOptions options = {}) {                       \
+    const Uuid id = Uuid::Random();                                                               \
+    Result<Job> started = warehouse_->StartQuery(id, sql, options);                               \
+    EXPECT_TRUE(started.ok()) << started.status().ToString();                                     \
+    if (!started.ok()) return Job{};                                                              \
+    EXPECT_EQ(started->job_id, id);                                                               \
+    return WaitForJob(*warehouse_, id);                                                           \
+  };                                                                                              \
+  auto select = [&](const std::string& sql, int32_t page_size = 1000) {                           \
+    Job job = run(sql);                                                                           \
+    EXPECT_EQ(job.status, JobStatus::kDone) << sql << ": " << job.error;                          \
+    if (job.status != JobStatus::kDone) return Rows{};                                            \
+    Rows rows = ReadAll(*warehouse_, job.job_id, page_size);                                      \
+    EXPECT_EQ(static_cast<int64_t>(rows.rows.size()), job.rows) << sql;                           \
+    return rows;                                                                                  \
+  };                                                                                              \
+  auto count = [&](const InstanceInfo& instance) -> int64_t {                                     \
+    Rows rows = select("SELECT count(*) AS n FROM " + warehouse_->TableName(instance));           \
+    if (!caps().stores_rows) { /* a driver that stores nothing returns no rows */                 \
+      EXPECT_TRUE(rows.rows.empty());                                                             \
+      return 0;                                                                                   \
+    }                                                                                             \
+    EXPECT_EQ(rows.rows.size(), 1u);                                                              \
+    return rows.rows.empty() ? -1 : AsInt(rows.rows[0][0]);                                      \
+  };                                                                                              \
+  auto expected = [&](int64_t n) { return caps().stores_rows ? n : int64_t{0}; };                 \
+  (void)caps; (void)registered; (void)run; (void)select; (void)count; (void)expected
+
+TEST_P(WarehouseConformance, CreatesATableForASchemaWithNestedRecordAndArrayFields) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  if (caps().stores_rows) {
+    EXPECT_EQ(count(instance), 0);
+    // Every schema field is a column, and the nested parts are addressable.
+    Rows rows = select(fmt::format("SELECT * FROM {}", warehouse_->TableName(instance)));
+    std::vector<std::string> names;
+    for (const auto& column : rows.columns) names.push_back(column.name);
+    EXPECT_EQ(names, kEventColumns);
+    for (const auto& column : rows.columns) EXPECT_FALSE(column.type.empty()) << column.name;
+    Result<driver::QueryAnalysis> nested = warehouse_->AnalyzeQuery(
+        fmt::format("SELECT {}, {} FROM {}", GetParam().nested_field("location", "city"),
+                    GetParam().array_length("tags"), warehouse_->TableName(instance)));
+    EXPECT_TRUE(nested.ok()) << nested.status().ToString();
+  }
+}
+
+TEST_P(WarehouseConformance, RegisteringTwiceIsOkAndKeepsRows) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  EXPECT_EQ(count(instance), expected(5));
+}
+
+TEST_P(WarehouseConformance, SelectReturnsExactlyTheAppendedRowsThroughEveryPageSize) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 17)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(17, 8)).ok());
+  const std::string sql = fmt::format(
+      "SELECT id, user, amount, note, {} AS city, {} AS zip, {} AS tag_count FROM {} ORDER BY id",
+      GetParam().nested_field("location", "city"), GetParam().nested_field("location", "zip"),
+      GetParam().array_length("tags"), warehouse_->TableName(instance));
+  for (int32_t page_size : {1, 3, 1000}) {
+    SCOPED_TRACE(fmt::format("page size {}", page_size));
+    Rows rows = select(sql, page_size);
+    ASSERT_EQ(static_cast<int64_t>(rows.rows.size()), expected(25));
+    if (!caps().stores_rows) continue;
+    std::vector<std::string> names;
+    for (const auto& column : rows.columns) names.push_back(column.name);
+    EXPECT_EQ(names, (std::vector<std::string>{"id", "user", "amount", "note", "city", "zip", "tag_count"}));
+    EXPECT_EQ(rows.pages, page_size == 1000 ? 1 : (25 + page_size - 1) / page_size);
+    for (int64_t id = 0; id < 25; ++id) {
+      const Event e = MakeEvent(id);
+      const json& row = rows.rows[id];
+      EXPECT_EQ(AsInt(row[0]), id) << row.dump();
+      EXPECT_EQ(row[1], e.user) << row.dump();
+      EXPECT_DOUBLE_EQ(AsDouble(row[2]), e.amount) << row.dump();
+      if (e.has_note) {
+        EXPECT_EQ(row[3], "note " + std::to_string(id)) << row.dump();
+      } else {
+        EXPECT_TRUE(row[3].is_null()) << row.dump();
+      }
+      EXPECT_EQ(row[4], e.city) << row.dump();
+      EXPECT_EQ(AsInt(row[5]), e.zip) << row.dump();
+      EXPECT_EQ(AsInt(row[6]), e.tag_count) << row.dump();
+    }
+  }
+}
+
+TEST_P(WarehouseConformance, AggregatesOverAppendedRowsAreExact) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(1, 40)).ok());
+  Rows rows = select(fmt::format(
+      "SELECT count(*) AS n, sum(id) AS ids, sum(amount) AS total, sum({}) AS tags, "
+      "count(note) AS notes, count(DISTINCT user) AS users FROM {}",
+      GetParam().array_length("tags"), warehouse_->TableName(instance)));
+  if (!caps().stores_rows) {
+    EXPECT_TRUE(rows.rows.empty());
+    return;
+  }
+  ASSERT_EQ(rows.rows.size(), 1u);
+  int64_t ids = 0, tags = 0, notes = 0;
+  double total = 0;
+  for (int64_t id = 1; id <= 40; ++id) {
+    const Event e = MakeEvent(id);
+    ids += id;
+    total += e.amount;
+    tags += e.tag_count;
+    notes += e.has_note ? 1 : 0;
+  }
+  const json& row = rows.rows[0];
+  EXPECT_EQ(AsInt(row[0]), 40);
+  EXPECT_EQ(AsInt(row[1]), ids);
+  EXPECT_DOUBLE_EQ(AsDouble(row[2]), total);
+  EXPECT_EQ(AsInt(row[3]), tags);
+  EXPECT_EQ(AsInt(row[4]), notes);
+  EXPECT_EQ(AsInt(row[5]), 4);
+}
+
+TEST_P(WarehouseConformance, HiddenColumnsAreDroppedFromResults) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 3)).ok());
+  const std::string table = warehouse_->TableName(instance);
+  Rows rows = select(fmt::format("SELECT id, __key, __timestamp, __key AS __k2 FROM {} ORDER BY id", table));
+  if (caps().stores_rows) {
+    ASSERT_EQ(rows.columns.size(), 1u);
+    EXPECT_EQ(rows.columns[0].name, "id");
+    ASSERT_EQ(rows.rows.size(), 3u);
+    for (const json& row : rows.rows) EXPECT_EQ(row.size(), 1u) << row.dump();
+    // The hidden columns exist and hold the key and the timestamp.
+    Rows check = select(fmt::format("SELECT count(*) FROM {} WHERE __key IS NOT NULL AND __timestamp IS NOT NULL", table));
+    ASSERT_EQ(check.rows.size(), 1u);
+    EXPECT_EQ(AsInt(check.rows[0][0]), 3);
+  }
+  Rows star = select("SELECT * FROM " + table);
+  for (const auto& column : star.columns) EXPECT_FALSE(column.name.starts_with("__")) << column.name;
+}
+
+TEST_P(WarehouseConformance, DryRunListsTablesAndEstimatesBytesThatGrowWithData) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  InstanceInfo other = registered();
+  const std::string sql = fmt::format("SELECT user, amount FROM {} WHERE amount > 1", warehouse_->TableName(instance));
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 10)).ok());
+  Result<driver::QueryAnalysis> small = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  EXPECT_EQ(small->tables, std::vector<std::string>{warehouse_->TableName(instance)});
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(10, 1000)).ok());
+  Result<driver::QueryAnalysis> large = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(large.ok()) << large.status().ToString();
+  if (caps().dry_run_bytes) {
+    EXPECT_GT(small->bytes_scanned_estimate, 0);
+    EXPECT_GT(large->bytes_scanned_estimate, small->bytes_scanned_estimate);
+  } else {
+    EXPECT_EQ(large->bytes_scanned_estimate, 0);
+  }
+  Result<driver::QueryAnalysis> both = warehouse_->AnalyzeQuery(fmt::format(
+      "SELECT a.id FROM {} a JOIN {} b ON a.id = b.id", warehouse_->TableName(instance), warehouse_->TableName(other)));
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  std::set<std::string> tables(both->tables.begin(), both->tables.end());
+  EXPECT_EQ(tables, (std::set<std::string>{warehouse_->TableName(instance), warehouse_->TableName(other)}));
+  EXPECT_EQ(both->tables.size(), 2u) << "each table listed once";
+}
+
+TEST_P(WarehouseConformance, AJobRunsAsynchronouslyAndIsPolledUntilDone) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 12)).ok());
+  const Uuid id = Uuid::Random();
+  Result<Job> started = warehouse_->StartQuery(
+      id, fmt::format("SELECT user, count(*) AS n FROM {} GROUP BY user ORDER BY user", warehouse_->TableName(instance)), {});
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started->job_id, id);
+  EXPECT_TRUE(started->error.empty());
+  Job done = WaitForJob(*warehouse_, id);
+  EXPECT_EQ(done.status, JobStatus::kDone) << done.error;
+  EXPECT_TRUE(done.error.empty());
+  EXPECT_EQ(done.rows, expected(4));
+  // Polling a finished job again gives the same answer.
+  Result<Job> again = warehouse_->PollJob(id);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->status, JobStatus::kDone);
+  EXPECT_EQ(again->rows, done.rows);
+  // The id is taken now.
+  EXPECT_EQ(warehouse_->StartQuery(id, "SELECT 1", {}).status().code(), StatusCode::kAlreadyExists);
+}
+
+TEST_P(WarehouseConformance, BadSqlIsInvalidArgumentWithTheBackendsMessage) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  Result<driver::QueryAnalysis> syntax = warehouse_->AnalyzeQuery("SELEC id FRM " + warehouse_->TableName(instance));
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_EQ(syntax.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(syntax.status().message().empty());
+  Job job = run("SELEC id FRM " + warehouse_->TableName(instance));
+  EXPECT_EQ(job.status, JobStatus::kFailed);
+  EXPECT_FALSE(job.error.empty());
+  if (caps().stores_rows) {
+    Result<driver::QueryAnalysis> column =
+        warehouse_->AnalyzeQuery("SELECT no_such_column FROM " + warehouse_->TableName(instance));
+    ASSERT_FALSE(column.ok());
+    EXPECT_EQ(column.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(column.status().message().find("no_such_column"), std::string::npos) << column.status().message();
+  }
+}
+
+TEST_P(WarehouseConformance, ARuntimeErrorFailsTheJobWithItsMessage) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
+  // Compiles (a dry run accepts it) but cannot convert 'ada' at run time.
+  const std::string sql = "SELECT CAST(user AS INTEGER) AS n FROM " + warehouse_->TableName(instance);
+  ASSERT_TRUE(warehouse_->AnalyzeQuery(sql).ok());
+  Job job = run(sql);
+  if (!caps().stores_rows) {
+    EXPECT_EQ(job.status, JobStatus::kDone);
+    return;
+  }
+  EXPECT_EQ(job.status, JobStatus::kFailed);
+  EXPECT_FALSE(job.error.empty());
+  EXPECT_TRUE(job.error.find("ada") != std::string::npos || job.error.find("grace") != std::string::npos ||
+              job.error.find("edsger") != std::string::npos || job.error.find("barbara") != std::string::npos)
+      << "the message names the bad value: " << job.error;
+  // A failed job has no rows to read.
+  auto page = warehouse_->ReadJobRows(job.job_id, "", 10);
+  EXPECT_EQ(page.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_P(WarehouseConformance, NonSelectStatementsAreRejectedAtAnalyzeAndChangeNothing) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 4)).ok());
+  const std::string table = warehouse_->TableName(instance);
+  const std::string file = (std::filesystem::path(scratch_dir_) / "out.csv").string();
+  const std::vector<std::string> statements = {
+      fmt::format("INSERT INTO {} SELECT * FROM {}", table, table),
+      fmt::format("DELETE FROM {}", table),
+      fmt::format("UPDATE {} SET amount = 0", table),
+      fmt::format("DROP TABLE {}", table),
+      "CREATE TABLE conformance_x (a INTEGER)",
+      fmt::format("COPY {} TO '{}'", table, file),
+      fmt::format("ATTACH '{}' AS other", (std::filesystem::path(scratch_dir_) / "other.db").string()),
+      "PRAGMA show_tables",
+      fmt::format("SELECT 1; DROP TABLE {}", table),
+  };
+  for (const std::string& sql : statements) {
+    SCOPED_TRACE(sql);
+    Result<driver::QueryAnalysis> analysis = warehouse_->AnalyzeQuery(sql);
+    EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument) << analysis.status().ToString();
+    Job job = run(sql);
+    EXPECT_EQ(job.status, JobStatus::kFailed) << "a job must not run a non-SELECT statement";
+  }
+  EXPECT_EQ(count(instance), expected(4));
+  EXPECT_FALSE(std::filesystem::exists(file));
+}
+
+TEST_P(WarehouseConformance, UnknownJobIsNotFound) {
+  const Uuid id = Uuid::Random();
+  EXPECT_EQ(warehouse_->PollJob(id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(warehouse_->ReadJobRows(id, "", 10).status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(WarehouseConformance, RowsOfAnUnfinishedOrFailedJobAreFailedPrecondition) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  const std::string t = warehouse_->TableName(instance);
+  // Slow with rows (30^7 combinations); cut short by the timeout.
+  const std::string slow = fmt::format(
+      "SELECT count(*) FROM {t} a, {t} b, {t} c, {t} d, {t} e, {t} f, {t} g "
+      "WHERE a.amount + b.amount + c.amount + d.amount + e.amount + f.amount + g.amount > -1",
+      fmt::arg("t", t));
+  driver::JobOptions options;
+  options.timeout_ms = 2000;
+  const Uuid id = Uuid::Random();
+  ASSERT_TRUE(warehouse_->StartQuery(id, slow, options).ok());
+  Result<driver::RowPage> early = warehouse_->ReadJobRows(id, "", 10);
+  Result<Job> after = warehouse_->PollJob(id);
+  ASSERT_TRUE(after.ok());
+  if (after->status == JobStatus::kPending || after->status == JobStatus::kRunning) {
+    // Still unfinished after the read, so it was unfinished during it.
+    EXPECT_EQ(early.status().code(), StatusCode::kFailedPrecondition) << early.status().ToString();
+  } else {
+    EXPECT_FALSE(caps().stores_rows) << "a 30^7-row join finished at once";
+  }
+  WaitForJob(*warehouse_, id);
+  Job failed = run("DELETE FROM " + t);
+  ASSERT_EQ(failed.status, JobStatus::kFailed);
+  EXPECT_EQ(warehouse_->ReadJobRows(failed.job_id, "", 10).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_P(WarehouseConformance, AJobOverItsTimeoutFails) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  const std::string t = warehouse_->TableName(instance);
+  const std::string slow = fmt::format(
+      "SELECT count(*) FROM {t} a, {t} b, {t} c, {t} d, {t} e, {t} f, {t} g, {t} h "
+      "WHERE a.amount + b.amount + c.amount + d.amount + e.amount + f.amount + g.amount + h.amount > -1",
+      fmt::arg("t", t));
+  driver::JobOptions options;
+  options.timeout_ms = 300;
+  const auto start = std::chrono::steady_clock::now();
+  Job job = run(slow, options);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  if (!caps().stores_rows) {
+    EXPECT_EQ(job.status, JobStatus::kDone);
+    return;
+  }
+  EXPECT_EQ(job.status, JobStatus::kFailed);
+  EXPECT_FALSE(job.error.empty());
+  EXPECT_LT(elapsed, std::chrono::seconds(20)) << "the timeout stops the query";
+}
+
+TEST_P(WarehouseConformance, AMalformedPageTokenIsInvalidArgument) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
+  Job job = run("SELECT id FROM " + warehouse_->TableName(instance));
+  ASSERT_EQ(job.status, JobStatus::kDone) << job.error;
+  for (std::string token : {std::string("not a token"), std::string("\xff\x01", 2), std::string("r-1"),
+                            std::string("99999999999999999999999999")}) {
+    SCOPED_TRACE(token);
+    EXPECT_EQ(warehouse_->ReadJobRows(job.job_id, token, 10).status().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(warehouse_->ReadJobRows(job.job_id, "", 0).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_P(WarehouseConformance, RemovingAnInstanceDropsItsTableAndLeavesOthers) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  InstanceInfo other = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 6)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(other, Events(0, 3)).ok());
+  ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok());
+  ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok()) << "idempotent";
+  const std::string sql = "SELECT count(*) FROM " + warehouse_->TableName(instance);
+  if (caps().stores_rows) {
+    EXPECT_EQ(warehouse_->AnalyzeQuery(sql).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(run(sql).status, JobStatus::kFailed);
+    EXPECT_FALSE(warehouse_->WriteToWarehouse(instance, Events(0, 1)).ok()) << "no table to write to";
+  }
+  EXPECT_EQ(count(other), expected(3));
+  // Registering again starts empty.
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  EXPECT_EQ(count(instance), 0);
+}
+
+TEST_P(WarehouseConformance, ANewDriverOnTheSameDirectoryKeepsTheData) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 7)).ok());
+  warehouse_.reset();
+  auto reopened = GetParam().make(scratch_dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  warehouse_ = *reopened;
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  EXPECT_EQ(count(instance), expected(7));
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(7, 2)).ok());
+  EXPECT_EQ(count(instance), expected(9));
+}
+
+TEST_P(WarehouseConformance, ResetDropsTablesAndJobsAndLeavesTheDriverUsable) {
+  WH_HELPERS;
+  InstanceInfo a = registered();
+  InstanceInfo b = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(a, Events(0, 4)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(b, Events(0, 4)).ok());
+  Job job = run("SELECT id FROM " + warehouse_->TableName(a));
+  ASSERT_EQ(job.status, JobStatus::kDone);
+  ASSERT_TRUE(warehouse_->Reset().ok());
+  EXPECT_EQ(warehouse_->PollJob(job.job_id).status().code(), StatusCode::kNotFound);
+  if (caps().stores_rows) {
+    EXPECT_EQ(warehouse_->AnalyzeQuery("SELECT id FROM " + warehouse_->TableName(a)).status().code(),
+              StatusCode::kInvalidArgument);
+  }
+  ASSERT_TRUE(warehouse_->RegisterInstance(a).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(a, Events(0, 2)).ok());
+  EXPECT_EQ(count(a), expected(2));
+}
+
+TEST_P(WarehouseConformance, ARetriedBatchIsStoredOnceWhereTheDriverDeduplicates) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  std::vector<Record> batch = Events(0, 10);
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch).ok());
+  // The same key with a new timestamp is a new version, never a duplicate.
+  std::vector<Record> newer = {ToRecord(MakeEvent(3), NowMs() + 1'000'000)};
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, newer).ok());
+  if (!caps().stores_rows) {
+    EXPECT_EQ(count(instance), 0);
+  } else if (caps().dedups_retries) {
+    EXPECT_EQ(count(instance), 11);
+  } else {
+    EXPECT_EQ(count(instance), 21);
+  }
+}
+
+TEST_P(WarehouseConformance, ExpiredRowsAreNotStored) {
+  WH_HELPERS;
+  InstanceInfo instance = MakeInstance();
+  instance.warehouse_retention_ms = 3'600'000;
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  std::vector<Record> batch = {ToRecord(MakeEvent(1), NowMs() - 7'200'000), ToRecord(MakeEvent(2), NowMs())};
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch).ok());
+  EXPECT_EQ(count(instance), expected(1));
+}
+
+TEST_P(WarehouseConformance, AnUndecodableRecordRejectsTheWholeBatch) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  std::vector<Record> batch = Events(0, 3000);
+  batch[2500].avro = "\x01\x02";  // truncated
+  Status status = warehouse_->WriteToWarehouse(instance, batch);
+  if (caps().stores_rows) {
+    EXPECT_FALSE(status.ok());
+    EXPECT_NE(status.message().find("2500"), std::string::npos) << status.ToString();
+  }
+  EXPECT_EQ(count(instance), 0);
+}
+
+TEST_P(WarehouseConformance, ConcurrentWritesFromManyThreadsAreAllStored) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  InstanceInfo other = registered();
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < 5; ++b) {
+        const int64_t first = (t * 5 + b) * 50;
+        if (!warehouse_->WriteToWarehouse(t % 2 == 0 ? instance : other, Events(first, 50)).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(count(instance), expected(500));
+  EXPECT_EQ(count(other), expected(500));
+}
+
+// Drivers instantiate this suite in their own test binaries; binaries of
+// other interfaces link it too.
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(WarehouseConformance);
+
+}  // namespace aquifer::conformance
