@@ -24,6 +24,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -42,6 +43,9 @@ struct MessageQueueFactory {
   // The ack timeout the tests use; brokers with a minimum deadline (Pub/Sub: 10 s) raise it.
   int64_t ack_timeout_ms = 1000;
 };
+
+// gtest prints the parameter by its name.
+inline void PrintTo(const MessageQueueFactory& factory, std::ostream* os) { *os << factory.name; }
 
 std::string MessageQueueFactoryName(const ::testing::TestParamInfo<MessageQueueFactory>& info);
 
