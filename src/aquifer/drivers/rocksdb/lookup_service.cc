@@ -382,7 +382,10 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
   auto lock = LockInstance(instance);
   AQ_ASSIGN_OR_RETURN(uint64_t first_offset, ReadSequence(instance, prefix));
 
-  ::rocksdb::WriteBatch batch;
+  size_t payload_bytes = 0;
+  for (const Record& record : records) payload_bytes += record.key.size() + record.avro.size();
+  // Room for the log and index rows with their headers, so the batch does not regrow.
+  ::rocksdb::WriteBatch batch(2 * payload_bytes + records.size() * 64 + 64);
   std::string key, value;
   if (instance.use_log) {
     for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {

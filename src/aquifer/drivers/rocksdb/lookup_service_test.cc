@@ -1,0 +1,241 @@
+// RocksDB-specific checks of the embedded lookup service: the shared handle,
+// the on-disk layout after RemoveInstance, config parsing and error mapping.
+// The behaviour every lookup driver shares is in tests/conformance.
+
+#include "aquifer/drivers/rocksdb/lookup_service.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include "aquifer/driver/registry.h"
+#include "aquifer/drivers/rocksdb/rocksdb_handle.h"
+#include "aquifer/keys/tuple.h"
+
+namespace aquifer::drivers::rocksdb {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string base = std::filesystem::temp_directory_path() / "aquifer-lookup-test-XXXXXX";
+    std::vector<char> buf(base.begin(), base.end());
+    buf.push_back('\0');
+    if (mkdtemp(buf.data()) != nullptr) path_ = buf.data();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+schema::SchemaPtr Schema() {
+  auto parsed = schema::Schema::Parse(
+      R"({"type":"record","name":"R","fields":[{"name":"id","type":"string"},{"name":"v","type":"long"}]})", {"id"});
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  return parsed.ok() ? *parsed : nullptr;
+}
+
+driver::InstanceInfo Instance() {
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = Schema();
+  return instance;
+}
+
+driver::Record RecordFor(const std::string& id, int64_t ts) {
+  driver::Record record;
+  keys::AppendString(&record.key, id);
+  record.avro = std::string("\x02", 1) + id.substr(0, 0);  // not decoded by these tests
+  record.timestamp_ms = ts;
+  return record;
+}
+
+int CountKeysWithPrefix(RocksDbHandle& handle, const std::string& family, std::string_view prefix) {
+  auto cf = handle.ColumnFamily(family);
+  EXPECT_TRUE(cf.ok());
+  std::unique_ptr<::rocksdb::Iterator> it(handle.db()->NewIterator(::rocksdb::ReadOptions(), *cf));
+  int count = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().ToStringView().starts_with(prefix)) ++count;
+  }
+  EXPECT_TRUE(it->status().ok());
+  return count;
+}
+
+TEST(RocksDbHandle, OnePathIsOneDatabaseUntilTheLastUserLetsGo) {
+  TempDir dir;
+  auto first = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = RocksDbHandle::Open(dir.path() + "/./");
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(first->get(), second->get());
+  ASSERT_TRUE((*first)->ColumnFamily("extra").ok());
+  first->reset();
+  second->reset();
+  // Closed now: RocksDB would refuse a second open of a locked directory.
+  auto reopened = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  std::vector<std::string> families;
+  ASSERT_TRUE(::rocksdb::DB::ListColumnFamilies(::rocksdb::DBOptions(), dir.path(), &families).ok());
+  EXPECT_THAT(families, ::testing::Contains("extra"));
+}
+
+TEST(RocksDbLookup, LookupAndUsageShareTheDatabaseUnderTheDataDir) {
+  TempDir dir;
+  driver::Registry registry;
+  RegisterLookupAndUsage(&registry);
+  driver::DriverContext context;
+  context.data_dir = dir.path();
+  for (const char* name : {"rocksdb", "embedded"}) {
+    auto lookup = registry.MakeLookupService(name, {}, context);
+    ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+    auto usage = registry.MakeUsageService(name, {}, context);
+    ASSERT_TRUE(usage.ok()) << usage.status().ToString();
+    auto handle = RocksDbHandle::Open(dir.path() + "/lookup");
+    ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+    std::vector<std::string> families;
+    ASSERT_TRUE(::rocksdb::DB::ListColumnFamilies(::rocksdb::DBOptions(), dir.path() + "/lookup", &families).ok());
+    EXPECT_THAT(families, ::testing::IsSupersetOf({kLogFamily, kIndexFamily, kMetaFamily, kUsageFamily}));
+  }
+}
+
+TEST(RocksDbLookup, RemoveInstanceLeavesNoKeyOfTheInstanceInAnyFamily) {
+  TempDir dir;
+  LookupOptions options;
+  options.path = dir.path();
+  auto service = MakeLookupService(options);
+  ASSERT_TRUE(service.ok()) << service.status().ToString();
+  driver::InstanceInfo doomed = Instance();
+  driver::InstanceInfo kept = Instance();
+  std::vector<driver::Record> records = {RecordFor("a", 1), RecordFor("b", 2), RecordFor("a", 3)};
+  ASSERT_TRUE((*service)->WriteRecords(doomed, records).ok());
+  ASSERT_TRUE((*service)->WriteRecords(kept, records).ok());
+  auto handle = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(handle.ok());
+  std::string doomed_prefix(doomed.instance_id.AsBytes());
+  std::string kept_prefix(kept.instance_id.AsBytes());
+  ASSERT_EQ(CountKeysWithPrefix(**handle, kLogFamily, doomed_prefix), 3);
+  ASSERT_EQ(CountKeysWithPrefix(**handle, kIndexFamily, doomed_prefix), 2);
+  ASSERT_EQ(CountKeysWithPrefix(**handle, kMetaFamily, doomed_prefix), 1);
+
+  ASSERT_TRUE((*service)->RemoveInstance(doomed).ok());
+  for (const char* family : {kLogFamily, kIndexFamily, kMetaFamily}) {
+    EXPECT_EQ(CountKeysWithPrefix(**handle, family, doomed_prefix), 0) << family;
+  }
+  EXPECT_EQ(CountKeysWithPrefix(**handle, kLogFamily, kept_prefix), 3);
+  EXPECT_EQ(CountKeysWithPrefix(**handle, kIndexFamily, kept_prefix), 2);
+  EXPECT_EQ(CountKeysWithPrefix(**handle, kMetaFamily, kept_prefix), 1);
+}
+
+TEST(RocksDbLookup, AnInstanceIdOfAllOnesIsRemovedToo) {
+  TempDir dir;
+  LookupOptions options;
+  options.path = dir.path();
+  auto service = MakeLookupService(options);
+  ASSERT_TRUE(service.ok());
+  driver::InstanceInfo instance = Instance();
+  instance.instance_id.bytes.fill(0xFF);  // no finite prefix successor
+  ASSERT_TRUE((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("\xff\xff", 1)}).ok());
+  ASSERT_TRUE((*service)->RemoveInstance(instance).ok());
+  auto handle = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(handle.ok());
+  for (const char* family : {kLogFamily, kIndexFamily, kMetaFamily}) {
+    EXPECT_EQ(CountKeysWithPrefix(**handle, family, instance.instance_id.AsBytes()), 0) << family;
+  }
+}
+
+TEST(RocksDbLookup, ConfigSetsPathSyncAndLimits) {
+  TempDir dir;
+  driver::DriverContext context;
+  context.data_dir = dir.path() + "/unused";
+  driver::Config config = {{"path", dir.path() + "/custom"},
+                           {"sync", "false"},
+                           {"max_key_size", "10"},
+                           {"max_record_size", "20"},
+                           {"max_records_in_batch", "3"}};
+  auto options = ParseLookupOptions(config, context);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  EXPECT_FALSE(options->sync);
+  auto service = MakeLookupService(*options);
+  ASSERT_TRUE(service.ok());
+  driver::Limits limits = (*service)->capabilities().limits;
+  EXPECT_EQ(limits.max_key_size, 10u);
+  EXPECT_EQ(limits.max_record_size, 20u);
+  EXPECT_EQ(limits.max_records_in_batch, 3u);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/custom/CURRENT"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/unused"));
+
+  std::vector<driver::Record> four(4, RecordFor("a", 1));
+  Status status = (*service)->WriteRecords(Instance(), four);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("4 records"));
+
+  EXPECT_EQ(ParseLookupOptions({{"sync", "maybe"}}, context).status().code(), StatusCode::kInvalidArgument);
+  auto zero = ParseLookupOptions({{"max_key_size", "0"}}, context);
+  EXPECT_EQ(zero.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(), HasSubstr("max_key_size"));
+  auto defaults = ParseLookupOptions({}, context);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_TRUE(defaults->sync);
+  EXPECT_EQ(defaults->path, context.data_dir + "/lookup");
+}
+
+TEST(RocksDbLookup, DamagedStoredRowsAreCorruptionNotACrash) {
+  TempDir dir;
+  LookupOptions options;
+  options.path = dir.path();
+  auto service = MakeLookupService(options);
+  ASSERT_TRUE(service.ok());
+  driver::InstanceInfo instance = Instance();
+  ASSERT_TRUE((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("a", 1)}).ok());
+  auto handle = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(handle.ok());
+  std::string prefix(instance.instance_id.AsBytes());
+  std::string index_key = prefix;
+  keys::AppendString(&index_key, "a");
+  ASSERT_TRUE((*handle)->db()->Put(::rocksdb::WriteOptions(), *(*handle)->ColumnFamily(kIndexFamily), index_key, "short").ok());
+  auto cursors = (*service)->Query(instance, driver::QueryRequest{});
+  ASSERT_TRUE(cursors.ok());
+  auto page = (*service)->ReadCursor(instance, cursors->replay, {}, driver::ReadOptions{});
+  EXPECT_EQ(page.status().code(), StatusCode::kCorruption) << page.status().ToString();
+  // A damaged sequence is reported on the next write, which writes nothing.
+  ASSERT_TRUE((*handle)->db()->Put(::rocksdb::WriteOptions(), *(*handle)->ColumnFamily(kMetaFamily), prefix + "s", "x").ok());
+  EXPECT_EQ((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("b", 1)}).code(),
+            StatusCode::kCorruption);
+}
+
+TEST(RocksDbStatus, MapsRocksDbCodesToTheCallersDecision) {
+  struct Case {
+    ::rocksdb::Status in;
+    StatusCode out;
+  };
+  for (const Case& c : {Case{::rocksdb::Status::IOError("disk"), StatusCode::kUnavailable},
+                        Case{::rocksdb::Status::Busy(), StatusCode::kUnavailable},
+                        Case{::rocksdb::Status::TryAgain(), StatusCode::kUnavailable},
+                        Case{::rocksdb::Status::TimedOut(), StatusCode::kTimeout},
+                        Case{::rocksdb::Status::Corruption("bad block"), StatusCode::kCorruption},
+                        Case{::rocksdb::Status::NotFound(), StatusCode::kNotFound},
+                        Case{::rocksdb::Status::InvalidArgument("x"), StatusCode::kInvalidArgument},
+                        Case{::rocksdb::Status::NotSupported(), StatusCode::kNotSupported},
+                        Case{::rocksdb::Status::Aborted(), StatusCode::kAborted}}) {
+    Status mapped = FromRocksStatus(c.in, "writing things");
+    EXPECT_EQ(mapped.code(), c.out) << c.in.ToString();
+    EXPECT_THAT(mapped.message(), HasSubstr("writing things"));
+    EXPECT_THAT(mapped.message(), HasSubstr(c.in.ToString()));
+  }
+  EXPECT_TRUE(FromRocksStatus(::rocksdb::Status::OK(), "x").ok());
+}
+
+}  // namespace
+}  // namespace aquifer::drivers::rocksdb
