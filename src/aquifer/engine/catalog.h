@@ -1,0 +1,249 @@
+#pragma once
+
+// Catalog: the engine's metadata — projects, tables and their instances,
+// secrets and grants, SQL jobs, idempotency keys and project quotas.
+//
+// Catalog is a pure abstract interface so that one process (SQLite, the
+// default: OpenSqliteCatalog) and many processes sharing one database
+// (Postgres, later) look the same to the engine. Every method is thread-safe
+// and each mutation is one transaction: it happens entirely or not at all.
+//
+// Error codes mean the same across implementations:
+//   InvalidArgument     bad names, schemas, flags or grant lists (the message names the rule
+//                       or the field path)
+//   NotFound            the named project, table, instance, secret or job does not exist
+//   AlreadyExists       a create found the name taken
+//   Unauthenticated     ResolveSecret got a secret that is not in the catalog
+//   PermissionDenied    Authorize: the principal sees the target but may not do this
+//   FailedPrecondition  the database was written by a newer Aquifer (schema version), or a job
+//                       update would leave a finished state
+//   Unavailable         the database is busy or unreachable; retrying may succeed
+//   Corruption/Internal stored rows that do not parse, or a bug
+//
+// Lifecycle: open once per process and share; destroy after every user is done.
+//
+// Parsed schemas are cached by instance id (instances are immutable in shape),
+// so hot lookups (GetTable, GetInstance) do not re-parse Avro JSON.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aquifer/base/clock.h"
+#include "aquifer/base/status.h"
+#include "aquifer/base/uuid.h"
+#include "aquifer/driver/types.h"
+#include "aquifer/driver/warehouse_service.h"
+#include "aquifer/engine/auth.h"
+
+namespace aquifer::engine {
+
+// Monthly byte quotas of a project; unset = unlimited.
+struct Quotas {
+  std::optional<int64_t> read_bytes = std::nullopt;
+  std::optional<int64_t> write_bytes = std::nullopt;
+  std::optional<int64_t> scan_bytes = std::nullopt;
+
+  bool operator==(const Quotas&) const = default;
+};
+
+struct ProjectInfo {
+  Uuid project_id;
+  std::string name;
+  int64_t created_ms = 0;
+  Quotas quotas;
+};
+
+// What POST /v1/projects/{p}/tables asks for. The flags and retentions become
+// those of the primary instance.
+struct TableSpec {
+  std::string name;
+  std::string schema_json;        // Avro record schema
+  std::vector<std::string> key;   // key field names, in key order
+  bool use_log = true;
+  bool use_index = true;
+  bool use_warehouse = true;
+  int64_t log_retention_ms = 0;   // 0 = forever
+  int64_t index_retention_ms = 0;
+  int64_t warehouse_retention_ms = 0;
+};
+
+struct TableInfo {
+  Uuid table_id;
+  Uuid project_id;
+  std::string project;
+  std::string name;
+  int64_t created_ms = 0;
+  // The primary instance, with its parsed schema (canonical Avro JSON in
+  // primary.schema->avro_json(), key in primary.schema->key()).
+  driver::InstanceInfo primary;
+};
+
+// A secret as listings show it; the plaintext is never stored.
+struct SecretInfo {
+  Uuid secret_id;
+  bool is_admin = false;
+  std::optional<Uuid> project_id;  // the project it was minted for; unset for the admin
+  std::vector<Grant> grants;
+  int64_t created_ms = 0;
+};
+
+// MintSecret's answer: the plaintext is returned this once.
+struct MintedSecret {
+  Uuid secret_id;
+  std::string secret;
+};
+
+// A table a SQL job reads, as the engine resolved it at submission.
+struct JobTable {
+  std::string project;
+  std::string table;
+  Uuid instance_id;
+
+  bool operator==(const JobTable&) const = default;
+};
+
+struct NewJob {
+  Uuid secret_id = {};                // the secret that submitted it
+  std::vector<JobTable> tables = {};  // every table the SQL reads
+  std::string sql = {};
+};
+
+struct JobInfo {
+  Uuid job_id;
+  Uuid secret_id;
+  std::vector<JobTable> tables;
+  std::string sql;
+  driver::JobStatus status = driver::JobStatus::kPending;
+  std::string error;          // set when failed
+  int64_t bytes_scanned = 0;
+  int64_t rows = 0;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+struct JobUpdate {
+  driver::JobStatus status = driver::JobStatus::kPending;
+  std::string error = {};
+  int64_t bytes_scanned = 0;
+  int64_t rows = 0;
+};
+
+// An Idempotency-Key is remembered this long; a retry after that is a new write.
+inline constexpr int64_t kIdempotencyKeyTtlMs = 24LL * 60 * 60 * 1000;
+inline constexpr size_t kMaxIdempotencyKeyLength = 255;
+
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+  Catalog() = default;
+  Catalog(const Catalog&) = delete;
+  Catalog& operator=(const Catalog&) = delete;
+
+  // --- Projects ---------------------------------------------------------------------------
+
+  // Creates a project with no quotas. InvalidArgument if the name breaks
+  // [a-z][a-z0-9_]{0,62}; AlreadyExists if taken.
+  virtual Result<ProjectInfo> CreateProject(std::string_view name) = 0;
+  virtual Result<ProjectInfo> GetProject(std::string_view name) = 0;
+  // All projects, by name.
+  virtual Result<std::vector<ProjectInfo>> ListProjects() = 0;
+  // Deletes the project with its tables, instances, the secrets minted for it
+  // (and every grant on it). Returns the instances removed, so the engine can
+  // remove their data from the drivers; the catalog no longer knows them.
+  virtual Result<std::vector<driver::InstanceInfo>> DeleteProject(std::string_view name) = 0;
+  // Replaces the project's quotas; negative limits are InvalidArgument.
+  virtual Status SetProjectQuotas(std::string_view project, const Quotas& quotas) = 0;
+  virtual Result<Quotas> GetProjectQuotas(std::string_view project) = 0;
+
+  // --- Tables and instances ---------------------------------------------------------------
+
+  // Validates the spec (name rule; Schema::Parse with the field path in the
+  // message; non-negative retentions; at least one store) and creates the
+  // table and its primary instance (a fresh random id) in one transaction.
+  // NotFound without the project, AlreadyExists if the table name is taken.
+  virtual Result<TableInfo> CreateTable(std::string_view project, const TableSpec& spec) = 0;
+  virtual Result<TableInfo> GetTable(std::string_view project, std::string_view table) = 0;
+  // The project's tables, by name. NotFound without the project.
+  virtual Result<std::vector<TableInfo>> ListTables(std::string_view project) = 0;
+  // Deletes the table, its instances and the grants on it; returns the
+  // instances removed.
+  virtual Result<std::vector<driver::InstanceInfo>> DeleteTable(std::string_view project,
+                                                                std::string_view table) = 0;
+  // Any instance by id (primary or not), with its project and table names.
+  virtual Result<driver::InstanceInfo> GetInstance(const Uuid& instance_id) = 0;
+
+  // --- Secrets and authorization ----------------------------------------------------------
+
+  // Mints a secret for `project` with these grants (each name a table of the
+  // project, which must exist, or "*"). InvalidArgument when it would grant
+  // nothing or a name is bad; NotFound for a missing project or table. Who
+  // may mint is the engine's check (admin, or manage on the project).
+  virtual Result<MintedSecret> MintSecret(std::string_view project,
+                                          const SecretGrants& grants) = 0;
+  // With a plaintext (e.g. AQUIFER_ADMIN_SECRET, at least kMinAdminSecretLength
+  // characters): makes it the only admin secret and returns it. Without one:
+  // creates an admin secret if none exists and returns its plaintext, or
+  // returns nullopt when one already exists (its plaintext is not kept).
+  virtual Result<std::optional<std::string>> EnsureAdminSecret(
+      const std::optional<std::string>& plaintext) = 0;
+  // The principal a plaintext secret stands for, with its grants as of now.
+  // Unauthenticated when no such secret exists.
+  virtual Result<Principal> ResolveSecret(std::string_view plaintext) = 0;
+  // Secrets minted for a project (never the admin), oldest first.
+  virtual Result<std::vector<SecretInfo>> ListSecrets(std::string_view project) = 0;
+  // Revokes a secret: deletes it, its grants and its idempotency keys. NotFound if unknown.
+  virtual Status DeleteSecret(const Uuid& secret_id) = 0;
+  // Whether `principal` may do `permission` on `project`, or on its `table`
+  // when `table` is not empty, as the catalog stands now. OK, NotFound (it may
+  // not see it, or it does not exist: the same message either way) or
+  // PermissionDenied. See auth.h for the rules.
+  virtual Status Authorize(const Principal& principal, std::string_view project,
+                           std::string_view table, Permission permission) = 0;
+
+  // --- SQL jobs ---------------------------------------------------------------------------
+
+  // Records a new pending job with a fresh random id (used as the warehouse job id).
+  virtual Result<JobInfo> CreateJob(const NewJob& job) = 0;
+  // Sets status, error and counters. NotFound if unknown; FailedPrecondition
+  // when the job is already done or failed (finished jobs do not change).
+  virtual Status UpdateJob(const Uuid& job_id, const JobUpdate& update) = 0;
+  virtual Result<JobInfo> GetJob(const Uuid& job_id) = 0;
+  // OK if `principal` may see the job: the admin, or the secret that
+  // submitted it while it may still read every table the job reads. Anyone
+  // else gets the NotFound an unknown job id gets.
+  virtual Status CanReadJob(const Principal& principal, const JobInfo& job) = 0;
+
+  // --- Idempotency keys -------------------------------------------------------------------
+
+  // Claims `key` for `secret_id`'s write `proposed_write_id`. Returns nullopt
+  // when the claim is new (proceed with the write), or the write id of the
+  // earlier claim when the key was used in the last kIdempotencyKeyTtlMs (the
+  // retry must not write again). Keys are 1..kMaxIdempotencyKeyLength bytes.
+  virtual Result<std::optional<std::string>> ClaimIdempotencyKey(
+      const Uuid& secret_id, std::string_view key, std::string_view proposed_write_id) = 0;
+  // Deletes claims older than kIdempotencyKeyTtlMs; returns how many.
+  virtual Result<int64_t> PurgeIdempotencyKeys() = 0;
+};
+
+struct SqliteCatalogOptions {
+  Clock* clock = Clock::System();  // created/updated times, idempotency expiry
+  int busy_timeout_ms = 5000;      // how long a write waits for another process's lock
+};
+
+// Opens (creating if needed) a SQLite catalog at `path`, or ":memory:" for a
+// private in-memory one, and brings its schema up to date: the migrations
+// this binary knows that the file lacks are applied in one transaction.
+// FailedPrecondition if the file was migrated by a newer binary. The
+// connection uses WAL journaling (files only), a busy timeout and foreign keys.
+Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path,
+                                                   const SqliteCatalogOptions& options);
+Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path);
+
+// The schema version this binary's SQLite catalog migrates to.
+int SqliteCatalogSchemaVersion();
+
+}  // namespace aquifer::engine
