@@ -47,6 +47,15 @@ std::string_view OpName(Op op) {
   return "_eq";
 }
 
+// The upper bound of all keys that start with the complete packed elements
+// `parent`: the next element's type code (or the key's end) follows them, and
+// every type code is below 0xFF. PrefixSuccessor(parent) would be wrong: a
+// parent ending in a string's 0x00 terminator would take in the strings that
+// extend it with NUL bytes (packed as 0x00 0xFF ...).
+std::string ElementsUpperBound(const std::string& parent) {
+  return parent.empty() ? std::string() : parent + '\xFF';
+}
+
 bool IsLower(Op op) { return op == Op::kGt || op == Op::kGte; }
 bool IsUpper(Op op) { return op == Op::kLt || op == Op::kLte; }
 
@@ -546,7 +555,7 @@ Result<QueryPlan> PlanFilter(const schema::Schema& schema, const Filter& filter)
       break;
     }
     if (!all_bounds) break;
-    KeyRange r{prefix, PrefixSuccessor(prefix)};
+    KeyRange r{prefix, ElementsUpperBound(prefix)};
     for (const Condition& c : f.conditions) {
       std::string packed = prefix;
       Status status = AppendKeyValue(&packed, *key.type, c.value);
@@ -577,7 +586,7 @@ Result<QueryPlan> PlanFilter(const schema::Schema& schema, const Filter& filter)
   if (range) {
     plan.range = std::move(*range);
   } else {
-    plan.range = KeyRange{prefix, PrefixSuccessor(prefix)};
+    plan.range = KeyRange{prefix, ElementsUpperBound(prefix)};
   }
   for (size_t i = 0; i < filter.fields.size(); ++i) {
     if (!covered[i]) plan.residual.fields.push_back(filter.fields[i]);
