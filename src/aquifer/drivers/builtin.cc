@@ -1,0 +1,17 @@
+#include "aquifer/drivers/builtin.h"
+
+#include "aquifer/drivers/duckdb/warehouse.h"
+#include "aquifer/drivers/mock/warehouse.h"
+#include "aquifer/drivers/rocksdb/lookup_service.h"
+#include "aquifer/drivers/rocksdb/queue.h"
+
+namespace aquifer::drivers {
+
+void RegisterBuiltinDrivers(driver::Registry* registry) {
+  rocksdb::RegisterLookupAndUsage(registry);
+  rocksdb::RegisterQueue(registry);
+  duckdb::Register(registry);
+  mock::Register(registry);
+}
+
+}  // namespace aquifer::drivers
