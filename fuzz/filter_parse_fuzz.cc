@@ -60,7 +60,7 @@ Value Record(std::string user, int64_t ts, std::string raw, std::string country,
   fields.push_back(Value{aquifer::schema::Bytes{std::string(16, static_cast<char>(color))}});
   fields.push_back(Value{aquifer::schema::Bytes{"abcd"}});
   fields.push_back(Value{f});
-  fields.push_back(Value{ts * 1000});
+  fields.push_back(Value{ts / 1000});
   Value tags;
   tags.v.emplace<8>();
   fields.push_back(tags);
