@@ -34,6 +34,7 @@ enum class StatusCode : int {
   kCorruption,          // stored data is damaged
   kNotSupported,        // this driver or build does not do this
   kInternal,            // a bug
+  kTooLarge,            // the input is over a size limit; smaller input may succeed
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -81,6 +82,7 @@ AQUIFER_STATUS_FACTORY(Aborted)
 AQUIFER_STATUS_FACTORY(Corruption)
 AQUIFER_STATUS_FACTORY(NotSupported)
 AQUIFER_STATUS_FACTORY(Internal)
+AQUIFER_STATUS_FACTORY(TooLarge)
 #undef AQUIFER_STATUS_FACTORY
 
 // A value of type T, or the Status saying why there is none.

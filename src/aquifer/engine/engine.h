@@ -1,0 +1,224 @@
+#pragma once
+
+// Engine: the product behind the HTTP API, independent of HTTP.
+//
+// One Engine per process. It owns the catalog, the four drivers (built by name
+// through the registry), the cursor codec, the usage meter, the subscription
+// hub and, per role, the workers:
+//
+//   gateway role: Write() validates, encodes and publishes to the queue topic
+//                 "writes"; reads, SQL and subscriptions are served here.
+//   worker role:  consumes "writes" (persistent subscription "workers"),
+//                 writes lookup (log+index) then warehouse, publishing a
+//                 WriteReport to "write-reports" after each store.
+//   every gateway listens to "write-reports" (ephemeral subscription): it
+//                 completes `wait=` requests and wakes local subscribers.
+//
+// Every operation takes the caller's Principal (from Engine::Authenticate) and
+// checks its grants in the catalog. All methods are thread-safe.
+//
+// Errors are Status codes the gateway maps to HTTP in one place:
+//   InvalidArgument 400, Unauthenticated 401, PermissionDenied 403,
+//   NotFound 404, AlreadyExists/FailedPrecondition/Aborted 409, TooLarge 413,
+//   ResourceExhausted 429, Unavailable 503, Timeout 504, others 500.
+// Operations that can reject individual records return them in `details`.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aquifer/base/clock.h"
+#include "aquifer/base/status.h"
+#include "aquifer/base/uuid.h"
+#include "aquifer/driver/registry.h"
+#include "aquifer/engine/auth.h"
+#include "aquifer/engine/catalog.h"
+
+namespace aquifer::engine {
+
+enum class Role : uint8_t { kAll, kGateway, kWorker };
+
+struct DriverChoice {
+  std::string name = "embedded";
+  driver::Config config;
+};
+
+struct EngineOptions {
+  std::string data_dir = "./data";
+  Role role = Role::kAll;
+  // "sqlite" (file <data_dir>/catalog.db) or a path/URL understood by the catalog.
+  std::string catalog = "sqlite";
+  DriverChoice queue, lookup, warehouse, usage;
+  // Signs cursors; generated once and kept in <data_dir>/cursor.key when empty.
+  std::string cursor_key;
+  // Sets the admin secret (AQUIFER_ADMIN_SECRET); otherwise one is made on first start.
+  std::optional<std::string> admin_secret;
+  int64_t wait_timeout_ms = 30'000;         // ?wait= gives up after this (Timeout)
+  size_t max_body_bytes = 64 << 20;         // larger request bodies are TooLarge
+  int64_t usage_flush_interval_ms = 1'000;  // meter → UsageService
+  int32_t worker_threads = 2;
+  Clock* clock = Clock::System();
+};
+
+// One problem with one record of a write, or one field of it.
+struct RecordError {
+  int64_t record = 0;  // 0-based index in the request
+  std::string field;   // path, e.g. "items[2].price"; empty for the whole record
+  std::string message;
+};
+
+// Stores a write can wait for.
+struct WaitFor {
+  bool log = false;
+  bool index = false;
+  bool warehouse = false;
+  bool any() const { return log || index || warehouse; }
+};
+// Parses "log", "index", "warehouse" or a comma-separated list ("index,warehouse").
+Result<WaitFor> ParseWaitFor(std::string_view text);
+
+struct WriteRequest {
+  std::string_view project;
+  std::string_view table;
+  std::string_view body;               // a JSON array of records, or NDJSON
+  WaitFor wait;
+  std::string_view idempotency_key;    // empty: none
+};
+
+struct WriteAck {
+  std::string write_id;  // base58
+  int64_t records = 0;
+  bool waited = false;   // true when `wait` was met (HTTP 200 instead of 202)
+  bool replayed = false; // an idempotent retry of an earlier write: nothing written again
+};
+
+// A page of records, already rendered as a JSON array: each record is an
+// object of the schema's fields plus "@timestamp" (ms).
+struct RecordPage {
+  std::string data_json;     // "[{...},{...}]"
+  std::string next_cursor;   // empty when the replay is exhausted
+  std::string change_cursor; // set on a query's first page (index and log)
+  bool residual = false;     // the filter needed a record-by-record scan
+  int64_t count = 0;
+};
+
+struct IndexQuery {
+  std::string_view project;
+  std::string_view table;
+  std::string_view filter_json;  // empty: no filter
+  int32_t limit = 100;           // 1..1000
+};
+
+struct LogQuery {
+  std::string_view project;
+  std::string_view table;
+  int32_t limit = 100;
+  int64_t from_ms = 0;           // skip records with an earlier timestamp
+};
+
+struct SqlAnalysis {
+  std::vector<std::string> tables;  // "project.table", as the query names them
+  int64_t bytes_scanned_estimate = 0;
+};
+
+struct JobRowsPage {
+  std::string columns_json;  // [{"name":..,"type":..}, ...]
+  std::string data_json;     // [[...], [...]]
+  std::string next_cursor;   // empty when done
+};
+
+// A subscriber's handle on the hub: the callback runs on a hub thread when
+// new records may exist for the instance; it must not block (set a flag,
+// post to an executor). Destroying the handle unsubscribes.
+class Listener {
+ public:
+  virtual ~Listener() = default;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  // Starts the role's background work (workers, report listener, usage flush).
+  virtual Status Start() = 0;
+  // Stops it; in-flight queue messages are left for redelivery. Idempotent.
+  virtual void Stop() = 0;
+
+  // The admin secret when this start created it (to print once), else empty.
+  virtual std::optional<std::string> NewAdminSecret() const = 0;
+
+  // Bearer secret → principal. Unauthenticated for a missing or unknown secret.
+  virtual Result<Principal> Authenticate(std::string_view secret) = 0;
+
+  // --- Projects, tables, secrets ------------------------------------------------------
+  // Responses are JSON objects rendered by the engine.
+  virtual Result<std::string> CreateProject(const Principal& who, std::string_view body_json) = 0;
+  // body: {"name","schema","key",["use_log","use_index","use_warehouse", *_retention_ms]}
+  virtual Result<std::string> CreateTable(const Principal& who, std::string_view project,
+                                          std::string_view body_json) = 0;
+  virtual Result<std::string> DescribeTable(const Principal& who, std::string_view project,
+                                            std::string_view table) = 0;
+  virtual Status DeleteTable(const Principal& who, std::string_view project,
+                             std::string_view table) = 0;
+  // body: {"read":[...],"write":[...],"manage":false} → {"secret": "..."}
+  virtual Result<std::string> CreateSecret(const Principal& who, std::string_view project,
+                                           std::string_view body_json) = 0;
+
+  // --- Writes -----------------------------------------------------------------------------
+  // InvalidArgument with every bad record in `details` (nothing written);
+  // TooLarge for a body, batch or record over the limits; ResourceExhausted
+  // over quota; Unavailable when the queue cannot take it; Timeout when `wait`
+  // was not met in time (the write is still accepted and will be applied).
+  virtual Result<WriteAck> Write(const Principal& who, const WriteRequest& request,
+                                 std::vector<RecordError>* details) = 0;
+
+  // --- Reads ------------------------------------------------------------------------------
+  virtual Result<RecordPage> QueryIndex(const Principal& who, const IndexQuery& query) = 0;
+  virtual Result<RecordPage> QueryLog(const Principal& who, const LogQuery& query) = 0;
+  // GET /v1/cursor: the full JSON response body for any cursor kind, checked
+  // against the principal's grants: records {"data","next_cursor","residual"};
+  // job rows {"columns","data","next_cursor"}. InvalidArgument for a broken cursor.
+  virtual Result<std::string> ReadCursorJson(const Principal& who, std::string_view cursor,
+                                             int32_t limit) = 0;
+
+  // --- Subscriptions ----------------------------------------------------------------------
+  // Checks that `cursor` is a change cursor the principal may read, and that
+  // `filter_json` (may be empty) is valid for its table; returns the instance.
+  virtual Result<Uuid> CheckSubscription(const Principal& who, std::string_view cursor,
+                                         std::string_view filter_json) = 0;
+  // Reads the next batch of a change cursor, applying `filter_json` on top of
+  // the cursor's own filter. next_cursor is always set (resume point).
+  virtual Result<RecordPage> ReadChanges(const Principal& who, std::string_view cursor,
+                                         std::string_view filter_json, int32_t limit) = 0;
+  virtual std::unique_ptr<Listener> Listen(const Uuid& instance_id,
+                                           std::function<void()> on_change) = 0;
+
+  // --- SQL --------------------------------------------------------------------------------
+  // Dry run: InvalidArgument for anything but one SELECT over project.table
+  // names; NotFound for tables the principal may not see.
+  virtual Result<SqlAnalysis> AnalyzeSql(const Principal& who, std::string_view sql) = 0;
+  // Starts a job; returns its id (string form of the UUID).
+  virtual Result<std::string> SubmitSql(const Principal& who, std::string_view sql) = 0;
+  // {"job_id","status","error","bytes_scanned","rows"}
+  virtual Result<std::string> GetJobJson(const Principal& who, std::string_view job_id) = 0;
+  // FailedPrecondition (409) while the job is not done or when it failed.
+  virtual Result<JobRowsPage> ReadJobRows(const Principal& who, std::string_view job_id,
+                                          std::string_view cursor, int32_t limit) = 0;
+
+  // --- Usage ------------------------------------------------------------------------------
+  // {"projects":[{"project","hour":{...},"month":{...}}], "secret":{...}} for the caller.
+  virtual Result<std::string> UsageJson(const Principal& who) = 0;
+
+  // --- Health and metrics -----------------------------------------------------------------
+  virtual Status Health() = 0;
+  // Prometheus text exposition of the engine's counters (the gateway adds its own).
+  virtual std::string MetricsText() = 0;
+};
+
+}  // namespace aquifer::engine
