@@ -33,18 +33,14 @@
 #include "aquifer/driver/warehouse_service.h"
 #include "aquifer/engine/auth.h"
 #include "aquifer/engine/catalog.h"
+#include "aquifer/sql/sql_check.h"
 
 namespace aquifer::engine {
 
-struct SqlTableRef {
-  std::string project;
-  std::string table;
-  size_t begin = 0, end = 0;  // byte range of the reference in the SQL text
-};
-
-// Lexical check and reference extraction; no catalog access. InvalidArgument
-// with a message that says what was refused and where.
-Result<std::vector<SqlTableRef>> CheckSql(std::string_view sql);
+// CheckSql and SqlTableRef live in aquifer/sql (a module without engine
+// dependencies, so it can be fuzzed alone); these names keep them here too.
+using sql::CheckSql;
+using sql::SqlTableRef;
 
 struct SqlAnalysisResult {
   std::vector<std::string> tables;  // "project.table"
