@@ -801,6 +801,17 @@ class SqliteCatalog final : public Catalog {
     return std::optional<std::string>();
   }
 
+  Status ReleaseIdempotencyKey(const Uuid& secret_id, std::string_view key,
+                               std::string_view write_id) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(
+        Prepare("DELETE FROM idempotency_keys WHERE secret_id = ? AND idem_key = ? AND write_id = ?")
+            ->Bind(secret_id, key, write_id)
+            .Run());
+    return txn.Commit();
+  }
+
   Result<int64_t> PurgeIdempotencyKeys() override {
     const int64_t cutoff = clock_->NowMillis() - kIdempotencyKeyTtlMs;
     std::lock_guard lock(mu_);

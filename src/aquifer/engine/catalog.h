@@ -225,6 +225,12 @@ class Catalog {
   // retry must not write again). Keys are 1..kMaxIdempotencyKeyLength bytes.
   virtual Result<std::optional<std::string>> ClaimIdempotencyKey(
       const Uuid& secret_id, std::string_view key, std::string_view proposed_write_id) = 0;
+  // Undoes a claim whose write never happened (the publish failed): deletes
+  // the claim of `key` by `secret_id` only while it still names `write_id`,
+  // so a retry can write. Releasing a claim that is gone or names another
+  // write is not an error.
+  virtual Status ReleaseIdempotencyKey(const Uuid& secret_id, std::string_view key,
+                                       std::string_view write_id) = 0;
   // Deletes claims older than kIdempotencyKeyTtlMs; returns how many.
   virtual Result<int64_t> PurgeIdempotencyKeys() = 0;
 };
