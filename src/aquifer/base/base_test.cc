@@ -6,6 +6,7 @@
 #include "aquifer/base/base58.h"
 #include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
+#include "aquifer/base/text.h"
 #include "aquifer/base/uuid.h"
 
 namespace aquifer {
@@ -101,6 +102,34 @@ TEST(Base58, RejectsCharactersOutsideTheAlphabetAndLongInput) {
     EXPECT_EQ(Base58Decode(bad).status().code(), StatusCode::kInvalidArgument) << bad;
   }
   EXPECT_FALSE(Base58Decode(std::string(5000, '2')).ok());
+}
+
+TEST(Base64, KnownVectorsRoundTripAndRejects) {
+  EXPECT_EQ(Base64Encode(""), "");
+  EXPECT_EQ(Base64Encode("f"), "Zg==");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  std::string out;
+  ASSERT_TRUE(Base64Decode("Zm9vYg==", &out));
+  EXPECT_EQ(out, "foob");
+  ASSERT_TRUE(Base64Decode("Zm9vYg", &out));  // padding optional
+  EXPECT_EQ(out, "foob");
+  EXPECT_FALSE(Base64Decode("Zm9vY", &out));   // impossible length
+  EXPECT_FALSE(Base64Decode("Zm9v!g==", &out));
+  EXPECT_FALSE(Base64Decode("Zg=", &out));     // padding without a full quantum
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 500; ++i) {
+    std::string bytes(rng() % 40, '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng());
+    ASSERT_TRUE(Base64Decode(Base64Encode(bytes), &out));
+    EXPECT_EQ(out, bytes);
+  }
+}
+
+TEST(AppendJsonString, EscapesQuotesBackslashesAndControls) {
+  std::string out;
+  AppendJsonString(&out, std::string("a\"b\\c\n\x01\0d", 9));
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\u0001\\u0000d\"");
 }
 
 TEST(ManualClock, MovesOnlyWhenTold) {

@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 #include <simdjson.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/base/uuid.h"
 #include "aquifer/keys/internal.h"
 #include "aquifer/keys/tuple.h"
@@ -59,70 +60,12 @@ std::string ElementsUpperBound(const std::string& parent) {
 bool IsLower(Op op) { return op == Op::kGt || op == Op::kGte; }
 bool IsUpper(Op op) { return op == Op::kLt || op == Op::kLte; }
 
-// ---------------------------------------------------------------------------
-// Base64 (RFC 4648 standard alphabet; padding optional on input).
-
-constexpr char kBase64Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string Base64Encode(std::string_view in) {
+std::optional<std::string> Base64Decode(std::string_view text) {
   std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8 |
-                 static_cast<uint8_t>(in[i + 2]);
-    out.push_back(kBase64Alphabet[n >> 18 & 63]);
-    out.push_back(kBase64Alphabet[n >> 12 & 63]);
-    out.push_back(kBase64Alphabet[n >> 6 & 63]);
-    out.push_back(kBase64Alphabet[n & 63]);
-  }
-  size_t rest = in.size() - i;
-  if (rest == 1) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
-    out.push_back(kBase64Alphabet[n >> 18 & 63]);
-    out.push_back(kBase64Alphabet[n >> 12 & 63]);
-    out.append("==");
-  } else if (rest == 2) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8;
-    out.push_back(kBase64Alphabet[n >> 18 & 63]);
-    out.push_back(kBase64Alphabet[n >> 12 & 63]);
-    out.push_back(kBase64Alphabet[n >> 6 & 63]);
-    out.push_back('=');
-  }
+  if (!aquifer::Base64Decode(text, &out)) return std::nullopt;
   return out;
 }
 
-int Base64Digit(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-std::optional<std::string> Base64Decode(std::string_view in) {
-  if (in.size() % 4 == 0 && !in.empty()) {
-    if (in.back() == '=') in.remove_suffix(1);
-    if (in.back() == '=') in.remove_suffix(1);
-  }
-  if (in.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int d = Base64Digit(c);
-    if (d < 0) return std::nullopt;
-    acc = (acc << 6 | static_cast<uint32_t>(d)) & 0xFFFFFF;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>(acc >> bits & 0xFF));
-    }
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // JSON parsing
@@ -360,28 +303,6 @@ bool ConditionHolds(const Condition& c, const Value& field) {
 // ---------------------------------------------------------------------------
 // JSON output
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      default:
-        if (c < 0x20) {
-          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", c);
-        } else {
-          out->push_back(ch);
-        }
-    }
-  }
-  out->push_back('"');
-}
 
 void AppendJsonDouble(std::string* out, double d) {
   if (std::isnan(d)) {

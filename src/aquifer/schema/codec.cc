@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "aquifer/base/text.h"
 #include "aquifer/schema/internal.h"
 
 namespace aquifer::schema {
@@ -122,7 +123,7 @@ class JsonReader {
         std::string_view text;
         if (auto error = json.get_string().get(text)) return Fatal(path, error);
         Bytes bytes;
-        if (!internal::DecodeBase64(text, &bytes.data)) {
+        if (!Base64Decode(text, &bytes.data)) {
           FieldErrorAt(path, "invalid base64");
           return true;
         }
@@ -345,30 +346,6 @@ class JsonReader {
 // ---------------------------------------------------------------------------
 // Value → JSON.
 
-void AppendJsonString(std::string_view text, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  size_t run_start = 0;
-  for (size_t idx = 0; idx < text.size(); ++idx) {
-    auto c = static_cast<uint8_t>(text[idx]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(text.data() + run_start, idx - run_start);
-    run_start = idx + 1;
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        out->append("\\u00");
-        out->push_back(kHex[c >> 4]);
-        out->push_back(kHex[c & 15]);
-    }
-  }
-  out->append(text.data() + run_start, text.size() - run_start);
-  out->push_back('"');
-}
 
 template <typename T>
 void AppendFloating(T v, std::string* out) {
@@ -425,7 +402,7 @@ void WriteValue(const Type& type, const Value& value, std::string* out) {
           return;
         }
       } else if (const std::string* s = std::get_if<std::string>(&v)) {
-        AppendJsonString(*s, out);
+        AppendJsonString(out, *s);
         return;
       }
       break;
@@ -436,7 +413,7 @@ void WriteValue(const Type& type, const Value& value, std::string* out) {
         if (type.logical == Logical::kDecimal) {
           out->append(internal::DecimalBytesToText(b->data, type.scale));
         } else {
-          internal::EncodeBase64(b->data, out);
+          AppendBase64(out, b->data);
         }
         out->push_back('"');
         return;
@@ -445,7 +422,7 @@ void WriteValue(const Type& type, const Value& value, std::string* out) {
     case Kind::kEnum:
       if (const EnumSymbol* e = std::get_if<EnumSymbol>(&v);
           e != nullptr && e->index >= 0 && static_cast<size_t>(e->index) < type.symbols.size()) {
-        AppendJsonString(type.symbols[e->index], out);
+        AppendJsonString(out, type.symbols[e->index]);
         return;
       }
       break;
@@ -468,7 +445,7 @@ void WriteValue(const Type& type, const Value& value, std::string* out) {
         out->push_back('{');
         for (size_t idx = 0; idx < type.fields.size(); ++idx) {
           if (idx > 0) out->push_back(',');
-          AppendJsonString(type.fields[idx].name, out);
+          AppendJsonString(out, type.fields[idx].name);
           out->push_back(':');
           if (idx < record.size()) {
             WriteValue(*type.fields[idx].type, record[idx], out);

@@ -16,9 +16,6 @@ bool ParseUuidText(std::string_view text, std::string* raw16);
 // 16 raw bytes to lowercase "8-4-4-4-12".
 std::string FormatUuid(std::string_view raw16);
 
-// Standard base64 (padding optional on input, always written on output).
-bool DecodeBase64(std::string_view text, std::string* out);
-void EncodeBase64(std::string_view bytes, std::string* out);
 
 // Exact decimal text ("-12.50", "1e3", "+0.5") to the unscaled value as
 // minimal big-endian two's complement bytes (or sign-extended to `fixed_size`

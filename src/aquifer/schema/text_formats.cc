@@ -18,17 +18,6 @@ int HexValue(char c) {
   return -1;
 }
 
-constexpr char kBase64Alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int Base64Value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
 
 // Two's complement negation in place of a big-endian byte string.
 void Negate(std::string* bytes) {
@@ -74,56 +63,6 @@ std::string FormatUuid(std::string_view raw16) {
   return out;
 }
 
-bool DecodeBase64(std::string_view text, std::string* out) {
-  out->clear();
-  size_t len = text.size();
-  size_t padding = 0;
-  while (len > 0 && text[len - 1] == '=' && padding < 2) {
-    --len;
-    ++padding;
-  }
-  if (padding > 0 && text.size() % 4 != 0) return false;
-  if (len % 4 == 1) return false;
-  out->reserve(len * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t idx = 0; idx < len; ++idx) {
-    int v = Base64Value(static_cast<unsigned char>(text[idx]));
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return true;
-}
-
-void EncodeBase64(std::string_view bytes, std::string* out) {
-  size_t idx = 0;
-  for (; idx + 3 <= bytes.size(); idx += 3) {
-    uint32_t v = (static_cast<uint8_t>(bytes[idx]) << 16) |
-                 (static_cast<uint8_t>(bytes[idx + 1]) << 8) | static_cast<uint8_t>(bytes[idx + 2]);
-    out->push_back(kBase64Alphabet[(v >> 18) & 63]);
-    out->push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out->push_back(kBase64Alphabet[(v >> 6) & 63]);
-    out->push_back(kBase64Alphabet[v & 63]);
-  }
-  size_t rest = bytes.size() - idx;
-  if (rest == 1) {
-    uint32_t v = static_cast<uint8_t>(bytes[idx]) << 16;
-    out->push_back(kBase64Alphabet[(v >> 18) & 63]);
-    out->push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out->append("==");
-  } else if (rest == 2) {
-    uint32_t v = (static_cast<uint8_t>(bytes[idx]) << 16) | (static_cast<uint8_t>(bytes[idx + 1]) << 8);
-    out->push_back(kBase64Alphabet[(v >> 18) & 63]);
-    out->push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out->push_back(kBase64Alphabet[(v >> 6) & 63]);
-    out->push_back('=');
-  }
-}
 
 std::string MinimalTwosComplement(std::string_view bytes) {
   size_t start = 0;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/drivers/duckdb/handles.h"
 #include "aquifer/drivers/duckdb/rows.h"
 
@@ -69,48 +70,7 @@ std::string DecimalFromInt128(__int128 unscaled, int scale) {
 
 }  // namespace
 
-void AppendJsonString(std::string* out, std::string_view text) {
-  out->push_back('"');
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      case '\b': *out += "\\b"; break;
-      case '\f': *out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", c);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
 
-void AppendBase64(std::string* out, std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t n = (uint32_t{static_cast<uint8_t>(bytes[i])} << 16) |
-                 (uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8) | static_cast<uint8_t>(bytes[i + 2]);
-    out->push_back(kAlphabet[(n >> 18) & 63]);
-    out->push_back(kAlphabet[(n >> 12) & 63]);
-    out->push_back(kAlphabet[(n >> 6) & 63]);
-    out->push_back(kAlphabet[n & 63]);
-  }
-  if (size_t rest = bytes.size() - i; rest > 0) {
-    uint32_t n = uint32_t{static_cast<uint8_t>(bytes[i])} << 16;
-    if (rest == 2) n |= uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8;
-    out->push_back(kAlphabet[(n >> 18) & 63]);
-    out->push_back(kAlphabet[(n >> 12) & 63]);
-    out->push_back(rest == 2 ? kAlphabet[(n >> 6) & 63] : '=');
-    out->push_back('=');
-  }
-}
 
 bool NativelyEncoded(duckdb_logical_type type) {
   switch (duckdb_get_type_id(type)) {

@@ -24,7 +24,5 @@ bool NativelyEncoded(duckdb_logical_type type);
 // Appends the JSON form of row `row` of `vector` (of logical type `type`).
 void WriteCell(std::string* out, duckdb_vector vector, duckdb_logical_type type, idx_t row);
 
-void AppendJsonString(std::string* out, std::string_view text);
-void AppendBase64(std::string* out, std::string_view bytes);
 
 }  // namespace aquifer::drivers::duckdb
