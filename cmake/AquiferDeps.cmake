@@ -7,6 +7,8 @@ find_package(nlohmann_json REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(simdjson REQUIRED)
+find_package(CURL REQUIRED)
+find_package(Boost 1.74 REQUIRED)  # header-only: Beast/Asio
 
 find_path(ROCKSDB_INCLUDE_DIR rocksdb/db.h REQUIRED)
 find_library(ROCKSDB_LIBRARY rocksdb REQUIRED)

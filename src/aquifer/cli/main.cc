@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/cli/client_commands.h"
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/builtin.h"
 
@@ -55,8 +56,14 @@ int main(int argc, char** argv) {
   serve->add_option("--port", port, "HTTP port")->capture_default_str();
 
   auto* version = app.add_subcommand("version", "Print the version");
+  aquifer::cli::ClientCommands client(&app);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like the client commands'
+  }
+  if (client.Selected()) return client.Run();
   if (*version) {
     std::printf("aquifer 0.1.0\n");
     return 0;
