@@ -1,0 +1,1042 @@
+// EngineImpl: Engine (engine.h) over the catalog, the four drivers and the
+// engine's own parts (write_pipeline, worker, reads, subscriptions,
+// usage_meter). README.md, "Engine", describes the whole; this file wires the
+// parts together and holds the per-operation checks (authorization, limits,
+// quotas, metering).
+
+#include "aquifer/engine/engine.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "aquifer/base/base58.h"
+#include "aquifer/base/logging.h"
+#include "aquifer/driver/cursor.h"
+#include "aquifer/drivers/builtin.h"
+#include "aquifer/engine/reads.h"
+#include "aquifer/engine/sql.h"
+#include "aquifer/engine/subscriptions.h"
+#include "aquifer/engine/usage_meter.h"
+#include "aquifer/engine/wire.h"
+#include "aquifer/engine/worker.h"
+#include "aquifer/engine/write_pipeline.h"
+#include "aquifer/keys/filter.h"
+
+namespace aquifer::engine {
+
+Result<WaitFor> ParseWaitFor(std::string_view text) {
+  WaitFor wait;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string_view store =
+        text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!store.empty() && store.front() == ' ') store.remove_prefix(1);
+    while (!store.empty() && store.back() == ' ') store.remove_suffix(1);
+    if (store == "log") {
+      wait.log = true;
+    } else if (store == "index") {
+      wait.index = true;
+    } else if (store == "warehouse") {
+      wait.warehouse = true;
+    } else {
+      return InvalidArgument("wait: unknown store '{}' (expected log, index or warehouse, or a "
+                             "comma-separated list of them)",
+                             store);
+    }
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return wait;
+}
+
+namespace {
+
+using json = nlohmann::json;
+using driver::UsageCounters;
+using driver::UsagePeriod;
+
+constexpr std::string_view kCursorKeyFile = "cursor.key";
+constexpr size_t kCursorKeyBytes = 32;
+
+Result<std::string> RandomBytes(size_t size) {
+  std::string bytes(size, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(size)) != 1) {
+    return Internal("the CSPRNG (OpenSSL RAND_bytes) failed");
+  }
+  return bytes;
+}
+
+std::string HexEncode(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(bytes.size() * 2);
+  for (unsigned char byte : bytes) {
+    text.push_back(kHex[byte >> 4]);
+    text.push_back(kHex[byte & 15]);
+  }
+  return text;
+}
+
+Result<std::string> HexDecode(std::string_view text) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (text.size() % 2 != 0) return InvalidArgument("odd number of hex digits");
+  std::string bytes;
+  for (size_t idx = 0; idx < text.size(); idx += 2) {
+    int high = digit(text[idx]), low = digit(text[idx + 1]);
+    if (high < 0 || low < 0) return InvalidArgument("not a hex digit at {}", idx);
+    bytes.push_back(static_cast<char>(high * 16 + low));
+  }
+  return bytes;
+}
+
+// The cursor signing key: <data_dir>/cursor.key (64 hex digits, mode 0600),
+// created once with 32 random bytes. Every process of a deployment must share it.
+Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
+  const std::string path = data_dir + "/" + std::string(kCursorKeyFile);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::ifstream in(path);
+    if (in) {
+      std::stringstream content;
+      content << in.rdbuf();
+      std::string text = content.str();
+      while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+      auto key = HexDecode(text);
+      if (!key.ok() || key->size() < 16) {
+        return Corruption("cursor key file {} is damaged (expected {} hex digits)", path,
+                          kCursorKeyBytes * 2);
+      }
+      return *key;
+    }
+    AQ_ASSIGN_OR_RETURN(std::string key, RandomBytes(kCursorKeyBytes));
+    std::string text = HexEncode(key) + "\n";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;  // another process made it first: read theirs
+      return Unavailable("creating cursor key file {}: {}", path, std::strerror(errno));
+    }
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    int saved_errno = errno;
+    ::close(fd);
+    if (!ok) {
+      ::unlink(path.c_str());
+      return Unavailable("writing cursor key file {}: {}", path, std::strerror(saved_errno));
+    }
+    return key;
+  }
+  return Unavailable("cursor key file {} appeared but cannot be read", path);
+}
+
+Result<json> ParseBody(std::string_view body, std::string_view what) {
+  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return InvalidArgument("{}: the body is not valid JSON", what);
+  if (!parsed.is_object()) return InvalidArgument("{}: the body must be a JSON object", what);
+  return parsed;
+}
+
+Status CheckMembers(const json& body, std::initializer_list<std::string_view> allowed,
+                    std::string_view what) {
+  std::vector<std::string> unknown;
+  for (const auto& [name, value] : body.items()) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) unknown.push_back(name);
+  }
+  if (unknown.empty()) return Status::OK();
+  std::string names;
+  for (const auto& name : unknown) names += (names.empty() ? "'" : ", '") + name + "'";
+  std::string known;
+  for (const auto& name : allowed) known += (known.empty() ? "" : ", ") + std::string(name);
+  return InvalidArgument("{}: unknown member{} {} (known: {})", what, unknown.size() > 1 ? "s" : "",
+                         names, known);
+}
+
+json CountersJson(const UsageCounters& counters) {
+  return json{{"read_ops", counters.read_ops},       {"read_records", counters.read_records},
+              {"read_bytes", counters.read_bytes},   {"write_ops", counters.write_ops},
+              {"write_records", counters.write_records}, {"write_bytes", counters.write_bytes},
+              {"scan_ops", counters.scan_ops},       {"scan_bytes", counters.scan_bytes}};
+}
+
+json TableJson(const TableInfo& table) {
+  const driver::InstanceInfo& instance = table.primary;
+  json key = json::array();
+  for (const auto& field : instance.schema->key()) key.push_back(field.name);
+  return json{{"project", table.project},
+              {"name", table.name},
+              {"table_id", table.table_id.ToString()},
+              {"instance_id", instance.instance_id.ToString()},
+              {"key", key},
+              {"schema", json::parse(instance.schema->avro_json(), nullptr, false)},
+              {"use_log", instance.use_log},
+              {"use_index", instance.use_index},
+              {"use_warehouse", instance.use_warehouse},
+              {"log_retention_ms", instance.log_retention_ms},
+              {"index_retention_ms", instance.index_retention_ms},
+              {"warehouse_retention_ms", instance.warehouse_retention_ms},
+              {"created_ms", table.created_ms}};
+}
+
+driver::Limits MinLimits(const driver::Limits& a, const driver::Limits& b) {
+  return {std::min(a.max_key_size, b.max_key_size), std::min(a.max_record_size, b.max_record_size),
+          std::min(a.max_records_in_batch, b.max_records_in_batch)};
+}
+
+std::string StoresText(const WaitFor& wait) {
+  std::string text;
+  for (auto [wanted, name] : {std::pair{wait.log, "log"}, std::pair{wait.index, "index"},
+                              std::pair{wait.warehouse, "warehouse"}}) {
+    if (wanted) text += (text.empty() ? "" : ", ") + std::string(name);
+  }
+  return text;
+}
+
+enum class QuotaKind : uint8_t { kRead, kWrite, kScan };
+
+// A table instance resolved for a read, with the project it bills.
+struct ReadTarget {
+  driver::InstanceInfo instance;
+  ProjectInfo project;
+};
+
+}  // namespace
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(EngineOptions options, std::unique_ptr<Catalog> catalog,
+             std::shared_ptr<driver::MessageQueue> queue,
+             std::shared_ptr<driver::LookupService> lookup,
+             std::shared_ptr<driver::WarehouseService> warehouse,
+             std::shared_ptr<driver::UsageService> usage, std::string cursor_key,
+             std::optional<std::string> new_admin_secret)
+      : options_(std::move(options)),
+        clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
+        catalog_(std::move(catalog)),
+        queue_(std::move(queue)),
+        lookup_(std::move(lookup)),
+        warehouse_(std::move(warehouse)),
+        usage_(std::move(usage)),
+        cursors_(std::move(cursor_key)),
+        sql_(catalog_.get(), warehouse_.get(), &cursors_, clock_),
+        meter_(usage_, clock_),
+        limits_(MinLimits(lookup_->capabilities().limits, warehouse_->capabilities().limits)),
+        max_message_size_(queue_->capabilities().max_message_size),
+        new_admin_secret_(std::move(new_admin_secret)) {}
+
+  ~EngineImpl() override { Stop(); }
+
+  Status Start() override;
+  void Stop() override;
+  std::optional<std::string> NewAdminSecret() const override { return new_admin_secret_; }
+  Result<Principal> Authenticate(std::string_view secret) override;
+
+  Result<std::string> CreateProject(const Principal& who, std::string_view body_json) override;
+  Result<std::string> CreateTable(const Principal& who, std::string_view project,
+                                  std::string_view body_json) override;
+  Result<std::string> DescribeTable(const Principal& who, std::string_view project,
+                                    std::string_view table) override;
+  Status DeleteTable(const Principal& who, std::string_view project,
+                     std::string_view table) override;
+  Result<std::string> CreateSecret(const Principal& who, std::string_view project,
+                                   std::string_view body_json) override;
+
+  Result<WriteAck> Write(const Principal& who, const WriteRequest& request,
+                         std::vector<RecordError>* details) override;
+
+  Result<RecordPage> QueryIndex(const Principal& who, const IndexQuery& query) override;
+  Result<RecordPage> QueryLog(const Principal& who, const LogQuery& query) override;
+  Result<std::string> ReadCursorJson(const Principal& who, std::string_view cursor,
+                                     int32_t limit) override;
+
+  Result<Uuid> CheckSubscription(const Principal& who, std::string_view cursor,
+                                 std::string_view filter_json) override;
+  Result<RecordPage> ReadChanges(const Principal& who, std::string_view cursor,
+                                 std::string_view filter_json, int32_t limit) override;
+  std::unique_ptr<Listener> Listen(const Uuid& instance_id,
+                                   std::function<void()> on_change) override {
+    return hub_.Listen(instance_id, std::move(on_change));
+  }
+
+  Result<SqlAnalysis> AnalyzeSql(const Principal& who, std::string_view sql) override;
+  Result<std::string> SubmitSql(const Principal& who, std::string_view sql) override;
+  Result<std::string> GetJobJson(const Principal& who, std::string_view job_id) override {
+    return sql_.JobJson(who, job_id);
+  }
+  Result<JobRowsPage> ReadJobRows(const Principal& who, std::string_view job_id,
+                                  std::string_view cursor, int32_t limit) override;
+
+  Result<std::string> UsageJson(const Principal& who) override;
+  Status Health() override;
+  std::string MetricsText() override;
+
+ private:
+  Result<WriteAck> DoWrite(const Principal& who, const WriteRequest& request,
+                           std::vector<RecordError>* details);
+  // ResourceExhausted when the project's monthly quota of `kind` is used up,
+  // or would be by `extra_bytes` more.
+  Status CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_t extra_bytes);
+  void Meter(const Principal& who, const Uuid& project_id, const UsageCounters& counters);
+  // Decodes a record cursor (not a job cursor) and checks read access on its instance.
+  Result<ReadTarget> ResolveReadTarget(const Principal& who, const driver::Cursor& cursor);
+  // Reads one page of a driver payload and wraps what follows in a cursor of the same kind.
+  Result<RecordPage> ReadPage(const Principal& who, const ReadTarget& target,
+                              const EnginePayload& payload, const keys::Filter& filter,
+                              int32_t limit);
+  std::string EncodeCursor(const Uuid& instance_id, const EnginePayload& payload) const {
+    return cursors_.Encode({CursorTypeFor(payload.kind), instance_id, EncodeEnginePayload(payload)});
+  }
+  // Decodes a change cursor the principal may read.
+  Result<std::pair<ReadTarget, EnginePayload>> ResolveChangeCursor(const Principal& who,
+                                                                   std::string_view cursor);
+  void FlushLoop();
+
+  const EngineOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<Catalog> catalog_;
+  std::shared_ptr<driver::MessageQueue> queue_;
+  std::shared_ptr<driver::LookupService> lookup_;
+  std::shared_ptr<driver::WarehouseService> warehouse_;
+  std::shared_ptr<driver::UsageService> usage_;
+  driver::CursorCodec cursors_;
+  SqlService sql_;
+  UsageMeter meter_;
+  SubscriptionHub hub_;
+  WriteWaiters waiters_;
+  EngineMetrics metrics_;
+  const driver::Limits limits_;
+  const size_t max_message_size_;
+  const std::optional<std::string> new_admin_secret_;
+
+  std::mutex lifecycle_mu_;  // serialises Start and Stop
+  bool started_ = false;     // guarded by lifecycle_mu_
+  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<ReportListener> reports_;
+  std::thread flush_thread_;
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  bool flush_stop_ = false;  // guarded by flush_mu_
+};
+
+// --- Lifecycle ------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
+  std::error_code error;
+  std::filesystem::create_directories(options.data_dir, error);
+  if (error) {
+    return Unavailable("creating the data directory {}: {}", options.data_dir, error.message());
+  }
+  Clock* clock = options.clock != nullptr ? options.clock : Clock::System();
+
+  std::string catalog_path = options.catalog;
+  if (catalog_path.empty() || catalog_path == "sqlite") {
+    catalog_path = options.data_dir + "/catalog.db";
+  } else if (catalog_path.starts_with("sqlite:")) {
+    catalog_path = catalog_path.substr(7);
+  }
+  SqliteCatalogOptions catalog_options;
+  catalog_options.clock = clock;
+  auto catalog = OpenSqliteCatalog(catalog_path, catalog_options);
+  if (!catalog.ok()) return catalog.status().WithContext("opening the catalog " + catalog_path);
+
+  driver::Registry registry;
+  drivers::RegisterBuiltinDrivers(&registry);
+  driver::DriverContext context{options.data_dir, clock};
+  auto queue = registry.MakeMessageQueue(options.queue.name, options.queue.config, context);
+  if (!queue.ok()) return queue.status().WithContext("opening the message queue");
+  auto lookup = registry.MakeLookupService(options.lookup.name, options.lookup.config, context);
+  if (!lookup.ok()) return lookup.status().WithContext("opening the lookup service");
+  auto warehouse =
+      registry.MakeWarehouseService(options.warehouse.name, options.warehouse.config, context);
+  if (!warehouse.ok()) return warehouse.status().WithContext("opening the warehouse service");
+  auto usage = registry.MakeUsageService(options.usage.name, options.usage.config, context);
+  if (!usage.ok()) return usage.status().WithContext("opening the usage service");
+
+  std::string cursor_key = options.cursor_key;
+  if (cursor_key.empty()) {
+    AQ_ASSIGN_OR_RETURN(cursor_key, LoadOrCreateCursorKey(options.data_dir));
+  }
+  auto admin = (*catalog)->EnsureAdminSecret(options.admin_secret);
+  if (!admin.ok()) return admin.status().WithContext("setting up the admin secret");
+  std::optional<std::string> new_admin_secret;
+  if (!options.admin_secret.has_value()) new_admin_secret = *admin;
+
+  // Topics, and the workers' persistent subscription before anything is
+  // published: a queue may trim messages no subscription is waiting for.
+  for (std::string_view topic : {kWritesTopic, kWriteReportsTopic}) {
+    Status registered = (*queue)->RegisterTopic(topic);
+    if (!registered.ok()) return registered.WithContext("registering queue topics");
+  }
+  {
+    driver::SubscriptionOptions workers;
+    workers.name = std::string(kWorkersSubscription);
+    workers.persistent = true;
+    auto subscription = (*queue)->Subscribe(kWritesTopic, workers);
+    if (!subscription.ok()) {
+      return subscription.status().WithContext("creating the workers' subscription");
+    }
+    (void)(*subscription)->Close();
+  }
+
+  return std::unique_ptr<Engine>(new EngineImpl(
+      options, std::move(*catalog), std::move(*queue), std::move(*lookup), std::move(*warehouse),
+      std::move(*usage), std::move(cursor_key), std::move(new_admin_secret)));
+}
+
+Status EngineImpl::Start() {
+  std::lock_guard lock(lifecycle_mu_);
+  if (started_) return Status::OK();
+  if (options_.role != Role::kWorker) {
+    reports_ = std::make_unique<ReportListener>(queue_.get(), &waiters_, &hub_, &metrics_);
+    Status started = reports_->Start();
+    if (!started.ok()) {
+      reports_.reset();
+      return started.WithContext("starting the report listener");
+    }
+  }
+  if (options_.role != Role::kGateway) {
+    workers_ = std::make_unique<WorkerPool>(
+        WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_});
+    Status started = workers_->Start(options_.worker_threads);
+    if (!started.ok()) {
+      workers_.reset();
+      if (reports_) reports_->Stop();
+      reports_.reset();
+      return started;
+    }
+  }
+  {
+    std::lock_guard flush_lock(flush_mu_);
+    flush_stop_ = false;
+  }
+  flush_thread_ = std::thread([this] { FlushLoop(); });
+  started_ = true;
+  return Status::OK();
+}
+
+void EngineImpl::Stop() {
+  std::lock_guard lock(lifecycle_mu_);
+  if (!started_) return;
+  if (workers_) workers_->Stop();
+  workers_.reset();
+  if (reports_) reports_->Stop();
+  reports_.reset();
+  {
+    std::lock_guard flush_lock(flush_mu_);
+    flush_stop_ = true;
+  }
+  flush_cv_.notify_all();
+  flush_thread_.join();
+  started_ = false;
+}
+
+void EngineImpl::FlushLoop() {
+  const auto interval = std::chrono::milliseconds(std::max<int64_t>(options_.usage_flush_interval_ms, 1));
+  std::unique_lock lock(flush_mu_);
+  while (true) {
+    bool stop = flush_cv_.wait_for(lock, interval, [&] { return flush_stop_; });
+    lock.unlock();
+    (void)meter_.Flush();  // errors are logged and the buckets retried
+    lock.lock();
+    if (stop) return;
+  }
+}
+
+Result<Principal> EngineImpl::Authenticate(std::string_view secret) {
+  if (secret.empty()) return Unauthenticated("a secret is required (Authorization: Bearer <secret>)");
+  return catalog_->ResolveSecret(secret);
+}
+
+// --- Projects, tables, secrets ----------------------------------------------------------------
+
+Result<std::string> EngineImpl::CreateProject(const Principal& who, std::string_view body_json) {
+  if (!who.is_admin) return PermissionDenied("only the admin secret may create projects");
+  AQ_ASSIGN_OR_RETURN(json body, ParseBody(body_json, "create project"));
+  AQ_RETURN_IF_ERROR(CheckMembers(body, {"name"}, "create project"));
+  if (!body.contains("name") || !body["name"].is_string()) {
+    return InvalidArgument("create project: \"name\" must be a string");
+  }
+  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->CreateProject(body["name"].get<std::string>()));
+  return json{{"name", project.name},
+              {"project_id", project.project_id.ToString()},
+              {"created_ms", project.created_ms}}
+      .dump();
+}
+
+Result<std::string> EngineImpl::CreateTable(const Principal& who, std::string_view project,
+                                            std::string_view body_json) {
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project, "", Permission::kManage));
+  constexpr std::string_view kWhat = "create table";
+  AQ_ASSIGN_OR_RETURN(json body, ParseBody(body_json, kWhat));
+  AQ_RETURN_IF_ERROR(CheckMembers(body,
+                                  {"name", "schema", "key", "use_log", "use_index", "use_warehouse",
+                                   "log_retention_ms", "index_retention_ms",
+                                   "warehouse_retention_ms"},
+                                  kWhat));
+  TableSpec spec;
+  if (!body.contains("name") || !body["name"].is_string()) {
+    return InvalidArgument("create table: \"name\" must be a string");
+  }
+  spec.name = body["name"].get<std::string>();
+  if (!body.contains("schema")) return InvalidArgument("create table: \"schema\" is required");
+  if (body["schema"].is_string()) {
+    spec.schema_json = body["schema"].get<std::string>();
+  } else if (body["schema"].is_object()) {
+    spec.schema_json = body["schema"].dump();
+  } else {
+    return InvalidArgument("create table: \"schema\" must be an Avro record schema (object or string)");
+  }
+  if (!body.contains("key")) return InvalidArgument("create table: \"key\" is required");
+  if (body["key"].is_string()) {
+    spec.key.push_back(body["key"].get<std::string>());
+  } else if (body["key"].is_array()) {
+    for (const auto& field : body["key"]) {
+      if (!field.is_string()) return InvalidArgument("create table: \"key\" must list field names");
+      spec.key.push_back(field.get<std::string>());
+    }
+  } else {
+    return InvalidArgument("create table: \"key\" must be a field name or an array of them");
+  }
+  for (auto [name, flag] : {std::pair{"use_log", &spec.use_log}, std::pair{"use_index", &spec.use_index},
+                            std::pair{"use_warehouse", &spec.use_warehouse}}) {
+    if (!body.contains(name)) continue;
+    if (!body[name].is_boolean()) return InvalidArgument("create table: \"{}\" must be a boolean", name);
+    *flag = body[name].get<bool>();
+  }
+  for (auto [name, retention] :
+       {std::pair{"log_retention_ms", &spec.log_retention_ms},
+        std::pair{"index_retention_ms", &spec.index_retention_ms},
+        std::pair{"warehouse_retention_ms", &spec.warehouse_retention_ms}}) {
+    if (!body.contains(name)) continue;
+    if (!body[name].is_number_integer()) {
+      return InvalidArgument("create table: \"{}\" must be an integer (ms; 0 = forever)", name);
+    }
+    *retention = body[name].get<int64_t>();
+  }
+  AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->CreateTable(project, spec));
+  Status registered = lookup_->RegisterInstance(table.primary);
+  if (registered.ok() && table.primary.use_warehouse) {
+    registered = warehouse_->RegisterInstance(table.primary);
+  }
+  if (!registered.ok()) {
+    // Undo, so a retry can create the table again.
+    auto removed = catalog_->DeleteTable(project, table.name);
+    (void)lookup_->RemoveInstance(table.primary);
+    if (!removed.ok()) {
+      AQ_LOG(Error, "create table {}.{}: undoing the catalog entry failed: {}", project, table.name,
+             removed.status().ToString());
+    }
+    return registered.WithContext(fmt::format("creating table '{}.{}' in the stores", project, table.name));
+  }
+  return TableJson(table).dump();
+}
+
+Result<std::string> EngineImpl::DescribeTable(const Principal& who, std::string_view project,
+                                              std::string_view table) {
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project, table, Permission::kRead));
+  AQ_ASSIGN_OR_RETURN(TableInfo info, catalog_->GetTable(project, table));
+  return TableJson(info).dump();
+}
+
+Status EngineImpl::DeleteTable(const Principal& who, std::string_view project,
+                               std::string_view table) {
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project, table, Permission::kManage));
+  AQ_ASSIGN_OR_RETURN(auto instances, catalog_->DeleteTable(project, table));
+  // The catalog no longer knows the table, so workers drop its queued records;
+  // now remove what the stores hold.
+  for (const auto& instance : instances) {
+    for (auto [store, removed] :
+         {std::pair{"lookup", lookup_->RemoveInstance(instance)},
+          std::pair{"warehouse", warehouse_->RemoveInstance(instance)}}) {
+      if (!removed.ok()) {
+        AQ_LOG(Error, "delete table {}.{}: removing instance {} from the {} failed: {}", project,
+               table, instance.instance_id.ToString(), store, removed.ToString());
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::string> EngineImpl::CreateSecret(const Principal& who, std::string_view project,
+                                             std::string_view body_json) {
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project, "", Permission::kManage));
+  AQ_ASSIGN_OR_RETURN(SecretGrants grants, ParseSecretGrants(body_json));
+  AQ_ASSIGN_OR_RETURN(MintedSecret minted, catalog_->MintSecret(project, grants));
+  return json{{"secret", minted.secret}, {"secret_id", minted.secret_id.ToString()}}.dump();
+}
+
+// --- Writes -----------------------------------------------------------------------------------
+
+Result<WriteAck> EngineImpl::Write(const Principal& who, const WriteRequest& request,
+                                   std::vector<RecordError>* details) {
+  std::vector<RecordError> local_details;
+  auto ack = DoWrite(who, request, details != nullptr ? details : &local_details);
+  if (!ack.ok() && ack.status().code() != StatusCode::kTimeout) {
+    metrics_.writes_rejected.fetch_add(1, std::memory_order_relaxed);
+  }
+  return ack;
+}
+
+Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& request,
+                                     std::vector<RecordError>* details) {
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, request.project, request.table, Permission::kWrite));
+  if (request.body.size() > options_.max_body_bytes) {
+    return TooLarge("the request body takes {} bytes, over the limit of {} bytes",
+                    request.body.size(), options_.max_body_bytes);
+  }
+  AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->GetTable(request.project, request.table));
+  const driver::InstanceInfo& instance = table.primary;
+  for (auto [wanted, kept, store] :
+       {std::tuple{request.wait.log, instance.use_log, "log"},
+        std::tuple{request.wait.index, instance.use_index, "index"},
+        std::tuple{request.wait.warehouse, instance.use_warehouse, "warehouse"}}) {
+    if (wanted && !kept) {
+      return InvalidArgument("wait={}: table '{}.{}' keeps no {}", store, table.project, table.name,
+                             store);
+    }
+  }
+
+  std::vector<std::string_view> texts;
+  AQ_RETURN_IF_ERROR(SplitRecords(request.body, &texts));
+  if (texts.empty()) return InvalidArgument("the request holds no records");
+  if (texts.size() > limits_.max_records_in_batch) {
+    return TooLarge("the request holds {} records, over the limit of {} records per write",
+                    texts.size(), limits_.max_records_in_batch);
+  }
+  PreparedBatch batch;
+  AQ_RETURN_IF_ERROR(
+      PrepareRecords(*instance.schema, limits_, texts, clock_->NowMillis(), &batch, details));
+  const auto record_count = static_cast<int64_t>(batch.records.size());
+
+  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(request.project));
+  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kWrite, batch.avro_bytes));
+
+  AQ_ASSIGN_OR_RETURN(std::string write_id, RandomBytes(kWriteIdSize));
+  WriteAck ack;
+  ack.write_id = Base58Encode(write_id);
+  ack.records = record_count;
+  AQ_ASSIGN_OR_RETURN(auto messages, SplitIntoMessages(write_id, instance.instance_id,
+                                                       std::move(batch.records), max_message_size_));
+
+  // Idempotency: claim before publishing, so concurrent retries of one key
+  // write once; a failed publish releases the claim again.
+  const bool idempotent = !request.idempotency_key.empty();
+  if (idempotent) {
+    AQ_ASSIGN_OR_RETURN(auto earlier, catalog_->ClaimIdempotencyKey(
+                                          who.secret_id, request.idempotency_key, ack.write_id));
+    if (earlier.has_value()) {
+      ack.write_id = *earlier;
+      ack.replayed = true;
+      return ack;
+    }
+  }
+
+  uint8_t wanted = static_cast<uint8_t>((request.wait.log ? kStoreLog : 0) |
+                                        (request.wait.index ? kStoreIndex : 0) |
+                                        (request.wait.warehouse ? kStoreWarehouse : 0));
+  std::shared_ptr<WriteWaiters::Waiter> waiter;
+  if (request.wait.any()) {
+    waiter = waiters_.Register(write_id, static_cast<uint32_t>(messages.size()), wanted);
+  }
+  std::vector<std::string> encoded;
+  encoded.reserve(messages.size());
+  for (const auto& message : messages) encoded.push_back(EncodeWriteMessage(message));
+  std::vector<driver::OutgoingMessage> outgoing;
+  outgoing.reserve(encoded.size());
+  for (const auto& data : encoded) outgoing.push_back({data, {}});
+  Status published = queue_->Publish(kWritesTopic, outgoing);
+  if (!published.ok()) {
+    if (waiter) waiters_.Unregister(write_id);
+    if (idempotent) {
+      Status released =
+          catalog_->ReleaseIdempotencyKey(who.secret_id, request.idempotency_key, ack.write_id);
+      if (!released.ok()) {
+        AQ_LOG(Error, "write {}: releasing Idempotency-Key after a failed publish: {}", ack.write_id,
+               released.ToString());
+      }
+    }
+    return Unavailable("the write queue did not accept the write ({}); nothing was acknowledged, "
+                       "retry later",
+                       published.ToString());
+  }
+  metrics_.writes.fetch_add(1, std::memory_order_relaxed);
+  metrics_.records_accepted.fetch_add(record_count, std::memory_order_relaxed);
+  metrics_.messages_published.fetch_add(static_cast<int64_t>(messages.size()),
+                                        std::memory_order_relaxed);
+  UsageCounters usage;
+  usage.write_ops = 1;
+  usage.write_records = record_count;
+  usage.write_bytes = batch.avro_bytes;
+  Meter(who, project.project_id, usage);
+
+  if (waiter) {
+    bool met = waiters_.Wait(waiter.get(), std::chrono::milliseconds(options_.wait_timeout_ms));
+    waiters_.Unregister(write_id);
+    if (!met) {
+      metrics_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
+      return Timeout("write {} ({} records) was accepted but had not reached the {} after {} ms; "
+                     "it stays queued and will be applied",
+                     ack.write_id, record_count, StoresText(request.wait), options_.wait_timeout_ms);
+    }
+    ack.waited = true;
+  }
+  return ack;
+}
+
+// --- Usage and quotas -------------------------------------------------------------------------
+
+void EngineImpl::Meter(const Principal& who, const Uuid& project_id, const UsageCounters& counters) {
+  meter_.Record(who.secret_id, counters);
+  meter_.Record(project_id, counters);
+}
+
+Status EngineImpl::CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_t extra_bytes) {
+  const std::optional<int64_t>& quota = kind == QuotaKind::kRead    ? project.quotas.read_bytes
+                                        : kind == QuotaKind::kWrite ? project.quotas.write_bytes
+                                                                    : project.quotas.scan_bytes;
+  if (!quota.has_value()) return Status::OK();
+  AQ_ASSIGN_OR_RETURN(UsageCounters month, meter_.Current(project.project_id, UsagePeriod::kMonth));
+  const int64_t used = kind == QuotaKind::kRead    ? month.read_bytes
+                       : kind == QuotaKind::kWrite ? month.write_bytes
+                                                   : month.scan_bytes;
+  if (used < *quota && used + extra_bytes <= *quota) return Status::OK();
+  const int64_t now = clock_->NowMillis();
+  const int64_t month_start = driver::PeriodStart(UsagePeriod::kMonth, now);
+  // Every month is shorter than 32 days: this lands in the next one.
+  const int64_t next_month = driver::PeriodStart(UsagePeriod::kMonth, month_start + 32LL * 86'400'000);
+  const int64_t retry_after_s = (next_month - now + 999) / 1000;
+  const char* name = kind == QuotaKind::kRead ? "read" : kind == QuotaKind::kWrite ? "write" : "scan";
+  return ResourceExhausted(
+      "project '{}' is over its monthly {} quota: {} of {} bytes used{}; retry after {} s",
+      project.name, name, used, *quota,
+      extra_bytes > 0 ? fmt::format(", this request needs {} more", extra_bytes) : std::string(),
+      retry_after_s);
+}
+
+Result<std::string> EngineImpl::UsageJson(const Principal& who) {
+  std::vector<ProjectInfo> projects;
+  if (who.is_admin) {
+    AQ_ASSIGN_OR_RETURN(projects, catalog_->ListProjects());
+  } else {
+    std::set<std::string> names;
+    for (const auto& grant : who.grants) names.insert(grant.project);
+    for (const auto& name : names) {
+      auto project = catalog_->GetProject(name);
+      if (project.ok()) projects.push_back(std::move(*project));
+    }
+  }
+  auto periods = [&](const Uuid& owner) -> Result<json> {
+    AQ_ASSIGN_OR_RETURN(UsageCounters hour, meter_.Current(owner, UsagePeriod::kHour));
+    AQ_ASSIGN_OR_RETURN(UsageCounters month, meter_.Current(owner, UsagePeriod::kMonth));
+    const int64_t now = clock_->NowMillis();
+    return json{{"hour", CountersJson(hour)},
+                {"hour_start_ms", driver::PeriodStart(UsagePeriod::kHour, now)},
+                {"month", CountersJson(month)},
+                {"month_start_ms", driver::PeriodStart(UsagePeriod::kMonth, now)}};
+  };
+  json out{{"projects", json::array()}};
+  for (const auto& project : projects) {
+    AQ_ASSIGN_OR_RETURN(json usage, periods(project.project_id));
+    usage["project"] = project.name;
+    json quotas = json::object();
+    if (project.quotas.read_bytes) quotas["read_bytes"] = *project.quotas.read_bytes;
+    if (project.quotas.write_bytes) quotas["write_bytes"] = *project.quotas.write_bytes;
+    if (project.quotas.scan_bytes) quotas["scan_bytes"] = *project.quotas.scan_bytes;
+    usage["quotas"] = quotas;
+    out["projects"].push_back(std::move(usage));
+  }
+  AQ_ASSIGN_OR_RETURN(out["secret"], periods(who.secret_id));
+  return out.dump();
+}
+
+// --- Reads ------------------------------------------------------------------------------------
+
+Result<RecordPage> EngineImpl::ReadPage(const Principal& who, const ReadTarget& target,
+                                        const EnginePayload& payload, const keys::Filter& filter,
+                                        int32_t limit) {
+  RecordPage page;
+  if (payload.driver.empty()) {
+    page.data_json = "[]";
+    return page;
+  }
+  driver::ReadOptions read_options;
+  read_options.limit = limit;
+  read_options.from_timestamp_ms = payload.from_ms;
+  AQ_ASSIGN_OR_RETURN(driver::ReadResult result,
+                      lookup_->ReadCursor(target.instance, payload.driver, filter, read_options));
+  int64_t bytes = 0;
+  AQ_RETURN_IF_ERROR(RenderRecords(*target.instance.schema, result.records, &page.data_json, &bytes));
+  page.count = static_cast<int64_t>(result.records.size());
+  page.residual = result.residual;
+  if (!result.next.empty()) {
+    EnginePayload next = payload;
+    next.driver = std::move(result.next);
+    page.next_cursor = EncodeCursor(target.instance.instance_id, next);
+  }
+  metrics_.reads.fetch_add(1, std::memory_order_relaxed);
+  metrics_.records_read.fetch_add(page.count, std::memory_order_relaxed);
+  UsageCounters usage;
+  usage.read_ops = 1;
+  usage.read_records = page.count;
+  usage.read_bytes = bytes;
+  Meter(who, target.project.project_id, usage);
+  return page;
+}
+
+Result<RecordPage> EngineImpl::QueryIndex(const Principal& who, const IndexQuery& query) {
+  AQ_RETURN_IF_ERROR(CheckReadLimit(query.limit));
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, query.project, query.table, Permission::kRead));
+  AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->GetTable(query.project, query.table));
+  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(query.project));
+  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kRead, 0));
+  ReadTarget target{table.primary, std::move(project)};
+  const schema::Schema& schema = *target.instance.schema;
+  AQ_ASSIGN_OR_RETURN(keys::Filter filter, keys::ParseFilter(schema, query.filter_json));
+  std::string filter_json = filter.empty() ? std::string() : keys::FilterToJson(schema, filter);
+  driver::QueryRequest request;
+  request.kind = driver::QueryKind::kIndex;
+  request.filter = filter;
+  AQ_ASSIGN_OR_RETURN(driver::QueryCursors cursors, lookup_->Query(target.instance, request));
+  AQ_ASSIGN_OR_RETURN(
+      RecordPage page,
+      ReadPage(who, target, {PayloadKind::kIndexReplay, 0, filter_json, std::move(cursors.replay)},
+               filter, query.limit));
+  if (target.instance.use_log) {
+    page.change_cursor = EncodeCursor(target.instance.instance_id,
+                                      {PayloadKind::kChange, 0, filter_json, std::move(cursors.change)});
+  }
+  return page;
+}
+
+Result<RecordPage> EngineImpl::QueryLog(const Principal& who, const LogQuery& query) {
+  AQ_RETURN_IF_ERROR(CheckReadLimit(query.limit));
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, query.project, query.table, Permission::kRead));
+  AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->GetTable(query.project, query.table));
+  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(query.project));
+  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kRead, 0));
+  ReadTarget target{table.primary, std::move(project)};
+  driver::QueryRequest request;
+  request.kind = driver::QueryKind::kLog;
+  request.from_timestamp_ms = query.from_ms;
+  AQ_ASSIGN_OR_RETURN(driver::QueryCursors cursors, lookup_->Query(target.instance, request));
+  AQ_ASSIGN_OR_RETURN(RecordPage page,
+                      ReadPage(who, target,
+                               {PayloadKind::kLogReplay, query.from_ms, "", std::move(cursors.replay)},
+                               request.filter, query.limit));
+  page.change_cursor = EncodeCursor(target.instance.instance_id,
+                                    {PayloadKind::kChange, 0, "", std::move(cursors.change)});
+  return page;
+}
+
+Result<ReadTarget> EngineImpl::ResolveReadTarget(const Principal& who, const driver::Cursor& cursor) {
+  auto instance = catalog_->GetInstance(cursor.id);
+  if (!instance.ok()) {
+    if (instance.status().code() == StatusCode::kNotFound) {
+      return NotFound("the cursor's table no longer exists");
+    }
+    return instance.status();
+  }
+  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, instance->project, instance->table, Permission::kRead));
+  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(instance->project));
+  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kRead, 0));
+  return ReadTarget{std::move(*instance), std::move(project)};
+}
+
+Result<std::string> EngineImpl::ReadCursorJson(const Principal& who, std::string_view text,
+                                               int32_t limit) {
+  AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
+  AQ_ASSIGN_OR_RETURN(driver::Cursor cursor, cursors_.Decode(text));
+  if (cursor.type == driver::CursorType::kJob) {
+    AQ_ASSIGN_OR_RETURN(SqlJobRows rows, sql_.RowsFromCursor(who, cursor, limit));
+    std::string out = "{\"columns\":" + (rows.columns_json.empty() ? "[]" : rows.columns_json) +
+                      ",\"data\":" + (rows.data_json.empty() ? "[]" : rows.data_json) +
+                      ",\"next_cursor\":";
+    out += rows.next_cursor.empty() ? "null" : "\"" + rows.next_cursor + "\"";
+    out += "}";
+    return out;
+  }
+  AQ_ASSIGN_OR_RETURN(EnginePayload payload, DecodeEnginePayload(cursor.type, cursor.payload));
+  AQ_ASSIGN_OR_RETURN(ReadTarget target, ResolveReadTarget(who, cursor));
+  auto filter = keys::ParseFilter(*target.instance.schema, payload.filter_json);
+  if (!filter.ok()) return Internal("a signed cursor carries a bad filter: {}", filter.status().message());
+  AQ_ASSIGN_OR_RETURN(RecordPage page, ReadPage(who, target, payload, *filter, limit));
+  if (payload.kind == PayloadKind::kChange && page.next_cursor.empty()) {
+    page.next_cursor = std::string(text);  // a change feed always has a resume point
+  }
+  return RecordPageJson(page);
+}
+
+// --- Subscriptions ----------------------------------------------------------------------------
+
+Result<std::pair<ReadTarget, EnginePayload>> EngineImpl::ResolveChangeCursor(const Principal& who,
+                                                                            std::string_view text) {
+  AQ_ASSIGN_OR_RETURN(driver::Cursor cursor, cursors_.Decode(text));
+  if (cursor.type != driver::CursorType::kLog) {
+    return InvalidArgument("not a change cursor: subscribe with the change_cursor of a query");
+  }
+  AQ_ASSIGN_OR_RETURN(EnginePayload payload, DecodeEnginePayload(cursor.type, cursor.payload));
+  if (payload.kind != PayloadKind::kChange) {
+    return InvalidArgument("not a change cursor: subscribe with the change_cursor of a query");
+  }
+  AQ_ASSIGN_OR_RETURN(ReadTarget target, ResolveReadTarget(who, cursor));
+  return std::pair{std::move(target), std::move(payload)};
+}
+
+Result<Uuid> EngineImpl::CheckSubscription(const Principal& who, std::string_view cursor,
+                                           std::string_view filter_json) {
+  AQ_ASSIGN_OR_RETURN(auto resolved, ResolveChangeCursor(who, cursor));
+  AQ_RETURN_IF_ERROR(keys::ParseFilter(*resolved.first.instance.schema, filter_json));
+  return resolved.first.instance.instance_id;
+}
+
+Result<RecordPage> EngineImpl::ReadChanges(const Principal& who, std::string_view cursor,
+                                           std::string_view filter_json, int32_t limit) {
+  AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
+  AQ_ASSIGN_OR_RETURN(auto resolved, ResolveChangeCursor(who, cursor));
+  auto& [target, payload] = resolved;
+  const schema::Schema& schema = *target.instance.schema;
+  auto own = keys::ParseFilter(schema, payload.filter_json);
+  if (!own.ok()) return Internal("a signed cursor carries a bad filter: {}", own.status().message());
+  AQ_ASSIGN_OR_RETURN(keys::Filter extra, keys::ParseFilter(schema, filter_json));
+  // Both filters must hold: the conditions of one field are ANDed like any others.
+  keys::Filter combined = *own;
+  for (auto& field : extra.fields) combined.fields.push_back(std::move(field));
+  AQ_ASSIGN_OR_RETURN(RecordPage page, ReadPage(who, target, payload, combined, limit));
+  if (page.next_cursor.empty()) page.next_cursor = std::string(cursor);
+  return page;
+}
+
+// --- SQL --------------------------------------------------------------------------------------
+
+Result<SqlAnalysis> EngineImpl::AnalyzeSql(const Principal& who, std::string_view sql) {
+  AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, sql_.Analyze(who, sql));
+  return SqlAnalysis{std::move(analysis.tables), analysis.bytes_scanned_estimate};
+}
+
+Result<std::string> EngineImpl::SubmitSql(const Principal& who, std::string_view sql) {
+  // Scan usage is charged from the estimate, to every project the query reads;
+  // the quota check comes first so an over-quota project starts nothing.
+  AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, sql_.Analyze(who, sql));
+  std::vector<ProjectInfo> projects;
+  std::set<std::string> seen;
+  for (const auto& table : analysis.resolved) {
+    if (!seen.insert(table.project).second) continue;
+    AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(table.project));
+    AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kScan, analysis.bytes_scanned_estimate));
+    projects.push_back(std::move(project));
+  }
+  AQ_ASSIGN_OR_RETURN(JobInfo job, sql_.Submit(who, sql));
+  metrics_.sql_jobs.fetch_add(1, std::memory_order_relaxed);
+  UsageCounters usage;
+  usage.scan_ops = 1;
+  usage.scan_bytes = analysis.bytes_scanned_estimate;
+  meter_.Record(who.secret_id, usage);
+  for (const auto& project : projects) meter_.Record(project.project_id, usage);
+  return job.job_id.ToString();
+}
+
+Result<JobRowsPage> EngineImpl::ReadJobRows(const Principal& who, std::string_view job_id,
+                                            std::string_view cursor, int32_t limit) {
+  AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
+  AQ_ASSIGN_OR_RETURN(SqlJobRows rows, sql_.Rows(who, job_id, cursor, limit));
+  return JobRowsPage{std::move(rows.columns_json), std::move(rows.data_json),
+                     std::move(rows.next_cursor)};
+}
+
+// --- Health and metrics -----------------------------------------------------------------------
+
+Status EngineImpl::Health() {
+  auto projects = catalog_->ListProjects();
+  if (!projects.ok()) return Unavailable("catalog: {}", projects.status().ToString());
+  Status topic = queue_->RegisterTopic(kWritesTopic);
+  if (!topic.ok()) return Unavailable("message queue: {}", topic.ToString());
+  auto usage = usage_->ReadUsage(Uuid{}, UsagePeriod::kHour, clock_->NowMillis());
+  if (!usage.ok()) return Unavailable("usage service: {}", usage.status().ToString());
+  auto analysis = warehouse_->AnalyzeQuery("SELECT 1");
+  if (!analysis.ok() && analysis.status().code() == StatusCode::kUnavailable) {
+    return Unavailable("warehouse: {}", analysis.status().ToString());
+  }
+  return Status::OK();
+}
+
+std::string EngineImpl::MetricsText() {
+  std::string out;
+  auto metric = [&](std::string_view name, std::string_view type, std::string_view help,
+                    int64_t value) {
+    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help,
+                   type, value);
+  };
+  auto load = [](const std::atomic<int64_t>& counter) {
+    return counter.load(std::memory_order_relaxed);
+  };
+  metric("aquifer_writes_total", "counter", "Write requests accepted (durable in the queue).",
+         load(metrics_.writes));
+  metric("aquifer_writes_rejected_total", "counter",
+         "Write requests refused (bad input, size, quota, permission, queue errors).",
+         load(metrics_.writes_rejected));
+  metric("aquifer_records_accepted_total", "counter", "Records in accepted write requests.",
+         load(metrics_.records_accepted));
+  out += "# HELP aquifer_records_written_total Records written to each store by this process's "
+         "workers.\n# TYPE aquifer_records_written_total counter\n";
+  fmt::format_to(std::back_inserter(out),
+                 "aquifer_records_written_total{{store=\"log\"}} {}\n"
+                 "aquifer_records_written_total{{store=\"index\"}} {}\n"
+                 "aquifer_records_written_total{{store=\"warehouse\"}} {}\n",
+                 load(metrics_.records_log), load(metrics_.records_index),
+                 load(metrics_.records_warehouse));
+  const int64_t published = load(metrics_.messages_published);
+  const int64_t processed = load(metrics_.messages_processed);
+  metric("aquifer_queue_published_total", "counter",
+         "Write messages this process published to the queue.", published);
+  metric("aquifer_queue_processed_total", "counter",
+         "Write messages this process's workers finished (acked).", processed);
+  metric("aquifer_queue_lag", "gauge",
+         "Published minus processed write messages (meaningful when one process runs both roles).",
+         std::max<int64_t>(published - processed, 0));
+  metric("aquifer_worker_errors_total", "counter", "Errors seen by workers (retried or dropped).",
+         load(metrics_.worker_errors));
+  metric("aquifer_messages_dropped_total", "counter",
+         "Write messages dropped: undecodable, table deleted, or refused by a store.",
+         load(metrics_.messages_dropped));
+  metric("aquifer_write_reports_total", "counter", "Write reports received by this gateway.",
+         load(metrics_.reports_received));
+  metric("aquifer_wait_timeouts_total", "counter", "Writes whose wait= timed out.",
+         load(metrics_.wait_timeouts));
+  metric("aquifer_write_waiters", "gauge", "Write requests waiting for their stores.",
+         static_cast<int64_t>(waiters_.size()));
+  metric("aquifer_reads_total", "counter", "Record pages read (index, log, cursor, changes).",
+         load(metrics_.reads));
+  metric("aquifer_records_read_total", "counter", "Records returned by reads.",
+         load(metrics_.records_read));
+  metric("aquifer_sql_jobs_total", "counter", "SQL jobs started.", load(metrics_.sql_jobs));
+  metric("aquifer_subscription_listeners", "gauge", "Local subscription listeners.",
+         hub_.listeners());
+  metric("aquifer_subscription_notifications_total", "counter",
+         "Listener callbacks run by the hub.", hub_.notifications());
+  metric("aquifer_usage_flush_errors_total", "counter",
+         "Usage buckets whose flush failed (kept and retried).", meter_.flush_errors());
+  metric("aquifer_usage_pending_buckets", "gauge", "Usage buckets not yet flushed.",
+         static_cast<int64_t>(meter_.pending()));
+  return out;
+}
+
+}  // namespace aquifer::engine

@@ -1,0 +1,636 @@
+// Engine end to end, in one process on the embedded drivers (RocksDB queue
+// and lookup, DuckDB warehouse, SQLite catalog) in a temporary data dir.
+
+#include "aquifer/engine/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "aquifer/engine/catalog.h"
+
+namespace aquifer::engine {
+namespace {
+
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+constexpr char kAdminSecret[] = "admin-secret-for-engine-tests";
+constexpr char kSchema[] = R"({"type":"record","name":"Event","fields":[
+  {"name":"user","type":"string"},
+  {"name":"n","type":"long"},
+  {"name":"note","type":["null","string"],"default":null}]})";
+
+std::string TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "aquifer-engine-XXXXXX").string();
+  char* made = ::mkdtemp(pattern.data());
+  EXPECT_NE(made, nullptr);
+  return pattern;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = TempDir(); }
+  void TearDown() override {
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  EngineOptions Options(Role role = Role::kAll) {
+    EngineOptions options;
+    options.data_dir = dir_;
+    options.role = role;
+    options.admin_secret = kAdminSecret;
+    options.wait_timeout_ms = 20'000;
+    options.usage_flush_interval_ms = 50;
+    options.worker_threads = 2;
+    options.queue.config["poll_interval_ms"] = "5";
+    return options;
+  }
+
+  void Open(EngineOptions options) {
+    engine_.reset();
+    auto opened = Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    engine_ = std::move(*opened);
+    ASSERT_TRUE(engine_->Start().ok());
+    auto admin = engine_->Authenticate(kAdminSecret);
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    admin_ = *admin;
+  }
+
+  // Project "p" with table "t" (key "user").
+  void CreateProjectAndTable(std::string_view project = "p", std::string_view table = "t") {
+    auto created = engine_->CreateProject(admin_, json{{"name", project}}.dump());
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    auto made = engine_->CreateTable(
+        admin_, project,
+        json{{"name", table}, {"schema", json::parse(kSchema)}, {"key", {"user"}}}.dump());
+    ASSERT_TRUE(made.ok()) << made.status().ToString();
+  }
+
+  Principal Secret(std::string_view project, const json& grants) {
+    auto minted = engine_->CreateSecret(admin_, project, grants.dump());
+    EXPECT_TRUE(minted.ok()) << minted.status().ToString();
+    if (!minted.ok()) return {};
+    auto principal = engine_->Authenticate(json::parse(*minted)["secret"].get<std::string>());
+    EXPECT_TRUE(principal.ok()) << principal.status().ToString();
+    return principal.ok() ? *principal : Principal{};
+  }
+
+  Result<WriteAck> Write(std::string_view body, WaitFor wait = {.index = true},
+                         std::string_view idempotency_key = "", const Principal* who = nullptr,
+                         std::vector<RecordError>* details = nullptr) {
+    WriteRequest request;
+    request.project = "p";
+    request.table = "t";
+    request.body = body;
+    request.wait = wait;
+    request.idempotency_key = idempotency_key;
+    return engine_->Write(who != nullptr ? *who : admin_, request, details);
+  }
+
+  json Index(std::string_view filter = "", int32_t limit = 100) {
+    IndexQuery query{"p", "t", filter, limit};
+    auto page = engine_->QueryIndex(admin_, query);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    return page.ok() ? json::parse(page->data_json) : json();
+  }
+
+  // Every record of the log of p.t, paging through cursors.
+  json WholeLog() {
+    json all = json::array();
+    auto page = engine_->QueryLog(admin_, LogQuery{"p", "t", 1000, 0});
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) return all;
+    for (auto& record : json::parse(page->data_json)) all.push_back(record);
+    std::string next = page->next_cursor;
+    while (!next.empty()) {
+      auto more = engine_->ReadCursorJson(admin_, next, 1000);
+      EXPECT_TRUE(more.ok()) << more.status().ToString();
+      if (!more.ok()) break;
+      json body = json::parse(*more);
+      for (auto& record : body["data"]) all.push_back(record);
+      next = body["next_cursor"].is_string() ? body["next_cursor"].get<std::string>() : "";
+    }
+    return all;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Engine> engine_;
+  Principal admin_;
+};
+
+TEST_F(EngineTest, CreatesProjectAndTableAndDescribesThem) {
+  Open(Options());
+  auto project = engine_->CreateProject(admin_, R"({"name":"p"})");
+  ASSERT_TRUE(project.ok()) << project.status().ToString();
+  EXPECT_EQ(json::parse(*project)["name"], "p");
+  auto table = engine_->CreateTable(admin_, "p",
+                                    json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}}.dump());
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  json described = json::parse(*table);
+  EXPECT_EQ(described["project"], "p");
+  EXPECT_EQ(described["name"], "t");
+  EXPECT_EQ(described["key"], json::array({"user"}));
+  EXPECT_EQ(described["schema"]["fields"].size(), 3u);
+  EXPECT_FALSE(described["instance_id"].get<std::string>().empty());
+
+  auto again = engine_->DescribeTable(admin_, "p", "t");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(json::parse(*again)["instance_id"], described["instance_id"]);
+  EXPECT_EQ(engine_->CreateTable(admin_, "p", json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}}.dump())
+                .status()
+                .code(),
+            StatusCode::kAlreadyExists);
+}
+
+TEST_F(EngineTest, UnknownMembersInBodiesAreRejectedByName) {
+  Open(Options());
+  auto project = engine_->CreateProject(admin_, R"({"name":"p","colour":"red"})");
+  EXPECT_EQ(project.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(project.status().message(), HasSubstr("'colour'"));
+  ASSERT_TRUE(engine_->CreateProject(admin_, R"({"name":"p"})").ok());
+  auto table = engine_->CreateTable(
+      admin_, "p",
+      json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}, {"use_lgo", true}}.dump());
+  EXPECT_EQ(table.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(table.status().message(), HasSubstr("'use_lgo'"));
+}
+
+TEST_F(EngineTest, WriteWithWaitIndexThenQueryIndexSeesLatestRecordPerKey) {
+  Open(Options());
+  CreateProjectAndTable();
+  auto ack = Write(R"([{"user":"a","n":1,"@timestamp":1000},
+                       {"user":"a","n":2,"@timestamp":2000},
+                       {"user":"b","n":3,"@timestamp":1500}])");
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  EXPECT_TRUE(ack->waited);
+  EXPECT_EQ(ack->records, 3);
+  EXPECT_FALSE(ack->write_id.empty());
+  // An older version of "a" arriving later does not replace the newer one (NDJSON body).
+  ASSERT_TRUE(Write("{\"user\":\"a\",\"n\":9,\"@timestamp\":500}\n").ok());
+
+  json data = Index();
+  ASSERT_EQ(data.size(), 2u) << data.dump();
+  EXPECT_EQ(data[0]["user"], "a");
+  EXPECT_EQ(data[0]["n"], 2);
+  EXPECT_EQ(data[0]["@timestamp"], 2000);
+  EXPECT_EQ(data[1]["user"], "b");
+  EXPECT_EQ(data[1]["n"], 3);
+  EXPECT_EQ(Index(R"({"user":"b"})").size(), 1u);
+}
+
+TEST_F(EngineTest, RecordsWithoutTimestampGetTheGatewayClock) {
+  Open(Options());
+  CreateProjectAndTable();
+  const int64_t before = Clock::System()->NowMillis();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1}])").ok());
+  json data = Index();
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_GE(data[0]["@timestamp"].get<int64_t>(), before);
+  EXPECT_LE(data[0]["@timestamp"].get<int64_t>(), Clock::System()->NowMillis());
+}
+
+TEST_F(EngineTest, InvalidBatchListsEveryBadRecordAndWritesNothing) {
+  Open(Options());
+  CreateProjectAndTable();
+  std::vector<RecordError> details;
+  auto ack = Write(R"([{"user":"ok","n":1},
+                       {"user":"x"},
+                       {"user":"y","n":"seven"},
+                       {"user":"z","n":3,"@timestamp":"yesterday"},
+                       {"user":"w","n":4,"extra":true}])",
+                   {.index = true}, "", nullptr, &details);
+  ASSERT_EQ(ack.status().code(), StatusCode::kInvalidArgument) << ack.status().ToString();
+  std::set<int64_t> bad_records;
+  for (const auto& error : details) bad_records.insert(error.record);
+  EXPECT_EQ(bad_records, (std::set<int64_t>{1, 2, 3, 4}));
+  auto has = [&](int64_t record, std::string_view field) {
+    return std::any_of(details.begin(), details.end(), [&](const RecordError& error) {
+      return error.record == record && error.field == field && !error.message.empty();
+    });
+  };
+  EXPECT_TRUE(has(1, "n"));
+  EXPECT_TRUE(has(2, "n"));
+  EXPECT_TRUE(has(3, "@timestamp"));
+  EXPECT_TRUE(has(4, "extra"));
+
+  // Nothing of the rejected batch reached the log: only the next write does.
+  ASSERT_TRUE(Write(R"([{"user":"later","n":5}])", {.log = true}).ok());
+  json log = WholeLog();
+  ASSERT_EQ(log.size(), 1u) << log.dump();
+  EXPECT_EQ(log[0]["user"], "later");
+}
+
+TEST_F(EngineTest, MalformedAndEmptyBodiesAreInvalid) {
+  Open(Options());
+  CreateProjectAndTable();
+  EXPECT_EQ(Write(R"([{"user":"a","n":1})").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Write("[]").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Write("  \n").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineTest, IdempotentRetryIsWrittenOnce) {
+  Open(Options());
+  CreateProjectAndTable();
+  auto first = Write(R"([{"user":"a","n":1}])", {.log = true}, "retry-key-1");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_FALSE(first->replayed);
+  auto retry = Write(R"([{"user":"a","n":1}])", {.log = true}, "retry-key-1");
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->write_id, first->write_id);
+  auto other = Write(R"([{"user":"b","n":2}])", {.log = true}, "retry-key-2");
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->write_id, first->write_id);
+  EXPECT_EQ(WholeLog().size(), 2u);
+}
+
+TEST_F(EngineTest, OversizedBodyBatchAndRecordAreTooLarge) {
+  EngineOptions options = Options();
+  options.max_body_bytes = 4096;
+  options.lookup.config["max_record_size"] = "64";
+  options.lookup.config["max_records_in_batch"] = "5";
+  options.lookup.config["max_key_size"] = "32";
+  Open(options);
+  CreateProjectAndTable();
+
+  auto body = Write(std::string(5000, ' '));
+  EXPECT_EQ(body.status().code(), StatusCode::kTooLarge);
+  EXPECT_THAT(body.status().message(), HasSubstr("5000 bytes"));
+
+  std::string six = "[";
+  for (int idx = 0; idx < 6; ++idx) six += fmt::format("{}{{\"user\":\"u{}\",\"n\":1}}", idx ? "," : "", idx);
+  six += "]";
+  auto batch = Write(six);
+  EXPECT_EQ(batch.status().code(), StatusCode::kTooLarge);
+  EXPECT_THAT(batch.status().message(), HasSubstr("6 records"));
+
+  auto record = Write(json::array({{{"user", "a"}, {"n", 1}}, {{"user", "b"}, {"n", 1}, {"note", std::string(100, 'x')}}}).dump());
+  EXPECT_EQ(record.status().code(), StatusCode::kTooLarge);
+  EXPECT_THAT(record.status().message(), HasSubstr("record 1"));
+
+  auto key = Write(json::array({{{"user", std::string(40, 'k')}, {"n", 1}}}).dump());
+  EXPECT_EQ(key.status().code(), StatusCode::kTooLarge);
+  EXPECT_THAT(key.status().message(), HasSubstr("key"));
+
+  EXPECT_TRUE(Write(R"([{"user":"a","n":1}])").ok());
+}
+
+TEST_F(EngineTest, WaitTimesOutWithoutWorkersAndTheRecordLandsOnceAWorkerRuns) {
+  EngineOptions gateway = Options(Role::kGateway);
+  gateway.wait_timeout_ms = 300;
+  Open(gateway);
+  CreateProjectAndTable();
+  auto ack = Write(R"([{"user":"a","n":42}])", {.index = true});
+  ASSERT_EQ(ack.status().code(), StatusCode::kTimeout) << ack.status().ToString();
+  EXPECT_THAT(ack.status().message(), HasSubstr("accepted"));
+  EXPECT_TRUE(Index().empty());
+
+  Open(Options(Role::kAll));  // the same data dir, now with workers
+  json data;
+  for (int attempt = 0; attempt < 200 && data.empty(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    data = Index();
+  }
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0]["n"], 42);
+}
+
+TEST_F(EngineTest, LogReplayPagesThroughCursorsInWriteOrder) {
+  Open(Options());
+  CreateProjectAndTable();
+  for (int batch = 0; batch < 5; ++batch) {
+    json records = json::array();
+    for (int idx = 0; idx < 5; ++idx) {
+      int n = batch * 5 + idx;
+      records.push_back({{"user", fmt::format("u{}", n % 3)}, {"n", n}, {"@timestamp", 1000 + n}});
+    }
+    ASSERT_TRUE(Write(records.dump(), {.log = true}).ok());
+  }
+  auto first = engine_->QueryLog(admin_, LogQuery{"p", "t", 10, 0});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->count, 10);
+  EXPECT_FALSE(first->change_cursor.empty());
+  std::vector<int64_t> seen;
+  for (auto& record : json::parse(first->data_json)) seen.push_back(record["n"]);
+  std::string next = first->next_cursor;
+  int pages = 1;
+  while (!next.empty()) {
+    auto page = engine_->ReadCursorJson(admin_, next, 10);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    json body = json::parse(*page);
+    for (auto& record : body["data"]) seen.push_back(record["n"]);
+    next = body["next_cursor"].is_string() ? body["next_cursor"].get<std::string>() : "";
+    ++pages;
+  }
+  std::vector<int64_t> expected(25);
+  for (int n = 0; n < 25; ++n) expected[n] = n;
+  EXPECT_EQ(seen, expected);
+  EXPECT_GE(pages, 3);
+
+  auto from = engine_->QueryLog(admin_, LogQuery{"p", "t", 100, 1020});
+  ASSERT_TRUE(from.ok());
+  EXPECT_EQ(from->count, 5);
+  EXPECT_EQ(engine_->QueryLog(admin_, LogQuery{"p", "t", 0, 0}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->QueryLog(admin_, LogQuery{"p", "t", 1001, 0}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineTest, ReadCursorRejectsGarbageForgedAndForeignCursors) {
+  Open(Options());
+  CreateProjectAndTable();
+  CreateProjectAndTable("q", "t");
+  for (int n = 0; n < 3; ++n) {
+    ASSERT_TRUE(Write(json::array({{{"user", fmt::format("u{}", n)}, {"n", n}}}).dump()).ok());
+  }
+  auto page = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 1});
+  ASSERT_TRUE(page.ok());
+  ASSERT_FALSE(page->next_cursor.empty());
+  const std::string cursor = page->next_cursor;
+  EXPECT_TRUE(engine_->ReadCursorJson(admin_, cursor, 10).ok());
+
+  EXPECT_EQ(engine_->ReadCursorJson(admin_, "not a cursor!", 10).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->ReadCursorJson(admin_, "", 10).status().code(), StatusCode::kInvalidArgument);
+  std::string forged = cursor;
+  forged[forged.size() / 2] = forged[forged.size() / 2] == 'A' ? 'B' : 'A';
+  auto forged_read = engine_->ReadCursorJson(admin_, forged, 10);
+  EXPECT_EQ(forged_read.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(forged_read.status().message(), HasSubstr("invalid cursor"));
+
+  // A secret of another project may not learn the table exists.
+  Principal other = Secret("q", {{"read", {"*"}}});
+  auto foreign = engine_->ReadCursorJson(other, cursor, 10);
+  EXPECT_EQ(foreign.status().code(), StatusCode::kNotFound) << foreign.status().ToString();
+  Principal reader = Secret("p", {{"read", {"t"}}});
+  EXPECT_TRUE(engine_->ReadCursorJson(reader, cursor, 10).ok());
+}
+
+TEST_F(EngineTest, ChangeCursorReturnsOnlyLaterWritesThatMatchItsFilter) {
+  Open(Options());
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":2}])", {.log = true}).ok());
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", R"({"user":"a"})", 100});
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  ASSERT_EQ(query->count, 1);
+  const std::string change = query->change_cursor;
+  ASSERT_FALSE(change.empty());
+
+  auto none = engine_->ReadChanges(admin_, change, "", 100);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->count, 0);
+  EXPECT_FALSE(none->next_cursor.empty());
+
+  ASSERT_TRUE(Write(R"([{"user":"a","n":10},{"user":"b","n":11},{"user":"a","n":20}])",
+                    {.log = true})
+                  .ok());
+  auto changes = engine_->ReadChanges(admin_, change, "", 100);
+  ASSERT_TRUE(changes.ok()) << changes.status().ToString();
+  json data = json::parse(changes->data_json);
+  ASSERT_EQ(data.size(), 2u) << data.dump();
+  EXPECT_EQ(data[0]["n"], 10);
+  EXPECT_EQ(data[1]["n"], 20);
+  ASSERT_FALSE(changes->next_cursor.empty());
+
+  auto filtered = engine_->ReadChanges(admin_, change, R"({"n":{"_gte":15}})", 100);
+  ASSERT_TRUE(filtered.ok()) << filtered.status().ToString();
+  data = json::parse(filtered->data_json);
+  ASSERT_EQ(data.size(), 1u) << data.dump();
+  EXPECT_EQ(data[0]["n"], 20);
+
+  auto after = engine_->ReadChanges(admin_, changes->next_cursor, "", 100);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->count, 0);
+  EXPECT_FALSE(after->next_cursor.empty());
+
+  // A replay cursor is not a change cursor; a bad extra filter is refused.
+  EXPECT_EQ(engine_->CheckSubscription(admin_, change, R"({"nope":1})").status().code(),
+            StatusCode::kInvalidArgument);
+  auto log = engine_->QueryLog(admin_, LogQuery{"p", "t", 1, 0});
+  ASSERT_TRUE(log.ok());
+  ASSERT_FALSE(log->next_cursor.empty());
+  EXPECT_EQ(engine_->ReadChanges(admin_, log->next_cursor, "", 10).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineTest, SubscriptionListenerIsCalledAfterAWrite) {
+  Open(Options());
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok());
+  auto instance = engine_->CheckSubscription(admin_, query->change_cursor, "");
+  ASSERT_TRUE(instance.ok()) << instance.status().ToString();
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  auto listener = engine_->Listen(*instance, [&] {
+    std::lock_guard lock(mu);
+    ++calls;
+    cv.notify_all();
+  });
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1}])", {.log = true}).ok());
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return calls > 0; }));
+  }
+  auto changes = engine_->ReadChanges(admin_, query->change_cursor, "", 10);
+  ASSERT_TRUE(changes.ok());
+  EXPECT_EQ(changes->count, 1);
+
+  listener.reset();  // no callbacks after the handle is gone
+  int before;
+  {
+    std::lock_guard lock(mu);
+    before = calls;
+  }
+  ASSERT_TRUE(Write(R"([{"user":"b","n":2}])", {.log = true}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(calls, before);
+}
+
+TEST_F(EngineTest, ReadOnlySecretCannotWriteAndOtherProjectsSecretSeesNotFound) {
+  Open(Options());
+  CreateProjectAndTable();
+  CreateProjectAndTable("q", "t");
+  Principal reader = Secret("p", {{"read", {"t"}}});
+  auto write = Write(R"([{"user":"a","n":1}])", {}, "", &reader);
+  EXPECT_EQ(write.status().code(), StatusCode::kPermissionDenied) << write.status().ToString();
+  EXPECT_TRUE(engine_->QueryIndex(reader, IndexQuery{"p", "t", "", 10}).ok());
+  EXPECT_EQ(engine_->DeleteTable(reader, "p", "t").code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(engine_->CreateProject(reader, R"({"name":"r"})").status().code(),
+            StatusCode::kPermissionDenied);
+
+  Principal stranger = Secret("q", {{"read", {"*"}}, {"write", {"*"}}});
+  EXPECT_EQ(Write(R"([{"user":"a","n":1}])", {}, "", &stranger).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(engine_->QueryIndex(stranger, IndexQuery{"p", "t", "", 10}).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(engine_->DescribeTable(stranger, "p", "t").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->CreateSecret(stranger, "p", R"({"read":["*"]})").status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(engine_->Authenticate("aq_not-a-real-secret").status().code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(engine_->Authenticate("").status().code(), StatusCode::kUnauthenticated);
+
+  Principal writer = Secret("p", {{"read", json::array()}, {"write", {"t"}}});
+  EXPECT_TRUE(Write(R"([{"user":"a","n":1}])", {}, "", &writer).ok());
+}
+
+TEST_F(EngineTest, DeletedTableIsGoneAndItsDataRemoved) {
+  Open(Options());
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1}])").ok());
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok());
+  ASSERT_TRUE(engine_->DeleteTable(admin_, "p", "t").ok());
+  EXPECT_EQ(engine_->DescribeTable(admin_, "p", "t").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->ReadChanges(admin_, query->change_cursor, "", 10).status().code(),
+            StatusCode::kNotFound);
+  // A new table of the same name starts empty.
+  auto made = engine_->CreateTable(admin_, "p",
+                                   json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}}.dump());
+  ASSERT_TRUE(made.ok());
+  EXPECT_TRUE(Index().empty());
+}
+
+TEST_F(EngineTest, SqlJobRunsAndPagesItsRows) {
+  Open(Options());
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":2},{"user":"c","n":3}])",
+                    {.warehouse = true})
+                  .ok());
+  auto analysis = engine_->AnalyzeSql(admin_, "SELECT user, n FROM p.t ORDER BY n");
+  ASSERT_TRUE(analysis.ok()) << analysis.status().ToString();
+  EXPECT_EQ(analysis->tables, std::vector<std::string>{"p.t"});
+  auto job = engine_->SubmitSql(admin_, "SELECT user, n FROM p.t ORDER BY n");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  json status;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    auto polled = engine_->GetJobJson(admin_, *job);
+    ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+    status = json::parse(*polled);
+    if (status["status"] == "done" || status["status"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_EQ(status["status"], "done") << status.dump();
+  auto rows = engine_->ReadJobRows(admin_, *job, "", 2);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  json data = json::parse(rows->data_json);
+  ASSERT_EQ(data.size(), 2u);
+  EXPECT_EQ(data[0][1], 1);
+  ASSERT_FALSE(rows->next_cursor.empty());
+  auto rest = engine_->ReadCursorJson(admin_, rows->next_cursor, 10);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(json::parse(*rest)["data"].size(), 1u);
+
+  Principal stranger = Secret("p", {{"read", json::array()}, {"write", {"t"}}});
+  EXPECT_EQ(engine_->GetJobJson(stranger, *job).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, UsageGrowsWithWritesAndReadsAndAWriteQuotaIsEnforced) {
+  Open(Options());
+  CreateProjectAndTable();
+  Principal writer = Secret("p", {{"read", {"*"}}, {"write", {"*"}}});
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":2}])", {.index = true}, "", &writer).ok());
+  ASSERT_TRUE(engine_->QueryIndex(writer, IndexQuery{"p", "t", "", 10}).ok());
+
+  auto usage = engine_->UsageJson(writer);
+  ASSERT_TRUE(usage.ok()) << usage.status().ToString();
+  json body = json::parse(*usage);
+  ASSERT_EQ(body["projects"].size(), 1u);
+  EXPECT_EQ(body["projects"][0]["project"], "p");
+  EXPECT_EQ(body["projects"][0]["month"]["write_records"], 2);
+  EXPECT_EQ(body["projects"][0]["hour"]["write_ops"], 1);
+  EXPECT_EQ(body["projects"][0]["month"]["read_records"], 2);
+  EXPECT_GT(body["secret"]["month"]["write_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(body["secret"]["month"]["read_ops"], 1);
+
+  // The counters survive a flush to the usage service (not counted twice).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  body = json::parse(*engine_->UsageJson(writer));
+  EXPECT_EQ(body["projects"][0]["month"]["write_records"], 2);
+
+  // A second connection to the catalog sets the quota (no engine API for it).
+  auto catalog = OpenSqliteCatalog(dir_ + "/catalog.db");
+  ASSERT_TRUE(catalog.ok()) << catalog.status().ToString();
+  const int64_t used = body["projects"][0]["month"]["write_bytes"];
+  Quotas quotas;
+  quotas.write_bytes = used + 20;
+  ASSERT_TRUE((*catalog)->SetProjectQuotas("p", quotas).ok());
+  Status refused;
+  for (int attempt = 0; attempt < 10 && refused.ok(); ++attempt) {
+    refused = Write(R"([{"user":"c","n":3}])", {}, "", &writer).status();
+  }
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused.ToString();
+  EXPECT_THAT(refused.message(), HasSubstr("retry after"));
+  EXPECT_THAT(engine_->MetricsText(), HasSubstr("aquifer_writes_total"));
+}
+
+TEST_F(EngineTest, RestartKeepsDataAdminSecretAndCursors) {
+  EngineOptions options = Options();
+  options.admin_secret.reset();
+  {
+    auto opened = Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    engine_ = std::move(*opened);
+  }
+  std::optional<std::string> admin_secret = engine_->NewAdminSecret();
+  ASSERT_TRUE(admin_secret.has_value());
+  ASSERT_TRUE(engine_->Start().ok());
+  admin_ = *engine_->Authenticate(*admin_secret);
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":2}])").ok());
+  auto page = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 1});
+  ASSERT_TRUE(page.ok());
+  const std::string next = page->next_cursor, change = page->change_cursor;
+  ASSERT_FALSE(next.empty());
+  engine_->Stop();
+  engine_.reset();
+
+  auto reopened = Engine::Open(options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  engine_ = std::move(*reopened);
+  EXPECT_FALSE(engine_->NewAdminSecret().has_value());
+  ASSERT_TRUE(engine_->Start().ok());
+  auto admin = engine_->Authenticate(*admin_secret);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  admin_ = *admin;
+  EXPECT_EQ(Index().size(), 2u);
+  auto rest = engine_->ReadCursorJson(admin_, next, 10);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(json::parse(*rest)["data"].size(), 1u);
+  ASSERT_TRUE(Write(R"([{"user":"c","n":3}])", {.log = true}).ok());
+  auto changes = engine_->ReadChanges(admin_, change, "", 10);
+  ASSERT_TRUE(changes.ok()) << changes.status().ToString();
+  EXPECT_EQ(changes->count, 1);
+  auto mode = std::filesystem::status(dir_ + "/cursor.key").permissions();
+  EXPECT_EQ(mode & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
+TEST_F(EngineTest, HealthIsOkAndWaitOptionsParse) {
+  Open(Options());
+  EXPECT_TRUE(engine_->Health().ok());
+  auto wait = ParseWaitFor("index,warehouse");
+  ASSERT_TRUE(wait.ok());
+  EXPECT_TRUE(wait->index && wait->warehouse && !wait->log);
+  EXPECT_FALSE(ParseWaitFor("disk").ok());
+  EXPECT_FALSE(ParseWaitFor("").ok());
+}
+
+}  // namespace
+}  // namespace aquifer::engine

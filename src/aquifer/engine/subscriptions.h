@@ -1,0 +1,61 @@
+#pragma once
+
+// SubscriptionHub: instance id → the local listeners waiting for its changes.
+//
+// The report listener calls Notify(instance) when a write report says new
+// records may exist; the hub then calls the callback of every listener of
+// that instance. Callbacks only set a flag or post to an executor (the
+// Listener contract in engine.h), so a slow subscriber never stalls the hub,
+// the report listener or any writer (REFERENCE.md §9.10).
+//
+// Concurrency: the hub's mutex guards only the map and is never held while a
+// callback runs (Notify copies the listener list first). Each listener has
+// its own mutex, held while its callback runs: destroying a Listener takes
+// it, so once the destructor returns the callback never runs again and may
+// safely refer to the subscriber's state. The mutex is recursive, so a
+// callback that destroys its own Listener does not deadlock. Thread-safe.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "aquifer/base/uuid.h"
+#include "aquifer/engine/engine.h"
+
+namespace aquifer::engine {
+
+class SubscriptionHub {
+ public:
+  SubscriptionHub() = default;
+  SubscriptionHub(const SubscriptionHub&) = delete;
+  SubscriptionHub& operator=(const SubscriptionHub&) = delete;
+
+  // Registers `on_change` for `instance_id` until the returned Listener is
+  // destroyed. The hub must outlive the Listener.
+  std::unique_ptr<Listener> Listen(const Uuid& instance_id, std::function<void()> on_change);
+
+  // Calls every callback registered for `instance_id`, on the calling thread.
+  void Notify(const Uuid& instance_id);
+
+  int64_t listeners() const { return listeners_.load(std::memory_order_relaxed); }
+  int64_t notifications() const { return notifications_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Entry {
+    std::recursive_mutex mu;  // held while the callback runs
+    bool active = true;       // guarded by mu
+    std::function<void()> on_change;
+  };
+  class Handle;
+  void Remove(const Uuid& instance_id, const std::shared_ptr<Entry>& entry);
+
+  std::mutex mu_;
+  std::unordered_map<Uuid, std::vector<std::shared_ptr<Entry>>, UuidHash> by_instance_;  // guarded by mu_
+  std::atomic<int64_t> listeners_{0};
+  std::atomic<int64_t> notifications_{0};
+};
+
+}  // namespace aquifer::engine
