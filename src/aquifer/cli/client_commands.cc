@@ -187,10 +187,16 @@ void Usage(ServerClient& server, const State& s) {
   if (projects == nullptr || !projects->is_array()) return PrintJson(answer, true);
   std::vector<std::string> counters;
   std::vector<json> rows;
-  for (const json& entry : *projects) {
+  std::vector<json> entries(projects->begin(), projects->end());
+  if (answer.contains("secret") && answer["secret"].is_object()) {
+    entries.push_back(answer["secret"]);
+    entries.back()["project"] = "(this secret)";
+  }
+  for (const json& entry : entries) {
     if (!entry.is_object()) continue;
     for (auto it = entry.begin(); it != entry.end(); ++it) {
-      if (!it.value().is_object()) continue;
+      // Periods ("hour", "month") and non-empty quotas are objects of counters.
+      if (!it.value().is_object() || it.value().empty()) continue;
       json row = {{"project", StringOr(entry, "project")}, {"period", it.key()}};
       for (auto counter = it.value().begin(); counter != it.value().end(); ++counter) {
         row[counter.key()] = counter.value();
