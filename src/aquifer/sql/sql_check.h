@@ -52,6 +52,13 @@ struct SqlTableRef {
 // text order; a name used twice appears twice (with both ranges).
 Result<std::vector<SqlTableRef>> CheckSql(std::string_view sql);
 
+// Replaces each reference's byte range by replacements[i] (same length as
+// `refs`, which must be CheckSql's answer for `sql`), right to left. A space
+// is added where the replacement would fuse with a neighbouring token: the
+// text `p.t"x"` becomes `"i_..." "x"`, not the single identifier `"i_...""x"`.
+std::string RewriteTableRefs(std::string_view sql, const std::vector<SqlTableRef>& refs,
+                             const std::vector<std::string>& replacements);
+
 // The longest SQL text CheckSql accepts (bytes).
 inline constexpr size_t kMaxSqlLength = 1 << 20;
 

@@ -1,0 +1,1 @@
+/* a /* nested */ FROM x */ SELECT extract(year FROM ts), trim(BOTH FROM s) FROM p.t WHERE a IS NOT DISTINCT FROM b

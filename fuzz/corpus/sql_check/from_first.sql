@@ -1,0 +1,1 @@
+FROM p.t SELECT a, b

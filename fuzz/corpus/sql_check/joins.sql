@@ -1,0 +1,1 @@
+SELECT a.x, b.y FROM p.a AS a LEFT JOIN p.b b ON a.id = b.id, p.c WHERE a.k IN (1, 2) ORDER BY 1

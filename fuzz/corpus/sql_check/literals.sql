@@ -1,0 +1,1 @@
+SELECT [1, {'a': (1)}][1]::VARCHAR, 1.5e3, .5, 0x1F FROM a.b.c

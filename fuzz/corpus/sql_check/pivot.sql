@@ -1,0 +1,1 @@
+SELECT * FROM (PIVOT p.t ON c USING sum(x)) CROSS JOIN unnest([1, 2]) u(x)

@@ -1,0 +1,1 @@
+SELECT * FROM "my proj"."Tab""le" JOIN "p" /* c */ . t ON true

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT * FROM p.t) AS s, LATERAL (SELECT * FROM p.u WHERE u.k = s.k) l
