@@ -1,0 +1,278 @@
+#include "aquifer/engine/sql.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace aquifer::engine {
+namespace {
+
+// Beyond this many distinct tables a query is refused (the reference system
+// allowed 5; joins across a handful of tables are the use case).
+constexpr size_t kMaxTablesPerQuery = 16;
+constexpr int32_t kMaxRowsPerPage = 1000;
+
+// What JobJson says about a job the warehouse has forgotten (it keeps jobs in
+// memory: a restart loses them).
+constexpr std::string_view kLostJobMessage =
+    "the warehouse no longer knows this job (it restarted while the job was pending or running); "
+    "submit the query again";
+
+driver::InstanceInfo InstanceOf(const JobTable& table) {
+  driver::InstanceInfo instance;
+  instance.instance_id = table.instance_id;
+  instance.project = table.project;
+  instance.table = table.table;
+  return instance;
+}
+
+void ReplaceAll(std::string* text, std::string_view from, std::string_view to) {
+  if (from.empty()) return;
+  size_t pos = 0;
+  while ((pos = text->find(from, pos)) != std::string::npos) {
+    text->replace(pos, from.size(), to);
+    pos += to.size();
+  }
+}
+
+// Backend messages name physical tables; users know them as project.table.
+std::string UserFacing(std::string message, const driver::WarehouseService& warehouse,
+                       const std::vector<JobTable>& tables) {
+  for (const JobTable& table : tables) {
+    const std::string physical = warehouse.TableName(InstanceOf(table));
+    const std::string name = table.project + "." + table.table;
+    ReplaceAll(&message, physical, name);
+    if (physical.size() > 2 && physical.front() == '"' && physical.back() == '"') {
+      ReplaceAll(&message, std::string_view(physical).substr(1, physical.size() - 2), name);
+    }
+  }
+  return message;
+}
+
+Result<Uuid> ParseJobId(std::string_view job_id) {
+  Result<Uuid> id = Uuid::Parse(job_id);
+  if (!id.ok()) return NotFound("job {} not found", job_id);
+  return id;
+}
+
+bool Finished(driver::JobStatus status) {
+  return status == driver::JobStatus::kDone || status == driver::JobStatus::kFailed;
+}
+
+}  // namespace
+
+SqlService::SqlService(Catalog* catalog, driver::WarehouseService* warehouse,
+                       const driver::CursorCodec* cursors, Clock* clock)
+    : catalog_(catalog), warehouse_(warehouse), cursors_(cursors), clock_(clock) {}
+
+Result<SqlAnalysisResult> SqlService::Analyze(const Principal& who, std::string_view sql) {
+  AQ_ASSIGN_OR_RETURN(std::vector<SqlTableRef> refs, CheckSql(sql));
+
+  SqlAnalysisResult result;
+  std::vector<size_t> ref_table;  // refs[i] -> index into result.tables / resolved
+  for (const SqlTableRef& ref : refs) {
+    const std::string name = ref.project + "." + ref.table;
+    auto seen = std::find(result.tables.begin(), result.tables.end(), name);
+    ref_table.push_back(static_cast<size_t>(seen - result.tables.begin()));
+    if (seen != result.tables.end()) continue;
+    if (result.tables.size() == kMaxTablesPerQuery) {
+      return InvalidArgument("the query reads more than {} tables (the {}th is {} at offset {})",
+                             kMaxTablesPerQuery, kMaxTablesPerQuery + 1, name, ref.begin);
+    }
+    result.tables.push_back(name);
+  }
+
+  std::vector<std::string> physical_names;  // parallel to result.tables
+  for (size_t i = 0; i < result.tables.size(); ++i) {
+    const SqlTableRef& ref =
+        refs[static_cast<size_t>(std::find(ref_table.begin(), ref_table.end(), i) - ref_table.begin())];
+    const std::string& name = result.tables[i];
+    // Read permission first: a table the principal may not see answers the
+    // same NotFound as a table that does not exist.
+    AQ_RETURN_IF_ERROR(catalog_->Authorize(who, ref.project, ref.table, Permission::kRead));
+    Result<TableInfo> table = catalog_->GetTable(ref.project, ref.table);
+    if (!table.ok()) {
+      if (table.status().code() == StatusCode::kNotFound) return TableNotFound(ref.project, ref.table);
+      return table.status();
+    }
+    if (!table->primary.use_warehouse) {
+      return InvalidArgument("table {} keeps no warehouse copy (use_warehouse is off), so SQL cannot read it",
+                             name);
+    }
+    result.resolved.push_back(JobTable{ref.project, ref.table, table->primary.instance_id});
+    physical_names.push_back(warehouse_->TableName(table->primary));
+  }
+
+  std::vector<std::string> replacements;
+  replacements.reserve(refs.size());
+  for (size_t i = 0; i < refs.size(); ++i) replacements.push_back(physical_names[ref_table[i]]);
+  result.physical_sql = sql::RewriteTableRefs(sql, refs, replacements);
+
+  Result<driver::QueryAnalysis> analysis = warehouse_->AnalyzeQuery(result.physical_sql);
+  if (!analysis.ok()) {
+    const Status& status = analysis.status();
+    std::string message = UserFacing(status.message(), *warehouse_, result.resolved);
+    if (status.code() == StatusCode::kInvalidArgument) return InvalidArgument("{}", message);
+    return Status(status.code(), "warehouse analysis failed: " + message);
+  }
+  // Second line of defence: whatever the lexical check missed, the backend's
+  // own plan must read nothing but the tables we resolved and authorized.
+  for (const std::string& scanned : analysis->tables) {
+    if (std::find(physical_names.begin(), physical_names.end(), scanned) == physical_names.end()) {
+      return InvalidArgument("query reads a table it does not name as project.table");
+    }
+  }
+  result.bytes_scanned_estimate = analysis->bytes_scanned_estimate;
+  return result;
+}
+
+Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql) {
+  AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, Analyze(who, sql));
+  NewJob job;
+  job.secret_id = who.secret_id;
+  job.tables = analysis.resolved;
+  job.sql = std::string(sql);
+  AQ_ASSIGN_OR_RETURN(JobInfo info, catalog_->CreateJob(job));
+  Result<driver::Job> started = warehouse_->StartQuery(info.job_id, analysis.physical_sql, driver::JobOptions{});
+  if (!started.ok()) {
+    const std::string message =
+        "the warehouse did not start the job: " + UserFacing(started.status().message(), *warehouse_, info.tables);
+    JobUpdate update;
+    update.status = driver::JobStatus::kFailed;
+    update.error = message;
+    (void)catalog_->UpdateJob(info.job_id, update);  // best effort: the error below is what the caller sees
+    return Status(started.status().code(), message);
+  }
+  return info;
+}
+
+namespace {
+
+// Loads a job the principal may read, or the NotFound an unknown id gets.
+Result<JobInfo> ReadableJob(Catalog* catalog, const Principal& who, const Uuid& job_id) {
+  AQ_ASSIGN_OR_RETURN(JobInfo job, catalog->GetJob(job_id));
+  AQ_RETURN_IF_ERROR(catalog->CanReadJob(who, job));
+  return job;
+}
+
+// Brings the catalog's record of an unfinished job up to date with the warehouse.
+Result<JobInfo> Reconcile(Catalog* catalog, driver::WarehouseService* warehouse, JobInfo job) {
+  if (Finished(job.status)) return job;
+  JobUpdate update;
+  Result<driver::Job> polled = warehouse->PollJob(job.job_id);
+  if (polled.ok()) {
+    update.status = polled->status;
+    update.error = polled->status == driver::JobStatus::kFailed ? UserFacing(polled->error, *warehouse, job.tables)
+                                                                 : std::string();
+    update.bytes_scanned = polled->bytes_scanned;
+    update.rows = polled->rows;
+  } else if (polled.status().code() == StatusCode::kNotFound) {
+    update.status = driver::JobStatus::kFailed;
+    update.error = std::string(kLostJobMessage);
+    update.bytes_scanned = job.bytes_scanned;
+    update.rows = job.rows;
+  } else {
+    return polled.status().WithContext("polling the warehouse job");
+  }
+  if (update.status == job.status && update.error == job.error && update.bytes_scanned == job.bytes_scanned &&
+      update.rows == job.rows) {
+    return job;
+  }
+  Status updated = catalog->UpdateJob(job.job_id, update);
+  if (updated.code() == StatusCode::kFailedPrecondition) {
+    // Another poller finished it (or moved it on) first; its record wins.
+    return catalog->GetJob(job.job_id);
+  }
+  AQ_RETURN_IF_ERROR(updated);
+  job.status = update.status;
+  job.error = update.error;
+  job.bytes_scanned = update.bytes_scanned;
+  job.rows = update.rows;
+  return job;
+}
+
+}  // namespace
+
+Result<std::string> SqlService::JobJson(const Principal& who, std::string_view job_id) {
+  AQ_ASSIGN_OR_RETURN(Uuid id, ParseJobId(job_id));
+  AQ_ASSIGN_OR_RETURN(JobInfo job, ReadableJob(catalog_, who, id));
+  AQ_ASSIGN_OR_RETURN(job, Reconcile(catalog_, warehouse_, std::move(job)));
+  nlohmann::json out = {
+      {"job_id", job.job_id.ToString()},
+      {"status", std::string(driver::JobStatusName(job.status))},
+      {"error", nullptr},
+      {"bytes_scanned", job.bytes_scanned},
+      {"rows", job.rows},
+  };
+  if (job.status == driver::JobStatus::kFailed) out["error"] = job.error;
+  return out.dump();
+}
+
+Result<SqlJobRows> SqlService::Rows(const Principal& who, std::string_view job_id, std::string_view cursor,
+                                    int32_t limit) {
+  AQ_ASSIGN_OR_RETURN(Uuid id, ParseJobId(job_id));
+  driver::Cursor decoded;
+  decoded.type = driver::CursorType::kJob;
+  decoded.id = id;
+  if (!cursor.empty()) {
+    AQ_ASSIGN_OR_RETURN(decoded, cursors_->Decode(cursor));
+    if (decoded.type != driver::CursorType::kJob || decoded.id != id) {
+      return InvalidArgument("the cursor does not page the rows of job {}", id.ToString());
+    }
+    if (decoded.payload.empty()) return InvalidArgument("the job cursor carries no page");
+  }
+  return RowsFromCursor(who, decoded, limit);
+}
+
+Result<SqlJobRows> SqlService::RowsFromCursor(const Principal& who, const driver::Cursor& cursor, int32_t limit) {
+  if (cursor.type != driver::CursorType::kJob) return InvalidArgument("the cursor does not page job rows");
+  if (limit < 1 || limit > kMaxRowsPerPage) {
+    return InvalidArgument("limit must be 1..{}, got {}", kMaxRowsPerPage, limit);
+  }
+  AQ_ASSIGN_OR_RETURN(JobInfo job, ReadableJob(catalog_, who, cursor.id));
+  AQ_ASSIGN_OR_RETURN(job, Reconcile(catalog_, warehouse_, std::move(job)));
+  switch (job.status) {
+    case driver::JobStatus::kPending:
+    case driver::JobStatus::kRunning:
+      return FailedPrecondition("job {} is still running", job.job_id.ToString());
+    case driver::JobStatus::kFailed:
+      return FailedPrecondition("job failed: {}", job.error);
+    case driver::JobStatus::kDone:
+      break;
+  }
+  Result<driver::RowPage> page = warehouse_->ReadJobRows(job.job_id, cursor.payload, limit);
+  if (!page.ok()) {
+    if (page.status().code() == StatusCode::kNotFound) {
+      return FailedPrecondition("the results of job {} are no longer available (the warehouse restarted); "
+                                "submit the query again",
+                                job.job_id.ToString());
+    }
+    return page.status().WithContext(fmt::format("reading the rows of job {}", job.job_id.ToString()));
+  }
+
+  SqlJobRows rows;
+  nlohmann::json columns = nlohmann::json::array();
+  for (const driver::Column& column : page->columns) {
+    columns.push_back({{"name", column.name}, {"type", column.type}});
+  }
+  rows.columns_json = columns.dump();
+  // Rows arrive as JSON arrays already; join them without re-parsing.
+  size_t total = 2;
+  for (const std::string& row : page->rows) total += row.size() + 1;
+  rows.data_json.reserve(total);
+  rows.data_json.push_back('[');
+  for (size_t i = 0; i < page->rows.size(); ++i) {
+    if (i > 0) rows.data_json.push_back(',');
+    rows.data_json += page->rows[i];
+  }
+  rows.data_json.push_back(']');
+  if (!page->next.empty()) {
+    rows.next_cursor = cursors_->Encode(driver::Cursor{driver::CursorType::kJob, job.job_id, page->next});
+  }
+  return rows;
+}
+
+}  // namespace aquifer::engine

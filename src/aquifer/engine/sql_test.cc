@@ -1,0 +1,408 @@
+#include "aquifer/engine/sql.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "aquifer/driver/registry.h"
+#include "aquifer/drivers/builtin.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+
+namespace aquifer::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr const char* kSchema = R"({"type":"record","name":"Order","fields":[
+  {"name":"user","type":"string"},
+  {"name":"n","type":"long"},
+  {"name":"amount","type":["null","double"],"default":null}]})";
+
+class TempDir {
+ public:
+  TempDir()
+      : path_(std::filesystem::temp_directory_path() / ("aquifer_sql_test_" + Uuid::Random().Hex())) {
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class SqlServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto catalog = OpenSqliteCatalog(":memory:");
+    ASSERT_TRUE(catalog.ok()) << catalog.status().ToString();
+    catalog_ = std::move(*catalog);
+    driver::Registry registry;
+    drivers::RegisterBuiltinDrivers(&registry);
+    driver::DriverContext context;
+    context.data_dir = dir_.path();
+    auto warehouse = registry.MakeWarehouseService("duckdb", {{"job_threads", "2"}}, context);
+    ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+    warehouse_ = std::move(*warehouse);
+    service_ = std::make_unique<SqlService>(catalog_.get(), warehouse_.get(), &cursors_, Clock::System());
+
+    auto admin_secret = catalog_->EnsureAdminSecret(std::string("an-admin-secret-of-some-length"));
+    ASSERT_TRUE(admin_secret.ok()) << admin_secret.status().ToString();
+    admin_ = Resolve(**admin_secret);
+
+    ASSERT_TRUE(catalog_->CreateProject("shop").ok());
+    orders_ = MakeTable("orders");
+    other_ = MakeTable("other");
+    std::vector<std::string> rows;
+    for (int i = 1; i <= 5; ++i) {
+      rows.push_back(fmt::format(R"({{"user":"u{}","n":{},"amount":{}}})", i, i, i == 3 ? "null" : "1.5"));
+    }
+    Write(orders_, rows);
+    Write(other_, {R"({"user":"z","n":100,"amount":null})"});
+  }
+
+  Principal Resolve(const std::string& secret) {
+    auto principal = catalog_->ResolveSecret(secret);
+    EXPECT_TRUE(principal.ok()) << principal.status().ToString();
+    return principal.ok() ? *principal : Principal{};
+  }
+
+  Principal Mint(const SecretGrants& grants) {
+    auto minted = catalog_->MintSecret("shop", grants);
+    EXPECT_TRUE(minted.ok()) << minted.status().ToString();
+    return Resolve(minted->secret);
+  }
+
+  TableInfo MakeTable(const std::string& name) {
+    TableSpec spec;
+    spec.name = name;
+    spec.schema_json = kSchema;
+    spec.key = {"user", "n"};
+    auto table = catalog_->CreateTable("shop", spec);
+    EXPECT_TRUE(table.ok()) << table.status().ToString();
+    EXPECT_TRUE(warehouse_->RegisterInstance(table->primary).ok());
+    return *table;
+  }
+
+  void Write(const TableInfo& table, const std::vector<std::string>& json_rows) {
+    const schema::Schema& schema = *table.primary.schema;
+    std::vector<driver::Record> records;
+    int64_t ts = 1'700'000'000'000;
+    for (const std::string& json : json_rows) {
+      auto value = schema::ParseJsonRecord(schema, json);
+      ASSERT_TRUE(value.ok()) << value.status().ToString();
+      driver::Record record;
+      ASSERT_TRUE(schema::EncodeAvro(schema, *value, &record.avro).ok());
+      auto key = keys::EncodeKey(schema, *value);
+      ASSERT_TRUE(key.ok()) << key.status().ToString();
+      record.key = *key;
+      record.timestamp_ms = ts++;
+      records.push_back(std::move(record));
+    }
+    ASSERT_TRUE(warehouse_->WriteToWarehouse(table.primary, records).ok());
+  }
+
+  // Polls the job until it finishes (or 30 s pass); returns its JSON.
+  nlohmann::json WaitForJob(const Principal& who, const Uuid& job_id) {
+    nlohmann::json job;
+    for (int attempt = 0; attempt < 3000; ++attempt) {
+      auto text = service_->JobJson(who, job_id.ToString());
+      EXPECT_TRUE(text.ok()) << text.status().ToString();
+      if (!text.ok()) return job;
+      job = nlohmann::json::parse(*text);
+      if (job["status"] == "done" || job["status"] == "failed") return job;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "job did not finish: " << job.dump();
+    return job;
+  }
+
+  Uuid SubmitAndWait(const Principal& who, std::string_view sql) {
+    auto job = service_->Submit(who, sql);
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    if (!job.ok()) return Uuid{};
+    WaitForJob(who, job->job_id);
+    return job->job_id;
+  }
+
+  // Every row of a done job, page by page through the cursors.
+  std::vector<nlohmann::json> AllRows(const Principal& who, const Uuid& job_id, int32_t limit, int* pages) {
+    std::vector<nlohmann::json> rows;
+    std::string cursor;
+    *pages = 0;
+    for (int guard = 0; guard < 100; ++guard) {
+      auto page = service_->Rows(who, job_id.ToString(), cursor, limit);
+      EXPECT_TRUE(page.ok()) << page.status().ToString();
+      if (!page.ok()) break;
+      ++*pages;
+      auto data = nlohmann::json::parse(page->data_json);
+      EXPECT_LE(data.size(), static_cast<size_t>(limit));
+      for (auto& row : data) rows.push_back(row);
+      EXPECT_EQ(nlohmann::json::parse(page->columns_json),
+                nlohmann::json::parse(R"([{"name":"user","type":"VARCHAR"},{"name":"n","type":"BIGINT"}])"));
+      if (page->next_cursor.empty()) break;
+      cursor = page->next_cursor;
+    }
+    return rows;
+  }
+
+  TempDir dir_;
+  driver::CursorCodec cursors_{"sql-test-cursor-key"};
+  std::unique_ptr<Catalog> catalog_;
+  std::shared_ptr<driver::WarehouseService> warehouse_;
+  std::unique_ptr<SqlService> service_;
+  Principal admin_;
+  TableInfo orders_, other_;
+};
+
+TEST_F(SqlServiceTest, DryRunListsTablesAndEstimatesBytes) {
+  auto analysis = service_->Analyze(admin_, "SELECT o.user, x.n FROM shop.orders o JOIN \"shop\".\"other\" x "
+                                            "ON o.n < x.n, shop.orders o2 WHERE o2.n = o.n");
+  ASSERT_TRUE(analysis.ok()) << analysis.status().ToString();
+  EXPECT_EQ(analysis->tables, (std::vector<std::string>{"shop.orders", "shop.other"}));
+  ASSERT_EQ(analysis->resolved.size(), 2u);
+  EXPECT_EQ(analysis->resolved[0], (JobTable{"shop", "orders", orders_.primary.instance_id}));
+  EXPECT_EQ(analysis->resolved[1], (JobTable{"shop", "other", other_.primary.instance_id}));
+  EXPECT_GT(analysis->bytes_scanned_estimate, 0);
+  EXPECT_THAT(analysis->physical_sql, HasSubstr(warehouse_->TableName(orders_.primary)));
+  EXPECT_THAT(analysis->physical_sql, HasSubstr(warehouse_->TableName(other_.primary)));
+  EXPECT_THAT(analysis->physical_sql, Not(HasSubstr("shop.")));
+  EXPECT_THAT(analysis->physical_sql, Not(HasSubstr("\"shop\"")));
+}
+
+TEST_F(SqlServiceTest, BadSqlIsInvalidArgumentWithTheBackendMessageInUserNames) {
+  auto analysis = service_->Analyze(admin_, "SELECT no_such_column FROM shop.orders");
+  ASSERT_FALSE(analysis.ok());
+  EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(analysis.status().message(), HasSubstr("no_such_column"));
+  EXPECT_THAT(analysis.status().message(), Not(HasSubstr(orders_.primary.instance_id.Hex())));
+}
+
+TEST_F(SqlServiceTest, SubmitRunsTheJobAndPagesRowsWithCursors) {
+  auto job = service_->Submit(admin_, "SELECT user, n FROM shop.orders ORDER BY n");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->tables, (std::vector<JobTable>{{"shop", "orders", orders_.primary.instance_id}}));
+  EXPECT_EQ(job->secret_id, admin_.secret_id);
+  const nlohmann::json status = WaitForJob(admin_, job->job_id);
+  EXPECT_EQ(status["job_id"], job->job_id.ToString());
+  EXPECT_EQ(status["status"], "done");
+  EXPECT_TRUE(status["error"].is_null());
+  EXPECT_EQ(status["rows"], 5);
+  EXPECT_GT(status["bytes_scanned"].get<int64_t>(), 0);
+  // The catalog now holds the finished state.
+  auto stored = catalog_->GetJob(job->job_id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->status, driver::JobStatus::kDone);
+  EXPECT_EQ(stored->rows, 5);
+
+  std::vector<nlohmann::json> expected;
+  for (int n = 1; n <= 5; ++n) expected.push_back(nlohmann::json::array({fmt::format("u{}", n), n}));
+  for (auto [limit, want_pages] : std::vector<std::pair<int32_t, int>>{{1, 5}, {2, 3}, {1000, 1}}) {
+    int pages = 0;
+    EXPECT_EQ(AllRows(admin_, job->job_id, limit, &pages), expected) << "limit " << limit;
+    EXPECT_EQ(pages, want_pages) << "limit " << limit;
+  }
+
+  // The same pages through decoded cursors (GET /v1/cursor).
+  auto first = service_->Rows(admin_, job->job_id.ToString(), "", 2);
+  ASSERT_TRUE(first.ok());
+  auto decoded = cursors_.Decode(first->next_cursor);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->type, driver::CursorType::kJob);
+  EXPECT_EQ(decoded->id, job->job_id);
+  auto second = service_->RowsFromCursor(admin_, *decoded, 2);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(nlohmann::json::parse(second->data_json), nlohmann::json::parse(R"([["u3",3],["u4",4]])"));
+}
+
+TEST_F(SqlServiceTest, ReadersSeeOnlyTablesTheyMayReadAndHiddenTablesLookMissing) {
+  const Principal reader = Mint({.read = {"orders"}});
+  const Principal other_reader = Mint({.read = {"other"}});
+  auto ok = service_->Analyze(reader, "SELECT * FROM shop.orders");
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+
+  auto hidden = service_->Analyze(other_reader, "SELECT * FROM shop.orders");
+  ASSERT_FALSE(hidden.ok());
+  EXPECT_EQ(hidden.status().code(), StatusCode::kNotFound);
+  auto missing = service_->Analyze(other_reader, "SELECT * FROM shop.missing");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(hidden.status(), TableNotFound("shop", "orders"));
+  EXPECT_EQ(missing.status(), TableNotFound("shop", "missing"));
+  auto no_project = service_->Analyze(admin_, "SELECT * FROM nope.orders");
+  EXPECT_EQ(no_project.status(), TableNotFound("nope", "orders"));
+
+  // One readable and one hidden table: refused as a whole.
+  auto mixed = service_->Submit(reader, "SELECT * FROM shop.orders, shop.other");
+  EXPECT_EQ(mixed.status(), TableNotFound("shop", "other"));
+}
+
+TEST_F(SqlServiceTest, ASecretCannotSeeAnotherSecretsJobOrItsCursor) {
+  const Principal alice = Mint({.read = {"*"}});
+  const Principal bob = Mint({.read = {"*"}});
+  const Uuid job = SubmitAndWait(alice, "SELECT user, n FROM shop.orders ORDER BY n");
+  auto page = service_->Rows(alice, job.ToString(), "", 1);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_FALSE(page->next_cursor.empty());
+
+  const Status unknown = service_->JobJson(bob, Uuid::Random().ToString()).status();
+  EXPECT_EQ(unknown.code(), StatusCode::kNotFound);
+  auto seen_by_bob = service_->JobJson(bob, job.ToString());
+  EXPECT_EQ(seen_by_bob.status(), NotFound("job {} not found", job.ToString()));
+  EXPECT_EQ(service_->Rows(bob, job.ToString(), "", 10).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(service_->Rows(bob, job.ToString(), page->next_cursor, 10).status().code(), StatusCode::kNotFound);
+  auto decoded = cursors_.Decode(page->next_cursor);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(service_->RowsFromCursor(bob, *decoded, 10).status().code(), StatusCode::kNotFound);
+  // The admin sees every job.
+  EXPECT_TRUE(service_->JobJson(admin_, job.ToString()).ok());
+  // Not a job id at all: the same NotFound.
+  EXPECT_EQ(service_->JobJson(alice, "not-a-uuid").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqlServiceTest, ForgedAndGarbageCursorsAreInvalidArgument) {
+  const Uuid job = SubmitAndWait(admin_, "SELECT user, n FROM shop.orders ORDER BY n");
+  const Uuid other_job = SubmitAndWait(admin_, "SELECT user, n FROM shop.other");
+  auto page = service_->Rows(admin_, job.ToString(), "", 1);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+
+  EXPECT_EQ(service_->Rows(admin_, job.ToString(), "garbage!", 1).status().code(), StatusCode::kInvalidArgument);
+  driver::CursorCodec forger("another-key");
+  const std::string forged = forger.Encode({driver::CursorType::kJob, job, "r1"});
+  EXPECT_EQ(service_->Rows(admin_, job.ToString(), forged, 1).status().code(), StatusCode::kInvalidArgument);
+  // A genuine cursor of one job does not page another.
+  EXPECT_EQ(service_->Rows(admin_, other_job.ToString(), page->next_cursor, 1).status().code(),
+            StatusCode::kInvalidArgument);
+  // A cursor of another kind.
+  const std::string log_cursor = cursors_.Encode({driver::CursorType::kLog, job, "r1"});
+  EXPECT_EQ(service_->Rows(admin_, job.ToString(), log_cursor, 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(service_->RowsFromCursor(admin_, {driver::CursorType::kIndex, job, "r1"}, 1).status().code(),
+            StatusCode::kInvalidArgument);
+  // A signed cursor whose page token the warehouse does not understand.
+  const std::string bad_page = cursors_.Encode({driver::CursorType::kJob, job, "zzz"});
+  EXPECT_EQ(service_->Rows(admin_, job.ToString(), bad_page, 1).status().code(), StatusCode::kInvalidArgument);
+  // Limits.
+  EXPECT_EQ(service_->Rows(admin_, job.ToString(), "", 0).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(service_->Rows(admin_, job.ToString(), "", 1001).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SqlServiceTest, RuntimeErrorsFailTheJobAndRowsAnswerFailedPrecondition) {
+  auto job = service_->Submit(admin_, "SELECT CAST(user AS INTEGER) AS broken FROM shop.orders");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  const nlohmann::json status = WaitForJob(admin_, job->job_id);
+  EXPECT_EQ(status["status"], "failed");
+  ASSERT_TRUE(status["error"].is_string());
+  EXPECT_THAT(status["error"].get<std::string>(), HasSubstr("u1"));
+  auto rows = service_->Rows(admin_, job->job_id.ToString(), "", 10);
+  EXPECT_EQ(rows.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(rows.status().message(), HasSubstr("job failed: "));
+}
+
+TEST_F(SqlServiceTest, RowsOfARunningJobAnswerFailedPrecondition) {
+  // Long enough to still be running a moment later; the warehouse interrupts
+  // it when the test tears down.
+  auto job = service_->Submit(admin_, "SELECT count(*) FROM shop.orders, range(1000000) a, range(1000000) b");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  auto rows = service_->Rows(admin_, job->job_id.ToString(), "", 10);
+  EXPECT_EQ(rows.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(rows.status().message(), HasSubstr("is still running"));
+  auto text = service_->JobJson(admin_, job->job_id.ToString());
+  ASSERT_TRUE(text.ok());
+  EXPECT_THAT(nlohmann::json::parse(*text)["status"].get<std::string>(), testing::AnyOf("pending", "running"));
+}
+
+TEST_F(SqlServiceTest, AJobTheWarehouseForgotIsMarkedFailed) {
+  NewJob lost;
+  lost.secret_id = admin_.secret_id;
+  lost.tables = {{"shop", "orders", orders_.primary.instance_id}};
+  lost.sql = "SELECT * FROM shop.orders";
+  auto created = catalog_->CreateJob(lost);  // as if the process restarted before the warehouse ran it
+  ASSERT_TRUE(created.ok());
+  auto text = service_->JobJson(admin_, created->job_id.ToString());
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  const nlohmann::json status = nlohmann::json::parse(*text);
+  EXPECT_EQ(status["status"], "failed");
+  EXPECT_THAT(status["error"].get<std::string>(), HasSubstr("no longer knows this job"));
+  auto stored = catalog_->GetJob(created->job_id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->status, driver::JobStatus::kFailed);
+  EXPECT_EQ(service_->Rows(admin_, created->job_id.ToString(), "", 1).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SqlServiceTest, RefusedSqlIsInvalidArgument) {
+  const std::string physical = warehouse_->TableName(orders_.primary);
+  const std::vector<std::string> refused = {
+      "SELECT * FROM read_csv('/etc/passwd')",
+      "SELECT * FROM '/etc/passwd'",
+      "ATTACH '/tmp/x.db' AS x",
+      "SELECT 1; ATTACH '/tmp/x.db' AS x",
+      "SELECT * FROM duckdb_tables()",
+      "SELECT * FROM information_schema.tables",
+      "SELECT * FROM orders",
+      "SELECT * FROM " + physical,
+      "SELECT * FROM main." + physical,
+      "SELECT current_setting('threads')",
+      "COPY (SELECT 1) TO '/tmp/out.csv'",
+      "INSERT INTO shop.orders VALUES ('x', 1, null)",
+  };
+  for (const std::string& sql : refused) {
+    auto analysis = service_->Analyze(admin_, sql);
+    EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument) << sql << ": " << analysis.status().ToString();
+    EXPECT_EQ(service_->Submit(admin_, sql).status().code(), StatusCode::kInvalidArgument) << sql;
+  }
+}
+
+TEST_F(SqlServiceTest, TheWarehousePlanIsTheSecondLineOfDefence) {
+  // DuckDB binds a CTE's own name inside its body to a real table of that
+  // name, which the lexical check takes for the CTE: the plan exposes it.
+  const std::string physical = warehouse_->TableName(orders_.primary);
+  const std::string sql =
+      "WITH RECURSIVE " + physical + " AS (SELECT * FROM " + physical + ") SELECT * FROM " + physical;
+  ASSERT_TRUE(CheckSql(sql).ok());
+  auto analysis = service_->Analyze(admin_, sql);
+  ASSERT_FALSE(analysis.ok());
+  EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(analysis.status().message(), HasSubstr("query reads a table it does not name"));
+}
+
+TEST_F(SqlServiceTest, AtMostSixteenDistinctTables) {
+  std::string sql = "SELECT 1 FROM shop.orders";
+  for (int i = 0; i < 16; ++i) sql += fmt::format(", shop.t{}", i);
+  auto analysis = service_->Analyze(admin_, sql);
+  EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(analysis.status().message(), HasSubstr("more than 16 tables"));
+  // Repeats of one table count once.
+  std::string repeats = "SELECT 1 FROM shop.orders";
+  for (int i = 0; i < 20; ++i) repeats += fmt::format(", shop.orders o{}", i);
+  EXPECT_TRUE(service_->Analyze(admin_, repeats).ok());
+}
+
+TEST_F(SqlServiceTest, TablesWithoutAWarehouseCopyAreRefused) {
+  TableSpec spec;
+  spec.name = "nowh";
+  spec.schema_json = kSchema;
+  spec.key = {"user", "n"};
+  spec.use_warehouse = false;
+  ASSERT_TRUE(catalog_->CreateTable("shop", spec).ok());
+  auto analysis = service_->Analyze(admin_, "SELECT * FROM shop.nowh");
+  EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(analysis.status().message(), HasSubstr("use_warehouse"));
+}
+
+}  // namespace
+}  // namespace aquifer::engine
