@@ -1,0 +1,1 @@
+FROM p.t"q", x.y'' JOIN "a"."b"c ON true
