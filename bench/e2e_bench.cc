@@ -1,0 +1,397 @@
+// e2e_bench: the whole server (`aquifer serve`, started as a child process on
+// a scratch data dir) over HTTP and WebSocket, against baselines measured in
+// the same run (DESIGN.md "Targets"). Figures are printed, never asserted.
+//
+// Workloads:
+//   ingest/http      NDJSON batches of 1000 records of ~100 B, ?wait=index,
+//                    from kClients concurrent keep-alive clients (records/s)
+//   ingest/raw       a raw RocksDB WriteBatch per 1000 records of the same
+//                    keys and JSON bytes, sync=true (the server acks durable
+//                    writes), from the same number of threads
+//   latency/sub      write → subscriber: one writer paced at 10,000 records/s
+//                    (a batch of 10 every 1 ms, no wait), each record carrying
+//                    its send time in µs; a WebSocket subscriber on the table
+//                    measures arrival - send per record (p50/p99/max)
+//   lookup/http      index point lookups: GET records?filter={full key}&limit=1
+//                    from kClients keep-alive clients (requests/s)
+//   lookup/healthz   GET /healthz on the same server, same clients (the trivial route)
+//
+// Usage: e2e_bench [ingest_batches_per_client=60] [seconds_per_read_run=5]
+// AQUIFER_BENCH_DIR: scratch dir (else $TMPDIR); AQUIFER_BIN: the server binary (compiled in).
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include "harness.h"
+
+namespace {
+
+using namespace aquifer::e2e;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr int kClients = 3;
+constexpr int kBatch = 1000;
+
+double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  return v[i];
+}
+
+json BenchSchema() {
+  return json::parse(R"({"type": "record", "name": "rec", "fields": [
+      {"name": "user", "type": "string"}, {"name": "id", "type": "long"},
+      {"name": "value", "type": "double"}, {"name": "payload", "type": "string"},
+      {"name": "sent_us", "type": "long", "default": 0}]})");
+}
+
+// ~100 bytes of JSON per record.
+json BenchRecord(int client, int64_t id) {
+  return {{"user", "user" + std::to_string(client)},
+          {"id", id},
+          {"value", static_cast<double>(id) * 0.5},
+          {"payload", std::string(36, static_cast<char>('a' + id % 26))},
+          {"sent_us", 0}};
+}
+
+struct Batches {
+  std::vector<std::vector<std::string>> ndjson;  // per client, per batch
+  std::vector<std::vector<std::vector<std::pair<std::string, std::string>>>> kv;  // same data, key/value
+  size_t bytes = 0;
+};
+
+Batches MakeBatches(int per_client) {
+  Batches b;
+  b.ndjson.resize(kClients);
+  b.kv.resize(kClients);
+  for (int c = 0; c < kClients; ++c) {
+    for (int i = 0; i < per_client; ++i) {
+      std::string body;
+      std::vector<std::pair<std::string, std::string>> kv;
+      for (int r = 0; r < kBatch; ++r) {
+        int64_t id = static_cast<int64_t>(i) * kBatch + r;
+        std::string line = BenchRecord(c, id).dump();
+        b.bytes += line.size();
+        kv.emplace_back("user" + std::to_string(c) + "/" + std::to_string(id), line);
+        body += line;
+        body += '\n';
+      }
+      b.ndjson[c].push_back(std::move(body));
+      b.kv[c].push_back(std::move(kv));
+    }
+  }
+  return b;
+}
+
+struct Rate {
+  double per_s = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  int64_t errors = 0;
+  std::string first_error;
+};
+
+Rate IngestHttp(const Server& server, const std::string& path, const Batches& b) {
+  std::vector<std::thread> threads;
+  std::vector<std::vector<double>> lat(kClients);
+  std::atomic<int64_t> errors{0}, records{0};
+  std::string first_error;
+  std::mutex mu;
+  auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      Client client(server, server.admin_secret());
+      for (const auto& body : b.ndjson[c]) {
+        auto t0 = SteadyClock::now();
+        auto r = client.PostRaw(path + "/records?wait=index", body, "application/x-ndjson");
+        lat[c].push_back(Seconds(SteadyClock::now() - t0) * 1e3);
+        if (r.status == 200) {
+          records += kBatch;
+        } else {
+          ++errors;
+          std::lock_guard lock(mu);
+          if (first_error.empty()) first_error = r.Describe().substr(0, 300);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double s = Seconds(SteadyClock::now() - start);
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  Rate out;
+  out.per_s = records / s;
+  out.p50_ms = Percentile(all, 0.5);
+  out.p99_ms = Percentile(all, 0.99);
+  out.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+  out.errors = errors;
+  out.first_error = first_error;
+  return out;
+}
+
+Rate IngestRaw(const std::string& dir, const Batches& b) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::Open(options, dir, &raw);
+  Rate out;
+  if (!st.ok()) {
+    out.first_error = st.ToString();
+    return out;
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<double>> lat(kClients);
+  std::atomic<int64_t> records{0}, errors{0};
+  auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      for (const auto& batch : b.kv[c]) {
+        auto t0 = SteadyClock::now();
+        rocksdb::WriteBatch wb;
+        for (const auto& [k, v] : batch) wb.Put(k, v);
+        if (db->Write(wo, &wb).ok()) records += kBatch;
+        else ++errors;
+        lat[c].push_back(Seconds(SteadyClock::now() - t0) * 1e3);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double s = Seconds(SteadyClock::now() - start);
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  out.per_s = records / s;
+  out.p50_ms = Percentile(all, 0.5);
+  out.p99_ms = Percentile(all, 0.99);
+  out.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+  out.errors = errors;
+  return out;
+}
+
+struct Latency {
+  std::vector<double> ms;
+  int64_t sent = 0, received = 0, write_errors = 0;
+  double achieved_per_s = 0;
+  std::string error;
+};
+
+Latency WriteToSubscriber(const Server& server, const std::string& project, const std::string& table,
+                          double seconds) {
+  Latency out;
+  Client admin(server, server.admin_secret());
+  std::string path = "/v1/projects/" + project + "/tables/" + table;
+  auto first = admin.Get(path + "/records?limit=1");
+  std::string cursor = first.is_json ? first.j().value("change_cursor", "") : "";
+  if (first.status != 200 || cursor.empty()) {
+    out.error = "no change cursor: " + first.Describe();
+    return out;
+  }
+  WsClient ws;
+  if (auto e = ws.Connect(server.host(), server.port(), server.admin_secret()); !e.empty()) {
+    out.error = "subscribe: " + e;
+    return out;
+  }
+  ws.Send(json{{"type", "subscribe"}, {"cursor", cursor}});
+  std::atomic<bool> writing{true};
+  std::atomic<int64_t> sent{0};
+  std::thread writer([&] {
+    Client c(server, server.admin_secret());
+    constexpr int kPerMs = 10;  // 10,000 records/s
+    auto start = SteadyClock::now();
+    int64_t next_id = 0;
+    while (Seconds(SteadyClock::now() - start) < seconds) {
+      // Everything due by now (catching up if a request took longer than 1 ms).
+      int64_t due = static_cast<int64_t>(Seconds(SteadyClock::now() - start) * 1000.0) * kPerMs + kPerMs;
+      int64_t n = std::min<int64_t>(due - next_id, 1000);
+      if (n <= 0) {
+        std::this_thread::sleep_until(start + std::chrono::microseconds((next_id / kPerMs) * 1000));
+        continue;
+      }
+      std::string body;
+      int64_t now = NowUs();
+      for (int64_t i = 0; i < n; ++i) {
+        json r = BenchRecord(9, next_id + i);
+        r["sent_us"] = now;
+        body += r.dump();
+        body += '\n';
+      }
+      auto resp = c.PostRaw(path + "/records", body, "application/x-ndjson");
+      if (resp.status == 202) {
+        next_id += n;
+        sent += n;
+      } else {
+        ++out.write_errors;
+        if (out.error.empty()) out.error = "write: " + resp.Describe().substr(0, 300);
+        next_id += n;
+      }
+    }
+    out.achieved_per_s = sent / Seconds(SteadyClock::now() - start);
+    writing = false;
+  });
+  auto idle_since = SteadyClock::now();
+  while (writing || Seconds(SteadyClock::now() - idle_since) < 3.0) {
+    auto m = ws.Receive(100ms);
+    if (!m) {
+      if (ws.closed()) {
+        if (out.error.empty()) out.error = "subscription closed: " + ws.close_reason();
+        break;
+      }
+      if (!writing && out.received >= sent) break;
+      continue;
+    }
+    idle_since = SteadyClock::now();
+    if (m->value("type", "") != "records") {
+      if (out.error.empty()) out.error = "subscription: " + m->dump().substr(0, 300);
+      continue;
+    }
+    int64_t arrival = m->value("__received_us", NowUs());
+    for (const auto& rec : (*m)["data"]) {
+      out.ms.push_back(static_cast<double>(arrival - rec.value("sent_us", arrival)) / 1000.0);
+      ++out.received;
+    }
+  }
+  writer.join();
+  out.sent = sent;
+  return out;
+}
+
+Rate Requests(const Server& server, const std::function<std::string(std::mt19937&)>& target, double seconds) {
+  std::vector<std::thread> threads;
+  std::atomic<int64_t> ok{0}, errors{0};
+  std::vector<std::vector<double>> lat(kClients);
+  std::string first_error;
+  std::mutex mu;
+  auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      std::mt19937 rng(c + 1);
+      Client client(server, server.admin_secret());
+      while (Seconds(SteadyClock::now() - start) < seconds) {
+        std::string t = target(rng);
+        auto t0 = SteadyClock::now();
+        auto r = client.Get(t);
+        lat[c].push_back(Seconds(SteadyClock::now() - t0) * 1e3);
+        if (r.status == 200) {
+          ++ok;
+        } else {
+          ++errors;
+          std::lock_guard lock(mu);
+          if (first_error.empty()) first_error = r.Describe().substr(0, 300);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double s = Seconds(SteadyClock::now() - start);
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  Rate out;
+  out.per_s = ok / s;
+  out.p50_ms = Percentile(all, 0.5);
+  out.p99_ms = Percentile(all, 0.99);
+  out.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+  out.errors = errors;
+  out.first_error = first_error;
+  return out;
+}
+
+void PrintRow(const char* name, const Rate& r, const char* unit) {
+  std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", name, r.per_s, unit, r.p50_ms, r.p99_ms, r.max_ms,
+              static_cast<long long>(r.errors));
+  if (!r.first_error.empty()) std::printf("  first error: %s\n", r.first_error.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int per_client = argc > 1 ? std::atoi(argv[1]) : 60;
+  double read_seconds = argc > 2 ? std::atof(argv[2]) : 5.0;
+  TempDir scratch("e2e-bench");
+  std::printf("e2e_bench: server %s, scratch %s\n", AQUIFER_BIN, scratch.path().c_str());
+  std::printf("config: %d clients, ingest %d batches x %d records/client, reads %.0f s/run, latency at 10,000 "
+              "records/s for %.0f s\n",
+              kClients, per_client, kBatch, read_seconds, read_seconds);
+
+  ServerOptions options;
+  options.data_dir = scratch.path() + "/server";
+  Server server(options);
+  try {
+    server.Start();
+  } catch (const std::exception& e) {
+    std::printf("e2e_bench: FAILED to start the server: %s\n", e.what());
+    return 1;
+  }
+  Client admin(server, server.admin_secret());
+  std::string project = "bench";
+  auto make_table = [&](const std::string& name) {
+    auto r = admin.Post("/v1/projects/" + project + "/tables",
+                        {{"name", name}, {"schema", BenchSchema()}, {"key", {"user", "id"}}});
+    if (r.status != 201) std::printf("create table %s: %s\n", name.c_str(), r.Describe().c_str());
+    return r.status == 201;
+  };
+  if (auto r = admin.Post("/v1/projects", {{"name", project}}); r.status != 201) {
+    std::printf("e2e_bench: FAILED to create a project: %s\n", r.Describe().c_str());
+    return 1;
+  }
+  if (!make_table("ingest") || !make_table("latency")) return 1;
+
+  Batches batches = MakeBatches(per_client);
+  std::printf("data: %d records, %.1f MB of JSON\n\n", kClients * per_client * kBatch, batches.bytes / 1e6);
+  std::printf("%-16s %12s %-10s %9s %9s %9s %7s\n", "workload", "rate", "unit", "p50 ms", "p99 ms", "max ms",
+              "errors");
+
+  Rate raw1 = IngestRaw(scratch.path() + "/raw1", batches);
+  PrintRow("ingest/raw", raw1, "records/s");
+  Rate http = IngestHttp(server, "/v1/projects/" + project + "/tables/ingest", batches);
+  PrintRow("ingest/http", http, "records/s");
+  Rate raw2 = IngestRaw(scratch.path() + "/raw2", batches);
+  PrintRow("ingest/raw", raw2, "records/s");
+  double raw_mean = (raw1.per_s + raw2.per_s) / 2;
+
+  std::string lookup_path = "/v1/projects/" + project + "/tables/ingest/records?limit=1&filter=";
+  int64_t ids = static_cast<int64_t>(per_client) * kBatch;
+  Rate lookup = Requests(server, [&](std::mt19937& rng) {
+    json filter = {{"user", "user" + std::to_string(rng() % kClients)}, {"id", static_cast<int64_t>(rng() % ids)}};
+    return lookup_path + UrlEncode(filter.dump());
+  }, read_seconds);
+  PrintRow("lookup/http", lookup, "req/s");
+  Rate healthz = Requests(server, [](std::mt19937&) { return std::string("/healthz"); }, read_seconds);
+  PrintRow("lookup/healthz", healthz, "req/s");
+
+  Latency lat = WriteToSubscriber(server, project, "latency", read_seconds);
+  std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "latency/sub", lat.achieved_per_s, "records/s",
+              Percentile(lat.ms, 0.5), Percentile(lat.ms, 0.99),
+              lat.ms.empty() ? 0.0 : *std::max_element(lat.ms.begin(), lat.ms.end()),
+              static_cast<long long>(lat.write_errors));
+  std::printf("  sent %lld, received %lld\n", static_cast<long long>(lat.sent), static_cast<long long>(lat.received));
+  if (!lat.error.empty()) std::printf("  error: %s\n", lat.error.c_str());
+
+  std::printf("\nratios (DESIGN.md targets):\n");
+  std::printf("  ingest http/raw WriteBatch       %6.1f%%   (target >= 50%%)\n",
+              raw_mean > 0 ? 100.0 * http.per_s / raw_mean : 0.0);
+  std::printf("  lookup http/healthz              %6.1f%%   (target >= 50%%)\n",
+              healthz.per_s > 0 ? 100.0 * lookup.per_s / healthz.per_s : 0.0);
+  std::printf("  write->subscriber p50 / p99      %.2f / %.2f ms   (target <= 1 / 5 ms)\n", Percentile(lat.ms, 0.5),
+              Percentile(lat.ms, 0.99));
+  server.Stop();
+  return 0;
+}

@@ -1,0 +1,7 @@
+# e2e_bench (bench/e2e_bench.cc): the real server over HTTP/WebSocket vs raw RocksDB.
+# Included from bench/CMakeLists.txt so the binary lands in build/bench (`make bench`).
+include(${CMAKE_SOURCE_DIR}/tests/e2e/harness.cmake)
+add_executable(e2e_bench ${CMAKE_SOURCE_DIR}/bench/e2e_bench.cc)
+target_link_libraries(e2e_bench PRIVATE aquifer_e2e_harness aquifer_ext_rocksdb Threads::Threads)
+target_compile_definitions(e2e_bench PRIVATE AQUIFER_BIN="$<TARGET_FILE:aquifer>")
+add_dependencies(e2e_bench aquifer)
