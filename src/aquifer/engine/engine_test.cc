@@ -287,6 +287,23 @@ TEST_F(EngineTest, OversizedBodyBatchAndRecordAreTooLarge) {
   EXPECT_TRUE(Write(R"([{"user":"a","n":1}])").ok());
 }
 
+TEST_F(EngineTest, WriteLargerThanOneQueueMessageIsSplitAndWaitedForWhole) {
+  EngineOptions options = Options();
+  options.queue.config["max_message_size"] = "2048";
+  Open(options);
+  CreateProjectAndTable();
+  json records = json::array();
+  for (int n = 0; n < 300; ++n) {
+    records.push_back({{"user", fmt::format("user-{:04}", n)}, {"n", n}, {"note", "padding-padding"}});
+  }
+  auto ack = Write(records.dump(), {.log = true, .index = true});
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  EXPECT_TRUE(ack->waited);
+  EXPECT_EQ(Index("", 1000).size(), 300u);
+  EXPECT_EQ(WholeLog().size(), 300u);
+  EXPECT_THAT(engine_->MetricsText(), ::testing::ContainsRegex("aquifer_queue_published_total [2-9]"));
+}
+
 TEST_F(EngineTest, WaitTimesOutWithoutWorkersAndTheRecordLandsOnceAWorkerRuns) {
   EngineOptions gateway = Options(Role::kGateway);
   gateway.wait_timeout_ms = 300;
