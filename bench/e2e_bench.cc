@@ -382,7 +382,14 @@ int main(int argc, char** argv) {
               Percentile(lat.ms, 0.5), Percentile(lat.ms, 0.99),
               lat.ms.empty() ? 0.0 : *std::max_element(lat.ms.begin(), lat.ms.end()),
               static_cast<long long>(lat.write_errors));
-  std::printf("  sent %lld, received %lld\n", static_cast<long long>(lat.sent), static_cast<long long>(lat.received));
+  std::printf("  sent %lld, received %lld", static_cast<long long>(lat.sent), static_cast<long long>(lat.received));
+  if (lat.ms.size() >= 10) {  // a growing backlog shows as a rising latency over the run
+    size_t tenth = lat.ms.size() / 10;
+    std::vector<double> head(lat.ms.begin(), lat.ms.begin() + tenth), tail(lat.ms.end() - tenth, lat.ms.end());
+    std::printf("; p50 of the first / last 10%% of records: %.2f / %.2f ms", Percentile(head, 0.5),
+                Percentile(tail, 0.5));
+  }
+  std::printf("\n");
   if (!lat.error.empty()) std::printf("  error: %s\n", lat.error.c_str());
 
   std::printf("\nratios (DESIGN.md targets):\n");

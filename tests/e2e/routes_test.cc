@@ -479,6 +479,29 @@ TEST_F(Routes, LogReplaysInWriteOrderFromATimestamp) {
   EXPECT_EQ(next.j()["data"][0]["value"], 4);
 }
 
+TEST_F(Routes, BackToBackWritesAreLoggedInTheOrderTheyWereAcknowledged) {
+  std::string p = MakeProject(), t = MakeTable(p);
+  auto c = Admin();
+  constexpr int kWrites = 40;
+  for (int i = 0; i < kWrites; ++i) {
+    std::string wait = i + 1 == kWrites ? "?wait=log" : "";
+    auto r = c.Post(TablePath(p, t) + "/records" + wait,
+                    json::array({Event("w" + std::to_string(i % 4), i, i), Event("x", i, i)}));
+    ASSERT_TRUE(r.status == 202 || r.status == 200) << r.Describe();
+  }
+  std::vector<json> log;
+  for (int tries = 0; tries < 50 && log.size() < 2 * kWrites; ++tries) {
+    log = ReadWholeLog(c, p, t);
+    if (log.size() < 2 * kWrites) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(log.size(), 2u * kWrites);
+  std::vector<int64_t> order, want;
+  for (const auto& rec : log) order.push_back(rec["seq"].get<int64_t>());
+  for (int i = 0; i < kWrites; ++i) want.insert(want.end(), {i, i});
+  EXPECT_EQ(order, want) << "DESIGN.md: the log replays in write order; a write acknowledged (202) before "
+                            "the next was sent must come first";
+}
+
 TEST_F(Routes, LimitOutside1To1000Answers400) {
   std::string p = MakeProject(), t = MakeTable(p);
   AQ_ASSERT_STATUS(Write(p, t, json::array({Event("a", 1, 1), Event("a", 2, 2)}), "?wait=index"), 200);
