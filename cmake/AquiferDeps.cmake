@@ -7,6 +7,7 @@ find_package(nlohmann_json REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(simdjson REQUIRED)
+find_package(tomlplusplus REQUIRED)        # aquifer serve --config
 find_package(CURL REQUIRED)
 find_package(Boost 1.74 REQUIRED)  # header-only: Beast/Asio
 

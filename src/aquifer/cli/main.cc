@@ -1,45 +1,85 @@
 // The `aquifer` command: `serve` runs the server; the client commands speak the HTTP API.
+#include <pthread.h>
+
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "aquifer/base/logging.h"
 #include "aquifer/cli/client_commands.h"
-#include "aquifer/driver/registry.h"
-#include "aquifer/drivers/builtin.h"
+#include "aquifer/engine/engine.h"
+#include "aquifer/gateway/serve_config.h"
+#include "aquifer/gateway/server.h"
 
 namespace {
 
-int Serve(const std::string& data_dir, int port) {
-  namespace driver = aquifer::driver;
+// `aquifer serve`: opens the engine, serves HTTP + WebSocket until SIGINT or
+// SIGTERM, then stops gracefully. Configuration precedence: flags > env >
+// config file > defaults (gateway/serve_config.h, gateway/README.md).
+int Serve(const aquifer::gateway::ServeFlags& flags) {
+  namespace gateway = aquifer::gateway;
+  namespace engine = aquifer::engine;
+  aquifer::Result<gateway::ServeConfig> config =
+      gateway::LoadServeConfig(flags, gateway::AquiferEnvironment());
+  if (!config.ok()) {
+    std::fprintf(stderr, "aquifer: %s\n", config.status().message().c_str());
+    return 2;
+  }
   std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
+  std::filesystem::create_directories(config->engine.data_dir, ec);
   if (ec) {
-    std::fprintf(stderr, "aquifer: cannot create data directory %s: %s\n", data_dir.c_str(),
-                 ec.message().c_str());
+    std::fprintf(stderr, "aquifer: cannot create data directory %s: %s\n",
+                 config->engine.data_dir.c_str(), ec.message().c_str());
     return 1;
   }
-  driver::Registry registry;
-  aquifer::drivers::RegisterBuiltinDrivers(&registry);
-  driver::DriverContext context;
-  context.data_dir = data_dir;
-  auto queue = registry.MakeMessageQueue("embedded", {}, context);
-  auto lookup = registry.MakeLookupService("embedded", {}, context);
-  auto usage = registry.MakeUsageService("embedded", {}, context);
-  auto warehouse = registry.MakeWarehouseService("embedded", {}, context);
-  for (const aquifer::Status* status : {&queue.status(), &lookup.status(), &usage.status(),
-                                        &warehouse.status()}) {
-    if (!status->ok()) {
-      std::fprintf(stderr, "aquifer: %s\n", status->ToString().c_str());
-      return 1;
-    }
+  // Block the stop signals before any thread starts, so every thread inherits
+  // the mask and only sigwait() below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  aquifer::Result<std::unique_ptr<engine::Engine>> opened = engine::Engine::Open(config->engine);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "aquifer: %s\n", opened.status().ToString().c_str());
+    return 1;
   }
-  std::printf("aquifer: embedded drivers open in %s (queue, lookup and usage on RocksDB, warehouse on DuckDB)\n",
-              std::filesystem::absolute(data_dir).c_str());
-  std::printf("aquifer: the HTTP gateway on port %d is not yet built (issue 5); nothing to serve, exiting\n",
-              port);
+  std::unique_ptr<engine::Engine> core = std::move(*opened);
+  if (aquifer::Status started = core->Start(); !started.ok()) {
+    std::fprintf(stderr, "aquifer: %s\n", started.ToString().c_str());
+    return 1;
+  }
+  gateway::Server server(core.get(), config->server);
+  if (aquifer::Status listening = server.Start(); !listening.ok()) {
+    std::fprintf(stderr, "aquifer: %s\n", listening.ToString().c_str());
+    core->Stop();
+    return 1;
+  }
+  if (std::optional<std::string> secret = core->NewAdminSecret()) {
+    std::printf("admin secret: %s (shown once; set AQUIFER_ADMIN_SECRET to choose it)\n",
+                secret->c_str());
+  }
+  std::printf("aquifer: data in %s, role %s%s\n",
+              std::filesystem::absolute(config->engine.data_dir).c_str(),
+              std::string(gateway::RoleName(config->engine.role)).c_str(),
+              config->engine.role == engine::Role::kWorker ? " (HTTP: /healthz and /metrics only)"
+                                                           : "");
+  std::printf("aquifer: listening on http://%s:%u\n", config->server.host.c_str(),
+              static_cast<unsigned>(server.port()));
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::printf("aquifer: %s received, stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  std::fflush(stdout);
+  server.Stop();
+  core->Stop();
   return 0;
 }
 
@@ -49,11 +89,21 @@ int main(int argc, char** argv) {
   CLI::App app{"Aquifer: a real-time data engine"};
   app.require_subcommand(1);
 
-  std::string data_dir = "./data";
-  int port = 8080;
-  auto* serve = app.add_subcommand("serve", "Run the server (gateway and worker) on the embedded drivers");
-  serve->add_option("--data", data_dir, "Data directory")->capture_default_str();
-  serve->add_option("--port", port, "HTTP port")->capture_default_str();
+  // Unset flags leave the environment and the config file in charge.
+  std::string serve_data, serve_host, serve_role, serve_config;
+  int64_t serve_port = 0;
+  auto* serve = app.add_subcommand(
+      "serve", "Run the server: HTTP + WebSocket gateway and/or worker (flags > env > file)");
+  auto* data_flag = serve->add_option("--data", serve_data, "Data directory (default ./data; AQUIFER_DATA)");
+  auto* port_flag = serve->add_option("--port", serve_port,
+                                      "HTTP port (default 8080; 0 picks a free one; AQUIFER_PORT)")
+                        ->check(CLI::Range(0, 65535));
+  auto* host_flag = serve->add_option("--host", serve_host,
+                                      "Listen address (default 127.0.0.1; 0.0.0.0 for all; AQUIFER_HOST)");
+  auto* role_flag = serve->add_option("--role", serve_role, "gateway, worker or all (default all; AQUIFER_ROLE)")
+                        ->check(CLI::IsMember({"gateway", "worker", "all"}));
+  auto* config_flag = serve->add_option("--config", serve_config,
+                                        "TOML file: [server], [queue], [lookup], [warehouse], [usage] (AQUIFER_CONFIG)");
 
   auto* version = app.add_subcommand("version", "Print the version");
   aquifer::cli::ClientCommands client(&app);
@@ -68,6 +118,14 @@ int main(int argc, char** argv) {
     std::printf("aquifer 0.1.0\n");
     return 0;
   }
-  if (*serve) return Serve(data_dir, port);
+  if (*serve) {
+    aquifer::gateway::ServeFlags flags;
+    if (data_flag->count() > 0) flags.data = serve_data;
+    if (port_flag->count() > 0) flags.port = serve_port;
+    if (host_flag->count() > 0) flags.host = serve_host;
+    if (role_flag->count() > 0) flags.role = serve_role;
+    if (config_flag->count() > 0) flags.config = serve_config;
+    return Serve(flags);
+  }
   return 1;
 }

@@ -1,0 +1,110 @@
+#include "aquifer/gateway/serve_config.h"
+
+#include <gtest/gtest.h>
+
+namespace aquifer::gateway {
+namespace {
+
+constexpr std::string_view kFile = R"(
+[server]
+port = 9000
+host = "0.0.0.0"
+data = "/srv/file-data"
+public_metrics = true
+handler_threads = 8
+
+[queue]
+driver = "kafka"
+brokers = "k1:9092,k2:9092"
+partitions = 12
+
+[lookup]
+driver = "postgres"
+dsn = "host=db"
+)";
+
+TEST(ServeConfig, DefaultsWithoutAnySource) {
+  Result<ServeConfig> config = LoadServeConfig({}, {});
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->engine.data_dir, "./data");
+  EXPECT_EQ(config->server.port, 8080);
+  EXPECT_EQ(config->server.host, "127.0.0.1");
+  EXPECT_EQ(config->engine.role, engine::Role::kAll);
+  EXPECT_EQ(config->engine.queue.name, "embedded");
+  EXPECT_FALSE(config->engine.admin_secret.has_value());
+  EXPECT_FALSE(config->server.api.public_metrics);
+  EXPECT_EQ(config->server.max_body_bytes, config->engine.max_body_bytes);
+}
+
+TEST(ServeConfig, FileSetsServerKeysAndDriverSections) {
+  Result<ServeConfig> config = LoadServeConfig({}, {}, kFile);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->server.port, 9000);
+  EXPECT_EQ(config->server.host, "0.0.0.0");
+  EXPECT_EQ(config->engine.data_dir, "/srv/file-data");
+  EXPECT_TRUE(config->server.api.public_metrics);
+  EXPECT_EQ(config->server.handler_threads, 8);
+  EXPECT_EQ(config->engine.queue.name, "kafka");
+  EXPECT_EQ(config->engine.queue.config.at("brokers"), "k1:9092,k2:9092");
+  EXPECT_EQ(config->engine.queue.config.at("partitions"), "12");
+  EXPECT_EQ(config->engine.queue.config.count("driver"), 0u);
+  EXPECT_EQ(config->engine.lookup.name, "postgres");
+  EXPECT_EQ(config->engine.warehouse.name, "embedded");
+}
+
+TEST(ServeConfig, FlagsBeatEnvironmentWhichBeatsTheFile) {
+  std::map<std::string, std::string> env = {
+      {"AQUIFER_PORT", "9100"},
+      {"AQUIFER_DATA", "/srv/env-data"},
+      {"AQUIFER_ROLE", "worker"},
+      {"AQUIFER_QUEUE_BROKERS", "env:9092"},
+      {"AQUIFER_WAREHOUSE_DRIVER", "mock"},
+      {"AQUIFER_SERVER_HANDLER_THREADS", "16"},
+      {"AQUIFER_ADMIN_SECRET", "a-long-operator-secret"},
+      {"AQUIFER_LOG_LEVEL", "debug"},
+  };
+  ServeFlags flags;
+  flags.port = 0;
+  flags.role = "gateway";
+  Result<ServeConfig> config = LoadServeConfig(flags, env, kFile);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->server.port, 0);                       // flag over env over file
+  EXPECT_EQ(config->engine.data_dir, "/srv/env-data");     // env over file
+  EXPECT_EQ(config->engine.role, engine::Role::kGateway);  // flag over env
+  EXPECT_EQ(config->server.api.role, engine::Role::kGateway);
+  EXPECT_EQ(config->server.host, "0.0.0.0");               // file over default
+  EXPECT_EQ(config->server.handler_threads, 16);
+  EXPECT_EQ(config->engine.queue.name, "kafka");
+  EXPECT_EQ(config->engine.queue.config.at("brokers"), "env:9092");
+  EXPECT_EQ(config->engine.queue.config.at("partitions"), "12");
+  EXPECT_EQ(config->engine.warehouse.name, "mock");
+  EXPECT_EQ(config->engine.admin_secret, "a-long-operator-secret");
+}
+
+TEST(ServeConfig, MistakesNameTheKeyAndItsSource) {
+  auto error = [](const ServeFlags& flags, std::map<std::string, std::string> env,
+                  std::optional<std::string_view> file) {
+    Result<ServeConfig> config = LoadServeConfig(flags, env, file);
+    EXPECT_FALSE(config.ok());
+    return config.status().message();
+  };
+  EXPECT_NE(error({}, {}, "[server]\nprot = 1\n").find("[server] prot: unknown key"), std::string::npos);
+  EXPECT_NE(error({}, {}, "[cache]\nsize = 1\n").find("unknown section 'cache'"), std::string::npos);
+  EXPECT_NE(error({}, {}, "[server]\nport = \"http\"\n").find("[server] port: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(error({}, {}, "[server\n").find("line 1"), std::string::npos);
+  EXPECT_NE(error({}, {{"AQUIFER_PORT", "70000"}}, std::nullopt).find("AQUIFER_PORT"), std::string::npos);
+  EXPECT_NE(error({}, {{"AQUIFER_SERVER_NOPE", "1"}}, std::nullopt).find("AQUIFER_SERVER_NOPE"),
+            std::string::npos);
+  ServeFlags bad_role;
+  bad_role.role = "leader";
+  EXPECT_NE(error(bad_role, {}, std::nullopt).find("--role: role must be gateway, worker or all"),
+            std::string::npos);
+  ServeFlags missing;
+  missing.config = "/nonexistent/aquifer.toml";
+  EXPECT_NE(error(missing, {}, std::nullopt).find("cannot read config file /nonexistent/aquifer.toml"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace aquifer::gateway

@@ -1,0 +1,592 @@
+// Beast TUs are heavy; keep Beast here (and in server_test.cc) only.
+// Boost 1.74 + g++ 12 + C++20: <utility> must come before asio's awaitable.hpp.
+#include <utility>
+
+#include "aquifer/gateway/server.h"
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "aquifer/base/logging.h"
+#include "aquifer/gateway/errors.h"
+
+namespace aquifer::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Runs `fn` (a blocking engine call) on `pool` and resumes the calling
+// coroutine on its own executor with the result.
+template <typename T, typename F>
+awaitable<T> RunBlocking(asio::thread_pool& pool, F fn) {
+  auto initiate = [&pool, fn = std::move(fn)](auto handler) mutable {
+    asio::post(pool, [fn = std::move(fn), handler = std::move(handler)]() mutable {
+      T result = fn();
+      auto executor = asio::get_associated_executor(handler);
+      asio::post(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
+        handler(std::move(result));
+      });
+    });
+  };
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>, void(T)>(
+      std::move(initiate), use_awaitable);
+}
+
+std::string HeaderString(const http::fields& fields, http::field name) {
+  auto it = fields.find(name);
+  return it == fields.end() ? std::string() : std::string(it->value());
+}
+
+std::string HeaderString(const http::fields& fields, std::string_view name) {
+  auto it = fields.find(beast::string_view(name.data(), name.size()));
+  return it == fields.end() ? std::string() : std::string(it->value());
+}
+
+std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+class WsSession;
+
+struct Server::Impl {
+  Impl(engine::Engine* engine_in, ServerOptions options_in)
+      : engine(engine_in),
+        options(std::move(options_in)),
+        api(engine_in, &metrics, options.api),
+        io_threads(options.io_threads > 0
+                       ? options.io_threads
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+        ioc(io_threads),
+        pool(static_cast<size_t>(std::max(1, options.handler_threads))),
+        acceptor(ioc) {}
+
+  awaitable<void> Listen();
+  awaitable<void> HttpSession(beast::tcp_stream stream);
+  awaitable<bool> WriteResponse(beast::tcp_stream& stream, const HttpResponse& response,
+                                unsigned version, bool keep_alive);
+
+  void Register(WsSession* session, std::weak_ptr<WsSession> handle) {
+    std::lock_guard lock(sessions_mu);
+    sessions.emplace(session, std::move(handle));
+  }
+  void Unregister(WsSession* session) {
+    std::lock_guard lock(sessions_mu);
+    sessions.erase(session);
+  }
+
+  engine::Engine* engine;
+  ServerOptions options;
+  GatewayMetrics metrics;
+  Api api;
+  int io_threads;
+  std::atomic<uint16_t> bound_port{0};
+  std::atomic<bool> stopping{false};
+  std::atomic<int64_t> requests_in_flight{0};
+  bool started = false;
+  bool stopped = false;
+
+  // Destruction order matters: members are destroyed bottom-up, so the pool
+  // (whose queued handlers hold strand executors) goes before the io_context.
+  asio::io_context ioc;
+  asio::thread_pool pool;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+
+  std::mutex sessions_mu;
+  std::unordered_map<WsSession*, std::weak_ptr<WsSession>> sessions;  // GUARDED_BY(sessions_mu)
+};
+
+// One WebSocket subscription. Lives on its connection's strand; the
+// coroutines Run() and ReadLoop() share it through shared_ptr. Members are
+// touched only on the strand, except `wake_` (atomic, set by the hub) and
+// `listener_` (reset by Server::Stop after the io threads have joined).
+class WsSession : public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(Server::Impl* server, beast::tcp_stream stream)
+      : server_(server),
+        ws_(std::move(stream)),
+        timer_(ws_.get_executor()),
+        wake_(std::make_shared<std::atomic<bool>>(false)) {
+    server_->metrics.SessionOpened();
+  }
+  ~WsSession() {
+    listener_.reset();
+    server_->metrics.SessionClosed();
+  }
+
+  awaitable<void> Run(http::request<http::string_body> upgrade);
+  static awaitable<void> ReadLoop(std::shared_ptr<WsSession> self);
+
+  // On the strand: end the session (server stopping).
+  void Shutdown() {
+    if (!error_) error_ = Unavailable("the server is shutting down");
+    going_away_ = true;
+    timer_.cancel();
+  }
+  void DropListener() { listener_.reset(); }
+  asio::any_io_executor executor() { return ws_.get_executor(); }
+
+ private:
+  awaitable<void> SendErrorAndClose(const Status& status);
+  awaitable<bool> Send(std::string message);
+
+  Server::Impl* server_;
+  websocket::stream<beast::tcp_stream> ws_;
+  asio::steady_timer timer_;
+  std::shared_ptr<std::atomic<bool>> wake_;
+  std::unique_ptr<engine::Listener> listener_;
+  std::optional<Status> error_;  // set by ReadLoop or Shutdown: send it and close
+  bool peer_closed_ = false;
+  bool going_away_ = false;
+};
+
+awaitable<bool> WsSession::Send(std::string message) {
+  beast::error_code ec;
+  ws_.text(true);
+  co_await ws_.async_write(asio::buffer(message), asio::redirect_error(use_awaitable, ec));
+  co_return !ec;
+}
+
+awaitable<void> WsSession::SendErrorAndClose(const Status& status) {
+  beast::error_code ec;
+  if (!peer_closed_ && ws_.is_open()) {
+    std::string error = ErrorJson(status);
+    std::string message = "{\"type\":\"error\",\"error\":" +
+                          error.substr(std::string_view("{\"error\":").size(),
+                                       error.size() - std::string_view("{\"error\":").size() - 1) +
+                          "}";
+    if (co_await Send(std::move(message))) {
+      websocket::close_code code = going_away_ ? websocket::close_code::going_away
+                                   : HttpStatusFor(status.code()) >= 500
+                                       ? websocket::close_code::internal_error
+                                       : websocket::close_code::policy_error;
+      co_await ws_.async_close(code, asio::redirect_error(use_awaitable, ec));
+    }
+  }
+}
+
+awaitable<void> WsSession::ReadLoop(std::shared_ptr<WsSession> self) {
+  beast::flat_buffer buffer;
+  while (true) {
+    beast::error_code ec;
+    buffer.clear();
+    co_await self->ws_.async_read(buffer, asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      self->peer_closed_ = ec == websocket::error::closed || !self->ws_.is_open();
+      if (!self->error_) self->error_ = Aborted("the connection closed: {}", ec.message());
+      self->timer_.cancel();
+      co_return;
+    }
+    if (!self->error_) {
+      self->error_ = InvalidArgument(
+          "one subscription per WebSocket: after the subscribe message the server only sends; "
+          "open another connection for another subscription");
+    }
+    self->timer_.cancel();
+  }
+}
+
+awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
+  auto self = shared_from_this();
+  beast::error_code ec;
+  Server::Impl* server = server_;
+  server->Register(this, weak_from_this());
+  struct Unregister {
+    Server::Impl* server;
+    WsSession* session;
+    ~Unregister() { server->Unregister(session); }
+  } unregister{server, this};
+
+  // The upgrade's Authorization header, when present, must be valid: a bad one
+  // is answered 401 before the handshake, like any HTTP route.
+  std::optional<engine::Principal> principal;
+  std::string authorization = HeaderString(upgrade, http::field::authorization);
+  if (!authorization.empty()) {
+    Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>>(
+        server->pool, [&] { return server->api.Authenticate(authorization); });
+    if (!who.ok()) {
+      HttpResponse response = ErrorResponse(who.status());
+      response.route = &Route(RouteId::kSubscribe);
+      server->metrics.Record(response.route, response.status, 0);
+      co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
+                                     false);
+      co_return;
+    }
+    principal = std::move(*who);
+  }
+
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = std::chrono::seconds(30);
+  timeouts.idle_timeout = server->options.idle_timeout;
+  timeouts.keep_alive_pings = true;  // a ping at half the idle timeout; no answer → closed
+  beast::get_lowest_layer(ws_).expires_never();
+  ws_.set_option(timeouts);
+  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
+    response.set(http::field::server, "aquifer");
+  }));
+  ws_.read_message_max(server->options.max_ws_message_bytes);
+  co_await ws_.async_accept(upgrade, asio::redirect_error(use_awaitable, ec));
+  server->metrics.Record(&Route(RouteId::kSubscribe), ec ? 400 : 101, 0);
+  if (ec) co_return;
+
+  // The subscribe message.
+  beast::flat_buffer buffer;
+  co_await ws_.async_read(buffer, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return;
+  std::string text = beast::buffers_to_string(buffer.data());
+  buffer.consume(buffer.size());
+  nlohmann::json message = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  std::string cursor, filter_json, secret;
+  Status parsed = [&]() -> Status {
+    if (message.is_discarded()) {
+      AQ_RETURN_IF_ERROR(CheckJsonBody(text));
+      return InvalidArgument("malformed JSON in the subscribe message");
+    }
+    if (!message.is_object()) return InvalidArgument("the subscribe message must be a JSON object");
+    bool has_type = false;
+    for (auto it = message.begin(); it != message.end(); ++it) {
+      if (it.key() == "type") {
+        if (!it->is_string() || it->get<std::string>() != "subscribe") {
+          return InvalidArgument("expected {{\"type\":\"subscribe\",...}}, got type {}", it->dump());
+        }
+        has_type = true;
+      } else if (it.key() == "cursor") {
+        if (!it->is_string()) return InvalidArgument("'cursor' must be a string (a change cursor)");
+        cursor = it->get<std::string>();
+      } else if (it.key() == "filter") {
+        if (it->is_object()) {
+          filter_json = it->dump();
+        } else if (!it->is_null()) {
+          return InvalidArgument("'filter' must be a JSON object");
+        }
+      } else if (it.key() == "secret") {
+        if (!it->is_string()) return InvalidArgument("'secret' must be a string");
+        secret = it->get<std::string>();
+      } else {
+        return InvalidArgument(
+            "unknown field '{}' in the subscribe message; it takes type, cursor, filter, secret",
+            it.key());
+      }
+    }
+    if (!has_type) return InvalidArgument("the first message must be {{\"type\":\"subscribe\",...}}");
+    if (cursor.empty()) {
+      return InvalidArgument("missing 'cursor': pass the change_cursor of a records or log read");
+    }
+    return Status::OK();
+  }();
+  if (!parsed.ok()) {
+    co_await SendErrorAndClose(parsed);
+    co_return;
+  }
+  if (!secret.empty()) {
+    Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>>(
+        server->pool, [&] { return server->engine->Authenticate(secret); });
+    if (!who.ok()) {
+      co_await SendErrorAndClose(who.status());
+      co_return;
+    }
+    principal = std::move(*who);
+  }
+  if (!principal) {
+    co_await SendErrorAndClose(Unauthenticated(
+        "missing secret: send 'Authorization: Bearer <secret>' on the upgrade or \"secret\" in "
+        "the subscribe message"));
+    co_return;
+  }
+  Result<Uuid> instance = co_await RunBlocking<Result<Uuid>>(server->pool, [&] {
+    return server->engine->CheckSubscription(*principal, cursor, filter_json);
+  });
+  if (!instance.ok()) {
+    co_await SendErrorAndClose(instance.status());
+    co_return;
+  }
+
+  // The hub's callback must not block and must not own the session: it sets
+  // the flag and, on the first wake-up since the last read, posts a cancel of
+  // the poll timer to the strand.
+  {
+    auto wake = wake_;
+    auto executor = ws_.get_executor();
+    std::weak_ptr<WsSession> weak = weak_from_this();
+    listener_ = server->engine->Listen(*instance, [wake, executor, weak] {
+      if (wake->exchange(true)) return;
+      asio::post(executor, [weak] {
+        if (auto session = weak.lock()) session->timer_.cancel();
+      });
+    });
+  }
+  asio::co_spawn(ws_.get_executor(), ReadLoop(self), asio::detached);
+
+  while (!error_ && !server->stopping.load()) {
+    wake_->store(false);
+    Result<engine::RecordPage> page = co_await RunBlocking<Result<engine::RecordPage>>(
+        server->pool, [&] { return server->engine->ReadChanges(*principal, cursor, filter_json, 1000); });
+    if (error_) break;
+    if (!page.ok()) {
+      error_ = page.status();
+      break;
+    }
+    if (!page->next_cursor.empty()) cursor = page->next_cursor;
+    if (page->count > 0) {
+      std::string batch;
+      batch.reserve(page->data_json.size() + cursor.size() + 48);
+      batch += "{\"type\":\"records\",\"data\":";
+      batch += page->data_json;
+      batch += ",\"cursor\":\"";
+      batch += cursor;  // base58: nothing to escape
+      batch += "\"}";
+      if (!co_await Send(std::move(batch))) {
+        peer_closed_ = true;
+        break;
+      }
+      server->metrics.BatchSent();
+      continue;  // there may be more
+    }
+    if (wake_->load()) continue;
+    timer_.expires_after(server->options.ws_poll_interval);
+    co_await timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  listener_.reset();
+  if (server->stopping.load()) Shutdown();
+  if (error_ && error_->code() != StatusCode::kAborted) {
+    co_await SendErrorAndClose(*error_);
+  } else if (!peer_closed_ && ws_.is_open()) {
+    co_await ws_.async_close(websocket::close_code::normal, asio::redirect_error(use_awaitable, ec));
+  }
+}
+
+awaitable<bool> Server::Impl::WriteResponse(beast::tcp_stream& stream, const HttpResponse& response,
+                                            unsigned version, bool keep_alive) {
+  http::response<http::string_body> message{static_cast<http::status>(response.status), version};
+  message.set(http::field::server, "aquifer");
+  if (response.status != 204) {
+    message.set(http::field::content_type, response.content_type);
+    message.body() = response.body;
+  }
+  for (const auto& [name, value] : response.headers) message.set(name, value);
+  message.keep_alive(keep_alive);
+  message.prepare_payload();
+  beast::error_code ec;
+  stream.expires_after(options.request_timeout);
+  co_await http::async_write(stream, message, asio::redirect_error(use_awaitable, ec));
+  co_return !ec;
+}
+
+awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  auto answer_and_close = [&](int status, const Status& error, unsigned version) -> awaitable<void> {
+    HttpResponse response = ErrorResponse(error);
+    response.status = status;
+    metrics.Record(nullptr, status, 0);
+    co_await WriteResponse(stream, response, version, /*keep_alive=*/false);
+  };
+  while (!stopping.load(std::memory_order_relaxed)) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
+    parser.body_limit(options.max_body_bytes);
+    stream.expires_after(options.idle_timeout);
+    co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::header_limit) {
+      co_await answer_and_close(
+          431, TooLarge("request headers over {} bytes", options.max_header_bytes), 11);
+      break;
+    }
+    if (ec == http::error::body_limit) {  // Content-Length over the limit, seen with the header
+      co_await answer_and_close(
+          413, TooLarge("request body over the limit of {} bytes", options.max_body_bytes), 11);
+      break;
+    }
+    if (ec) {
+      bool quiet = ec == http::error::end_of_stream || ec == asio::error::eof ||
+                   ec == beast::error::timeout || ec == asio::error::connection_reset ||
+                   ec == asio::error::operation_aborted || buffer.size() == 0;
+      if (!quiet) co_await answer_and_close(400, InvalidArgument("bad HTTP request: {}", ec.message()), 11);
+      break;
+    }
+    int64_t started_us = NowMicros();
+    const auto& header = parser.get();
+    unsigned version = header.version();
+    std::string_view target(header.target().data(), header.target().size());
+    if (websocket::is_upgrade(header) && PathOf(target) == Route(RouteId::kSubscribe).pattern &&
+        header.method() == http::verb::get && options.api.role != engine::Role::kWorker) {
+      co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+      auto session = std::make_shared<WsSession>(this, std::move(stream));
+      co_await session->Run(parser.release());
+      co_return;
+    }
+    requests_in_flight.fetch_add(1);
+    struct InFlight {
+      std::atomic<int64_t>* counter;
+      ~InFlight() { counter->fetch_sub(1); }
+    } in_flight{&requests_in_flight};
+    if (auto length = parser.content_length(); length && *length > options.max_body_bytes) {
+      co_await answer_and_close(
+          413, TooLarge("request body of {} bytes is over the limit of {} bytes", *length,
+                        options.max_body_bytes), version);
+      break;
+    }
+    if (beast::iequals(HeaderString(header, http::field::expect), "100-continue")) {
+      http::response<http::empty_body> go_on{http::status::continue_, version};
+      co_await http::async_write(stream, go_on, asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+    }
+    stream.expires_after(options.request_timeout);
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::body_limit) {
+      co_await answer_and_close(
+          413, TooLarge("request body over the limit of {} bytes", options.max_body_bytes), version);
+      break;
+    }
+    if (ec) {
+      if (ec != beast::error::timeout && ec != http::error::end_of_stream) {
+        co_await answer_and_close(400, InvalidArgument("bad HTTP request: {}", ec.message()), version);
+      }
+      break;
+    }
+    http::request<http::string_body> message = parser.release();
+    bool keep_alive = message.keep_alive();
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    request.authorization = HeaderString(message, http::field::authorization);
+    request.content_type = HeaderString(message, http::field::content_type);
+    request.idempotency_key = HeaderString(message, std::string_view("Idempotency-Key"));
+    request.body = std::move(message.body());
+
+    // Answers that need no engine call run inline; the rest on the pool.
+    RouteMatch match = MatchRoute(request.method, PathOf(request.target));
+    bool inline_answer = match.route == nullptr || match.route->id == RouteId::kOpenApi ||
+                         match.route->id == RouteId::kSubscribe;
+    HttpResponse response;
+    if (inline_answer) {
+      response = api.Handle(request);
+    } else {
+      response = co_await RunBlocking<HttpResponse>(pool, [&] { return api.Handle(request); });
+    }
+    metrics.Record(response.route, response.status, NowMicros() - started_us);
+    if (stopping.load(std::memory_order_relaxed)) keep_alive = false;
+    if (!co_await WriteResponse(stream, response, version, keep_alive) || !keep_alive) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+awaitable<void> Server::Impl::Listen() {
+  while (!stopping.load()) {
+    beast::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(asio::make_strand(ioc),
+                                                        asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      AQ_LOG(Warn, "gateway: accept failed: {}", ec.message());
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, HttpSession(beast::tcp_stream(std::move(socket))), asio::detached);
+  }
+}
+
+Server::Server(engine::Engine* engine, ServerOptions options)
+    : impl_(std::make_unique<Impl>(engine, std::move(options))) {}
+
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  Impl& impl = *impl_;
+  if (impl.started) return FailedPrecondition("the server was already started");
+  beast::error_code ec;
+  asio::ip::address address = asio::ip::make_address(impl.options.host, ec);
+  if (ec) {
+    return InvalidArgument("bad listen address '{}': {} (use an IP address such as 127.0.0.1 or 0.0.0.0)",
+                           impl.options.host, ec.message());
+  }
+  tcp::endpoint endpoint(address, impl.options.port);
+  impl.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl.acceptor.bind(endpoint, ec);
+  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Unavailable("cannot listen on {}:{}: {}", impl.options.host, impl.options.port, ec.message());
+  }
+  impl.bound_port = impl.acceptor.local_endpoint().port();
+  impl.started = true;
+  asio::co_spawn(impl.ioc, impl.Listen(), asio::detached);
+  for (int thread_idx = 0; thread_idx < impl.io_threads; ++thread_idx) {
+    impl.threads.emplace_back([&impl] { impl.ioc.run(); });
+  }
+  return Status::OK();
+}
+
+void Server::Stop() {
+  Impl& impl = *impl_;
+  if (!impl.started || impl.stopped) return;
+  impl.stopped = true;
+  impl.stopping = true;
+  asio::post(impl.ioc, [&impl] {
+    beast::error_code ec;
+    impl.acceptor.close(ec);
+  });
+  {
+    std::lock_guard lock(impl.sessions_mu);
+    for (auto& [raw, weak] : impl.sessions) {
+      if (std::shared_ptr<WsSession> session = weak.lock()) {
+        asio::post(session->executor(), [session] { session->Shutdown(); });
+      }
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + impl.options.drain_timeout;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (impl.requests_in_flight.load() > 0 || impl.metrics.ws_sessions() > 0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  impl.ioc.stop();
+  for (std::thread& thread : impl.threads) thread.join();
+  impl.threads.clear();
+  {
+    // No strand runs now: drop the hub's listeners before the io_context goes.
+    std::lock_guard lock(impl.sessions_mu);
+    for (auto& [raw, weak] : impl.sessions) {
+      if (std::shared_ptr<WsSession> session = weak.lock()) session->DropListener();
+    }
+  }
+  impl.pool.stop();
+  impl.pool.join();
+}
+
+uint16_t Server::port() const { return impl_->bound_port.load(); }
+
+GatewayMetrics& Server::metrics() { return impl_->metrics; }
+
+}  // namespace aquifer::gateway

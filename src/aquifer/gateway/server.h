@@ -1,0 +1,79 @@
+#pragma once
+
+// Server: HTTP/1.1 and WebSocket on one port, over an Engine.
+//
+// Boost.Beast/Asio with C++20 coroutines. One io_context runs on
+// `io_threads` threads; every connection is a coroutine on its own strand.
+// Engine calls block (a `wait=index` write may wait seconds), so requests run
+// them on a separate pool of `handler_threads` and the connection coroutine
+// resumes on its strand when the answer is ready: a slow call never stalls
+// the network threads or other connections.
+//
+// HTTP: keep-alive, TCP_NODELAY, `Expect: 100-continue`, header limit
+// (431), body limit = max_body_bytes (413, checked against Content-Length
+// before reading), an idle timeout between requests and a timeout for
+// reading one request and writing its answer. Api (api.h) does the routing.
+//
+// WebSocket (GET /v1/subscribe): see README.md, "WebSocket". One
+// subscription per socket; at most one outstanding write per session (a
+// slow client only slows itself); the engine's change hub only flags the
+// session and cancels its poll timer.
+//
+// Lifecycle: construct, Start() (binds; port() is then the real port, also
+// for port 0), Stop() (stops accepting, closes WebSocket sessions with
+// "going away", lets requests in flight finish for up to `drain_timeout`,
+// then stops the threads). The destructor calls Stop(). Start and Stop are
+// called from one thread; port() and metrics() from any.
+//
+// This is the only translation unit that includes Beast (with server_test.cc).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "aquifer/base/status.h"
+#include "aquifer/engine/engine.h"
+#include "aquifer/gateway/api.h"
+#include "aquifer/gateway/metrics.h"
+
+namespace aquifer::gateway {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;                  // 0: any free port (see Server::port())
+  int io_threads = 0;                    // 0: std::thread::hardware_concurrency()
+  int handler_threads = 64;              // pool for blocking engine calls
+  size_t max_body_bytes = 64 << 20;      // EngineOptions::max_body_bytes
+  size_t max_header_bytes = 16 << 10;    // request line + headers
+  size_t max_ws_message_bytes = 1 << 20; // client → server WebSocket messages
+  std::chrono::milliseconds idle_timeout{60'000};      // keep-alive between requests
+  std::chrono::milliseconds request_timeout{300'000};  // read one request / write one answer
+  std::chrono::milliseconds drain_timeout{5'000};      // Stop(): requests in flight
+  std::chrono::milliseconds ws_poll_interval{1'000};   // re-read changes without a wake-up
+  ApiOptions api;
+};
+
+class Server {
+ public:
+  // `engine` outlives the server.
+  Server(engine::Engine* engine, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port and starts the threads. InvalidArgument for a bad host,
+  // Unavailable when the address cannot be bound (in use, no permission).
+  Status Start();
+  void Stop();
+
+  uint16_t port() const;
+  GatewayMetrics& metrics();
+
+  struct Impl;  // defined in server.cc; public so the WebSocket session can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace aquifer::gateway

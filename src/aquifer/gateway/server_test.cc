@@ -1,0 +1,324 @@
+// An in-process server on port 0 over a real Engine (embedded drivers in a
+// temporary directory), driven by a small Beast client.
+#include <utility>  // before asio's awaitable.hpp (Boost 1.74 + g++ 12)
+
+#include "aquifer/gateway/server.h"
+
+#include <filesystem>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace aquifer::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+constexpr char kAdminSecret[] = "server-test-admin-secret-0123456789";
+constexpr size_t kMaxBody = 64 << 10;
+
+struct Reply {
+  int status = 0;
+  http::fields headers;
+  std::string body;
+  json Json() const { return json::parse(body, nullptr, false); }
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
+                                     ("aquifer_server_test_" + std::to_string(::getpid())));
+    std::filesystem::remove_all(*dir_);
+    engine::EngineOptions options;
+    options.data_dir = dir_->string();
+    options.admin_secret = kAdminSecret;
+    options.max_body_bytes = kMaxBody;
+    options.wait_timeout_ms = 10'000;
+    Result<std::unique_ptr<engine::Engine>> opened = engine::Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    engine_ = opened->release();
+    ASSERT_TRUE(engine_->Start().ok());
+    ServerOptions server_options;
+    server_options.port = 0;
+    server_options.io_threads = 2;
+    server_options.handler_threads = 8;
+    server_options.max_body_bytes = kMaxBody;
+    server_options.ws_poll_interval = std::chrono::milliseconds(200);
+    server_ = new Server(engine_, server_options);
+    Status started = server_->Start();
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    ASSERT_NE(server_->port(), 0);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    if (engine_ != nullptr) engine_->Stop();
+    delete engine_;
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+
+  static Reply Send(http::verb method, const std::string& target, const std::string& body = "",
+                    const std::string& secret = kAdminSecret,
+                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+    asio::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+    http::request<http::string_body> request{method, target, 11};
+    request.set(http::field::host, "127.0.0.1");
+    if (!secret.empty()) request.set(http::field::authorization, "Bearer " + secret);
+    for (auto& [name, value] : headers) request.set(name, value);
+    if (!body.empty() || method == http::verb::post) {
+      request.set(http::field::content_type, "application/json");
+      request.body() = body;
+    }
+    request.prepare_payload();
+    http::write(stream, request);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    http::read(stream, buffer, parser);
+    Reply reply;
+    reply.status = static_cast<int>(parser.get().result_int());
+    reply.headers = parser.get().base();
+    reply.body = parser.get().body();
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return reply;
+  }
+
+  static void EnsureTable() {
+    static bool created = false;
+    if (created) return;
+    Reply project = Send(http::verb::post, "/v1/projects", R"({"name":"shop"})");
+    ASSERT_EQ(project.status, 201) << project.body;
+    Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
+      "name": "orders",
+      "schema": {"type": "record", "name": "Order", "fields": [
+        {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
+      "key": ["id"]})");
+    ASSERT_EQ(table.status, 201) << table.body;
+    created = true;
+  }
+
+  static std::string ErrorCode(const Reply& reply) {
+    json body = reply.Json();
+    if (!body.is_object() || !body.contains("error")) return "<no error body: " + reply.body + ">";
+    return body["error"]["code"];
+  }
+
+  static std::filesystem::path* dir_;
+  static engine::Engine* engine_;
+  static Server* server_;
+};
+
+std::filesystem::path* ServerTest::dir_ = nullptr;
+engine::Engine* ServerTest::engine_ = nullptr;
+Server* ServerTest::server_ = nullptr;
+
+TEST_F(ServerTest, HealthAndOpenApiNeedNoSecret) {
+  Reply health = Send(http::verb::get, "/healthz", "", "");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.Json(), json::parse(R"({"status":"ok"})"));
+  Reply spec = Send(http::verb::get, "/openapi.json", "", "");
+  EXPECT_EQ(spec.status, 200);
+  EXPECT_EQ(spec.Json()["openapi"], "3.0.3");
+}
+
+TEST_F(ServerTest, MissingOrUnknownSecretIs401WithWwwAuthenticate) {
+  for (const std::string secret : {"", "aq_not-a-real-secret"}) {
+    Reply reply = Send(http::verb::get, "/v1/usage", "", secret);
+    EXPECT_EQ(reply.status, 401) << secret;
+    EXPECT_EQ(ErrorCode(reply), "unauthenticated");
+    EXPECT_TRUE(std::string(reply.headers[http::field::www_authenticate]).starts_with("Bearer"));
+  }
+  Reply metrics = Send(http::verb::get, "/metrics", "", "");
+  EXPECT_EQ(metrics.status, 401);
+}
+
+TEST_F(ServerTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+  Reply missing = Send(http::verb::get, "/v1/nothing-here");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(ErrorCode(missing), "not_found");
+  Reply wrong = Send(http::verb::put, "/v1/projects/shop/tables/orders", "{}");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_EQ(ErrorCode(wrong), "method_not_allowed");
+  EXPECT_EQ(wrong.headers[http::field::allow], "GET, DELETE");
+}
+
+TEST_F(ServerTest, BodyOverTheLimitIs413) {
+  std::string big(kMaxBody + 1, ' ');
+  Reply reply = Send(http::verb::post, "/v1/projects", big);
+  EXPECT_EQ(reply.status, 413);
+  EXPECT_EQ(ErrorCode(reply), "too_large");
+}
+
+TEST_F(ServerTest, MalformedJsonIs400SayingSo) {
+  Reply reply = Send(http::verb::post, "/v1/projects", R"({"name": shop})");
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_EQ(ErrorCode(reply), "invalid_argument");
+  EXPECT_TRUE(reply.Json()["error"]["message"].get<std::string>().starts_with("malformed JSON: "))
+      << reply.body;
+  Reply sql = Send(http::verb::post, "/v1/sql", "[1,");
+  EXPECT_EQ(sql.status, 400);
+}
+
+TEST_F(ServerTest, BadQueryParametersAre400) {
+  EnsureTable();
+  for (const std::string query : {"limit=abc", "limit=0", "limit=5000", "colour=red", "limit=1&limit=2"}) {
+    Reply reply = Send(http::verb::get, "/v1/projects/shop/tables/orders/records?" + query);
+    EXPECT_EQ(reply.status, 400) << query << ": " << reply.body;
+  }
+  Reply unknown = Send(http::verb::get, "/v1/usage?verbose=1");
+  EXPECT_NE(unknown.Json()["error"]["message"].get<std::string>().find("'verbose'"), std::string::npos);
+}
+
+TEST_F(ServerTest, WriteReadAndDescribeATable) {
+  EnsureTable();
+  Reply write = Send(http::verb::post, "/v1/projects/shop/tables/orders/records?wait=index",
+                     R"([{"id":"a","qty":1},{"id":"b","qty":2},{"id":"a","qty":3}])");
+  ASSERT_EQ(write.status, 200) << write.body;
+  EXPECT_EQ(write.Json()["records"], 3);
+  EXPECT_TRUE(write.Json()["write_id"].is_string());
+
+  Reply ndjson = Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
+                      "{\"id\":\"c\",\"qty\":4}\n{\"id\":\"d\",\"qty\":5}\n", kAdminSecret,
+                      {{"Content-Type", "application/x-ndjson"}});
+  ASSERT_EQ(ndjson.status, 202) << ndjson.body;
+  EXPECT_EQ(ndjson.Json()["records"], 2);
+
+  Reply invalid = Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
+                       R"([{"id":"e","qty":1},{"id":"f","qty":"many"}])");
+  EXPECT_EQ(invalid.status, 400) << invalid.body;
+  EXPECT_EQ(ErrorCode(invalid), "invalid_records");
+  ASSERT_FALSE(invalid.Json()["error"]["details"].empty()) << invalid.body;
+  EXPECT_EQ(invalid.Json()["error"]["details"][0]["record"], 1);
+
+  Reply read = Send(http::verb::get,
+                    "/v1/projects/shop/tables/orders/records?filter=%7B%22id%22%3A%22a%22%7D&limit=10");
+  ASSERT_EQ(read.status, 200) << read.body;
+  json page = read.Json();
+  ASSERT_EQ(page["data"].size(), 1u) << read.body;
+  EXPECT_EQ(page["data"][0]["qty"], 3);
+  EXPECT_TRUE(page["data"][0].contains("@timestamp"));
+  EXPECT_TRUE(page.contains("next_cursor"));
+  EXPECT_TRUE(page["change_cursor"].is_string());
+
+  Reply log = Send(http::verb::get, "/v1/projects/shop/tables/orders/log?limit=2");
+  ASSERT_EQ(log.status, 200) << log.body;
+  EXPECT_EQ(log.Json()["data"].size(), 2u);
+  ASSERT_TRUE(log.Json()["next_cursor"].is_string()) << log.body;
+  Reply next = Send(http::verb::get,
+                    "/v1/cursor?cursor=" + log.Json()["next_cursor"].get<std::string>() + "&limit=1");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(next.Json()["data"].size(), 1u);
+
+  Reply described = Send(http::verb::get, "/v1/projects/shop/tables/orders");
+  EXPECT_EQ(described.status, 200) << described.body;
+  Reply missing = Send(http::verb::get, "/v1/projects/shop/tables/nope");
+  EXPECT_EQ(missing.status, 404);
+}
+
+TEST_F(ServerTest, CreateAndDeleteAnswer201And204) {
+  EnsureTable();
+  Reply table = Send(http::verb::post, "/v1/projects/shop/tables",
+                     R"({"name":"scratch","schema":{"type":"record","name":"S","fields":[{"name":"k","type":"long"}]},"key":["k"]})");
+  ASSERT_EQ(table.status, 201) << table.body;
+  Reply again = Send(http::verb::post, "/v1/projects/shop/tables",
+                     R"({"name":"scratch","schema":{"type":"record","name":"S","fields":[{"name":"k","type":"long"}]},"key":["k"]})");
+  EXPECT_EQ(again.status, 409) << again.body;
+  Reply secret = Send(http::verb::post, "/v1/projects/shop/secrets", R"({"read":["scratch"]})");
+  ASSERT_EQ(secret.status, 201) << secret.body;
+  std::string reader = secret.Json()["secret"];
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/shop/tables/scratch", "", reader).status, 200);
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/shop/tables/orders", "", reader).status, 404);
+  EXPECT_EQ(Send(http::verb::get, "/metrics", "", reader).status, 403);
+  Reply deleted = Send(http::verb::delete_, "/v1/projects/shop/tables/scratch");
+  EXPECT_EQ(deleted.status, 204);
+  EXPECT_TRUE(deleted.body.empty());
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/shop/tables/scratch").status, 404);
+}
+
+TEST_F(ServerTest, SubscriptionPushesNewRecordsWithAResumeCursor) {
+  EnsureTable();
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/orders/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  std::string change_cursor = read.Json()["change_cursor"];
+
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  beast::get_lowest_layer(ws).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  ws.handshake("127.0.0.1", "/v1/subscribe");
+  ws.write(asio::buffer(json{{"type", "subscribe"}, {"cursor", change_cursor}, {"secret", kAdminSecret}}.dump()));
+
+  std::thread writer([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Reply write = Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
+                       R"([{"id":"live","qty":42}])");
+    EXPECT_EQ(write.status, 202) << write.body;
+  });
+  bool seen = false;
+  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(20));
+  while (!seen) {
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    json message = json::parse(beast::buffers_to_string(buffer.data()));
+    ASSERT_EQ(message["type"], "records") << message.dump();
+    EXPECT_TRUE(message["cursor"].is_string());
+    for (const json& record : message["data"]) seen = seen || record["id"] == "live";
+  }
+  writer.join();
+  // A second subscribe on the same socket is an error, then the server closes.
+  ws.write(asio::buffer(json{{"type", "subscribe"}, {"cursor", change_cursor}}.dump()));
+  beast::flat_buffer buffer;
+  ws.read(buffer);
+  json error = json::parse(beast::buffers_to_string(buffer.data()));
+  EXPECT_EQ(error["type"], "error");
+  EXPECT_EQ(error["error"]["code"], "invalid_argument");
+  beast::error_code ec;
+  ws.read(buffer, ec);
+  EXPECT_EQ(ec, websocket::error::closed);
+}
+
+TEST_F(ServerTest, SubscribeWithoutSecretOrWithABrokenCursorIsAnError) {
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  beast::get_lowest_layer(ws).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+  ws.handshake("127.0.0.1", "/v1/subscribe");
+  ws.write(asio::buffer(std::string(R"({"type":"subscribe","cursor":"x"})")));
+  beast::flat_buffer buffer;
+  ws.read(buffer);
+  json error = json::parse(beast::buffers_to_string(buffer.data()));
+  EXPECT_EQ(error["type"], "error");
+  EXPECT_EQ(error["error"]["code"], "unauthenticated");
+
+  Reply plain = Send(http::verb::get, "/v1/subscribe");
+  EXPECT_EQ(plain.status, 426);
+}
+
+TEST_F(ServerTest, MetricsCountRequestsByRouteAndStatus) {
+  Send(http::verb::get, "/healthz", "", "");
+  Reply metrics = Send(http::verb::get, "/metrics");
+  ASSERT_EQ(metrics.status, 200) << metrics.body;
+  EXPECT_TRUE(std::string(metrics.headers[http::field::content_type]).starts_with("text/plain"));
+  EXPECT_NE(metrics.body.find("aquifer_http_requests_total{route=\"GET /healthz\",status=\"200\"}"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("aquifer_http_request_duration_seconds_bucket{route=\"GET /healthz\",le=\"+Inf\"}"),
+            std::string::npos);
+  EXPECT_NE(metrics.body.find("aquifer_ws_sessions "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace aquifer::gateway
