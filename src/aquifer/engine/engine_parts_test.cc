@@ -184,6 +184,16 @@ TEST(SubscriptionHubTest, ListenerMayDestroyItselfInsideItsCallback) {
   EXPECT_EQ(hub.listeners(), 0);
 }
 
+TEST(SubscriptionHubTest, ListenerMayOutliveTheHub) {
+  std::unique_ptr<Listener> listener;
+  {
+    SubscriptionHub hub;
+    listener = hub.Listen(Uuid::Random(), [] {});
+  }
+  listener.reset();  // must not touch freed memory (ASan would tell)
+  SUCCEED();
+}
+
 // A usage service whose writes fail while `fail` is set.
 class FlakyUsage : public driver::UsageServiceWrapper {
  public:

@@ -13,7 +13,9 @@
 // its own mutex, held while its callback runs: destroying a Listener takes
 // it, so once the destructor returns the callback never runs again and may
 // safely refer to the subscriber's state. The mutex is recursive, so a
-// callback that destroys its own Listener does not deadlock. Thread-safe.
+// callback that destroys its own Listener does not deadlock. Listeners share
+// ownership of the hub's state, so a Listener may outlive the hub (and the
+// Engine) without dangling. Thread-safe.
 
 #include <atomic>
 #include <functional>
@@ -34,14 +36,14 @@ class SubscriptionHub {
   SubscriptionHub& operator=(const SubscriptionHub&) = delete;
 
   // Registers `on_change` for `instance_id` until the returned Listener is
-  // destroyed. The hub must outlive the Listener.
+  // destroyed.
   std::unique_ptr<Listener> Listen(const Uuid& instance_id, std::function<void()> on_change);
 
   // Calls every callback registered for `instance_id`, on the calling thread.
   void Notify(const Uuid& instance_id);
 
-  int64_t listeners() const { return listeners_.load(std::memory_order_relaxed); }
-  int64_t notifications() const { return notifications_.load(std::memory_order_relaxed); }
+  int64_t listeners() const { return state_->listeners.load(std::memory_order_relaxed); }
+  int64_t notifications() const { return state_->notifications.load(std::memory_order_relaxed); }
 
  private:
   struct Entry {
@@ -49,13 +51,16 @@ class SubscriptionHub {
     bool active = true;       // guarded by mu
     std::function<void()> on_change;
   };
+  struct State {
+    std::mutex mu;
+    std::unordered_map<Uuid, std::vector<std::shared_ptr<Entry>>, UuidHash> by_instance;  // guarded by mu
+    std::atomic<int64_t> listeners{0};
+    std::atomic<int64_t> notifications{0};
+  };
   class Handle;
-  void Remove(const Uuid& instance_id, const std::shared_ptr<Entry>& entry);
+  static void Remove(State* state, const Uuid& instance_id, const std::shared_ptr<Entry>& entry);
 
-  std::mutex mu_;
-  std::unordered_map<Uuid, std::vector<std::shared_ptr<Entry>>, UuidHash> by_instance_;  // guarded by mu_
-  std::atomic<int64_t> listeners_{0};
-  std::atomic<int64_t> notifications_{0};
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 }  // namespace aquifer::engine
