@@ -77,8 +77,8 @@ class TempDir {
   fs::path path_;
 };
 
-// Runs argv with stdout/stderr sent to files and extra environment entries.
-// Returns the child's pid.
+// Runs argv with stdout/stderr sent to files and the environment changed by
+// `env` (an empty value unsets the variable). Returns the child's pid.
 pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
             int stdout_fd, int stderr_fd, const std::string& stdin_path = "/dev/null") {
   pid_t pid = fork();
@@ -88,7 +88,13 @@ pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::pair<st
     if (in >= 0) dup2(in, 0);
     dup2(stdout_fd, 1);
     dup2(stderr_fd, 2);
-    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    for (const auto& [name, value] : env) {
+      if (value.empty()) {
+        unsetenv(name.c_str());
+      } else {
+        setenv(name.c_str(), value.c_str(), 1);
+      }
+    }
     std::vector<char*> argv;
     for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
@@ -104,12 +110,13 @@ class Server {
  public:
   explicit Server(const fs::path& data_dir) {
     int pipe_fds[2];
-    if (pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     stderr_path_ = data_dir.string() + ".stderr";
     int err = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_ = Spawn({AQUIFER_BINARY, "serve", "--port", "0", "--data", data_dir.string()},
-                 {{"AQUIFER_ADMIN_SECRET", ""}}, pipe_fds[1], err);
-    unsetenv("AQUIFER_ADMIN_SECRET");
+                 {{"AQUIFER_ADMIN_SECRET", ""}, {"AQUIFER_CONFIG", ""}, {"AQUIFER_PORT", ""},
+                  {"AQUIFER_HOST", ""}, {"AQUIFER_DATA", ""}, {"AQUIFER_ROLE", ""}},
+                 pipe_fds[1], err);
     close(pipe_fds[1]);
     close(err);
     out_fd_ = pipe_fds[0];

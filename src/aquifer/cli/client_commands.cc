@@ -343,6 +343,7 @@ class Writer {
       }
     }
     std::string message = ErrorMessage(response);
+    if (response.status == 413) message += " (try a smaller --batch)";
     if (!lines_.empty()) {
       message += "; nothing of the batch at lines " + std::to_string(lines_.front()) + "-" +
                  std::to_string(lines_.back()) + " was written";
