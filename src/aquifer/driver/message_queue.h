@@ -15,9 +15,13 @@
 // ephemeral subscription sees only messages published after it was opened,
 // belongs to one consumer, and vanishes when closed.
 //
-// With an ordered topic, messages that share an ordering key are delivered in
-// publish order, and a message is not delivered while an earlier message with
-// the same key is delivered and unacked.
+// With an ordered subscription, messages that share an ordering key are
+// delivered in publish order and never to two consumers at once: a message is
+// not delivered while an earlier message with the same key is delivered and
+// unacked, except within one Pull, which may return several messages of a key
+// (in publish order) to the same consumer, as Pub/Sub and Kafka partitions do.
+// Such a consumer handles them in order, and when one fails it nacks that one
+// and every later message of its key from the batch.
 //
 // All methods are thread-safe. Subscriptions are used by one thread at a time.
 

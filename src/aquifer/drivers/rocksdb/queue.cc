@@ -584,7 +584,11 @@ Result<std::vector<Message>> RocksQueue::TryPull(SubState* st, size_t max_messag
       }
     }
   }
+  // Messages handed out by this Pull: later messages of a key may join the
+  // same batch behind them (one consumer, in order), as Pub/Sub does.
+  std::set<uint64_t> delivered_now;
   auto deliver = [&](uint64_t seq, Pending& p, StoredMessage&& m) {
+    delivered_now.insert(seq);
     if (!p.inflight) --st->ready_count;
     p.inflight = true;
     ++p.attempts;
@@ -598,11 +602,17 @@ Result<std::vector<Message>> RocksQueue::TryPull(SubState* st, size_t max_messag
     msg.delivery_attempt = p.attempts;
     out.push_back(std::move(msg));
   };
-  // Eligible under ordering: the earliest pending message of its key.
+  // Eligible under ordering: every earlier pending message of its key was
+  // handed out in this same Pull (so the batch holds the key's messages in order).
   auto first_of_key = [&](uint64_t seq, const Pending& p) {
     if (!st->ordered || p.ordering_key.empty()) return true;
     auto key_it = st->by_key.find(p.ordering_key);
-    return key_it == st->by_key.end() || *key_it->second.begin() == seq;
+    if (key_it == st->by_key.end()) return true;
+    for (uint64_t earlier : key_it->second) {
+      if (earlier >= seq) return true;
+      if (!delivered_now.count(earlier)) return false;
+    }
+    return true;
   };
 
   // 1. Redeliveries (nacked, timed out, or held back by ordering), oldest first.
@@ -652,7 +662,7 @@ Result<std::vector<Message>> RocksQueue::TryPull(SubState* st, size_t max_messag
       if (st->ordered && !m.ordering_key.empty()) {
         auto& seqs = st->by_key[m.ordering_key];
         seqs.insert(seq);
-        if (*seqs.begin() != seq) continue;  // held back behind an earlier message of its key
+        if (!first_of_key(seq, pit->second)) continue;  // held back behind an earlier message of its key
       }
       deliver(seq, pit->second, std::move(m));
     }

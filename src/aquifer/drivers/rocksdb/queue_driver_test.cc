@@ -317,22 +317,27 @@ TEST_F(QueueDriverTest, ResetIsDurable) {
 }
 
 TEST_F(QueueDriverTest, OrderedMessagesHeldBackBeforeARestartStayInOrderAfterIt) {
+  auto pull_one = [](Subscription* sub) {
+    auto r = sub->Pull(1, 1000);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(*r) : std::vector<Message>{};
+  };
   {
     auto q = MustMake();
     auto sub = q->Subscribe("orders", Persistent("worker", true)).value();
     std::vector<OutgoingMessage> out = {{"a1", "a"}, {"a2", "a"}, {"a3", "a"}};
     ASSERT_TRUE(q->Publish("orders", out).ok());
-    auto got = PullAll(sub.get());
+    auto got = pull_one(sub.get());
     ASSERT_EQ(Data(got), std::vector<std::string>{"a1"});
     Ack(sub.get(), got);
-    ASSERT_EQ(Data(PullAll(sub.get())), std::vector<std::string>{"a2"});  // in flight at the "crash"
+    ASSERT_EQ(Data(pull_one(sub.get())), std::vector<std::string>{"a2"});  // in flight at the "crash"
+    // a3 is held back behind a2, in flight in another batch.
+    EXPECT_TRUE(PullAll(sub.get()).empty());
   }
   auto q = MustMake();
   auto sub = q->Subscribe("orders", Persistent("worker", true)).value();
   auto got = PullAll(sub.get());
-  EXPECT_EQ(Data(got), std::vector<std::string>{"a2"});
-  Ack(sub.get(), got);
-  EXPECT_EQ(Data(PullAll(sub.get())), std::vector<std::string>{"a3"});
+  EXPECT_EQ(Data(got), (std::vector<std::string>{"a2", "a3"}));
 }
 
 }  // namespace
