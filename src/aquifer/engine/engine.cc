@@ -390,6 +390,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
     driver::SubscriptionOptions workers;
     workers.name = std::string(kWorkersSubscription);
     workers.persistent = true;
+    workers.ordered = true;
     auto subscription = (*queue)->Subscribe(kWritesTopic, workers);
     if (!subscription.ok()) {
       return subscription.status().WithContext("creating the workers' subscription");
@@ -415,7 +416,8 @@ Status EngineImpl::Start() {
   }
   if (options_.role != Role::kGateway) {
     workers_ = std::make_unique<WorkerPool>(
-        WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_});
+        WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_,
+                   limits_.max_records_in_batch});
     Status started = workers_->Start(options_.worker_threads);
     if (!started.ok()) {
       workers_.reset();
@@ -506,15 +508,12 @@ Result<std::string> EngineImpl::CreateTable(const Principal& who, std::string_vi
     return InvalidArgument("create table: \"schema\" must be an Avro record schema (object or string)");
   }
   if (!body.contains("key")) return InvalidArgument("create table: \"key\" is required");
-  if (body["key"].is_string()) {
-    spec.key.push_back(body["key"].get<std::string>());
-  } else if (body["key"].is_array()) {
-    for (const auto& field : body["key"]) {
-      if (!field.is_string()) return InvalidArgument("create table: \"key\" must list field names");
-      spec.key.push_back(field.get<std::string>());
-    }
-  } else {
-    return InvalidArgument("create table: \"key\" must be a field name or an array of them");
+  if (!body["key"].is_array()) {
+    return InvalidArgument("create table: \"key\" must be an array of field names, e.g. [\"id\"]");
+  }
+  for (const auto& field : body["key"]) {
+    if (!field.is_string()) return InvalidArgument("create table: \"key\" must list field names");
+    spec.key.push_back(field.get<std::string>());
   }
   for (auto [name, flag] : {std::pair{"use_log", &spec.use_log}, std::pair{"use_index", &spec.use_index},
                             std::pair{"use_warehouse", &spec.use_warehouse}}) {
@@ -662,7 +661,10 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   for (const auto& message : messages) encoded.push_back(EncodeWriteMessage(message));
   std::vector<driver::OutgoingMessage> outgoing;
   outgoing.reserve(encoded.size());
-  for (const auto& data : encoded) outgoing.push_back({data, {}});
+  // The instance id orders the queue: writes to one table reach its log in the
+  // order they were acknowledged, however many workers share the load.
+  const std::string ordering_key(instance.instance_id.AsBytes());
+  for (const auto& data : encoded) outgoing.push_back({data, ordering_key});
   Status published = queue_->Publish(kWritesTopic, outgoing);
   if (!published.ok()) {
     if (waiter) waiters_.Unregister(write_id);

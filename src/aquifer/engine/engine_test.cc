@@ -136,7 +136,7 @@ TEST_F(EngineTest, CreatesProjectAndTableAndDescribesThem) {
   ASSERT_TRUE(project.ok()) << project.status().ToString();
   EXPECT_EQ(json::parse(*project)["name"], "p");
   auto table = engine_->CreateTable(admin_, "p",
-                                    json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}}.dump());
+                                    json{{"name", "t"}, {"schema", kSchema}, {"key", json::array({"user"})}}.dump());
   ASSERT_TRUE(table.ok()) << table.status().ToString();
   json described = json::parse(*table);
   EXPECT_EQ(described["project"], "p");
@@ -148,7 +148,7 @@ TEST_F(EngineTest, CreatesProjectAndTableAndDescribesThem) {
   auto again = engine_->DescribeTable(admin_, "p", "t");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(json::parse(*again)["instance_id"], described["instance_id"]);
-  EXPECT_EQ(engine_->CreateTable(admin_, "p", json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}}.dump())
+  EXPECT_EQ(engine_->CreateTable(admin_, "p", json{{"name", "t"}, {"schema", kSchema}, {"key", json::array({"user"})}}.dump())
                 .status()
                 .code(),
             StatusCode::kAlreadyExists);
@@ -162,7 +162,7 @@ TEST_F(EngineTest, UnknownMembersInBodiesAreRejectedByName) {
   ASSERT_TRUE(engine_->CreateProject(admin_, R"({"name":"p"})").ok());
   auto table = engine_->CreateTable(
       admin_, "p",
-      json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}, {"use_lgo", true}}.dump());
+      json{{"name", "t"}, {"schema", kSchema}, {"key", json::array({"user"})}, {"use_lgo", true}}.dump());
   EXPECT_EQ(table.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(table.status().message(), HasSubstr("'use_lgo'"));
 }
@@ -519,7 +519,7 @@ TEST_F(EngineTest, DeletedTableIsGoneAndItsDataRemoved) {
             StatusCode::kNotFound);
   // A new table of the same name starts empty.
   auto made = engine_->CreateTable(admin_, "p",
-                                   json{{"name", "t"}, {"schema", kSchema}, {"key", "user"}}.dump());
+                                   json{{"name", "t"}, {"schema", kSchema}, {"key", json::array({"user"})}}.dump());
   ASSERT_TRUE(made.ok());
   EXPECT_TRUE(Index().empty());
 }

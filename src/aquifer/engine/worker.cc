@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "aquifer/base/logging.h"
 
 namespace aquifer::engine {
 namespace {
 
-constexpr size_t kPullBatch = 16;
+constexpr size_t kPullBatch = 256;
 constexpr int64_t kPullTimeoutMs = 100;
 constexpr int64_t kAckTimeoutMs = 30'000;
 constexpr int64_t kFirstBackoffMs = 50;
@@ -36,6 +37,12 @@ std::string WriteIdText(const std::string& raw) {
   return text;
 }
 
+int64_t MessageBytes(const WriteMessage& message) {
+  int64_t bytes = 0;
+  for (const auto& record : message.records) bytes += static_cast<int64_t>(record.avro.size());
+  return bytes;
+}
+
 }  // namespace
 
 Status WorkerPool::Start(int32_t threads) {
@@ -44,6 +51,7 @@ Status WorkerPool::Start(int32_t threads) {
   options.name = std::string(kWorkersSubscription);
   options.persistent = true;
   options.ack_timeout_ms = kAckTimeoutMs;
+  options.ordered = true;  // ordering key = instance id: one table's writes apply in order
   for (int32_t thread_idx = 0; thread_idx < std::max(threads, 1); ++thread_idx) {
     auto subscription = deps_.queue->Subscribe(kWritesTopic, options);
     if (!subscription.ok()) {
@@ -87,23 +95,122 @@ void WorkerPool::Run(driver::Subscription* subscription) {
       continue;
     }
     pull_failures = 0;
+    // A pull holds the messages of an instance in publish order (the ordering
+    // key); each instance's run is applied with one store write per store.
+    std::vector<std::vector<const driver::Message*>> runs;
+    std::map<std::string_view, size_t> run_of_key;
     for (const auto& message : *pulled) {
+      if (message.ordering_key.empty()) {  // unordered: a run of its own
+        runs.push_back({&message});
+        continue;
+      }
+      auto [it, inserted] = run_of_key.try_emplace(message.ordering_key, runs.size());
+      if (inserted) runs.emplace_back();
+      runs[it->second].push_back(&message);
+    }
+    for (const auto& run : runs) {
       if (stopping_) break;  // the rest is redelivered after the ack timeout
-      Outcome outcome = Handle(message);
-      std::string ack_id = message.ack_id;
-      if (outcome == Outcome::kAck) {
-        Status acked = subscription->Ack(std::span<const std::string>(&ack_id, 1));
+      size_t done = HandleRun(run);
+      std::vector<std::string> ack_ids;
+      std::vector<std::string> nack_ids;
+      for (size_t idx = 0; idx < run.size(); ++idx) {
+        (idx < done ? ack_ids : nack_ids).push_back(run[idx]->ack_id);
+      }
+      if (!ack_ids.empty()) {
+        Status acked = subscription->Ack(ack_ids);
         if (!acked.ok()) {
-          AQ_LOG(Warn, "worker: ack failed (the message will be redelivered): {}",
+          AQ_LOG(Warn, "worker: ack failed (the messages will be redelivered): {}",
                  acked.ToString());
         }
-        deps_.metrics->messages_processed.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        Backoff(BackoffMs(message.delivery_attempt));
-        (void)subscription->Nack(std::span<const std::string>(&ack_id, 1));
+        deps_.metrics->messages_processed.fetch_add(static_cast<int64_t>(ack_ids.size()),
+                                                    std::memory_order_relaxed);
+      }
+      if (!nack_ids.empty()) {
+        // The failed message and every later one of its instance go back, in order.
+        Backoff(BackoffMs(run[done]->delivery_attempt));
+        (void)subscription->Nack(nack_ids);
       }
     }
   }
+}
+
+size_t WorkerPool::HandleRun(const std::vector<const driver::Message*>& run) {
+  // Chunks of consecutive messages within the stores' batch limit.
+  size_t done = 0;
+  while (done < run.size()) {
+    std::vector<const driver::Message*> chunk;
+    std::vector<WriteMessage> messages;
+    size_t total = 0;
+    for (size_t idx = done; idx < run.size(); ++idx) {
+      auto decoded = DecodeWriteMessage(run[idx]->data);
+      if (!decoded.ok() || (!messages.empty() && decoded->instance_id != messages[0].instance_id)) {
+        if (chunk.empty()) chunk.push_back(run[idx]);  // handled alone (and dropped) below
+        break;
+      }
+      if (!chunk.empty() && total + decoded->records.size() > deps_.max_records_per_store_write) {
+        break;
+      }
+      total += decoded->records.size();
+      chunk.push_back(run[idx]);
+      messages.push_back(std::move(*decoded));
+    }
+    size_t chunk_done = chunk.size() == 1 || messages.size() != chunk.size()
+                            ? HandleEach(chunk)
+                            : HandleChunk(chunk, std::move(messages));
+    done += chunk_done;
+    if (chunk_done < chunk.size()) break;
+  }
+  return done;
+}
+
+size_t WorkerPool::HandleChunk(const std::vector<const driver::Message*>& run,
+                               std::vector<WriteMessage> messages) {
+  size_t total = 0;
+  for (const auto& message : messages) total += message.records.size();
+  auto instance = deps_.catalog->GetInstance(messages[0].instance_id);
+  if (!instance.ok()) return HandleEach(run);  // dropped or retried there, with its log line
+
+  std::vector<driver::Record> records;
+  records.reserve(total);
+  for (auto& message : messages) {
+    records.insert(records.end(), message.records.begin(), message.records.end());
+  }
+  EngineMetrics& metrics = *deps_.metrics;
+  const auto count = static_cast<int64_t>(records.size());
+  auto failed = [&](std::string_view store, const Status& status) {
+    metrics.worker_errors.fetch_add(1, std::memory_order_relaxed);
+    // A refused batch is retried message by message, to drop only the bad one.
+    if (IsPermanent(status)) return HandleEach(run);
+    AQ_LOG(Warn, "worker: writing {} messages to the {} failed (attempt {}), will retry: {}",
+           run.size(), store, run.front()->delivery_attempt, status.ToString());
+    return size_t{0};
+  };
+  if (instance->use_log || instance->use_index) {
+    Status written = deps_.lookup->WriteRecords(*instance, records);
+    if (!written.ok()) return failed("lookup service", written);
+    if (instance->use_log) metrics.records_log.fetch_add(count, std::memory_order_relaxed);
+    if (instance->use_index) metrics.records_index.fetch_add(count, std::memory_order_relaxed);
+    uint8_t stores = static_cast<uint8_t>((instance->use_log ? kStoreLog : 0) |
+                                          (instance->use_index ? kStoreIndex : 0));
+    for (const auto& message : messages) PublishReport(message, stores, MessageBytes(message));
+  }
+  if (instance->use_warehouse) {
+    Status written = deps_.warehouse->WriteToWarehouse(*instance, records);
+    if (!written.ok()) return failed("warehouse", written);
+    metrics.records_warehouse.fetch_add(count, std::memory_order_relaxed);
+    for (const auto& message : messages) {
+      PublishReport(message, kStoreWarehouse, MessageBytes(message));
+    }
+  }
+  return run.size();
+}
+
+size_t WorkerPool::HandleEach(const std::vector<const driver::Message*>& run) {
+  // In order; the first that must be retried stops the run there.
+  for (size_t idx = 0; idx < run.size(); ++idx) {
+    if (Handle(*run[idx]) == Outcome::kRetry) return idx;
+  }
+  return run.size();
 }
 
 WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
@@ -130,8 +237,7 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
            message.instance_id.ToString(), instance.status().ToString());
     return Outcome::kRetry;
   }
-  int64_t bytes = 0;
-  for (const auto& record : message.records) bytes += static_cast<int64_t>(record.avro.size());
+  const int64_t bytes = MessageBytes(message);
   const auto records = static_cast<int64_t>(message.records.size());
 
   // Returns the outcome for a failed store write, after logging it.
