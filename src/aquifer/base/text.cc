@@ -73,6 +73,37 @@ bool Base64Decode(std::string_view text, std::string* out) {
   return true;
 }
 
+std::string HexEncode(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char byte : bytes) {
+    out.push_back(kHex[byte >> 4]);
+    out.push_back(kHex[byte & 15]);
+  }
+  return out;
+}
+
+int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool HexDecode(std::string_view text, std::string* out) {
+  out->clear();
+  if (text.size() % 2 != 0) return false;
+  out->reserve(text.size() / 2);
+  for (size_t idx = 0; idx < text.size(); idx += 2) {
+    int high = HexDigitValue(text[idx]);
+    int low = HexDigitValue(text[idx + 1]);
+    if (high < 0 || low < 0) return false;
+    out->push_back(static_cast<char>(high * 16 + low));
+  }
+  return true;
+}
+
 void AppendJsonString(std::string* out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');

@@ -1,7 +1,7 @@
 #pragma once
 
-// Text encodings shared by the codecs, the filter language and the drivers'
-// result rendering: standard base64 (RFC 4648) and JSON string escaping.
+// Text encodings shared across modules: standard base64 (RFC 4648), hex, and
+// JSON string escaping.
 
 #include <string>
 #include <string_view>
@@ -14,6 +14,12 @@ std::string Base64Encode(std::string_view bytes);
 // Decodes standard base64; padding is optional. False (and `out` unspecified)
 // on a character outside the alphabet or an impossible length.
 bool Base64Decode(std::string_view text, std::string* out);
+
+// Lower-case hex of `bytes`; the value of one hex digit (either case), or -1.
+std::string HexEncode(std::string_view bytes);
+int HexDigitValue(char c);
+// Even-length hex (either case) to bytes; false on anything else.
+bool HexDecode(std::string_view text, std::string* out);
 
 // Appends `text` as a JSON string literal, quotes included. Control
 // characters, quote and backslash are escaped; other bytes pass through (the

@@ -4,17 +4,9 @@
 
 #include <openssl/rand.h>
 
+#include "aquifer/base/text.h"
+
 namespace aquifer {
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 Uuid Uuid::Random() {
   Uuid id;
@@ -46,8 +38,8 @@ Result<Uuid> Uuid::Parse(std::string_view text) {
   }
   Uuid id;
   for (size_t i = 0; i < 16; ++i) {
-    int hi = HexValue(digits[2 * i]);
-    int lo = HexValue(digits[2 * i + 1]);
+    int hi = HexDigitValue(digits[2 * i]);
+    int lo = HexDigitValue(digits[2 * i + 1]);
     if (hi < 0 || lo < 0) return InvalidArgument("invalid UUID '{}': not a hex digit", text);
     id.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
@@ -68,16 +60,7 @@ bool Uuid::IsNil() const {
   return true;
 }
 
-std::string Uuid::Hex() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(32);
-  for (uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return out;
-}
+std::string Uuid::Hex() const { return HexEncode(AsBytes()); }
 
 std::string Uuid::ToString() const {
   std::string hex = Hex();

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/base58.h"
+#include "aquifer/base/text.h"
 
 namespace aquifer::engine {
 namespace {
@@ -117,14 +118,7 @@ std::string HashSecret(std::string_view plaintext) {
   std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
   SHA256(reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
          digest.data());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(digest.size() * 2);
-  for (unsigned char byte : digest) {
-    hex.push_back(kHex[byte >> 4]);
-    hex.push_back(kHex[byte & 0x0f]);
-  }
-  return hex;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 Status ProjectNotFound(std::string_view project) {

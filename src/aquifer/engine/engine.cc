@@ -27,6 +27,7 @@
 
 #include "aquifer/base/base58.h"
 #include "aquifer/base/logging.h"
+#include "aquifer/base/text.h"
 #include "aquifer/driver/cursor.h"
 #include "aquifer/drivers/builtin.h"
 #include "aquifer/engine/reads.h"
@@ -83,34 +84,6 @@ Result<std::string> RandomBytes(size_t size) {
   return bytes;
 }
 
-std::string HexEncode(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(bytes.size() * 2);
-  for (unsigned char byte : bytes) {
-    text.push_back(kHex[byte >> 4]);
-    text.push_back(kHex[byte & 15]);
-  }
-  return text;
-}
-
-Result<std::string> HexDecode(std::string_view text) {
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  if (text.size() % 2 != 0) return InvalidArgument("odd number of hex digits");
-  std::string bytes;
-  for (size_t idx = 0; idx < text.size(); idx += 2) {
-    int high = digit(text[idx]), low = digit(text[idx + 1]);
-    if (high < 0 || low < 0) return InvalidArgument("not a hex digit at {}", idx);
-    bytes.push_back(static_cast<char>(high * 16 + low));
-  }
-  return bytes;
-}
-
 // The cursor signing key: <data_dir>/cursor.key (64 hex digits, mode 0600),
 // created once with 32 random bytes. Every process of a deployment must share it.
 Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
@@ -122,12 +95,12 @@ Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
       content << in.rdbuf();
       std::string text = content.str();
       while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-      auto key = HexDecode(text);
-      if (!key.ok() || key->size() < 16) {
+      std::string key;
+      if (!HexDecode(text, &key) || key.size() < 16) {
         return Corruption("cursor key file {} is damaged (expected {} hex digits)", path,
                           kCursorKeyBytes * 2);
       }
-      return *key;
+      return key;
     }
     AQ_ASSIGN_OR_RETURN(std::string key, RandomBytes(kCursorKeyBytes));
     std::string text = HexEncode(key) + "\n";

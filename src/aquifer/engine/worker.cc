@@ -5,6 +5,7 @@
 #include <map>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/base/text.h"
 
 namespace aquifer::engine {
 namespace {
@@ -25,16 +26,6 @@ int64_t BackoffMs(int32_t attempt) {
   int64_t backoff = kFirstBackoffMs;
   for (int32_t step = 1; step < attempt && backoff < kMaxBackoffMs; ++step) backoff *= 2;
   return std::min(backoff, kMaxBackoffMs);
-}
-
-std::string WriteIdText(const std::string& raw) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text;
-  for (unsigned char byte : raw) {
-    text.push_back(kHex[byte >> 4]);
-    text.push_back(kHex[byte & 15]);
-  }
-  return text;
 }
 
 int64_t MessageBytes(const WriteMessage& message) {
@@ -228,7 +219,7 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
     if (instance.status().code() == StatusCode::kNotFound) {
       metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
       AQ_LOG(Info, "worker: dropping {} records of write {}: instance {} was deleted",
-             message.records.size(), WriteIdText(message.write_id),
+             message.records.size(), HexEncode(message.write_id),
              message.instance_id.ToString());
       return Outcome::kAck;
     }
@@ -246,12 +237,12 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
     if (IsPermanent(status)) {
       metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
       AQ_LOG(Error, "worker: {} refused write {} ({} records of {}.{}); dropping it: {}", store,
-             WriteIdText(message.write_id), records, instance->project, instance->table,
+             HexEncode(message.write_id), records, instance->project, instance->table,
              status.ToString());
       return Outcome::kAck;
     }
     AQ_LOG(Warn, "worker: writing write {} to the {} failed (attempt {}), will retry: {}",
-           WriteIdText(message.write_id), store, queued.delivery_attempt, status.ToString());
+           HexEncode(message.write_id), store, queued.delivery_attempt, status.ToString());
     return Outcome::kRetry;
   };
 
@@ -289,7 +280,7 @@ void WorkerPool::PublishReport(const WriteMessage& message, uint8_t stores, int6
     // Reports are notifications: waiters time out, subscribers poll.
     deps_.metrics->worker_errors.fetch_add(1, std::memory_order_relaxed);
     AQ_LOG(Warn, "worker: publishing the report of write {} failed: {}",
-           WriteIdText(message.write_id), published.ToString());
+           HexEncode(message.write_id), published.ToString());
   }
 }
 

@@ -4,6 +4,8 @@
 #include <array>
 #include <charconv>
 
+#include "aquifer/base/text.h"
+
 namespace aquifer::gateway {
 namespace {
 
@@ -81,13 +83,6 @@ bool MatchPattern(std::string_view pattern, const std::vector<std::string_view>&
   return true;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::span<const RouteSpec> Routes() { return kRoutes; }
@@ -121,8 +116,8 @@ Result<std::string> PercentDecode(std::string_view text, bool plus_is_space) {
   for (size_t pos = 0; pos < text.size(); ++pos) {
     char c = text[pos];
     if (c == '%') {
-      int high = pos + 1 < text.size() ? HexValue(text[pos + 1]) : -1;
-      int low = pos + 2 < text.size() ? HexValue(text[pos + 2]) : -1;
+      int high = pos + 1 < text.size() ? HexDigitValue(text[pos + 1]) : -1;
+      int low = pos + 2 < text.size() ? HexDigitValue(text[pos + 2]) : -1;
       if (high < 0 || low < 0) {
         return InvalidArgument("bad percent-escape at byte {} of '{}'", pos, text);
       }

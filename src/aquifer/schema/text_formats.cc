@@ -6,17 +6,11 @@
 #include <string_view>
 #include <vector>
 
+#include "aquifer/base/text.h"
 #include "aquifer/schema/internal.h"
 
 namespace aquifer::schema::internal {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 
 // Two's complement negation in place of a big-endian byte string.
@@ -41,8 +35,8 @@ bool ParseUuidText(std::string_view text, std::string* raw16) {
       ++pos;
       continue;
     }
-    int hi = HexValue(text[pos]);
-    int lo = HexValue(text[pos + 1]);
+    int hi = HexDigitValue(text[pos]);
+    int lo = HexDigitValue(text[pos + 1]);
     if (hi < 0 || lo < 0) return false;
     raw16->push_back(static_cast<char>(hi * 16 + lo));
     pos += 2;
