@@ -211,14 +211,12 @@ class DuckDBWarehouse final : public driver::WarehouseService {
 
   ~DuckDBWarehouse() override {
     {
-      std::lock_guard lock(jobs_mu_);
+      std::unique_lock lock(jobs_mu_);
       stopping_ = true;
-      for (auto& slot : slots_) {
-        if (slot->current) duckdb_interrupt(slot->conn.get());
-      }
+      jobs_cv_.notify_all();
+      watchdog_cv_.notify_all();
+      InterruptUntilIdle(lock);
     }
-    jobs_cv_.notify_all();
-    watchdog_cv_.notify_all();
     for (auto& thread : threads_) thread.join();
     // Connections close before the database (member order does the rest).
     slots_.clear();
@@ -333,6 +331,22 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Connection admin_conn_;
 
   std::mutex jobs_mu_;  // guards everything below
+  // Interrupts every running job until all have returned. A job runs several
+  // statements, and an interrupt that lands between two of them is lost, so
+  // once is not enough. Requires `lock` on jobs_mu_.
+  void InterruptUntilIdle(std::unique_lock<std::mutex>& lock) {
+    auto busy = [&] {
+      return std::any_of(slots_.begin(), slots_.end(),
+                         [](const auto& slot) { return slot->current != nullptr; });
+    };
+    while (busy()) {
+      for (auto& slot : slots_) {
+        if (slot->current) duckdb_interrupt(slot->conn.get());
+      }
+      idle_cv_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+  }
+
   std::condition_variable jobs_cv_;      // work queued, or stopping
   std::condition_variable watchdog_cv_;  // a deadline changed, or stopping
   std::condition_variable idle_cv_;      // a worker finished a job
@@ -642,10 +656,13 @@ void DuckDBWarehouse::WatchdogLoop() {
     auto next = std::chrono::steady_clock::time_point::max();
     const auto now = std::chrono::steady_clock::now();
     for (auto& slot : slots_) {
-      if (!slot->current || slot->timed_out) continue;
-      if (slot->deadline <= now) {
+      if (!slot->current) continue;
+      if (slot->timed_out || slot->deadline <= now) {
+        // Again every 50 ms until the job returns: an interrupt between two of
+        // its statements is lost.
         slot->timed_out = true;
         duckdb_interrupt(slot->conn.get());
+        next = std::min(next, now + std::chrono::milliseconds(50));
       } else {
         next = std::min(next, slot->deadline);
       }
@@ -736,12 +753,7 @@ Status DuckDBWarehouse::Reset() {
     }
     jobs_.clear();
     queue_.clear();
-    for (auto& slot : slots_) {
-      if (slot->current) duckdb_interrupt(slot->conn.get());
-    }
-    idle_cv_.wait(lock, [&] {
-      return std::none_of(slots_.begin(), slots_.end(), [](const auto& slot) { return slot->current != nullptr; });
-    });
+    InterruptUntilIdle(lock);
   }
   std::lock_guard write_lock(write_mu_);
   dedup_.clear();
