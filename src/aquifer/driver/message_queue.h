@@ -39,6 +39,8 @@ namespace aquifer::driver {
 
 struct MessageQueueCapabilities {
   size_t max_message_size = 1 << 20;
+  // Both required by the engine (per-table write order; write reports), so the
+  // conformance suite asserts them; they are here to say so in one place.
   bool ordering_keys = true;
   bool ephemeral_subscriptions = true;
   // True when Publish returns only after the message is on stable storage
