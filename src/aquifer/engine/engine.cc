@@ -272,6 +272,16 @@ class EngineImpl final : public Engine {
   // Decodes a record cursor (not a job cursor) and checks read access on its instance.
   Result<ReadTarget> ResolveReadTarget(const Principal& who, const driver::Cursor& cursor);
   // Reads one page of a driver payload and wraps what follows in a cursor of the same kind.
+  // The primary instance of a table the principal may read, within the read quota.
+  Result<ReadTarget> ResolveReadTarget(const Principal& who, std::string_view project_name,
+                                       std::string_view table_name) {
+    AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project_name, table_name, Permission::kRead));
+    AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->GetTable(project_name, table_name));
+    AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(project_name));
+    AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kRead, 0));
+    return ReadTarget{table.primary, std::move(project)};
+  }
+
   Result<RecordPage> ReadPage(const Principal& who, const ReadTarget& target,
                               const EnginePayload& payload, const keys::Filter& filter,
                               int32_t limit);
@@ -779,11 +789,7 @@ Result<RecordPage> EngineImpl::ReadPage(const Principal& who, const ReadTarget& 
 
 Result<RecordPage> EngineImpl::QueryIndex(const Principal& who, const IndexQuery& query) {
   AQ_RETURN_IF_ERROR(CheckReadLimit(query.limit));
-  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, query.project, query.table, Permission::kRead));
-  AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->GetTable(query.project, query.table));
-  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(query.project));
-  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kRead, 0));
-  ReadTarget target{table.primary, std::move(project)};
+  AQ_ASSIGN_OR_RETURN(ReadTarget target, ResolveReadTarget(who, query.project, query.table));
   const schema::Schema& schema = *target.instance.schema;
   AQ_ASSIGN_OR_RETURN(keys::Filter filter, keys::ParseFilter(schema, query.filter_json));
   std::string filter_json = filter.empty() ? std::string() : keys::FilterToJson(schema, filter);
@@ -804,11 +810,7 @@ Result<RecordPage> EngineImpl::QueryIndex(const Principal& who, const IndexQuery
 
 Result<RecordPage> EngineImpl::QueryLog(const Principal& who, const LogQuery& query) {
   AQ_RETURN_IF_ERROR(CheckReadLimit(query.limit));
-  AQ_RETURN_IF_ERROR(catalog_->Authorize(who, query.project, query.table, Permission::kRead));
-  AQ_ASSIGN_OR_RETURN(TableInfo table, catalog_->GetTable(query.project, query.table));
-  AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(query.project));
-  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kRead, 0));
-  ReadTarget target{table.primary, std::move(project)};
+  AQ_ASSIGN_OR_RETURN(ReadTarget target, ResolveReadTarget(who, query.project, query.table));
   driver::QueryRequest request;
   request.kind = driver::QueryKind::kLog;
   request.from_timestamp_ms = query.from_ms;
