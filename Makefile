@@ -11,6 +11,9 @@ FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= ./data
+# ccache keys on paths relative to the checkout, so clones and worktrees in other folders share hits.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 .PHONY: setup configure build run test unit bench fuzz fuzz-build clean
 

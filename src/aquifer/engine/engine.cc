@@ -306,6 +306,7 @@ class EngineImpl final : public Engine {
   SubscriptionHub hub_;
   WriteWaiters waiters_;
   EngineMetrics metrics_;
+  WriteHealth health_;  // fails the write path closed (see health.h)
   const driver::Limits limits_;
   const size_t max_message_size_;
   const std::optional<std::string> new_admin_secret_;
@@ -400,7 +401,7 @@ Status EngineImpl::Start() {
   if (options_.role != Role::kGateway) {
     workers_ = std::make_unique<WorkerPool>(
         WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_,
-                   limits_.max_records_in_batch});
+                   limits_.max_records_in_batch, &health_});
     Status started = workers_->Start(options_.worker_threads);
     if (!started.ok()) {
       workers_.reset();

@@ -42,6 +42,7 @@
 #include "aquifer/driver/message_queue.h"
 #include "aquifer/driver/warehouse_service.h"
 #include "aquifer/engine/catalog.h"
+#include "aquifer/engine/health.h"
 #include "aquifer/engine/subscriptions.h"
 #include "aquifer/engine/wire.h"
 #include "aquifer/engine/write_pipeline.h"
@@ -77,6 +78,8 @@ struct WorkerDeps {
   // A run of queued writes is applied with one store write when it holds at
   // most this many records (the smaller of the lookup and warehouse limits).
   size_t max_records_per_store_write = 10'000;
+  // Where a worker reports a failure that stops the write path (never null when started by the engine).
+  WriteHealth* health = nullptr;
 };
 
 class WorkerPool {
