@@ -125,6 +125,7 @@ void Server::Start() {
     if (std::strncmp(*e, "AQUIFER_ADMIN_SECRET=", 21) != 0) env.emplace_back(*e);
   }
   if (options_.admin_secret) env.push_back("AQUIFER_ADMIN_SECRET=" + *options_.admin_secret);
+  for (const auto& entry : options_.extra_env) env.push_back(entry);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -208,6 +209,21 @@ void Server::Kill() {
   }
   pid_ = -1;
   if (reader_.joinable()) reader_.join();
+}
+
+int Server::WaitForExit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  for (;;) {
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) break;
+    if (std::chrono::steady_clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(20ms);
+  }
+  pid_ = -1;
+  if (reader_.joinable()) reader_.join();
+  return status;
 }
 
 int Server::Stop(std::chrono::milliseconds grace) {

@@ -58,6 +58,7 @@ struct ServerOptions {
   std::string data_dir;                   // default: a fresh temp dir owned by the Server
   std::optional<std::string> admin_secret;  // sets AQUIFER_ADMIN_SECRET
   std::vector<std::string> extra_args;
+  std::vector<std::string> extra_env;     // "NAME=value" entries added to the child's environment
   std::chrono::milliseconds start_timeout = 30s;
 };
 
@@ -73,6 +74,9 @@ class Server {
   void Start();
   // SIGKILL and reap.
   void Kill();
+  // Waits up to `timeout` for the child to exit by itself, reaps it and
+  // answers its wait status; -1 if it still runs (then it is left running).
+  int WaitForExit(std::chrono::milliseconds timeout);
   // SIGTERM, wait up to `grace`, then SIGKILL; answers the exit status.
   int Stop(std::chrono::milliseconds grace = 10s);
   void Restart() { Kill(); Start(); }

@@ -121,6 +121,14 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys (created_ms);
 )sql"},
+    // Claims written before this step were made before publishing and never
+    // confirmed; they are taken as committed (what the binary that wrote them
+    // assumed).
+    {2, "idempotency claims: pending until the write is durable, with an owner and a lease", R"sql(
+ALTER TABLE idempotency_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'committed';
+ALTER TABLE idempotency_keys ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE idempotency_keys ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -760,45 +768,89 @@ class SqliteCatalog final : public Catalog {
 
   // --- Idempotency keys ---------------------------------------------------------------------
 
-  Result<std::optional<std::string>> ClaimIdempotencyKey(
-      const Uuid& secret_id, std::string_view key, std::string_view proposed_write_id) override {
+  Result<IdempotencyClaim> ClaimIdempotencyKey(const Uuid& secret_id, std::string_view key,
+                                               std::string_view proposed_write_id,
+                                               std::string_view owner, int64_t lease_ms) override {
     if (key.empty() || key.size() > kMaxIdempotencyKeyLength) {
       return InvalidArgument("Idempotency-Key must be 1 to {} bytes, got {}",
                              kMaxIdempotencyKeyLength, key.size());
     }
     if (proposed_write_id.empty()) return InvalidArgument("the proposed write id is empty");
+    if (lease_ms <= 0) return InvalidArgument("the claim lease must be positive, got {} ms", lease_ms);
     const int64_t now = clock_->NowMillis();
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());
-    bool expired_row = false;
+    IdempotencyClaim claim;
+    claim.write_id = std::string(proposed_write_id);
+    bool replace = false;  // a row exists and this claim overwrites it
+    std::string old_owner, old_write_id;
     {
       auto stmt = Prepare(
-          "SELECT write_id, created_ms FROM idempotency_keys WHERE secret_id = ? AND idem_key = ?");
+          "SELECT write_id, created_ms, state, owner, lease_expires_ms FROM idempotency_keys "
+          "WHERE secret_id = ? AND idem_key = ?");
       stmt->Bind(secret_id, key);
       AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
       if (row) {
-        if (now - stmt->Int(1) < kIdempotencyKeyTtlMs) {
-          return std::optional<std::string>(stmt->Text(0));
+        const std::string state = stmt->Text(2);
+        old_write_id = stmt->Text(0);
+        old_owner = stmt->Text(3);
+        if (state == "committed") {
+          if (now - stmt->Int(1) < kIdempotencyKeyTtlMs) {
+            return IdempotencyClaim{IdempotencyClaim::State::kCommitted, old_write_id, 0};
+          }
+        } else if (state == "pending") {
+          if (stmt->Int(4) > now) {
+            return IdempotencyClaim{IdempotencyClaim::State::kPending, old_write_id, stmt->Int(4)};
+          }
+        } else {
+          return Corruption("catalog: idempotency claim has unknown state '{}'", state);
         }
-        expired_row = true;
+        replace = true;
       }
     }
-    Status written =
-        expired_row
-            ? Prepare("UPDATE idempotency_keys SET write_id = ?, created_ms = ? "
-                      "WHERE secret_id = ? AND idem_key = ?")
-                  ->Bind(proposed_write_id, now, secret_id, key)
-                  .Run()
-            : Prepare("INSERT INTO idempotency_keys (secret_id, idem_key, write_id, created_ms) "
-                      "VALUES (?, ?, ?, ?)")
-                  ->Bind(secret_id, key, proposed_write_id, now)
-                  .Run();
-    if (written.code() == StatusCode::kNotFound) {
-      return NotFound("secret {} not found", secret_id.ToString());
+    if (replace) {
+      // Compare-and-set on the row read above: a catalog shared by several
+      // processes (Postgres) may see another takeover in between.
+      AQ_RETURN_IF_ERROR(
+          Prepare("UPDATE idempotency_keys SET write_id = ?, created_ms = ?, state = 'pending', "
+                  "owner = ?, lease_expires_ms = ? "
+                  "WHERE secret_id = ? AND idem_key = ? AND owner = ? AND write_id = ?")
+              ->Bind(proposed_write_id, now, owner, now + lease_ms, secret_id, key, old_owner,
+                     old_write_id)
+              .Run());
+      if (sqlite3_changes(db_) != 1) {
+        return Aborted("Idempotency-Key claim changed concurrently; retry");
+      }
+    } else {
+      Status written =
+          Prepare("INSERT INTO idempotency_keys (secret_id, idem_key, write_id, created_ms, state, "
+                  "owner, lease_expires_ms) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
+              ->Bind(secret_id, key, proposed_write_id, now, owner, now + lease_ms)
+              .Run();
+      if (written.code() == StatusCode::kNotFound) {
+        return NotFound("secret {} not found", secret_id.ToString());
+      }
+      AQ_RETURN_IF_ERROR(written);
     }
-    AQ_RETURN_IF_ERROR(written);
     AQ_RETURN_IF_ERROR(txn.Commit());
-    return std::optional<std::string>();
+    return claim;
+  }
+
+  Status CommitIdempotencyKey(const Uuid& secret_id, std::string_view key,
+                              std::string_view write_id) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(
+        Prepare("UPDATE idempotency_keys SET state = 'committed', lease_expires_ms = 0 "
+                "WHERE secret_id = ? AND idem_key = ? AND write_id = ?")
+            ->Bind(secret_id, key, write_id)
+            .Run());
+    if (sqlite3_changes(db_) != 1) {
+      return Aborted("the Idempotency-Key claim of write {} was lost (its lease ran out and "
+                     "another request took it over)",
+                     write_id);
+    }
+    return txn.Commit();
   }
 
   Status ReleaseIdempotencyKey(const Uuid& secret_id, std::string_view key,
@@ -806,18 +858,23 @@ class SqliteCatalog final : public Catalog {
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());
     AQ_RETURN_IF_ERROR(
-        Prepare("DELETE FROM idempotency_keys WHERE secret_id = ? AND idem_key = ? AND write_id = ?")
+        Prepare("DELETE FROM idempotency_keys WHERE secret_id = ? AND idem_key = ? AND "
+                "write_id = ? AND state = 'pending'")
             ->Bind(secret_id, key, write_id)
             .Run());
     return txn.Commit();
   }
 
   Result<int64_t> PurgeIdempotencyKeys() override {
-    const int64_t cutoff = clock_->NowMillis() - kIdempotencyKeyTtlMs;
+    const int64_t now = clock_->NowMillis();
+    const int64_t cutoff = now - kIdempotencyKeyTtlMs;
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());
     AQ_RETURN_IF_ERROR(
-        Prepare("DELETE FROM idempotency_keys WHERE created_ms <= ?")->Bind(cutoff).Run());
+        Prepare("DELETE FROM idempotency_keys WHERE (state = 'committed' AND created_ms <= ?) OR "
+                "(state = 'pending' AND lease_expires_ms <= ?)")
+            ->Bind(cutoff, now)
+            .Run());
     int64_t purged = sqlite3_changes64(db_);
     AQ_RETURN_IF_ERROR(txn.Commit());
     return purged;

@@ -136,6 +136,29 @@ struct JobUpdate {
 inline constexpr int64_t kIdempotencyKeyTtlMs = 24LL * 60 * 60 * 1000;
 inline constexpr size_t kMaxIdempotencyKeyLength = 255;
 
+// What ClaimIdempotencyKey found. A claim is *pending* from the claim until
+// the write is durable in the queue, then *committed*; only a committed claim
+// stands for a write that happened.
+struct IdempotencyClaim {
+  enum class State : uint8_t {
+    // The caller holds the claim (the key was free, its earlier use expired,
+    // or a pending claim's lease had run out and was taken over): write, then
+    // CommitIdempotencyKey after the publish or ReleaseIdempotencyKey if it failed.
+    kClaimed,
+    // An earlier write with this key is durable: answer it, do not write again.
+    kCommitted,
+    // Another request holds the claim and has not finished: its write may
+    // still fail. Do not answer success; wait and claim again, or refuse
+    // with a retryable error.
+    kPending,
+  };
+  State state = State::kClaimed;
+  // kClaimed: the proposed write id; otherwise the earlier claim's write id.
+  std::string write_id;
+  // kPending: when the other claim's lease ends (it may be taken over then).
+  int64_t lease_expires_ms = 0;
+};
+
 class Catalog {
  public:
   virtual ~Catalog() = default;
@@ -219,19 +242,43 @@ class Catalog {
 
   // --- Idempotency keys -------------------------------------------------------------------
 
-  // Claims `key` for `secret_id`'s write `proposed_write_id`. Returns nullopt
-  // when the claim is new (proceed with the write), or the write id of the
-  // earlier claim when the key was used in the last kIdempotencyKeyTtlMs (the
-  // retry must not write again). Keys are 1..kMaxIdempotencyKeyLength bytes.
-  virtual Result<std::optional<std::string>> ClaimIdempotencyKey(
-      const Uuid& secret_id, std::string_view key, std::string_view proposed_write_id) = 0;
-  // Undoes a claim whose write never happened (the publish failed): deletes
-  // the claim of `key` by `secret_id` only while it still names `write_id`,
-  // so a retry can write. Releasing a claim that is gone or names another
-  // write is not an error.
+  // The life of a claim on (secret_id, key), each step one transaction:
+  //
+  //   (none) --Claim--> pending(owner, write_id, lease) --Commit--> committed(write_id)
+  //                        |  \--Release (the publish failed)--> (none)
+  //                        \--lease ran out, another Claim takes it over (compare-and-set
+  //                            on owner and write_id) --> pending(new owner, new write_id)
+  //
+  // Claims `key` (1..kMaxIdempotencyKeyLength bytes) for `secret_id`'s write
+  // `proposed_write_id`, made by the process `owner` (a random id per process,
+  // for diagnostics and the takeover's compare-and-set), with a lease of
+  // `lease_ms`. Answers kClaimed when the key is free, was last used more than
+  // kIdempotencyKeyTtlMs ago, or is pending with a lease that has run out (a
+  // process that died between claiming and publishing): the caller then holds
+  // it. kCommitted with the earlier write id when a committed claim is younger
+  // than kIdempotencyKeyTtlMs. kPending when another claim's lease still runs:
+  // the caller must not answer success for it. NotFound for an unknown secret.
+  //
+  // The lease must outlast the longest publish: a claim taken over while its
+  // owner is still publishing lets both writes through.
+  virtual Result<IdempotencyClaim> ClaimIdempotencyKey(const Uuid& secret_id, std::string_view key,
+                                                       std::string_view proposed_write_id,
+                                                       std::string_view owner,
+                                                       int64_t lease_ms) = 0;
+  // Marks the pending claim of `key` by `secret_id` naming `write_id` committed:
+  // the write is durable. OK when it already is. Aborted when the claim no
+  // longer names `write_id` (its lease ran out and another request took it
+  // over, or it was released): the write happened, but the key does not say so.
+  virtual Status CommitIdempotencyKey(const Uuid& secret_id, std::string_view key,
+                                      std::string_view write_id) = 0;
+  // Undoes a pending claim whose write never happened (the publish failed):
+  // deletes it only while it is pending and still names `write_id`, so a
+  // retry can write. Releasing a claim that is gone, committed or names
+  // another write is not an error and changes nothing.
   virtual Status ReleaseIdempotencyKey(const Uuid& secret_id, std::string_view key,
                                        std::string_view write_id) = 0;
-  // Deletes claims older than kIdempotencyKeyTtlMs; returns how many.
+  // Deletes committed claims older than kIdempotencyKeyTtlMs and pending
+  // claims whose lease has run out; returns how many.
   virtual Result<int64_t> PurgeIdempotencyKeys() = 0;
 };
 

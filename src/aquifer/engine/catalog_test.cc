@@ -224,8 +224,9 @@ TEST(CatalogProjects, DeletingAProjectCascadesAndReturnsItsInstances) {
   ASSERT_TRUE(orders.ok() && users.ok() && kept.ok());
   std::string secret = MintOrDie(*catalog, "shop", {.read = {"orders"}, .write = {"*"}});
   std::string keep_secret = MintOrDie(*catalog, "keep", {.manage = true});
-  ASSERT_TRUE(catalog->ClaimIdempotencyKey(ResolveOrDie(*catalog, secret).secret_id, "k1", "w1")
-                  .ok());
+  ASSERT_TRUE(
+      catalog->ClaimIdempotencyKey(ResolveOrDie(*catalog, secret).secret_id, "k1", "w1", "me", 1000)
+          .ok());
 
   auto removed = catalog->DeleteProject("shop");
   ASSERT_TRUE(removed.ok()) << removed.status().ToString();
@@ -776,53 +777,184 @@ TEST_F(CatalogAuthorization, JobStatusMovesForwardAndFinishedJobsAreFrozen) {
 
 // --- Idempotency keys ------------------------------------------------------------------------
 
-TEST(CatalogIdempotency, AKeyTakesEffectOncePerSecretForADay) {
+using ClaimState = IdempotencyClaim::State;
+constexpr int64_t kLeaseMs = 10'000;
+constexpr int64_t kMsToMicros = 1000;  // ManualClock::Advance takes microseconds
+
+// Claims and commits `key` as write `write_id`; answers the claim's state before committing.
+ClaimState ClaimAndCommit(Catalog& catalog, const Uuid& secret, std::string_view key,
+                          std::string_view write_id) {
+  auto claim = catalog.ClaimIdempotencyKey(secret, key, write_id, "owner-a", kLeaseMs);
+  EXPECT_TRUE(claim.ok()) << claim.status().ToString();
+  if (!claim.ok()) return ClaimState::kPending;
+  if (claim->state == ClaimState::kClaimed) {
+    Status committed = catalog.CommitIdempotencyKey(secret, key, write_id);
+    EXPECT_TRUE(committed.ok()) << committed.ToString();
+  }
+  return claim->state;
+}
+
+TEST(CatalogIdempotency, ACommittedKeyTakesEffectOncePerSecretForADay) {
   ManualClock clock;
   auto catalog = OpenOrDie(":memory:", {.clock = &clock});
   ASSERT_TRUE(catalog->CreateProject("shop").ok());
   Uuid alice = ResolveOrDie(*catalog, MintOrDie(*catalog, "shop", {.write = {"*"}})).secret_id;
   Uuid bob = ResolveOrDie(*catalog, MintOrDie(*catalog, "shop", {.write = {"*"}})).secret_id;
 
-  auto first = catalog->ClaimIdempotencyKey(alice, "req-1", "w1");
-  ASSERT_TRUE(first.ok());
-  EXPECT_FALSE(first->has_value());
+  EXPECT_EQ(ClaimAndCommit(*catalog, alice, "req-1", "w1"), ClaimState::kClaimed);
   clock.Advance(3'600'000'000LL);  // an hour later
-  auto retry = catalog->ClaimIdempotencyKey(alice, "req-1", "w2");
+  auto retry = catalog->ClaimIdempotencyKey(alice, "req-1", "w2", "owner-b", kLeaseMs);
   ASSERT_TRUE(retry.ok());
-  EXPECT_EQ(retry->value_or(""), "w1");
+  EXPECT_EQ(retry->state, ClaimState::kCommitted);
+  EXPECT_EQ(retry->write_id, "w1");
   // Keys are per secret.
-  auto other = catalog->ClaimIdempotencyKey(bob, "req-1", "w3");
-  ASSERT_TRUE(other.ok());
-  EXPECT_FALSE(other->has_value());
+  EXPECT_EQ(ClaimAndCommit(*catalog, bob, "req-1", "w3"), ClaimState::kClaimed);
 
   // After 24 hours the key is forgotten: the retry is a new write.
-  clock.Advance(kIdempotencyKeyTtlMs * 1000);
-  auto late = catalog->ClaimIdempotencyKey(alice, "req-1", "w4");
+  clock.Advance(kIdempotencyKeyTtlMs * kMsToMicros);
+  auto late = catalog->ClaimIdempotencyKey(alice, "req-1", "w4", "owner-b", kLeaseMs);
   ASSERT_TRUE(late.ok());
-  EXPECT_FALSE(late->has_value());
-  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, "req-1", "w5")->value_or(""), "w4");
+  EXPECT_EQ(late->state, ClaimState::kClaimed);
+  EXPECT_EQ(late->write_id, "w4");
+  ASSERT_TRUE(catalog->CommitIdempotencyKey(alice, "req-1", "w4").ok());
+  EXPECT_TRUE(catalog->CommitIdempotencyKey(alice, "req-1", "w4").ok()) << "commit is idempotent";
+  auto again = catalog->ClaimIdempotencyKey(alice, "req-1", "w5", "owner-b", kLeaseMs);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->state, ClaimState::kCommitted);
+  EXPECT_EQ(again->write_id, "w4");
 
-  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, "", "w").status().code(),
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, "", "w", "o", kLeaseMs).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, std::string(256, 'k'), "w").status().code(),
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, std::string(256, 'k'), "w", "o", kLeaseMs)
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(catalog->ClaimIdempotencyKey(Uuid::Random(), "req-9", "w").status().code(),
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, "req-2", "w", "o", 0).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(Uuid::Random(), "req-9", "w", "o", kLeaseMs).status().code(),
             StatusCode::kNotFound);
 }
 
-TEST(CatalogIdempotency, PurgeRemovesOnlyKeysOlderThanADay) {
+TEST(CatalogIdempotency, APendingClaimIsNeverAnsweredAsDoneAndIsReleasedWhenItsWriteFails) {
+  ManualClock clock;
+  auto catalog = OpenOrDie(":memory:", {.clock = &clock});
+  ASSERT_TRUE(catalog->CreateProject("shop").ok());
+  Uuid alice = ResolveOrDie(*catalog, MintOrDie(*catalog, "shop", {.write = {"*"}})).secret_id;
+
+  auto first = catalog->ClaimIdempotencyKey(alice, "req-1", "w1", "owner-a", kLeaseMs);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->state, ClaimState::kClaimed);
+  // A retry while the first is still publishing: pending, never committed.
+  clock.Advance((kLeaseMs - 1) * kMsToMicros);
+  auto retry = catalog->ClaimIdempotencyKey(alice, "req-1", "w2", "owner-b", kLeaseMs);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->state, ClaimState::kPending);
+  EXPECT_EQ(retry->write_id, "w1");
+  EXPECT_EQ(retry->lease_expires_ms, clock.NowMillis() + 1);
+
+  // Releasing with another write id, or committing another write id, changes nothing.
+  ASSERT_TRUE(catalog->ReleaseIdempotencyKey(alice, "req-1", "w2").ok());
+  EXPECT_EQ(catalog->CommitIdempotencyKey(alice, "req-1", "w2").code(), StatusCode::kAborted);
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(alice, "req-1", "w3", "owner-b", kLeaseMs)->state,
+            ClaimState::kPending);
+
+  // The first publish failed: released, and the retry claims it.
+  ASSERT_TRUE(catalog->ReleaseIdempotencyKey(alice, "req-1", "w1").ok());
+  auto after = catalog->ClaimIdempotencyKey(alice, "req-1", "w4", "owner-b", kLeaseMs);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->state, ClaimState::kClaimed);
+  EXPECT_EQ(after->write_id, "w4");
+  // The first request's late commit must not take the key back.
+  EXPECT_EQ(catalog->CommitIdempotencyKey(alice, "req-1", "w1").code(), StatusCode::kAborted);
+  ASSERT_TRUE(catalog->CommitIdempotencyKey(alice, "req-1", "w4").ok());
+  // A committed claim is not released by a stray release.
+  ASSERT_TRUE(catalog->ReleaseIdempotencyKey(alice, "req-1", "w4").ok());
+  auto done = catalog->ClaimIdempotencyKey(alice, "req-1", "w5", "owner-c", kLeaseMs);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state, ClaimState::kCommitted);
+  EXPECT_EQ(done->write_id, "w4");
+}
+
+TEST(CatalogIdempotency, AClaimLeftByADeadProcessIsTakenOverOnceItsLeaseRunsOut) {
+  ManualClock clock;
+  auto catalog = OpenOrDie(":memory:", {.clock = &clock});
+  ASSERT_TRUE(catalog->CreateProject("shop").ok());
+  Uuid alice = ResolveOrDie(*catalog, MintOrDie(*catalog, "shop", {.write = {"*"}})).secret_id;
+
+  // owner-a claims and dies before publishing.
+  ASSERT_EQ(catalog->ClaimIdempotencyKey(alice, "req-1", "w1", "owner-a", kLeaseMs)->state,
+            ClaimState::kClaimed);
+  clock.Advance(kLeaseMs * kMsToMicros);
+  auto takeover = catalog->ClaimIdempotencyKey(alice, "req-1", "w2", "owner-b", kLeaseMs);
+  ASSERT_TRUE(takeover.ok());
+  EXPECT_EQ(takeover->state, ClaimState::kClaimed);
+  EXPECT_EQ(takeover->write_id, "w2");
+  // The new claim has a fresh lease: another retry now waits for owner-b.
+  auto third = catalog->ClaimIdempotencyKey(alice, "req-1", "w3", "owner-c", kLeaseMs);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->state, ClaimState::kPending);
+  EXPECT_EQ(third->write_id, "w2");
+  // owner-a's claim is gone: its commit or release cannot touch owner-b's.
+  EXPECT_EQ(catalog->CommitIdempotencyKey(alice, "req-1", "w1").code(), StatusCode::kAborted);
+  ASSERT_TRUE(catalog->ReleaseIdempotencyKey(alice, "req-1", "w1").ok());
+  ASSERT_TRUE(catalog->CommitIdempotencyKey(alice, "req-1", "w2").ok());
+  // Committed claims have no lease: much later (within the day) still answered.
+  clock.Advance(kLeaseMs * 100 * kMsToMicros);
+  auto replay = catalog->ClaimIdempotencyKey(alice, "req-1", "w4", "owner-c", kLeaseMs);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_EQ(replay->state, ClaimState::kCommitted);
+  EXPECT_EQ(replay->write_id, "w2");
+}
+
+TEST(CatalogIdempotency, PurgeRemovesOldCommittedKeysAndExpiredPendingClaims) {
   ManualClock clock;
   auto catalog = OpenOrDie(":memory:", {.clock = &clock});
   ASSERT_TRUE(catalog->CreateProject("shop").ok());
   Uuid secret = ResolveOrDie(*catalog, MintOrDie(*catalog, "shop", {.write = {"*"}})).secret_id;
-  ASSERT_TRUE(catalog->ClaimIdempotencyKey(secret, "old-1", "w1").ok());
-  ASSERT_TRUE(catalog->ClaimIdempotencyKey(secret, "old-2", "w2").ok());
-  clock.Advance(kIdempotencyKeyTtlMs * 1000 - 1'000'000);
-  ASSERT_TRUE(catalog->ClaimIdempotencyKey(secret, "new", "w3").ok());
+  ClaimAndCommit(*catalog, secret, "old-1", "w1");
+  ClaimAndCommit(*catalog, secret, "old-2", "w2");
+  clock.Advance(kIdempotencyKeyTtlMs * kMsToMicros - 1'000'000);
+  ClaimAndCommit(*catalog, secret, "new", "w3");
+  ASSERT_EQ(catalog->ClaimIdempotencyKey(secret, "stuck", "w9", "dead", 500)->state,
+            ClaimState::kClaimed);
+  ASSERT_EQ(catalog->ClaimIdempotencyKey(secret, "live", "w8", "alive", kLeaseMs)->state,
+            ClaimState::kClaimed);
   EXPECT_EQ(*catalog->PurgeIdempotencyKeys(), 0);
-  clock.Advance(1'000'000);
-  EXPECT_EQ(*catalog->PurgeIdempotencyKeys(), 2);
-  EXPECT_EQ(catalog->ClaimIdempotencyKey(secret, "new", "w4")->value_or(""), "w3");
+  clock.Advance(1'000'000);  // one second: old-1, old-2 and the stuck claim are due
+  EXPECT_EQ(*catalog->PurgeIdempotencyKeys(), 3);
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(secret, "new", "w4", "o", kLeaseMs)->write_id, "w3");
+  EXPECT_EQ(catalog->ClaimIdempotencyKey(secret, "live", "w7", "o", kLeaseMs)->state,
+            ClaimState::kPending);
+}
+
+TEST(CatalogIdempotency, ClaimsOfTheFirstSchemaVersionCountAsCommitted) {
+  TempDir dir;
+  const std::string path = dir.File("catalog.db");
+  Uuid secret;
+  {
+    auto catalog = OpenOrDie(path);
+    ASSERT_TRUE(catalog->CreateProject("shop").ok());
+    secret = ResolveOrDie(*catalog, MintOrDie(*catalog, "shop", {.write = {"*"}})).secret_id;
+  }
+  {
+    // A row as version 1 wrote it: no state, owner or lease.
+    RawDb raw(path);
+    raw.Exec("DELETE FROM schema_version WHERE version >= 2");
+    raw.Exec("CREATE TABLE old_keys AS SELECT secret_id, idem_key, write_id, created_ms FROM "
+             "idempotency_keys");
+    raw.Exec("DROP TABLE idempotency_keys");
+    raw.Exec("CREATE TABLE idempotency_keys (secret_id TEXT NOT NULL REFERENCES secrets(id) ON "
+             "DELETE CASCADE, idem_key TEXT NOT NULL, write_id TEXT NOT NULL, created_ms BIGINT "
+             "NOT NULL, PRIMARY KEY (secret_id, idem_key))");
+    raw.Exec("DROP TABLE old_keys");
+    raw.Exec(fmt::format("INSERT INTO idempotency_keys VALUES ('{}', 'req-1', 'w-old', {})",
+                         secret.ToString(), Clock::System()->NowMillis()));
+  }
+  auto catalog = OpenOrDie(path);
+  auto claim = catalog->ClaimIdempotencyKey(secret, "req-1", "w-new", "o", kLeaseMs);
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  EXPECT_EQ(claim->state, ClaimState::kCommitted);
+  EXPECT_EQ(claim->write_id, "w-old");
 }
 
 // --- Concurrency -----------------------------------------------------------------------------
@@ -855,8 +987,11 @@ TEST(CatalogConcurrency, FourThreadsCreateTablesAndResolveSecretsWithoutErrors) 
         if (!allowed.ok()) fail(allowed);
         auto got = catalog->GetTable("shop", name);
         if (!got.ok()) fail(got.status());
-        auto claimed = catalog->ClaimIdempotencyKey(principal->secret_id, name, name);
-        if (!claimed.ok() || claimed->has_value()) fail(claimed.status());
+        auto claimed = catalog->ClaimIdempotencyKey(principal->secret_id, name, name, "me", 60'000);
+        if (!claimed.ok()) fail(claimed.status());
+        if (claimed.ok() && claimed->state != IdempotencyClaim::State::kClaimed) {
+          fail(Internal("key {} was not free", name));
+        }
       }
     });
   }

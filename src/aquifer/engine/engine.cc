@@ -12,8 +12,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -30,6 +33,7 @@
 #include "aquifer/base/text.h"
 #include "aquifer/driver/cursor.h"
 #include "aquifer/drivers/builtin.h"
+#include "aquifer/engine/health.h"
 #include "aquifer/engine/reads.h"
 #include "aquifer/engine/sql.h"
 #include "aquifer/engine/subscriptions.h"
@@ -186,6 +190,41 @@ std::string StoresText(const WaitFor& wait) {
 
 enum class QuotaKind : uint8_t { kRead, kWrite, kScan };
 
+// The test-only fault points of AQUIFER_TEST_FAULT (read once, in Engine::Open).
+// exit_after_idempotency_claim: the process _exit()s right after a write
+// claimed its Idempotency-Key, before publishing (tests/e2e/durability_test.cc).
+struct TestFaults {
+  bool exit_after_idempotency_claim = false;
+};
+
+Result<TestFaults> ReadTestFaults() {
+  TestFaults faults;
+  const char* text = std::getenv("AQUIFER_TEST_FAULT");
+  if (text == nullptr || *text == '\0') return faults;
+  if (std::string_view(text) == "exit_after_idempotency_claim") {
+    faults.exit_after_idempotency_claim = true;
+  } else {
+    return InvalidArgument("AQUIFER_TEST_FAULT: unknown fault point '{}' (test-only; known: "
+                           "exit_after_idempotency_claim)",
+                           text);
+  }
+  AQ_LOG(Warn, "AQUIFER_TEST_FAULT={}: a test-only fault point is active; never set this in "
+               "production",
+         text);
+  return faults;
+}
+
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// A random id for this process's Idempotency-Key claims.
+std::string ProcessOwnerId() {
+  return fmt::format("pid-{}-{}", ::getpid(), Uuid::Random().ToString());
+}
+
 // A table instance resolved for a read, with the project it bills.
 struct ReadTarget {
   driver::InstanceInfo instance;
@@ -201,8 +240,10 @@ class EngineImpl final : public Engine {
              std::shared_ptr<driver::LookupService> lookup,
              std::shared_ptr<driver::WarehouseService> warehouse,
              std::shared_ptr<driver::UsageService> usage, std::string cursor_key,
-             std::optional<std::string> new_admin_secret)
+             std::optional<std::string> new_admin_secret, TestFaults faults)
       : options_(std::move(options)),
+        faults_(faults),
+        claim_owner_(ProcessOwnerId()),
         clock_(options_.clock != nullptr ? options_.clock : Clock::System()),
         catalog_(std::move(catalog)),
         queue_(std::move(queue)),
@@ -265,6 +306,15 @@ class EngineImpl final : public Engine {
  private:
   Result<WriteAck> DoWrite(const Principal& who, const WriteRequest& request,
                            std::vector<RecordError>* details);
+  // Claims the request's Idempotency-Key for `write_id`: nullopt when this
+  // request holds it (write, then commit or release), else the write id of
+  // the earlier, durable write. Unavailable when another request's claim
+  // stays unfinished for idempotency_wait_ms.
+  Result<std::optional<std::string>> ClaimKey(const Principal& who, std::string_view key,
+                                              const std::string& write_id);
+  // Marks the claim done after a successful publish, retrying briefly; a
+  // failure is logged (the write is durable either way).
+  void CommitKey(const Principal& who, std::string_view key, const std::string& write_id);
   // ResourceExhausted when the project's monthly quota of `kind` is used up,
   // or would be by `extra_bytes` more.
   Status CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_t extra_bytes);
@@ -294,6 +344,8 @@ class EngineImpl final : public Engine {
   void FlushLoop();
 
   const EngineOptions options_;
+  const TestFaults faults_;
+  const std::string claim_owner_;  // this process, in Idempotency-Key claims
   Clock* const clock_;
   std::unique_ptr<Catalog> catalog_;
   std::shared_ptr<driver::MessageQueue> queue_;
@@ -310,6 +362,8 @@ class EngineImpl final : public Engine {
   const driver::Limits limits_;
   const size_t max_message_size_;
   const std::optional<std::string> new_admin_secret_;
+  std::atomic<int64_t> idempotency_waits_{0};    // retries that met an unfinished claim
+  std::atomic<int64_t> idempotency_refusals_{0}; // ... and got Unavailable
 
   std::mutex lifecycle_mu_;  // serialises Start and Stop
   bool started_ = false;     // guarded by lifecycle_mu_
@@ -344,9 +398,14 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
 
   driver::Registry registry;
   drivers::RegisterBuiltinDrivers(&registry);
+  AQ_ASSIGN_OR_RETURN(TestFaults faults, ReadTestFaults());
   driver::DriverContext context{options.data_dir, clock};
   auto queue = registry.MakeMessageQueue(options.queue.name, options.queue.config, context);
   if (!queue.ok()) return queue.status().WithContext("opening the message queue");
+  if (options.wrap_queue) *queue = options.wrap_queue(std::move(*queue));
+  if (options.idempotency_lease_ms <= 0 || options.idempotency_wait_ms < 0) {
+    return InvalidArgument("idempotency_lease_ms must be > 0 and idempotency_wait_ms >= 0");
+  }
   auto lookup = registry.MakeLookupService(options.lookup.name, options.lookup.config, context);
   if (!lookup.ok()) return lookup.status().WithContext("opening the lookup service");
   auto warehouse =
@@ -384,7 +443,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
 
   return std::unique_ptr<Engine>(new EngineImpl(
       options, std::move(*catalog), std::move(*queue), std::move(*lookup), std::move(*warehouse),
-      std::move(*usage), std::move(cursor_key), std::move(new_admin_secret)));
+      std::move(*usage), std::move(cursor_key), std::move(new_admin_secret), faults));
 }
 
 Status EngineImpl::Start() {
@@ -620,16 +679,23 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   AQ_ASSIGN_OR_RETURN(auto messages, SplitIntoMessages(write_id, instance.instance_id,
                                                        std::move(batch.records), max_message_size_));
 
-  // Idempotency: claim before publishing, so concurrent retries of one key
-  // write once; a failed publish releases the claim again.
+  // Idempotency: the claim is pending until the publish succeeded, so a
+  // concurrent retry never answers success for a write that may still fail;
+  // a failed publish releases it (see ClaimKey and catalog.h).
   const bool idempotent = !request.idempotency_key.empty();
   if (idempotent) {
-    AQ_ASSIGN_OR_RETURN(auto earlier, catalog_->ClaimIdempotencyKey(
-                                          who.secret_id, request.idempotency_key, ack.write_id));
+    AQ_ASSIGN_OR_RETURN(auto earlier, ClaimKey(who, request.idempotency_key, ack.write_id));
     if (earlier.has_value()) {
       ack.write_id = *earlier;
       ack.replayed = true;
       return ack;
+    }
+    if (faults_.exit_after_idempotency_claim) {
+      std::fprintf(stderr, "aquifer: AQUIFER_TEST_FAULT=exit_after_idempotency_claim: exiting after "
+                           "claiming Idempotency-Key for write %s, before publishing\n",
+                   ack.write_id.c_str());
+      std::fflush(stderr);
+      ::_exit(86);
     }
   }
 
@@ -656,14 +722,16 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
       Status released =
           catalog_->ReleaseIdempotencyKey(who.secret_id, request.idempotency_key, ack.write_id);
       if (!released.ok()) {
-        AQ_LOG(Error, "write {}: releasing Idempotency-Key after a failed publish: {}", ack.write_id,
-               released.ToString());
+        AQ_LOG(Error, "write {}: releasing Idempotency-Key after a failed publish: {} (a retry "
+                      "waits for the claim's lease of {} ms to run out)",
+               ack.write_id, released.ToString(), options_.idempotency_lease_ms);
       }
     }
     return Unavailable("the write queue did not accept the write ({}); nothing was acknowledged, "
                        "retry later",
                        published.ToString());
   }
+  if (idempotent) CommitKey(who, request.idempotency_key, ack.write_id);
   metrics_.writes.fetch_add(1, std::memory_order_relaxed);
   metrics_.records_accepted.fetch_add(record_count, std::memory_order_relaxed);
   metrics_.messages_published.fetch_add(static_cast<int64_t>(messages.size()),
@@ -686,6 +754,62 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
     ack.waited = true;
   }
   return ack;
+}
+
+Result<std::optional<std::string>> EngineImpl::ClaimKey(const Principal& who, std::string_view key,
+                                                        const std::string& write_id) {
+  const int64_t deadline = SteadyMillis() + options_.idempotency_wait_ms;
+  auto pause = std::chrono::milliseconds(5);
+  bool waited = false;
+  while (true) {
+    auto claim = catalog_->ClaimIdempotencyKey(who.secret_id, key, write_id, claim_owner_,
+                                               options_.idempotency_lease_ms);
+    int64_t lease_left_ms = 0;
+    if (claim.ok()) {
+      switch (claim->state) {
+        case IdempotencyClaim::State::kClaimed:
+          return std::optional<std::string>();
+        case IdempotencyClaim::State::kCommitted:
+          return std::optional<std::string>(claim->write_id);
+        case IdempotencyClaim::State::kPending:
+          lease_left_ms = std::max<int64_t>(claim->lease_expires_ms - clock_->NowMillis(), 0);
+          break;
+      }
+    } else if (claim.status().code() != StatusCode::kAborted) {
+      return claim.status();  // Aborted: a concurrent takeover; look again
+    }
+    if (!waited) {
+      waited = true;
+      idempotency_waits_.fetch_add(1, std::memory_order_relaxed);
+    }
+    const int64_t now = SteadyMillis();
+    if (now >= deadline) {
+      idempotency_refusals_.fetch_add(1, std::memory_order_relaxed);
+      return Unavailable(
+          "an earlier request with this Idempotency-Key is still in progress; retry. Nothing is "
+          "acknowledged until it finishes{}",
+          lease_left_ms > 0
+              ? fmt::format(" (if its process died, the key is free again in {} ms)", lease_left_ms)
+              : std::string());
+    }
+    std::this_thread::sleep_for(std::min(pause, std::chrono::milliseconds(deadline - now)));
+    pause = std::min(pause * 2, std::chrono::milliseconds(100));
+  }
+}
+
+void EngineImpl::CommitKey(const Principal& who, std::string_view key, const std::string& write_id) {
+  Status committed;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    committed = catalog_->CommitIdempotencyKey(who.secret_id, key, write_id);
+    if (committed.ok() || committed.code() == StatusCode::kAborted) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10) * (1 << attempt));
+  }
+  if (!committed.ok()) {
+    // The write is durable, so it is acknowledged; only the key does not say so.
+    AQ_LOG(Error, "write {} is durable in the queue, but marking its Idempotency-Key done failed: "
+                  "{}; a retry with this key after the claim's lease ({} ms) may write it again",
+           write_id, committed.ToString(), options_.idempotency_lease_ms);
+  }
 }
 
 // --- Usage and quotas -------------------------------------------------------------------------
@@ -999,6 +1123,11 @@ std::string EngineImpl::MetricsText() {
          load(metrics_.reports_received));
   metric("aquifer_wait_timeouts_total", "counter", "Writes whose wait= timed out.",
          load(metrics_.wait_timeouts));
+  metric("aquifer_idempotency_waits_total", "counter",
+         "Writes whose Idempotency-Key was held by an unfinished request.", load(idempotency_waits_));
+  metric("aquifer_idempotency_in_progress_total", "counter",
+         "Writes answered 503 because their Idempotency-Key stayed held by an unfinished request.",
+         load(idempotency_refusals_));
   metric("aquifer_write_waiters", "gauge", "Write requests waiting for their stores.",
          static_cast<int64_t>(waiters_.size()));
   metric("aquifer_reads_total", "counter", "Record pages read (index, log, cursor, changes).",

@@ -63,6 +63,21 @@ struct EngineOptions {
   int64_t usage_flush_interval_ms = 1'000;  // meter → UsageService
   int32_t worker_threads = 2;
   Clock* clock = Clock::System();
+
+  // Idempotency-Key claims (README "Guarantees"). A claim is pending from
+  // before the publish until the write is durable; a retry meeting a pending
+  // claim waits up to `idempotency_wait_ms` for it to finish, then answers
+  // Unavailable (503, retry). A pending claim whose process died is taken over
+  // once its lease of `idempotency_lease_ms` has run out; the lease must
+  // outlast the slowest queue publish, or a slow publish and a retry's
+  // takeover may both write.
+  int64_t idempotency_lease_ms = 30'000;
+  int64_t idempotency_wait_ms = 5'000;
+
+  // Tests only: decorates the message queue once built (driver/wrappers.h),
+  // to inject faults. Unset in production.
+  std::function<std::shared_ptr<driver::MessageQueue>(std::shared_ptr<driver::MessageQueue>)>
+      wrap_queue;
 };
 
 // One problem with one record of a write, or one field of it.

@@ -14,11 +14,11 @@ namespace aquifer::gateway {
 namespace {
 
 constexpr std::array<std::string_view, 4> kDriverSections = {"queue", "lookup", "warehouse", "usage"};
-constexpr std::array<std::string_view, 14> kServerKeys = {
+constexpr std::array<std::string_view, 16> kServerKeys = {
     "host",           "port",           "data",           "role",
     "io_threads",     "handler_threads", "public_metrics", "max_body_bytes",
     "wait_timeout_ms", "catalog",        "worker_threads", "usage_flush_interval_ms",
-    "idle_timeout_ms", "request_timeout_ms"};
+    "idle_timeout_ms", "request_timeout_ms", "idempotency_lease_ms", "idempotency_wait_ms"};
 
 // One value with where it came from, for messages.
 struct Setting {
@@ -253,6 +253,10 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
       options.worker_threads = static_cast<int32_t>(threads);
     } else if (key == "usage_flush_interval_ms") {
       AQ_ASSIGN_OR_RETURN(options.usage_flush_interval_ms, ToInt(setting, 1, int64_t{3600} * 1000));
+    } else if (key == "idempotency_lease_ms") {
+      AQ_ASSIGN_OR_RETURN(options.idempotency_lease_ms, ToInt(setting, 1, int64_t{24} * 3600 * 1000));
+    } else if (key == "idempotency_wait_ms") {
+      AQ_ASSIGN_OR_RETURN(options.idempotency_wait_ms, ToInt(setting, 0, int64_t{3600} * 1000));
     } else if (key == "idle_timeout_ms") {
       AQ_ASSIGN_OR_RETURN(int64_t ms, ToInt(setting, 100, int64_t{24} * 3600 * 1000));
       server.idle_timeout = std::chrono::milliseconds(ms);

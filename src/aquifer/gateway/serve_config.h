@@ -15,7 +15,7 @@
 //   file (TOML)  [server] host, port, data, role, io_threads, handler_threads,
 //                public_metrics, max_body_bytes, wait_timeout_ms, catalog,
 //                worker_threads, usage_flush_interval_ms, idle_timeout_ms,
-//                request_timeout_ms
+//                request_timeout_ms, idempotency_lease_ms, idempotency_wait_ms
 //                [queue] [lookup] [warehouse] [usage]: driver = "name" and any
 //                other keys, passed to that driver as its Config (strings;
 //                numbers and booleans are written in TOML form).

@@ -81,6 +81,21 @@ TEST(ServeConfig, FlagsBeatEnvironmentWhichBeatsTheFile) {
   EXPECT_EQ(config->engine.admin_secret, "a-long-operator-secret");
 }
 
+TEST(ServeConfig, IdempotencyClaimLeaseAndWaitAreServerKeys) {
+  Result<ServeConfig> defaults = LoadServeConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->engine.idempotency_lease_ms, engine::EngineOptions{}.idempotency_lease_ms);
+  Result<ServeConfig> config =
+      LoadServeConfig({}, {{"AQUIFER_SERVER_IDEMPOTENCY_LEASE_MS", "1500"}},
+                      "[server]\nidempotency_lease_ms = 9000\nidempotency_wait_ms = 250\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->engine.idempotency_lease_ms, 1500);  // env over file
+  EXPECT_EQ(config->engine.idempotency_wait_ms, 250);
+  Result<ServeConfig> zero = LoadServeConfig({}, {}, "[server]\nidempotency_lease_ms = 0\n");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("idempotency_lease_ms"), std::string::npos);
+}
+
 TEST(ServeConfig, MistakesNameTheKeyAndItsSource) {
   auto error = [](const ServeFlags& flags, std::map<std::string, std::string> env,
                   std::optional<std::string_view> file) {
