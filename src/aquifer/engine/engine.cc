@@ -190,6 +190,12 @@ std::string StoresText(const WaitFor& wait) {
 
 enum class QuotaKind : uint8_t { kRead, kWrite, kScan };
 
+// WriteHealth component of the message queue.
+constexpr std::string_view kQueueComponent = "queue";
+// Transient publish errors (Unavailable, Timeout...) in a row, with no
+// success between, before the queue counts as refusing writes.
+constexpr int kTransientPublishFailuresBeforeUnhealthy = 3;
+
 // The test-only fault points of AQUIFER_TEST_FAULT (read once, in Engine::Open).
 // exit_after_idempotency_claim: the process _exit()s right after a write
 // claimed its Idempotency-Key, before publishing (tests/e2e/durability_test.cc).
@@ -306,6 +312,11 @@ class EngineImpl final : public Engine {
  private:
   Result<WriteAck> DoWrite(const Principal& who, const WriteRequest& request,
                            std::vector<RecordError>* details);
+  // OK when writes may be published: the write path is healthy, or only the
+  // queue failed and this write is the probe of this interval.
+  Status CheckWritePath();
+  // Records a publish's outcome in health_ (see kQueueComponent).
+  void NotePublish(const Status& published);
   // Claims the request's Idempotency-Key for `write_id`: nullopt when this
   // request holds it (write, then commit or release), else the write id of
   // the earlier, durable write. Unavailable when another request's claim
@@ -362,6 +373,9 @@ class EngineImpl final : public Engine {
   const driver::Limits limits_;
   const size_t max_message_size_;
   const std::optional<std::string> new_admin_secret_;
+  std::atomic<int> publish_failures_{0};       // in a row, since the last success
+  std::atomic<bool> queue_failed_{false};      // health_ holds kQueueComponent
+  std::atomic<int64_t> next_queue_probe_ms_{0};  // steady clock
   std::atomic<int64_t> idempotency_waits_{0};    // retries that met an unfinished claim
   std::atomic<int64_t> idempotency_refusals_{0}; // ... and got Unavailable
 
@@ -679,6 +693,9 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   AQ_ASSIGN_OR_RETURN(auto messages, SplitIntoMessages(write_id, instance.instance_id,
                                                        std::move(batch.records), max_message_size_));
 
+  // A write path that refuses writes answers before anything is claimed.
+  AQ_RETURN_IF_ERROR(CheckWritePath());
+
   // Idempotency: the claim is pending until the publish succeeded, so a
   // concurrent retry never answers success for a write that may still fail;
   // a failed publish releases it (see ClaimKey and catalog.h).
@@ -716,6 +733,7 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   const std::string ordering_key(instance.instance_id.AsBytes());
   for (const auto& data : encoded) outgoing.push_back({data, ordering_key});
   Status published = queue_->Publish(kWritesTopic, outgoing);
+  NotePublish(published);
   if (!published.ok()) {
     if (waiter) waiters_.Unregister(write_id);
     if (idempotent) {
@@ -754,6 +772,53 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
     ack.waited = true;
   }
   return ack;
+}
+
+Status EngineImpl::CheckWritePath() {
+  Status healthy = health_.Check();
+  if (healthy.ok()) return healthy;
+  if (queue_failed_.load(std::memory_order_relaxed) && health_.CheckIgnoring(kQueueComponent).ok()) {
+    // Only the queue is failing: one write per interval goes through as a probe.
+    const int64_t now = SteadyMillis();
+    int64_t next = next_queue_probe_ms_.load(std::memory_order_relaxed);
+    if (now >= next && next_queue_probe_ms_.compare_exchange_strong(
+                           next, now + options_.write_path_probe_interval_ms)) {
+      return Status::OK();
+    }
+  }
+  return healthy;
+}
+
+void EngineImpl::NotePublish(const Status& published) {
+  if (published.ok()) {
+    if (publish_failures_.load(std::memory_order_relaxed) != 0) publish_failures_.store(0);
+    if (queue_failed_.load(std::memory_order_relaxed) && queue_failed_.exchange(false)) {
+      health_.Clear(kQueueComponent);
+      AQ_LOG(Info, "the message queue accepts writes again; writes are acknowledged again");
+    }
+    return;
+  }
+  switch (published.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kTooLarge:
+      return;  // this write's own fault, not the queue's
+    case StatusCode::kUnavailable:
+    case StatusCode::kTimeout:
+    case StatusCode::kAborted:
+    case StatusCode::kResourceExhausted:
+      // Transient unless it keeps happening.
+      if (publish_failures_.fetch_add(1) + 1 < kTransientPublishFailuresBeforeUnhealthy) return;
+      break;
+    default:  // Corruption, Internal, NotFound (topic gone)...: the queue is broken
+      break;
+  }
+  next_queue_probe_ms_.store(SteadyMillis() + options_.write_path_probe_interval_ms);
+  health_.Fail(kQueueComponent, published);
+  if (!queue_failed_.exchange(true)) {
+    AQ_LOG(Error, "the message queue refuses writes ({}); writes are answered 503 until it "
+                  "accepts one again (probed every {} ms)",
+           published.ToString(), options_.write_path_probe_interval_ms);
+  }
 }
 
 Result<std::optional<std::string>> EngineImpl::ClaimKey(const Principal& who, std::string_view key,
@@ -1067,6 +1132,7 @@ Result<JobRowsPage> EngineImpl::ReadJobRows(const Principal& who, std::string_vi
 // --- Health and metrics -----------------------------------------------------------------------
 
 Status EngineImpl::Health() {
+  AQ_RETURN_IF_ERROR(health_.Check());
   auto projects = catalog_->ListProjects();
   if (!projects.ok()) return Unavailable("catalog: {}", projects.status().ToString());
   Status topic = queue_->RegisterTopic(kWritesTopic);
@@ -1128,6 +1194,9 @@ std::string EngineImpl::MetricsText() {
   metric("aquifer_idempotency_in_progress_total", "counter",
          "Writes answered 503 because their Idempotency-Key stayed held by an unfinished request.",
          load(idempotency_refusals_));
+  metric("aquifer_write_path_healthy", "gauge",
+         "1 while writes are acknowledged, 0 while the queue or a store refuses them.",
+         health_.Check().ok() ? 1 : 0);
   metric("aquifer_write_waiters", "gauge", "Write requests waiting for their stores.",
          static_cast<int64_t>(waiters_.size()));
   metric("aquifer_reads_total", "counter", "Record pages read (index, log, cursor, changes).",

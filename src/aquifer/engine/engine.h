@@ -73,6 +73,10 @@ struct EngineOptions {
   // takeover may both write.
   int64_t idempotency_lease_ms = 30'000;
   int64_t idempotency_wait_ms = 5'000;
+  // Once the queue refuses writes (WriteHealth, health.h), writes are answered
+  // Unavailable without publishing, except one every this many ms, which
+  // probes whether the queue works again.
+  int64_t write_path_probe_interval_ms = 1'000;
 
   // Tests only: decorates the message queue once built (driver/wrappers.h),
   // to inject faults. Unset in production.
@@ -231,6 +235,9 @@ class Engine {
   virtual Result<std::string> UsageJson(const Principal& who) = 0;
 
   // --- Health and metrics -----------------------------------------------------------------
+  // OK, or Unavailable naming the cause: first the write path (WriteHealth:
+  // the queue or a store refusing writes, in which case writes are refused
+  // too), then a probe of every store.
   virtual Status Health() = 0;
   // Prometheus text exposition of the engine's counters (the gateway adds its own).
   virtual std::string MetricsText() = 0;

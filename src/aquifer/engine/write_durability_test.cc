@@ -1,7 +1,8 @@
 // What a write's 2xx promises (README "Guarantees"), in one process on the
 // embedded drivers with a fault-injecting queue wrapper in front of the
 // queue: Idempotency-Key claims that become final only once the publish
-// succeeded.
+// succeeded, and a write path that refuses writes while the queue does (and
+// says so in Health()).
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -285,6 +286,60 @@ TEST_F(WriteDurabilityTest, AClaimWhoseLeaseRanOutIsTakenOverByARetry) {
   EXPECT_TRUE(replay->replayed);
   EXPECT_EQ(replay->write_id, retry->write_id);
   EXPECT_EQ(LogSize(), 1u);
+}
+
+// --- The write path fails closed while the queue refuses writes -----------------------------
+
+TEST_F(WriteDurabilityTest, AQueueThatRefusesWritesMakesWritesAndHealthUnavailableUntilItRecovers) {
+  EngineOptions options = Options();
+  options.write_path_probe_interval_ms = 0;  // every write probes
+  Open(options);
+  ASSERT_TRUE(engine_->Health().ok());
+  faults_->fail_all = Corruption("injected: queue log damaged");
+  auto refused = Write("");
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  Status health = engine_->Health();
+  EXPECT_EQ(health.code(), StatusCode::kUnavailable);
+  EXPECT_THAT(health.message(), HasSubstr("queue"));
+  EXPECT_THAT(health.message(), HasSubstr("injected: queue log damaged"));
+  EXPECT_EQ(Metric("aquifer_write_path_healthy"), 0);
+
+  faults_->fail_all = Status::OK();
+  auto accepted = Write("", {.log = true});
+  ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+  EXPECT_TRUE(engine_->Health().ok()) << engine_->Health().ToString();
+  EXPECT_EQ(Metric("aquifer_write_path_healthy"), 1);
+  EXPECT_EQ(LogSize(), 1u);
+}
+
+TEST_F(WriteDurabilityTest, BetweenProbesAFailedQueueIsNotAskedAndWritesAreRefused) {
+  EngineOptions options = Options();
+  options.write_path_probe_interval_ms = 3'600'000;
+  Open(options);
+  faults_->fail_all = Corruption("injected: queue log damaged");
+  EXPECT_EQ(Write("").status().code(), StatusCode::kUnavailable);
+  const int publishes = Publishes();
+  faults_->fail_all = Status::OK();
+  auto refused = Write("key-5");
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(refused.status().message(), HasSubstr("injected: queue log damaged"));
+  EXPECT_EQ(Publishes(), publishes) << "a write was published while the write path was failed";
+  // Nothing was claimed: the key is free for a later retry.
+  EXPECT_EQ(engine_->Health().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(WriteDurabilityTest, TransientPublishErrorsCountOnlyWhenTheyRepeat) {
+  EngineOptions options = Options();
+  options.write_path_probe_interval_ms = 0;
+  Open(options);
+  faults_->fail_all = Unavailable("injected: broker busy");
+  EXPECT_EQ(Write("").status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(engine_->Health().ok()) << "one transient error is not a failing queue";
+  EXPECT_EQ(Write("").status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(Write("").status().code(), StatusCode::kUnavailable);
+  Status health = engine_->Health();
+  EXPECT_EQ(health.code(), StatusCode::kUnavailable);
+  EXPECT_THAT(health.message(), HasSubstr("injected: broker busy"));
 }
 
 }  // namespace

@@ -211,8 +211,18 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
   switch (route.id) {
     case RouteId::kHealthz: {
       if (Status status = query.Check(route.query_params); !status.ok()) return ErrorResponse(status);
+      // {"status":"ok"}. Unhealthy: 503, the error naming the cause, plus
+      // "status":"unhealthy".
       Status health = Health();
-      if (!health.ok()) return ErrorResponse(health);
+      if (!health.ok()) {
+        HttpResponse response = ErrorResponse(health);
+        nlohmann::json body = nlohmann::json::parse(response.body, nullptr, false);
+        if (body.is_object()) {
+          body["status"] = "unhealthy";
+          response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+        return response;
+      }
       return JsonResponse(200, "{\"status\":\"ok\"}");
     }
     case RouteId::kOpenApi: {
