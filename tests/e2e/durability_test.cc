@@ -1,7 +1,8 @@
 // What a 2xx write answer promises (README "Guarantees"), against the real
 // binary: an Idempotency-Key whose first request died between claiming the key
 // and publishing is written by the retry (never answered "replayed" with
-// nothing written).
+// nothing written), and relaxed queue durability is visible at start-up, on
+// /healthz and on every write answer.
 
 #include <sys/wait.h>
 
@@ -83,6 +84,62 @@ TEST(Durability, AWriteKilledBetweenItsIdempotencyClaimAndItsPublishIsWrittenByT
   EXPECT_EQ(replay.j().value("replayed", false), true) << replay.Describe();
   EXPECT_EQ(replay.j()["write_id"], retry.j()["write_id"]);
   EXPECT_EQ(ReadWholeLog(client, project, table).size(), 3u);
+}
+
+TEST(Durability, RelaxedQueueDurabilityIsAnnouncedOnHealthzAndOnEveryWriteAnswer) {
+  ServerOptions options;
+  options.admin_secret = kSecret;
+  options.extra_env = {"AQUIFER_QUEUE_SYNC=false"};
+  Server server(options);
+  server.Start();
+  EXPECT_NE(server.Output().find("relaxed durability"), std::string::npos)
+      << "no start-up warning\n" << server.OutputTail();
+
+  Client anon(server, "");
+  auto health = anon.Get("/healthz");
+  AQ_ASSERT_STATUS(health, 200);
+  EXPECT_EQ(health.j()["status"], "ok");
+  EXPECT_EQ(health.j()["durability"], "relaxed");
+  ASSERT_TRUE(health.j()["warnings"].is_array()) << health.Describe();
+  ASSERT_EQ(health.j()["warnings"].size(), 1u) << health.Describe();
+  EXPECT_NE(health.j()["warnings"][0].get<std::string>().find("sync = false"), std::string::npos);
+
+  Client admin(server, kSecret);
+  const std::string project = UniqueName("relaxed"), table = "events";
+  MakeTable(admin, project, table);
+  auto accepted = admin.PostRaw(TablePath(project, table) + "/records", Ndjson(Records(2)),
+                                "application/x-ndjson");
+  AQ_ASSERT_STATUS(accepted, 202);
+  EXPECT_EQ(accepted.header("Aquifer-Durability"), "relaxed");
+  EXPECT_EQ(accepted.j().value("durable", true), false) << accepted.Describe();
+  auto applied = admin.PostRaw(TablePath(project, table) + "/records?wait=index",
+                               Ndjson(Records(2)), "application/x-ndjson");
+  AQ_ASSERT_STATUS(applied, 200);
+  EXPECT_EQ(applied.header("Aquifer-Durability"), "relaxed");
+  EXPECT_EQ(applied.j().value("durable", true), false) << applied.Describe();
+}
+
+TEST(Durability, DurableWritesSayNothingExtraButHealthzNamesTheMode) {
+  ServerOptions options;
+  options.admin_secret = kSecret;
+  options.extra_env = {"AQUIFER_QUEUE_SYNC=true"};
+  Server server(options);
+  server.Start();
+  EXPECT_EQ(server.Output().find("relaxed durability"), std::string::npos);
+  Client anon(server, "");
+  auto health = anon.Get("/healthz");
+  AQ_ASSERT_STATUS(health, 200);
+  EXPECT_EQ(health.j()["durability"], "durable");
+  EXPECT_FALSE(health.j().contains("warnings")) << health.Describe();
+
+  Client admin(server, kSecret);
+  const std::string project = UniqueName("durable"), table = "events";
+  MakeTable(admin, project, table);
+  auto accepted = admin.PostRaw(TablePath(project, table) + "/records", Ndjson(Records(2)),
+                                "application/x-ndjson");
+  AQ_ASSERT_STATUS(accepted, 202);
+  EXPECT_EQ(accepted.header("Aquifer-Durability"), "");
+  EXPECT_FALSE(accepted.j().contains("durable")) << accepted.Describe();
 }
 
 }  // namespace

@@ -261,7 +261,17 @@ class EngineImpl final : public Engine {
         meter_(usage_, clock_),
         limits_(MinLimits(lookup_->capabilities().limits, warehouse_->capabilities().limits)),
         max_message_size_(queue_->capabilities().max_message_size),
+        relaxed_durability_(RelaxedDurabilityOf(*queue_, options_.queue)),
         new_admin_secret_(std::move(new_admin_secret)) {}
+
+  static std::optional<std::string> RelaxedDurabilityOf(const driver::MessageQueue& queue,
+                                                        const DriverChoice& choice) {
+    if (queue.capabilities().durable_publish) return std::nullopt;
+    return fmt::format("relaxed durability: the message queue (driver '{}') acknowledges writes "
+                       "before they reach stable storage ([queue] sync = false); an acknowledged "
+                       "write survives a crash of the process, not of the machine",
+                       choice.name);
+  }
 
   ~EngineImpl() override { Stop(); }
 
@@ -307,6 +317,7 @@ class EngineImpl final : public Engine {
 
   Result<std::string> UsageJson(const Principal& who) override;
   Status Health() override;
+  std::optional<std::string> RelaxedDurability() const override { return relaxed_durability_; }
   std::string MetricsText() override;
 
  private:
@@ -372,6 +383,7 @@ class EngineImpl final : public Engine {
   WriteHealth health_;  // fails the write path closed (see health.h)
   const driver::Limits limits_;
   const size_t max_message_size_;
+  const std::optional<std::string> relaxed_durability_;
   const std::optional<std::string> new_admin_secret_;
   std::atomic<int> publish_failures_{0};       // in a row, since the last success
   std::atomic<bool> queue_failed_{false};      // health_ holds kQueueComponent
@@ -417,6 +429,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   auto queue = registry.MakeMessageQueue(options.queue.name, options.queue.config, context);
   if (!queue.ok()) return queue.status().WithContext("opening the message queue");
   if (options.wrap_queue) *queue = options.wrap_queue(std::move(*queue));
+  if (auto relaxed = EngineImpl::RelaxedDurabilityOf(**queue, options.queue)) {
+    AQ_LOG(Warn, "{}", *relaxed);
+  }
   if (options.idempotency_lease_ms <= 0 || options.idempotency_wait_ms < 0) {
     return InvalidArgument("idempotency_lease_ms must be > 0 and idempotency_wait_ms >= 0");
   }
@@ -693,6 +708,7 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   AQ_ASSIGN_OR_RETURN(auto messages, SplitIntoMessages(write_id, instance.instance_id,
                                                        std::move(batch.records), max_message_size_));
 
+  ack.durable = !relaxed_durability_.has_value();
   // A write path that refuses writes answers before anything is claimed.
   AQ_RETURN_IF_ERROR(CheckWritePath());
 

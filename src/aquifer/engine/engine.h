@@ -114,6 +114,9 @@ struct WriteAck {
   int64_t records = 0;
   bool waited = false;   // true when `wait` was met (HTTP 200 instead of 202)
   bool replayed = false; // an idempotent retry of an earlier write: nothing written again
+  // False when the queue acknowledged before stable storage (relaxed
+  // durability, e.g. [queue] sync = false); see Engine::RelaxedDurability().
+  bool durable = true;
 };
 
 // A page of records, already rendered as a JSON array: each record is an
@@ -239,6 +242,12 @@ class Engine {
   // the queue or a store refusing writes, in which case writes are refused
   // too), then a probe of every store.
   virtual Status Health() = 0;
+  // nullopt when an acknowledged write is on stable storage. Otherwise why
+  // not: the queue acknowledges publishes before they reach stable storage
+  // (e.g. [queue] sync = false), so a 2xx write survives a crash of the
+  // process but not of the machine. Logged at Open, shown on /healthz and on
+  // every write answer.
+  virtual std::optional<std::string> RelaxedDurability() const = 0;
   // Prometheus text exposition of the engine's counters (the gateway adds its own).
   virtual std::string MetricsText() = 0;
 };

@@ -1,8 +1,8 @@
 // What a write's 2xx promises (README "Guarantees"), in one process on the
 // embedded drivers with a fault-injecting queue wrapper in front of the
 // queue: Idempotency-Key claims that become final only once the publish
-// succeeded, and a write path that refuses writes while the queue does (and
-// says so in Health()).
+// succeeded, a write path that refuses writes while the queue does (and says
+// so in Health()), and relaxed durability reported on every write answer.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -340,6 +340,30 @@ TEST_F(WriteDurabilityTest, TransientPublishErrorsCountOnlyWhenTheyRepeat) {
   Status health = engine_->Health();
   EXPECT_EQ(health.code(), StatusCode::kUnavailable);
   EXPECT_THAT(health.message(), HasSubstr("injected: broker busy"));
+}
+
+// --- Relaxed durability is visible ----------------------------------------------------------
+
+TEST_F(WriteDurabilityTest, RelaxedQueueDurabilityIsReportedOnEveryWriteAnswer) {
+  EngineOptions options = Options();
+  options.queue.config["sync"] = "false";
+  Open(options);
+  ASSERT_TRUE(engine_->RelaxedDurability().has_value());
+  EXPECT_THAT(*engine_->RelaxedDurability(), HasSubstr("sync = false"));
+  auto ack = Write("key-6");
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  EXPECT_FALSE(ack->durable);
+  auto replay = Write("key-6");
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  EXPECT_FALSE(replay->durable);
+}
+
+TEST_F(WriteDurabilityTest, DurableByDefault) {
+  Open(Options());
+  EXPECT_FALSE(engine_->RelaxedDurability().has_value());
+  auto ack = Write("");
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  EXPECT_TRUE(ack->durable);
 }
 
 }  // namespace

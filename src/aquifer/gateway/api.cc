@@ -3,6 +3,7 @@
 #include <cctype>
 #include <chrono>
 #include <limits>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -211,19 +212,24 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
   switch (route.id) {
     case RouteId::kHealthz: {
       if (Status status = query.Check(route.query_params); !status.ok()) return ErrorResponse(status);
-      // {"status":"ok"}. Unhealthy: 503, the error naming the cause, plus
+      // {"status":"ok","durability":"durable"}; with relaxed durability also
+      // "warnings":[why]. Unhealthy: 503, the error naming the cause, plus
       // "status":"unhealthy".
+      std::optional<std::string> relaxed = engine_->RelaxedDurability();
       Status health = Health();
       if (!health.ok()) {
         HttpResponse response = ErrorResponse(health);
         nlohmann::json body = nlohmann::json::parse(response.body, nullptr, false);
         if (body.is_object()) {
           body["status"] = "unhealthy";
+          body["durability"] = relaxed ? "relaxed" : "durable";
           response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
         return response;
       }
-      return JsonResponse(200, "{\"status\":\"ok\"}");
+      nlohmann::json body{{"status", "ok"}, {"durability", relaxed ? "relaxed" : "durable"}};
+      if (relaxed) body["warnings"] = nlohmann::json::array({*relaxed});
+      return JsonResponse(200, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     case RouteId::kOpenApi: {
       HttpResponse response = JsonResponse(200, std::string(OpenApiJson()));
@@ -307,8 +313,11 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
       std::string body = "{\"write_id\":" + JsonString(ack->write_id) +
                          ",\"records\":" + std::to_string(ack->records);
       if (ack->replayed) body += ",\"replayed\":true";
+      if (!ack->durable) body += ",\"durable\":false";
       body += "}";
-      return JsonResponse(ack->waited ? 200 : 202, std::move(body));
+      HttpResponse response = JsonResponse(ack->waited ? 200 : 202, std::move(body));
+      if (!ack->durable) response.headers.emplace_back("Aquifer-Durability", "relaxed");
+      return response;
     }
     case RouteId::kQueryIndex: {
       Result<int64_t> limit = query.GetInt("limit", kMinLimit, kMaxLimit, kDefaultLimit);

@@ -85,6 +85,7 @@ TEST(ApiHealth, HealthzIs503NamingTheQueueWhileItRefusesWritesAndWritesAre503Too
     json body = json::parse(unhealthy.body, nullptr, false);
     ASSERT_TRUE(body.is_object()) << unhealthy.body;
     EXPECT_EQ(body["status"], "unhealthy");
+    EXPECT_EQ(body["durability"], "durable");
     EXPECT_EQ(body["error"]["code"], "unavailable");
     std::string message = body["error"]["message"];
     EXPECT_NE(message.find("queue"), std::string::npos) << message;
