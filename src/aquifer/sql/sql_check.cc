@@ -17,8 +17,14 @@
 // E'' strings (backslash escapes), dollar quotes ($$...$$, $tag$...$tag$),
 // quoted identifiers ("" escapes), -- comments to the end of the line, nested
 // /* */ comments, and identifiers that may contain '$' after the first
-// character. Anything the tokenizer is unsure of (NUL, backticks, backslashes
-// outside strings, unterminated strings or comments) is refused.
+// character. U&"..." and U&'...' (with an optional UESCAPE 'c' after them)
+// are one token each, as in DuckDB's lexer; a U&"..." identifier is then
+// refused, because its name depends on escapes the checker does not decode
+// (DuckDB 1.4.4 refuses them too, but the check must not rely on that).
+// Numbers follow DuckDB's rules: `0x1f` is the number 0 and the identifier
+// x1f, not one hex literal. Anything the tokenizer is unsure of (NUL,
+// backticks, backslashes outside strings, unterminated strings or comments)
+// is refused.
 //
 // The scan then walks the tokens once with a stack of bracket frames. A table
 // position is the token after FROM or JOIN, after a comma while a FROM list
@@ -38,6 +44,7 @@ namespace {
 enum class TokenKind : uint8_t {
   kIdent,        // bare identifier or keyword; `text` lower-cased
   kQuotedIdent,  // "..."; `text` unquoted
+  kUnicodeIdent, // U&"..." [UESCAPE 'c']: refused by the checker
   kString,       // any string literal (standard, E'', dollar-quoted)
   kNumber,
   kParam,        // ?, $1, $name
@@ -86,6 +93,36 @@ std::string Excerpt(std::string_view sql, size_t begin, size_t end) {
   return out;
 }
 
+// Past blanks and -- comments (the lexer's {whitespace}) from `i`.
+size_t SkipWhitespace(std::string_view sql, size_t i) {
+  while (i < sql.size()) {
+    if (IsSpace(static_cast<unsigned char>(sql[i]))) {
+      ++i;
+    } else if (sql[i] == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      while (i < sql.size() && sql[i] != '\n' && sql[i] != '\r') ++i;
+    } else {
+      break;
+    }
+  }
+  return i;
+}
+
+// After a U& string or identifier ending at `i`: the end of an optional
+// `UESCAPE 'c'` (c any byte but a quote), or `i` when there is none.
+size_t SkipUescape(std::string_view sql, size_t i) {
+  size_t k = SkipWhitespace(sql, i);
+  constexpr std::string_view kWord = "uescape";
+  if (k + kWord.size() > sql.size()) return i;
+  for (size_t m = 0; m < kWord.size(); ++m) {
+    char ch = sql[k + m];
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    if (ch != kWord[m]) return i;
+  }
+  k = SkipWhitespace(sql, k + kWord.size());
+  if (k + 2 < sql.size() && sql[k] == '\'' && sql[k + 1] != '\'' && sql[k + 2] == '\'') return k + 3;
+  return i;
+}
+
 Result<std::vector<Token>> Tokenize(std::string_view sql) {
   std::vector<Token> tokens;
   const size_t n = sql.size();
@@ -117,6 +154,34 @@ Result<std::vector<Token>> Tokenize(std::string_view sql) {
         }
       }
       if (depth != 0) return InvalidArgument("unterminated comment starting at offset {}", start);
+      continue;
+    }
+    if ((c == 'u' || c == 'U') && at(i + 1) == '&' && (at(i + 2) == '"' || at(i + 2) == '\'')) {
+      // U&"..." and U&'...': the body doubles its quote like "..." and '...'
+      // (no backslash escapes at this level), and an optional UESCAPE 'c'
+      // after it belongs to the same token, as in DuckDB's lexer.
+      const unsigned char quote = at(i + 2);
+      i += 3;
+      bool closed = false;
+      while (i < n) {
+        if (at(i) == quote) {
+          if (at(i + 1) == quote) {
+            i += 2;
+          } else {
+            ++i;
+            closed = true;
+            break;
+          }
+        } else {
+          ++i;
+        }
+      }
+      if (!closed) {
+        return InvalidArgument("unterminated {} starting at offset {}",
+                               quote == '"' ? "quoted identifier" : "string", start);
+      }
+      i = SkipUescape(sql, i);
+      tokens.push_back({quote == '"' ? TokenKind::kUnicodeIdent : TokenKind::kString, start, i, {}});
       continue;
     }
     const bool escape_string = (c == 'e' || c == 'E') && at(i + 1) == '\'';
@@ -199,20 +264,23 @@ Result<std::vector<Token>> Tokenize(std::string_view sql) {
       continue;
     }
     if (IsDigit(c) || (c == '.' && IsDigit(at(i + 1)))) {
-      if (c == '0' && (at(i + 1) == 'x' || at(i + 1) == 'X' || at(i + 1) == 'b' || at(i + 1) == 'B')) {
-        i += 2;
-        while (i < n && (IsIdentChar(at(i)))) ++i;
-      } else {
-        while (IsDigit(at(i)) || at(i) == '_') ++i;
-        if (at(i) == '.' && at(i + 1) != '.') {
-          ++i;
-          while (IsDigit(at(i)) || at(i) == '_') ++i;
-        }
-        if ((at(i) == 'e' || at(i) == 'E') &&
-            (IsDigit(at(i + 1)) || ((at(i + 1) == '+' || at(i + 1) == '-') && IsDigit(at(i + 2))))) {
-          i += 2;
-          while (IsDigit(at(i))) ++i;
-        }
+      // DuckDB's lexer: integer = digit ('_'? digit)*, then an optional
+      // fraction and exponent. There is no 0x/0b literal at this level:
+      // `0x1f` is the number 0 followed by the identifier x1f.
+      auto integer = [&] {
+        if (!IsDigit(at(i))) return;
+        ++i;
+        while (IsDigit(at(i)) || (at(i) == '_' && IsDigit(at(i + 1)))) ++i;
+      };
+      integer();
+      if (at(i) == '.' && at(i + 1) != '.') {
+        ++i;
+        integer();
+      }
+      if ((at(i) == 'e' || at(i) == 'E') &&
+          (IsDigit(at(i + 1)) || ((at(i + 1) == '+' || at(i + 1) == '-') && IsDigit(at(i + 2))))) {
+        i += (at(i + 1) == '+' || at(i + 1) == '-') ? 2 : 1;
+        integer();
       }
       tokens.push_back({TokenKind::kNumber, start, i, {}});
       continue;
@@ -663,6 +731,13 @@ Result<size_t> Checker::Step(size_t k) {
 }
 
 Result<std::vector<SqlTableRef>> Checker::Run() {
+  for (const Token& tok : tokens_) {
+    if (tok.kind == TokenKind::kUnicodeIdent) {
+      return InvalidArgument("Unicode-escaped identifiers are not supported: {} at offset {}; write the name in "
+                             "plain double quotes",
+                             Excerpt(sql_, tok.begin, tok.end), tok.begin);
+    }
+  }
   AQ_RETURN_IF_ERROR(CheckStart());
   frames_.emplace_back();
   size_t k = 0;
@@ -700,7 +775,8 @@ std::string RewriteTableRefs(std::string_view sql, const std::vector<SqlTableRef
     const SqlTableRef& ref = refs[i];
     std::string text = replacements[i];
     if (ref.end < sql.size() && fuses(sql[ref.end])) text.push_back(' ');
-    if (ref.begin > 0 && fuses(sql[ref.begin - 1])) text.insert(text.begin(), ' ');
+    // After `U&` a quoted name would become a U&"..." token.
+    if (ref.begin > 0 && (fuses(sql[ref.begin - 1]) || sql[ref.begin - 1] == '&')) text.insert(text.begin(), ' ');
     out.replace(ref.begin, ref.end - ref.begin, text);
   }
   return out;

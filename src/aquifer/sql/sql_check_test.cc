@@ -209,6 +209,62 @@ TEST(CheckSql, RefusesWhatIsNotASingleSafeSelect) {
   }
 }
 
+// Lexer corners, each cut into tokens as DuckDB 1.4.4's lexer (libpg_query's
+// scan.l) cuts it; what the checker sees must be what DuckDB parses.
+TEST(CheckSql, TokenizesLexerCornersAsDuckDB) {
+  const std::vector<Accepted> accepted = {
+      // U&'...' is one string token; UESCAPE 'c' after it belongs to it.
+      {"SELECT U&'d\\0061t FROM x.y' FROM p.t", {"p.t=p.t"}},
+      {"SELECT U&'a''b FROM x.y' UESCAPE '!' FROM p.t", {"p.t=p.t"}},
+      {"SELECT u&'a' -- c\n uescape\n'#' FROM p.t", {"p.t=p.t"}},
+      // Dollar quotes end at the first identical delimiter; other tags inside are text.
+      {"SELECT $a$ $b$ FROM x.y $b$ $a$ FROM p.t", {"p.t=p.t"}},
+      {"SELECT $tag$ $tagx$ FROM x.y $x$ $tag$ FROM p.t", {"p.t=p.t"}},
+      {"SELECT $$$$, a$$b FROM p.t", {"p.t=p.t"}},
+      // Nested comments, and comment starts that look like operators.
+      {"SELECT 1 /**/ FROM p.t", {"p.t=p.t"}},
+      {"SELECT 1 /*/ FROM x.y */ FROM p.t", {"p.t=p.t"}},
+      {"SELECT 1 /* a /* b /* c */ FROM x.y */ FROM z.w */ FROM p.t", {"p.t=p.t"}},
+      {"SELECT 2*/*x*/3 FROM p.t", {"p.t=p.t"}},
+      {"SELECT 1 +-- FROM x.y\n FROM p.t", {"p.t=p.t"}},
+      // E'' strings take backslash escapes; standard strings do not.
+      {"SELECT E'\\\\' FROM p.t", {"p.t=p.t"}},
+      {"SELECT E'\\' FROM x.y' FROM p.t", {"p.t=p.t"}},
+      {"SELECT e'a''b\\'c' FROM p.t", {"p.t=p.t"}},
+      {"SELECT '\\' FROM p.t", {"p.t=p.t"}},
+      {"SELECT b'01', x'ff', n'z' FROM p.t", {"p.t=p.t"}},
+      // Numbers: no hex literal at the lexer; 0x1f is 0 then the identifier x1f.
+      {"SELECT 0x1f, 1_000, 1.5e-3, 1..2 FROM p.t", {"p.t=p.t"}},
+  };
+  for (const Accepted& c : accepted) {
+    auto refs = CheckSql(c.sql);
+    ASSERT_TRUE(refs.ok()) << c.sql << "\n" << refs.status().ToString();
+    EXPECT_EQ(Describe(c.sql, *refs), c.refs) << c.sql;
+  }
+  const std::vector<Refused> refused = {
+      // A U&"..." identifier is one token (DuckDB's), refused wherever it is:
+      // read as u & "..." it hid a table name behind a CTE called u.
+      {"WITH u AS (SELECT 1) SELECT * FROM U&\"i_0123456789abcdef0123456789abcdef\"",
+       "Unicode-escaped identifiers are not supported"},
+      {"WITH u AS (SELECT 1) SELECT * FROM u&\"p\".u&\"t\"", "Unicode-escaped identifiers are not supported"},
+      {"SELECT U&\"a\" FROM p.t", "Unicode-escaped identifiers are not supported: U&\"a\" at offset 7"},
+      {"SELECT U&\"a\\0062\" UESCAPE '\\' FROM p.t", "Unicode-escaped identifiers"},
+      {"SELECT U&\"a", "unterminated quoted identifier"},
+      {"SELECT U&'a", "unterminated string"},
+      // 0begin is the number 0 and the keyword BEGIN, not one number token.
+      {"SELECT 0begin", "'begin' is not allowed"},
+      {"SELECT $a$ x $A$", "unterminated dollar-quoted string"},
+      {"SELECT E'\\'", "unterminated string"},
+      {"SELECT /* /* */", "unterminated comment"},
+  };
+  for (const Refused& c : refused) {
+    auto refs = CheckSql(c.sql);
+    ASSERT_FALSE(refs.ok()) << c.sql;
+    EXPECT_EQ(refs.status().code(), StatusCode::kInvalidArgument) << c.sql;
+    EXPECT_THAT(refs.status().message(), HasSubstr(c.message)) << c.sql;
+  }
+}
+
 TEST(CheckSql, ReferenceTextParsesBackToTheSameReference) {
   const std::string sql = R"(SELECT * FROM "A b" /* c */ . "x""y" JOIN q.r ON true)";
   auto refs = CheckSql(sql);

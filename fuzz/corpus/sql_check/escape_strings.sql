@@ -1,0 +1,1 @@
+SELECT E'\\', E'\' FROM x.y', e'a''b\'c', '\', b'01', x'ff', n'z' FROM p.t

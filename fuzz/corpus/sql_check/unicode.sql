@@ -1,0 +1,1 @@
+WITH u AS (SELECT 1) SELECT U&"d\0061t" UESCAPE '!', U&'x''y' uescape '#' FROM u&"p".U&"t", p.t
