@@ -22,6 +22,7 @@
 
 #include "aquifer/drivers/duckdb/cells.h"
 #include "aquifer/drivers/duckdb/handles.h"
+#include "aquifer/drivers/duckdb/plan.h"
 #include "aquifer/drivers/duckdb/rows.h"
 #include "aquifer/schema/codec.h"
 
@@ -119,53 +120,6 @@ int64_t NominalWidth(duckdb_logical_type type) {
   }
 }
 
-// Identifier-ish tokens of a filter or projection text, lower-cased.
-void Tokens(std::string_view text, std::set<std::string>* out) {
-  std::string cur;
-  for (char c : text) {
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || static_cast<unsigned char>(c) >= 0x80) {
-      cur += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else if (!cur.empty()) {
-      out->insert(std::move(cur));
-      cur.clear();
-    }
-  }
-  if (!cur.empty()) out->insert(std::move(cur));
-}
-
-void CollectStrings(const nlohmann::json& value, std::set<std::string>* out) {
-  if (value.is_string()) {
-    Tokens(value.get<std::string>(), out);
-  } else if (value.is_array()) {
-    for (const auto& item : value) CollectStrings(item, out);
-  }
-}
-
-// A table scan found in a physical plan: the table and the identifiers its
-// projections and pushed-down filters mention.
-struct Scan {
-  std::string table;
-  std::set<std::string> tokens;
-};
-
-void CollectScans(const nlohmann::json& node, std::vector<Scan>* scans) {
-  if (node.is_array()) {
-    for (const auto& child : node) CollectScans(child, scans);
-    return;
-  }
-  if (!node.is_object()) return;
-  if (auto info = node.find("extra_info"); info != node.end() && info->is_object()) {
-    if (auto table = info->find("Table"); table != info->end() && table->is_string()) {
-      Scan scan;
-      scan.table = table->get<std::string>();
-      if (auto p = info->find("Projections"); p != info->end()) CollectStrings(*p, &scan.tokens);
-      if (auto f = info->find("Filters"); f != info->end()) CollectStrings(*f, &scan.tokens);
-      scans->push_back(std::move(scan));
-    }
-  }
-  if (auto children = node.find("children"); children != node.end()) CollectScans(*children, scans);
-}
-
 // Remembers fingerprints of the most recent records written to one instance.
 struct DedupWindow {
   std::unordered_set<uint64_t> seen;
@@ -227,12 +181,18 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     if (duckdb_create_config(config.out()) == DuckDBError) return Internal("duckdb: cannot create a config");
     // Defence in depth: SQL reaching the driver is checked by the engine, but
     // no query may touch files, load extensions or change these settings.
-    (void)duckdb_set_config(config.get(), "enable_external_access", "false");
-    (void)duckdb_set_config(config.get(), "autoinstall_known_extensions", "false");
-    (void)duckdb_set_config(config.get(), "autoload_known_extensions", "false");
-    if (!memory_limit.empty() && duckdb_set_config(config.get(), "memory_limit", memory_limit.c_str()) == DuckDBError) {
-      return InvalidArgument("duckdb: bad memory_limit '{}'", memory_limit);
-    }
+    // Every setting is checked: a warehouse that silently kept external
+    // access on would fail open.
+    auto set = [&](const char* name, const std::string& value) -> Status {
+      if (duckdb_set_config(config.get(), name, value.c_str()) == DuckDBError) {
+        return InvalidArgument("duckdb: cannot set {} to '{}'", name, value);
+      }
+      return Status::OK();
+    };
+    AQ_RETURN_IF_ERROR(set("enable_external_access", "false"));
+    AQ_RETURN_IF_ERROR(set("autoinstall_known_extensions", "false"));
+    AQ_RETURN_IF_ERROR(set("autoload_known_extensions", "false"));
+    if (!memory_limit.empty()) AQ_RETURN_IF_ERROR(set("memory_limit", memory_limit));
     char* error = nullptr;
     if (duckdb_open_ext(path == ":memory:" ? nullptr : path.c_str(), db_.out(), config.get(), &error) ==
         DuckDBError) {
@@ -501,14 +461,27 @@ Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::stri
       }
     }
   }
-  std::vector<Scan> scans;
-  nlohmann::json parsed = nlohmann::json::parse(plan_json, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_discarded()) CollectScans(parsed, &scans);
+  // Fail closed: a plan we cannot read is an error, never "reads no table".
+  if (plan_json.empty()) return Internal("duckdb: EXPLAIN returned no physical plan for the query");
+  Result<std::vector<PlanScan>> scans = ParsePlanScans(plan_json);
+  if (!scans.ok()) return Internal("cannot check the query plan: {}", scans.status().message());
 
   QueryAnalysis analysis;
   std::set<std::string> seen;
   std::map<std::string, std::pair<int64_t, std::vector<std::pair<std::string, int64_t>>>> table_info;
-  for (const Scan& scan : scans) {
+  for (const PlanScan& scan : *scans) {
+    if (!scan.function.empty()) {
+      // A table function: only row generators may run, and the rows they
+      // generate count towards the estimate (8 bytes a row, one BIGINT).
+      if (!IsGeneratorFunction(scan.function)) {
+        return InvalidArgument("duckdb: the query scans the table function {}; only tables, range, "
+                               "generate_series and unnest may be read",
+                               scan.function);
+      }
+      const int64_t rows = std::clamp<int64_t>(scan.estimated_rows, 1, int64_t{1} << 56);
+      analysis.bytes_scanned_estimate = std::min(analysis.bytes_scanned_estimate, int64_t{1} << 60) + rows * 8;
+      continue;
+    }
     if (seen.insert(scan.table).second) analysis.tables.push_back(QuoteIdent(scan.table));
     auto it = table_info.find(scan.table);
     if (it == table_info.end()) {
