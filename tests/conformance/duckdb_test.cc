@@ -3,6 +3,7 @@
 
 #include "aquifer/drivers/duckdb/warehouse.h"
 
+#include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
 #include "aquifer/keys/tuple.h"
@@ -102,6 +103,150 @@ TEST(DuckDBWarehouse, ResultValuesUseTheCodecsJsonConventions) {
     EXPECT_EQ(counted->rows, std::vector<std::string>{"[1]"});
   }
   std::filesystem::remove_all(dir);
+}
+
+// A fresh DuckDB warehouse in its own directory, removed with it.
+class DuckDBLimits : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() / "aquifer-wh-limits-XXXXXX").string();
+    ASSERT_NE(mkdtemp(dir_.data()), nullptr);
+  }
+  void TearDown() override {
+    warehouse_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Status Open(driver::Config config) {
+    driver::DriverContext context;
+    context.data_dir = dir_;
+    context.clock = &clock_;
+    auto opened = drivers::duckdb::OpenWarehouse(config, context);
+    if (!opened.ok()) return opened.status();
+    warehouse_ = *opened;
+    return Status::OK();
+  }
+  driver::Job Wait(const Uuid& id) {
+    driver::Job job;
+    for (int i = 0; i < 6000; ++i) {
+      auto polled = warehouse_->PollJob(id);
+      EXPECT_TRUE(polled.ok()) << polled.status().ToString();
+      if (!polled.ok()) return job;
+      job = *polled;
+      if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return job;
+  }
+  driver::Job Run(const std::string& sql, driver::JobOptions options = {}) {
+    const Uuid id = Uuid::Random();
+    auto started = warehouse_->StartQuery(id, sql, options);
+    EXPECT_TRUE(started.ok()) << started.status().ToString();
+    return started.ok() ? Wait(id) : driver::Job{};
+  }
+
+  std::string dir_;
+  ManualClock clock_;
+  std::shared_ptr<driver::WarehouseService> warehouse_;
+};
+
+// Ten BIGINTs are 80 bytes: a cap of 80 passes, 79 fails the job.
+TEST_F(DuckDBLimits, TheResultByteCapAtItsEdge) {
+  ASSERT_TRUE(Open({}).ok());
+  const std::string sql = "SELECT 42::BIGINT AS v FROM range(10)";
+  driver::JobOptions at_cap;
+  at_cap.max_result_bytes = 80;
+  driver::Job passed = Run(sql, at_cap);
+  EXPECT_EQ(passed.status, driver::JobStatus::kDone) << passed.error;
+  EXPECT_EQ(passed.rows, 10);
+  driver::JobOptions below;
+  below.max_result_bytes = 79;
+  driver::Job failed = Run(sql, below);
+  EXPECT_EQ(failed.status, driver::JobStatus::kFailed);
+  EXPECT_THAT(failed.error, testing::HasSubstr("result exceeds 79 bytes"));
+  // Strings count their length plus 16: 'abcd' x 2 = 40 bytes.
+  const std::string strings = "SELECT 'abcd' AS s FROM range(2)";
+  driver::JobOptions strings_cap;
+  strings_cap.max_result_bytes = 40;
+  EXPECT_EQ(Run(strings, strings_cap).status, driver::JobStatus::kDone);
+  strings_cap.max_result_bytes = 39;
+  EXPECT_EQ(Run(strings, strings_cap).status, driver::JobStatus::kFailed);
+}
+
+// A billion generated rows stop at the default row cap instead of filling memory.
+TEST_F(DuckDBLimits, AGeneratorStopsAtTheDefaultRowCap) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::Job job = Run("SELECT * FROM range(1000000000)");
+  EXPECT_EQ(job.status, driver::JobStatus::kFailed);
+  EXPECT_THAT(job.error, testing::HasSubstr("result exceeds 1000000 rows; add LIMIT"));
+}
+
+TEST_F(DuckDBLimits, ResultsExpireAfterTheirTtlAndTheJobStaysDone) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::JobOptions options;
+  options.result_ttl_ms = 1000;
+  driver::Job job = Run("SELECT 1 AS x", options);
+  ASSERT_EQ(job.status, driver::JobStatus::kDone) << job.error;
+  clock_.Advance(999 * 1000);
+  auto before = warehouse_->ReadJobRows(job.job_id, "", 10);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_EQ(before->rows, std::vector<std::string>{"[1]"});
+  clock_.Advance(1000);
+  auto after = warehouse_->ReadJobRows(job.job_id, "", 10);
+  EXPECT_EQ(after.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(after.status().message(), testing::HasSubstr("expired 1000 ms after it finished"));
+  auto polled = warehouse_->PollJob(job.job_id);
+  ASSERT_TRUE(polled.ok());
+  EXPECT_EQ(polled->status, driver::JobStatus::kDone);
+}
+
+TEST_F(DuckDBLimits, TheJobQueueIsBounded) {
+  ASSERT_TRUE(Open({{"job_threads", "1"}, {"max_queued_jobs", "1"}}).ok());
+  driver::JobOptions slow;
+  slow.timeout_ms = 60'000;
+  const std::string sql = "SELECT count(*) FROM range(1000000) a, range(1000000) b";
+  const Uuid running = Uuid::Random();
+  ASSERT_TRUE(warehouse_->StartQuery(running, sql, slow).ok());
+  for (int i = 0; i < 6000 && warehouse_->PollJob(running)->status == driver::JobStatus::kPending; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(warehouse_->PollJob(running)->status, driver::JobStatus::kRunning);
+  EXPECT_TRUE(warehouse_->StartQuery(Uuid::Random(), "SELECT 1", {}).ok()) << "one job may wait";
+  auto refused = warehouse_->StartQuery(Uuid::Random(), "SELECT 1", {});
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), testing::HasSubstr("max_queued_jobs"));
+}
+
+// The plan check fails closed on table functions it does not know, and a
+// generator's rows count in the dry-run estimate.
+TEST_F(DuckDBLimits, ThePlanCheckCollectsTableFunctionScans) {
+  ASSERT_TRUE(Open({}).ok());
+  for (const char* sql : {"SELECT * FROM duckdb_tables()", "SELECT * FROM duckdb_settings()",
+                          "SELECT 1 FROM range(3), (SELECT * FROM pragma_database_size())"}) {
+    auto analysis = warehouse_->AnalyzeQuery(sql);
+    ASSERT_FALSE(analysis.ok()) << sql;
+    EXPECT_EQ(analysis.status().code(), StatusCode::kInvalidArgument) << sql;
+    EXPECT_THAT(analysis.status().message(), testing::HasSubstr("table function")) << sql;
+  }
+  auto lateral = warehouse_->AnalyzeQuery("SELECT * FROM range(3) r(a), LATERAL generate_series(1, a) g(b), "
+                                          "LATERAL unnest([a, b]) u(c)");
+  ASSERT_TRUE(lateral.ok()) << lateral.status().ToString();
+  EXPECT_GT(lateral->bytes_scanned_estimate, 0);
+  auto generated = warehouse_->AnalyzeQuery("SELECT * FROM range(1000000)");
+  ASSERT_TRUE(generated.ok()) << generated.status().ToString();
+  EXPECT_TRUE(generated->tables.empty());
+  EXPECT_GE(generated->bytes_scanned_estimate, 8'000'000);
+}
+
+TEST_F(DuckDBLimits, EverySettingIsCheckedAtOpen) {
+  Status bad_temp = Open({{"max_temp_directory_size", "banana"}});
+  EXPECT_EQ(bad_temp.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_temp.message(), testing::HasSubstr("cannot set max_temp_directory_size to 'banana'"));
+  Status bad_memory = Open({{"memory_limit", "lots"}});
+  EXPECT_EQ(bad_memory.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_memory.message(), testing::HasSubstr("memory_limit"));
+  EXPECT_EQ(Open({{"max_queued_jobs", "-1"}}).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(Open({{"memory_limit", "512MiB"}, {"max_temp_directory_size", "1GiB"}}).ok());
+  EXPECT_EQ(Run("SELECT 1").status, driver::JobStatus::kDone);
 }
 
 }  // namespace

@@ -550,8 +550,60 @@ TEST_P(WarehouseConformance, AJobOverItsTimeoutFails) {
     return;
   }
   EXPECT_EQ(job.status, JobStatus::kFailed);
-  EXPECT_FALSE(job.error.empty());
+  EXPECT_NE(job.error.find("timeout of 300 ms"), std::string::npos) << job.error;
   EXPECT_LT(elapsed, std::chrono::seconds(20)) << "the timeout stops the query";
+}
+
+// JobLimits::max_result_rows at its edge: exactly N rows pass, N + 1 fail the
+// job with a message naming the cap. 27,000 rows span many fetch chunks, so
+// the cap is checked while the result is fetched, mid-chunk included.
+TEST_P(WarehouseConformance, TheResultRowCapPassesNRowsAndFailsAtNPlusOne) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  const std::string t = warehouse_->TableName(instance);
+  const std::string sql = fmt::format("SELECT a.id, b.id AS b_id, c.id AS c_id FROM {t} a, {t} b, {t} c",
+                                      fmt::arg("t", t));
+  for (const int64_t rows : {int64_t{5}, int64_t{27'000}}) {
+    const std::string query = rows == 5 ? "SELECT id FROM " + t + " WHERE id < 5" : sql;
+    driver::JobOptions at_cap;
+    at_cap.max_result_rows = rows;
+    Job passed = run(query, at_cap);
+    ASSERT_EQ(passed.status, JobStatus::kDone) << query << ": " << passed.error;
+    EXPECT_EQ(passed.rows, expected(rows));
+    EXPECT_EQ(static_cast<int64_t>(ReadAll(*warehouse_, passed.job_id, 1000).rows.size()), expected(rows));
+    if (!caps().stores_rows) continue;
+    driver::JobOptions below;
+    below.max_result_rows = rows - 1;
+    Job failed = run(query, below);
+    EXPECT_EQ(failed.status, JobStatus::kFailed) << query;
+    EXPECT_NE(failed.error.find(fmt::format("result exceeds {} rows", rows - 1)), std::string::npos) << failed.error;
+    EXPECT_NE(failed.error.find("LIMIT"), std::string::npos) << failed.error;
+    EXPECT_EQ(warehouse_->ReadJobRows(failed.job_id, "", 10).status().code(), StatusCode::kFailedPrecondition);
+  }
+  // 0 turns the cap off.
+  driver::JobOptions off;
+  off.max_result_rows = 0;
+  EXPECT_EQ(run(sql, off).status, JobStatus::kDone);
+}
+
+TEST_P(WarehouseConformance, TheResultByteCapFailsABigResultAndPassesASmallOne) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  const std::string sql = "SELECT * FROM " + warehouse_->TableName(instance);
+  driver::JobOptions tiny;
+  tiny.max_result_bytes = 1;
+  Job failed = run(sql, tiny);
+  if (caps().stores_rows) {
+    EXPECT_EQ(failed.status, JobStatus::kFailed);
+    EXPECT_NE(failed.error.find("result exceeds 1 bytes"), std::string::npos) << failed.error;
+  }
+  driver::JobOptions roomy;
+  roomy.max_result_bytes = 1 << 20;
+  Job passed = run(sql, roomy);
+  EXPECT_EQ(passed.status, JobStatus::kDone) << passed.error;
+  EXPECT_EQ(passed.rows, expected(30));
 }
 
 TEST_P(WarehouseConformance, AMalformedPageTokenIsInvalidArgument) {

@@ -42,8 +42,29 @@ struct QueryAnalysis {
   std::vector<std::string> tables;  // physical tables referenced, as TableName() spells them
 };
 
-struct JobOptions {
+// The limits a job runs under. The driver enforces each one itself and fails
+// the job (status failed, never a crash or a partial result) with a message
+// that names the limit. 0 turns a limit off. Every driver honours the same
+// limits; the engine sets them from its configuration ([sql] in aquifer.toml).
+struct JobLimits {
+  // Wall time from the job's start; then it fails with "query exceeded its
+  // timeout of N ms".
   int64_t timeout_ms = 300'000;
+  // Result rows kept. The driver stops fetching as soon as the result has
+  // more, so the rows beyond the cap are never materialised; the job fails
+  // with "result exceeds N rows; add LIMIT". Exactly N rows pass.
+  int64_t max_result_rows = 1'000'000;
+  // Result size: the in-memory size of the rows fetched so far (the
+  // backend's value widths, strings and blobs at their length plus 16 bytes).
+  // Enforced chunk by chunk like max_result_rows; "result exceeds N bytes".
+  int64_t max_result_bytes = int64_t{256} << 20;
+  // A done job's rows are dropped this long after it finished; then
+  // ReadJobRows answers FailedPrecondition ("expired") and PollJob still
+  // reports the job as done.
+  int64_t result_ttl_ms = 3'600'000;
+};
+
+struct JobOptions : JobLimits {
   int64_t max_bytes_scanned = 0;  // 0: no cap below the backend's own
 };
 
@@ -92,13 +113,16 @@ class WarehouseService {
   // Dry run: checks the SQL compiles and estimates the bytes it would scan.
   // InvalidArgument with the backend's message for bad SQL.
   virtual Result<QueryAnalysis> AnalyzeQuery(std::string_view sql) = 0;
-  // Starts a job and returns at once. AlreadyExists if the id is taken.
+  // Starts a job and returns at once. AlreadyExists if the id is taken;
+  // ResourceExhausted when the driver's queue of jobs waiting to run is full
+  // (retry later).
   virtual Result<Job> StartQuery(const Uuid& job_id, std::string_view sql,
                                  const JobOptions& options) = 0;
   virtual Result<Job> PollJob(const Uuid& job_id) = 0;
   // A page of a done job's rows. `page` is empty for the first page, then a
   // previous page's `next`. FailedPrecondition if the job is not done,
   // NotFound for an unknown job, InvalidArgument for a malformed page token.
+  // FailedPrecondition too once the rows expired (JobLimits::result_ttl_ms).
   virtual Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) = 0;
 
   virtual Status Reset() = 0;

@@ -257,7 +257,7 @@ class EngineImpl final : public Engine {
         warehouse_(std::move(warehouse)),
         usage_(std::move(usage)),
         cursors_(std::move(cursor_key)),
-        sql_(catalog_.get(), warehouse_.get(), &cursors_, clock_),
+        sql_(catalog_.get(), warehouse_.get(), &cursors_, clock_, options_.sql),
         meter_(usage_, clock_),
         limits_(MinLimits(lookup_->capabilities().limits, warehouse_->capabilities().limits)),
         max_message_size_(queue_->capabilities().max_message_size),

@@ -38,6 +38,7 @@
 #include "aquifer/driver/registry.h"
 #include "aquifer/engine/auth.h"
 #include "aquifer/engine/catalog.h"
+#include "aquifer/engine/sql.h"
 
 namespace aquifer::engine {
 
@@ -62,6 +63,7 @@ struct EngineOptions {
   size_t max_body_bytes = 64 << 20;         // larger request bodies are TooLarge
   int64_t usage_flush_interval_ms = 1'000;  // meter → UsageService
   int32_t worker_threads = 2;
+  SqlOptions sql;  // limits on SQL jobs ([sql] in aquifer.toml)
   Clock* clock = Clock::System();
 
   // Idempotency-Key claims (README "Guarantees"). A claim is pending from

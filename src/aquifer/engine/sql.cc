@@ -65,8 +65,47 @@ bool Finished(driver::JobStatus status) {
 }  // namespace
 
 SqlService::SqlService(Catalog* catalog, driver::WarehouseService* warehouse,
-                       const driver::CursorCodec* cursors, Clock* clock)
-    : catalog_(catalog), warehouse_(warehouse), cursors_(cursors), clock_(clock) {}
+                       const driver::CursorCodec* cursors, Clock* clock, SqlOptions options)
+    : catalog_(catalog), warehouse_(warehouse), cursors_(cursors), clock_(clock), options_(std::move(options)) {}
+
+Status SqlService::ReserveJobSlot(const Uuid& secret_id) {
+  const int32_t max = options_.max_jobs_per_secret;
+  if (max <= 0) return Status::OK();
+  std::vector<Uuid> jobs;
+  {
+    std::lock_guard lock(mu_);
+    jobs = in_flight_[secret_id].jobs;
+  }
+  // The warehouse knows which jobs finished (the catalog only learns it when
+  // someone polls), so ask it; a job it no longer knows is over too.
+  std::vector<Uuid> finished;
+  for (const Uuid& job : jobs) {
+    Result<driver::Job> polled = warehouse_->PollJob(job);
+    if (!polled.ok() || Finished(polled->status)) finished.push_back(job);
+  }
+  std::lock_guard lock(mu_);
+  InFlight& entry = in_flight_[secret_id];
+  std::erase_if(entry.jobs, [&](const Uuid& job) {
+    return std::find(finished.begin(), finished.end(), job) != finished.end();
+  });
+  const size_t busy = entry.jobs.size() + static_cast<size_t>(entry.reserved);
+  if (busy >= static_cast<size_t>(max)) {
+    return ResourceExhausted("this secret already has {} SQL jobs pending or running, the most allowed "
+                             "([sql] max_jobs_per_secret); wait for one to finish",
+                             busy);
+  }
+  ++entry.reserved;
+  return Status::OK();
+}
+
+void SqlService::EndReservation(const Uuid& secret_id, const std::optional<Uuid>& job_id) {
+  if (options_.max_jobs_per_secret <= 0) return;
+  std::lock_guard lock(mu_);
+  InFlight& entry = in_flight_[secret_id];
+  --entry.reserved;
+  if (job_id) entry.jobs.push_back(*job_id);
+  if (entry.jobs.empty() && entry.reserved == 0) in_flight_.erase(secret_id);
+}
 
 Result<SqlAnalysisResult> SqlService::Analyze(const Principal& who, std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(std::vector<SqlTableRef> refs, CheckSql(sql));
@@ -131,12 +170,23 @@ Result<SqlAnalysisResult> SqlService::Analyze(const Principal& who, std::string_
 
 Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, Analyze(who, sql));
+  AQ_RETURN_IF_ERROR(ReserveJobSlot(who.secret_id));
+  std::optional<Uuid> started_id;
+  struct EndOnExit {
+    SqlService* service;
+    const Uuid& secret_id;
+    std::optional<Uuid>& job_id;
+    ~EndOnExit() { service->EndReservation(secret_id, job_id); }
+  } end_on_exit{this, who.secret_id, started_id};
   NewJob job;
   job.secret_id = who.secret_id;
   job.tables = analysis.resolved;
   job.sql = std::string(sql);
   AQ_ASSIGN_OR_RETURN(JobInfo info, catalog_->CreateJob(job));
-  Result<driver::Job> started = warehouse_->StartQuery(info.job_id, analysis.physical_sql, driver::JobOptions{});
+  driver::JobOptions options;
+  static_cast<driver::JobLimits&>(options) = options_.job;
+  Result<driver::Job> started = warehouse_->StartQuery(info.job_id, analysis.physical_sql, options);
+  if (started.ok()) started_id = info.job_id;
   if (!started.ok()) {
     const std::string message =
         "the warehouse did not start the job: " + UserFacing(started.status().message(), *warehouse_, info.tables);
@@ -245,6 +295,9 @@ Result<SqlJobRows> SqlService::RowsFromCursor(const Principal& who, const driver
   }
   Result<driver::RowPage> page = warehouse_->ReadJobRows(job.job_id, cursor.payload, limit);
   if (!page.ok()) {
+    if (page.status().code() == StatusCode::kFailedPrecondition) {
+      return FailedPrecondition("{}", UserFacing(page.status().message(), *warehouse_, job.tables));
+    }
     if (page.status().code() == StatusCode::kNotFound) {
       return FailedPrecondition("the results of job {} are no longer available (the warehouse restarted); "
                                 "submit the query again",

@@ -23,6 +23,9 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +52,17 @@ struct SqlAnalysisResult {
   int64_t bytes_scanned_estimate = 0;
 };
 
+// Limits on SQL jobs (aquifer.toml [sql]). The job limits go to the
+// warehouse driver with every job, which enforces them; the engine enforces
+// max_jobs_per_secret itself.
+struct SqlOptions {
+  driver::JobLimits job;
+  // Jobs one secret may have pending or running at once; Submit answers
+  // ResourceExhausted (HTTP 429) beyond it. 0: no limit. Counted per
+  // process (each gateway counts the jobs it started).
+  int32_t max_jobs_per_secret = 4;
+};
+
 struct SqlJobRows {
   std::string columns_json;  // [{"name","type"}]
   std::string data_json;     // [[...],...]
@@ -58,16 +72,21 @@ struct SqlJobRows {
 class SqlService {
  public:
   SqlService(Catalog* catalog, driver::WarehouseService* warehouse,
-             const driver::CursorCodec* cursors, Clock* clock);
+             const driver::CursorCodec* cursors, Clock* clock, SqlOptions options = {});
 
   // Check, resolve with read permission, rewrite, and dry-run on the warehouse.
   Result<SqlAnalysisResult> Analyze(const Principal& who, std::string_view sql);
-  // Analyze, record the job in the catalog, start it on the warehouse; returns the job.
+  // Analyze, record the job in the catalog, start it on the warehouse under
+  // options.job; returns the job. ResourceExhausted when the secret already
+  // has max_jobs_per_secret jobs pending or running, or the warehouse's
+  // queue is full.
   Result<JobInfo> Submit(const Principal& who, std::string_view sql);
   // {"job_id","status","error","bytes_scanned","rows"}; NotFound unless CanReadJob.
   Result<std::string> JobJson(const Principal& who, std::string_view job_id);
   // Rows of a done job: `cursor` empty for the first page or a job cursor from
-  // a previous page. FailedPrecondition while pending/running or when failed.
+  // a previous page. FailedPrecondition while pending/running, when failed,
+  // and once the rows expired (options.job.result_ttl_ms after the job
+  // finished; the job itself still reads as done).
   Result<SqlJobRows> Rows(const Principal& who, std::string_view job_id, std::string_view cursor,
                           int32_t limit);
   // The same for a decoded job cursor (GET /v1/cursor).
@@ -75,10 +94,24 @@ class SqlService {
                                     int32_t limit);
 
  private:
+  // Reserves one of the secret's job slots, after dropping its jobs that
+  // finished; ResourceExhausted when none is free.
+  Status ReserveJobSlot(const Uuid& secret_id);
+  // Ends a reservation: `job_id` now runs (or nothing, when it did not start).
+  void EndReservation(const Uuid& secret_id, const std::optional<Uuid>& job_id);
+
   Catalog* catalog_;
   driver::WarehouseService* warehouse_;
   const driver::CursorCodec* cursors_;
   Clock* clock_;
+  const SqlOptions options_;
+
+  struct InFlight {
+    std::vector<Uuid> jobs;  // started, not yet seen finished
+    int32_t reserved = 0;    // submissions between the check and the start
+  };
+  std::mutex mu_;
+  std::unordered_map<Uuid, InFlight, UuidHash> in_flight_;  // by secret; guarded by mu_
 };
 
 }  // namespace aquifer::engine

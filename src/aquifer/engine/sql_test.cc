@@ -55,6 +55,7 @@ class SqlServiceTest : public ::testing::Test {
     drivers::RegisterBuiltinDrivers(&registry);
     driver::DriverContext context;
     context.data_dir = dir_.path();
+    context.clock = &warehouse_clock_;
     auto warehouse = registry.MakeWarehouseService("duckdb", {{"job_threads", "2"}}, context);
     ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
     warehouse_ = std::move(*warehouse);
@@ -160,7 +161,13 @@ class SqlServiceTest : public ::testing::Test {
     return rows;
   }
 
+  // A SqlService with other limits over the same catalog and warehouse.
+  void Reopen(const SqlOptions& options) {
+    service_ = std::make_unique<SqlService>(catalog_.get(), warehouse_.get(), &cursors_, Clock::System(), options);
+  }
+
   TempDir dir_;
+  ManualClock warehouse_clock_;  // moves result expiry; writes keep no retention
   driver::CursorCodec cursors_{"sql-test-cursor-key"};
   std::unique_ptr<Catalog> catalog_;
   std::shared_ptr<driver::WarehouseService> warehouse_;
@@ -390,6 +397,89 @@ TEST_F(SqlServiceTest, AtMostSixteenDistinctTables) {
   std::string repeats = "SELECT 1 FROM shop.orders";
   for (int i = 0; i < 20; ++i) repeats += fmt::format(", shop.orders o{}", i);
   EXPECT_TRUE(service_->Analyze(admin_, repeats).ok());
+}
+
+TEST_F(SqlServiceTest, ASecretRunsAtMostMaxJobsAtOnce) {
+  SqlOptions options;
+  options.max_jobs_per_secret = 2;
+  options.job.timeout_ms = 3000;  // the slow jobs end on their own
+  Reopen(options);
+  const Principal reader = Mint({.read = {"orders"}});
+  const std::string slow = "SELECT count(*) FROM shop.orders, range(1000000) a, range(1000000) b";
+  auto first = service_->Submit(reader, slow);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = service_->Submit(reader, slow);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  auto third = service_->Submit(reader, "SELECT 1");
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(), HasSubstr("already has 2 SQL jobs pending or running"));
+  EXPECT_THAT(third.status().message(), HasSubstr("max_jobs_per_secret"));
+  // The limit is per secret: another one still runs jobs.
+  EXPECT_TRUE(service_->Submit(admin_, "SELECT 1").ok());
+  // Once one finishes (here: times out), its slot is free again, whether or
+  // not anyone polled it.
+  for (int attempt = 0;; ++attempt) {
+    auto polled = warehouse_->PollJob(first->job_id);
+    ASSERT_TRUE(polled.ok());
+    if (polled->status == driver::JobStatus::kFailed) break;
+    ASSERT_LT(attempt, 6000) << "the slow job did not time out";
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto again = service_->Submit(reader, "SELECT 1");
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
+}
+
+TEST_F(SqlServiceTest, TheRowCapPassesNRowsAndFailsTheJobAtNPlusOne) {
+  const std::string sql = "SELECT a.user, b.n FROM shop.orders a, shop.orders b";  // 25 rows
+  SqlOptions options;
+  options.job.max_result_rows = 25;
+  Reopen(options);
+  const Uuid passed = SubmitAndWait(admin_, sql);
+  EXPECT_EQ(WaitForJob(admin_, passed)["status"], "done");
+  EXPECT_EQ(WaitForJob(admin_, passed)["rows"], 25);
+  options.job.max_result_rows = 24;
+  Reopen(options);
+  const Uuid failed = SubmitAndWait(admin_, sql);
+  const nlohmann::json status = WaitForJob(admin_, failed);
+  EXPECT_EQ(status["status"], "failed");
+  EXPECT_THAT(status["error"].get<std::string>(), HasSubstr("result exceeds 24 rows; add LIMIT"));
+  auto rows = service_->Rows(admin_, failed.ToString(), "", 10);
+  EXPECT_EQ(rows.status().code(), StatusCode::kFailedPrecondition);
+}
+
+// SELECT * FROM range(1e9) from a read-only secret once materialised every row.
+TEST_F(SqlServiceTest, AGeneratorFromAReadOnlySecretStopsAtTheDefaultCaps) {
+  Reopen(SqlOptions{});
+  const Principal reader = Mint({.read = {"orders"}});
+  const Uuid job = SubmitAndWait(reader, "SELECT * FROM range(1000000000)");
+  const nlohmann::json status = WaitForJob(reader, job);
+  EXPECT_EQ(status["status"], "failed");
+  EXPECT_THAT(status["error"].get<std::string>(), HasSubstr("result exceeds 1000000 rows"));
+}
+
+TEST_F(SqlServiceTest, DryRunEstimatesCountGeneratedRows) {
+  auto generated = service_->Analyze(admin_, "SELECT * FROM range(1000000)");
+  ASSERT_TRUE(generated.ok()) << generated.status().ToString();
+  EXPECT_GE(generated->bytes_scanned_estimate, 8'000'000);
+  auto plain = service_->Analyze(admin_, "SELECT n FROM shop.orders");
+  auto crossed = service_->Analyze(admin_, "SELECT n FROM shop.orders, generate_series(1, 100000)");
+  ASSERT_TRUE(plain.ok() && crossed.ok());
+  EXPECT_GE(crossed->bytes_scanned_estimate, plain->bytes_scanned_estimate + 800'000);
+}
+
+TEST_F(SqlServiceTest, RowsExpireAfterTheResultTtlAndTheJobStaysDone) {
+  SqlOptions options;
+  options.job.result_ttl_ms = 60'000;
+  Reopen(options);
+  const Uuid job = SubmitAndWait(admin_, "SELECT user, n FROM shop.orders ORDER BY n");
+  warehouse_clock_.Advance(59'999 * 1000);
+  EXPECT_TRUE(service_->Rows(admin_, job.ToString(), "", 10).ok());
+  warehouse_clock_.Advance(1000);
+  auto rows = service_->Rows(admin_, job.ToString(), "", 10);
+  EXPECT_EQ(rows.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(rows.status().message(), HasSubstr("expired 60000 ms after it finished"));
+  EXPECT_EQ(WaitForJob(admin_, job)["status"], "done");
 }
 
 TEST_F(SqlServiceTest, TablesWithoutAWarehouseCopyAreRefused) {

@@ -20,6 +20,12 @@ constexpr std::array<std::string_view, 16> kServerKeys = {
     "wait_timeout_ms", "catalog",        "worker_threads", "usage_flush_interval_ms",
     "idle_timeout_ms", "request_timeout_ms", "idempotency_lease_ms", "idempotency_wait_ms"};
 
+// [sql]: limits on SQL jobs (engine::SqlOptions).
+constexpr std::array<std::string_view, 5> kSqlKeys = {"timeout_ms", "max_result_rows", "max_result_bytes",
+                                                       "result_ttl_ms", "max_jobs_per_secret"};
+
+bool IsSqlKey(std::string_view key) { return std::find(kSqlKeys.begin(), kSqlKeys.end(), key) != kSqlKeys.end(); }
+
 // One value with where it came from, for messages.
 struct Setting {
   std::string value;
@@ -28,6 +34,7 @@ struct Setting {
 
 struct Layered {
   std::map<std::string, Setting> server;
+  std::map<std::string, Setting> sql;
   std::map<std::string, std::map<std::string, Setting>> drivers;  // section → key → value
 };
 
@@ -76,8 +83,8 @@ Status ApplyFile(std::string_view text, const std::string& path, Layered* layere
     const toml::table* table = section_node.as_table();
     bool is_driver =
         std::find(kDriverSections.begin(), kDriverSections.end(), section) != kDriverSections.end();
-    if (table == nullptr || (section != "server" && !is_driver)) {
-      return InvalidArgument("config file {}: unknown {} '{}'; the sections are [server], [{}]", path,
+    if (table == nullptr || (section != "server" && section != "sql" && !is_driver)) {
+      return InvalidArgument("config file {}: unknown {} '{}'; the sections are [server], [sql], [{}]", path,
                              table == nullptr ? "top-level key" : "section", section,
                              Join(kDriverSections));
     }
@@ -87,10 +94,15 @@ Status ApplyFile(std::string_view text, const std::string& path, Layered* layere
       if (section == "server" && !IsServerKey(name)) {
         return InvalidArgument("{}: unknown key; [server] takes {}", where, Join(kServerKeys));
       }
+      if (section == "sql" && !IsSqlKey(name)) {
+        return InvalidArgument("{}: unknown key; [sql] takes {}", where, Join(kSqlKeys));
+      }
       AQ_ASSIGN_OR_RETURN(std::string value, TomlScalar(node, where));
       Setting setting{std::move(value), where};
       if (section == "server") {
         layered->server[name] = std::move(setting);
+      } else if (section == "sql") {
+        layered->sql[name] = std::move(setting);
       } else {
         layered->drivers[section][name] = std::move(setting);
       }
@@ -122,6 +134,15 @@ Status ApplyEnvironment(const std::map<std::string, std::string>& env, Layered* 
                                variable, key, Join(kServerKeys));
       }
       layered->server[key] = Setting{value, variable};
+      continue;
+    }
+    if (rest.starts_with("SQL_")) {
+      std::string key = Lower(rest.substr(std::string_view("SQL_").size()));
+      if (!IsSqlKey(key)) {
+        return InvalidArgument("environment variable {}: unknown [sql] key '{}'; [sql] takes {}", variable, key,
+                               Join(kSqlKeys));
+      }
+      layered->sql[key] = Setting{value, variable};
       continue;
     }
     for (std::string_view section : kDriverSections) {
@@ -263,6 +284,22 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
     } else if (key == "request_timeout_ms") {
       AQ_ASSIGN_OR_RETURN(int64_t ms, ToInt(setting, 100, int64_t{24} * 3600 * 1000));
       server.request_timeout = std::chrono::milliseconds(ms);
+    }
+  }
+  constexpr int64_t kDayMs = int64_t{24} * 3600 * 1000;
+  for (const auto& [key, setting] : layered.sql) {
+    driver::JobLimits& job = options.sql.job;
+    if (key == "timeout_ms") {
+      AQ_ASSIGN_OR_RETURN(job.timeout_ms, ToInt(setting, 0, kDayMs));
+    } else if (key == "max_result_rows") {
+      AQ_ASSIGN_OR_RETURN(job.max_result_rows, ToInt(setting, 0, int64_t{1} << 40));
+    } else if (key == "max_result_bytes") {
+      AQ_ASSIGN_OR_RETURN(job.max_result_bytes, ToInt(setting, 0, int64_t{1} << 50));
+    } else if (key == "result_ttl_ms") {
+      AQ_ASSIGN_OR_RETURN(job.result_ttl_ms, ToInt(setting, 0, 30 * kDayMs));
+    } else if (key == "max_jobs_per_secret") {
+      AQ_ASSIGN_OR_RETURN(int64_t jobs, ToInt(setting, 0, 1'000'000));
+      options.sql.max_jobs_per_secret = static_cast<int32_t>(jobs);
     }
   }
   server.max_body_bytes = options.max_body_bytes;

@@ -96,6 +96,34 @@ TEST(ServeConfig, IdempotencyClaimLeaseAndWaitAreServerKeys) {
   EXPECT_NE(zero.status().message().find("idempotency_lease_ms"), std::string::npos);
 }
 
+TEST(ServeConfig, SqlSectionSetsTheJobLimits) {
+  Result<ServeConfig> defaults = LoadServeConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->engine.sql.job.timeout_ms, 300'000);
+  EXPECT_EQ(defaults->engine.sql.job.max_result_rows, 1'000'000);
+  EXPECT_EQ(defaults->engine.sql.job.max_result_bytes, int64_t{256} << 20);
+  EXPECT_EQ(defaults->engine.sql.job.result_ttl_ms, 3'600'000);
+  EXPECT_EQ(defaults->engine.sql.max_jobs_per_secret, 4);
+
+  Result<ServeConfig> config = LoadServeConfig(
+      {}, {{"AQUIFER_SQL_MAX_JOBS_PER_SECRET", "2"}},
+      "[sql]\ntimeout_ms = 1000\nmax_result_rows = 10\nmax_result_bytes = 4096\nresult_ttl_ms = 60000\n"
+      "max_jobs_per_secret = 9\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->engine.sql.job.timeout_ms, 1000);
+  EXPECT_EQ(config->engine.sql.job.max_result_rows, 10);
+  EXPECT_EQ(config->engine.sql.job.max_result_bytes, 4096);
+  EXPECT_EQ(config->engine.sql.job.result_ttl_ms, 60000);
+  EXPECT_EQ(config->engine.sql.max_jobs_per_secret, 2);  // environment over file
+
+  Result<ServeConfig> bad = LoadServeConfig({}, {}, "[sql]\nmax_rows = 1\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("[sql] max_rows: unknown key; [sql] takes timeout_ms"), std::string::npos);
+  Result<ServeConfig> negative = LoadServeConfig({}, {{"AQUIFER_SQL_TIMEOUT_MS", "-1"}});
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("AQUIFER_SQL_TIMEOUT_MS"), std::string::npos);
+}
+
 TEST(ServeConfig, MistakesNameTheKeyAndItsSource) {
   auto error = [](const ServeFlags& flags, std::map<std::string, std::string> env,
                   std::optional<std::string_view> file) {

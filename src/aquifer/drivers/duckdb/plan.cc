@@ -45,6 +45,16 @@ void CollectStrings(const nlohmann::json& value, std::set<std::string>* out) {
   }
 }
 
+// The operator's "Estimated Cardinality", 0 when absent or unreadable.
+int64_t EstimatedRows(const nlohmann::json& info) {
+  auto rows = info.find("Estimated Cardinality");
+  if (rows == info.end() || !rows->is_string()) return 0;
+  const std::string text = rows->get<std::string>();
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() && end == text.data() + text.size() && value > 0 ? value : 0;
+}
+
 Status Collect(const nlohmann::json& node, int depth, std::vector<PlanScan>* scans) {
   if (depth > 10'000) return InvalidArgument("duckdb: the query plan nests too deep to check");
   if (node.is_array()) {
@@ -63,7 +73,23 @@ Status Collect(const nlohmann::json& node, int depth, std::vector<PlanScan>* sca
     info = &*it;
   }
   bool is_scan = false;
-  if (info != nullptr) {
+  if (name == "INOUT_FUNCTION") {
+    // A table function fed by rows (LATERAL generate_series(1, t.n)): its
+    // name is under "Name", not "Function".
+    const nlohmann::json* function = nullptr;
+    if (info != nullptr) {
+      if (auto it = info->find("Name"); it != info->end() && it->is_string()) function = &*it;
+    }
+    if (function == nullptr) {
+      return InvalidArgument("duckdb: the query plan has an INOUT_FUNCTION that names no function");
+    }
+    PlanScan scan;
+    scan.function = Trim(function->get<std::string>());
+    for (char& c : scan.function) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    scan.estimated_rows = info != nullptr ? EstimatedRows(*info) : 0;
+    scans->push_back(std::move(scan));
+    is_scan = true;
+  } else if (info != nullptr) {
     auto table = info->find("Table");
     auto function = info->find("Function");
     if (table != info->end() || function != info->end()) {
@@ -76,12 +102,7 @@ Status Collect(const nlohmann::json& node, int depth, std::vector<PlanScan>* sca
         scan.function = Trim(function->get<std::string>());
         for (char& c : scan.function) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
       }
-      if (auto rows = info->find("Estimated Cardinality"); rows != info->end() && rows->is_string()) {
-        const std::string text = rows->get<std::string>();
-        int64_t value = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec == std::errc() && end == text.data() + text.size() && value > 0) scan.estimated_rows = value;
-      }
+      scan.estimated_rows = EstimatedRows(*info);
       if (auto p = info->find("Projections"); p != info->end()) CollectStrings(*p, &scan.tokens);
       if (auto f = info->find("Filters"); f != info->end()) CollectStrings(*f, &scan.tokens);
       scans->push_back(std::move(scan));

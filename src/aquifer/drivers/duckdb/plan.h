@@ -7,6 +7,8 @@
 // of operators, each an object with a string "name"), a "Table" or
 // "Function" that is not a string, or a scan operator that names neither
 // (so the check cannot tell what it reads) is an error, never an empty list.
+// Table functions appear as a node with "Function" (a source, FROM range(3))
+// or as INOUT_FUNCTION with "Name" (fed by rows, LATERAL generate_series(1, t.n)).
 
 #include <cstdint>
 #include <set>

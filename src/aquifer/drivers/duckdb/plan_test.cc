@@ -14,10 +14,14 @@ TEST(ParsePlanScans, CollectsTableAndTableFunctionScans) {
        "Filters": "c>1", "Estimated Cardinality": "1000"}},
       {"name": "RANGE ", "children": [], "extra_info": {"Function": "range", "Estimated Cardinality": "1000000000"}},
       {"name": "CTE_SCAN", "children": [], "extra_info": {"CTE Index": "16"}},
-      {"name": "DUMMY_SCAN", "children": [], "extra_info": {}}], "extra_info": {}}])";
+      {"name": "DUMMY_SCAN", "children": [], "extra_info": {}},
+      {"name": "INOUT_FUNCTION", "children": [{"name": "DELIM_SCAN", "extra_info": {}}],
+       "extra_info": {"Name": "generate_series", "Estimated Cardinality": "632"}}], "extra_info": {}}])";
   auto scans = ParsePlanScans(plan);
   ASSERT_TRUE(scans.ok()) << scans.status().ToString();
-  ASSERT_EQ(scans->size(), 2u);
+  ASSERT_EQ(scans->size(), 3u);
+  EXPECT_EQ((*scans)[2].function, "GENERATE_SERIES");
+  EXPECT_EQ((*scans)[2].estimated_rows, 632);
   EXPECT_EQ((*scans)[0].table, "i_1");
   EXPECT_EQ((*scans)[0].estimated_rows, 1000);
   EXPECT_EQ((*scans)[0].tokens, (std::set<std::string>{"a", "b", "c", "1"}));
@@ -44,6 +48,7 @@ TEST(ParsePlanScans, FailsClosedOnPlansItCannotRead) {
       {R"([{"name": "X", "children": {"name": "SEQ_SCAN"}}])", "unreadable children"},
       {R"([{"name": "PROJECTION", "children": [{"name": "PARQUET_SCAN ", "extra_info": {}}]}])",
        "PARQUET_SCAN that names no table"},
+      {R"([{"name": "INOUT_FUNCTION", "extra_info": {}}])", "INOUT_FUNCTION that names no function"},
   };
   for (const auto& [plan, message] : cases) {
     auto scans = ParsePlanScans(plan);

@@ -120,6 +120,54 @@ int64_t NominalWidth(duckdb_logical_type type) {
   }
 }
 
+// The in-memory size of the first `count` values of `vector`, for
+// JobLimits::max_result_bytes: NominalWidth per value, strings and blobs at
+// their length plus 16, lists and arrays with their elements, structs as the
+// sum of their fields. Values of other nested types (UNION) count 16 bytes.
+int64_t VectorBytes(duckdb_vector vector, duckdb_logical_type type, idx_t count) {
+  switch (duckdb_get_type_id(type)) {
+    case DUCKDB_TYPE_VARCHAR:
+    case DUCKDB_TYPE_BLOB:
+    case DUCKDB_TYPE_BIT: {
+      const auto* data = static_cast<duckdb_string_t*>(duckdb_vector_get_data(vector));
+      uint64_t* validity = duckdb_vector_get_validity(vector);
+      int64_t sum = 0;
+      for (idx_t r = 0; r < count; ++r) {
+        sum += 16;
+        if (validity == nullptr || duckdb_validity_row_is_valid(validity, r)) sum += duckdb_string_t_length(data[r]);
+      }
+      return sum;
+    }
+    case DUCKDB_TYPE_LIST: {
+      LogicalType child(duckdb_list_type_child_type(type));
+      return 16 * static_cast<int64_t>(count) +
+             VectorBytes(duckdb_list_vector_get_child(vector), child.get(), duckdb_list_vector_get_size(vector));
+    }
+    case DUCKDB_TYPE_MAP: {
+      LogicalType key(duckdb_map_type_key_type(type));
+      LogicalType value(duckdb_map_type_value_type(type));
+      duckdb_vector entries = duckdb_list_vector_get_child(vector);
+      const idx_t size = duckdb_list_vector_get_size(vector);
+      return 16 * static_cast<int64_t>(count) + VectorBytes(duckdb_struct_vector_get_child(entries, 0), key.get(), size) +
+             VectorBytes(duckdb_struct_vector_get_child(entries, 1), value.get(), size);
+    }
+    case DUCKDB_TYPE_ARRAY: {
+      LogicalType child(duckdb_array_type_child_type(type));
+      return VectorBytes(duckdb_array_vector_get_child(vector), child.get(), count * duckdb_array_type_array_size(type));
+    }
+    case DUCKDB_TYPE_STRUCT: {
+      int64_t sum = 0;
+      for (idx_t i = 0; i < duckdb_struct_type_child_count(type); ++i) {
+        LogicalType child(duckdb_struct_type_child_type(type, i));
+        sum += VectorBytes(duckdb_struct_vector_get_child(vector, i), child.get(), count);
+      }
+      return sum;
+    }
+    default:
+      return NominalWidth(type) * static_cast<int64_t>(count);
+  }
+}
+
 // Remembers fingerprints of the most recent records written to one instance.
 struct DedupWindow {
   std::unordered_set<uint64_t> seen;
@@ -144,6 +192,8 @@ struct JobState {
   int64_t bytes_scanned = 0;
   int64_t rows = 0;
   bool dropped = false;  // forgotten by Reset while queued or running
+  int64_t finished_ms = 0;  // clock time the job finished (done or failed)
+  bool expired = false;     // done, and its rows dropped after result_ttl_ms
   // When done: result columns (hidden ones removed) and the select list reading them.
   std::vector<Column> columns;
   std::string select_list;
@@ -161,7 +211,8 @@ Job Snapshot(const JobState& state) {
 
 class DuckDBWarehouse final : public driver::WarehouseService {
  public:
-  DuckDBWarehouse(Clock* clock, int64_t dedup_window) : clock_(clock), dedup_window_(dedup_window) {}
+  DuckDBWarehouse(Clock* clock, int64_t dedup_window, int64_t max_queued_jobs)
+      : clock_(clock), dedup_window_(dedup_window), max_queued_jobs_(max_queued_jobs) {}
 
   ~DuckDBWarehouse() override {
     {
@@ -176,7 +227,8 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     slots_.clear();
   }
 
-  Status Open(const std::string& path, int job_threads, const std::string& memory_limit) {
+  Status Open(const std::string& path, int job_threads, const std::string& memory_limit,
+              const std::string& max_temp_directory_size) {
     Config config;
     if (duckdb_create_config(config.out()) == DuckDBError) return Internal("duckdb: cannot create a config");
     // Defence in depth: SQL reaching the driver is checked by the engine, but
@@ -193,6 +245,9 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     AQ_RETURN_IF_ERROR(set("autoinstall_known_extensions", "false"));
     AQ_RETURN_IF_ERROR(set("autoload_known_extensions", "false"));
     if (!memory_limit.empty()) AQ_RETURN_IF_ERROR(set("memory_limit", memory_limit));
+    if (!max_temp_directory_size.empty()) {
+      AQ_RETURN_IF_ERROR(set("max_temp_directory_size", max_temp_directory_size));
+    }
     char* error = nullptr;
     if (duckdb_open_ext(path == ":memory:" ? nullptr : path.c_str(), db_.out(), config.get(), &error) ==
         DuckDBError) {
@@ -208,6 +263,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     for (int i = 0; i < job_threads; ++i) {
       auto slot = std::make_unique<Slot>();
       AQ_ASSIGN_OR_RETURN(slot->conn, Connect());
+      AQ_ASSIGN_OR_RETURN(slot->append_conn, Connect());
       slots_.push_back(std::move(slot));
     }
     for (auto& slot : slots_) threads_.emplace_back([this, s = slot.get()] { WorkerLoop(s); });
@@ -248,6 +304,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   }
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const JobOptions& options) override;
   Result<Job> PollJob(const Uuid& job_id) override {
+    ExpireResults();
     std::lock_guard lock(jobs_mu_);
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return NotFound("duckdb: no job {}", job_id.ToString());
@@ -259,6 +316,9 @@ class DuckDBWarehouse final : public driver::WarehouseService {
  private:
   struct Slot {
     Connection conn;
+    // Appends the job's rows to its result table while `conn` streams them:
+    // an appender flushing on `conn` itself would end the stream.
+    Connection append_conn;
     std::shared_ptr<JobState> current;
     std::chrono::steady_clock::time_point deadline;
     bool timed_out = false;
@@ -273,11 +333,15 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Result<QueryAnalysis> Analyze(duckdb_connection conn, std::string_view sql);
   void WorkerLoop(Slot* slot);
   void WatchdogLoop();
-  // Runs one job on `conn`; fills status/error/rows/columns of `result`.
-  void RunJob(duckdb_connection conn, const JobState& job, JobState* result);
+  // Runs one job on the slot's connections; fills status/error/rows/columns of `result`.
+  void RunJob(Slot* slot, const JobState& job, JobState* result);
+  // Drops the rows of done jobs whose result_ttl_ms has passed (called on
+  // every job call: expiry needs no thread of its own).
+  void ExpireResults();
 
   Clock* clock_;
   const int64_t dedup_window_;
+  const int64_t max_queued_jobs_;  // StartQuery refuses more waiting jobs (0: no bound)
   Database db_;  // declared first: destroyed last
 
   std::mutex write_mu_;  // guards write_conn_ and dedup_; serialises writes and DDL
@@ -313,6 +377,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   bool stopping_ = false;
   std::deque<std::shared_ptr<JobState>> queue_;
   std::unordered_map<Uuid, std::shared_ptr<JobState>, UuidHash> jobs_;
+  std::multimap<int64_t, Uuid> expiries_;  // done jobs by the clock time their rows expire
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<std::thread> threads_;
 };
@@ -512,6 +577,7 @@ Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::stri
 }
 
 Result<Job> DuckDBWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const JobOptions& options) {
+  ExpireResults();
   auto state = std::make_shared<JobState>();
   state->id = job_id;
   state->sql = std::string(sql);
@@ -519,7 +585,12 @@ Result<Job> DuckDBWarehouse::StartQuery(const Uuid& job_id, std::string_view sql
   {
     std::lock_guard lock(jobs_mu_);
     if (stopping_) return Unavailable("duckdb: shutting down");
-    if (!jobs_.emplace(job_id, state).second) return AlreadyExists("duckdb: job {} exists", job_id.ToString());
+    if (jobs_.contains(job_id)) return AlreadyExists("duckdb: job {} exists", job_id.ToString());
+    if (max_queued_jobs_ > 0 && static_cast<int64_t>(queue_.size()) >= max_queued_jobs_) {
+      return ResourceExhausted("duckdb: {} jobs are already waiting to run (max_queued_jobs); retry later",
+                               queue_.size());
+    }
+    jobs_.emplace(job_id, state);
     queue_.push_back(state);
   }
   jobs_cv_.notify_one();
@@ -540,13 +611,15 @@ void DuckDBWarehouse::WorkerLoop(Slot* slot) {
       job->status = JobStatus::kRunning;
       slot->current = job;
       slot->timed_out = false;
-      const int64_t timeout_ms = job->options.timeout_ms > 0 ? job->options.timeout_ms : 300'000;
-      slot->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+      slot->deadline = job->options.timeout_ms > 0
+                           ? std::chrono::steady_clock::now() + std::chrono::milliseconds(job->options.timeout_ms)
+                           : std::chrono::steady_clock::time_point::max();
     }
     watchdog_cv_.notify_all();
 
     JobState result;
-    RunJob(slot->conn.get(), *job, &result);
+    RunJob(slot, *job, &result);
+    const int64_t finished_ms = clock_->NowMillis();
 
     bool drop_table = false;
     {
@@ -565,6 +638,12 @@ void DuckDBWarehouse::WorkerLoop(Slot* slot) {
         job->bytes_scanned = result.bytes_scanned;
         job->columns = std::move(result.columns);
         job->select_list = std::move(result.select_list);
+        job->finished_ms = finished_ms;
+        job->sql.clear();
+        job->sql.shrink_to_fit();
+        if (job->status == JobStatus::kDone && job->options.result_ttl_ms > 0) {
+          expiries_.emplace(finished_ms + std::min(job->options.result_ttl_ms, int64_t{1} << 50), job->id);
+        }
       }
     }
     idle_cv_.notify_all();
@@ -572,7 +651,8 @@ void DuckDBWarehouse::WorkerLoop(Slot* slot) {
   }
 }
 
-void DuckDBWarehouse::RunJob(duckdb_connection conn, const JobState& job, JobState* result) {
+void DuckDBWarehouse::RunJob(Slot* slot, const JobState& job, JobState* result) {
+  duckdb_connection conn = slot->conn.get();
   auto failed = [&](const Status& status) {
     result->status = JobStatus::kFailed;
     result->error = status.message();
@@ -585,14 +665,81 @@ void DuckDBWarehouse::RunJob(duckdb_connection conn, const JobState& job, JobSta
                                     analysis->bytes_scanned_estimate, job.options.max_bytes_scanned));
   }
   const std::string table = JobTableName(job.id);
-  if (Status status = Exec(conn, "CREATE TABLE " + table + " AS " + std::string(TrimStatement(job.sql)),
+  const std::string sql(TrimStatement(job.sql));
+  auto failed_and_dropped = [&](const Status& status) {
+    (void)Exec(conn, "DROP TABLE IF EXISTS " + table);
+    failed(status);
+  };
+  // The result table takes the query's column types from a LIMIT 0 run (it
+  // plans the query and generates nothing). The newline ends a trailing --
+  // comment of the user's text.
+  if (Status status = Exec(conn, "CREATE TABLE " + table + " AS SELECT * FROM (" + sql + "\n) AS __aquifer_result LIMIT 0",
                            StatusCode::kInvalidArgument);
       !status.ok()) {
-    (void)Exec(conn, "DROP TABLE IF EXISTS " + table);
-    return failed(status);
+    return failed_and_dropped(status);
   }
-  Result<int64_t> rows = QueryInt(conn, "SELECT count(*)::BIGINT FROM " + table);
-  if (!rows.ok()) return failed(rows.status());
+  // Then the query streams, chunk by chunk, into that table, and stops at
+  // the first chunk that takes the result over a limit: rows past the caps
+  // are never fetched, let alone kept.
+  Prepared prepared;
+  if (duckdb_prepare(conn, sql.c_str(), prepared.out()) == DuckDBError) {
+    const char* message = duckdb_prepare_error(prepared.get());
+    return failed_and_dropped(InvalidArgument("{}", message != nullptr ? message : "duckdb: cannot prepare the query"));
+  }
+  QueryResult stream;
+  if (duckdb_execute_prepared_streaming(prepared.get(), stream.out()) == DuckDBError) {
+    const char* message = duckdb_result_error(stream.get());
+    return failed_and_dropped(InvalidArgument("{}", message != nullptr ? message : "duckdb: the query failed"));
+  }
+  const std::string base = "__job_" + job.id.Hex();
+  Appender appender;
+  if (duckdb_appender_create_ext(slot->append_conn.get(), kJobsDb, "main", base.c_str(), appender.out()) ==
+      DuckDBError) {
+    const char* message = appender ? duckdb_appender_error(appender.get()) : nullptr;
+    return failed_and_dropped(Internal("duckdb: cannot write the job's result: {}",
+                                       message != nullptr ? message : "unknown error"));
+  }
+  const idx_t column_count = duckdb_column_count(stream.get());
+  std::vector<LogicalType> types;
+  for (idx_t c = 0; c < column_count; ++c) types.emplace_back(duckdb_column_logical_type(stream.get(), c));
+  const int64_t max_rows = job.options.max_result_rows;
+  const int64_t max_bytes = job.options.max_result_bytes;
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  auto stop = [&](const Status& status) {
+    appender.Reset();
+    stream.Reset();
+    failed_and_dropped(status);
+  };
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(stream.ref()));
+    if (!chunk) {
+      if (const char* message = duckdb_result_error(stream.get()); message != nullptr) {
+        return stop(InvalidArgument("{}", message));
+      }
+      break;
+    }
+    const idx_t n = duckdb_data_chunk_get_size(chunk.get());
+    rows += static_cast<int64_t>(n);
+    if (max_rows > 0 && rows > max_rows) {
+      return stop(ResourceExhausted("result exceeds {} rows; add LIMIT or aggregate (max_result_rows)", max_rows));
+    }
+    for (idx_t c = 0; c < column_count; ++c) {
+      bytes += VectorBytes(duckdb_data_chunk_get_vector(chunk.get(), c), types[c].get(), n);
+    }
+    if (max_bytes > 0 && bytes > max_bytes) {
+      return stop(ResourceExhausted("result exceeds {} bytes; select fewer columns or add LIMIT (max_result_bytes)",
+                                    max_bytes));
+    }
+    if (duckdb_append_data_chunk(appender.get(), chunk.get()) == DuckDBError) {
+      return stop(Internal("duckdb: cannot write the job's result: {}", duckdb_appender_error(appender.get())));
+    }
+  }
+  if (duckdb_appender_close(appender.get()) == DuckDBError) {
+    return stop(Internal("duckdb: cannot write the job's result: {}", duckdb_appender_error(appender.get())));
+  }
+  appender.Reset();
+  stream.Reset();
   // Column names and types: DuckDB's own type names from the catalog, the
   // logical types to decide which columns need a VARCHAR cast.
   Result<QueryResult> names = Query(conn, fmt::format(
@@ -619,8 +766,30 @@ void DuckDBWarehouse::RunJob(duckdb_connection conn, const JobState& job, JobSta
     result->columns.push_back(Column{name, c < type_names.size() ? type_names[c] : "UNKNOWN"});
   }
   result->select_list = select;
-  result->rows = *rows;
+  result->rows = rows;
   result->status = JobStatus::kDone;
+}
+
+void DuckDBWarehouse::ExpireResults() {
+  const int64_t now = clock_->NowMillis();
+  std::vector<Uuid> drops;
+  {
+    std::lock_guard lock(jobs_mu_);
+    while (!expiries_.empty() && expiries_.begin()->first <= now) {
+      auto it = jobs_.find(expiries_.begin()->second);
+      if (it != jobs_.end() && it->second->status == JobStatus::kDone && !it->second->expired) {
+        JobState& job = *it->second;
+        job.expired = true;
+        job.columns.clear();
+        job.select_list.clear();
+        drops.push_back(job.id);
+      }
+      expiries_.erase(expiries_.begin());
+    }
+  }
+  if (drops.empty()) return;
+  std::lock_guard lock(admin_mu_);
+  for (const Uuid& id : drops) (void)Exec(admin_conn_.get(), "DROP TABLE IF EXISTS " + JobTableName(id));
 }
 
 void DuckDBWarehouse::WatchdogLoop() {
@@ -651,6 +820,12 @@ void DuckDBWarehouse::WatchdogLoop() {
 Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
   if (limit < 1) return InvalidArgument("duckdb: limit must be at least 1, got {}", limit);
   limit = std::min(limit, kMaxPageRows);
+  ExpireResults();
+  auto expired = [&](const JobState& job) {
+    return FailedPrecondition("duckdb: the rows of job {} expired {} ms after it finished (result_ttl_ms); "
+                              "submit the query again",
+                              job_id.ToString(), job.options.result_ttl_ms);
+  };
   std::vector<Column> columns;
   std::string select;
   int64_t total = 0;
@@ -665,6 +840,7 @@ Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_vie
     if (job.status != JobStatus::kDone) {
       return FailedPrecondition("duckdb: job {} is {}", job_id.ToString(), driver::JobStatusName(job.status));
     }
+    if (job.expired) return expired(job);
     columns = job.columns;
     select = job.select_list;
     total = job.rows;
@@ -687,7 +863,14 @@ Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_vie
     const std::string sql = fmt::format("SELECT {} FROM {} WHERE rowid >= {} AND rowid < {} ORDER BY rowid",
                                         select, JobTableName(job_id), offset, end);
     std::lock_guard lock(read_mu_);
-    AQ_ASSIGN_OR_RETURN(QueryResult rows, Query(read_conn_.get(), sql));
+    Result<QueryResult> read = Query(read_conn_.get(), sql);
+    if (!read.ok()) {
+      std::lock_guard jobs_lock(jobs_mu_);
+      auto it = jobs_.find(job_id);
+      if (it != jobs_.end() && it->second->expired) return expired(*it->second);  // dropped meanwhile
+      return read.status();
+    }
+    QueryResult rows = std::move(read).value();
     const idx_t column_count = duckdb_column_count(rows.get());
     std::vector<LogicalType> types;
     for (idx_t c = 0; c < column_count; ++c) types.emplace_back(duckdb_column_logical_type(rows.get(), c));
@@ -726,6 +909,7 @@ Status DuckDBWarehouse::Reset() {
     }
     jobs_.clear();
     queue_.clear();
+    expiries_.clear();
     InterruptUntilIdle(lock);
   }
   std::lock_guard write_lock(write_mu_);
@@ -762,10 +946,14 @@ Result<std::shared_ptr<driver::WarehouseService>> OpenWarehouse(const driver::Co
   }
   AQ_ASSIGN_OR_RETURN(int64_t threads, driver::ConfigInt(config, "job_threads", 2));
   AQ_ASSIGN_OR_RETURN(int64_t window, driver::ConfigInt(config, "dedup_window", 100'000));
+  AQ_ASSIGN_OR_RETURN(int64_t max_queued, driver::ConfigInt(config, "max_queued_jobs", 256));
   if (threads < 1 || threads > 64) return InvalidArgument("duckdb: job_threads must be 1..64, got {}", threads);
   if (window < 0) return InvalidArgument("duckdb: dedup_window must be >= 0, got {}", window);
-  auto warehouse = std::make_shared<DuckDBWarehouse>(context.clock != nullptr ? context.clock : Clock::System(), window);
-  AQ_RETURN_IF_ERROR(warehouse->Open(path, static_cast<int>(threads), driver::ConfigString(config, "memory_limit", "")));
+  if (max_queued < 0) return InvalidArgument("duckdb: max_queued_jobs must be >= 0, got {}", max_queued);
+  auto warehouse = std::make_shared<DuckDBWarehouse>(context.clock != nullptr ? context.clock : Clock::System(), window,
+                                                     max_queued);
+  AQ_RETURN_IF_ERROR(warehouse->Open(path, static_cast<int>(threads), driver::ConfigString(config, "memory_limit", "1GiB"),
+                                     driver::ConfigString(config, "max_temp_directory_size", "")));
   return std::shared_ptr<driver::WarehouseService>(std::move(warehouse));
 }
 
