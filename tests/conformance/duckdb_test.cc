@@ -237,6 +237,17 @@ TEST_F(DuckDBLimits, ThePlanCheckCollectsTableFunctionScans) {
   EXPECT_GE(generated->bytes_scanned_estimate, 8'000'000);
 }
 
+// memory_limit bounds a job's memory: a 160 MB list under a 20 MB limit
+// fails the job (and only the job); a small one still runs.
+TEST_F(DuckDBLimits, MemoryLimitFailsTheJobThatNeedsMore) {
+  ASSERT_TRUE(Open({{"memory_limit", "20MB"}}).ok());
+  driver::Job big = Run("SELECT length(list(i)) AS n FROM range(20000000) t(i)");
+  EXPECT_EQ(big.status, driver::JobStatus::kFailed);
+  EXPECT_THAT(big.error, testing::HasSubstr("Out of Memory"));
+  driver::Job small = Run("SELECT length(list(i)) AS n FROM range(1000) t(i)");
+  EXPECT_EQ(small.status, driver::JobStatus::kDone) << small.error;
+}
+
 TEST_F(DuckDBLimits, EverySettingIsCheckedAtOpen) {
   Status bad_temp = Open({{"max_temp_directory_size", "banana"}});
   EXPECT_EQ(bad_temp.code(), StatusCode::kInvalidArgument);
