@@ -306,6 +306,8 @@ class EngineImpl final : public Engine {
                                    std::function<void()> on_change) override {
     return hub_.Listen(instance_id, std::move(on_change));
   }
+  Result<std::unique_ptr<ChangeFeed>> OpenChangeFeed(const Principal& who, std::string_view cursor,
+                                                     std::string_view filter_json) override;
 
   Result<SqlAnalysis> AnalyzeSql(const Principal& who, std::string_view sql) override;
   Result<std::string> SubmitSql(const Principal& who, std::string_view sql) override;
@@ -354,15 +356,21 @@ class EngineImpl final : public Engine {
     return ReadTarget{table.primary, std::move(project)};
   }
 
+  // `next_driver`, when set, receives the driver's next payload.
   Result<RecordPage> ReadPage(const Principal& who, const ReadTarget& target,
                               const EnginePayload& payload, const keys::Filter& filter,
-                              int32_t limit);
+                              int32_t limit, std::string* next_driver = nullptr);
   std::string EncodeCursor(const Uuid& instance_id, const EnginePayload& payload) const {
     return cursors_.Encode({CursorTypeFor(payload.kind), instance_id, EncodeEnginePayload(payload)});
   }
   // Decodes a change cursor the principal may read.
   Result<std::pair<ReadTarget, EnginePayload>> ResolveChangeCursor(const Principal& who,
                                                                    std::string_view cursor);
+  // The cursor's own filter ANDed with a subscription's extra filter.
+  static Result<keys::Filter> CombinedChangeFilter(const schema::Schema& schema,
+                                                   const EnginePayload& payload,
+                                                   std::string_view filter_json);
+  class Feed;
   void FlushLoop();
 
   const EngineOptions options_;
@@ -390,6 +398,11 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> next_queue_probe_ms_{0};  // steady clock
   std::atomic<int64_t> idempotency_waits_{0};    // retries that met an unfinished claim
   std::atomic<int64_t> idempotency_refusals_{0}; // ... and got Unavailable
+  // Bumped by every catalog change made through this engine that can end a
+  // change feed (DeleteTable): open feeds then re-resolve before their next read.
+  std::atomic<uint64_t> catalog_epoch_{0};
+  std::atomic<int64_t> change_feeds_{0};          // open ChangeFeeds
+  std::atomic<int64_t> change_feed_checks_{0};    // catalog resolutions by ChangeFeeds
 
   std::mutex lifecycle_mu_;  // serialises Start and Stop
   bool started_ = false;     // guarded by lifecycle_mu_
@@ -632,6 +645,10 @@ Status EngineImpl::DeleteTable(const Principal& who, std::string_view project,
                                std::string_view table) {
   AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project, table, Permission::kManage));
   AQ_ASSIGN_OR_RETURN(auto instances, catalog_->DeleteTable(project, table));
+  // Open change feeds of the table must notice now: they re-resolve (and
+  // find it gone) on their next read, which the notification triggers.
+  catalog_epoch_.fetch_add(1, std::memory_order_release);
+  for (const auto& instance : instances) hub_.Notify(instance.instance_id);
   // The catalog no longer knows the table, so workers drop its queued records;
   // now remove what the stores hold.
   for (const auto& instance : instances) {
@@ -963,7 +980,7 @@ Result<std::string> EngineImpl::UsageJson(const Principal& who) {
 
 Result<RecordPage> EngineImpl::ReadPage(const Principal& who, const ReadTarget& target,
                                         const EnginePayload& payload, const keys::Filter& filter,
-                                        int32_t limit) {
+                                        int32_t limit, std::string* next_driver) {
   RecordPage page;
   if (payload.driver.empty()) {
     page.data_json = "[]";
@@ -978,10 +995,13 @@ Result<RecordPage> EngineImpl::ReadPage(const Principal& who, const ReadTarget& 
   AQ_RETURN_IF_ERROR(RenderRecords(*target.instance.schema, result.records, &page.data_json, &bytes));
   page.count = static_cast<int64_t>(result.records.size());
   page.residual = result.residual;
+  page.more = !result.next.empty() &&
+              (page.count >= limit || result.scanned >= read_options.scan_budget);
   if (!result.next.empty()) {
     EnginePayload next = payload;
     next.driver = std::move(result.next);
     page.next_cursor = EncodeCursor(target.instance.instance_id, next);
+    if (next_driver != nullptr) *next_driver = std::move(next.driver);
   }
   metrics_.reads.fetch_add(1, std::memory_order_relaxed);
   metrics_.records_read.fetch_add(page.count, std::memory_order_relaxed);
@@ -1091,21 +1111,109 @@ Result<Uuid> EngineImpl::CheckSubscription(const Principal& who, std::string_vie
   return resolved.first.instance.instance_id;
 }
 
+Result<keys::Filter> EngineImpl::CombinedChangeFilter(const schema::Schema& schema,
+                                                      const EnginePayload& payload,
+                                                      std::string_view filter_json) {
+  auto own = keys::ParseFilter(schema, payload.filter_json);
+  if (!own.ok()) return Internal("a signed cursor carries a bad filter: {}", own.status().message());
+  AQ_ASSIGN_OR_RETURN(keys::Filter extra, keys::ParseFilter(schema, filter_json));
+  // Both filters must hold: the conditions of one field are ANDed like any others.
+  keys::Filter combined = std::move(*own);
+  for (auto& field : extra.fields) combined.fields.push_back(std::move(field));
+  return combined;
+}
+
 Result<RecordPage> EngineImpl::ReadChanges(const Principal& who, std::string_view cursor,
                                            std::string_view filter_json, int32_t limit) {
   AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
   AQ_ASSIGN_OR_RETURN(auto resolved, ResolveChangeCursor(who, cursor));
   auto& [target, payload] = resolved;
-  const schema::Schema& schema = *target.instance.schema;
-  auto own = keys::ParseFilter(schema, payload.filter_json);
-  if (!own.ok()) return Internal("a signed cursor carries a bad filter: {}", own.status().message());
-  AQ_ASSIGN_OR_RETURN(keys::Filter extra, keys::ParseFilter(schema, filter_json));
-  // Both filters must hold: the conditions of one field are ANDed like any others.
-  keys::Filter combined = *own;
-  for (auto& field : extra.fields) combined.fields.push_back(std::move(field));
+  AQ_ASSIGN_OR_RETURN(keys::Filter combined,
+                      CombinedChangeFilter(*target.instance.schema, payload, filter_json));
   AQ_ASSIGN_OR_RETURN(RecordPage page, ReadPage(who, target, payload, combined, limit));
   if (page.next_cursor.empty()) page.next_cursor = std::string(cursor);
   return page;
+}
+
+// A change feed with its catalog lookups cached (engine.h, ChangeFeed). The
+// catalog is consulted when the feed opens, when change_feed_recheck_ms has
+// passed since the last time (engine clock, monotonic), and when the
+// engine's catalog epoch moved (a local DeleteTable). Between those, a read
+// is the quota check on the cached project plus the driver read.
+class EngineImpl::Feed final : public ChangeFeed {
+ public:
+  Feed(EngineImpl* engine, Principal who, std::string cursor, EnginePayload payload,
+       ReadTarget target, keys::Filter filter, uint64_t epoch)
+      : engine_(engine),
+        who_(std::move(who)),
+        cursor_(std::move(cursor)),
+        payload_(std::move(payload)),
+        target_(std::move(target)),
+        filter_(std::move(filter)),
+        epoch_(epoch),
+        checked_us_(engine->clock_->MonotonicMicros()) {
+    engine_->change_feeds_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Feed() override { engine_->change_feeds_.fetch_sub(1, std::memory_order_relaxed); }
+
+  const Uuid& instance_id() const override { return target_.instance.instance_id; }
+
+  Result<RecordPage> Read(int32_t limit) override {
+    AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
+    const uint64_t epoch = engine_->catalog_epoch_.load(std::memory_order_acquire);
+    const int64_t now_us = engine_->clock_->MonotonicMicros();
+    if (epoch != epoch_ ||
+        now_us - checked_us_ >= engine_->options_.change_feed_recheck_ms * 1000) {
+      AQ_RETURN_IF_ERROR(Recheck(epoch, now_us));
+    } else {
+      AQ_RETURN_IF_ERROR(engine_->CheckQuota(target_.project, QuotaKind::kRead, 0));
+    }
+    std::string next_driver;
+    AQ_ASSIGN_OR_RETURN(RecordPage page,
+                        engine_->ReadPage(who_, target_, payload_, filter_, limit, &next_driver));
+    if (page.next_cursor.empty()) {
+      page.next_cursor = cursor_;
+    } else {
+      cursor_ = page.next_cursor;
+      payload_.driver = std::move(next_driver);
+    }
+    return page;
+  }
+
+ private:
+  // Resolves the instance, the grants and the project again (and the read quota).
+  Status Recheck(uint64_t epoch, int64_t now_us) {
+    engine_->change_feed_checks_.fetch_add(1, std::memory_order_relaxed);
+    AQ_ASSIGN_OR_RETURN(driver::Cursor cursor, engine_->cursors_.Decode(cursor_));
+    AQ_ASSIGN_OR_RETURN(ReadTarget target, engine_->ResolveReadTarget(who_, cursor));
+    target_ = std::move(target);
+    epoch_ = epoch;
+    checked_us_ = now_us;
+    return Status::OK();
+  }
+
+  EngineImpl* const engine_;
+  const Principal who_;
+  std::string cursor_;  // the position: a signed change cursor
+  EnginePayload payload_;
+  ReadTarget target_;
+  keys::Filter filter_;
+  uint64_t epoch_;
+  int64_t checked_us_;
+};
+
+Result<std::unique_ptr<ChangeFeed>> EngineImpl::OpenChangeFeed(const Principal& who,
+                                                               std::string_view cursor,
+                                                               std::string_view filter_json) {
+  const uint64_t epoch = catalog_epoch_.load(std::memory_order_acquire);
+  change_feed_checks_.fetch_add(1, std::memory_order_relaxed);
+  AQ_ASSIGN_OR_RETURN(auto resolved, ResolveChangeCursor(who, cursor));
+  auto& [target, payload] = resolved;
+  AQ_ASSIGN_OR_RETURN(keys::Filter combined,
+                      CombinedChangeFilter(*target.instance.schema, payload, filter_json));
+  return std::unique_ptr<ChangeFeed>(new Feed(this, who, std::string(cursor), std::move(payload),
+                                              std::move(target),
+                                              std::move(combined), epoch));
 }
 
 // --- SQL --------------------------------------------------------------------------------------
@@ -1224,6 +1332,11 @@ std::string EngineImpl::MetricsText() {
          hub_.listeners());
   metric("aquifer_subscription_notifications_total", "counter",
          "Listener callbacks run by the hub.", hub_.notifications());
+  metric("aquifer_change_feeds", "gauge", "Open change feeds (subscriptions reading changes).",
+         load(change_feeds_));
+  metric("aquifer_change_feed_checks_total", "counter",
+         "Catalog resolutions by change feeds (on open, on a recheck, after a local table delete).",
+         load(change_feed_checks_));
   metric("aquifer_usage_flush_errors_total", "counter",
          "Usage buckets whose flush failed (kept and retried).", meter_.flush_errors());
   metric("aquifer_usage_pending_buckets", "gauge", "Usage buckets not yet flushed.",

@@ -62,6 +62,11 @@ struct EngineOptions {
   int64_t wait_timeout_ms = 30'000;         // ?wait= gives up after this (Timeout)
   size_t max_body_bytes = 64 << 20;         // larger request bodies are TooLarge
   int64_t usage_flush_interval_ms = 1'000;  // meter → UsageService
+  // An open ChangeFeed re-resolves its table, grants and project from the
+  // catalog when this much time has passed since it last did (and at once
+  // after a DeleteTable through this engine); between checks its reads do no
+  // catalog work. 0: on every read.
+  int64_t change_feed_recheck_ms = 30'000;
   int32_t worker_threads = 2;
   SqlOptions sql;  // limits on SQL jobs ([sql] in aquifer.toml)
   Clock* clock = Clock::System();
@@ -129,6 +134,10 @@ struct RecordPage {
   std::string change_cursor; // set on a query's first page (index and log)
   bool residual = false;     // the filter needed a record-by-record scan
   int64_t count = 0;
+  // The read stopped at `limit` or at the driver's scan budget, so more
+  // records may follow right away: a change feed reads again without waiting.
+  // False when the read reached the end of what is stored.
+  bool more = false;
 };
 
 struct IndexQuery {
@@ -162,6 +171,23 @@ struct JobRowsPage {
 class Listener {
  public:
   virtual ~Listener() = default;
+};
+
+// An open subscription's read side (Engine::OpenChangeFeed): the change
+// cursor's table, the principal's grants, the project and the combined
+// filter are resolved once, so reading an idle feed does no catalog work.
+// They are resolved again after EngineOptions::change_feed_recheck_ms, and
+// at once after a DeleteTable through this engine: a deleted table (NotFound)
+// or a lost grant (NotFound/PermissionDenied) ends the feed then. Not
+// thread-safe (one reader at a time); must not outlive its Engine.
+class ChangeFeed {
+ public:
+  virtual ~ChangeFeed() = default;
+  virtual const Uuid& instance_id() const = 0;
+  // Reads up to `limit` records after the feed's position and advances it.
+  // next_cursor is the new position (the resume point to hand a client);
+  // `more` says to read again without waiting for a notification.
+  virtual Result<RecordPage> Read(int32_t limit) = 0;
 };
 
 class Engine {
@@ -222,6 +248,11 @@ class Engine {
                                          std::string_view filter_json, int32_t limit) = 0;
   virtual std::unique_ptr<Listener> Listen(const Uuid& instance_id,
                                            std::function<void()> on_change) = 0;
+  // CheckSubscription, then a feed that reads from `cursor` on with
+  // `filter_json` ANDed to the cursor's own filter (see ChangeFeed).
+  virtual Result<std::unique_ptr<ChangeFeed>> OpenChangeFeed(const Principal& who,
+                                                             std::string_view cursor,
+                                                             std::string_view filter_json) = 0;
 
   // --- SQL --------------------------------------------------------------------------------
   // Dry run: InvalidArgument for anything but one SELECT over project.table

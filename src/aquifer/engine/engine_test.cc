@@ -479,6 +479,100 @@ TEST_F(EngineTest, SubscriptionListenerIsCalledAfterAWrite) {
   EXPECT_EQ(calls, before);
 }
 
+// The value of an unlabelled metric in MetricsText(), or -1 when absent.
+int64_t Metric(Engine& engine, const std::string& name) {
+  std::string text = engine.MetricsText();
+  size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(text.substr(at + name.size() + 2));
+}
+
+TEST_F(EngineTest, AChangeFeedAsksTheCatalogOnlyWhenItOpensUntilARecheckIsDue) {
+  EngineOptions options = Options();
+  options.change_feed_recheck_ms = 3'600'000;
+  Open(options);
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  Principal reader = Secret("p", {{"read", {"t"}}});
+  EXPECT_EQ(engine_->OpenChangeFeed(reader, query->change_cursor, R"({"nope":1})").status().code(),
+            StatusCode::kInvalidArgument);
+  auto opened = engine_->OpenChangeFeed(reader, query->change_cursor, R"({"n":{"_gte":10}})");
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ChangeFeed& feed = **opened;
+  EXPECT_EQ(Metric(*engine_, "aquifer_change_feeds"), 1);
+  const int64_t checks = Metric(*engine_, "aquifer_change_feed_checks_total");
+  ASSERT_GE(checks, 1);
+
+  auto caught_up = feed.Read(100);
+  ASSERT_TRUE(caught_up.ok()) << caught_up.status().ToString();
+  EXPECT_EQ(caught_up->count, 0);
+  EXPECT_FALSE(caught_up->more);
+  EXPECT_FALSE(caught_up->next_cursor.empty());
+
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":12},{"user":"c","n":13},{"user":"d","n":14}])",
+                    {.log = true})
+                  .ok());
+  // A page that stops at its limit says so; the next one reaches the end.
+  auto first = feed.Read(2);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->count, 2) << first->data_json;
+  EXPECT_EQ(json::parse(first->data_json)[0]["n"], 12);
+  EXPECT_EQ(json::parse(first->data_json)[1]["n"], 13);
+  EXPECT_TRUE(first->more);
+  auto second = feed.Read(2);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  ASSERT_EQ(second->count, 1) << second->data_json;
+  EXPECT_EQ(json::parse(second->data_json)[0]["n"], 14);
+  EXPECT_FALSE(second->more);
+  // The feed's position is the last page's cursor: ReadChanges from it sees nothing new.
+  auto after = engine_->ReadChanges(reader, second->next_cursor, "", 100);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->count, 0);
+  auto idle = feed.Read(100);
+  ASSERT_TRUE(idle.ok());
+  EXPECT_EQ(idle->count, 0);
+  EXPECT_EQ(idle->next_cursor, second->next_cursor);
+  EXPECT_EQ(Metric(*engine_, "aquifer_change_feed_checks_total"), checks)
+      << "reads of an open feed went to the catalog";
+
+  // A deleted table ends the feed on its next read, recheck due or not.
+  ASSERT_TRUE(engine_->DeleteTable(admin_, "p", "t").ok());
+  EXPECT_EQ(feed.Read(100).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(Metric(*engine_, "aquifer_change_feed_checks_total"), checks + 1);
+  opened->reset();
+  EXPECT_EQ(Metric(*engine_, "aquifer_change_feeds"), 0);
+}
+
+TEST_F(EngineTest, AChangeFeedRechecksTheCatalogWhenItsIntervalHasPassed) {
+  EngineOptions options = Options();
+  options.change_feed_recheck_ms = 0;  // due on every read
+  Open(options);
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  auto opened = engine_->OpenChangeFeed(admin_, query->change_cursor, "");
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  const int64_t checks = Metric(*engine_, "aquifer_change_feed_checks_total");
+  for (int read = 1; read <= 3; ++read) {
+    ASSERT_TRUE((*opened)->Read(10).ok());
+    EXPECT_EQ(Metric(*engine_, "aquifer_change_feed_checks_total"), checks + read);
+  }
+}
+
+TEST_F(EngineTest, DeletingATableWakesTheListenersOfItsInstance) {
+  Open(Options());
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok());
+  auto instance = engine_->CheckSubscription(admin_, query->change_cursor, "");
+  ASSERT_TRUE(instance.ok()) << instance.status().ToString();
+  std::atomic<int> calls{0};
+  auto listener = engine_->Listen(*instance, [&] { ++calls; });
+  ASSERT_TRUE(engine_->DeleteTable(admin_, "p", "t").ok());
+  EXPECT_EQ(calls.load(), 1);  // on the deleting thread, before DeleteTable returns
+}
+
 TEST_F(EngineTest, ReadOnlySecretCannotWriteAndOtherProjectsSecretSeesNotFound) {
   Open(Options());
   CreateProjectAndTable();

@@ -277,7 +277,7 @@ void WorkerPool::PublishReport(const WriteMessage& message, uint8_t stores, int6
   driver::OutgoingMessage outgoing{data, {}};
   Status published = deps_.queue->Publish(kWriteReportsTopic, std::span(&outgoing, 1));
   if (!published.ok()) {
-    // Reports are notifications: waiters time out, subscribers poll.
+    // Reports are notifications: waiters time out, subscribers re-read on their fallback timer.
     deps_.metrics->worker_errors.fetch_add(1, std::memory_order_relaxed);
     AQ_LOG(Warn, "worker: publishing the report of write {} failed: {}",
            HexEncode(message.write_id), published.ToString());

@@ -24,7 +24,8 @@
 // Report listener (role all|gateway): one thread on an ephemeral
 // subscription of "write-reports"; each report completes waiters
 // (WriteWaiters) and notifies the hub, which only sets flags (never blocks).
-// Notifications are at-most-once: subscribers also poll.
+// Notifications are at-most-once: caught-up subscribers also re-read on a
+// long fallback timer.
 //
 // Both are started by EngineImpl::Start and stopped (joined) by Stop; Stop
 // leaves unacked messages for redelivery.
