@@ -65,6 +65,15 @@ std::string GatewayMetrics::Text() const {
   out += "# HELP aquifer_ws_batches_sent_total Record batches pushed to subscribers.\n";
   out += "# TYPE aquifer_ws_batches_sent_total counter\n";
   out += fmt::format("aquifer_ws_batches_sent_total {}\n", ws_batches_.load(std::memory_order_relaxed));
+  out += "# HELP aquifer_ws_change_reads_total Change-feed reads by WebSocket sessions.\n";
+  out += "# TYPE aquifer_ws_change_reads_total counter\n";
+  out += fmt::format("aquifer_ws_change_reads_total {}\n", ws_change_reads());
+  out += "# HELP aquifer_ws_idle_waits_total Times a caught-up WebSocket session started to wait.\n";
+  out += "# TYPE aquifer_ws_idle_waits_total counter\n";
+  out += fmt::format("aquifer_ws_idle_waits_total {}\n", ws_idle_waits());
+  out += "# HELP aquifer_ws_wakeups_total Waits ended by a change notification (not the fallback timer).\n";
+  out += "# TYPE aquifer_ws_wakeups_total counter\n";
+  out += fmt::format("aquifer_ws_wakeups_total {}\n", ws_wakeups());
   return out;
 }
 

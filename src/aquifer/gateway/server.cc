@@ -323,13 +323,18 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
         "the subscribe message"));
     co_return;
   }
-  Result<Uuid> instance = co_await RunBlocking<Result<Uuid>>(server->pool, [&] {
-    return server->engine->CheckSubscription(*principal, cursor, filter_json);
+  // The feed resolves the cursor's table, grants and filter once; its reads
+  // then do no catalog work (the engine re-checks on an interval).
+  using OpenedFeed = Result<std::unique_ptr<engine::ChangeFeed>>;
+  OpenedFeed opened = co_await RunBlocking<OpenedFeed>(server->pool, [&] {
+    return server->engine->OpenChangeFeed(*principal, cursor, filter_json);
   });
-  if (!instance.ok()) {
-    co_await SendErrorAndClose(instance.status());
+  if (!opened.ok()) {
+    co_await SendErrorAndClose(opened.status());
     co_return;
   }
+  std::unique_ptr<engine::ChangeFeed> feed = std::move(*opened);
+  engine::ChangeFeed* reader = feed.get();
 
   // The hub's callback must not block and must not own the session: it sets
   // the flag and, on the first wake-up since the last read, posts a cancel of
@@ -338,7 +343,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     auto wake = wake_;
     auto executor = ws_.get_executor();
     std::weak_ptr<WsSession> weak = weak_from_this();
-    listener_ = server->engine->Listen(*instance, [wake, executor, weak] {
+    listener_ = server->engine->Listen(reader->instance_id(), [wake, executor, weak] {
       if (wake->exchange(true)) return;
       asio::post(executor, [weak] {
         if (auto session = weak.lock()) session->timer_.cancel();
@@ -347,10 +352,16 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   }
   asio::co_spawn(ws_.get_executor(), ReadLoop(self), asio::detached);
 
+  // Read until caught up: a page with records, or one that stopped at its
+  // limit or scan budget (`more`: a selective filter may scan a full budget
+  // and match nothing), is followed by the next read at once. Only a
+  // caught-up session waits: for the hub's wake-up, or ws_poll_interval as a
+  // fallback (notifications are at-most-once).
   while (!error_ && !server->stopping.load()) {
     wake_->store(false);
     Result<engine::RecordPage> page = co_await RunBlocking<Result<engine::RecordPage>>(
-        server->pool, [&] { return server->engine->ReadChanges(*principal, cursor, filter_json, 1000); });
+        server->pool, [reader] { return reader->Read(1000); });
+    server->metrics.ChangeRead();
     if (error_) break;
     if (!page.ok()) {
       error_ = page.status();
@@ -372,9 +383,11 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
       server->metrics.BatchSent();
       continue;  // there may be more
     }
-    if (wake_->load()) continue;
+    if (page->more || wake_->load()) continue;
+    server->metrics.IdleWait();
     timer_.expires_after(server->options.ws_poll_interval);
     co_await timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (wake_->load()) server->metrics.Wakeup();
   }
   listener_.reset();
   if (server->stopping.load()) Shutdown();

@@ -17,7 +17,8 @@
 // WebSocket (GET /v1/subscribe): see README.md, "WebSocket". One
 // subscription per socket; at most one outstanding write per session (a
 // slow client only slows itself); the engine's change hub only flags the
-// session and cancels its poll timer.
+// session and cancels its wait. A session reads page after page until caught
+// up (no sleep between pages) and only then waits (ws_poll_interval fallback).
 //
 // Lifecycle: construct, Start() (binds; port() is then the real port, also
 // for port 0), Stop() (stops accepting, closes WebSocket sessions with
@@ -50,7 +51,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};      // keep-alive between requests
   std::chrono::milliseconds request_timeout{300'000};  // read one request / write one answer
   std::chrono::milliseconds drain_timeout{5'000};      // Stop(): requests in flight
-  std::chrono::milliseconds ws_poll_interval{1'000};   // re-read changes without a wake-up
+  // A caught-up subscription waits for a change notification (from write
+  // reports) and re-reads after this long without one: notifications are
+  // at-most-once, and reports of other gateways' workers may be missed.
+  std::chrono::milliseconds ws_poll_interval{30'000};
   ApiOptions api;
 };
 

@@ -307,6 +307,157 @@ TEST_F(ServerTest, SubscribeWithoutSecretOrWithABrokenCursorIsAnError) {
   EXPECT_EQ(plain.status, 426);
 }
 
+// A second server over the suite's engine. Its caught-up sessions wait for a
+// change notification, and for `poll` without one.
+std::unique_ptr<Server> StartServer(engine::Engine* engine, std::chrono::milliseconds poll) {
+  ServerOptions options;
+  options.port = 0;
+  options.io_threads = 1;
+  options.handler_threads = 2;
+  options.max_body_bytes = kMaxBody;
+  options.ws_poll_interval = poll;
+  auto server = std::make_unique<Server>(engine, options);
+  Status started = server->Start();
+  EXPECT_TRUE(started.ok()) << started.ToString();
+  return server;
+}
+
+// Opens a WebSocket on `port` and subscribes with the admin secret.
+void Subscribe(websocket::stream<beast::tcp_stream>& ws, uint16_t port, const std::string& cursor,
+               const json& filter = nullptr) {
+  beast::get_lowest_layer(ws).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  ws.handshake("127.0.0.1", "/v1/subscribe");
+  json subscribe = {{"type", "subscribe"}, {"cursor", cursor}, {"secret", kAdminSecret}};
+  if (!filter.is_null()) subscribe["filter"] = filter;
+  ws.write(asio::buffer(subscribe.dump()));
+}
+
+int64_t EngineMetric(engine::Engine* engine, const std::string& name) {
+  std::string text = engine->MetricsText();
+  size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(text.substr(at + name.size() + 2));
+}
+
+TEST_F(ServerTest, AFilteredCatchUpReadsPageAfterPageWithoutWaiting) {
+  EnsureTable();
+  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
+    "name": "catchup",
+    "schema": {"type": "record", "name": "Order", "fields": [
+      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
+    "key": ["id"]})");
+  ASSERT_EQ(table.status, 201) << table.body;
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/catchup/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  std::string change_cursor = read.Json()["change_cursor"];
+  // 25,000 records no filter matches, then one that matches: with the
+  // driver's scan budget of 10,000 records per read, the catch-up takes three
+  // reads, the first two of which return nothing.
+  constexpr int kMisses = 25'000, kPerWrite = 1'000;
+  for (int written = 0; written < kMisses; written += kPerWrite) {
+    json batch = json::array();
+    for (int i = written; i < written + kPerWrite; ++i) batch.push_back({{"id", "n" + std::to_string(i)}, {"qty", 0}});
+    Reply write = Send(http::verb::post, "/v1/projects/shop/tables/catchup/records?wait=log", batch.dump());
+    ASSERT_EQ(write.status, 200) << write.body;
+  }
+  Reply last = Send(http::verb::post, "/v1/projects/shop/tables/catchup/records?wait=log",
+                    R"([{"id":"match","qty":1}])");
+  ASSERT_EQ(last.status, 200) << last.body;
+
+  // Sessions of this server never re-read on a timer: a session that waited
+  // after an empty page (as if caught up) would never get to the match.
+  std::unique_ptr<Server> server = StartServer(engine_, std::chrono::hours(1));
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  Subscribe(ws, server->port(), change_cursor, json{{"qty", 1}});
+  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(30));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  ws.read(buffer, ec);
+  ASSERT_FALSE(ec) << "no batch: the catch-up stopped after an empty page (" << ec.message() << ")";
+  json message = json::parse(beast::buffers_to_string(buffer.data()));
+  ASSERT_EQ(message["type"], "records") << message.dump();
+  ASSERT_EQ(message["data"].size(), 1u) << message.dump();
+  EXPECT_EQ(message["data"][0]["id"], "match");
+  EXPECT_GE(server->metrics().ws_change_reads(), 3u);
+  ws.close(websocket::close_code::normal, ec);
+}
+
+TEST_F(ServerTest, AnIdleSubscriptionReadsNothingUntilAWriteWakesIt) {
+  EnsureTable();
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/orders/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  std::string change_cursor = read.Json()["change_cursor"];
+  // Default options: the fallback re-read is far longer than the window below.
+  ServerOptions defaults;
+  std::unique_ptr<Server> server = StartServer(engine_, defaults.ws_poll_interval);
+  const int64_t reads_before = EngineMetric(engine_, "aquifer_reads_total");
+  ASSERT_GE(reads_before, 0);
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  Subscribe(ws, server->port(), change_cursor);
+  // The first read finds nothing new; the session is caught up.
+  for (int attempt = 0; attempt < 2000 && EngineMetric(engine_, "aquifer_reads_total") == reads_before; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const int64_t reads_caught_up = EngineMetric(engine_, "aquifer_reads_total");
+  ASSERT_EQ(reads_caught_up, reads_before + 1);
+  const int64_t checks_caught_up = EngineMetric(engine_, "aquifer_change_feed_checks_total");
+  // Idle: no reads and no catalog lookups, however long it stays idle.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2'500));
+  EXPECT_EQ(EngineMetric(engine_, "aquifer_reads_total"), reads_caught_up)
+      << "an idle subscription kept reading";
+  EXPECT_EQ(EngineMetric(engine_, "aquifer_change_feed_checks_total"), checks_caught_up)
+      << "an idle subscription kept asking the catalog";
+
+  // A write wakes it: the record arrives without a timer.
+  Reply write = Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
+                     R"([{"id":"wake","qty":1}])");
+  ASSERT_EQ(write.status, 202) << write.body;
+  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(20));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  ws.read(buffer, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  json message = json::parse(beast::buffers_to_string(buffer.data()));
+  ASSERT_EQ(message["type"], "records") << message.dump();
+  ASSERT_EQ(message["data"].size(), 1u) << message.dump();
+  EXPECT_EQ(message["data"][0]["id"], "wake");
+  EXPECT_GE(server->metrics().ws_wakeups(), 1u);
+  EXPECT_EQ(EngineMetric(engine_, "aquifer_change_feed_checks_total"), checks_caught_up)
+      << "a woken subscription asked the catalog again";
+  ws.close(websocket::close_code::normal, ec);
+}
+
+TEST_F(ServerTest, DeletingTheTableEndsItsIdleSubscriptionsAtOnce) {
+  EnsureTable();
+  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
+    "name": "doomed",
+    "schema": {"type": "record", "name": "Order", "fields": [
+      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
+    "key": ["id"]})");
+  ASSERT_EQ(table.status, 201) << table.body;
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/doomed/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  std::unique_ptr<Server> server = StartServer(engine_, std::chrono::hours(1));
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  Subscribe(ws, server->port(), read.Json()["change_cursor"]);
+  for (int attempt = 0; attempt < 2000 && server->metrics().ws_idle_waits() == 0; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(server->metrics().ws_idle_waits(), 1u) << "the session never caught up";
+  ASSERT_EQ(Send(http::verb::delete_, "/v1/projects/shop/tables/doomed").status, 204);
+  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(20));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  ws.read(buffer, ec);
+  ASSERT_FALSE(ec) << "the subscription of a deleted table stayed open: " << ec.message();
+  json error = json::parse(beast::buffers_to_string(buffer.data()));
+  EXPECT_EQ(error["type"], "error") << error.dump();
+  EXPECT_EQ(error["error"]["code"], "not_found") << error.dump();
+}
+
 TEST_F(ServerTest, MetricsCountRequestsByRouteAndStatus) {
   Send(http::verb::get, "/healthz", "", "");
   Reply metrics = Send(http::verb::get, "/metrics");
@@ -318,6 +469,8 @@ TEST_F(ServerTest, MetricsCountRequestsByRouteAndStatus) {
   EXPECT_NE(metrics.body.find("aquifer_http_request_duration_seconds_bucket{route=\"GET /healthz\",le=\"+Inf\"}"),
             std::string::npos);
   EXPECT_NE(metrics.body.find("aquifer_ws_sessions "), std::string::npos);
+  EXPECT_NE(metrics.body.find("aquifer_ws_idle_waits_total "), std::string::npos);
+  EXPECT_NE(metrics.body.find("aquifer_change_feeds "), std::string::npos);
 }
 
 }  // namespace
