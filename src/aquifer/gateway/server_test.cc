@@ -332,6 +332,34 @@ void Subscribe(websocket::stream<beast::tcp_stream>& ws, uint16_t port, const st
   ws.write(asio::buffer(subscribe.dump()));
 }
 
+// The next message within `timeout` (a real deadline: a blocking read would
+// wait forever), or nullopt with the reason in *error.
+std::optional<json> ReadWithin(asio::io_context& ioc, websocket::stream<beast::tcp_stream>& ws,
+                               std::chrono::seconds timeout, std::string* error) {
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  bool done = false;
+  ws.async_read(buffer, [&](beast::error_code read_ec, size_t) {
+    ec = read_ec;
+    done = true;
+  });
+  ioc.restart();
+  ioc.run_for(timeout);
+  if (!done) {
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws).socket().close(ignored);
+    ioc.restart();
+    ioc.run();
+    *error = "no message within " + std::to_string(timeout.count()) + " s";
+    return std::nullopt;
+  }
+  if (ec) {
+    *error = ec.message();
+    return std::nullopt;
+  }
+  return json::parse(beast::buffers_to_string(buffer.data()));
+}
+
 int64_t EngineMetric(engine::Engine* engine, const std::string& name) {
   std::string text = engine->MetricsText();
   size_t at = text.find("\n" + name + " ");
@@ -370,16 +398,14 @@ TEST_F(ServerTest, AFilteredCatchUpReadsPageAfterPageWithoutWaiting) {
   asio::io_context ioc;
   websocket::stream<beast::tcp_stream> ws(ioc);
   Subscribe(ws, server->port(), change_cursor, json{{"qty", 1}});
-  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(30));
-  beast::flat_buffer buffer;
-  beast::error_code ec;
-  ws.read(buffer, ec);
-  ASSERT_FALSE(ec) << "no batch: the catch-up stopped after an empty page (" << ec.message() << ")";
-  json message = json::parse(beast::buffers_to_string(buffer.data()));
-  ASSERT_EQ(message["type"], "records") << message.dump();
-  ASSERT_EQ(message["data"].size(), 1u) << message.dump();
-  EXPECT_EQ(message["data"][0]["id"], "match");
+  std::string error;
+  std::optional<json> message = ReadWithin(ioc, ws, std::chrono::seconds(30), &error);
+  ASSERT_TRUE(message.has_value()) << "no batch: the catch-up stopped after an empty page (" << error << ")";
+  ASSERT_EQ((*message)["type"], "records") << message->dump();
+  ASSERT_EQ((*message)["data"].size(), 1u) << message->dump();
+  EXPECT_EQ((*message)["data"][0]["id"], "match");
   EXPECT_GE(server->metrics().ws_change_reads(), 3u);
+  beast::error_code ec;
   ws.close(websocket::close_code::normal, ec);
 }
 
@@ -414,18 +440,16 @@ TEST_F(ServerTest, AnIdleSubscriptionReadsNothingUntilAWriteWakesIt) {
   Reply write = Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
                      R"([{"id":"wake","qty":1}])");
   ASSERT_EQ(write.status, 202) << write.body;
-  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(20));
-  beast::flat_buffer buffer;
-  beast::error_code ec;
-  ws.read(buffer, ec);
-  ASSERT_FALSE(ec) << ec.message();
-  json message = json::parse(beast::buffers_to_string(buffer.data()));
-  ASSERT_EQ(message["type"], "records") << message.dump();
-  ASSERT_EQ(message["data"].size(), 1u) << message.dump();
-  EXPECT_EQ(message["data"][0]["id"], "wake");
+  std::string error;
+  std::optional<json> message = ReadWithin(ioc, ws, std::chrono::seconds(20), &error);
+  ASSERT_TRUE(message.has_value()) << error;
+  ASSERT_EQ((*message)["type"], "records") << message->dump();
+  ASSERT_EQ((*message)["data"].size(), 1u) << message->dump();
+  EXPECT_EQ((*message)["data"][0]["id"], "wake");
   EXPECT_GE(server->metrics().ws_wakeups(), 1u);
   EXPECT_EQ(EngineMetric(engine_, "aquifer_change_feed_checks_total"), checks_caught_up)
       << "a woken subscription asked the catalog again";
+  beast::error_code ec;
   ws.close(websocket::close_code::normal, ec);
 }
 
@@ -448,14 +472,11 @@ TEST_F(ServerTest, DeletingTheTableEndsItsIdleSubscriptionsAtOnce) {
   }
   ASSERT_EQ(server->metrics().ws_idle_waits(), 1u) << "the session never caught up";
   ASSERT_EQ(Send(http::verb::delete_, "/v1/projects/shop/tables/doomed").status, 204);
-  beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(20));
-  beast::flat_buffer buffer;
-  beast::error_code ec;
-  ws.read(buffer, ec);
-  ASSERT_FALSE(ec) << "the subscription of a deleted table stayed open: " << ec.message();
-  json error = json::parse(beast::buffers_to_string(buffer.data()));
-  EXPECT_EQ(error["type"], "error") << error.dump();
-  EXPECT_EQ(error["error"]["code"], "not_found") << error.dump();
+  std::string error;
+  std::optional<json> message = ReadWithin(ioc, ws, std::chrono::seconds(20), &error);
+  ASSERT_TRUE(message.has_value()) << "the subscription of a deleted table stayed open: " << error;
+  EXPECT_EQ((*message)["type"], "error") << message->dump();
+  EXPECT_EQ((*message)["error"]["code"], "not_found") << message->dump();
 }
 
 TEST_F(ServerTest, MetricsCountRequestsByRouteAndStatus) {
