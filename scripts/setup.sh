@@ -19,6 +19,8 @@ PKGS=(
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev libcurl4-openssl-dev
   libpq-dev librdkafka-dev
+  # real peers for the conformance suites (scripts/peers/)
+  postgresql-15
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv
