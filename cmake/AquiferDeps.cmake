@@ -10,6 +10,7 @@ find_package(simdjson REQUIRED)
 find_package(tomlplusplus REQUIRED)        # aquifer serve --config
 find_package(CURL REQUIRED)
 find_package(Boost 1.74 REQUIRED)  # header-only: Beast/Asio
+pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)  # Postgres drivers
 
 find_path(ROCKSDB_INCLUDE_DIR rocksdb/db.h REQUIRED)
 find_library(ROCKSDB_LIBRARY rocksdb REQUIRED)

@@ -2,6 +2,7 @@
 
 #include "aquifer/drivers/duckdb/warehouse.h"
 #include "aquifer/drivers/mock/warehouse.h"
+#include "aquifer/drivers/postgres/register.h"
 #include "aquifer/drivers/rocksdb/lookup_service.h"
 #include "aquifer/drivers/rocksdb/queue.h"
 
@@ -12,6 +13,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   rocksdb::RegisterQueue(registry);
   duckdb::Register(registry);
   mock::Register(registry);
+  postgres::Register(registry);
 }
 
 }  // namespace aquifer::drivers

@@ -6,7 +6,7 @@ namespace aquifer::drivers {
 
 // Registers every driver compiled into this build, once, explicitly.
 // Names: MessageQueue "rocksdb"/"embedded"; LookupService and UsageService
-// "rocksdb"/"embedded"; WarehouseService "duckdb"/"embedded", "mock".
+// "rocksdb"/"embedded", "postgres"; WarehouseService "duckdb"/"embedded", "mock".
 void RegisterBuiltinDrivers(driver::Registry* registry);
 
 }  // namespace aquifer::drivers

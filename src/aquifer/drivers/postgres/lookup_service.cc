@@ -1,0 +1,536 @@
+#include "aquifer/drivers/postgres/lookup_service.h"
+
+#include <algorithm>
+#include <limits>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "aquifer/keys/filter.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+
+namespace aquifer::drivers::postgres {
+namespace {
+
+using driver::InstanceInfo;
+using driver::Record;
+
+constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+// Bound on a key carried in an index payload: resume keys are at most one
+// byte over the key limit, range ends come from filter values.
+constexpr uint32_t kMaxPayloadKeySize = 1 << 20;
+
+std::string Describe(std::string_view what, const InstanceInfo& instance) {
+  return fmt::format("{} {}", what, instance.instance_id.ToString());
+}
+
+// ---- payloads -------------------------------------------------------------------
+//
+// A kind byte and fixed-width big-endian fields (lengths are 4 bytes):
+//   1 index replay   len · start key · len · end key (empty end: to the end of the instance)
+//   2 log replay     next offset (8) · end offset (8, exclusive) · from timestamp (8)
+//   3 change         next offset (8) · from timestamp (8)
+//   4 rewind         before offset (8): the next record read is the newest below it
+
+enum class PayloadKind : uint8_t { kIndexReplay = 1, kLogReplay = 2, kChange = 3, kRewind = 4 };
+
+struct Payload {
+  PayloadKind kind = PayloadKind::kIndexReplay;
+  std::string start, end;    // index
+  uint64_t next = 0;         // log, change
+  uint64_t end_offset = 0;   // log
+  int64_t from_timestamp_ms = 0;
+  uint64_t before = 0;       // rewind
+};
+
+void PutU32(std::string* out, uint32_t value) {
+  char buf[4] = {static_cast<char>(value >> 24), static_cast<char>(value >> 16), static_cast<char>(value >> 8),
+                 static_cast<char>(value)};
+  out->append(buf, 4);
+}
+
+std::string IndexPayload(std::string_view start, std::string_view end) {
+  std::string out(1, static_cast<char>(PayloadKind::kIndexReplay));
+  PutU32(&out, static_cast<uint32_t>(start.size()));
+  out.append(start);
+  PutU32(&out, static_cast<uint32_t>(end.size()));
+  out.append(end);
+  return out;
+}
+std::string LogPayload(uint64_t next, uint64_t end, int64_t from_ts) {
+  std::string out(1, static_cast<char>(PayloadKind::kLogReplay));
+  PutBigEndian64(&out, next);
+  PutBigEndian64(&out, end);
+  PutBigEndian64(&out, static_cast<uint64_t>(from_ts));
+  return out;
+}
+std::string ChangePayload(uint64_t next, int64_t from_ts) {
+  std::string out(1, static_cast<char>(PayloadKind::kChange));
+  PutBigEndian64(&out, next);
+  PutBigEndian64(&out, static_cast<uint64_t>(from_ts));
+  return out;
+}
+std::string RewindPayload(uint64_t before) {
+  std::string out(1, static_cast<char>(PayloadKind::kRewind));
+  PutBigEndian64(&out, before);
+  return out;
+}
+
+class PayloadReader {
+ public:
+  explicit PayloadReader(std::string_view data) : data_(data) {}
+  bool U64(uint64_t* out) {
+    if (data_.size() < 8) return false;
+    *out = GetBigEndian64(data_.data());
+    data_.remove_prefix(8);
+    return true;
+  }
+  bool Key(std::string* out) {
+    if (data_.size() < 4) return false;
+    uint32_t length = (uint32_t{static_cast<uint8_t>(data_[0])} << 24) | (uint32_t{static_cast<uint8_t>(data_[1])} << 16) |
+                      (uint32_t{static_cast<uint8_t>(data_[2])} << 8) | uint32_t{static_cast<uint8_t>(data_[3])};
+    data_.remove_prefix(4);
+    if (length > kMaxPayloadKeySize || data_.size() < length) return false;
+    out->assign(data_.substr(0, length));
+    data_.remove_prefix(length);
+    return true;
+  }
+  bool done() const { return data_.empty(); }
+
+ private:
+  std::string_view data_;
+};
+
+Result<Payload> DecodePayload(std::string_view bytes) {
+  auto bad = [&](std::string_view why) {
+    return InvalidArgument("malformed lookup cursor payload ({} bytes): {}", bytes.size(), why);
+  };
+  if (bytes.empty()) return bad("empty");
+  PayloadReader reader(bytes.substr(1));
+  Payload payload;
+  uint64_t from = 0;
+  switch (static_cast<PayloadKind>(bytes[0])) {
+    case PayloadKind::kIndexReplay:
+      payload.kind = PayloadKind::kIndexReplay;
+      if (!reader.Key(&payload.start) || !reader.Key(&payload.end)) return bad("bad key range");
+      if (!payload.end.empty() && payload.start >= payload.end) return bad("start key is not below end key");
+      break;
+    case PayloadKind::kLogReplay:
+      payload.kind = PayloadKind::kLogReplay;
+      if (!reader.U64(&payload.next) || !reader.U64(&payload.end_offset) || !reader.U64(&from)) {
+        return bad("truncated log replay");
+      }
+      if (payload.end_offset > kMaxOffset || payload.next >= payload.end_offset) return bad("offsets out of order");
+      payload.from_timestamp_ms = static_cast<int64_t>(from);
+      break;
+    case PayloadKind::kChange:
+      payload.kind = PayloadKind::kChange;
+      if (!reader.U64(&payload.next) || !reader.U64(&from)) return bad("truncated change");
+      if (payload.next > kMaxOffset) return bad("offset out of range");
+      payload.from_timestamp_ms = static_cast<int64_t>(from);
+      break;
+    case PayloadKind::kRewind:
+      payload.kind = PayloadKind::kRewind;
+      if (!reader.U64(&payload.before)) return bad("truncated rewind");
+      if (payload.before == 0 || payload.before > kMaxOffset) return bad("offset out of range");
+      break;
+    default:
+      return bad(fmt::format("unknown kind {}", static_cast<uint8_t>(bytes[0])));
+  }
+  if (!reader.done()) return bad("trailing bytes");
+  return payload;
+}
+
+// ---- the service -------------------------------------------------------------------
+
+class PgLookupService final : public driver::LookupService {
+ public:
+  explicit PgLookupService(const LookupOptions& options)
+      : options_(options),
+        pool_(options.connection.url, options.connection.pool_size),
+        log_(QuoteIdent(options.connection.schema) + ".lookup_log"),
+        index_(QuoteIdent(options.connection.schema) + ".lookup_index"),
+        sequence_(QuoteIdent(options.connection.schema) + ".lookup_sequence") {}
+
+  Status Init() {
+    return EnsureSchema(pool_, options_.connection.schema, fmt::format(R"sql(
+      CREATE TABLE IF NOT EXISTS {0} (
+        instance_id uuid NOT NULL,
+        log_offset bigint NOT NULL,
+        ts bigint NOT NULL,
+        key bytea NOT NULL,
+        avro bytea NOT NULL,
+        PRIMARY KEY (instance_id, log_offset));
+      CREATE TABLE IF NOT EXISTS {1} (
+        instance_id uuid NOT NULL,
+        key bytea NOT NULL,
+        ts bigint NOT NULL,
+        log_offset bigint NOT NULL,
+        avro bytea NOT NULL,
+        PRIMARY KEY (instance_id, key));
+      CREATE TABLE IF NOT EXISTS {2} (
+        instance_id uuid PRIMARY KEY,
+        next_offset bigint NOT NULL);
+    )sql", log_, index_, sequence_));
+  }
+
+  driver::LookupCapabilities capabilities() const override { return {options_.limits}; }
+
+  Status RegisterInstance(const InstanceInfo& instance) override {
+    if (instance.schema == nullptr) {
+      return InvalidArgument("registering instance {}: no schema", instance.instance_id.ToString());
+    }
+    return Status::OK();
+  }
+
+  Status RemoveInstance(const InstanceInfo& instance) override {
+    Status done = InTransaction(pool_, [&](Connection& conn) -> Status {
+      Params id;
+      id.Uuid(instance.instance_id);
+      // The sequence row first: it waits for a writer of the instance to commit
+      // and holds later writers until the rows below are gone.
+      for (const std::string* table : {&sequence_, &log_, &index_}) {
+        AQ_RETURN_IF_ERROR(conn.Exec(fmt::format("DELETE FROM {} WHERE instance_id = $1", *table), id).status());
+      }
+      return Status::OK();
+    });
+    return done.ok() ? done : done.WithContext(Describe("removing instance", instance));
+  }
+
+  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) override;
+  Result<driver::QueryCursors> Query(const InstanceInfo& instance, const driver::QueryRequest& request) override;
+  Result<driver::PeekCursors> Peek(const InstanceInfo& instance) override;
+  Result<driver::ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
+                                        const keys::Filter& filter, const driver::ReadOptions& options) override;
+
+  Status Reset() override {
+    AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+    Status done = conn->ExecScript(fmt::format("TRUNCATE {}, {}, {}", log_, index_, sequence_));
+    return done.ok() ? done : done.WithContext("resetting the lookup tables");
+  }
+
+ private:
+  Result<uint64_t> ReadSequence(const InstanceInfo& instance);
+  Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload,
+                                       const keys::Filter& filter, const driver::ReadOptions& options);
+  Result<driver::ReadResult> ReadLog(const InstanceInfo& instance, const Payload& payload,
+                                     const keys::Filter& filter, const driver::ReadOptions& options);
+
+  const LookupOptions options_;
+  Pool pool_;
+  const std::string log_, index_, sequence_;  // quoted schema.table
+};
+
+Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records) {
+  const driver::Limits& limits = options_.limits;
+  if (records.size() > limits.max_records_in_batch) {
+    return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
+                           instance.instance_id.ToString(), records.size(), limits.max_records_in_batch);
+  }
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    const Record& record = records[record_idx];
+    if (record.key.empty()) {
+      return InvalidArgument("writing to {}: record {}: empty key", instance.instance_id.ToString(), record_idx);
+    }
+    if (record.key.size() > limits.max_key_size) {
+      return InvalidArgument("writing to {}: record {}: key of {} bytes exceeds the limit of {} bytes",
+                             instance.instance_id.ToString(), record_idx, record.key.size(), limits.max_key_size);
+    }
+    if (record.avro.size() > limits.max_record_size) {
+      return InvalidArgument("writing to {}: record {}: record of {} bytes exceeds the limit of {} bytes",
+                             instance.instance_id.ToString(), record_idx, record.avro.size(), limits.max_record_size);
+    }
+  }
+  if (records.empty() || (!instance.use_log && !instance.use_index)) return Status::OK();
+
+  // The winner per key within the batch: highest timestamp, ties to the later
+  // record (its offset is higher). One row per key, because one INSERT ... ON
+  // CONFLICT may not touch a row twice.
+  std::vector<size_t> winners;
+  if (instance.use_index) {
+    std::unordered_map<std::string_view, size_t> by_key;
+    by_key.reserve(records.size());
+    for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+      auto [it, inserted] = by_key.try_emplace(records[record_idx].key, winners.size());
+      if (inserted) {
+        winners.push_back(record_idx);
+      } else if (records[record_idx].timestamp_ms >= records[winners[it->second]].timestamp_ms) {
+        winners[it->second] = record_idx;
+      }
+    }
+    // Rows in key order, so two writers of overlapping keys lock them in one order.
+    std::sort(winners.begin(), winners.end(),
+              [&](size_t a, size_t b) { return records[a].key < records[b].key; });
+  }
+
+  Status done = InTransaction(pool_, [&](Connection& conn) -> Status {
+    // Offsets: the sequence row is locked until commit, so writers of one
+    // instance commit in offset order and a reader never sees offset n+1
+    // without n.
+    Params allocate;
+    allocate.Uuid(instance.instance_id).Int8(static_cast<int64_t>(records.size()));
+    AQ_ASSIGN_OR_RETURN(PgResult allocated, conn.Exec(fmt::format(R"sql(
+        INSERT INTO {0} AS s (instance_id, next_offset) VALUES ($1, $2)
+        ON CONFLICT (instance_id) DO UPDATE SET next_offset = s.next_offset + $2
+        RETURNING next_offset - $2)sql", sequence_), allocate));
+    if (allocated.rows() != 1) return Internal("allocating offsets returned {} rows", allocated.rows());
+    AQ_ASSIGN_OR_RETURN(const int64_t first_offset, allocated.Int(0, 0));
+
+    if (instance.use_log) {
+      std::vector<int64_t> timestamps;
+      std::vector<std::string_view> keys, avros;
+      timestamps.reserve(records.size());
+      keys.reserve(records.size());
+      avros.reserve(records.size());
+      for (const Record& record : records) {
+        timestamps.push_back(record.timestamp_ms);
+        keys.push_back(record.key);
+        avros.push_back(record.avro);
+      }
+      Params rows;
+      rows.Uuid(instance.instance_id).Int8(first_offset).Int8Array(timestamps).ByteaArray(keys).ByteaArray(avros);
+      AQ_RETURN_IF_ERROR(conn.Exec(fmt::format(R"sql(
+          INSERT INTO {} (instance_id, log_offset, ts, key, avro)
+          SELECT $1, $2 + u.ord - 1, u.ts, u.key, u.avro
+          FROM unnest($3::int8[], $4::bytea[], $5::bytea[]) WITH ORDINALITY AS u(ts, key, avro, ord))sql", log_),
+          rows).status());
+    }
+    if (instance.use_index) {
+      std::vector<int64_t> timestamps, offsets;
+      std::vector<std::string_view> keys, avros;
+      for (size_t record_idx : winners) {
+        const Record& record = records[record_idx];
+        timestamps.push_back(record.timestamp_ms);
+        offsets.push_back(first_offset + static_cast<int64_t>(record_idx));
+        keys.push_back(record.key);
+        avros.push_back(record.avro);
+      }
+      Params rows;
+      rows.Uuid(instance.instance_id).ByteaArray(keys).Int8Array(timestamps).Int8Array(offsets).ByteaArray(avros);
+      // The highest (timestamp, offset) wins whatever order batches arrive in,
+      // so a redelivered or late batch never replaces a newer row.
+      AQ_RETURN_IF_ERROR(conn.Exec(fmt::format(R"sql(
+          INSERT INTO {0} AS i (instance_id, key, ts, log_offset, avro)
+          SELECT $1, u.key, u.ts, u.log_offset, u.avro
+          FROM unnest($2::bytea[], $3::int8[], $4::int8[], $5::bytea[]) AS u(key, ts, log_offset, avro)
+          ON CONFLICT (instance_id, key) DO UPDATE
+            SET ts = EXCLUDED.ts, log_offset = EXCLUDED.log_offset, avro = EXCLUDED.avro
+            WHERE (EXCLUDED.ts, EXCLUDED.log_offset) > (i.ts, i.log_offset))sql", index_),
+          rows).status());
+    }
+    return Status::OK();
+  });
+  return done.ok() ? done : done.WithContext(Describe("writing records to", instance));
+}
+
+Result<uint64_t> PgLookupService::ReadSequence(const InstanceInfo& instance) {
+  Params id;
+  id.Uuid(instance.instance_id);
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  auto rows = conn->Exec(fmt::format("SELECT next_offset FROM {} WHERE instance_id = $1", sequence_), id);
+  if (!rows.ok()) return rows.status().WithContext(Describe("reading the offset sequence of", instance));
+  if (rows->rows() == 0) return uint64_t{0};
+  AQ_ASSIGN_OR_RETURN(int64_t next, rows->Int(0, 0));
+  if (next < 0) return Corruption("{}: negative next offset {}", Describe("offset sequence of", instance), next);
+  return static_cast<uint64_t>(next);
+}
+
+Result<driver::QueryCursors> PgLookupService::Query(const InstanceInfo& instance,
+                                                    const driver::QueryRequest& request) {
+  if (instance.schema == nullptr) return InvalidArgument("querying {}: no schema", instance.instance_id.ToString());
+  driver::QueryCursors cursors;
+  if (request.kind == driver::QueryKind::kIndex) {
+    if (!instance.use_index) {
+      return InvalidArgument("querying {}: the table has no index (use_index is off)", instance.instance_id.ToString());
+    }
+    AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, request.filter));
+    AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance));
+    if (!plan.range.IsEmpty()) cursors.replay = IndexPayload(plan.range.start, plan.range.end);
+    cursors.change = ChangePayload(stable, 0);
+  } else {
+    if (!instance.use_log) {
+      return InvalidArgument("querying {}: the table has no log (use_log is off)", instance.instance_id.ToString());
+    }
+    AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance));
+    if (stable > 0) cursors.replay = LogPayload(0, stable, request.from_timestamp_ms);
+    cursors.change = ChangePayload(stable, request.from_timestamp_ms);
+  }
+  return cursors;
+}
+
+Result<driver::PeekCursors> PgLookupService::Peek(const InstanceInfo& instance) {
+  if (!instance.use_log) {
+    return InvalidArgument("peeking {}: the table has no log (use_log is off)", instance.instance_id.ToString());
+  }
+  AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance));
+  driver::PeekCursors cursors;
+  if (stable > 0) cursors.rewind = RewindPayload(stable);
+  cursors.change = ChangePayload(stable, 0);
+  return cursors;
+}
+
+Result<driver::ReadResult> PgLookupService::ReadCursor(const InstanceInfo& instance, std::string_view payload,
+                                                       const keys::Filter& filter, const driver::ReadOptions& options) {
+  if (options.limit < 1 || options.limit > 1000) {
+    return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.instance_id.ToString(), options.limit);
+  }
+  if (options.scan_budget < 1) {
+    return InvalidArgument("reading {}: scan budget {} must be positive", instance.instance_id.ToString(),
+                           options.scan_budget);
+  }
+  if (payload.empty()) return driver::ReadResult{};
+  if (instance.schema == nullptr) return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
+  AQ_ASSIGN_OR_RETURN(Payload decoded, DecodePayload(payload));
+  if (decoded.kind == PayloadKind::kIndexReplay) {
+    if (!instance.use_index) {
+      return InvalidArgument("reading {}: the table has no index (use_index is off)", instance.instance_id.ToString());
+    }
+    return ReadIndex(instance, decoded, filter, options);
+  }
+  if (!instance.use_log) {
+    return InvalidArgument("reading {}: the table has no log (use_log is off)", instance.instance_id.ToString());
+  }
+  return ReadLog(instance, decoded, filter, options);
+}
+
+// Both reads fetch one row more than they may examine: whether it exists says
+// if the next payload is needed. Without a residual filter every examined row
+// is returned, so at most min(limit, budget) rows are examined.
+Result<driver::ReadResult> PgLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
+                                                      const keys::Filter& filter, const driver::ReadOptions& options) {
+  const schema::Schema& schema = *instance.schema;
+  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(schema, filter));
+  driver::ReadResult result;
+  result.residual = plan.has_residual();
+  const int64_t examine = plan.has_residual() ? options.scan_budget : std::min<int64_t>(options.limit, options.scan_budget);
+
+  Params params;
+  params.Uuid(instance.instance_id).Bytea(payload.start).Int8(examine + 1);
+  std::string sql = fmt::format("SELECT key, ts, log_offset, avro FROM {} WHERE instance_id = $1 AND key >= $2", index_);
+  if (!payload.end.empty()) {
+    params.Bytea(payload.end);
+    sql += " AND key < $4";
+  }
+  sql += " ORDER BY key LIMIT $3";
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  auto rows = conn->Exec(sql, params);
+  if (!rows.ok()) return rows.status().WithContext(Describe("scanning the index of", instance));
+
+  std::string last_key;
+  int row = 0;
+  for (; row < rows->rows(); ++row) {
+    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine) break;
+    std::string_view key = rows->Bytes(row, 0);
+    std::string_view avro = rows->Bytes(row, 3);
+    ++result.scanned;
+    result.scanned_bytes += static_cast<int64_t>(avro.size());
+    last_key.assign(key);
+    if (!plan.range.Contains(key)) continue;
+    if (plan.has_residual()) {
+      auto value = schema::DecodeAvro(schema, avro);
+      if (!value.ok()) return value.status().WithContext(Describe("decoding an index row of", instance));
+      if (!keys::Matches(schema, plan.residual, *value)) continue;
+    }
+    AQ_ASSIGN_OR_RETURN(int64_t ts, rows->Int(row, 1));
+    AQ_ASSIGN_OR_RETURN(int64_t offset, rows->Int(row, 2));
+    result.records.push_back(Record{std::string(key), std::string(avro), ts, offset});
+  }
+  // Resume strictly after the last examined key: its immediate successor.
+  if (row < rows->rows()) result.next = IndexPayload(result.scanned > 0 ? last_key + '\0' : payload.start, payload.end);
+  return result;
+}
+
+Result<driver::ReadResult> PgLookupService::ReadLog(const InstanceInfo& instance, const Payload& payload,
+                                                    const keys::Filter& filter, const driver::ReadOptions& options) {
+  const schema::Schema& schema = *instance.schema;
+  driver::ReadResult result;
+  result.residual = !filter.empty();
+  const int64_t from_ts = std::max(payload.from_timestamp_ms, options.from_timestamp_ms);
+  // Without a filter nearly every row is returned (a row older than from_ts
+  // only makes the page shorter), so fetch no more than a page.
+  const int64_t examine = filter.empty() ? std::min<int64_t>(options.limit, options.scan_budget) : options.scan_budget;
+
+  Params params;
+  params.Uuid(instance.instance_id).Int8(examine + 1);
+  std::string where;
+  switch (payload.kind) {
+    case PayloadKind::kLogReplay:
+      params.Int8(static_cast<int64_t>(payload.next)).Int8(static_cast<int64_t>(payload.end_offset));
+      where = "log_offset >= $3 AND log_offset < $4 ORDER BY log_offset";
+      break;
+    case PayloadKind::kRewind:
+      params.Int8(static_cast<int64_t>(payload.before));
+      where = "log_offset < $3 ORDER BY log_offset DESC";
+      break;
+    default:
+      params.Int8(static_cast<int64_t>(payload.next));
+      where = "log_offset >= $3 ORDER BY log_offset";
+      break;
+  }
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  auto rows = conn->Exec(
+      fmt::format("SELECT log_offset, ts, key, avro FROM {} WHERE instance_id = $1 AND {} LIMIT $2", log_, where),
+      params);
+  if (!rows.ok()) return rows.status().WithContext(Describe("scanning the log of", instance));
+
+  int64_t last_offset = 0;
+  int row = 0;
+  for (; row < rows->rows(); ++row) {
+    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine) break;
+    AQ_ASSIGN_OR_RETURN(last_offset, rows->Int(row, 0));
+    AQ_ASSIGN_OR_RETURN(int64_t ts, rows->Int(row, 1));
+    std::string_view avro = rows->Bytes(row, 3);
+    ++result.scanned;
+    result.scanned_bytes += static_cast<int64_t>(avro.size());
+    if (ts < from_ts) continue;
+    if (!filter.empty()) {
+      auto value = schema::DecodeAvro(schema, avro);
+      if (!value.ok()) return value.status().WithContext(Describe("decoding a log record of", instance));
+      if (!keys::Matches(schema, filter, *value)) continue;
+    }
+    result.records.push_back(Record{std::string(rows->Bytes(row, 2)), std::string(avro), ts, last_offset});
+  }
+  const bool more = row < rows->rows();
+  switch (payload.kind) {
+    case PayloadKind::kLogReplay:
+      if (more) result.next = LogPayload(static_cast<uint64_t>(last_offset) + 1, payload.end_offset, payload.from_timestamp_ms);
+      break;
+    case PayloadKind::kRewind:
+      if (more) result.next = RewindPayload(static_cast<uint64_t>(last_offset));
+      break;
+    default:  // a change feed never ends: continue after what was examined
+      result.next = ChangePayload(result.scanned > 0 ? static_cast<uint64_t>(last_offset) + 1 : payload.next,
+                                  payload.from_timestamp_ms);
+      break;
+  }
+  return result;
+}
+
+}  // namespace
+
+Result<LookupOptions> ParseLookupOptions(const driver::Config& config) {
+  LookupOptions options;
+  AQ_ASSIGN_OR_RETURN(options.connection, ParseConnectionOptions(config));
+  auto positive = [&](const char* name, size_t fallback, size_t* out) -> Status {
+    AQ_ASSIGN_OR_RETURN(int64_t value, driver::ConfigInt(config, name, static_cast<int64_t>(fallback)));
+    if (value < 1) return InvalidArgument("config '{}': must be positive, got {}", name, value);
+    *out = static_cast<size_t>(value);
+    return Status::OK();
+  };
+  AQ_RETURN_IF_ERROR(positive("max_key_size", options.limits.max_key_size, &options.limits.max_key_size));
+  AQ_RETURN_IF_ERROR(positive("max_record_size", options.limits.max_record_size, &options.limits.max_record_size));
+  AQ_RETURN_IF_ERROR(
+      positive("max_records_in_batch", options.limits.max_records_in_batch, &options.limits.max_records_in_batch));
+  return options;
+}
+
+Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options) {
+  auto service = std::make_shared<PgLookupService>(options);
+  Status init = service->Init();
+  if (!init.ok()) return init.WithContext("postgres lookup service");
+  return std::shared_ptr<driver::LookupService>(std::move(service));
+}
+
+}  // namespace aquifer::drivers::postgres

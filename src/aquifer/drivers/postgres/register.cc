@@ -1,0 +1,26 @@
+#include "aquifer/drivers/postgres/register.h"
+
+#include "aquifer/drivers/postgres/lookup_service.h"
+#include "aquifer/drivers/postgres/pg.h"
+#include "aquifer/drivers/postgres/usage_service.h"
+
+namespace aquifer::drivers::postgres {
+
+void Register(driver::Registry* registry) {
+  registry->Register(
+      "postgres",
+      driver::Factory<driver::UsageService>(
+          [](const driver::Config& config, const driver::DriverContext&) -> Result<std::shared_ptr<driver::UsageService>> {
+            AQ_ASSIGN_OR_RETURN(ConnectionOptions options, ParseConnectionOptions(config));
+            return MakeUsageService(options);
+          }));
+  registry->Register(
+      "postgres",
+      driver::Factory<driver::LookupService>(
+          [](const driver::Config& config, const driver::DriverContext&) -> Result<std::shared_ptr<driver::LookupService>> {
+            AQ_ASSIGN_OR_RETURN(LookupOptions options, ParseLookupOptions(config));
+            return MakeLookupService(options);
+          }));
+}
+
+}  // namespace aquifer::drivers::postgres

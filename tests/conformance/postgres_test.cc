@@ -1,0 +1,51 @@
+// The conformance suites on the Postgres drivers, against the real server
+// that scripts/peers/postgres starts (AQUIFER_TEST_POSTGRES; without it every
+// test fails and says how to start one). Each test gets a schema of its own,
+// named after its scratch directory, so a reopen finds the same data and
+// parallel tests never meet.
+
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "aquifer/driver/registry.h"
+#include "aquifer/drivers/postgres/register.h"
+#include "aquifer/drivers/postgres/testing.h"
+#include "lookup_conformance.h"
+#include "usage_conformance.h"
+
+namespace aquifer::conformance {
+namespace {
+
+const driver::Registry& PostgresRegistry() {
+  static const driver::Registry* registry = [] {
+    auto* r = new driver::Registry();
+    drivers::postgres::Register(r);
+    return r;
+  }();
+  return *registry;
+}
+
+Result<driver::Config> ConfigFor(const std::string& scratch_dir) {
+  return drivers::postgres::testing::TestConfig(std::filesystem::path(scratch_dir).filename().string());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, UsageConformance,
+    ::testing::Values(UsageDriverFactory{"postgres", [](const std::string& dir) -> Result<std::shared_ptr<driver::UsageService>> {
+      AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+      return PostgresRegistry().MakeUsageService("postgres", config, {});
+    }}),
+    UsageDriverFactoryName);
+
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, LookupConformance,
+    ::testing::Values(LookupDriverFactory{"postgres", [](const std::string& dir) -> Result<std::shared_ptr<driver::LookupService>> {
+      AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+      return PostgresRegistry().MakeLookupService("postgres", config, {});
+    }}),
+    LookupDriverFactoryName);
+
+}  // namespace
+}  // namespace aquifer::conformance
