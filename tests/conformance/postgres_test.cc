@@ -13,6 +13,7 @@
 #include "aquifer/drivers/postgres/register.h"
 #include "aquifer/drivers/postgres/testing.h"
 #include "lookup_conformance.h"
+#include "message_queue_conformance.h"
 #include "usage_conformance.h"
 
 namespace aquifer::conformance {
@@ -46,6 +47,17 @@ INSTANTIATE_TEST_SUITE_P(
       return PostgresRegistry().MakeLookupService("postgres", config, {});
     }}),
     LookupDriverFactoryName);
+
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, MessageQueueConformance,
+    ::testing::Values(MessageQueueFactory{
+        "postgres", [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::MessageQueue>> {
+          AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+          driver::DriverContext context;
+          context.clock = clock;
+          return PostgresRegistry().MakeMessageQueue("postgres", config, context);
+        }}),
+    MessageQueueFactoryName);
 
 }  // namespace
 }  // namespace aquifer::conformance

@@ -2,6 +2,7 @@
 
 #include "aquifer/drivers/postgres/lookup_service.h"
 #include "aquifer/drivers/postgres/pg.h"
+#include "aquifer/drivers/postgres/queue.h"
 #include "aquifer/drivers/postgres/usage_service.h"
 
 namespace aquifer::drivers::postgres {
@@ -13,6 +14,13 @@ void Register(driver::Registry* registry) {
           [](const driver::Config& config, const driver::DriverContext&) -> Result<std::shared_ptr<driver::UsageService>> {
             AQ_ASSIGN_OR_RETURN(ConnectionOptions options, ParseConnectionOptions(config));
             return MakeUsageService(options);
+          }));
+  registry->Register(
+      "postgres",
+      driver::Factory<driver::MessageQueue>(
+          [](const driver::Config& config, const driver::DriverContext& context) -> Result<std::shared_ptr<driver::MessageQueue>> {
+            AQ_ASSIGN_OR_RETURN(QueueOptions options, ParseQueueOptions(config));
+            return MakeMessageQueue(options, context.clock);
           }));
   registry->Register(
       "postgres",

@@ -34,7 +34,7 @@ inline Result<driver::Config> TestConfig(std::string_view unique) {
     schema.push_back(kHex[static_cast<unsigned char>(c) >> 4]);
     schema.push_back(kHex[static_cast<unsigned char>(c) & 0xF]);
   }
-  return driver::Config{{"url", url}, {"schema", schema}, {"pool_size", "4"}};
+  return driver::Config{{"url", url}, {"schema", schema}, {"pool_size", "8"}};
 }
 
 }  // namespace aquifer::drivers::postgres::testing
