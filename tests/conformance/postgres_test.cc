@@ -15,6 +15,7 @@
 #include "lookup_conformance.h"
 #include "message_queue_conformance.h"
 #include "usage_conformance.h"
+#include "warehouse_conformance.h"
 
 namespace aquifer::conformance {
 namespace {
@@ -58,6 +59,24 @@ INSTANTIATE_TEST_SUITE_P(
           return PostgresRegistry().MakeMessageQueue("postgres", config, context);
         }}),
     MessageQueueFactoryName);
+
+// Postgres spells an array's length `cardinality(a)` and a field of a jsonb
+// record `(r->'f')`.
+WarehouseDriverFactory PostgresWarehouse() {
+  WarehouseDriverFactory factory;
+  factory.name = "postgres";
+  factory.make = [](const std::string& dir) -> Result<std::shared_ptr<driver::WarehouseService>> {
+    AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+    return PostgresRegistry().MakeWarehouseService("postgres", config, {});
+  };
+  factory.array_length = [](const std::string& column) { return "cardinality(" + column + ")"; };
+  factory.nested_field = [](const std::string& column, const std::string& field) {
+    return "(" + column + "->'" + field + "')";
+  };
+  return factory;
+}
+
+INSTANTIATE_TEST_SUITE_P(Postgres, WarehouseConformance, ::testing::Values(PostgresWarehouse()), WarehouseDriverName);
 
 }  // namespace
 }  // namespace aquifer::conformance

@@ -30,7 +30,7 @@ constexpr const char* kEventSchema = R"json({
   "type": "record", "name": "Event",
   "fields": [
     {"name": "id", "type": "long"},
-    {"name": "user", "type": "string"},
+    {"name": "username", "type": "string"},
     {"name": "amount", "type": "double"},
     {"name": "note", "type": ["null", "string"], "default": null},
     {"name": "location", "type": {"type": "record", "name": "Location", "fields": [
@@ -40,7 +40,8 @@ constexpr const char* kEventSchema = R"json({
   ]
 })json";
 
-const std::vector<std::string> kEventColumns = {"id", "user", "amount", "note", "location", "tags"};
+// Not "user": standard SQL reserves it (Postgres reads a bare `user` as CURRENT_USER).
+const std::vector<std::string> kEventColumns = {"id", "username", "amount", "note", "location", "tags"};
 const char* const kUsers[] = {"ada", "grace", "edsger", "barbara"};
 const char* const kCities[] = {"london", "paris", "oslo"};
 
@@ -81,7 +82,7 @@ Event MakeEvent(int64_t id) {
 Record ToRecord(const Event& e, int64_t timestamp_ms) {
   json j;
   j["id"] = e.id;
-  j["user"] = e.user;
+  j["username"] = e.user;
   j["amount"] = e.amount;
   j["note"] = e.has_note ? json("note " + std::to_string(e.id)) : json(nullptr);
   j["location"] = {{"city", e.city}, {"zip", e.zip}};
@@ -297,7 +298,7 @@ TEST_P(WarehouseConformance, SelectReturnsExactlyTheAppendedRowsThroughEveryPage
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 17)).ok());
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(17, 8)).ok());
   const std::string sql = fmt::format(
-      "SELECT id, user, amount, note, {} AS city, {} AS zip, {} AS tag_count FROM {} ORDER BY id",
+      "SELECT id, username, amount, note, {} AS city, {} AS zip, {} AS tag_count FROM {} ORDER BY id",
       GetParam().nested_field("location", "city"), GetParam().nested_field("location", "zip"),
       GetParam().array_length("tags"), warehouse_->TableName(instance));
   for (int32_t page_size : {1, 3, 1000}) {
@@ -307,7 +308,7 @@ TEST_P(WarehouseConformance, SelectReturnsExactlyTheAppendedRowsThroughEveryPage
     if (!caps().stores_rows) continue;
     std::vector<std::string> names;
     for (const auto& column : rows.columns) names.push_back(column.name);
-    EXPECT_EQ(names, (std::vector<std::string>{"id", "user", "amount", "note", "city", "zip", "tag_count"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"id", "username", "amount", "note", "city", "zip", "tag_count"}));
     EXPECT_EQ(rows.pages, page_size == 1000 ? 1 : (25 + page_size - 1) / page_size);
     for (int64_t id = 0; id < 25; ++id) {
       const Event e = MakeEvent(id);
@@ -333,7 +334,7 @@ TEST_P(WarehouseConformance, AggregatesOverAppendedRowsAreExact) {
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(1, 40)).ok());
   Rows rows = select(fmt::format(
       "SELECT count(*) AS n, sum(id) AS ids, sum(amount) AS total, sum({}) AS tags, "
-      "count(note) AS notes, count(DISTINCT user) AS users FROM {}",
+      "count(note) AS notes, count(DISTINCT username) AS users FROM {}",
       GetParam().array_length("tags"), warehouse_->TableName(instance)));
   if (!caps().stores_rows) {
     EXPECT_TRUE(rows.rows.empty());
@@ -382,7 +383,7 @@ TEST_P(WarehouseConformance, DryRunListsTablesAndEstimatesBytesThatGrowWithData)
   WH_HELPERS;
   InstanceInfo instance = registered();
   InstanceInfo other = registered();
-  const std::string sql = fmt::format("SELECT user, amount FROM {} WHERE amount > 1", warehouse_->TableName(instance));
+  const std::string sql = fmt::format("SELECT username, amount FROM {} WHERE amount > 1", warehouse_->TableName(instance));
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 10)).ok());
   Result<driver::QueryAnalysis> small = warehouse_->AnalyzeQuery(sql);
   ASSERT_TRUE(small.ok()) << small.status().ToString();
@@ -410,7 +411,7 @@ TEST_P(WarehouseConformance, AJobRunsAsynchronouslyAndIsPolledUntilDone) {
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 12)).ok());
   const Uuid id = Uuid::Random();
   Result<Job> started = warehouse_->StartQuery(
-      id, fmt::format("SELECT user, count(*) AS n FROM {} GROUP BY user ORDER BY user", warehouse_->TableName(instance)), {});
+      id, fmt::format("SELECT username, count(*) AS n FROM {} GROUP BY username ORDER BY username", warehouse_->TableName(instance)), {});
   ASSERT_TRUE(started.ok()) << started.status().ToString();
   EXPECT_EQ(started->job_id, id);
   EXPECT_TRUE(started->error.empty());
@@ -451,7 +452,7 @@ TEST_P(WarehouseConformance, ARuntimeErrorFailsTheJobWithItsMessage) {
   InstanceInfo instance = registered();
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
   // Compiles (a dry run accepts it) but cannot convert 'ada' at run time.
-  const std::string sql = "SELECT CAST(user AS INTEGER) AS n FROM " + warehouse_->TableName(instance);
+  const std::string sql = "SELECT CAST(username AS INTEGER) AS n FROM " + warehouse_->TableName(instance);
   ASSERT_TRUE(warehouse_->AnalyzeQuery(sql).ok());
   Job job = run(sql);
   if (!caps().stores_rows) {

@@ -127,6 +127,10 @@ Result<bool> PgResult::Bool(int row, int column) const {
   return bytes[0] != 0;
 }
 
+std::string PgResult::ColumnName(int column) const { return PQfname(result_, column); }
+unsigned PgResult::ColumnType(int column) const { return PQftype(result_, column); }
+int PgResult::ColumnTypmod(int column) const { return PQfmod(result_, column); }
+
 int64_t PgResult::AffectedRows() const {
   if (result_ == nullptr) return 0;
   const char* text = PQcmdTuples(result_);
@@ -263,6 +267,36 @@ Status Connection::ExecScript(std::string_view sql) {
   ExecStatusType status = result.get() == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(result.get());
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return ErrorFrom(result.get(), sql);
   return Status::OK();
+}
+
+Result<int64_t> Connection::CopyIn(std::string_view copy_sql, std::string_view data) {
+  std::string text(copy_sql);
+  PgResult started(PQexec(conn_, text.c_str()));
+  if (started.get() == nullptr || PQresultStatus(started.get()) != PGRES_COPY_IN) {
+    return ErrorFrom(started.get(), copy_sql);
+  }
+  // Chunks well below libpq's int length; PQputCopyData blocks until sent.
+  constexpr size_t kChunk = 1 << 20;
+  bool sent = true;
+  for (size_t pos = 0; pos < data.size() && sent; pos += kChunk) {
+    std::string_view chunk = data.substr(pos, kChunk);
+    sent = PQputCopyData(conn_, chunk.data(), static_cast<int>(chunk.size())) == 1;
+  }
+  if (PQputCopyEnd(conn_, sent ? nullptr : "aquifer: sending COPY data failed") != 1) {
+    return Unavailable("postgres: {}: ending COPY: {}", ShortSql(copy_sql), TrimmedLibpqMessage(conn_));
+  }
+  Status status;
+  int64_t rows = 0;
+  while (PGresult* raw = PQgetResult(conn_)) {
+    PgResult result(raw);
+    if (PQresultStatus(raw) == PGRES_COMMAND_OK) {
+      rows = result.AffectedRows();
+    } else if (status.ok()) {
+      status = ErrorFrom(raw, copy_sql);
+    }
+  }
+  if (!status.ok()) return status;
+  return rows;
 }
 
 Status Connection::Begin() { return ExecScript("BEGIN"); }

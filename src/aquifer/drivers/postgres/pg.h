@@ -75,6 +75,9 @@ class PgResult {
   std::string_view Bytes(int row, int column) const;  // bytea, text: the raw value
   Result<int64_t> Int(int row, int column) const;     // int2, int4, int8
   Result<bool> Bool(int row, int column) const;
+  std::string ColumnName(int column) const;
+  unsigned ColumnType(int column) const;  // type OID
+  int ColumnTypmod(int column) const;
   // Rows affected by an INSERT/UPDATE/DELETE (PQcmdTuples), 0 if none.
   int64_t AffectedRows() const;
   PGresult* get() const { return result_; }
@@ -132,6 +135,9 @@ class Connection {
   Result<PgResult> Exec(std::string_view sql, const Params& params = Params());
   // Runs `sql` without parameters (may hold several statements); for DDL.
   Status ExecScript(std::string_view sql);
+  // Runs `copy_sql` (a COPY ... FROM STDIN) and streams `data` (in the COPY
+  // format it names) to the server; returns the number of rows copied.
+  Result<int64_t> CopyIn(std::string_view copy_sql, std::string_view data);
   // BEGIN / COMMIT / ROLLBACK. Rollback is best effort (the pool discards a
   // connection whose rollback failed).
   Status Begin();

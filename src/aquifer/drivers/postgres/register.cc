@@ -4,6 +4,7 @@
 #include "aquifer/drivers/postgres/pg.h"
 #include "aquifer/drivers/postgres/queue.h"
 #include "aquifer/drivers/postgres/usage_service.h"
+#include "aquifer/drivers/postgres/warehouse.h"
 
 namespace aquifer::drivers::postgres {
 
@@ -21,6 +22,13 @@ void Register(driver::Registry* registry) {
           [](const driver::Config& config, const driver::DriverContext& context) -> Result<std::shared_ptr<driver::MessageQueue>> {
             AQ_ASSIGN_OR_RETURN(QueueOptions options, ParseQueueOptions(config));
             return MakeMessageQueue(options, context.clock);
+          }));
+  registry->Register(
+      "postgres",
+      driver::Factory<driver::WarehouseService>(
+          [](const driver::Config& config, const driver::DriverContext& context) -> Result<std::shared_ptr<driver::WarehouseService>> {
+            AQ_ASSIGN_OR_RETURN(WarehouseOptions options, ParseWarehouseOptions(config));
+            return MakeWarehouseService(options, context.clock);
           }));
   registry->Register(
       "postgres",

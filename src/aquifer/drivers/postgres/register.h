@@ -5,7 +5,7 @@
 namespace aquifer::drivers::postgres {
 
 // Registers "postgres" for every interface this folder serves (MessageQueue,
-// UsageService, LookupService). Each factory reads the connection options of pg.h
+// LookupService, WarehouseService, UsageService). Each factory reads the connection options of pg.h
 // (url, schema, pool_size) plus its own keys. Called once from RegisterBuiltinDrivers.
 void Register(driver::Registry* registry);
 

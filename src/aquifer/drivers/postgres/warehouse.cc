@@ -1,0 +1,554 @@
+#include "aquifer/drivers/postgres/warehouse.h"
+
+#include <libpq-fe.h>
+
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "aquifer/base/text.h"
+#include "aquifer/schema/codec.h"
+
+namespace aquifer::drivers::postgres {
+namespace {
+
+using driver::InstanceInfo;
+using driver::Job;
+using driver::JobStatus;
+using driver::Record;
+using nlohmann::json;
+using schema::Kind;
+using schema::Logical;
+using schema::Type;
+
+constexpr unsigned kTimestampOid = 1114;
+constexpr unsigned kTimestamptzOid = 1184;
+constexpr int32_t kMaxPageRows = 100'000;
+
+// ---- schema → columns ---------------------------------------------------------------
+
+bool IsNested(const Type& type) { return type.kind == Kind::kArray || type.kind == Kind::kRecord; }
+
+std::string ColumnType(const Type& type) {
+  switch (type.kind) {
+    case Kind::kBoolean: return "boolean";
+    case Kind::kInt: return "integer";
+    case Kind::kLong: return type.logical == Logical::kTimestampMillis ? "timestamp(3) with time zone" : "bigint";
+    case Kind::kFloat: return "real";
+    case Kind::kDouble: return "double precision";
+    case Kind::kString: return type.logical == Logical::kUuid ? "uuid" : "text";
+    case Kind::kEnum: return "text";
+    case Kind::kBytes:
+    case Kind::kFixed:
+      if (type.logical == Logical::kDecimal) {
+        return type.precision >= 1 && type.precision <= 1000 ? fmt::format("numeric({},{})", type.precision, type.scale)
+                                                              : "numeric";
+      }
+      return "bytea";
+    case Kind::kArray: return IsNested(*type.items) ? "jsonb" : ColumnType(*type.items) + "[]";
+    case Kind::kRecord: return "jsonb";
+  }
+  return "text";
+}
+
+// Timestamps as COPY text, UTC: "2023-11-14 22:13:20.123+00" (" BC" for year ≤ 0).
+Result<std::string> TimestampText(int64_t ms) {
+  // std::chrono's civil calendar covers years -32767..32767.
+  constexpr int64_t kLimitMs = 900'000'000'000'000;
+  if (ms < -kLimitMs || ms > kLimitMs) return InvalidArgument("timestamp {} ms is out of the supported range", ms);
+  using namespace std::chrono;
+  sys_time<milliseconds> tp{milliseconds(ms)};
+  auto day = floor<days>(tp);
+  year_month_day ymd{day};
+  hh_mm_ss<milliseconds> time{tp - day};
+  int year = static_cast<int>(ymd.year());
+  const bool bc = year <= 0;
+  if (bc) year = 1 - year;
+  return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00{}", year, static_cast<unsigned>(ymd.month()),
+                     static_cast<unsigned>(ymd.day()), time.hours().count(), time.minutes().count(),
+                     time.seconds().count(), time.subseconds().count(), bc ? " BC" : "");
+}
+
+std::string ByteaText(std::string_view bytes) { return "\\x" + HexEncode(bytes); }
+
+// One value (the codec's JSON for it) as Postgres input text; nullopt for NULL.
+Result<std::optional<std::string>> ValueText(const Type& type, const json& value) {
+  if (value.is_null()) return std::optional<std::string>();
+  switch (type.kind) {
+    case Kind::kBoolean: return std::optional<std::string>(value.get<bool>() ? "t" : "f");
+    case Kind::kInt:
+    case Kind::kLong:
+      if (type.logical == Logical::kTimestampMillis) {
+        AQ_ASSIGN_OR_RETURN(std::string text, TimestampText(value.get<int64_t>()));
+        return std::optional<std::string>(std::move(text));
+      }
+      return std::optional<std::string>(value.dump());
+    case Kind::kFloat:
+    case Kind::kDouble:  // NaN and ±Infinity come as strings Postgres reads as they are
+      return std::optional<std::string>(value.is_string() ? value.get<std::string>() : value.dump());
+    case Kind::kString:
+    case Kind::kEnum: return std::optional<std::string>(value.get<std::string>());
+    case Kind::kBytes:
+    case Kind::kFixed: {
+      if (type.logical == Logical::kDecimal) return std::optional<std::string>(value.get<std::string>());
+      std::string raw;
+      if (!Base64Decode(value.get<std::string>(), &raw)) return Internal("the codec wrote bytes that are not base64");
+      return std::optional<std::string>(ByteaText(raw));
+    }
+    case Kind::kArray: {
+      if (IsNested(*type.items)) return std::optional<std::string>(value.dump());
+      // An array literal: {"a","b",NULL} with \ and " escaped inside quotes.
+      std::string out = "{";
+      for (size_t item_idx = 0; item_idx < value.size(); ++item_idx) {
+        if (item_idx > 0) out.push_back(',');
+        AQ_ASSIGN_OR_RETURN(std::optional<std::string> item, ValueText(*type.items, value[item_idx]));
+        if (!item) {
+          out += "NULL";
+          continue;
+        }
+        out.push_back('"');
+        for (char c : *item) {
+          if (c == '"' || c == '\\') out.push_back('\\');
+          out.push_back(c);
+        }
+        out.push_back('"');
+      }
+      out.push_back('}');
+      return std::optional<std::string>(std::move(out));
+    }
+    case Kind::kRecord: return std::optional<std::string>(value.dump());
+  }
+  return Internal("unknown schema kind");
+}
+
+// Appends one field of COPY text format: backslash escapes, \N for NULL.
+void AppendCopyField(std::string* out, const std::optional<std::string>& text) {
+  if (!text) {
+    out->append("\\N");
+    return;
+  }
+  for (char c : *text) {
+    switch (c) {
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default: out->push_back(c);
+    }
+  }
+}
+
+// ---- SQL checks -------------------------------------------------------------------------
+
+// The first keyword, skipping whitespace, comments and opening parentheses.
+std::string FirstKeyword(std::string_view sql) {
+  size_t pos = 0;
+  while (pos < sql.size()) {
+    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
+      ++pos;
+    } else if (sql.substr(pos, 2) == "--") {
+      size_t end = sql.find('\n', pos);
+      pos = end == std::string_view::npos ? sql.size() : end + 1;
+    } else if (sql.substr(pos, 2) == "/*") {
+      size_t end = sql.find("*/", pos + 2);
+      pos = end == std::string_view::npos ? sql.size() : end + 2;
+    } else {
+      break;
+    }
+  }
+  std::string word;
+  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
+    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
+  }
+  return word;
+}
+
+// Walks an EXPLAIN (FORMAT JSON, VERBOSE) plan: relations read, and whether
+// any node modifies data (a data-modifying CTE, INSERT, UPDATE, DELETE).
+void WalkPlan(const json& node, std::set<std::pair<std::string, std::string>>* relations, bool* modifies) {
+  if (node.is_object()) {
+    auto type = node.find("Node Type");
+    if (type != node.end() && type->is_string() && *type == "ModifyTable") *modifies = true;
+    auto relation = node.find("Relation Name");
+    auto schema = node.find("Schema");
+    if (relation != node.end() && relation->is_string()) {
+      relations->emplace(schema != node.end() && schema->is_string() ? schema->get<std::string>() : "",
+                         relation->get<std::string>());
+    }
+    for (const auto& [key, child] : node.items()) WalkPlan(child, relations, modifies);
+  } else if (node.is_array()) {
+    for (const auto& child : node) WalkPlan(child, relations, modifies);
+  }
+}
+
+// The statement without trailing semicolons and whitespace, so it can be
+// wrapped in a subquery.
+std::string TrimStatement(std::string_view sql) {
+  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
+    sql.remove_suffix(1);
+  }
+  return std::string(sql);
+}
+
+// ---- jobs -------------------------------------------------------------------------------------
+
+struct JobState {
+  Job job;
+  std::vector<driver::Column> columns;
+  std::vector<std::string> rows;
+  PGcancel* cancel = nullptr;  // while the query runs; guarded by the service's mutex
+  bool finished = false;       // guarded by the service's mutex
+  std::thread thread;
+};
+
+class PgWarehouse final : public driver::WarehouseService {
+ public:
+  PgWarehouse(const WarehouseOptions& options, Clock* clock)
+      : options_(options), clock_(clock), pool_(options.connection.url, options.connection.pool_size),
+        schema_(options.connection.schema) {}
+
+  ~PgWarehouse() override { StopJobs(); }
+
+  Status Init() { return EnsureSchema(pool_, schema_, "SELECT 1"); }
+
+  driver::WarehouseCapabilities capabilities() const override {
+    driver::WarehouseCapabilities caps;
+    caps.limits = options_.limits;
+    caps.dry_run_bytes = true;
+    caps.stores_rows = true;
+    caps.dedups_retries = false;
+    return caps;
+  }
+
+  std::string TableName(const InstanceInfo& instance) const override {
+    return QuoteIdent(schema_) + "." + QuoteIdent("i_" + instance.instance_id.Hex());
+  }
+
+  Status RegisterInstance(const InstanceInfo& instance) override {
+    if (instance.schema == nullptr) return InvalidArgument("registering {}: no schema", instance.instance_id.ToString());
+    std::string columns;
+    for (const schema::Field& field : instance.schema->fields()) {
+      columns += fmt::format("{} {}{}, ", QuoteIdent(field.name), ColumnType(*field.type),
+                             field.type->nullable ? "" : " NOT NULL");
+    }
+    const std::string ddl = fmt::format(
+        "CREATE TABLE IF NOT EXISTS {} ({}__key bytea NOT NULL, __timestamp timestamp(3) with time zone NOT NULL)",
+        TableName(instance), columns);
+    Status done = EnsureSchema(pool_, schema_, ddl);
+    return done.ok() ? done : done.WithContext(fmt::format("creating the warehouse table of {}", instance.instance_id.ToString()));
+  }
+
+  Status RemoveInstance(const InstanceInfo& instance) override {
+    AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+    Status done = conn->ExecScript("DROP TABLE IF EXISTS " + TableName(instance));
+    return done.ok() ? done : done.WithContext(fmt::format("dropping the warehouse table of {}", instance.instance_id.ToString()));
+  }
+
+  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) override;
+  Result<driver::QueryAnalysis> AnalyzeQuery(std::string_view sql) override;
+  Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override;
+  Result<Job> PollJob(const Uuid& job_id) override;
+  Result<driver::RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
+
+  Status Reset() override {
+    StopJobs();
+    AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+    Params schema;
+    schema.Text(schema_);
+    auto tables = conn->Exec("SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'i\\_%'", schema);
+    if (!tables.ok()) return tables.status().WithContext("resetting the warehouse");
+    for (int row = 0; row < tables->rows(); ++row) {
+      Status dropped = conn->ExecScript("DROP TABLE IF EXISTS " + QuoteIdent(schema_) + "." + QuoteIdent(std::string(tables->Bytes(row, 0))));
+      if (!dropped.ok()) return dropped.WithContext("resetting the warehouse");
+    }
+    return Status::OK();
+  }
+
+ private:
+  // Checks that `sql` is one read-only query and explains it on `conn`.
+  Result<driver::QueryAnalysis> Analyze(Connection& conn, std::string_view sql);
+  void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
+  void Finish(const std::shared_ptr<JobState>& state, Status status);
+  void StopJobs();
+
+  const WarehouseOptions options_;
+  Clock* const clock_;
+  Pool pool_;
+  const std::string schema_;
+  std::mutex mu_;
+  std::map<Uuid, std::shared_ptr<JobState>> jobs_;  // guarded by mu_
+};
+
+Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) {
+  if (instance.schema == nullptr) return InvalidArgument("writing to {}: no schema", instance.instance_id.ToString());
+  const auto& fields = instance.schema->fields();
+  const int64_t now = clock_->NowMillis();
+  // Every record is converted before anything is sent: a bad one rejects the batch.
+  std::string data;
+  int64_t kept = 0;
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    const Record& record = records[record_idx];
+    if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now - instance.warehouse_retention_ms) continue;
+    auto text = schema::AvroToJson(*instance.schema, record.avro);
+    if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
+    json value = json::parse(*text, nullptr, false);
+    if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", instance.instance_id.ToString(), record_idx);
+    for (const schema::Field& field : fields) {
+      auto it = value.find(field.name);
+      auto field_text = ValueText(*field.type, it == value.end() ? json() : *it);
+      if (!field_text.ok()) {
+        return field_text.status().WithContext(
+            fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, field.name));
+      }
+      AppendCopyField(&data, *field_text);
+      data.push_back('\t');
+    }
+    AppendCopyField(&data, ByteaText(record.key));
+    data.push_back('\t');
+    AQ_ASSIGN_OR_RETURN(std::string timestamp, TimestampText(record.timestamp_ms));
+    AppendCopyField(&data, timestamp);
+    data.push_back('\n');
+    ++kept;
+  }
+  if (kept == 0) return Status::OK();
+  std::string columns;
+  for (const schema::Field& field : fields) columns += QuoteIdent(field.name) + ", ";
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  auto copied = conn->CopyIn(fmt::format("COPY {} ({}__key, __timestamp) FROM STDIN", TableName(instance), columns), data);
+  if (!copied.ok()) return copied.status().WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
+  return Status::OK();
+}
+
+Result<driver::QueryAnalysis> PgWarehouse::Analyze(Connection& conn, std::string_view sql) {
+  const std::string keyword = FirstKeyword(sql);
+  if (keyword != "SELECT" && keyword != "WITH" && keyword != "VALUES" && keyword != "TABLE") {
+    return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
+  }
+  // One statement only: the extended protocol refuses several.
+  auto plan = conn.Exec(fmt::format("EXPLAIN (FORMAT JSON, VERBOSE) {}", sql));
+  if (!plan.ok()) {
+    Status status = plan.status();
+    if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kTimeout) return status;
+    return InvalidArgument("{}", status.message());
+  }
+  if (plan->rows() != 1) return Internal("EXPLAIN returned {} rows", plan->rows());
+  json parsed = json::parse(plan->Bytes(0, 0), nullptr, false);
+  std::set<std::pair<std::string, std::string>> relations;
+  bool modifies = false;
+  WalkPlan(parsed, &relations, &modifies);
+  if (modifies) return InvalidArgument("only read-only SELECT queries are allowed; this one modifies data");
+  driver::QueryAnalysis analysis;
+  std::vector<std::string_view> names;
+  std::vector<std::string> qualified;
+  for (const auto& [schema, relation] : relations) {
+    qualified.push_back(schema.empty() ? QuoteIdent(relation) : QuoteIdent(schema) + "." + QuoteIdent(relation));
+    analysis.tables.push_back(qualified.back());
+  }
+  // Bytes scanned: the on-disk size of every table read (heap and TOAST), an
+  // upper bound of what a full scan reads.
+  for (const std::string& name : qualified) names.push_back(name);
+  if (!names.empty()) {
+    Params params;
+    params.ByteaArray(names);
+    auto size = conn.Exec(
+        "SELECT coalesce(sum(pg_table_size(to_regclass(convert_from(n, 'UTF8')))), 0)::int8 FROM unnest($1::bytea[]) AS n",
+        params);
+    if (!size.ok()) return size.status().WithContext("estimating bytes scanned");
+    AQ_ASSIGN_OR_RETURN(analysis.bytes_scanned_estimate, size->Int(0, 0));
+  }
+  return analysis;
+}
+
+Result<driver::QueryAnalysis> PgWarehouse::AnalyzeQuery(std::string_view sql) {
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  AQ_RETURN_IF_ERROR(conn->Begin());
+  auto analysis = Analyze(*conn, TrimStatement(sql));
+  conn->Rollback();
+  return analysis;
+}
+
+Result<Job> PgWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
+  auto state = std::make_shared<JobState>();
+  state->job.job_id = job_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
+    jobs_[job_id] = state;
+    state->thread = std::thread([this, state, text = TrimStatement(sql), options] { RunJob(state, text, options); });
+    return state->job;
+  }
+}
+
+void PgWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state->cancel != nullptr) {
+    PQfreeCancel(state->cancel);
+    state->cancel = nullptr;
+  }
+  state->finished = true;
+  state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
+  if (!status.ok()) {
+    state->job.error = status.message();
+    state->rows.clear();
+  }
+}
+
+// A job: its own connection (a long query never holds a pool slot), a READ
+// ONLY transaction with statement_timeout, the same checks as a dry run, then
+// the query wrapped so the server renders each row as one JSON array.
+void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options) {
+  auto opened = Connection::Open(pool_.conninfo());
+  if (!opened.ok()) return Finish(state, opened.status());
+  Connection& conn = **opened;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state->finished) return;  // stopped before it started
+    state->job.status = JobStatus::kRunning;
+    state->cancel = PQgetCancel(conn.raw());
+  }
+  Status status = [&]() -> Status {
+    const int64_t timeout = options.timeout_ms > 0 ? options.timeout_ms : 300'000;
+    AQ_RETURN_IF_ERROR(conn.ExecScript(fmt::format(
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL TimeZone = 'UTC'", timeout)));
+    AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(conn, sql));
+    if (options.max_bytes_scanned > 0 && analysis.bytes_scanned_estimate > options.max_bytes_scanned) {
+      return ResourceExhausted("the query would scan about {} bytes, over the job's cap of {}",
+                               analysis.bytes_scanned_estimate, options.max_bytes_scanned);
+    }
+    AQ_ASSIGN_OR_RETURN(PgResult shape, conn.Exec(fmt::format("SELECT * FROM ({}) AS q LIMIT 0", sql)));
+    const int n = shape.columns();
+    std::vector<driver::Column> columns;
+    std::string aliases, values;
+    std::vector<int64_t> oids, typmods;
+    std::vector<int> visible;
+    for (int column = 0; column < n; ++column) {
+      aliases += fmt::format("{}c{}", column == 0 ? "" : ", ", column);
+      std::string name = shape.ColumnName(column);
+      if (name.starts_with("__")) continue;
+      visible.push_back(column);
+      oids.push_back(shape.ColumnType(column));
+      typmods.push_back(shape.ColumnTypmod(column));
+      const unsigned oid = shape.ColumnType(column);
+      std::string ref = fmt::format("q.c{}", column);
+      if (oid == kByteaOid) {
+        ref = fmt::format("encode({}, 'base64')", ref);
+      } else if (oid == kTimestampOid || oid == kTimestamptzOid) {
+        ref = fmt::format("(extract(epoch FROM {}) * 1000)::int8", ref);
+      }
+      values += (values.empty() ? "" : ", ") + ref;
+      columns.push_back({name, ""});
+    }
+    if (!oids.empty()) {
+      Params types;
+      types.Int8Array(oids).Int8Array(typmods);
+      AQ_ASSIGN_OR_RETURN(PgResult names, conn.Exec(
+          "SELECT format_type(t::oid, m::int4) FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(t, m, o) ORDER BY o",
+          types));
+      for (int row = 0; row < names.rows() && row < static_cast<int>(columns.size()); ++row) {
+        columns[row].type = std::string(names.Bytes(row, 0));
+      }
+    }
+    std::string wrapped = n == 0 ? fmt::format("SELECT '[]'::text FROM ({}) AS q", sql)
+                                 : fmt::format("SELECT json_build_array({})::text FROM ({}) AS q({})", values, sql, aliases);
+    AQ_ASSIGN_OR_RETURN(PgResult rows, conn.Exec(wrapped));
+    std::vector<std::string> out;
+    out.reserve(rows.rows());
+    for (int row = 0; row < rows.rows(); ++row) out.emplace_back(rows.Bytes(row, 0));
+    AQ_RETURN_IF_ERROR(conn.Commit());
+    std::lock_guard<std::mutex> lock(mu_);
+    state->columns = std::move(columns);
+    state->rows = std::move(out);
+    state->job.rows = static_cast<int64_t>(state->rows.size());
+    state->job.bytes_scanned = analysis.bytes_scanned_estimate;
+    return Status::OK();
+  }();
+  Finish(state, status);
+}
+
+Result<Job> PgWarehouse::PollJob(const Uuid& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return NotFound("job {} not found", job_id.ToString());
+  return it->second->job;
+}
+
+Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return NotFound("job {} not found", job_id.ToString());
+  const JobState& state = *it->second;
+  if (state.job.status != JobStatus::kDone) {
+    return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(state.job.status),
+                              state.job.error.empty() ? "" : ": " + state.job.error);
+  }
+  if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
+  // Page tokens are "o<offset>" into the job's rows.
+  size_t offset = 0;
+  if (!page.empty()) {
+    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
+                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
+    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset > state.rows.size()) {
+      return InvalidArgument("malformed page token for job {}", job_id.ToString());
+    }
+  }
+  driver::RowPage out;
+  out.columns = state.columns;
+  const size_t stop = std::min(state.rows.size(), offset + static_cast<size_t>(limit));
+  out.rows.assign(state.rows.begin() + static_cast<ptrdiff_t>(offset), state.rows.begin() + static_cast<ptrdiff_t>(stop));
+  if (stop < state.rows.size()) out.next = fmt::format("o{}", stop);
+  return out;
+}
+
+void PgWarehouse::StopJobs() {
+  std::map<Uuid, std::shared_ptr<JobState>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs.swap(jobs_);
+  }
+  // A cancel that lands between two statements of a job is lost, so cancel
+  // until the job has finished.
+  for (auto& [id, state] : jobs) {
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (state->finished) break;
+        if (state->cancel != nullptr) {
+          char message[256];
+          PQcancel(state->cancel, message, sizeof(message));
+        } else if (state->job.status == JobStatus::kPending) {
+          state->finished = true;
+          state->job.status = JobStatus::kFailed;
+          state->job.error = "stopped";
+          break;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (state->thread.joinable()) state->thread.join();
+  }
+}
+
+}  // namespace
+
+Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
+  WarehouseOptions options;
+  AQ_ASSIGN_OR_RETURN(options.connection, ParseConnectionOptions(config));
+  return options;
+}
+
+Result<std::shared_ptr<driver::WarehouseService>> MakeWarehouseService(const WarehouseOptions& options, Clock* clock) {
+  auto service = std::make_shared<PgWarehouse>(options, clock != nullptr ? clock : Clock::System());
+  Status init = service->Init();
+  if (!init.ok()) return init.WithContext("postgres warehouse service");
+  return std::shared_ptr<driver::WarehouseService>(std::move(service));
+}
+
+}  // namespace aquifer::drivers::postgres
