@@ -4,14 +4,21 @@
 // named after its scratch directory, so a reopen finds the same data and
 // parallel tests never meet.
 
+#include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
 
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/postgres/register.h"
 #include "aquifer/drivers/postgres/testing.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+#include "aquifer/schema/testing_schemas.h"
 #include "lookup_conformance.h"
 #include "message_queue_conformance.h"
 #include "usage_conformance.h"
@@ -77,6 +84,104 @@ WarehouseDriverFactory PostgresWarehouse() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Postgres, WarehouseConformance, ::testing::Values(PostgresWarehouse()), WarehouseDriverName);
+
+constexpr const char* kRichRecord = R"json({
+  "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
+  "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
+  "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
+  "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
+  "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
+  "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
+  "n_int": 7, "n_bool": false, "n_float": null, "n_double": "NaN", "n_string": "\u00e9\n\t\\",
+  "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
+})json";
+
+// Runs `sql` as a job and returns its rows as JSON arrays.
+std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
+  const Uuid id = Uuid::Random();
+  auto started = warehouse.StartQuery(id, sql, {});
+  EXPECT_TRUE(started.ok()) << started.status().ToString();
+  driver::Job job;
+  for (int attempt = 0; attempt < 6000; ++attempt) {
+    job = *warehouse.PollJob(id);
+    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(job.status, driver::JobStatus::kDone) << sql << ": " << job.error;
+  std::vector<nlohmann::json> rows;
+  auto page = warehouse.ReadJobRows(id, "", 100);
+  if (!page.ok()) return rows;
+  for (const std::string& row : page->rows) rows.push_back(nlohmann::json::parse(row));
+  return rows;
+}
+
+// Every schema type lands in an ordinary typed column that plain SQL (what a
+// psql user types) reads as that type, and job results follow the codec's
+// JSON conventions for the scalar types.
+TEST(PostgresWarehouse, EverySchemaTypeIsAnOrdinaryTypedColumn) {
+  ScratchDir scratch;
+  auto config = ConfigFor(scratch.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto warehouse = PostgresRegistry().MakeWarehouseService("postgres", *config, {});
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  auto value = schema::ParseJsonRecord(**schema, kRichRecord);
+  ASSERT_TRUE(value.ok()) << value.status().ToString();
+  driver::Record record;
+  ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
+  record.key = *keys::EncodeKey(**schema, *value);
+  record.timestamp_ms = 1700000000999;
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = *schema;
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record});
+  ASSERT_TRUE(written.ok()) << written.ToString();
+  const std::string table = (*warehouse)->TableName(instance);
+
+  // The column types a psql user sees (\d).
+  auto types = RunJob(**warehouse, fmt::format(
+      "SELECT json_object_agg(attname, format_type(atttypid, atttypmod))::text FROM pg_attribute "
+      "WHERE attrelid = '{}'::regclass AND attnum > 0", table));
+  ASSERT_EQ(types.size(), 1u);
+  nlohmann::json type_of = nlohmann::json::parse(types[0][0].get<std::string>());
+  const std::map<std::string, std::string> expected_types = {
+      {"id", "text"}, {"seq", "bigint"}, {"small", "integer"}, {"flag", "boolean"}, {"ratio", "real"},
+      {"price", "double precision"}, {"blob", "bytea"}, {"hash", "bytea"}, {"color", "text"},
+      {"amount", "numeric(38,4)"}, {"famount", "numeric(18,2)"}, {"uid", "uuid"},
+      {"ts", "timestamp(3) with time zone"}, {"items", "jsonb"}, {"tags", "text[]"}, {"first_item", "jsonb"},
+      {"n_matrix", "jsonb"}, {"n_ts", "timestamp(3) with time zone"}, {"__key", "bytea"},
+      {"__timestamp", "timestamp(3) with time zone"}};
+  for (const auto& [column, type] : expected_types) EXPECT_EQ(type_of[column], type) << column;
+
+  // Values compared in SQL against literals of their own type.
+  auto checks = RunJob(**warehouse, fmt::format(R"sql(
+      SELECT seq = 9007199254740993, small = -5, flag, ratio = 1.5, price = -0.25,
+             blob = '\x000102ff'::bytea, hash = '\xdeadbeef'::bytea, color = 'GREEN',
+             amount = -12345.6789, famount = 12.50, uid = '00112233-4455-6677-8899-aabbccddeeff'::uuid,
+             ts = '2023-11-14 22:13:20.123+00'::timestamptz, items->0->>'sku' = 'a"b',
+             (items->1->>'price')::float8 = 4.5, tags = ARRAY['x', NULL]::text[],
+             note IS NULL, n_ts = '1969-12-31 23:59:59.999+00'::timestamptz, n_long IS NULL,
+             n_double = 'NaN'::float8, n_string = E'\u00e9\n\t\\', n_bytes = ''::bytea,
+             (n_matrix->0->>1)::int = 2, jsonb_array_length(n_matrix) = 3, n_items = '[]'::jsonb,
+             __timestamp = '2023-11-14 22:13:20.999+00'::timestamptz
+      FROM {})sql", table));
+  ASSERT_EQ(checks.size(), 1u);
+  for (size_t check_idx = 0; check_idx < checks[0].size(); ++check_idx) {
+    EXPECT_EQ(checks[0][check_idx], true) << "check " << check_idx << " of " << checks[0].dump();
+  }
+
+  // Job results: timestamps as ms, bytes as base64, like the codec's JSON.
+  auto rows = RunJob(**warehouse, fmt::format("SELECT ts, blob, uid, amount, n_double, tags FROM {}", table));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][0], 1700000000123);
+  EXPECT_EQ(rows[0][1], "AAEC/w==");
+  EXPECT_EQ(rows[0][2], "00112233-4455-6677-8899-aabbccddeeff");
+  EXPECT_EQ(rows[0][3].dump(), "-12345.6789");
+  EXPECT_EQ(rows[0][4], "NaN");
+  EXPECT_EQ(rows[0][5], nlohmann::json::parse(R"(["x", null])"));
+}
 
 }  // namespace
 }  // namespace aquifer::conformance
