@@ -6,7 +6,8 @@ namespace aquifer::drivers {
 
 // Registers every driver compiled into this build, once, explicitly.
 // Names: MessageQueue "rocksdb"/"embedded"; LookupService and UsageService
-// "rocksdb"/"embedded", "postgres"; WarehouseService "duckdb"/"embedded", "mock".
+// "rocksdb"/"embedded"; WarehouseService "duckdb"/"embedded", "mock"; and
+// "postgres" for all four.
 void RegisterBuiltinDrivers(driver::Registry* registry);
 
 }  // namespace aquifer::drivers
