@@ -1,0 +1,112 @@
+// Postgres queue behaviour beyond the conformance suite, on the server from
+// scripts/peers/postgres: LISTEN/NOTIFY wakes a waiting consumer of another
+// queue object (another process, as far as the server can tell), and ordering
+// holds across such objects.
+
+#include "aquifer/drivers/postgres/queue.h"
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "aquifer/base/uuid.h"
+#include "aquifer/drivers/postgres/testing.h"
+
+namespace aquifer::drivers::postgres {
+namespace {
+
+// Two queue objects on one fresh schema; the poll interval is an hour, so a
+// Pull can only return before its timeout because a notification woke it.
+// Pull claims once more when its timeout ends, so the tests tell a woken Pull
+// from a timed-out one by a liveness bound with a wide margin: the Pull's
+// timeout is 120 s, and a woken Pull is back in milliseconds; half the timeout
+// is the bound.
+constexpr int64_t kPullTimeoutMs = 120'000;
+constexpr auto kWokenWithin = std::chrono::milliseconds(kPullTimeoutMs / 2);
+struct TwoQueues {
+  std::shared_ptr<driver::MessageQueue> consumer, publisher;
+};
+
+TwoQueues Open(const std::string& unique) {
+  TwoQueues queues;
+  auto config = testing::TestConfig(unique);
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  if (!config.ok()) return queues;
+  (*config)["poll_interval_ms"] = "3600000";
+  auto options = ParseQueueOptions(*config);
+  EXPECT_TRUE(options.ok()) << options.status().ToString();
+  if (!options.ok()) return queues;
+  auto consumer = MakeMessageQueue(*options, Clock::System());
+  auto publisher = MakeMessageQueue(*options, Clock::System());
+  EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
+  EXPECT_TRUE(publisher.ok()) << publisher.status().ToString();
+  if (consumer.ok()) queues.consumer = *consumer;
+  if (publisher.ok()) queues.publisher = *publisher;
+  return queues;
+}
+
+TEST(PostgresQueue, ANotificationWakesAConsumerOfAnotherQueueObject) {
+  TwoQueues queues = Open("queue_notify_" + Uuid::Random().Hex());
+  ASSERT_NE(queues.consumer, nullptr);
+  ASSERT_NE(queues.publisher, nullptr);
+  ASSERT_TRUE(queues.consumer->RegisterTopic("events").ok());
+  driver::SubscriptionOptions options;
+  options.name = "worker";
+  auto sub = queues.consumer->Subscribe("events", options);
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  std::thread publisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the consumer is waiting by then
+    std::vector<driver::OutgoingMessage> out = {{"wake", ""}};
+    EXPECT_TRUE(queues.publisher->Publish("events", out).ok());
+  });
+  // Without the notification this Pull would sleep through its whole timeout
+  // (the next poll is an hour away).
+  const auto start = std::chrono::steady_clock::now();
+  auto got = (*sub)->Pull(10, kPullTimeoutMs);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWokenWithin) << "the publish did not wake the Pull";
+  publisher.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].data, "wake");
+}
+
+TEST(PostgresQueue, AnAckInOneObjectReleasesTheNextMessageOfAKeyToAnother) {
+  TwoQueues queues = Open("queue_order_" + Uuid::Random().Hex());
+  ASSERT_NE(queues.consumer, nullptr);
+  ASSERT_NE(queues.publisher, nullptr);
+  ASSERT_TRUE(queues.consumer->RegisterTopic("events").ok());
+  driver::SubscriptionOptions options;
+  options.name = "ordered";
+  options.ordered = true;
+  auto first = queues.consumer->Subscribe("events", options);
+  auto second = queues.publisher->Subscribe("events", options);
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::vector<driver::OutgoingMessage> out = {{"k1", "k"}, {"k2", "k"}};
+  ASSERT_TRUE(queues.publisher->Publish("events", out).ok());
+  auto head = (*first)->Pull(10, 10'000);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  ASSERT_EQ(head->size(), 1u);
+  EXPECT_EQ((*head)[0].data, "k1");
+  // k2 waits while k1 is out at the other object's consumer.
+  auto held = (*second)->Pull(10, 200);
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->empty());
+  std::thread acker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_TRUE((*first)->Ack(std::vector<std::string>{(*head)[0].ack_id}).ok());
+  });
+  // The ack's notification wakes this Pull (the poll interval is an hour).
+  const auto start = std::chrono::steady_clock::now();
+  auto next = (*second)->Pull(10, kPullTimeoutMs);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWokenWithin) << "the ack did not wake the Pull";
+  acker.join();
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ((*next)[0].data, "k2");
+}
+
+}  // namespace
+}  // namespace aquifer::drivers::postgres
