@@ -192,8 +192,13 @@ class PgSubscription final : public driver::Subscription {
   }
 
   Status Ack(std::span<const std::string> ack_ids) override {
-    // Deleting the delivery is the ack; a message no subscription still holds goes too.
-    Status done = ForIds(ack_ids, fmt::format(R"sql(
+    // Deleting the delivery is the ack; a message no subscription still holds
+    // goes too. The message rows are locked first, so two subscriptions acking
+    // the last deliveries of one message take turns, and the second sees the
+    // first's delete (otherwise each would see the other's delivery and both
+    // would leave the message behind).
+    Status done = ForIds(ack_ids, fmt::format(
+        "SELECT seq FROM {} WHERE seq = ANY($3::int8[]) ORDER BY seq FOR UPDATE", core_->messages()), fmt::format(R"sql(
         WITH acked AS (
           DELETE FROM {0} d USING unnest($3::int8[], $4::int8[]) AS a(seq, attempt)
           WHERE d.topic = $1 AND d.subscription = $2 AND d.seq = a.seq AND d.attempt = a.attempt
@@ -206,7 +211,7 @@ class PgSubscription final : public driver::Subscription {
   }
 
   Status Nack(std::span<const std::string> ack_ids) override {
-    Status done = ForIds(ack_ids, fmt::format(R"sql(
+    Status done = ForIds(ack_ids, "", fmt::format(R"sql(
         UPDATE {0} d SET deadline_ms = NULL FROM unnest($3::int8[], $4::int8[]) AS a(seq, attempt)
         WHERE d.topic = $1 AND d.subscription = $2 AND d.seq = a.seq AND d.attempt = a.attempt)sql",
         core_->deliveries()), /*notify=*/true);
@@ -299,10 +304,12 @@ class PgSubscription final : public driver::Subscription {
     return out;
   }
 
-  // Runs `sql` with $1 topic, $2 subscription, $3 seqs, $4 attempts over the
-  // well-formed ids (others are ignored: unknown ids are not an error), then
-  // NOTIFYs when other consumers may now have work.
-  Status ForIds(std::span<const std::string> ack_ids, const std::string& sql, bool notify) {
+  // Runs `lock_sql` (if any) then `sql` in one transaction, both with $1
+  // topic, $2 subscription, $3 seqs, $4 attempts over the well-formed ids
+  // (others are ignored: unknown ids are not an error), then NOTIFYs when
+  // other consumers may now have work.
+  Status ForIds(std::span<const std::string> ack_ids, const std::string& lock_sql, const std::string& sql,
+                bool notify) {
     std::vector<int64_t> seqs, attempts;
     for (const std::string& id : ack_ids) {
       int64_t seq = 0, attempt = 0;
@@ -314,14 +321,14 @@ class PgSubscription final : public driver::Subscription {
     if (seqs.empty()) return Status::OK();
     Params params;
     params.Text(topic_).Text(name_).Int8Array(seqs).Int8Array(attempts);
-    AQ_ASSIGN_OR_RETURN(PooledConnection conn, core_->pool().Acquire());
-    AQ_RETURN_IF_ERROR(conn->Exec(sql, params).status());
-    if (notify) {
+    return InTransaction(core_->pool(), [&](Connection& conn) -> Status {
+      if (!lock_sql.empty()) AQ_RETURN_IF_ERROR(conn.Exec(lock_sql, params).status());
+      AQ_RETURN_IF_ERROR(conn.Exec(sql, params).status());
+      if (!notify) return Status::OK();
       Params channel;
       channel.Text(core_->channel()).Text(topic_);
-      AQ_RETURN_IF_ERROR(conn->Exec("SELECT pg_notify($1, $2)", channel).status());
-    }
-    return Status::OK();
+      return conn.Exec("SELECT pg_notify($1, $2)", channel).status();
+    });
   }
 
   std::shared_ptr<QueueCore> core_;

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "aquifer/base/uuid.h"
@@ -106,6 +107,53 @@ TEST(PostgresQueue, AnAckInOneObjectReleasesTheNextMessageOfAKeyToAnother) {
   ASSERT_TRUE(next.ok()) << next.status().ToString();
   ASSERT_EQ(next->size(), 1u);
   EXPECT_EQ((*next)[0].data, "k2");
+}
+
+// Two subscriptions acking the same messages at the same time: each message
+// row goes once the last delivery is acked, whichever ack comes last.
+TEST(PostgresQueue, MessagesAckedBySeveralSubscriptionsAtOnceAreAllRemoved) {
+  const std::string unique = "queue_gc_" + Uuid::Random().Hex();
+  TwoQueues queues = Open(unique);
+  ASSERT_NE(queues.consumer, nullptr);
+  ASSERT_TRUE(queues.consumer->RegisterTopic("events").ok());
+  constexpr int kMessages = 300;
+  std::vector<std::unique_ptr<driver::Subscription>> subs;
+  for (const char* name : {"indexer", "warehouse"}) {
+    driver::SubscriptionOptions options;
+    options.name = name;
+    auto sub = queues.consumer->Subscribe("events", options);
+    ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+    subs.push_back(std::move(*sub));
+  }
+  std::vector<std::string> data;
+  for (int message_idx = 0; message_idx < kMessages; ++message_idx) data.push_back("m" + std::to_string(message_idx));
+  std::vector<driver::OutgoingMessage> out;
+  for (const std::string& d : data) out.push_back({d, ""});
+  ASSERT_TRUE(queues.publisher->Publish("events", out).ok());
+  // Both pull everything first, then ack one message at a time side by side.
+  std::vector<std::vector<std::string>> ack_ids(2);
+  for (int sub_idx = 0; sub_idx < 2; ++sub_idx) {
+    while (ack_ids[sub_idx].size() < kMessages) {
+      auto got = subs[sub_idx]->Pull(kMessages, 10'000);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      ASSERT_FALSE(got->empty());
+      for (const auto& message : *got) ack_ids[sub_idx].push_back(message.ack_id);
+    }
+  }
+  std::vector<std::thread> ackers;
+  for (int sub_idx = 0; sub_idx < 2; ++sub_idx) {
+    ackers.emplace_back([&, sub_idx] {
+      for (const std::string& id : ack_ids[sub_idx]) EXPECT_TRUE(subs[sub_idx]->Ack(std::vector<std::string>{id}).ok());
+    });
+  }
+  for (auto& acker : ackers) acker.join();
+  auto config = testing::TestConfig(unique);
+  ASSERT_TRUE(config.ok());
+  auto conn = Connection::Open(config->at("url"));
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  auto left = (*conn)->Exec(fmt::format("SELECT count(*) FROM {}.mq_message", QuoteIdent(config->at("schema"))));
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+  EXPECT_EQ(*left->Int(0, 0), 0) << "message rows left behind after every subscription acked";
 }
 
 }  // namespace
