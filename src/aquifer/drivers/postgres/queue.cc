@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -398,7 +399,8 @@ class PgMessageQueue final : public driver::MessageQueue {
       return conn.Exec("SELECT pg_notify($1, $2)", channel).status();
     });
     if (done.code() == StatusCode::kNotFound) return done;
-    return done.ok() ? done : done.WithContext(fmt::format("publishing to '{}'", topic));
+    if (!done.ok()) return done.WithContext(fmt::format("publishing to '{}'", topic));
+    return SweepUnclaimed(topic);
   }
 
   Result<std::unique_ptr<driver::Subscription>> Subscribe(std::string_view topic,
@@ -471,7 +473,33 @@ class PgMessageQueue final : public driver::MessageQueue {
   }
 
  private:
+  // Deletes the topic's messages that no subscription holds and that are
+  // older than unclaimed_retention_ms (published while the topic had no
+  // subscription, e.g. write reports while no gateway runs), at most once a
+  // minute per topic and queue object. A failed sweep is retried next time
+  // and never fails the publish that triggered it.
+  Status SweepUnclaimed(std::string_view topic) {
+    constexpr int64_t kSweepIntervalMs = 60'000;
+    const int64_t now = core_->clock()->NowMillis();
+    {
+      std::lock_guard<std::mutex> lock(sweep_mu_);
+      int64_t& last = last_sweep_ms_[std::string(topic)];
+      if (last != 0 && now - last < kSweepIntervalMs) return Status::OK();
+      last = now;
+    }
+    Params params;
+    params.Text(topic).Int8(now - core_->options().unclaimed_retention_ms);
+    auto conn = core_->pool().Acquire();
+    if (!conn.ok()) return Status::OK();
+    (void)(*conn)->Exec(fmt::format(
+        "DELETE FROM {0} m WHERE m.topic = $1 AND m.publish_time_ms < $2 "
+        "AND NOT EXISTS (SELECT 1 FROM {1} d WHERE d.seq = m.seq)", core_->messages(), core_->deliveries()), params);
+    return Status::OK();
+  }
+
   std::shared_ptr<QueueCore> core_;
+  std::mutex sweep_mu_;
+  std::map<std::string, int64_t> last_sweep_ms_;  // guarded by sweep_mu_
 };
 
 }  // namespace
@@ -489,6 +517,11 @@ Result<QueueOptions> ParseQueueOptions(const driver::Config& config) {
   AQ_ASSIGN_OR_RETURN(options.poll_interval_ms, driver::ConfigInt(config, "poll_interval_ms", options.poll_interval_ms));
   if (options.poll_interval_ms < 1) {
     return InvalidArgument("config 'poll_interval_ms': {} must be positive", options.poll_interval_ms);
+  }
+  AQ_ASSIGN_OR_RETURN(options.unclaimed_retention_ms,
+                      driver::ConfigInt(config, "unclaimed_retention_ms", options.unclaimed_retention_ms));
+  if (options.unclaimed_retention_ms < 1) {
+    return InvalidArgument("config 'unclaimed_retention_ms': {} must be positive", options.unclaimed_retention_ms);
   }
   AQ_ASSIGN_OR_RETURN(options.ephemeral_expiry_ms,
                       driver::ConfigInt(config, "ephemeral_expiry_ms", options.ephemeral_expiry_ms));

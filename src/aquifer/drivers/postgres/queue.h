@@ -15,7 +15,10 @@
 // Config keys: url, schema, pool_size (pg.h); max_message_size (1 MiB);
 // poll_interval_ms (100: how often a waiting Pull re-checks deadlines even
 // without a notification); ephemeral_expiry_ms (24 h: an ephemeral
-// subscription not pulled for that long is dropped with its backlog).
+// subscription not pulled for that long is dropped with its backlog);
+// unclaimed_retention_ms (7 days: a message no subscription holds, published
+// while the topic had none, is deleted after that long; swept at most once a
+// minute per topic by Publish).
 
 #include <memory>
 
@@ -31,6 +34,7 @@ struct QueueOptions {
   size_t max_message_size = 1 << 20;
   int64_t poll_interval_ms = 100;
   int64_t ephemeral_expiry_ms = 24 * 3'600'000LL;
+  int64_t unclaimed_retention_ms = 7 * 24 * 3'600'000LL;
 };
 
 Result<QueueOptions> ParseQueueOptions(const driver::Config& config);

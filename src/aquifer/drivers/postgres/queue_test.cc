@@ -156,5 +156,70 @@ TEST(PostgresQueue, MessagesAckedBySeveralSubscriptionsAtOnceAreAllRemoved) {
   EXPECT_EQ(*left->Int(0, 0), 0) << "message rows left behind after every subscription acked";
 }
 
+// Messages published while a topic has no subscription are kept for a later
+// persistent subscription, but not forever.
+TEST(PostgresQueue, UnclaimedMessagesAreKeptForANewSubscriptionUntilTheirRetentionEnds) {
+  auto config = testing::TestConfig("queue_unclaimed_" + Uuid::Random().Hex());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  (*config)["unclaimed_retention_ms"] = "3600000";
+  auto options = ParseQueueOptions(*config);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  ManualClock clock;
+  auto queue = MakeMessageQueue(*options, &clock);
+  ASSERT_TRUE(queue.ok()) << queue.status().ToString();
+  ASSERT_TRUE((*queue)->RegisterTopic("reports").ok());
+  auto publish = [&](std::string_view data) {
+    std::vector<driver::OutgoingMessage> out = {{data, ""}};
+    ASSERT_TRUE((*queue)->Publish("reports", out).ok());
+  };
+  auto backlog = [&](const std::string& name) {
+    driver::SubscriptionOptions subscription;
+    subscription.name = name;
+    auto sub = (*queue)->Subscribe("reports", subscription);
+    EXPECT_TRUE(sub.ok()) << sub.status().ToString();
+    std::vector<std::string> got;
+    if (!sub.ok()) return got;
+    while (true) {
+      auto pulled = (*sub)->Pull(100, 300);
+      EXPECT_TRUE(pulled.ok());
+      if (!pulled.ok() || pulled->empty()) break;
+      for (const auto& message : *pulled) got.push_back(message.data);
+    }
+    return got;
+  };
+  publish("old");
+  clock.Advance(int64_t{30} * 60'000 * 1000);  // 30 min: within the retention
+  publish("middle");
+  EXPECT_EQ(backlog("first"), (std::vector<std::string>{"old", "middle"}));
+  clock.Advance(int64_t{2} * 3'600'000 * 1000);  // past the retention of both
+  publish("new");  // sweeps what nobody holds: "first" still holds all three
+  EXPECT_EQ(backlog("first"), (std::vector<std::string>{"old", "middle", "new"})) << "unacked, so redelivered";
+  EXPECT_EQ(backlog("second"), (std::vector<std::string>{"old", "middle", "new"})) << "held by 'first', so kept";
+}
+
+TEST(PostgresQueue, AnUnclaimedMessagePastItsRetentionIsDeleted) {
+  auto config = testing::TestConfig("queue_unclaimed_" + Uuid::Random().Hex());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  (*config)["unclaimed_retention_ms"] = "3600000";
+  auto options = ParseQueueOptions(*config);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  ManualClock clock;
+  auto queue = MakeMessageQueue(*options, &clock);
+  ASSERT_TRUE(queue.ok()) << queue.status().ToString();
+  ASSERT_TRUE((*queue)->RegisterTopic("reports").ok());
+  std::vector<driver::OutgoingMessage> old_one = {{"old", ""}}, new_one = {{"new", ""}};
+  ASSERT_TRUE((*queue)->Publish("reports", old_one).ok());
+  clock.Advance(int64_t{2} * 3'600'000 * 1000);
+  ASSERT_TRUE((*queue)->Publish("reports", new_one).ok());  // sweeps "old"
+  driver::SubscriptionOptions subscription;
+  subscription.name = "late";
+  auto sub = (*queue)->Subscribe("reports", subscription);
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  auto got = (*sub)->Pull(100, 1000);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].data, "new");
+}
+
 }  // namespace
 }  // namespace aquifer::drivers::postgres
