@@ -69,6 +69,8 @@ Status StatusFromSqlState(std::string_view sqlstate, std::string_view context, s
     code = StatusCode::kUnavailable;
   } else if (is("23505")) {
     code = StatusCode::kAlreadyExists;
+  } else if (is("42P01") || is("3F000")) {
+    code = StatusCode::kNotFound;  // undefined table, undefined schema
   } else if (in_class("23") || in_class("22") || in_class("42")) {
     code = StatusCode::kInvalidArgument;
   } else if (is("40001") || is("40P01")) {

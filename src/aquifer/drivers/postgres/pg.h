@@ -48,6 +48,7 @@ std::string QuoteIdent(std::string_view name);
 // Maps a failed result (or a connection without one) to a Status:
 //   class 08, 57P01-57P03, 53300   → Unavailable (connection lost, server going down, too many connections)
 //   23505                          → AlreadyExists (unique violation)
+//   42P01, 3F000                   → NotFound (undefined table or schema)
 //   other class 23, class 22, 42   → InvalidArgument (constraint, data or syntax/access error)
 //   40001, 40P01                   → Aborted (serialization failure, deadlock: retry)
 //   57014                          → Timeout (statement timeout or cancel)

@@ -24,6 +24,7 @@ TEST(PostgresStatus, SqlStatesMapToTheCallersDecision) {
   EXPECT_EQ(StatusFromSqlState("57P01", "x", "m").code(), StatusCode::kUnavailable);
   EXPECT_EQ(StatusFromSqlState("53300", "x", "m").code(), StatusCode::kUnavailable);
   EXPECT_EQ(StatusFromSqlState("23505", "x", "m").code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(StatusFromSqlState("42P01", "x", "m").code(), StatusCode::kNotFound);
   EXPECT_EQ(StatusFromSqlState("23502", "x", "m").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(StatusFromSqlState("42601", "x", "m").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(StatusFromSqlState("22P02", "x", "m").code(), StatusCode::kInvalidArgument);
