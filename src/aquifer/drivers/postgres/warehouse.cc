@@ -275,6 +275,8 @@ class PgWarehouse final : public driver::WarehouseService {
  private:
   // Checks that `sql` is one read-only query and explains it on `conn`.
   Result<driver::QueryAnalysis> Analyze(Connection& conn, std::string_view sql);
+  // Sends COPY lines (text format, every column of the instance's table).
+  Result<int64_t> CopyRows(Connection& conn, const InstanceInfo& instance, std::string_view data);
   void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
   void Finish(const std::shared_ptr<JobState>& state, Status status);
   void StopJobs();
@@ -291,12 +293,13 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   if (instance.schema == nullptr) return InvalidArgument("writing to {}: no schema", instance.instance_id.ToString());
   const auto& fields = instance.schema->fields();
   const int64_t now = clock_->NowMillis();
-  // Every record is converted before anything is sent: a bad one rejects the batch.
-  std::string data;
-  int64_t kept = 0;
+  // Every record is converted before anything is sent: a bad one rejects the
+  // batch. lines[i] is record i's COPY line, empty when it has expired.
+  std::vector<std::string> lines(records.size());
   for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
     const Record& record = records[record_idx];
     if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now - instance.warehouse_retention_ms) continue;
+    std::string& data = lines[record_idx];
     auto text = schema::AvroToJson(*instance.schema, record.avro);
     if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
     json value = json::parse(*text, nullptr, false);
@@ -316,15 +319,20 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     AQ_ASSIGN_OR_RETURN(std::string timestamp, TimestampText(record.timestamp_ms));
     AppendCopyField(&data, timestamp);
     data.push_back('\n');
-    ++kept;
   }
-  if (kept == 0) return Status::OK();
-  std::string columns;
-  for (const schema::Field& field : fields) columns += QuoteIdent(field.name) + ", ";
+  std::string data;
+  for (const std::string& line : lines) data += line;
+  if (data.empty()) return Status::OK();
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
-  auto copied = conn->CopyIn(fmt::format("COPY {} ({}__key, __timestamp) FROM STDIN", TableName(instance), columns), data);
+  auto copied = CopyRows(*conn, instance, data);
   if (!copied.ok()) return copied.status().WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
   return Status::OK();
+}
+
+Result<int64_t> PgWarehouse::CopyRows(Connection& conn, const InstanceInfo& instance, std::string_view data) {
+  std::string columns;
+  for (const schema::Field& field : instance.schema->fields()) columns += QuoteIdent(field.name) + ", ";
+  return conn.CopyIn(fmt::format("COPY {} ({}__key, __timestamp) FROM STDIN", TableName(instance), columns), data);
 }
 
 Result<driver::QueryAnalysis> PgWarehouse::Analyze(Connection& conn, std::string_view sql) {
