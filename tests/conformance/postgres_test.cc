@@ -183,5 +183,37 @@ TEST(PostgresWarehouse, EverySchemaTypeIsAnOrdinaryTypedColumn) {
   EXPECT_EQ(rows[0][5], nlohmann::json::parse(R"(["x", null])"));
 }
 
+// JobLimits::result_ttl_ms by the driver's clock: the rows go, the job stays done.
+TEST(PostgresWarehouse, ADoneJobsRowsExpireAfterTheResultTtl) {
+  ScratchDir scratch;
+  auto config = ConfigFor(scratch.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ManualClock clock;
+  driver::DriverContext context;
+  context.clock = &clock;
+  auto warehouse = PostgresRegistry().MakeWarehouseService("postgres", *config, context);
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  const Uuid id = Uuid::Random();
+  driver::JobOptions options;
+  options.result_ttl_ms = 60'000;
+  ASSERT_TRUE((*warehouse)->StartQuery(id, "SELECT 1 AS one", options).ok());
+  driver::Job job;
+  for (int attempt = 0; attempt < 6000; ++attempt) {
+    job = *(*warehouse)->PollJob(id);
+    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(job.status, driver::JobStatus::kDone) << job.error;
+  clock.Advance(int64_t{59'000} * 1000);
+  auto fresh = (*warehouse)->ReadJobRows(id, "", 10);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(fresh->rows, std::vector<std::string>{"[1]"});
+  clock.Advance(int64_t{2'000} * 1000);
+  auto expired = (*warehouse)->ReadJobRows(id, "", 10);
+  EXPECT_EQ(expired.status().code(), StatusCode::kFailedPrecondition) << expired.status().ToString();
+  EXPECT_NE(expired.status().message().find("expired"), std::string::npos) << expired.status().ToString();
+  EXPECT_EQ((*warehouse)->PollJob(id)->status, driver::JobStatus::kDone);
+}
+
 }  // namespace
 }  // namespace aquifer::conformance

@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -32,6 +33,9 @@ using schema::Type;
 constexpr unsigned kTimestampOid = 1114;
 constexpr unsigned kTimestamptzOid = 1184;
 constexpr int32_t kMaxPageRows = 100'000;
+// Jobs running at once, each on a connection of its own; more are refused
+// with ResourceExhausted (the interface's "queue is full").
+constexpr size_t kMaxRunningJobs = 16;
 
 // ---- schema → columns ---------------------------------------------------------------
 
@@ -206,6 +210,9 @@ struct JobState {
   std::vector<std::string> rows;
   PGcancel* cancel = nullptr;  // while the query runs; guarded by the service's mutex
   bool finished = false;       // guarded by the service's mutex
+  int64_t finished_ms = 0;     // by the driver's clock, when finished
+  int64_t result_ttl_ms = 0;   // 0: rows kept until Reset
+  bool expired = false;        // rows dropped after result_ttl_ms
   std::thread thread;
 };
 
@@ -280,6 +287,8 @@ class PgWarehouse final : public driver::WarehouseService {
   void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
   void Finish(const std::shared_ptr<JobState>& state, Status status);
   void StopJobs();
+  // Drops the rows of done jobs past their result_ttl_ms. Requires mu_.
+  void DropExpiredRows();
 
   const WarehouseOptions options_;
   Clock* const clock_;
@@ -386,9 +395,17 @@ Result<driver::QueryAnalysis> PgWarehouse::AnalyzeQuery(std::string_view sql) {
 Result<Job> PgWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
   auto state = std::make_shared<JobState>();
   state->job.job_id = job_id;
+  state->result_ttl_ms = options.result_ttl_ms;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
+    DropExpiredRows();
+    size_t running = 0;
+    for (const auto& [id, other] : jobs_) running += other->finished ? 0 : 1;
+    if (running >= kMaxRunningJobs) {
+      return ResourceExhausted("{} warehouse jobs are running, the most this server runs at once; retry later",
+                               running);
+    }
     jobs_[job_id] = state;
     state->thread = std::thread([this, state, text = TrimStatement(sql), options] { RunJob(state, text, options); });
     return state->job;
@@ -402,6 +419,7 @@ void PgWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) 
     state->cancel = nullptr;
   }
   state->finished = true;
+  state->finished_ms = clock_->NowMillis();
   state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
   if (!status.ok()) {
     state->job.error = status.message();
@@ -422,10 +440,20 @@ void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, drive
     state->job.status = JobStatus::kRunning;
     state->cancel = PQgetCancel(conn.raw());
   }
+  const auto started = std::chrono::steady_clock::now();
+  // statement_timeout counts per statement; the job's timeout is wall time
+  // from its start, so each statement gets what is left (0 = no limit).
+  auto remaining_ms = [&]() -> int64_t {
+    if (options.timeout_ms <= 0) return 0;
+    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    return std::max<int64_t>(1, options.timeout_ms - spent.count());
+  };
+  auto limit_time = [&]() {
+    return conn.ExecScript(fmt::format("SET LOCAL statement_timeout = {}", remaining_ms()));
+  };
   Status status = [&]() -> Status {
-    const int64_t timeout = options.timeout_ms > 0 ? options.timeout_ms : 300'000;
-    AQ_RETURN_IF_ERROR(conn.ExecScript(fmt::format(
-        "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL TimeZone = 'UTC'", timeout)));
+    AQ_RETURN_IF_ERROR(conn.ExecScript("BEGIN READ ONLY; SET LOCAL TimeZone = 'UTC'"));
+    AQ_RETURN_IF_ERROR(limit_time());
     AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(conn, sql));
     if (options.max_bytes_scanned > 0 && analysis.bytes_scanned_estimate > options.max_bytes_scanned) {
       return ResourceExhausted("the query would scan about {} bytes, over the job's cap of {}",
@@ -466,10 +494,33 @@ void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, drive
     }
     std::string wrapped = n == 0 ? fmt::format("SELECT '[]'::text FROM ({}) AS q", sql)
                                  : fmt::format("SELECT json_build_array({})::text FROM ({}) AS q({})", values, sql, aliases);
-    AQ_ASSIGN_OR_RETURN(PgResult rows, conn.Exec(wrapped));
+    // Fetched in chunks through a cursor, so the result caps stop the query
+    // as soon as it has more rows or bytes than allowed: nothing beyond the
+    // cap is materialised. A row's size is its JSON text plus 16 bytes.
+    AQ_RETURN_IF_ERROR(limit_time());
+    AQ_RETURN_IF_ERROR(conn.ExecScript("DECLARE aquifer_job NO SCROLL CURSOR FOR " + wrapped));
+    constexpr int64_t kChunkRows = 1000;
     std::vector<std::string> out;
-    out.reserve(rows.rows());
-    for (int row = 0; row < rows.rows(); ++row) out.emplace_back(rows.Bytes(row, 0));
+    int64_t bytes = 0;
+    while (true) {
+      int64_t chunk = kChunkRows;
+      if (options.max_result_rows > 0) {
+        chunk = std::min<int64_t>(chunk, options.max_result_rows + 1 - static_cast<int64_t>(out.size()));
+      }
+      AQ_RETURN_IF_ERROR(limit_time());
+      AQ_ASSIGN_OR_RETURN(PgResult rows, conn.Exec(fmt::format("FETCH FORWARD {} FROM aquifer_job", chunk)));
+      for (int row = 0; row < rows.rows(); ++row) {
+        out.emplace_back(rows.Bytes(row, 0));
+        bytes += static_cast<int64_t>(out.back().size()) + 16;
+      }
+      if (options.max_result_rows > 0 && static_cast<int64_t>(out.size()) > options.max_result_rows) {
+        return ResourceExhausted("result exceeds {} rows; add LIMIT", options.max_result_rows);
+      }
+      if (options.max_result_bytes > 0 && bytes > options.max_result_bytes) {
+        return ResourceExhausted("result exceeds {} bytes; add LIMIT or select fewer columns", options.max_result_bytes);
+      }
+      if (rows.rows() < chunk) break;
+    }
     AQ_RETURN_IF_ERROR(conn.Commit());
     std::lock_guard<std::mutex> lock(mu_);
     state->columns = std::move(columns);
@@ -478,6 +529,9 @@ void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, drive
     state->job.bytes_scanned = analysis.bytes_scanned_estimate;
     return Status::OK();
   }();
+  if (status.code() == StatusCode::kTimeout && options.timeout_ms > 0) {
+    status = Timeout("query exceeded its timeout of {} ms", options.timeout_ms);
+  }
   Finish(state, status);
 }
 
@@ -492,7 +546,9 @@ Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string
   std::lock_guard<std::mutex> lock(mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return NotFound("job {} not found", job_id.ToString());
+  DropExpiredRows();
   const JobState& state = *it->second;
+  if (state.expired) return FailedPrecondition("the rows of job {} expired", job_id.ToString());
   if (state.job.status != JobStatus::kDone) {
     return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(state.job.status),
                               state.job.error.empty() ? "" : ": " + state.job.error);
@@ -513,6 +569,17 @@ Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string
   out.rows.assign(state.rows.begin() + static_cast<ptrdiff_t>(offset), state.rows.begin() + static_cast<ptrdiff_t>(stop));
   if (stop < state.rows.size()) out.next = fmt::format("o{}", stop);
   return out;
+}
+
+void PgWarehouse::DropExpiredRows() {
+  const int64_t now = clock_->NowMillis();
+  for (auto& [id, state] : jobs_) {
+    if (state->finished && !state->expired && state->result_ttl_ms > 0 && now - state->finished_ms >= state->result_ttl_ms) {
+      state->expired = true;
+      state->rows.clear();
+      state->rows.shrink_to_fit();
+    }
+  }
 }
 
 void PgWarehouse::StopJobs() {
