@@ -3,9 +3,15 @@
 #   make test    install what is missing, build, start the real peers, run every suite, stop the peers
 #   make bench   build and run the benchmarks, printing figures and ratios
 #   make fuzz    build the libFuzzer targets (clang, ASan+UBSan) and run each for FUZZ_SECONDS
+#   make san-build  build the sanitized test suites (build-tsan: ThreadSanitizer, build-asan: ASan+UBSan)
 SHELL := /bin/bash
 BUILD ?= build
 FUZZ_BUILD ?= build-fuzz
+# The sanitizer builds: only the suites AQUIFER_SANITIZER_TESTS names (target `sanitizer_tests`),
+# -O1 (fast enough at run time, cheaper to compile than -O2) with line tables only for the reports.
+TSAN_BUILD ?= build-tsan
+ASAN_BUILD ?= build-asan
+SAN_FLAGS ?= -O1 -g1
 BUILD_TYPE ?= RelWithDebInfo
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
@@ -15,7 +21,7 @@ DATA ?= ./data
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: setup configure build run test unit bench fuzz fuzz-build clean
+.PHONY: setup configure build run test unit bench fuzz fuzz-build san-build clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,8 +36,8 @@ build: configure
 run: build
 	@$(BUILD)/src/aquifer/cli/aquifer serve --data $(DATA) --port $(PORT)
 
-test: fuzz-build build
-	@BUILD=$(BUILD) JOBS=$(JOBS) bash scripts/test.sh
+test: fuzz-build build san-build
+	@BUILD=$(BUILD) SAN_BUILDS="$(TSAN_BUILD) $(ASAN_BUILD)" JOBS=$(JOBS) bash scripts/test.sh
 
 bench: build
 	@BUILD=$(BUILD) bash scripts/bench.sh
@@ -44,5 +50,14 @@ fuzz-build: setup
 fuzz: fuzz-build
 	@FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# gtest_discover_tests runs each test binary after linking it: the sanitizer options apply there too.
+san-build: setup
+	@cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAQUIFER_WITH_TSAN=ON \
+	  -DAQUIFER_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="$(SAN_FLAGS)" -DCMAKE_CXX_FLAGS_DEBUG="$(SAN_FLAGS)" >/dev/null
+	@source scripts/sanitizers/env.sh $(TSAN_BUILD) && cmake --build $(TSAN_BUILD) -j $(JOBS) --target sanitizer_tests
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAQUIFER_WITH_ASAN=ON \
+	  -DAQUIFER_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG="$(SAN_FLAGS)" -DCMAKE_CXX_FLAGS_DEBUG="$(SAN_FLAGS)" >/dev/null
+	@source scripts/sanitizers/env.sh $(ASAN_BUILD) && cmake --build $(ASAN_BUILD) -j $(JOBS) --target sanitizer_tests
+
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(TSAN_BUILD) $(ASAN_BUILD)
