@@ -33,9 +33,8 @@ function(aquifer_test name)
     math(EXPR ARG_TIMEOUT "${ARG_TIMEOUT} * 3")
   endif()
   # The suites the sanitizer builds run (AQUIFER_SANITIZER_TESTS, a regex on the target name)
-  # carry the label `sanitized` and are the dependencies of the `sanitizer_tests` target.
+  # are the dependencies of the `sanitizer_tests` target.
   if(name MATCHES "${AQUIFER_SANITIZER_TESTS}")
-    list(APPEND ARG_LABELS sanitized)
     set_property(GLOBAL APPEND PROPERTY AQUIFER_SANITIZED_TESTS ${name})
   endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
