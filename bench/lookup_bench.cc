@@ -127,7 +127,7 @@ Figures RunLookupWrites(const Data& data, const std::string& dir, bool sync,
   auto start = Clock::now();
   for (const auto& batch : data.batches) {
     auto batch_start = Clock::now();
-    auto status = (*service)->WriteRecords(*instance, batch);
+    auto status = (*service)->WriteRecords(*instance, batch, {});
     if (!status.ok()) Die(status.ToString());
     batch_ms.push_back(Seconds(Clock::now() - batch_start) * 1e3);
   }

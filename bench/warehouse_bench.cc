@@ -115,7 +115,7 @@ int main() {
   auto run_driver = [&](int first, int count) {
     for (int b = first; b < first + count; ++b) {
       std::span<const driver::Record> batch(records.data() + static_cast<size_t>(b) * kBatch, kBatch);
-      if (Status s = (*warehouse)->WriteToWarehouse(instance, batch); !s.ok()) Die(s.ToString());
+      if (Status s = (*warehouse)->WriteToWarehouse(instance, batch, {}); !s.ok()) Die(s.ToString());
     }
   };
   auto run_raw = [&](int first, int count) {

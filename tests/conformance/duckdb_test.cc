@@ -58,7 +58,7 @@ TEST(DuckDBWarehouse, ResultValuesUseTheCodecsJsonConventions) {
     instance.instance_id = Uuid::Random();
     instance.schema = *schema;
     ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-    ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}).ok());
+    ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {}).ok());
 
     const Uuid job_id = Uuid::Random();
     const std::string table = (*warehouse)->TableName(instance);

@@ -244,7 +244,7 @@ std::vector<Content> Values(const std::map<std::string, Content>& index) {
 }
 
 void Write(driver::LookupService& service, const InstanceInfo& instance, const std::vector<Record>& batch) {
-  Status status = service.WriteRecords(instance, batch);
+  Status status = service.WriteRecords(instance, batch, {});
   ASSERT_TRUE(status.ok()) << status.ToString();
 }
 
@@ -300,6 +300,96 @@ TEST_P(LookupConformance, RedeliveredBatchDoesNotChangeTheIndex) {
   EXPECT_EQ(ContentsOf(ReadIndex(*service_, instance)), before);
   // The log keeps every delivery.
   EXPECT_EQ(ReadLog(*service_, instance).size(), 3 * a.size() + 2 * b.size());
+}
+
+// ---- exactly once (record groups) ------------------------------------------------------
+
+std::vector<driver::RecordGroup> Groups(std::initializer_list<std::pair<const char*, size_t>> groups) {
+  std::vector<driver::RecordGroup> out;
+  for (const auto& [id, count] : groups) out.push_back({id, count});
+  return out;
+}
+
+TEST_P(LookupConformance, AGroupWrittenTwiceIsLoggedOnce) {
+  InstanceInfo instance = NewInstance();
+  ASSERT_TRUE(service_->RegisterInstance(instance).ok());
+  std::vector<Record> batch = MakeRecords({{"eu", 1, "a", 1, "", 10}, {"eu", 2, "a", 2, "", 20}});
+  auto groups = Groups({{"message-1", 2}});
+  ASSERT_TRUE(service_->WriteRecords(instance, batch, groups).ok());
+  Status again = service_->WriteRecords(instance, batch, groups);  // redelivered
+  ASSERT_TRUE(again.ok()) << again.ToString();
+  Reopen();  // the applied ids are durable with the data
+  ASSERT_TRUE(service_->WriteRecords(instance, batch, groups).ok());
+  std::vector<Record> log = ReadLog(*service_, instance);
+  EXPECT_EQ(ContentsOf(log), ContentsOf(batch));
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1].offset, 1);  // skipped writes take no offsets
+  EXPECT_EQ(ReadIndex(*service_, instance).size(), 2u);
+}
+
+TEST_P(LookupConformance, RegroupedRedeliveryWritesOnlyTheGroupsNotAppliedYet) {
+  InstanceInfo instance = NewInstance();
+  std::vector<Record> a = MakeRecords({{"eu", 1, "a", 1, "", 10}});
+  std::vector<Record> b = MakeRecords({{"eu", 2, "b", 2, "", 20}, {"eu", 3, "b", 3, "", 20}});
+  std::vector<Record> c = MakeRecords({{"us", 4, "c", 4, "", 30}});
+  std::vector<Record> ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  ASSERT_TRUE(service_->WriteRecords(instance, ab, Groups({{"A", 1}, {"B", 2}})).ok());
+  // B again, now with C after it; then B and C alone, and A and C in one call.
+  std::vector<Record> bc = b;
+  bc.insert(bc.end(), c.begin(), c.end());
+  ASSERT_TRUE(service_->WriteRecords(instance, bc, Groups({{"B", 2}, {"C", 1}})).ok());
+  ASSERT_TRUE(service_->WriteRecords(instance, b, Groups({{"B", 2}})).ok());
+  std::vector<Record> ac = a;
+  ac.insert(ac.end(), c.begin(), c.end());
+  ASSERT_TRUE(service_->WriteRecords(instance, ac, Groups({{"A", 1}, {"C", 1}})).ok());
+  std::vector<Record> expected = ab;
+  expected.insert(expected.end(), c.begin(), c.end());
+  EXPECT_EQ(ContentsOf(ReadLog(*service_, instance)), ContentsOf(expected));
+}
+
+TEST_P(LookupConformance, AGroupRepeatedInOneCallIsWrittenOnce) {
+  InstanceInfo instance = NewInstance();
+  std::vector<Record> twice = MakeRecords({{"eu", 1, "a", 1, "", 10}, {"eu", 1, "a", 1, "", 10}});
+  ASSERT_TRUE(service_->WriteRecords(instance, twice, Groups({{"X", 1}, {"X", 1}})).ok());
+  EXPECT_EQ(ReadLog(*service_, instance).size(), 1u);
+}
+
+TEST_P(LookupConformance, WritesWithoutGroupsAreNotDeduplicated) {
+  InstanceInfo instance = NewInstance();
+  std::vector<Record> batch = MakeRecords({{"eu", 1, "a", 1, "", 10}});
+  Write(*service_, instance, batch);
+  ASSERT_TRUE(service_->WriteRecords(instance, batch, Groups({{"G", 1}})).ok());
+  Write(*service_, instance, batch);
+  EXPECT_EQ(ReadLog(*service_, instance).size(), 3u);
+}
+
+TEST_P(LookupConformance, BadGroupsAreRejectedAndNothingIsWritten) {
+  InstanceInfo instance = NewInstance();
+  std::vector<Record> batch = MakeRecords({{"eu", 1, "a", 1, "", 10}, {"eu", 2, "a", 1, "", 10}});
+  EXPECT_EQ(service_->WriteRecords(instance, batch, Groups({{"G", 1}})).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(service_->WriteRecords(instance, batch, Groups({{"G", 3}})).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(service_->WriteRecords(instance, batch, Groups({{"", 2}})).code(), StatusCode::kInvalidArgument);
+  std::string long_id(driver::kMaxRecordGroupIdSize + 1, 'x');
+  std::vector<driver::RecordGroup> too_long{{long_id, 2}};
+  EXPECT_EQ(service_->WriteRecords(instance, batch, too_long).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ReadLog(*service_, instance).empty());
+  // None of the refused calls marked "G" as applied.
+  ASSERT_TRUE(service_->WriteRecords(instance, batch, Groups({{"G", 2}})).ok());
+  EXPECT_EQ(ReadLog(*service_, instance).size(), 2u);
+}
+
+TEST_P(LookupConformance, RemovingAnInstanceForgetsItsAppliedGroups) {
+  InstanceInfo instance = NewInstance();
+  std::vector<Record> batch = MakeRecords({{"eu", 1, "a", 1, "", 10}});
+  ASSERT_TRUE(service_->WriteRecords(instance, batch, Groups({{"G", 1}})).ok());
+  ASSERT_TRUE(service_->RemoveInstance(instance).ok());
+  ASSERT_TRUE(service_->WriteRecords(instance, batch, Groups({{"G", 1}})).ok());
+  EXPECT_EQ(ReadLog(*service_, instance).size(), 1u);
+  // Ids are per instance: another instance applies "G" too.
+  InstanceInfo other = NewInstance();
+  ASSERT_TRUE(service_->WriteRecords(other, batch, Groups({{"G", 1}})).ok());
+  EXPECT_EQ(ReadLog(*service_, other).size(), 1u);
 }
 
 TEST_P(LookupConformance, EqualTimestampsAreWonByTheLaterWrite) {
@@ -732,7 +822,7 @@ TEST_P(LookupConformance, ConcurrentWritersToOneInstanceGetDenseOffsetsAndTheRig
                           "", static_cast<int64_t>(rng() % 5)});
         }
         std::vector<Record> batch = MakeRecords(rows);
-        if (!service_->WriteRecords(instance, batch).ok()) ++failures;
+        if (!service_->WriteRecords(instance, batch, {}).ok()) ++failures;
         per_thread[thread_idx].insert(per_thread[thread_idx].end(), batch.begin(), batch.end());
       }
     });
@@ -769,7 +859,7 @@ TEST_P(LookupConformance, KeysOverTheLimitAreRejectedAndNothingIsWritten) {
   std::vector<Record> batch = MakeRecords({{"eu", 1, "a", 1, "", 1}, {"eu", 2, "a", 1, "", 1}, {"eu", 3, "a", 1, "", 1}});
   batch[1].key = KeyOfSize(limits.max_key_size);
   batch[2].key = KeyOfSize(limits.max_key_size + 1);
-  Status status = service_->WriteRecords(instance, batch);
+  Status status = service_->WriteRecords(instance, batch, {});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
   EXPECT_THAT(status.message(), HasSubstr("record 2"));
   EXPECT_THAT(status.message(), HasSubstr(std::to_string(limits.max_key_size + 1)));
@@ -797,7 +887,7 @@ TEST_P(LookupConformance, RecordsOverTheLimitAreRejectedAndNothingIsWritten) {
   ASSERT_EQ(over.avro.size(), limits.max_record_size + 1);
 
   std::vector<Record> batch = {MakeRecord({"eu", 0, "a", 1, "", 1}), over};
-  Status status = service_->WriteRecords(instance, batch);
+  Status status = service_->WriteRecords(instance, batch, {});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
   EXPECT_THAT(status.message(), HasSubstr("record 1"));
   EXPECT_THAT(status.message(), HasSubstr(std::to_string(limits.max_record_size + 1)));
@@ -815,7 +905,7 @@ TEST_P(LookupConformance, BatchesOverTheLimitAreRejectedAndNothingIsWritten) {
   const driver::Limits limits = service_->capabilities().limits;
   Record small = MakeRecord({"eu", 1, "a", 1, "", 1});
   std::vector<Record> batch(limits.max_records_in_batch + 1, small);
-  Status status = service_->WriteRecords(instance, batch);
+  Status status = service_->WriteRecords(instance, batch, {});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
   EXPECT_THAT(status.message(), HasSubstr(std::to_string(limits.max_records_in_batch + 1)));
   EXPECT_THAT(status.message(), HasSubstr(std::to_string(limits.max_records_in_batch)));

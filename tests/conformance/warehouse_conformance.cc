@@ -287,7 +287,7 @@ TEST_P(WarehouseConformance, CreatesATableForASchemaWithNestedRecordAndArrayFiel
 TEST_P(WarehouseConformance, RegisteringTwiceIsOkAndKeepsRows) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5), {}).ok());
   ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
   EXPECT_EQ(count(instance), expected(5));
 }
@@ -295,8 +295,8 @@ TEST_P(WarehouseConformance, RegisteringTwiceIsOkAndKeepsRows) {
 TEST_P(WarehouseConformance, SelectReturnsExactlyTheAppendedRowsThroughEveryPageSize) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 17)).ok());
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(17, 8)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 17), {}).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(17, 8), {}).ok());
   const std::string sql = fmt::format(
       "SELECT id, username, amount, note, {} AS city, {} AS zip, {} AS tag_count FROM {} ORDER BY id",
       GetParam().nested_field("location", "city"), GetParam().nested_field("location", "zip"),
@@ -331,7 +331,7 @@ TEST_P(WarehouseConformance, SelectReturnsExactlyTheAppendedRowsThroughEveryPage
 TEST_P(WarehouseConformance, AggregatesOverAppendedRowsAreExact) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(1, 40)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(1, 40), {}).ok());
   Rows rows = select(fmt::format(
       "SELECT count(*) AS n, sum(id) AS ids, sum(amount) AS total, sum({}) AS tags, "
       "count(note) AS notes, count(DISTINCT username) AS users FROM {}",
@@ -362,7 +362,7 @@ TEST_P(WarehouseConformance, AggregatesOverAppendedRowsAreExact) {
 TEST_P(WarehouseConformance, HiddenColumnsAreDroppedFromResults) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 3)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 3), {}).ok());
   const std::string table = warehouse_->TableName(instance);
   Rows rows = select(fmt::format("SELECT id, __key, __timestamp, __key AS __k2 FROM {} ORDER BY id", table));
   if (caps().stores_rows) {
@@ -384,11 +384,11 @@ TEST_P(WarehouseConformance, DryRunListsTablesAndEstimatesBytesThatGrowWithData)
   InstanceInfo instance = registered();
   InstanceInfo other = registered();
   const std::string sql = fmt::format("SELECT username, amount FROM {} WHERE amount > 1", warehouse_->TableName(instance));
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 10)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 10), {}).ok());
   Result<driver::QueryAnalysis> small = warehouse_->AnalyzeQuery(sql);
   ASSERT_TRUE(small.ok()) << small.status().ToString();
   EXPECT_EQ(small->tables, std::vector<std::string>{warehouse_->TableName(instance)});
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(10, 1000)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(10, 1000), {}).ok());
   Result<driver::QueryAnalysis> large = warehouse_->AnalyzeQuery(sql);
   ASSERT_TRUE(large.ok()) << large.status().ToString();
   if (caps().dry_run_bytes) {
@@ -408,7 +408,7 @@ TEST_P(WarehouseConformance, DryRunListsTablesAndEstimatesBytesThatGrowWithData)
 TEST_P(WarehouseConformance, AJobRunsAsynchronouslyAndIsPolledUntilDone) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 12)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 12), {}).ok());
   const Uuid id = Uuid::Random();
   Result<Job> started = warehouse_->StartQuery(
       id, fmt::format("SELECT username, count(*) AS n FROM {} GROUP BY username ORDER BY username", warehouse_->TableName(instance)), {});
@@ -450,7 +450,7 @@ TEST_P(WarehouseConformance, BadSqlIsInvalidArgumentWithTheBackendsMessage) {
 TEST_P(WarehouseConformance, ARuntimeErrorFailsTheJobWithItsMessage) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5), {}).ok());
   // Compiles (a dry run accepts it) but cannot convert 'ada' at run time.
   const std::string sql = "SELECT CAST(username AS INTEGER) AS n FROM " + warehouse_->TableName(instance);
   ASSERT_TRUE(warehouse_->AnalyzeQuery(sql).ok());
@@ -472,7 +472,7 @@ TEST_P(WarehouseConformance, ARuntimeErrorFailsTheJobWithItsMessage) {
 TEST_P(WarehouseConformance, NonSelectStatementsAreRejectedAtAnalyzeAndChangeNothing) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 4)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 4), {}).ok());
   const std::string table = warehouse_->TableName(instance);
   const std::string file = (std::filesystem::path(scratch_dir_) / "out.csv").string();
   const std::vector<std::string> statements = {
@@ -506,7 +506,7 @@ TEST_P(WarehouseConformance, UnknownJobIsNotFound) {
 TEST_P(WarehouseConformance, RowsOfAnUnfinishedOrFailedJobAreFailedPrecondition) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30), {}).ok());
   const std::string t = warehouse_->TableName(instance);
   // Slow with rows (30^7 combinations); cut short by the timeout.
   const std::string slow = fmt::format(
@@ -535,7 +535,7 @@ TEST_P(WarehouseConformance, RowsOfAnUnfinishedOrFailedJobAreFailedPrecondition)
 TEST_P(WarehouseConformance, AJobOverItsTimeoutFails) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30), {}).ok());
   const std::string t = warehouse_->TableName(instance);
   const std::string slow = fmt::format(
       "SELECT count(*) FROM {t} a, {t} b, {t} c, {t} d, {t} e, {t} f, {t} g, {t} h "
@@ -610,7 +610,7 @@ TEST_P(WarehouseConformance, TheResultByteCapFailsABigResultAndPassesASmallOne) 
 TEST_P(WarehouseConformance, AMalformedPageTokenIsInvalidArgument) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 5), {}).ok());
   Job job = run("SELECT id FROM " + warehouse_->TableName(instance));
   ASSERT_EQ(job.status, JobStatus::kDone) << job.error;
   for (std::string token : {std::string("not a token"), std::string("\xff\x01", 2), std::string("r-1"),
@@ -625,15 +625,15 @@ TEST_P(WarehouseConformance, RemovingAnInstanceDropsItsTableAndLeavesOthers) {
   WH_HELPERS;
   InstanceInfo instance = registered();
   InstanceInfo other = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 6)).ok());
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(other, Events(0, 3)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 6), {}).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(other, Events(0, 3), {}).ok());
   ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok());
   ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok()) << "idempotent";
   const std::string sql = "SELECT count(*) FROM " + warehouse_->TableName(instance);
   if (caps().stores_rows) {
     EXPECT_EQ(warehouse_->AnalyzeQuery(sql).status().code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(run(sql).status, JobStatus::kFailed);
-    EXPECT_FALSE(warehouse_->WriteToWarehouse(instance, Events(0, 1)).ok()) << "no table to write to";
+    EXPECT_FALSE(warehouse_->WriteToWarehouse(instance, Events(0, 1), {}).ok()) << "no table to write to";
   }
   EXPECT_EQ(count(other), expected(3));
   // Registering again starts empty.
@@ -644,14 +644,14 @@ TEST_P(WarehouseConformance, RemovingAnInstanceDropsItsTableAndLeavesOthers) {
 TEST_P(WarehouseConformance, ANewDriverOnTheSameDirectoryKeepsTheData) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 7)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 7), {}).ok());
   warehouse_.reset();
   auto reopened = GetParam().make(scratch_dir_);
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   warehouse_ = *reopened;
   ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
   EXPECT_EQ(count(instance), expected(7));
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(7, 2)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(7, 2), {}).ok());
   EXPECT_EQ(count(instance), expected(9));
 }
 
@@ -659,8 +659,8 @@ TEST_P(WarehouseConformance, ResetDropsTablesAndJobsAndLeavesTheDriverUsable) {
   WH_HELPERS;
   InstanceInfo a = registered();
   InstanceInfo b = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(a, Events(0, 4)).ok());
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(b, Events(0, 4)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(a, Events(0, 4), {}).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(b, Events(0, 4), {}).ok());
   Job job = run("SELECT id FROM " + warehouse_->TableName(a));
   ASSERT_EQ(job.status, JobStatus::kDone);
   ASSERT_TRUE(warehouse_->Reset().ok());
@@ -670,7 +670,7 @@ TEST_P(WarehouseConformance, ResetDropsTablesAndJobsAndLeavesTheDriverUsable) {
               StatusCode::kInvalidArgument);
   }
   ASSERT_TRUE(warehouse_->RegisterInstance(a).ok());
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(a, Events(0, 2)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(a, Events(0, 2), {}).ok());
   EXPECT_EQ(count(a), expected(2));
 }
 
@@ -678,11 +678,11 @@ TEST_P(WarehouseConformance, ARetriedBatchIsStoredOnceWhereTheDriverDeduplicates
   WH_HELPERS;
   InstanceInfo instance = registered();
   std::vector<Record> batch = Events(0, 10);
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch).ok());
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch, {}).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch, {}).ok());
   // The same key with a new timestamp is a new version, never a duplicate.
   std::vector<Record> newer = {ToRecord(MakeEvent(3), NowMs() + 1'000'000)};
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, newer).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, newer, {}).ok());
   if (!caps().stores_rows) {
     EXPECT_EQ(count(instance), 0);
   } else if (caps().dedups_retries) {
@@ -692,13 +692,71 @@ TEST_P(WarehouseConformance, ARetriedBatchIsStoredOnceWhereTheDriverDeduplicates
   }
 }
 
+// Exactly once: rows of a group (a queued message) are stored once however
+// often, and however grouped, it is written again.
+TEST_P(WarehouseConformance, GroupsWrittenAgainAreStoredOnceEvenRegroupedAndAfterReopening) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  std::vector<Record> a = Events(0, 3);
+  std::vector<Record> b = Events(3, 2);
+  std::vector<Record> c = Events(5, 4);
+  auto concat = [](std::vector<Record> x, const std::vector<Record>& y) {
+    x.insert(x.end(), y.begin(), y.end());
+    return x;
+  };
+  std::vector<driver::RecordGroup> ab{{"A", 3}, {"B", 2}};
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, concat(a, b), ab).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, concat(a, b), ab).ok());
+  std::vector<driver::RecordGroup> bc{{"B", 2}, {"C", 4}};
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, concat(b, c), bc).ok());
+  EXPECT_EQ(count(instance), expected(9));
+  warehouse_.reset();
+  auto reopened = GetParam().make(scratch_dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  warehouse_ = *reopened;
+  std::vector<driver::RecordGroup> ca{{"C", 4}, {"A", 3}};
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, concat(c, a), ca).ok());
+  EXPECT_EQ(count(instance), expected(9));
+  // Equal records of two messages are two rows: groups, not contents, decide.
+  std::vector<driver::RecordGroup> d{{"D", 3}};
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, a, d).ok());
+  EXPECT_EQ(count(instance), expected(12));
+}
+
+TEST_P(WarehouseConformance, BadGroupsAreRejectedAndNothingIsStored) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  std::vector<Record> batch = Events(0, 2);
+  std::vector<driver::RecordGroup> short_groups{{"G", 1}};
+  std::vector<driver::RecordGroup> empty_id{{"", 2}};
+  EXPECT_EQ(warehouse_->WriteToWarehouse(instance, batch, short_groups).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(warehouse_->WriteToWarehouse(instance, batch, empty_id).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(count(instance), 0);
+}
+
+TEST_P(WarehouseConformance, GroupsOfAnUnregisteredInstanceAreNotFoundOrFailedPrecondition) {
+  WH_HELPERS;
+  InstanceInfo instance = MakeInstance();  // never registered
+  std::vector<driver::RecordGroup> groups{{"G", 2}};
+  Status status = warehouse_->WriteToWarehouse(instance, Events(0, 2), groups);
+  if (caps().stores_rows) {
+    EXPECT_TRUE(status.code() == StatusCode::kNotFound || status.code() == StatusCode::kFailedPrecondition)
+        << status.ToString();
+  } else {
+    EXPECT_TRUE(status.ok()) << "a driver that stores nothing has no table to miss: " << status.ToString();
+  }
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 2), groups).ok());
+  EXPECT_EQ(count(instance), expected(2));
+}
+
 TEST_P(WarehouseConformance, ExpiredRowsAreNotStored) {
   WH_HELPERS;
   InstanceInfo instance = MakeInstance();
   instance.warehouse_retention_ms = 3'600'000;
   ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
   std::vector<Record> batch = {ToRecord(MakeEvent(1), NowMs() - 7'200'000), ToRecord(MakeEvent(2), NowMs())};
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch, {}).ok());
   EXPECT_EQ(count(instance), expected(1));
 }
 
@@ -707,7 +765,7 @@ TEST_P(WarehouseConformance, AnUndecodableRecordRejectsTheWholeBatch) {
   InstanceInfo instance = registered();
   std::vector<Record> batch = Events(0, 3000);
   batch[2500].avro = "\x01\x02";  // truncated
-  Status status = warehouse_->WriteToWarehouse(instance, batch);
+  Status status = warehouse_->WriteToWarehouse(instance, batch, {});
   if (caps().stores_rows) {
     EXPECT_FALSE(status.ok());
     EXPECT_NE(status.message().find("2500"), std::string::npos) << status.ToString();
@@ -725,7 +783,7 @@ TEST_P(WarehouseConformance, ConcurrentWritesFromManyThreadsAreAllStored) {
     threads.emplace_back([&, t] {
       for (int b = 0; b < 5; ++b) {
         const int64_t first = (t * 5 + b) * 50;
-        if (!warehouse_->WriteToWarehouse(t % 2 == 0 ? instance : other, Events(first, 50)).ok()) ++failures;
+        if (!warehouse_->WriteToWarehouse(t % 2 == 0 ? instance : other, Events(first, 50), {}).ok()) ++failures;
       }
     });
   }

@@ -85,7 +85,7 @@ int Main(int argc, char** argv) {
           r.timestamp_ms = first + i;
           records.push_back(std::move(r));
         }
-        if (Status s = (*lookup)->WriteRecords(instance, records); !s.ok()) Fail(s, "writing records");
+        if (Status s = (*lookup)->WriteRecords(instance, records, {}); !s.ok()) Fail(s, "writing records");
         Record("l " + std::to_string(first) + " " + std::to_string(count) + "\n");
 #endif
       }

@@ -15,6 +15,17 @@
 // (aquifer/driver/cursor.h), so a driver only ever sees payloads it made, but
 // it must still reject malformed payloads with InvalidArgument, never crash.
 //
+// Exactly once: writes carry the ids of the queued messages their records
+// came from (RecordGroup, types.h). A group whose id the instance already
+// applied is skipped whole: none of its records is logged or indexed again.
+// The ids of the groups written are stored atomically with their records (one
+// batch or transaction), so a crash leaves both or neither, and are kept at
+// least for the driver's applied-id window (RocksDB: `applied_window_ms`,
+// default 7 days), after which they may be forgotten. So a message the queue
+// redelivers — after a crash, a nack, or grouped with other messages than the
+// first time — lands in the log once. Writes without groups are not
+// deduplicated (tests, tools). RemoveInstance forgets the instance's ids too.
+//
 // Filters: the engine passes the parsed filter on every read. Index reads use
 // its key range and evaluate the remaining (residual) conditions on each
 // record; log and change reads evaluate the whole filter. A read scans at most
@@ -98,8 +109,13 @@ class LookupService {
   // Appends every record to the log (if use_log) and updates the index (if
   // use_index) by the highest-timestamp rule, atomically per call where the
   // backend allows. InvalidArgument (nothing written) when a key or record
-  // exceeds the limits or the batch is too large.
-  virtual Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) = 0;
+  // exceeds the limits, the batch is too large, or `groups` is not empty and
+  // its counts do not add up to records.size() or an id is empty or longer
+  // than kMaxRecordGroupIdSize. With groups, a group already applied is
+  // skipped and the ids of the rest are recorded with them ("Exactly once"
+  // above); OK when every group was skipped.
+  virtual Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
+                              std::span<const RecordGroup> groups) = 0;
 
   // Plans a query. InvalidArgument for an index query on an instance without
   // use_index, or a log query without use_log.

@@ -8,6 +8,24 @@
 
 namespace aquifer::driver {
 
+Status CheckRecordGroups(size_t record_count, std::span<const RecordGroup> groups) {
+  if (groups.empty()) return Status::OK();
+  size_t total = 0;
+  for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+    const RecordGroup& group = groups[group_idx];
+    if (group.id.empty() || group.id.size() > kMaxRecordGroupIdSize) {
+      return InvalidArgument("record group {}: id of {} bytes (must be 1..{})", group_idx,
+                             group.id.size(), kMaxRecordGroupIdSize);
+    }
+    total += group.records;
+  }
+  if (total != record_count) {
+    return InvalidArgument("record groups cover {} records, the batch holds {}", total,
+                           record_count);
+  }
+  return Status::OK();
+}
+
 std::string ConfigString(const Config& config, const std::string& key, const std::string& fallback) {
   auto it = config.find(key);
   return it == config.end() ? fallback : it->second;

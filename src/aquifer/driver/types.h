@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "aquifer/base/status.h"
 #include "aquifer/base/uuid.h"
 #include "aquifer/schema/schema.h"
 
@@ -41,6 +43,25 @@ struct Record {
 
   bool operator==(const Record&) const = default;
 };
+
+// The records of one queued message within a WriteRecords or WriteToWarehouse
+// call: `records` consecutive records of the call, from where the previous
+// group ended. The engine names each message write id ‖ part (20 bytes), so a
+// message keeps its id however the worker groups messages into calls and
+// however often the queue redelivers it. See "Exactly once" in
+// lookup_service.h for what a driver does with the ids.
+struct RecordGroup {
+  std::string id;      // 1..kMaxRecordGroupIdSize bytes, opaque
+  size_t records = 0;  // may be 0
+
+  bool operator==(const RecordGroup&) const = default;
+};
+inline constexpr size_t kMaxRecordGroupIdSize = 64;
+// OK when `groups` is empty, or its counts add up to `record_count` and every
+// id is 1..kMaxRecordGroupIdSize bytes; InvalidArgument naming the rule otherwise.
+Status CheckRecordGroups(size_t record_count, std::span<const RecordGroup> groups);
+// The default applied-id window of the drivers: 7 days.
+inline constexpr int64_t kDefaultAppliedWindowMs = 7LL * 24 * 60 * 60 * 1000;
 
 // Sizes a driver accepts; the gateway rejects larger input before queuing.
 // The engine's limits are the minimum over its lookup and warehouse drivers.

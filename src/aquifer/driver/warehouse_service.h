@@ -106,9 +106,19 @@ class WarehouseService {
   // The quoted SQL identifier of the instance's table: deterministic and unique per instance.
   virtual std::string TableName(const InstanceInfo& instance) const = 0;
 
-  // Appends rows. Retries of the same records should not duplicate them where
-  // the backend can deduplicate (best effort; documented per driver).
-  virtual Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) = 0;
+  // Appends rows. Exactly once per group, as LookupService::WriteRecords
+  // (lookup_service.h, "Exactly once"): when `groups` is not empty, a group
+  // whose id the instance already applied is skipped whole, and the ids of
+  // the groups appended are stored in the same transaction as their rows and
+  // kept at least for the driver's applied-id window (DuckDB:
+  // `applied_window_ms`, default 7 days). InvalidArgument (nothing written)
+  // when the counts do not add up to records.size() or an id is empty or
+  // over kMaxRecordGroupIdSize. NotFound or FailedPrecondition when the
+  // instance's table is missing or does not match (RegisterInstance again).
+  // Without groups, retries of the same records should not duplicate them
+  // where the backend can deduplicate (best effort; `dedups_retries`).
+  virtual Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
+                                  std::span<const RecordGroup> groups) = 0;
 
   // Dry run: checks the SQL compiles and estimates the bytes it would scan.
   // InvalidArgument with the backend's message for bad SQL.

@@ -48,8 +48,9 @@ class LookupServiceWrapper : public LookupService {
   Status RemoveInstance(const InstanceInfo& instance) override {
     return target_->RemoveInstance(instance);
   }
-  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) override {
-    return target_->WriteRecords(instance, records);
+  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
+                      std::span<const RecordGroup> groups) override {
+    return target_->WriteRecords(instance, records, groups);
   }
   Result<QueryCursors> Query(const InstanceInfo& instance, const QueryRequest& request) override {
     return target_->Query(instance, request);
@@ -81,8 +82,9 @@ class WarehouseServiceWrapper : public WarehouseService {
   std::string TableName(const InstanceInfo& instance) const override {
     return target_->TableName(instance);
   }
-  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) override {
-    return target_->WriteToWarehouse(instance, records);
+  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
+                          std::span<const RecordGroup> groups) override {
+    return target_->WriteToWarehouse(instance, records, groups);
   }
   Result<QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
     return target_->AnalyzeQuery(sql);

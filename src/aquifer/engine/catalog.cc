@@ -129,6 +129,22 @@ ALTER TABLE idempotency_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'committed';
 ALTER TABLE idempotency_keys ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE idempotency_keys ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    {3, "removed_instances: deleted instances whose data the stores may still hold", R"sql(
+CREATE TABLE removed_instances (
+  id                      TEXT PRIMARY KEY,
+  project                 TEXT NOT NULL,
+  table_name              TEXT NOT NULL,
+  avro_json               TEXT NOT NULL,
+  key_json                TEXT NOT NULL,
+  use_log                 INTEGER NOT NULL,
+  use_index               INTEGER NOT NULL,
+  use_warehouse           INTEGER NOT NULL,
+  log_retention_ms        BIGINT NOT NULL,
+  index_retention_ms      BIGINT NOT NULL,
+  warehouse_retention_ms  BIGINT NOT NULL,
+  removed_ms              BIGINT NOT NULL
+);
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -353,6 +369,7 @@ class SqliteCatalog final : public Catalog {
     AQ_ASSIGN_OR_RETURN(auto removed, SelectInstances("t.project_id = ?", [&](Statement& s) {
                           s.Bind(*project_id);
                         }));
+    AQ_RETURN_IF_ERROR(RecordRemovals("t.project_id = ?", *project_id));
     // Cascades: tables → instances and table grants; secrets minted for the
     // project → their grants and idempotency keys; other secrets' grants on it.
     AQ_RETURN_IF_ERROR(Prepare("DELETE FROM projects WHERE id = ?")->Bind(*project_id).Run());
@@ -491,6 +508,7 @@ class SqliteCatalog final : public Catalog {
     if (!table_id) return TableNotFound(project, table);
     AQ_ASSIGN_OR_RETURN(auto removed,
                         SelectInstances("t.id = ?", [&](Statement& s) { s.Bind(*table_id); }));
+    AQ_RETURN_IF_ERROR(RecordRemovals("t.id = ?", *table_id));
     AQ_RETURN_IF_ERROR(Prepare("DELETE FROM tables WHERE id = ?")->Bind(*table_id).Run());
     AQ_RETURN_IF_ERROR(txn.Commit());
     ForgetSchemas(removed);
@@ -503,6 +521,61 @@ class SqliteCatalog final : public Catalog {
                         SelectInstances("i.id = ?", [&](Statement& s) { s.Bind(instance_id); }));
     if (found.empty()) return NotFound("instance {} not found", instance_id.ToString());
     return std::move(found.front());
+  }
+
+  Result<std::vector<InstanceInfo>> ListInstances() override {
+    std::lock_guard lock(mu_);
+    return SelectInstances("1 = 1", [](Statement&) {});
+  }
+
+  // --- Pending removals ---------------------------------------------------------------------
+
+  Result<std::vector<InstanceInfo>> ListPendingRemovals() override {
+    std::lock_guard lock(mu_);
+    auto stmt = Prepare(
+        "SELECT id, project, table_name, avro_json, key_json, use_log, use_index, use_warehouse, "
+        "log_retention_ms, index_retention_ms, warehouse_retention_ms FROM removed_instances "
+        "ORDER BY removed_ms, id");
+    std::vector<InstanceInfo> removals;
+    while (true) {
+      AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
+      if (!row) break;
+      AQ_ASSIGN_OR_RETURN(InstanceInfo instance, ReadInstance(*stmt, 0));
+      removals.push_back(std::move(instance));
+    }
+    return removals;
+  }
+
+  Status AddPendingRemoval(const InstanceInfo& instance) override {
+    if (instance.schema == nullptr) {
+      return InvalidArgument("pending removal of instance {}: no schema",
+                             instance.instance_id.ToString());
+    }
+    std::vector<std::string> key;
+    for (const auto& field : instance.schema->key()) key.push_back(field.name);
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(
+        Prepare("INSERT OR IGNORE INTO removed_instances (id, project, table_name, avro_json, "
+                "key_json, use_log, use_index, use_warehouse, log_retention_ms, "
+                "index_retention_ms, warehouse_retention_ms, removed_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            ->Bind(instance.instance_id, instance.project, instance.table,
+                   instance.schema->avro_json(), KeyJson(key), instance.use_log,
+                   instance.use_index, instance.use_warehouse, instance.log_retention_ms,
+                   instance.index_retention_ms, instance.warehouse_retention_ms,
+                   clock_->NowMillis())
+            .Run());
+    return txn.Commit();
+  }
+
+  Status FinishRemoval(const Uuid& instance_id) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(
+        Prepare("DELETE FROM removed_instances WHERE id = ?")->Bind(instance_id).Run());
+    schemas_.erase(instance_id);
+    return txn.Commit();
   }
 
   // --- Secrets ------------------------------------------------------------------------------
@@ -975,6 +1048,20 @@ class SqliteCatalog final : public Catalog {
     return Prepare("INSERT INTO secrets (id, hash, is_admin, project_id, created_ms) "
                    "VALUES (?, ?, ?, ?, ?)")
         ->Bind(id, hash, is_admin, project_id, clock_->NowMillis())
+        .Run();
+  }
+
+  // Copies the instances matching `where` (over i, t, p; one id parameter)
+  // into removed_instances. Requires mu_ and an open transaction.
+  Status RecordRemovals(const std::string& where, const Uuid& id) {
+    return Prepare(fmt::format(
+                       "INSERT OR IGNORE INTO removed_instances (id, project, table_name, "
+                       "avro_json, key_json, use_log, use_index, use_warehouse, "
+                       "log_retention_ms, index_retention_ms, warehouse_retention_ms, removed_ms) "
+                       "SELECT {}, ? FROM instances i JOIN tables t ON t.id = i.table_id "
+                       "JOIN projects p ON p.id = t.project_id WHERE {}",
+                       kInstanceColumns, where))
+        ->Bind(clock_->NowMillis(), id)
         .Run();
   }
 

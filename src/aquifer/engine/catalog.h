@@ -1,7 +1,8 @@
 #pragma once
 
 // Catalog: the engine's metadata — projects, tables and their instances,
-// secrets and grants, SQL jobs, idempotency keys and project quotas.
+// secrets and grants, SQL jobs, idempotency keys, project quotas and the
+// removals of deleted instances still to finish in the stores.
 //
 // Catalog is a pure abstract interface so that one process (SQLite, the
 // default: OpenSqliteCatalog) and many processes sharing one database
@@ -193,11 +194,29 @@ class Catalog {
   // The project's tables, by name. NotFound without the project.
   virtual Result<std::vector<TableInfo>> ListTables(std::string_view project) = 0;
   // Deletes the table, its instances and the grants on it; returns the
-  // instances removed.
+  // instances removed. Like DeleteProject, it also records each removed
+  // instance as a pending removal (below), in the same transaction.
   virtual Result<std::vector<driver::InstanceInfo>> DeleteTable(std::string_view project,
                                                                 std::string_view table) = 0;
   // Any instance by id (primary or not), with its project and table names.
   virtual Result<driver::InstanceInfo> GetInstance(const Uuid& instance_id) = 0;
+  // Every instance of every table (the engine registers them again at start-up).
+  virtual Result<std::vector<driver::InstanceInfo>> ListInstances() = 0;
+
+  // --- Pending removals -------------------------------------------------------------------
+  // Instances deleted from the catalog whose data the stores may still hold.
+  // DeleteTable and DeleteProject add theirs atomically with the deletion, so
+  // a crash between the catalog commit and the stores' RemoveInstance leaves
+  // a record; the engine removes the data and then calls FinishRemoval, and
+  // retries the rest in the background.
+
+  // Pending removals, oldest first, with the schema they had.
+  virtual Result<std::vector<driver::InstanceInfo>> ListPendingRemovals() = 0;
+  // Records `instance` as pending removal (a worker wrote to it after its
+  // deletion and could not remove the data). Idempotent.
+  virtual Status AddPendingRemoval(const driver::InstanceInfo& instance) = 0;
+  // The stores hold nothing of the instance: forgets it. Unknown ids are not an error.
+  virtual Status FinishRemoval(const Uuid& instance_id) = 0;
 
   // --- Secrets and authorization ----------------------------------------------------------
 

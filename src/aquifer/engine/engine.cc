@@ -318,6 +318,8 @@ class EngineImpl final : public Engine {
                                   std::string_view cursor, int32_t limit) override;
 
   Result<std::string> UsageJson(const Principal& who) override;
+  Result<std::string> DeadLettersJson(const Principal& who, int32_t limit) override;
+  Result<std::string> ReplayDeadLetters(const Principal& who, std::string_view body_json) override;
   Status Health() override;
   std::optional<std::string> RelaxedDurability() const override { return relaxed_durability_; }
   std::string MetricsText() override;
@@ -372,6 +374,14 @@ class EngineImpl final : public Engine {
                                                    std::string_view filter_json);
   class Feed;
   void FlushLoop();
+  // Registers every catalog instance with the lookup and warehouse services again.
+  void RegisterLiveInstances();
+  // Removes the instance's data from both stores, then its pending removal.
+  Status RemoveFromStores(const driver::InstanceInfo& instance);
+  // One pass over the pending removals (start-up and every flush tick).
+  void RetryPendingRemovals();
+  Result<std::unique_ptr<driver::Subscription>> OpenDeadLetters();
+  json DeadLetterJson(std::string_view data);
 
   const EngineOptions options_;
   const TestFaults faults_;
@@ -404,6 +414,8 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> change_feeds_{0};          // open ChangeFeeds
   std::atomic<int64_t> change_feed_checks_{0};    // catalog resolutions by ChangeFeeds
 
+  std::mutex removals_mu_;      // one removal pass at a time
+  std::mutex dead_letters_mu_;  // one listing or replay at a time
   std::mutex lifecycle_mu_;  // serialises Start and Stop
   bool started_ = false;     // guarded by lifecycle_mu_
   std::unique_ptr<WorkerPool> workers_;
@@ -438,6 +450,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   driver::Registry registry;
   drivers::RegisterBuiltinDrivers(&registry);
   AQ_ASSIGN_OR_RETURN(TestFaults faults, ReadTestFaults());
+  if (options.register_drivers) options.register_drivers(&registry);
   driver::DriverContext context{options.data_dir, clock};
   auto queue = registry.MakeMessageQueue(options.queue.name, options.queue.config, context);
   if (!queue.ok()) return queue.status().WithContext("opening the message queue");
@@ -467,7 +480,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
 
   // Topics, and the workers' persistent subscription before anything is
   // published: a queue may trim messages no subscription is waiting for.
-  for (std::string_view topic : {kWritesTopic, kWriteReportsTopic}) {
+  for (std::string_view topic : {kWritesTopic, kWriteReportsTopic, kDeadLettersTopic}) {
     Status registered = (*queue)->RegisterTopic(topic);
     if (!registered.ok()) return registered.WithContext("registering queue topics");
   }
@@ -481,6 +494,13 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
       return subscription.status().WithContext("creating the workers' subscription");
     }
     (void)(*subscription)->Close();
+    // Dead letters wait for an operator: a persistent subscription keeps them.
+    driver::SubscriptionOptions operators;
+    operators.name = std::string(kOperatorsSubscription);
+    operators.persistent = true;
+    auto dead = (*queue)->Subscribe(kDeadLettersTopic, operators);
+    if (!dead.ok()) return dead.status().WithContext("creating the dead-letter subscription");
+    (void)(*dead)->Close();
   }
 
   return std::unique_ptr<Engine>(new EngineImpl(
@@ -491,6 +511,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
 Status EngineImpl::Start() {
   std::lock_guard lock(lifecycle_mu_);
   if (started_) return Status::OK();
+  RegisterLiveInstances();
+  RetryPendingRemovals();
   if (options_.role != Role::kWorker) {
     reports_ = std::make_unique<ReportListener>(queue_.get(), &waiters_, &hub_, &metrics_);
     Status started = reports_->Start();
@@ -502,7 +524,8 @@ Status EngineImpl::Start() {
   if (options_.role != Role::kGateway) {
     workers_ = std::make_unique<WorkerPool>(
         WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_,
-                   limits_.max_records_in_batch, &health_});
+                   limits_.max_records_in_batch, &health_,
+                   std::max(options_.max_delivery_attempts, 1), clock_});
     Status started = workers_->Start(options_.worker_threads);
     if (!started.ok()) {
       workers_.reset();
@@ -536,6 +559,59 @@ void EngineImpl::Stop() {
   started_ = false;
 }
 
+void EngineImpl::RegisterLiveInstances() {
+  // Idempotent calls: they repair an instance whose registration never
+  // happened (the process died between the catalog commit and
+  // RegisterInstance) or predates what a driver now stores per instance.
+  auto instances = catalog_->ListInstances();
+  if (!instances.ok()) {
+    AQ_LOG(Warn, "start: listing instances to register them again failed: {}",
+           instances.status().ToString());
+    return;
+  }
+  for (const auto& instance : *instances) {
+    Status registered = lookup_->RegisterInstance(instance);
+    if (registered.ok() && instance.use_warehouse) registered = warehouse_->RegisterInstance(instance);
+    if (!registered.ok()) {
+      AQ_LOG(Warn, "start: registering instance {} ({}.{}) again failed (the workers retry on "
+                   "their first write): {}",
+             instance.instance_id.ToString(), instance.project, instance.table, registered.ToString());
+    }
+  }
+}
+
+Status EngineImpl::RemoveFromStores(const driver::InstanceInfo& instance) {
+  Status lookup = lookup_->RemoveInstance(instance);
+  Status warehouse = warehouse_->RemoveInstance(instance);
+  if (lookup.ok() && warehouse.ok()) return catalog_->FinishRemoval(instance.instance_id);
+  metrics_.removal_failures.fetch_add(1, std::memory_order_relaxed);
+  return Unavailable("removing instance {} of {}.{}: lookup service: {}; warehouse: {}",
+                     instance.instance_id.ToString(), instance.project, instance.table,
+                     lookup.ToString(), warehouse.ToString());
+}
+
+void EngineImpl::RetryPendingRemovals() {
+  std::unique_lock lock(removals_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // another thread is at it
+  auto pending = catalog_->ListPendingRemovals();
+  if (!pending.ok()) {
+    AQ_LOG(Warn, "listing pending instance removals failed: {}", pending.status().ToString());
+    return;
+  }
+  int64_t left = 0;
+  for (const auto& instance : *pending) {
+    Status removed = RemoveFromStores(instance);
+    if (removed.ok()) {
+      AQ_LOG(Info, "finished removing instance {} of deleted table {}.{}",
+             instance.instance_id.ToString(), instance.project, instance.table);
+    } else {
+      ++left;
+      AQ_LOG(Warn, "pending removal not finished yet, retrying later: {}", removed.ToString());
+    }
+  }
+  metrics_.removals_pending.store(left, std::memory_order_relaxed);
+}
+
 void EngineImpl::FlushLoop() {
   const auto interval = std::chrono::milliseconds(std::max<int64_t>(options_.usage_flush_interval_ms, 1));
   std::unique_lock lock(flush_mu_);
@@ -543,6 +619,7 @@ void EngineImpl::FlushLoop() {
     bool stop = flush_cv_.wait_for(lock, interval, [&] { return flush_stop_; });
     lock.unlock();
     (void)meter_.Flush();  // errors are logged and the buckets retried
+    RetryPendingRemovals();
     lock.lock();
     if (stop) return;
   }
@@ -644,24 +721,153 @@ Result<std::string> EngineImpl::DescribeTable(const Principal& who, std::string_
 Status EngineImpl::DeleteTable(const Principal& who, std::string_view project,
                                std::string_view table) {
   AQ_RETURN_IF_ERROR(catalog_->Authorize(who, project, table, Permission::kManage));
+  // The catalog deletion records each instance as a pending removal in the
+  // same transaction; workers drop its queued records from now on (and a
+  // worker whose write lands after the removal below removes it again).
   AQ_ASSIGN_OR_RETURN(auto instances, catalog_->DeleteTable(project, table));
   // Open change feeds of the table must notice now: they re-resolve (and
   // find it gone) on their next read, which the notification triggers.
   catalog_epoch_.fetch_add(1, std::memory_order_release);
   for (const auto& instance : instances) hub_.Notify(instance.instance_id);
-  // The catalog no longer knows the table, so workers drop its queued records;
-  // now remove what the stores hold.
   for (const auto& instance : instances) {
-    for (auto [store, removed] :
-         {std::pair{"lookup", lookup_->RemoveInstance(instance)},
-          std::pair{"warehouse", warehouse_->RemoveInstance(instance)}}) {
-      if (!removed.ok()) {
-        AQ_LOG(Error, "delete table {}.{}: removing instance {} from the {} failed: {}", project,
-               table, instance.instance_id.ToString(), store, removed.ToString());
-      }
+    Status removed;
+    {
+      std::lock_guard lock(removals_mu_);
+      removed = RemoveFromStores(instance);
+    }
+    if (!removed.ok()) {
+      metrics_.removals_pending.fetch_add(1, std::memory_order_relaxed);
+      AQ_LOG(Error, "delete table {}.{}: {}; the table is deleted and the removal of its data is "
+                    "retried in the background",
+             project, table, removed.ToString());
     }
   }
   return Status::OK();
+}
+
+// --- Dead letters -----------------------------------------------------------------------------
+
+Result<std::unique_ptr<driver::Subscription>> EngineImpl::OpenDeadLetters() {
+  driver::SubscriptionOptions options;
+  options.name = std::string(kOperatorsSubscription);
+  options.persistent = true;
+  options.ack_timeout_ms = 30'000;
+  return queue_->Subscribe(kDeadLettersTopic, options);
+}
+
+Result<std::string> EngineImpl::DeadLettersJson(const Principal& who, int32_t limit) {
+  if (!who.is_admin) return PermissionDenied("only the admin secret may list dead letters");
+  AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
+  std::lock_guard lock(dead_letters_mu_);
+  AQ_ASSIGN_OR_RETURN(auto subscription, OpenDeadLetters());
+  json out{{"dead_letters", json::array()}};
+  std::vector<std::string> ack_ids;
+  Status status;
+  while (ack_ids.size() < static_cast<size_t>(limit)) {
+    auto pulled = subscription->Pull(static_cast<size_t>(limit) - ack_ids.size(), 50);
+    if (!pulled.ok()) {
+      status = pulled.status();
+      break;
+    }
+    if (pulled->empty()) break;
+    for (const auto& message : *pulled) {
+      ack_ids.push_back(message.ack_id);
+      out["dead_letters"].push_back(DeadLetterJson(message.data));
+    }
+  }
+  // Listing leaves them in place.
+  if (!ack_ids.empty()) (void)subscription->Nack(ack_ids);
+  AQ_RETURN_IF_ERROR(status.WithContext("listing dead letters"));
+  return out.dump();
+}
+
+json EngineImpl::DeadLetterJson(std::string_view data) {
+  auto letter = DecodeDeadLetter(data);
+  if (!letter.ok()) return json{{"error", letter.status().ToString()}};
+  json out{{"store", letter->store},
+           {"reason", letter->reason},
+           {"attempts", letter->attempts},
+           {"dead_ms", letter->dead_ms}};
+  auto message = DecodeWriteMessage(letter->data);
+  if (!message.ok()) {
+    out["error"] = message.status().ToString();
+    return out;
+  }
+  out["write_id"] = Base58Encode(message->write_id);
+  out["part"] = message->part;
+  out["parts"] = message->parts;
+  out["instance_id"] = message->instance_id.ToString();
+  out["records"] = message->records.size();
+  auto instance = catalog_->GetInstance(message->instance_id);
+  if (instance.ok()) {
+    out["project"] = instance->project;
+    out["table"] = instance->table;
+  }
+  return out;
+}
+
+Result<std::string> EngineImpl::ReplayDeadLetters(const Principal& who, std::string_view body_json) {
+  if (!who.is_admin) return PermissionDenied("only the admin secret may replay dead letters");
+  std::set<std::string> wanted;  // base58 write ids; empty: all
+  if (!body_json.empty()) {
+    AQ_ASSIGN_OR_RETURN(json body, ParseBody(body_json, "replay dead letters"));
+    AQ_RETURN_IF_ERROR(CheckMembers(body, {"write_ids"}, "replay dead letters"));
+    if (body.contains("write_ids")) {
+      if (!body["write_ids"].is_array()) {
+        return InvalidArgument("replay dead letters: \"write_ids\" must be an array of write ids");
+      }
+      for (const auto& id : body["write_ids"]) {
+        if (!id.is_string()) {
+          return InvalidArgument("replay dead letters: \"write_ids\" must list write ids (strings)");
+        }
+        wanted.insert(id.get<std::string>());
+      }
+    }
+  }
+  std::lock_guard lock(dead_letters_mu_);
+  AQ_ASSIGN_OR_RETURN(auto subscription, OpenDeadLetters());
+  int64_t replayed = 0;
+  std::vector<std::string> kept;
+  Status status;
+  while (status.ok()) {
+    auto pulled = subscription->Pull(64, 50);
+    if (!pulled.ok()) {
+      status = pulled.status();
+      break;
+    }
+    if (pulled->empty()) break;
+    for (const auto& message : *pulled) {
+      if (!status.ok()) {
+        kept.push_back(message.ack_id);
+        continue;
+      }
+      auto letter = DecodeDeadLetter(message.data);
+      bool replay = letter.ok();
+      if (replay && !wanted.empty()) {
+        auto original = DecodeWriteMessage(letter->data);
+        replay = original.ok() && wanted.contains(Base58Encode(original->write_id));
+      }
+      if (!replay) {
+        kept.push_back(message.ack_id);
+        continue;
+      }
+      driver::OutgoingMessage outgoing{letter->data, letter->ordering_key};
+      status = queue_->Publish(kWritesTopic, std::span(&outgoing, 1));
+      if (!status.ok()) {
+        kept.push_back(message.ack_id);
+        continue;
+      }
+      std::string ack_id = message.ack_id;
+      (void)subscription->Ack(std::span(&ack_id, 1));  // a lost ack only replays it again
+      ++replayed;
+      AQ_LOG(Info, "replayed a dead letter ({} from the {}: {})",
+             letter->data.size() >= 17 ? HexEncode(std::string_view(letter->data).substr(1, 16)) : "?",
+             letter->store, letter->reason);
+    }
+  }
+  if (!kept.empty()) (void)subscription->Nack(kept);
+  AQ_RETURN_IF_ERROR(status.WithContext(fmt::format("replaying dead letters ({} replayed)", replayed)));
+  return json{{"replayed", replayed}}.dump();
 }
 
 Result<std::string> EngineImpl::CreateSecret(const Principal& who, std::string_view project,
@@ -1307,8 +1513,26 @@ std::string EngineImpl::MetricsText() {
   metric("aquifer_worker_errors_total", "counter", "Errors seen by workers (retried or dropped).",
          load(metrics_.worker_errors));
   metric("aquifer_messages_dropped_total", "counter",
-         "Write messages dropped: undecodable, table deleted, or refused by a store.",
+         "Write messages dropped because their table was deleted.",
          load(metrics_.messages_dropped));
+  metric("aquifer_messages_dead_lettered_total", "counter",
+         "Write messages a worker could not apply, published to \"writes-dead\" (listed and "
+         "replayed at /v1/admin/dead-letters).",
+         load(metrics_.messages_dead_lettered));
+  metric("aquifer_store_failures_total", "counter",
+         "Store writes that failed with damaged storage (corruption, failed sync); the write "
+         "path fails closed until the store works again.",
+         load(metrics_.store_failures));
+  metric("aquifer_instances_reregistered_total", "counter",
+         "Instances a worker registered with a store again (it did not know them).",
+         load(metrics_.instances_reregistered));
+  metric("aquifer_instance_removal_failures_total", "counter",
+         "Removals of a deleted table's data from the stores that failed (retried in the "
+         "background).",
+         load(metrics_.removal_failures));
+  metric("aquifer_instance_removals_pending", "gauge",
+         "Deleted instances whose data is still to be removed from the stores.",
+         load(metrics_.removals_pending));
   metric("aquifer_write_reports_total", "counter", "Write reports received by this gateway.",
          load(metrics_.reports_received));
   metric("aquifer_wait_timeouts_total", "counter", "Writes whose wait= timed out.",

@@ -69,6 +69,9 @@ struct EngineOptions {
   int64_t change_feed_recheck_ms = 30'000;
   int32_t worker_threads = 2;
   SqlOptions sql;  // limits on SQL jobs ([sql] in aquifer.toml)
+  // A write message still failing at this delivery attempt is dead-lettered
+  // (topic "writes-dead"; see worker.h).
+  int32_t max_delivery_attempts = 10;
   Clock* clock = Clock::System();
 
   // Idempotency-Key claims (README "Guarantees"). A claim is pending from
@@ -89,6 +92,9 @@ struct EngineOptions {
   // to inject faults. Unset in production.
   std::function<std::shared_ptr<driver::MessageQueue>(std::shared_ptr<driver::MessageQueue>)>
       wrap_queue;
+  // Registers more drivers by name after the built-in ones (tests: wrappers
+  // that inject faults). Unset in production.
+  std::function<void(driver::Registry*)> register_drivers;
 };
 
 // One problem with one record of a write, or one field of it.
@@ -269,6 +275,17 @@ class Engine {
   // --- Usage ------------------------------------------------------------------------------
   // {"projects":[{"project","hour":{...},"month":{...}}], "secret":{...}} for the caller.
   virtual Result<std::string> UsageJson(const Principal& who) = 0;
+
+  // --- Dead letters (admin only) ----------------------------------------------------------
+  // Write messages the workers gave up on (worker.h): {"dead_letters":[{"write_id",
+  // "part","parts","project","table","instance_id","records","store","reason",
+  // "attempts","dead_ms"}]}, at most `limit` (1..1000), oldest first.
+  virtual Result<std::string> DeadLettersJson(const Principal& who, int32_t limit) = 0;
+  // Publishes dead letters to "writes" again and removes them from the list:
+  // every one, or those whose write id is in body {"write_ids":[...]} (empty
+  // body: all). The stores skip what they had applied. → {"replayed": n}
+  virtual Result<std::string> ReplayDeadLetters(const Principal& who,
+                                                std::string_view body_json) = 0;
 
   // --- Health and metrics -----------------------------------------------------------------
   // OK, or Unavailable naming the cause: first the write path (WriteHealth:

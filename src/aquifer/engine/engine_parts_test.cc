@@ -8,12 +8,15 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <thread>
+#include <utility>
 
 #include "aquifer/driver/registry.h"
 #include "aquifer/driver/wrappers.h"
 #include "aquifer/drivers/builtin.h"
 #include "aquifer/engine/catalog.h"
+#include "aquifer/engine/health.h"
 #include "aquifer/engine/reads.h"
 #include "aquifer/engine/subscriptions.h"
 #include "aquifer/engine/usage_meter.h"
@@ -251,10 +254,10 @@ TEST_F(PartsWithDriversTest, UsageMeterKeepsFailedFlushesAndWritesThemLater) {
 class FlakyLookup : public driver::LookupServiceWrapper {
  public:
   using LookupServiceWrapper::LookupServiceWrapper;
-  Status WriteRecords(const driver::InstanceInfo& instance,
-                      std::span<const driver::Record> records) override {
+  Status WriteRecords(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
+                      std::span<const driver::RecordGroup> groups) override {
     if (failures.fetch_sub(1) > 0) return Unavailable("injected lookup failure");
-    return LookupServiceWrapper::WriteRecords(instance, records);
+    return LookupServiceWrapper::WriteRecords(instance, records, groups);
   }
   std::atomic<int> failures{0};
 };
@@ -279,6 +282,7 @@ TEST_F(PartsWithDriversTest, WorkersDropPoisonAndDeletedInstancesAndRetryStoreFa
 
   ASSERT_TRUE((*queue)->RegisterTopic(kWritesTopic).ok());
   ASSERT_TRUE((*queue)->RegisterTopic(kWriteReportsTopic).ok());
+  ASSERT_TRUE((*queue)->RegisterTopic(kDeadLettersTopic).ok());
   EngineMetrics metrics;
   WriteWaiters waiters;
   SubscriptionHub hub;
@@ -310,7 +314,8 @@ TEST_F(PartsWithDriversTest, WorkersDropPoisonAndDeletedInstancesAndRetryStoreFa
   workers.Stop();
   reports.Stop();
   EXPECT_EQ(metrics.messages_processed, 3);
-  EXPECT_EQ(metrics.messages_dropped, 2);
+  EXPECT_EQ(metrics.messages_dropped, 1);        // the deleted instance's
+  EXPECT_EQ(metrics.messages_dead_lettered, 1);  // the undecodable one, kept for an operator
   EXPECT_GE(metrics.worker_errors, 2);
   EXPECT_EQ(metrics.records_index, 1);
   EXPECT_GE(notified, 1);
@@ -323,6 +328,279 @@ TEST_F(PartsWithDriversTest, WorkersDropPoisonAndDeletedInstancesAndRetryStoreFa
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   ASSERT_EQ(read->records.size(), 1u);  // written once despite two failed attempts
   EXPECT_EQ(read->records[0].timestamp_ms, 5);
+}
+
+// --- Workers: exactly once, dead letters, damaged storage, deleted tables -----------------
+
+// A warehouse whose writes fail with `code` while `failures` > 0 (counting
+// down), or always for records whose key is `poison_key`.
+class FlakyWarehouse : public driver::WarehouseServiceWrapper {
+ public:
+  using WarehouseServiceWrapper::WarehouseServiceWrapper;
+  Status WriteToWarehouse(const driver::InstanceInfo& instance,
+                          std::span<const driver::Record> records,
+                          std::span<const driver::RecordGroup> groups) override {
+    ++calls;
+    for (const auto& record : records) {
+      if (!poison_key.empty() && record.key == poison_key) return Unavailable("injected: poison");
+    }
+    if (failures.fetch_sub(1) > 0) return Status(code, "injected warehouse failure");
+    return WarehouseServiceWrapper::WriteToWarehouse(instance, records, groups);
+  }
+  std::atomic<int> failures{0};
+  std::atomic<int> calls{0};
+  StatusCode code = StatusCode::kUnavailable;
+  std::string poison_key;
+};
+
+// A lookup service that fails with `code` while `fail` is set, and can run a
+// hook (once) before its next write.
+class ScriptedLookup : public driver::LookupServiceWrapper {
+ public:
+  using LookupServiceWrapper::LookupServiceWrapper;
+  Status WriteRecords(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
+                      std::span<const driver::RecordGroup> groups) override {
+    if (before_write) std::exchange(before_write, nullptr)();
+    if (fail) return Status(code, message);
+    return LookupServiceWrapper::WriteRecords(instance, records, groups);
+  }
+  std::atomic<bool> fail{false};
+  StatusCode code = StatusCode::kCorruption;
+  std::string message = "injected: block checksum mismatch";
+  std::function<void()> before_write;  // set before the workers start
+};
+
+// One table "p.t" over the embedded queue and lookup, a worker pool and the
+// operators' dead-letter subscription.
+class WorkerTest : public PartsWithDriversTest {
+ protected:
+  void SetUpStores(const std::string& warehouse_name = "mock") {
+    auto queue = registry_.MakeMessageQueue("embedded", {{"poll_interval_ms", "5"}}, context_);
+    auto lookup = registry_.MakeLookupService("embedded", {}, context_);
+    auto warehouse = registry_.MakeWarehouseService(warehouse_name, {}, context_);
+    ASSERT_TRUE(queue.ok() && lookup.ok() && warehouse.ok());
+    queue_ = *queue;
+    lookup_ = *lookup;
+    warehouse_ = *warehouse;
+    lookup_wrapper_ = std::make_shared<ScriptedLookup>(lookup_);
+    warehouse_wrapper_ = std::make_shared<FlakyWarehouse>(warehouse_);
+    auto catalog = OpenSqliteCatalog(":memory:");
+    ASSERT_TRUE(catalog.ok());
+    catalog_ = std::move(*catalog);
+    ASSERT_TRUE(catalog_->CreateProject("p").ok());
+    TableSpec spec;
+    spec.name = "t";
+    spec.schema_json = R"({"type":"record","name":"R","fields":[{"name":"k","type":"string"}]})";
+    spec.key = {"k"};
+    auto table = catalog_->CreateTable("p", spec);
+    ASSERT_TRUE(table.ok()) << table.status().ToString();
+    instance_ = table->primary;
+    ASSERT_TRUE(lookup_->RegisterInstance(instance_).ok());
+    for (auto topic : {kWritesTopic, kWriteReportsTopic, kDeadLettersTopic}) {
+      ASSERT_TRUE(queue_->RegisterTopic(topic).ok());
+    }
+    driver::SubscriptionOptions operators;
+    operators.name = std::string(kOperatorsSubscription);
+    auto dead = queue_->Subscribe(kDeadLettersTopic, operators);
+    ASSERT_TRUE(dead.ok());
+    dead_letters_ = std::move(*dead);
+  }
+  void StartWorkers(int32_t max_attempts = 10) {
+    WorkerDeps deps{queue_.get(), catalog_.get(), lookup_wrapper_.get(), warehouse_wrapper_.get(),
+                    &metrics_};
+    deps.health = &health_;
+    deps.max_delivery_attempts = max_attempts;
+    workers_ = std::make_unique<WorkerPool>(deps);
+    ASSERT_TRUE(workers_->Start(2).ok());
+  }
+  void TearDown() override {
+    if (workers_) workers_->Stop();
+    workers_.reset();
+    dead_letters_.reset();
+    PartsWithDriversTest::TearDown();
+  }
+
+  // A message of p.t with one record per key (timestamps 1, 2, ...).
+  WriteMessage Message(char id, std::vector<std::string> keys) {
+    WriteMessage message;
+    message.write_id = std::string(16, id);
+    message.instance_id = instance_.instance_id;
+    int64_t ts = 0;
+    for (const auto& key : keys) {
+      // Tuple key of one string and the Avro of {"k": key}.
+      std::string avro(1, static_cast<char>(key.size() * 2));
+      message.records.push_back({std::string("\x02") + key + std::string("\x00", 1), avro + key, ++ts, -1});
+    }
+    return message;
+  }
+  void Publish(const std::vector<WriteMessage>& messages) {
+    std::vector<std::string> data;
+    for (const auto& message : messages) data.push_back(EncodeWriteMessage(message));
+    std::vector<driver::OutgoingMessage> outgoing;
+    const std::string key(instance_.instance_id.AsBytes());
+    for (const auto& bytes : data) outgoing.push_back({bytes, key});
+    ASSERT_TRUE(queue_->Publish(kWritesTopic, outgoing).ok());
+  }
+  // Waits (up to 30 s) for `done` to hold.
+  bool WaitFor(const std::function<bool()>& done) {
+    for (int attempt = 0; attempt < 3000; ++attempt) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  }
+  std::vector<driver::Record> Log(driver::LookupService* lookup = nullptr) {
+    driver::QueryRequest request;
+    request.kind = driver::QueryKind::kLog;
+    auto cursors = (lookup ? lookup : lookup_.get())->Query(instance_, request);
+    EXPECT_TRUE(cursors.ok());
+    if (!cursors.ok() || cursors->replay.empty()) return {};
+    driver::ReadOptions options;
+    options.limit = 1000;
+    auto read = (lookup ? lookup : lookup_.get())->ReadCursor(instance_, cursors->replay, {}, options);
+    EXPECT_TRUE(read.ok()) << read.status().ToString();
+    return read.ok() ? read->records : std::vector<driver::Record>{};
+  }
+  std::vector<DeadLetter> DeadLetters() {
+    std::vector<DeadLetter> letters;
+    auto pulled = dead_letters_->Pull(100, 200);
+    EXPECT_TRUE(pulled.ok());
+    if (!pulled.ok()) return letters;
+    for (const auto& message : *pulled) {
+      auto letter = DecodeDeadLetter(message.data);
+      EXPECT_TRUE(letter.ok()) << letter.status().ToString();
+      if (letter.ok()) letters.push_back(*letter);
+    }
+    return letters;
+  }
+  int64_t Processed() { return metrics_.messages_processed.load(); }
+
+  std::shared_ptr<driver::MessageQueue> queue_;
+  std::shared_ptr<driver::LookupService> lookup_;
+  std::shared_ptr<driver::WarehouseService> warehouse_;
+  std::shared_ptr<ScriptedLookup> lookup_wrapper_;
+  std::shared_ptr<FlakyWarehouse> warehouse_wrapper_;
+  std::unique_ptr<Catalog> catalog_;
+  driver::InstanceInfo instance_;
+  std::unique_ptr<driver::Subscription> dead_letters_;
+  EngineMetrics metrics_;
+  WriteHealth health_;
+  std::unique_ptr<WorkerPool> workers_;
+};
+
+// Issue 8 item 2: the lookup write succeeded, the warehouse failed; the
+// redelivered messages must not reach the log again.
+TEST_F(WorkerTest, AWarehouseFailureAfterTheLookupWriteDoesNotLogTheMessagesTwice) {
+  SetUpStores();
+  warehouse_wrapper_->failures = 3;
+  StartWorkers();
+  Publish({Message('a', {"a1", "a2"}), Message('b', {"b1"})});
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 2; }));
+  EXPECT_GE(warehouse_wrapper_->calls, 4);
+  std::vector<driver::Record> log = Log();
+  ASSERT_EQ(log.size(), 3u) << "each message is logged once despite 3 warehouse failures";
+  EXPECT_EQ(log[2].key, std::string("\x02" "b1\x00", 4));
+  EXPECT_EQ(metrics_.messages_dead_lettered, 0);
+}
+
+// Issue 8 item 2: a warehouse that does not know the instance (it was never
+// registered there) gets it registered again instead of a retry forever.
+TEST_F(WorkerTest, AnInstanceTheWarehouseDoesNotKnowIsRegisteredAgainAndWritten) {
+  SetUpStores("duckdb");  // instance_ is registered with the lookup only
+  StartWorkers();
+  Publish({Message('a', {"a1", "a2"})});
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
+  EXPECT_EQ(metrics_.instances_reregistered, 1);
+  EXPECT_EQ(metrics_.messages_dead_lettered, 0);
+  auto job = warehouse_->StartQuery(Uuid::Random(), "SELECT k FROM " + warehouse_->TableName(instance_), {});
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  ASSERT_TRUE(WaitFor([&] {
+    auto polled = warehouse_->PollJob(job->job_id);
+    return polled.ok() && polled->status == driver::JobStatus::kDone;
+  }));
+  EXPECT_EQ(warehouse_->PollJob(job->job_id)->rows, 2);
+}
+
+// Issue 8 item 2: a message still failing after the attempt limit is
+// dead-lettered with its reason, and the table's later messages go on.
+TEST_F(WorkerTest, AMessageFailingTooOftenIsDeadLetteredAndTheTableMovesOn) {
+  SetUpStores();
+  WriteMessage bad = Message('x', {"bad"});
+  warehouse_wrapper_->poison_key = bad.records[0].key;
+  StartWorkers(/*max_attempts=*/3);
+  Publish({bad, Message('g', {"good"})});
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 2; }));
+  EXPECT_EQ(metrics_.messages_dead_lettered, 1);
+  std::vector<DeadLetter> letters = DeadLetters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].store, "warehouse");
+  EXPECT_THAT(letters[0].reason, HasSubstr("injected: poison"));
+  EXPECT_EQ(letters[0].attempts, 3);
+  EXPECT_EQ(letters[0].ordering_key, std::string(instance_.instance_id.AsBytes()));
+  auto original = DecodeWriteMessage(letters[0].data);
+  ASSERT_TRUE(original.ok());
+  EXPECT_EQ(original->write_id, bad.write_id);
+  // Both reached the log once: the bad one before its warehouse write failed.
+  EXPECT_EQ(Log().size(), 2u);
+}
+
+// Issue 8 item 3: corruption in the lookup store stops the write path
+// (health fails, nothing acked or dropped) until the store works again.
+TEST_F(WorkerTest, LookupCorruptionFailsTheWritePathClosedAndKeepsTheMessage) {
+  SetUpStores();
+  lookup_wrapper_->fail = true;
+  StartWorkers(/*max_attempts=*/2);
+  Publish({Message('c', {"c1"})});
+  ASSERT_TRUE(WaitFor([&] { return !health_.Check().ok() && metrics_.store_failures >= 2; }));
+  EXPECT_THAT(health_.Check().message(), HasSubstr("lookup service"));
+  EXPECT_THAT(health_.Check().message(), HasSubstr("checksum"));
+  EXPECT_EQ(Processed(), 0);
+  EXPECT_EQ(metrics_.messages_dropped, 0);
+  EXPECT_EQ(metrics_.messages_dead_lettered, 0) << "damage is not the message's fault";
+  lookup_wrapper_->fail = false;
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
+  EXPECT_TRUE(health_.Check().ok()) << health_.Check().ToString();
+  EXPECT_EQ(Log().size(), 1u);
+}
+
+// Issue 8 item 3: a record the lookup store calls invalid is kept as a dead
+// letter, never dropped.
+TEST_F(WorkerTest, ARecordTheLookupRefusesIsDeadLetteredNotDropped) {
+  SetUpStores();
+  lookup_wrapper_->fail = true;
+  lookup_wrapper_->code = StatusCode::kInvalidArgument;
+  lookup_wrapper_->message = "injected: key too large";
+  StartWorkers();
+  Publish({Message('i', {"i1"})});
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
+  EXPECT_EQ(metrics_.messages_dropped, 0);
+  EXPECT_EQ(metrics_.messages_dead_lettered, 1);
+  std::vector<DeadLetter> letters = DeadLetters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].store, "lookup service");
+  EXPECT_THAT(letters[0].reason, HasSubstr("key too large"));
+  EXPECT_TRUE(health_.Check().ok());
+}
+
+// Issue 8 item 5: the table is deleted (catalog, then the stores' data)
+// after the worker resolved its instance and before its write lands: the
+// worker must remove what it wrote.
+TEST_F(WorkerTest, AWriteLandingAfterTheTableWasDeletedIsRemoved) {
+  SetUpStores();
+  lookup_wrapper_->before_write = [&] {
+    auto removed = catalog_->DeleteTable("p", "t");
+    ASSERT_TRUE(removed.ok());
+    ASSERT_TRUE(lookup_->RemoveInstance(instance_).ok());
+    ASSERT_TRUE(warehouse_->RemoveInstance(instance_).ok());
+    ASSERT_TRUE(catalog_->FinishRemoval(instance_.instance_id).ok());
+  };
+  StartWorkers();
+  Publish({Message('d', {"d1", "d2"})});
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
+  EXPECT_TRUE(Log().empty()) << "rows of a deleted table were left behind";
+  auto pending = catalog_->ListPendingRemovals();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_TRUE(pending->empty());
 }
 
 }  // namespace

@@ -13,9 +13,14 @@
 #include <filesystem>
 #include <mutex>
 #include <thread>
+#include <functional>
+#include <span>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "aquifer/driver/wrappers.h"
+#include "aquifer/drivers/builtin.h"
 #include "aquifer/engine/catalog.h"
 
 namespace aquifer::engine {
@@ -741,6 +746,253 @@ TEST_F(EngineTest, HealthIsOkAndWaitOptionsParse) {
   EXPECT_TRUE(wait->index && wait->warehouse && !wait->log);
   EXPECT_FALSE(ParseWaitFor("disk").ok());
   EXPECT_FALSE(ParseWaitFor("").ok());
+}
+
+// --- Issue 8: re-registration, deletion under writes, dead letters --------------------------
+
+// A DuckDB warehouse whose RemoveInstance fails `remove_failures` times and
+// whose writes fail while `fail_writes` is set. Tests keep a pointer to it.
+class FlakyWarehouse : public driver::WarehouseServiceWrapper {
+ public:
+  using WarehouseServiceWrapper::WarehouseServiceWrapper;
+  Status RemoveInstance(const driver::InstanceInfo& instance) override {
+    if (remove_failures.fetch_sub(1) > 0) return Unavailable("injected: warehouse unreachable");
+    Status removed = WarehouseServiceWrapper::RemoveInstance(instance);
+    if (removed.ok()) ++removes;
+    return removed;
+  }
+  Status WriteToWarehouse(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
+                          std::span<const driver::RecordGroup> groups) override {
+    if (fail_writes) return Unavailable("injected: warehouse timeout");
+    return WarehouseServiceWrapper::WriteToWarehouse(instance, records, groups);
+  }
+  std::atomic<int> remove_failures{0};
+  std::atomic<int> removes{0};
+  std::atomic<bool> fail_writes{false};
+};
+
+int64_t MetricValue(const std::string& text, const std::string& name) {
+  size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(text.substr(at + name.size() + 2));
+}
+
+class EngineIssue8Test : public EngineTest {
+ protected:
+  // Options whose warehouse is a FlakyWarehouse over DuckDB, kept in flaky_.
+  EngineOptions FlakyOptions() {
+    EngineOptions options = Options();
+    options.warehouse.name = "flaky";
+    options.register_drivers = [this](driver::Registry* registry) {
+      registry->Register("flaky", driver::Factory<driver::WarehouseService>(
+                                      [this](const driver::Config& config, const driver::DriverContext& context)
+                                          -> Result<std::shared_ptr<driver::WarehouseService>> {
+                                        driver::Registry builtin;
+                                        drivers::RegisterBuiltinDrivers(&builtin);
+                                        AQ_ASSIGN_OR_RETURN(auto duckdb,
+                                                            builtin.MakeWarehouseService("duckdb", config, context));
+                                        flaky_ = std::make_shared<FlakyWarehouse>(duckdb);
+                                        return std::shared_ptr<driver::WarehouseService>(flaky_);
+                                      }));
+    };
+    return options;
+  }
+  driver::InstanceInfo Instance(std::string_view table = "t") {
+    auto described = engine_->DescribeTable(admin_, "p", table);
+    EXPECT_TRUE(described.ok()) << described.status().ToString();
+    driver::InstanceInfo instance;
+    if (!described.ok()) return instance;
+    instance.instance_id = *Uuid::Parse(json::parse(*described)["instance_id"].get<std::string>());
+    return instance;
+  }
+  bool WaitFor(const std::function<bool()>& done, int seconds = 30) {
+    for (int attempt = 0; attempt < seconds * 100; ++attempt) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  }
+  // Opens the embedded stores of dir_ directly (the engine must be closed).
+  void OpenStores(std::shared_ptr<driver::LookupService>* lookup,
+                  std::shared_ptr<driver::WarehouseService>* warehouse) {
+    driver::Registry registry;
+    drivers::RegisterBuiltinDrivers(&registry);
+    driver::DriverContext context{dir_, Clock::System()};
+    auto made_lookup = registry.MakeLookupService("embedded", {}, context);
+    auto made_warehouse = registry.MakeWarehouseService("duckdb", {}, context);
+    ASSERT_TRUE(made_lookup.ok() && made_warehouse.ok());
+    *lookup = *made_lookup;
+    *warehouse = *made_warehouse;
+  }
+  // How many tables of the warehouse belong to the instance (its rows and its applied ids).
+  int64_t WarehouseTables(driver::WarehouseService& warehouse, const Uuid& instance_id) {
+    const Uuid job = Uuid::Random();
+    auto started = warehouse.StartQuery(
+        job, "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'i_" + instance_id.Hex() + "%'", {});
+    EXPECT_TRUE(started.ok()) << started.status().ToString();
+    if (!started.ok()) return -1;
+    EXPECT_TRUE(WaitFor([&] {
+      auto polled = warehouse.PollJob(job);
+      return polled.ok() && polled->status != driver::JobStatus::kPending &&
+             polled->status != driver::JobStatus::kRunning;
+    }));
+    auto polled = warehouse.PollJob(job);
+    EXPECT_EQ(polled->status, driver::JobStatus::kDone) << polled->error;
+    return polled->rows;
+  }
+
+  std::shared_ptr<FlakyWarehouse> flaky_;
+};
+
+// Item 2: a table whose instance the warehouse lost (or never got: the
+// process died between the catalog commit and RegisterInstance) is
+// registered again when the engine starts.
+TEST_F(EngineIssue8Test, StartRegistersEveryInstanceAgain) {
+  Open(Options());
+  CreateProjectAndTable();
+  driver::InstanceInfo instance = Instance();
+  engine_.reset();
+  {
+    std::shared_ptr<driver::LookupService> lookup;
+    std::shared_ptr<driver::WarehouseService> warehouse;
+    OpenStores(&lookup, &warehouse);
+    ASSERT_TRUE(warehouse->RemoveInstance(instance).ok());
+    ASSERT_EQ(WarehouseTables(*warehouse, instance.instance_id), 0);
+  }
+  Open(Options());
+  auto analysis = engine_->AnalyzeSql(admin_, "SELECT n FROM p.t");
+  EXPECT_TRUE(analysis.ok()) << analysis.status().ToString();
+}
+
+// Item 5: deleting a table while writers keep writing to it leaves nothing
+// of it in the log, the index or the warehouse.
+TEST_F(EngineIssue8Test, DeletingATableUnderConcurrentWritesLeavesNothingBehind) {
+  Open(Options());
+  CreateProjectAndTable();
+  driver::InstanceInfo instance = Instance();
+  std::atomic<int> accepted{0};
+  std::atomic<bool> deleted{false};
+  std::vector<std::thread> writers;
+  for (int writer_idx = 0; writer_idx < 3; ++writer_idx) {
+    writers.emplace_back([&, writer_idx] {
+      for (int n = 0; n < 2000; ++n) {
+        std::string body = fmt::format(R"([{{"user":"w{}-{}","n":{}}},{{"user":"x{}","n":{}}}])",
+                                       writer_idx, n, n, n % 7, n);
+        auto ack = Write(body, {});
+        if (!ack.ok()) {
+          EXPECT_EQ(ack.status().code(), StatusCode::kNotFound) << ack.status().ToString();
+          return;
+        }
+        ++accepted;
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return accepted >= 60; }));
+  ASSERT_TRUE(engine_->DeleteTable(admin_, "p", "t").ok());
+  deleted = true;
+  for (auto& writer : writers) writer.join();
+  // Every accepted message is handled (written then removed, or dropped).
+  ASSERT_TRUE(WaitFor([&] {
+    std::string metrics = engine_->MetricsText();
+    return MetricValue(metrics, "aquifer_queue_processed_total") ==
+               MetricValue(metrics, "aquifer_queue_published_total") &&
+           MetricValue(metrics, "aquifer_instance_removals_pending") == 0;
+  }));
+  engine_.reset();
+
+  std::shared_ptr<driver::LookupService> lookup;
+  std::shared_ptr<driver::WarehouseService> warehouse;
+  OpenStores(&lookup, &warehouse);
+  auto catalog = OpenSqliteCatalog(dir_ + "/catalog.db");
+  ASSERT_TRUE(catalog.ok());
+  auto schema = schema::Schema::Parse(kSchema, {"user"});
+  ASSERT_TRUE(schema.ok());
+  instance.schema = *schema;
+  for (auto kind : {driver::QueryKind::kLog, driver::QueryKind::kIndex}) {
+    driver::QueryRequest request;
+    request.kind = kind;
+    auto cursors = lookup->Query(instance, request);
+    ASSERT_TRUE(cursors.ok()) << cursors.status().ToString();
+    driver::ReadOptions read_options;
+    read_options.limit = 1000;
+    auto read = lookup->ReadCursor(instance, cursors->replay, {}, read_options);
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    EXPECT_TRUE(read->records.empty()) << read->records.size() << " records of the deleted table left";
+  }
+  EXPECT_EQ(WarehouseTables(*warehouse, instance.instance_id), 0);
+  EXPECT_TRUE((*catalog)->ListPendingRemovals()->empty());
+}
+
+// Item 5: a removal that fails is finished later in the background, and the
+// DELETE still succeeds (the table is gone from the catalog at once).
+TEST_F(EngineIssue8Test, AFailedRemovalIsFinishedInTheBackground) {
+  Open(FlakyOptions());
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1}])", {.index = true, .warehouse = true}).ok());
+  driver::InstanceInfo instance = Instance();
+  flaky_->remove_failures = 3;
+  ASSERT_TRUE(engine_->DeleteTable(admin_, "p", "t").ok());
+  EXPECT_EQ(engine_->DescribeTable(admin_, "p", "t").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(WaitFor([&] { return flaky_->removes >= 1; }));
+  ASSERT_TRUE(WaitFor([&] {
+    return MetricValue(engine_->MetricsText(), "aquifer_instance_removals_pending") == 0;
+  }));
+  EXPECT_GE(MetricValue(engine_->MetricsText(), "aquifer_instance_removal_failures_total"), 3);
+  EXPECT_EQ(WarehouseTables(*flaky_, instance.instance_id), 0);
+}
+
+// Item 2: a write the warehouse keeps refusing is dead-lettered; an operator
+// lists it (listing keeps it) and replays it, and it lands once everywhere.
+TEST_F(EngineIssue8Test, DeadLettersAreListedAndReplayedOnce) {
+  EngineOptions options = FlakyOptions();
+  options.max_delivery_attempts = 2;
+  Open(options);
+  CreateProjectAndTable();
+  flaky_->fail_writes = true;
+  auto ack = Write(R"([{"user":"a","n":1},{"user":"b","n":2}])", {});
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  json listed;
+  ASSERT_TRUE(WaitFor([&] {
+    auto text = engine_->DeadLettersJson(admin_, 100);
+    if (!text.ok()) return false;
+    listed = json::parse(*text);
+    return listed["dead_letters"].size() == 1;
+  }));
+  const json& letter = listed["dead_letters"][0];
+  EXPECT_EQ(letter["write_id"], ack->write_id);
+  EXPECT_EQ(letter["project"], "p");
+  EXPECT_EQ(letter["table"], "t");
+  EXPECT_EQ(letter["store"], "warehouse");
+  EXPECT_EQ(letter["records"], 2);
+  EXPECT_EQ(letter["attempts"], 2);
+  EXPECT_THAT(letter["reason"].get<std::string>(), HasSubstr("warehouse timeout"));
+  EXPECT_EQ(json::parse(*engine_->DeadLettersJson(admin_, 100))["dead_letters"].size(), 1u)
+      << "listing leaves the dead letters in place";
+  EXPECT_THAT(engine_->MetricsText(), HasSubstr("aquifer_messages_dead_lettered_total 1"));
+  Principal writer = Secret("p", {{"read", {"t"}}, {"write", {"t"}}, {"manage", true}});
+  EXPECT_EQ(engine_->DeadLettersJson(writer, 10).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(engine_->ReplayDeadLetters(writer, "").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(engine_->ReplayDeadLetters(admin_, R"({"write_ids":"x"})").status().code(),
+            StatusCode::kInvalidArgument);
+  // A filter naming another write replays nothing.
+  EXPECT_EQ(json::parse(*engine_->ReplayDeadLetters(admin_, R"({"write_ids":["nope"]})"))["replayed"], 0);
+
+  flaky_->fail_writes = false;
+  auto replayed = engine_->ReplayDeadLetters(admin_, "");
+  ASSERT_TRUE(replayed.ok()) << replayed.status().ToString();
+  EXPECT_EQ(json::parse(*replayed)["replayed"], 1);
+  EXPECT_TRUE(json::parse(*engine_->DeadLettersJson(admin_, 100))["dead_letters"].empty());
+  ASSERT_TRUE(WaitFor([&] {
+    auto job = engine_->SubmitSql(admin_, "SELECT count(*) AS c FROM p.t");
+    if (!job.ok()) return false;
+    for (int poll = 0; poll < 500; ++poll) {
+      auto rows = engine_->ReadJobRows(admin_, *job, "", 10);
+      if (rows.ok()) return json::parse(rows->data_json)[0][0] == 2;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }));
+  EXPECT_EQ(WholeLog().size(), 2u) << "the lookup had applied it before: not logged again";
 }
 
 }  // namespace

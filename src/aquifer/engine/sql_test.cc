@@ -114,7 +114,7 @@ class SqlServiceTest : public ::testing::Test {
       record.timestamp_ms = ts++;
       records.push_back(std::move(record));
     }
-    ASSERT_TRUE(warehouse_->WriteToWarehouse(table.primary, records).ok());
+    ASSERT_TRUE(warehouse_->WriteToWarehouse(table.primary, records, {}).ok());
   }
 
   // Polls the job until it finishes (or 30 s pass); returns its JSON.

@@ -1,10 +1,13 @@
 #include "aquifer/engine/wire.h"
 
+#include <algorithm>
+
 namespace aquifer::engine {
 namespace {
 
 constexpr uint8_t kWriteMessageVersion = 1;
 constexpr uint8_t kWriteReportVersion = 1;
+constexpr uint8_t kDeadLetterVersion = 1;
 constexpr uint64_t kMaxParts = 1u << 20;
 
 size_t VarintSize(uint64_t value) {
@@ -159,6 +162,56 @@ Result<WriteMessage> DecodeWriteMessage(std::string_view data) {
     return Corruption("write message: {} trailing bytes", reader.rest().size());
   }
   return message;
+}
+
+std::string WriteMessageId(const WriteMessage& message) {
+  std::string id = message.write_id;
+  for (int shift = 24; shift >= 0; shift -= 8) id.push_back(static_cast<char>(message.part >> shift));
+  return id;
+}
+
+// version(1) ‖ lp store ‖ lp reason ‖ dead_ms(8) ‖ varint attempts ‖ lp ordering key ‖ lp data
+std::string EncodeDeadLetter(const DeadLetter& letter) {
+  std::string out;
+  out.reserve(32 + letter.store.size() + letter.reason.size() + letter.ordering_key.size() +
+              letter.data.size());
+  out.push_back(static_cast<char>(kDeadLetterVersion));
+  for (const std::string* text : {&letter.store, &letter.reason}) {
+    AppendVarint(&out, text->size());
+    out.append(*text);
+  }
+  AppendFixed64(&out, static_cast<uint64_t>(letter.dead_ms));
+  AppendVarint(&out, static_cast<uint64_t>(std::max(letter.attempts, 0)));
+  for (const std::string* text : {&letter.ordering_key, &letter.data}) {
+    AppendVarint(&out, text->size());
+    out.append(*text);
+  }
+  return out;
+}
+
+Result<DeadLetter> DecodeDeadLetter(std::string_view data) {
+  ByteReader reader(data);
+  uint8_t version = 0;
+  if (!reader.Byte(&version)) return Corruption("dead letter: empty");
+  if (version != kDeadLetterVersion) {
+    return Corruption("dead letter: unknown version {} (this binary reads {})", version,
+                      kDeadLetterVersion);
+  }
+  std::string_view store, reason, ordering_key, original;
+  uint64_t dead_ms = 0, attempts = 0;
+  if (!reader.LengthPrefixed(&store) || !reader.LengthPrefixed(&reason) ||
+      !reader.Fixed64(&dead_ms) || !reader.Varint(&attempts) || attempts > (1u << 30) ||
+      !reader.LengthPrefixed(&ordering_key) || !reader.LengthPrefixed(&original) || !reader.done()) {
+    return Corruption("dead letter: truncated or malformed ({} bytes)", data.size());
+  }
+  DeadLetter letter;
+  letter.store.assign(store);
+  letter.reason.assign(reason);
+  letter.dead_ms = static_cast<int64_t>(dead_ms);
+  letter.attempts = static_cast<int32_t>(attempts);
+  letter.ordering_key.assign(ordering_key);
+  letter.data.assign(original);
+  return letter;
 }
 
 std::string EncodeWriteReport(const WriteReport& report) {

@@ -25,6 +25,10 @@ namespace aquifer::engine {
 inline constexpr std::string_view kWritesTopic = "writes";
 inline constexpr std::string_view kWriteReportsTopic = "write-reports";
 inline constexpr std::string_view kWorkersSubscription = "workers";
+// Write messages a worker gave up on, as DeadLetter; operators list and
+// replay them through the persistent subscription kOperatorsSubscription.
+inline constexpr std::string_view kDeadLettersTopic = "writes-dead";
+inline constexpr std::string_view kOperatorsSubscription = "operators";
 
 // Write ids are 16 random bytes, shown to users in base58.
 inline constexpr size_t kWriteIdSize = 16;
@@ -36,6 +40,10 @@ struct WriteMessage {
   uint32_t parts = 1;     // how many messages the write was split into
   std::vector<driver::Record> records;  // key, avro, timestamp (offset unused)
 };
+
+// The message's stable id for exactly-once writes (driver::RecordGroup):
+// write id (16) ‖ part (4, big-endian). The same on every redelivery.
+std::string WriteMessageId(const WriteMessage& message);
 
 // Bytes a WriteMessage takes on the wire besides its records.
 inline constexpr size_t kWriteMessageOverhead = 1 + 16 + 16 + 3 * 10;
@@ -60,6 +68,21 @@ struct WriteReport {
 
 std::string EncodeWriteReport(const WriteReport& report);
 Result<WriteReport> DecodeWriteReport(std::string_view data);
+
+// A "writes" message a worker could not apply, with why: published to
+// kDeadLettersTopic, then the original is acked. Replaying publishes `data`
+// to "writes" again with `ordering_key`; the stores skip what they applied.
+struct DeadLetter {
+  std::string store;         // "lookup service", "warehouse" or "worker" (undecodable)
+  std::string reason;        // the last error
+  int64_t dead_ms = 0;       // when it was dead-lettered
+  int32_t attempts = 0;      // delivery attempts made
+  std::string ordering_key;  // as published to "writes"
+  std::string data;          // the "writes" message, byte for byte
+};
+
+std::string EncodeDeadLetter(const DeadLetter& letter);
+Result<DeadLetter> DecodeDeadLetter(std::string_view data);
 
 // Byte helpers shared by the engine's formats: LEB128 varints (canonical:
 // no redundant trailing zero groups) and 8-byte big-endian integers.

@@ -16,10 +16,28 @@ constexpr int64_t kAckTimeoutMs = 30'000;
 constexpr int64_t kFirstBackoffMs = 50;
 constexpr int64_t kMaxBackoffMs = 5'000;
 
-// Errors a retry cannot fix: the message is dropped (logged) instead of redelivered forever.
-bool IsPermanent(const Status& status) {
-  return status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kCorruption ||
-         status.code() == StatusCode::kTooLarge || status.code() == StatusCode::kNotSupported;
+constexpr std::string_view kLookupStore = "lookup service";
+constexpr std::string_view kWarehouseStore = "warehouse";
+
+// Damaged storage: Corruption, or an I/O error of a failed sync (drivers map
+// I/O errors to Unavailable and keep the backend's text). Retrying the same
+// write elsewhere cannot help and acking would lose data: the write path
+// fails closed until the store works again.
+bool IsStorageFailure(const Status& status) {
+  if (status.code() == StatusCode::kCorruption) return true;
+  if (status.code() != StatusCode::kUnavailable) return false;
+  const std::string& text = status.message();
+  const bool io = text.find("IO error") != std::string::npos ||
+                  text.find("I/O error") != std::string::npos ||
+                  text.find("IOError") != std::string::npos;
+  return io && (text.find("sync") != std::string::npos ||
+                text.find("No space left") != std::string::npos);
+}
+
+// Errors a retry of the same message cannot fix: the store refuses it.
+bool IsRefusal(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kTooLarge ||
+         status.code() == StatusCode::kNotSupported;
 }
 
 int64_t BackoffMs(int32_t attempt) {
@@ -101,7 +119,8 @@ void WorkerPool::Run(driver::Subscription* subscription) {
     }
     for (const auto& run : runs) {
       if (stopping_) break;  // the rest is redelivered after the ack timeout
-      size_t done = HandleRun(run);
+      RunResult result = HandleRun(run);
+      const size_t done = result.done;
       std::vector<std::string> ack_ids;
       std::vector<std::string> nack_ids;
       for (size_t idx = 0; idx < run.size(); ++idx) {
@@ -118,24 +137,24 @@ void WorkerPool::Run(driver::Subscription* subscription) {
       }
       if (!nack_ids.empty()) {
         // The failed message and every later one of its instance go back, in order.
-        Backoff(BackoffMs(run[done]->delivery_attempt));
+        Backoff(result.slow ? kMaxBackoffMs : BackoffMs(run[done]->delivery_attempt));
         (void)subscription->Nack(nack_ids);
       }
     }
   }
 }
 
-size_t WorkerPool::HandleRun(const std::vector<const driver::Message*>& run) {
+WorkerPool::RunResult WorkerPool::HandleRun(const std::vector<const driver::Message*>& run) {
   // Chunks of consecutive messages within the stores' batch limit.
-  size_t done = 0;
-  while (done < run.size()) {
+  RunResult result;
+  while (result.done < run.size()) {
     std::vector<const driver::Message*> chunk;
     std::vector<WriteMessage> messages;
     size_t total = 0;
-    for (size_t idx = done; idx < run.size(); ++idx) {
+    for (size_t idx = result.done; idx < run.size(); ++idx) {
       auto decoded = DecodeWriteMessage(run[idx]->data);
       if (!decoded.ok() || (!messages.empty() && decoded->instance_id != messages[0].instance_id)) {
-        if (chunk.empty()) chunk.push_back(run[idx]);  // handled alone (and dropped) below
+        if (chunk.empty()) chunk.push_back(run[idx]);  // handled alone (dead-lettered) below
         break;
       }
       if (!chunk.empty() && total + decoded->records.size() > deps_.max_records_per_store_write) {
@@ -145,73 +164,77 @@ size_t WorkerPool::HandleRun(const std::vector<const driver::Message*>& run) {
       chunk.push_back(run[idx]);
       messages.push_back(std::move(*decoded));
     }
-    size_t chunk_done = chunk.size() == 1 || messages.size() != chunk.size()
-                            ? HandleEach(chunk)
-                            : HandleChunk(chunk, std::move(messages));
-    done += chunk_done;
-    if (chunk_done < chunk.size()) break;
+    RunResult chunk_result = chunk.size() == 1 || messages.size() != chunk.size()
+                                 ? HandleEach(chunk)
+                                 : HandleChunk(chunk, std::move(messages));
+    result.done += chunk_result.done;
+    if (chunk_result.done < chunk.size()) {
+      result.slow = chunk_result.slow;
+      break;
+    }
   }
-  return done;
+  return result;
 }
 
-size_t WorkerPool::HandleChunk(const std::vector<const driver::Message*>& run,
-                               std::vector<WriteMessage> messages) {
+WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Message*>& run,
+                                              std::vector<WriteMessage> messages) {
   size_t total = 0;
   for (const auto& message : messages) total += message.records.size();
   auto instance = deps_.catalog->GetInstance(messages[0].instance_id);
   if (!instance.ok()) return HandleEach(run);  // dropped or retried there, with its log line
 
   std::vector<driver::Record> records;
+  std::vector<driver::RecordGroup> groups;
+  std::vector<const WriteMessage*> originals;
   records.reserve(total);
+  groups.reserve(messages.size());
   for (auto& message : messages) {
-    records.insert(records.end(), message.records.begin(), message.records.end());
+    groups.push_back({WriteMessageId(message), message.records.size()});
+    originals.push_back(&message);
+    records.insert(records.end(), std::make_move_iterator(message.records.begin()),
+                   std::make_move_iterator(message.records.end()));
   }
-  EngineMetrics& metrics = *deps_.metrics;
-  const auto count = static_cast<int64_t>(records.size());
-  auto failed = [&](std::string_view store, const Status& status) {
-    metrics.worker_errors.fetch_add(1, std::memory_order_relaxed);
-    // A refused batch is retried message by message, to drop only the bad one.
-    if (IsPermanent(status)) return HandleEach(run);
-    AQ_LOG(Warn, "worker: writing {} messages to the {} failed (attempt {}), will retry: {}",
-           run.size(), store, run.front()->delivery_attempt, status.ToString());
-    return size_t{0};
-  };
-  if (instance->use_log || instance->use_index) {
-    Status written = deps_.lookup->WriteRecords(*instance, records);
-    if (!written.ok()) return failed("lookup service", written);
-    if (instance->use_log) metrics.records_log.fetch_add(count, std::memory_order_relaxed);
-    if (instance->use_index) metrics.records_index.fetch_add(count, std::memory_order_relaxed);
-    uint8_t stores = static_cast<uint8_t>((instance->use_log ? kStoreLog : 0) |
-                                          (instance->use_index ? kStoreIndex : 0));
-    for (const auto& message : messages) PublishReport(message, stores, MessageBytes(message));
-  }
-  if (instance->use_warehouse) {
-    Status written = deps_.warehouse->WriteToWarehouse(*instance, records);
-    if (!written.ok()) return failed("warehouse", written);
-    metrics.records_warehouse.fetch_add(count, std::memory_order_relaxed);
-    for (const auto& message : messages) {
-      PublishReport(message, kStoreWarehouse, MessageBytes(message));
+  Applied applied = Apply(*instance, records, groups, originals);
+  switch (applied.failure) {
+    case Failure::kNone:
+      return {run.size(), false};
+    case Failure::kStorage:
+      return {0, true};  // logged and reported by Apply; nothing is acked
+    case Failure::kTransient: {
+      bool exhausted = std::any_of(run.begin(), run.end(), [&](const driver::Message* message) {
+        return message->delivery_attempt >= deps_.max_delivery_attempts;
+      });
+      if (!exhausted) {
+        AQ_LOG(Warn, "worker: writing {} messages of {}.{} to the {} failed (attempt {}), will retry: {}",
+               run.size(), instance->project, instance->table, applied.store,
+               run.front()->delivery_attempt, applied.status.ToString());
+        return {0, false};
+      }
+      [[fallthrough]];  // message by message: the exhausted ones are dead-lettered
     }
+    case Failure::kRefused:       // message by message, to dead-letter only the bad one
+    case Failure::kInstanceGone:  // dropped there, with its log line
+      return HandleEach(run);
   }
-  return run.size();
+  return {0, false};
 }
 
-size_t WorkerPool::HandleEach(const std::vector<const driver::Message*>& run) {
+WorkerPool::RunResult WorkerPool::HandleEach(const std::vector<const driver::Message*>& run) {
   // In order; the first that must be retried stops the run there.
   for (size_t idx = 0; idx < run.size(); ++idx) {
-    if (Handle(*run[idx]) == Outcome::kRetry) return idx;
+    Outcome outcome = Handle(*run[idx]);
+    if (outcome != Outcome::kAck) return {idx, outcome == Outcome::kRetrySlowly};
   }
-  return run.size();
+  return {run.size(), false};
 }
 
 WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
   EngineMetrics& metrics = *deps_.metrics;
   auto decoded = DecodeWriteMessage(queued.data);
   if (!decoded.ok()) {
-    metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
-    AQ_LOG(Error, "worker: dropping an undecodable message of {} bytes: {}", queued.data.size(),
-           decoded.status().ToString());
-    return Outcome::kAck;
+    return DeadLetter(queued, "worker", decoded.status(), "an undecodable message")
+               ? Outcome::kAck
+               : Outcome::kRetry;
   }
   const WriteMessage& message = *decoded;
   auto instance = deps_.catalog->GetInstance(message.instance_id);
@@ -228,40 +251,156 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
            message.instance_id.ToString(), instance.status().ToString());
     return Outcome::kRetry;
   }
-  const int64_t bytes = MessageBytes(message);
-  const auto records = static_cast<int64_t>(message.records.size());
-
-  // Returns the outcome for a failed store write, after logging it.
-  auto failed = [&](std::string_view store, const Status& status) {
-    metrics.worker_errors.fetch_add(1, std::memory_order_relaxed);
-    if (IsPermanent(status)) {
-      metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
-      AQ_LOG(Error, "worker: {} refused write {} ({} records of {}.{}); dropping it: {}", store,
-             HexEncode(message.write_id), records, instance->project, instance->table,
-             status.ToString());
+  const driver::RecordGroup group{WriteMessageId(message), message.records.size()};
+  Applied applied = Apply(*instance, message.records, std::span(&group, 1), {&message});
+  const std::string what = fmt::format("write {} part {} ({} records of {}.{})",
+                                       HexEncode(message.write_id), message.part,
+                                       message.records.size(), instance->project, instance->table);
+  switch (applied.failure) {
+    case Failure::kNone:
       return Outcome::kAck;
-    }
-    AQ_LOG(Warn, "worker: writing write {} to the {} failed (attempt {}), will retry: {}",
-           HexEncode(message.write_id), store, queued.delivery_attempt, status.ToString());
-    return Outcome::kRetry;
-  };
+    case Failure::kInstanceGone:
+      metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+      AQ_LOG(Info, "worker: dropping {}: the table was deleted", what);
+      return Outcome::kAck;
+    case Failure::kStorage:
+      return Outcome::kRetrySlowly;
+    case Failure::kRefused:
+      return DeadLetter(queued, applied.store, applied.status, what) ? Outcome::kAck
+                                                                     : Outcome::kRetry;
+    case Failure::kTransient:
+      if (queued.delivery_attempt >= deps_.max_delivery_attempts) {
+        return DeadLetter(queued, applied.store, applied.status, what) ? Outcome::kAck
+                                                                       : Outcome::kRetry;
+      }
+      AQ_LOG(Warn, "worker: writing {} to the {} failed (attempt {} of {}), will retry: {}", what,
+             applied.store, queued.delivery_attempt, deps_.max_delivery_attempts,
+             applied.status.ToString());
+      return Outcome::kRetry;
+  }
+  return Outcome::kRetry;
+}
 
-  if (instance->use_log || instance->use_index) {
-    Status written = deps_.lookup->WriteRecords(*instance, message.records);
-    if (!written.ok()) return failed("lookup service", written);
-    if (instance->use_log) metrics.records_log.fetch_add(records, std::memory_order_relaxed);
-    if (instance->use_index) metrics.records_index.fetch_add(records, std::memory_order_relaxed);
-    uint8_t stores = static_cast<uint8_t>((instance->use_log ? kStoreLog : 0) |
-                                          (instance->use_index ? kStoreIndex : 0));
-    PublishReport(message, stores, bytes);
+WorkerPool::Applied WorkerPool::Apply(const driver::InstanceInfo& instance,
+                                      std::span<const driver::Record> records,
+                                      std::span<const driver::RecordGroup> groups,
+                                      const std::vector<const WriteMessage*>& messages) {
+  EngineMetrics& metrics = *deps_.metrics;
+  const auto count = static_cast<int64_t>(records.size());
+  if (instance.use_log || instance.use_index) {
+    Applied applied = WriteStore(/*lookup=*/true, instance, records, groups);
+    if (applied.failure != Failure::kNone) return applied;
+    if (instance.use_log) metrics.records_log.fetch_add(count, std::memory_order_relaxed);
+    if (instance.use_index) metrics.records_index.fetch_add(count, std::memory_order_relaxed);
+    uint8_t stores = static_cast<uint8_t>((instance.use_log ? kStoreLog : 0) |
+                                          (instance.use_index ? kStoreIndex : 0));
+    for (const WriteMessage* message : messages) {
+      PublishReport(*message, stores, MessageBytes(*message));
+    }
   }
-  if (instance->use_warehouse) {
-    Status written = deps_.warehouse->WriteToWarehouse(*instance, message.records);
-    if (!written.ok()) return failed("warehouse", written);
-    metrics.records_warehouse.fetch_add(records, std::memory_order_relaxed);
-    PublishReport(message, kStoreWarehouse, bytes);
+  if (instance.use_warehouse) {
+    Applied applied = WriteStore(/*lookup=*/false, instance, records, groups);
+    if (applied.failure != Failure::kNone) return applied;
+    metrics.records_warehouse.fetch_add(count, std::memory_order_relaxed);
+    for (const WriteMessage* message : messages) {
+      PublishReport(*message, kStoreWarehouse, MessageBytes(*message));
+    }
   }
-  return Outcome::kAck;
+  // DeleteTable commits the catalog first, then removes the stores' data. A
+  // write that resolved the instance before the commit may land after the
+  // removal; seeing the deletion now, this worker removes what it wrote.
+  auto still = deps_.catalog->GetInstance(instance.instance_id);
+  if (!still.ok() && still.status().code() == StatusCode::kNotFound) RemoveDeleted(instance);
+  return {};
+}
+
+WorkerPool::Applied WorkerPool::WriteStore(bool lookup, const driver::InstanceInfo& instance,
+                                           std::span<const driver::Record> records,
+                                           std::span<const driver::RecordGroup> groups) {
+  const std::string_view store = lookup ? kLookupStore : kWarehouseStore;
+  auto write = [&] {
+    return lookup ? deps_.lookup->WriteRecords(instance, records, groups)
+                  : deps_.warehouse->WriteToWarehouse(instance, records, groups);
+  };
+  Status written = write();
+  if (written.code() == StatusCode::kNotFound || written.code() == StatusCode::kFailedPrecondition) {
+    // Storage of the instance is missing or stale. Register it again, unless
+    // the table was deleted (then the removal must not be undone).
+    auto current = deps_.catalog->GetInstance(instance.instance_id);
+    if (!current.ok() && current.status().code() == StatusCode::kNotFound) {
+      return {Failure::kInstanceGone, store, written};
+    }
+    if (current.ok()) {
+      Status registered = lookup ? deps_.lookup->RegisterInstance(*current)
+                                 : deps_.warehouse->RegisterInstance(*current);
+      if (registered.ok()) {
+        deps_.metrics->instances_reregistered.fetch_add(1, std::memory_order_relaxed);
+        AQ_LOG(Warn, "worker: the {} did not know instance {} ({}.{}): {}; registered it again",
+               store, instance.instance_id.ToString(), instance.project, instance.table,
+               written.ToString());
+        written = write();
+      } else {
+        written = registered.WithContext(
+            fmt::format("registering instance {} again after: {}", instance.instance_id.ToString(),
+                        written.ToString()));
+      }
+    }
+  }
+  if (written.ok()) {
+    if (deps_.health != nullptr) deps_.health->Clear(store);
+    return {};
+  }
+  deps_.metrics->worker_errors.fetch_add(1, std::memory_order_relaxed);
+  if (IsStorageFailure(written)) {
+    deps_.metrics->store_failures.fetch_add(1, std::memory_order_relaxed);
+    if (deps_.health != nullptr) deps_.health->Fail(store, written);
+    AQ_LOG(Error, "worker: the {} reports damaged storage writing to {}.{}; the write path is "
+                  "failed closed (writes answer 503), nothing is acked, retrying slowly: {}",
+           store, instance.project, instance.table, written.ToString());
+    return {Failure::kStorage, store, written};
+  }
+  return {IsRefusal(written) ? Failure::kRefused : Failure::kTransient, store, written};
+}
+
+void WorkerPool::RemoveDeleted(const driver::InstanceInfo& instance) {
+  Status removed = deps_.lookup->RemoveInstance(instance);
+  if (removed.ok()) removed = deps_.warehouse->RemoveInstance(instance);
+  if (removed.ok()) {
+    AQ_LOG(Info, "worker: table {}.{} was deleted while instance {} was being written; removed "
+                 "what was written",
+           instance.project, instance.table, instance.instance_id.ToString());
+    return;
+  }
+  deps_.metrics->removal_failures.fetch_add(1, std::memory_order_relaxed);
+  Status recorded = deps_.catalog->AddPendingRemoval(instance);
+  AQ_LOG(Error, "worker: removing instance {} of deleted table {}.{} failed ({}); {}",
+         instance.instance_id.ToString(), instance.project, instance.table, removed.ToString(),
+         recorded.ok() ? "recorded as a pending removal, retried in the background"
+                       : "recording the pending removal failed too: " + recorded.ToString());
+}
+
+bool WorkerPool::DeadLetter(const driver::Message& queued, std::string_view store,
+                            const Status& reason, std::string_view what) {
+  engine::DeadLetter letter;
+  letter.store = std::string(store);
+  letter.reason = reason.ToString();
+  letter.dead_ms = deps_.clock->NowMillis();
+  letter.attempts = queued.delivery_attempt;
+  letter.ordering_key = queued.ordering_key;
+  letter.data = queued.data;
+  const std::string data = EncodeDeadLetter(letter);
+  driver::OutgoingMessage outgoing{data, {}};
+  Status published = deps_.queue->Publish(kDeadLettersTopic, std::span(&outgoing, 1));
+  if (!published.ok()) {
+    deps_.metrics->worker_errors.fetch_add(1, std::memory_order_relaxed);
+    AQ_LOG(Error, "worker: dead-lettering {} failed, keeping it queued: {}", what,
+           published.ToString());
+    return false;
+  }
+  deps_.metrics->messages_dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  AQ_LOG(Error, "worker: dead-lettered {} to '{}' after {} attempts: the {} refused it: {}", what,
+         kDeadLettersTopic, queued.delivery_attempt, store, reason.ToString());
+  return true;
 }
 
 void WorkerPool::PublishReport(const WriteMessage& message, uint8_t stores, int64_t bytes) {

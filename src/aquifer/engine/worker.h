@@ -9,17 +9,51 @@
 // are never applied concurrently or out of order). A pull's messages of one
 // instance are applied together: one lookup write and one warehouse write for
 // the run (what makes ingest fast: one fsync for many requests), falling back
-// to message by message when a store refuses the batch. Per message: decode; look the instance up in the catalog;
-// LookupService::WriteRecords (when the instance keeps a log or an index),
-// then a WriteReport {stores: log|index} on "write-reports";
-// WarehouseService::WriteToWarehouse (when it keeps a warehouse), then a
-// report {stores: warehouse}; then ack. A store error that may pass
-// (Unavailable, Timeout, ...) waits with exponential backoff (per delivery
-// attempt, 50 ms doubling to 5 s) and nacks, so the message is redelivered;
-// a message that cannot be decoded, whose instance no longer exists, or that
-// a store refuses as invalid is logged, counted and acked — never a crash
-// loop (REFERENCE.md §9.11). Redelivery can log a batch twice (at-least-once);
-// the index is unaffected (highest timestamp wins).
+// to message by message when a store refuses the batch. Per message: decode;
+// look the instance up in the catalog; LookupService::WriteRecords (when the
+// instance keeps a log or an index), then a WriteReport {stores: log|index}
+// on "write-reports"; WarehouseService::WriteToWarehouse (when it keeps a
+// warehouse), then a report {stores: warehouse}; then ack.
+//
+// Exactly once per store: every store write carries the messages' ids
+// (WriteMessageId: write id ‖ part) as driver::RecordGroups, and a store
+// skips a message it already applied, atomically with its data. So a
+// message that failed in the warehouse after its lookup write succeeded is
+// simply nacked: on redelivery (alone, or grouped with other messages) the
+// lookup skips it and only the warehouse writes.
+//
+// Failures, by what retrying can do about them:
+//  - Corruption, or an I/O error of a failed sync, from a store: storage is
+//    damaged. The write path fails closed: WriteHealth::Fail(store) (writes
+//    answer 503, /healthz unhealthy), nothing is acked or dropped, the
+//    messages are retried slowly (5 s) and the health clears once a write
+//    to that store succeeds again.
+//  - NotFound or FailedPrecondition from a store: the instance's storage is
+//    missing or stale (e.g. the process died between the catalog commit and
+//    RegisterInstance). If the catalog still has the instance, it is
+//    registered with that store once and the write retried; otherwise the
+//    table was deleted and the message is dropped.
+//  - InvalidArgument, TooLarge or NotSupported (the store refuses the
+//    message; the gateway validated it, so it is a bug or damage), a
+//    message that cannot be decoded, and any other error still failing at
+//    delivery attempt `max_delivery_attempts` (default 10, with backoff 50 ms
+//    doubling to 5 s): the message is dead-lettered — published to
+//    "writes-dead" (DeadLetter: the message, the store, the reason, the
+//    attempts) and then acked, with an Error log line and the counter
+//    aquifer_messages_dead_lettered_total. Operators list and replay dead
+//    letters (Engine::DeadLettersJson / ReplayDeadLetters). A dead letter
+//    does not hold back the table's later messages: its table keeps
+//    ingesting, and a replayed message lands after them (the index still
+//    keeps the highest timestamp per key; the log has it at a later offset).
+//  - Other errors (Unavailable, Timeout, ...) below the attempt limit: nack
+//    with backoff; the message and every later one of its instance come back
+//    in order.
+//  - The instance is gone from the catalog: the table was deleted, so the
+//    message is dropped (logged, counted). After a successful write the
+//    worker checks the catalog again: if the table was deleted meanwhile
+//    (DeleteTable may have removed the stores' data before this write
+//    landed), it removes the instance from the stores itself, or records a
+//    pending removal that the engine retries.
 //
 // Report listener (role all|gateway): one thread on an ephemeral
 // subscription of "write-reports"; each report completes waiters
@@ -35,10 +69,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "aquifer/base/clock.h"
 #include "aquifer/driver/lookup_service.h"
 #include "aquifer/driver/message_queue.h"
 #include "aquifer/driver/warehouse_service.h"
@@ -62,7 +98,12 @@ struct EngineMetrics {
   std::atomic<int64_t> records_index{0};
   std::atomic<int64_t> records_warehouse{0};
   std::atomic<int64_t> worker_errors{0};       // store/queue errors seen by workers
-  std::atomic<int64_t> messages_dropped{0};    // undecodable, instance gone, or refused by a store
+  std::atomic<int64_t> messages_dropped{0};    // instance gone (table deleted)
+  std::atomic<int64_t> messages_dead_lettered{0};  // published to "writes-dead" and acked
+  std::atomic<int64_t> store_failures{0};      // Corruption / failed syncs (write path failed closed)
+  std::atomic<int64_t> instances_reregistered{0};  // instances registered again by a worker
+  std::atomic<int64_t> removal_failures{0};    // RemoveInstance calls that failed (retried later)
+  std::atomic<int64_t> removals_pending{0};    // pending removals at the last retry
   std::atomic<int64_t> reports_received{0};
   std::atomic<int64_t> wait_timeouts{0};
   std::atomic<int64_t> reads{0};
@@ -81,6 +122,9 @@ struct WorkerDeps {
   size_t max_records_per_store_write = 10'000;
   // Where a worker reports a failure that stops the write path (never null when started by the engine).
   WriteHealth* health = nullptr;
+  // A message still failing at this delivery attempt is dead-lettered.
+  int32_t max_delivery_attempts = 10;
+  Clock* clock = Clock::System();
 };
 
 class WorkerPool {
@@ -97,17 +141,48 @@ class WorkerPool {
   void Stop();
 
  private:
-  enum class Outcome : uint8_t { kAck, kRetry };
+  // What became of the leading messages of a run: `done` are finished (to
+  // ack), the rest go back for redelivery; `slow` asks for the longest backoff.
+  struct RunResult {
+    size_t done = 0;
+    bool slow = false;
+  };
+  enum class Outcome : uint8_t { kAck, kRetry, kRetrySlowly };
+  // Why a store write failed, or kNone.
+  enum class Failure : uint8_t { kNone, kInstanceGone, kStorage, kRefused, kTransient };
+  struct Applied {
+    Failure failure = Failure::kNone;
+    std::string_view store;  // the store that failed
+    Status status;
+  };
+
   void Run(driver::Subscription* subscription);
   Outcome Handle(const driver::Message& message);
   // A pull's messages of one instance, in publish order, with one write per
   // store. Returns how many leading messages are done (to ack); the rest are
   // handed back for redelivery, in order.
-  size_t HandleRun(const std::vector<const driver::Message*>& run);
-  size_t HandleEach(const std::vector<const driver::Message*>& run);
+  RunResult HandleRun(const std::vector<const driver::Message*>& run);
+  RunResult HandleEach(const std::vector<const driver::Message*>& run);
   // Decoded messages of one instance within the batch limit: one write per store.
-  size_t HandleChunk(const std::vector<const driver::Message*>& run,
-                     std::vector<WriteMessage> messages);
+  RunResult HandleChunk(const std::vector<const driver::Message*>& run,
+                        std::vector<WriteMessage> messages);
+  // Writes `records` (grouped by message) to the instance's stores, exactly
+  // once per message and store, publishing reports; then checks that the
+  // instance was not deleted meanwhile.
+  Applied Apply(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
+                std::span<const driver::RecordGroup> groups,
+                const std::vector<const WriteMessage*>& messages);
+  // One store's write, registering the instance again once on NotFound or
+  // FailedPrecondition when the catalog still has it.
+  Applied WriteStore(bool lookup, const driver::InstanceInfo& instance,
+                     std::span<const driver::Record> records,
+                     std::span<const driver::RecordGroup> groups);
+  // Removes a deleted instance from the stores, or records a pending removal.
+  void RemoveDeleted(const driver::InstanceInfo& instance);
+  // Publishes the message to "writes-dead" with why. False if that failed
+  // (then the message must not be acked).
+  bool DeadLetter(const driver::Message& queued, std::string_view store, const Status& reason,
+                  std::string_view what);
   void PublishReport(const WriteMessage& message, uint8_t stores, int64_t bytes);
   // Sleeps up to `ms`, returning early when stopping.
   void Backoff(int64_t ms);

@@ -42,6 +42,22 @@ constexpr const char* kJobsDb = "__aquifer_jobs";
 constexpr int32_t kMaxPageRows = 10'000;
 
 std::string TableBaseName(const Uuid& instance_id) { return "i_" + instance_id.Hex(); }
+// The instance's applied group ids (exactly-once writes): id (hex), applied_ms.
+std::string AppliedTableName(const Uuid& instance_id) {
+  return QuoteIdent(TableBaseName(instance_id) + "__applied");
+}
+constexpr int64_t kPruneIntervalMs = 60'000;
+
+std::string HexOf(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
 std::string JobTableName(const Uuid& job_id) {
   return std::string(kJobsDb) + "." + QuoteIdent("__job_" + job_id.Hex());
 }
@@ -211,8 +227,11 @@ Job Snapshot(const JobState& state) {
 
 class DuckDBWarehouse final : public driver::WarehouseService {
  public:
-  DuckDBWarehouse(Clock* clock, int64_t dedup_window, int64_t max_queued_jobs)
-      : clock_(clock), dedup_window_(dedup_window), max_queued_jobs_(max_queued_jobs) {}
+  DuckDBWarehouse(Clock* clock, int64_t dedup_window, int64_t max_queued_jobs, int64_t applied_window_ms)
+      : clock_(clock),
+        dedup_window_(dedup_window),
+        max_queued_jobs_(max_queued_jobs),
+        applied_window_ms_(applied_window_ms) {}
 
   ~DuckDBWarehouse() override {
     {
@@ -286,18 +305,25 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Status RegisterInstance(const InstanceInfo& instance) override {
     if (!instance.schema) return InvalidArgument("duckdb: instance {} has no schema", instance.instance_id.ToString());
     std::lock_guard lock(write_mu_);
-    return Exec(write_conn_.get(), CreateTableSql(TableName(instance), *instance.schema))
+    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), CreateTableSql(TableName(instance), *instance.schema))
+                           .WithContext("duckdb: register instance"));
+    return Exec(write_conn_.get(), "CREATE TABLE IF NOT EXISTS " + AppliedTableName(instance.instance_id) +
+                                       " (id VARCHAR NOT NULL, applied_ms BIGINT NOT NULL)")
         .WithContext("duckdb: register instance");
   }
 
   Status RemoveInstance(const InstanceInfo& instance) override {
     std::lock_guard lock(write_mu_);
     dedup_.erase(instance.instance_id);
+    pruned_ms_.erase(instance.instance_id);
+    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "DROP TABLE IF EXISTS " + AppliedTableName(instance.instance_id))
+                           .WithContext("duckdb: remove instance"));
     return Exec(write_conn_.get(), "DROP TABLE IF EXISTS " + TableName(instance))
         .WithContext("duckdb: remove instance");
   }
 
-  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const driver::Record> records) override;
+  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const driver::Record> records,
+                          std::span<const driver::RecordGroup> groups) override;
   Result<QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
     std::lock_guard lock(admin_mu_);
     return Analyze(admin_conn_.get(), sql);
@@ -339,14 +365,26 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   // every job call: expiry needs no thread of its own).
   void ExpireResults();
 
+  // Which groups are new (false: applied before, or repeated in the call).
+  // FailedPrecondition when the applied-id table is missing (register again).
+  // Requires write_mu_.
+  Result<std::vector<bool>> FreshGroups(const InstanceInfo& instance,
+                                        std::span<const driver::RecordGroup> groups);
+  // In the open transaction: records the fresh groups' ids, and now and then
+  // deletes ids older than the window. Requires write_mu_.
+  Status RecordApplied(const InstanceInfo& instance, std::span<const driver::RecordGroup> groups,
+                       const std::vector<bool>& fresh, int64_t now_ms);
+
   Clock* clock_;
   const int64_t dedup_window_;
   const int64_t max_queued_jobs_;  // StartQuery refuses more waiting jobs (0: no bound)
+  const int64_t applied_window_ms_;
   Database db_;  // declared first: destroyed last
 
-  std::mutex write_mu_;  // guards write_conn_ and dedup_; serialises writes and DDL
+  std::mutex write_mu_;  // guards write_conn_, dedup_ and pruned_ms_; serialises writes and DDL
   Connection write_conn_;
   std::unordered_map<Uuid, DedupWindow, UuidHash> dedup_;
+  std::unordered_map<Uuid, int64_t, UuidHash> pruned_ms_;  // last prune of applied ids
 
   std::mutex read_mu_;  // guards read_conn_ (job pages)
   Connection read_conn_;
@@ -382,12 +420,81 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   std::vector<std::thread> threads_;
 };
 
+Result<std::vector<bool>> DuckDBWarehouse::FreshGroups(const InstanceInfo& instance,
+                                                       std::span<const driver::RecordGroup> groups) {
+  std::string list;
+  for (const auto& group : groups) {
+    if (!list.empty()) list += ", ";
+    list += QuoteLiteral(HexOf(group.id));
+  }
+  auto found = Query(write_conn_.get(), "SELECT id FROM " + AppliedTableName(instance.instance_id) +
+                                            " WHERE id IN (" + list + ")");
+  if (!found.ok()) {
+    return FailedPrecondition("duckdb: reading the applied ids of {} (instance not registered?): {}",
+                              TableName(instance), found.status().message());
+  }
+  std::unordered_set<std::string> applied;
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(found->ref()));
+    if (!chunk) break;
+    for (idx_t r = 0; r < duckdb_data_chunk_get_size(chunk.get()); ++r) {
+      applied.emplace(StringAt(duckdb_data_chunk_get_vector(chunk.get(), 0), r));
+    }
+  }
+  std::vector<bool> fresh(groups.size());
+  for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+    // Inserting the id also marks a repeat within the call as applied.
+    fresh[group_idx] = applied.insert(HexOf(groups[group_idx].id)).second;
+  }
+  return fresh;
+}
+
+Status DuckDBWarehouse::RecordApplied(const InstanceInfo& instance, std::span<const driver::RecordGroup> groups,
+                                      const std::vector<bool>& fresh, int64_t now_ms) {
+  const std::string table = AppliedTableName(instance.instance_id);
+  std::string values;
+  for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+    if (!fresh[group_idx]) continue;
+    if (!values.empty()) values += ", ";
+    values += fmt::format("({}, {})", QuoteLiteral(HexOf(groups[group_idx].id)), now_ms);
+  }
+  if (!values.empty()) {
+    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "INSERT INTO " + table + " VALUES " + values)
+                           .WithContext("duckdb: recording applied ids"));
+  }
+  int64_t& last = pruned_ms_[instance.instance_id];
+  if (last == 0 || now_ms - last >= kPruneIntervalMs) {
+    last = now_ms;
+    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), fmt::format("DELETE FROM {} WHERE applied_ms < {}", table,
+                                                           now_ms - applied_window_ms_))
+                           .WithContext("duckdb: pruning applied ids"));
+  }
+  return Status::OK();
+}
+
 Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
-                                         std::span<const driver::Record> records) {
-  if (records.empty()) return Status::OK();
+                                         std::span<const driver::Record> records,
+                                         std::span<const driver::RecordGroup> groups) {
+  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
+    return checked.WithContext("duckdb: writing to " + TableName(instance));
+  }
+  if (records.empty() && groups.empty()) return Status::OK();
   if (!instance.schema) return InvalidArgument("duckdb: instance {} has no schema", instance.instance_id.ToString());
   const schema::Schema& schema = *instance.schema;
   const int64_t now_ms = clock_->NowMillis();
+
+  std::unique_lock lock(write_mu_);
+  // Exactly once: which records belong to groups not applied yet.
+  std::vector<bool> fresh;
+  std::vector<bool> record_fresh;
+  if (!groups.empty()) {
+    AQ_ASSIGN_OR_RETURN(fresh, FreshGroups(instance, groups));
+    if (std::none_of(fresh.begin(), fresh.end(), [](bool f) { return f; })) return Status::OK();
+    record_fresh.reserve(records.size());
+    for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+      record_fresh.insert(record_fresh.end(), groups[group_idx].records, fresh[group_idx]);
+    }
+  }
 
   // Decode everything first: a bad record rejects the batch before any append.
   std::vector<const driver::Record*> keep;
@@ -395,11 +502,13 @@ Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
   std::vector<uint64_t> fingerprints;
   keep.reserve(records.size());
   values.reserve(records.size());
-  std::unique_lock lock(write_mu_);
-  DedupWindow* window = dedup_window_ > 0 ? &dedup_[instance.instance_id] : nullptr;
+  // Fingerprints are the best effort for writes without group ids; with ids
+  // the applied-id table is exact (and equal records of two writes are two rows).
+  DedupWindow* window = dedup_window_ > 0 && groups.empty() ? &dedup_[instance.instance_id] : nullptr;
   std::unordered_set<uint64_t> in_batch;
   for (size_t i = 0; i < records.size(); ++i) {
     const driver::Record& record = records[i];
+    if (!record_fresh.empty() && !record_fresh[i]) continue;
     if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now_ms - instance.warehouse_retention_ms) {
       continue;  // already expired
     }
@@ -420,7 +529,20 @@ Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
     keep.push_back(&record);
     values.push_back(std::move(value).value());
   }
-  if (keep.empty()) return Status::OK();
+  if (keep.empty()) {
+    if (groups.empty()) return Status::OK();
+    // Nothing to append (every record expired), but the groups are applied.
+    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "BEGIN TRANSACTION"));
+    if (Status status = RecordApplied(instance, groups, fresh, now_ms); !status.ok()) {
+      (void)Exec(write_conn_.get(), "ROLLBACK");
+      return status;
+    }
+    if (Status status = Exec(write_conn_.get(), "COMMIT"); !status.ok()) {
+      (void)Exec(write_conn_.get(), "ROLLBACK");
+      return status.WithContext("duckdb: commit");
+    }
+    return Status::OK();
+  }
 
   duckdb_connection conn = write_conn_.get();
   const std::string table = TableBaseName(instance.instance_id);
@@ -477,6 +599,9 @@ Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
     return fail(Internal("duckdb: append to {}: {}", TableName(instance), duckdb_appender_error(appender.get())));
   }
   appender.Reset();
+  if (!groups.empty()) {
+    if (Status status = RecordApplied(instance, groups, fresh, now_ms); !status.ok()) return fail(status);
+  }
   if (Status status = Exec(conn, "COMMIT"); !status.ok()) {
     (void)Exec(conn, "ROLLBACK");
     return status.WithContext("duckdb: commit");
@@ -914,6 +1039,7 @@ Status DuckDBWarehouse::Reset() {
   }
   std::lock_guard write_lock(write_mu_);
   dedup_.clear();
+  pruned_ms_.clear();
   std::lock_guard admin_lock(admin_mu_);
   std::vector<std::string> drops;
   for (const Uuid& id : job_tables) drops.push_back("DROP TABLE IF EXISTS " + JobTableName(id));
@@ -947,11 +1073,14 @@ Result<std::shared_ptr<driver::WarehouseService>> OpenWarehouse(const driver::Co
   AQ_ASSIGN_OR_RETURN(int64_t threads, driver::ConfigInt(config, "job_threads", 2));
   AQ_ASSIGN_OR_RETURN(int64_t window, driver::ConfigInt(config, "dedup_window", 100'000));
   AQ_ASSIGN_OR_RETURN(int64_t max_queued, driver::ConfigInt(config, "max_queued_jobs", 256));
+  AQ_ASSIGN_OR_RETURN(int64_t applied_window,
+                      driver::ConfigInt(config, "applied_window_ms", driver::kDefaultAppliedWindowMs));
+  if (applied_window < 1) return InvalidArgument("duckdb: applied_window_ms must be positive, got {}", applied_window);
   if (threads < 1 || threads > 64) return InvalidArgument("duckdb: job_threads must be 1..64, got {}", threads);
   if (window < 0) return InvalidArgument("duckdb: dedup_window must be >= 0, got {}", window);
   if (max_queued < 0) return InvalidArgument("duckdb: max_queued_jobs must be >= 0, got {}", max_queued);
   auto warehouse = std::make_shared<DuckDBWarehouse>(context.clock != nullptr ? context.clock : Clock::System(), window,
-                                                     max_queued);
+                                                     max_queued, applied_window);
   AQ_RETURN_IF_ERROR(warehouse->Open(path, static_cast<int>(threads), driver::ConfigString(config, "memory_limit", "1GiB"),
                                      driver::ConfigString(config, "max_temp_directory_size", "")));
   return std::shared_ptr<driver::WarehouseService>(std::move(warehouse));

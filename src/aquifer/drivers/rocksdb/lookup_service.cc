@@ -5,6 +5,7 @@
 #include <limits>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <rocksdb/db.h>
@@ -24,6 +25,12 @@ using driver::Record;
 
 constexpr size_t kIdSize = 16;
 constexpr char kSequenceTag = 's';
+constexpr char kAppliedTag = 'a';  // instance ‖ 'a' ‖ group id → applied ms (8)
+constexpr char kExpiryTag = 'e';   // instance ‖ 'e' ‖ applied ms (8) ‖ group id → empty
+// Expired applied ids are pruned at most this often per instance, a bounded
+// number per write, so pruning never costs a write more than a short scan.
+constexpr int64_t kPruneIntervalMs = 60'000;
+constexpr size_t kPruneMinPerWrite = 64;
 // Bound on a key carried in an index payload: resume keys are at most one
 // byte over the key limit, range ends come from filter values.
 constexpr uint64_t kMaxPayloadKeySize = 1 << 20;
@@ -117,6 +124,20 @@ std::string LogKey(std::string_view prefix, uint64_t offset) {
 std::string SequenceKey(std::string_view prefix) {
   std::string key(prefix);
   key.push_back(kSequenceTag);
+  return key;
+}
+
+std::string AppliedKey(std::string_view prefix, std::string_view id) {
+  std::string key(prefix);
+  key.push_back(kAppliedTag);
+  key.append(id);
+  return key;
+}
+std::string ExpiryKey(std::string_view prefix, int64_t applied_ms, std::string_view id) {
+  std::string key(prefix);
+  key.push_back(kExpiryTag);
+  PutFixed64(&key, static_cast<uint64_t>(std::max<int64_t>(applied_ms, 0)));
+  key.append(id);
   return key;
 }
 
@@ -284,7 +305,8 @@ class RocksDbLookupService final : public driver::LookupService {
     return Status::OK();
   }
 
-  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) override;
+  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
+                      std::span<const driver::RecordGroup> groups) override;
 
   Result<driver::QueryCursors> Query(const InstanceInfo& instance,
                                      const driver::QueryRequest& request) override;
@@ -338,6 +360,15 @@ class RocksDbLookupService final : public driver::LookupService {
     return GetFixed64(value.data());
   }
 
+  // Which groups to write: false for a group whose id is stored as applied
+  // (or repeats an earlier group of the call). Requires the instance lock.
+  Result<std::vector<bool>> FreshGroups(const InstanceInfo& instance, std::string_view prefix,
+                                        std::span<const driver::RecordGroup> groups);
+  // Adds deletions of up to `budget` applied ids older than the window, at most
+  // once per kPruneIntervalMs per instance. Requires the instance lock.
+  Status PruneApplied(const InstanceInfo& instance, std::string_view prefix, int64_t now_ms,
+                      size_t budget, ::rocksdb::WriteBatch* batch);
+
   Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                        const keys::Filter& filter, const driver::ReadOptions& options);
   Result<driver::ReadResult> ReadLog(const InstanceInfo& instance, const Payload& payload,
@@ -353,10 +384,70 @@ class RocksDbLookupService final : public driver::LookupService {
   std::mutex reset_mu_;
   std::mutex locks_mu_;
   std::unordered_map<Uuid, std::shared_ptr<std::mutex>, UuidHash> locks_;  // guarded by locks_mu_
+  // Last prune per instance; read and written under that instance's lock.
+  std::mutex pruned_mu_;
+  std::unordered_map<Uuid, int64_t, UuidHash> pruned_ms_;  // guarded by pruned_mu_
 };
 
-Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records) {
+Result<std::vector<bool>> RocksDbLookupService::FreshGroups(const InstanceInfo& instance,
+                                                            std::string_view prefix,
+                                                            std::span<const driver::RecordGroup> groups) {
+  std::vector<std::string> keys;
+  keys.reserve(groups.size());
+  for (const auto& group : groups) keys.push_back(AppliedKey(prefix, group.id));
+  std::vector<::rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<::rocksdb::ColumnFamilyHandle*> families(slices.size(), meta_);
+  std::vector<std::string> values;
+  std::vector<::rocksdb::Status> statuses =
+      db_->MultiGet(::rocksdb::ReadOptions(), families, slices, &values);
+  std::vector<bool> fresh(groups.size(), true);
+  std::unordered_set<std::string_view> in_call;
+  for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+    if (statuses[group_idx].ok() || !in_call.insert(groups[group_idx].id).second) {
+      fresh[group_idx] = false;
+    } else if (!statuses[group_idx].IsNotFound()) {
+      return FromRocksStatus(statuses[group_idx], Describe("reading applied group ids of", instance));
+    }
+  }
+  return fresh;
+}
+
+Status RocksDbLookupService::PruneApplied(const InstanceInfo& instance, std::string_view prefix,
+                                          int64_t now_ms, size_t budget, ::rocksdb::WriteBatch* batch) {
+  {
+    std::lock_guard<std::mutex> lock(pruned_mu_);
+    int64_t& last = pruned_ms_[instance.instance_id];
+    if (last != 0 && now_ms - last < kPruneIntervalMs) return Status::OK();
+    last = now_ms;
+  }
+  std::string lower(prefix);
+  lower.push_back(kExpiryTag);
+  const std::string upper = ExpiryKey(prefix, now_ms - options_.applied_window_ms, "");
+  ::rocksdb::Slice upper_slice(upper);
+  ::rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, meta_));
+  size_t pruned = 0;
+  for (it->Seek(lower); it->Valid() && pruned < budget; it->Next(), ++pruned) {
+    std::string_view key(it->key().data(), it->key().size());
+    if (key.size() < lower.size() + 8) {
+      return Corruption("{}: applied-id expiry key of {} bytes", Describe("pruning", instance), key.size());
+    }
+    ::rocksdb::Status status = batch->Delete(meta_, it->key());
+    if (status.ok()) status = batch->Delete(meta_, AppliedKey(prefix, key.substr(lower.size() + 8)));
+    if (!status.ok()) return FromRocksStatus(status, Describe("pruning applied ids of", instance));
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("pruning applied ids of", instance));
+  return Status::OK();
+}
+
+Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> all_records,
+                                          std::span<const driver::RecordGroup> groups) {
   const driver::Limits& limits = options_.limits;
+  std::span<const Record> records = all_records;
+  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
+    return checked.WithContext(Describe("writing to", instance));
+  }
   if (records.size() > limits.max_records_in_batch) {
     return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
                            instance.instance_id.ToString(), records.size(), limits.max_records_in_batch);
@@ -376,10 +467,29 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
                              limits.max_record_size);
     }
   }
-  if (records.empty() || (!instance.use_log && !instance.use_index)) return Status::OK();
+  if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
 
   const std::string prefix = InstancePrefix(instance);
   auto lock = LockInstance(instance);
+  // Exactly once: drop the groups already applied, keep the rest in order.
+  std::vector<Record> kept;
+  std::vector<size_t> fresh_groups;
+  if (!groups.empty()) {
+    AQ_ASSIGN_OR_RETURN(std::vector<bool> fresh, FreshGroups(instance, prefix, groups));
+    size_t begin = 0;
+    bool all_fresh = true;
+    for (size_t group_idx = 0; group_idx < groups.size(); ++group_idx) {
+      if (fresh[group_idx]) {
+        fresh_groups.push_back(group_idx);
+        kept.insert(kept.end(), records.begin() + begin, records.begin() + begin + groups[group_idx].records);
+      } else {
+        all_fresh = false;
+      }
+      begin += groups[group_idx].records;
+    }
+    if (fresh_groups.empty()) return Status::OK();
+    if (!all_fresh) records = kept;
+  }
   AQ_ASSIGN_OR_RETURN(uint64_t first_offset, ReadSequence(instance, prefix));
 
   size_t payload_bytes = 0;
@@ -450,6 +560,19 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
   PutFixed64(&next, first_offset + records.size());
   ::rocksdb::Status status = batch.Put(meta_, SequenceKey(prefix), next);
   if (!status.ok()) return FromRocksStatus(status, Describe("batching the offset sequence of", instance));
+  if (!fresh_groups.empty()) {
+    const int64_t now_ms = options_.clock->NowMillis();
+    std::string applied_ms;
+    PutFixed64(&applied_ms, static_cast<uint64_t>(now_ms));
+    for (size_t group_idx : fresh_groups) {
+      const std::string& id = groups[group_idx].id;
+      status = batch.Put(meta_, AppliedKey(prefix, id), applied_ms);
+      if (status.ok()) status = batch.Put(meta_, ExpiryKey(prefix, now_ms, id), ::rocksdb::Slice());
+      if (!status.ok()) return FromRocksStatus(status, Describe("batching applied group ids of", instance));
+    }
+    AQ_RETURN_IF_ERROR(PruneApplied(instance, prefix, now_ms,
+                                    std::max(kPruneMinPerWrite, 2 * fresh_groups.size()), &batch));
+  }
   return Write(&batch, "writing records to", instance);
 }
 
@@ -647,11 +770,18 @@ Result<LookupOptions> ParseLookupOptions(const driver::Config& config, const dri
   AQ_RETURN_IF_ERROR(positive("max_record_size", options.limits.max_record_size, &options.limits.max_record_size));
   AQ_RETURN_IF_ERROR(positive("max_records_in_batch", options.limits.max_records_in_batch,
                               &options.limits.max_records_in_batch));
+  AQ_ASSIGN_OR_RETURN(options.applied_window_ms,
+                      driver::ConfigInt(config, "applied_window_ms", driver::kDefaultAppliedWindowMs));
+  if (options.applied_window_ms < 1) {
+    return InvalidArgument("config 'applied_window_ms': must be positive, got {}", options.applied_window_ms);
+  }
+  if (context.clock != nullptr) options.clock = context.clock;
   return options;
 }
 
 Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options) {
   if (options.path.empty()) return InvalidArgument("rocksdb lookup service: empty path");
+  if (options.clock == nullptr) return InvalidArgument("rocksdb lookup service: no clock");
   AQ_ASSIGN_OR_RETURN(std::shared_ptr<RocksDbHandle> handle, RocksDbHandle::Open(options.path));
   AQ_ASSIGN_OR_RETURN(auto* log, handle->ColumnFamily(kLogFamily));
   AQ_ASSIGN_OR_RETURN(auto* index, handle->ColumnFamily(kIndexFamily));

@@ -10,11 +10,13 @@
 // Config keys (LookupService): path, sync (default true: every WriteRecords
 // is fsynced before it returns, because the queue acks after it), and the
 // limits max_key_size (1024), max_record_size (1 MiB), max_records_in_batch
-// (10000). UsageService: path, sync.
+// (10000), applied_window_ms (how long applied group ids are remembered for
+// exactly-once writes; default 7 days). UsageService: path, sync.
 
 #include <memory>
 #include <string>
 
+#include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
 #include "aquifer/driver/lookup_service.h"
 #include "aquifer/driver/registry.h"
@@ -24,13 +26,17 @@ namespace aquifer::drivers::rocksdb {
 
 inline constexpr char kLogFamily[] = "lookup_log";      // instance ‖ offset → timestamp ‖ key ‖ avro
 inline constexpr char kIndexFamily[] = "lookup_index";  // instance ‖ key → timestamp ‖ offset ‖ avro
-inline constexpr char kMetaFamily[] = "lookup_meta";    // instance ‖ 's' → next offset
+inline constexpr char kMetaFamily[] = "lookup_meta";    // instance ‖ 's' → next offset;
+                                                        // instance ‖ 'a' ‖ group id → applied ms;
+                                                        // instance ‖ 'e' ‖ applied ms ‖ group id → ""
 inline constexpr char kUsageFamily[] = "usage";         // owner ‖ period ‖ start → 8 counters
 
 struct LookupOptions {
   std::string path;  // the database directory
   bool sync = true;
   driver::Limits limits;
+  int64_t applied_window_ms = driver::kDefaultAppliedWindowMs;
+  Clock* clock = Clock::System();  // applied-id times
 };
 
 // Reads the config keys above; `path` defaults to `<context.data_dir>/lookup`.

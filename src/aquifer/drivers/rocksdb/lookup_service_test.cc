@@ -119,8 +119,8 @@ TEST(RocksDbLookup, RemoveInstanceLeavesNoKeyOfTheInstanceInAnyFamily) {
   driver::InstanceInfo doomed = Instance();
   driver::InstanceInfo kept = Instance();
   std::vector<driver::Record> records = {RecordFor("a", 1), RecordFor("b", 2), RecordFor("a", 3)};
-  ASSERT_TRUE((*service)->WriteRecords(doomed, records).ok());
-  ASSERT_TRUE((*service)->WriteRecords(kept, records).ok());
+  ASSERT_TRUE((*service)->WriteRecords(doomed, records, {}).ok());
+  ASSERT_TRUE((*service)->WriteRecords(kept, records, {}).ok());
   auto handle = RocksDbHandle::Open(dir.path());
   ASSERT_TRUE(handle.ok());
   std::string doomed_prefix(doomed.instance_id.AsBytes());
@@ -146,7 +146,7 @@ TEST(RocksDbLookup, AnInstanceIdOfAllOnesIsRemovedToo) {
   ASSERT_TRUE(service.ok());
   driver::InstanceInfo instance = Instance();
   instance.instance_id.bytes.fill(0xFF);  // no finite prefix successor
-  ASSERT_TRUE((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("\xff\xff", 1)}).ok());
+  ASSERT_TRUE((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("\xff\xff", 1)}, {}).ok());
   ASSERT_TRUE((*service)->RemoveInstance(instance).ok());
   auto handle = RocksDbHandle::Open(dir.path());
   ASSERT_TRUE(handle.ok());
@@ -177,7 +177,7 @@ TEST(RocksDbLookup, ConfigSetsPathSyncAndLimits) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/unused"));
 
   std::vector<driver::Record> four(4, RecordFor("a", 1));
-  Status status = (*service)->WriteRecords(Instance(), four);
+  Status status = (*service)->WriteRecords(Instance(), four, {});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("4 records"));
 
@@ -198,7 +198,7 @@ TEST(RocksDbLookup, DamagedStoredRowsAreCorruptionNotACrash) {
   auto service = MakeLookupService(options);
   ASSERT_TRUE(service.ok());
   driver::InstanceInfo instance = Instance();
-  ASSERT_TRUE((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("a", 1)}).ok());
+  ASSERT_TRUE((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("a", 1)}, {}).ok());
   auto handle = RocksDbHandle::Open(dir.path());
   ASSERT_TRUE(handle.ok());
   std::string prefix(instance.instance_id.AsBytes());
@@ -211,7 +211,7 @@ TEST(RocksDbLookup, DamagedStoredRowsAreCorruptionNotACrash) {
   EXPECT_EQ(page.status().code(), StatusCode::kCorruption) << page.status().ToString();
   // A damaged sequence is reported on the next write, which writes nothing.
   ASSERT_TRUE((*handle)->db()->Put(::rocksdb::WriteOptions(), *(*handle)->ColumnFamily(kMetaFamily), prefix + "s", "x").ok());
-  EXPECT_EQ((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("b", 1)}).code(),
+  EXPECT_EQ((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("b", 1)}, {}).code(),
             StatusCode::kCorruption);
 }
 
