@@ -398,6 +398,21 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
       if (!usage.ok()) return ErrorResponse(usage.status());
       return JsonResponse(200, std::move(*usage));
     }
+    case RouteId::kListDeadLetters: {
+      Result<int64_t> limit = query.GetInt("limit", kMinLimit, kMaxLimit, kDefaultLimit);
+      if (!limit.ok()) return ErrorResponse(limit.status());
+      Result<std::string> listed = engine_->DeadLettersJson(who, ToLimit(*limit));
+      if (!listed.ok()) return ErrorResponse(listed.status());
+      return JsonResponse(200, std::move(*listed));
+    }
+    case RouteId::kReplayDeadLetters: {
+      if (!TrimSpace(request.body).empty()) {
+        if (Status status = CheckJsonObjectBody(request.body); !status.ok()) return ErrorResponse(status);
+      }
+      Result<std::string> replayed = engine_->ReplayDeadLetters(who, TrimSpace(request.body));
+      if (!replayed.ok()) return ErrorResponse(replayed.status());
+      return JsonResponse(200, std::move(*replayed));
+    }
     case RouteId::kMetrics: {
       if (!metrics_open && !who.is_admin) {
         return ErrorResponse(PermissionDenied(

@@ -22,7 +22,7 @@ void GatewayMetrics::Record(const RouteSpec* route, int http_status, int64_t dur
 }
 
 std::string GatewayMetrics::Text() const {
-  static_assert(kRouteSlots == 18, "kRouteSlots must be Routes().size() + 1");
+  static_assert(kRouteSlots == 20, "kRouteSlots must be Routes().size() + 1");
   auto label_of = [](size_t slot) -> std::string_view {
     return slot < Routes().size() ? Routes()[slot].label : std::string_view("unmatched");
   };

@@ -46,7 +46,7 @@ class GatewayMetrics {
   std::string Text() const;
 
  private:
-  static constexpr size_t kRouteSlots = 18;  // Routes() + "unmatched"
+  static constexpr size_t kRouteSlots = 20;  // Routes() + "unmatched"
   static constexpr int kMinStatus = 100;
   static constexpr int kStatusSlots = 500;   // 100..599
   struct RouteCounters {

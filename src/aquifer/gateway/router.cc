@@ -15,8 +15,9 @@ constexpr std::string_view kWriteParams[] = {"wait"};
 constexpr std::string_view kIndexParams[] = {"filter", "limit"};
 constexpr std::string_view kLogParams[] = {"limit", "from"};
 constexpr std::string_view kCursorParams[] = {"cursor", "limit"};
+constexpr std::string_view kLimitParams[] = {"limit"};
 
-constexpr std::array<RouteSpec, 17> kRoutes = {{
+constexpr std::array<RouteSpec, 19> kRoutes = {{
     {RouteId::kCreateProject, "POST", "/v1/projects", "POST /v1/projects", kNone},
     {RouteId::kCreateTable, "POST", "/v1/projects/{project}/tables",
      "POST /v1/projects/{project}/tables", kNone},
@@ -39,6 +40,10 @@ constexpr std::array<RouteSpec, 17> kRoutes = {{
     {RouteId::kCreateSecret, "POST", "/v1/projects/{project}/secrets",
      "POST /v1/projects/{project}/secrets", kNone},
     {RouteId::kUsage, "GET", "/v1/usage", "GET /v1/usage", kNone},
+    {RouteId::kListDeadLetters, "GET", "/v1/admin/dead-letters", "GET /v1/admin/dead-letters",
+     kLimitParams},
+    {RouteId::kReplayDeadLetters, "POST", "/v1/admin/dead-letters/replay",
+     "POST /v1/admin/dead-letters/replay", kNone},
     {RouteId::kHealthz, "GET", "/healthz", "GET /healthz", kNone, /*needs_secret=*/false,
      /*on_worker=*/true},
     {RouteId::kMetrics, "GET", "/metrics", "GET /metrics", kNone, /*needs_secret=*/true,

@@ -38,6 +38,8 @@ enum class RouteId : uint8_t {
   kJobRows,
   kCreateSecret,
   kUsage,
+  kListDeadLetters,
+  kReplayDeadLetters,
   kHealthz,
   kMetrics,
   kOpenApi,

@@ -250,6 +250,26 @@ TEST_F(ServerTest, CreateAndDeleteAnswer201And204) {
   EXPECT_EQ(Send(http::verb::get, "/v1/projects/shop/tables/scratch").status, 404);
 }
 
+TEST_F(ServerTest, DeadLetterRoutesAreAdminOnlyAndAnswerJson) {
+  EnsureTable();
+  Reply listed = Send(http::verb::get, "/v1/admin/dead-letters?limit=10");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  ASSERT_TRUE(listed.Json()["dead_letters"].is_array()) << listed.body;
+  EXPECT_EQ(Send(http::verb::get, "/v1/admin/dead-letters?limit=0").status, 400);
+  Reply replayed = Send(http::verb::post, "/v1/admin/dead-letters/replay", "");
+  ASSERT_EQ(replayed.status, 200) << replayed.body;
+  EXPECT_EQ(replayed.Json()["replayed"], 0);
+  Reply filtered = Send(http::verb::post, "/v1/admin/dead-letters/replay", R"({"write_ids":["x"]})");
+  EXPECT_EQ(filtered.status, 200) << filtered.body;
+  EXPECT_EQ(Send(http::verb::post, "/v1/admin/dead-letters/replay", R"({"ids":[]})").status, 400);
+  Reply secret = Send(http::verb::post, "/v1/projects/shop/secrets", R"({"read":["orders"],"manage":true})");
+  ASSERT_EQ(secret.status, 201) << secret.body;
+  std::string manager = secret.Json()["secret"];
+  Reply denied = Send(http::verb::get, "/v1/admin/dead-letters", "", manager);
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  EXPECT_EQ(Send(http::verb::post, "/v1/admin/dead-letters/replay", "", manager).status, 403);
+}
+
 TEST_F(ServerTest, SubscriptionPushesNewRecordsWithAResumeCursor) {
   EnsureTable();
   Reply read = Send(http::verb::get, "/v1/projects/shop/tables/orders/records?limit=1");
