@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include "aquifer/base/clock.h"
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/rocksdb/rocksdb_handle.h"
 #include "aquifer/keys/tuple.h"
@@ -213,6 +214,50 @@ TEST(RocksDbLookup, DamagedStoredRowsAreCorruptionNotACrash) {
   ASSERT_TRUE((*handle)->db()->Put(::rocksdb::WriteOptions(), *(*handle)->ColumnFamily(kMetaFamily), prefix + "s", "x").ok());
   EXPECT_EQ((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("b", 1)}, {}).code(),
             StatusCode::kCorruption);
+}
+
+// Applied group ids live in lookup_meta under the instance prefix, and ids
+// older than applied_window_ms are pruned by a later write.
+TEST(RocksDbLookup, AppliedGroupIdsExpireAfterTheWindow) {
+  TempDir dir;
+  ManualClock clock;
+  LookupOptions options;
+  options.path = dir.path();
+  options.clock = &clock;
+  options.applied_window_ms = 3'600'000;
+  auto service = MakeLookupService(options);
+  ASSERT_TRUE(service.ok());
+  driver::InstanceInfo instance = Instance();
+  std::vector<driver::Record> batch{RecordFor("a", 1)};
+  std::vector<driver::RecordGroup> g{{"G", 1}}, h{{"H", 1}};
+  ASSERT_TRUE((*service)->WriteRecords(instance, batch, g).ok());
+  auto handle = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(handle.ok());
+  const std::string prefix(instance.instance_id.AsBytes());
+  auto applied = [&](const std::string& id) {
+    std::string value;
+    return (*handle)->db()->Get(::rocksdb::ReadOptions(), *(*handle)->ColumnFamily(kMetaFamily),
+                                prefix + "a" + id, &value).ok();
+  };
+  EXPECT_TRUE(applied("G"));
+  clock.Advance(30LL * 60 * 1'000'000);  // within the window: still applied
+  ASSERT_TRUE((*service)->WriteRecords(instance, batch, h).ok());
+  ASSERT_TRUE((*service)->WriteRecords(instance, batch, g).ok());
+  EXPECT_TRUE(applied("G"));
+  clock.Advance(2LL * 60 * 60 * 1'000'000);  // G and H are past the window
+  std::vector<driver::RecordGroup> k{{"K", 1}};
+  ASSERT_TRUE((*service)->WriteRecords(instance, batch, k).ok());
+  EXPECT_FALSE(applied("G"));
+  EXPECT_FALSE(applied("H"));
+  EXPECT_TRUE(applied("K"));
+  ASSERT_TRUE((*service)->WriteRecords(instance, batch, g).ok());  // forgotten: written again
+  auto cursors = (*service)->Query(instance, driver::QueryRequest{driver::QueryKind::kLog});
+  ASSERT_TRUE(cursors.ok());
+  auto page = (*service)->ReadCursor(instance, cursors->replay, {}, driver::ReadOptions{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_EQ(page->records.size(), 4u);  // G, H, K, G again
+  EXPECT_EQ(ParseLookupOptions({{"applied_window_ms", "0"}}, {}).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(RocksDbStatus, MapsRocksDbCodesToTheCallersDecision) {
