@@ -381,6 +381,14 @@ TEST_F(CliE2eTest, WritesReadsReplaysAndQueriesATable) {
 
   CliResult usage = Cli({"usage"});
   EXPECT_EQ(usage.exit_code, 0) << usage;
+
+  // Nothing failed, so there are no dead letters, and replaying none is fine.
+  CliResult dead = Cli({"dead-letters", "list", "--json"});
+  ASSERT_EQ(dead.exit_code, 0) << dead;
+  EXPECT_EQ(json::parse(dead.out)["dead_letters"], json::array()) << dead;
+  CliResult replay = Cli({"dead-letters", "replay", "--write-id", "x"});
+  ASSERT_EQ(replay.exit_code, 0) << replay;
+  EXPECT_EQ(replay.out, "replayed 0 dead letter(s)\n") << replay;
 }
 
 TEST_F(CliE2eTest, ScopedSecretReadsButCannotWrite) {
@@ -404,6 +412,10 @@ TEST_F(CliE2eTest, ScopedSecretReadsButCannotWrite) {
   EXPECT_TRUE(write.err.find("aquifer: 403") != std::string::npos ||
               write.err.find("aquifer: 404") != std::string::npos)
       << write;
+
+  CliResult not_admin = Cli({"dead-letters", "list"}, reader);
+  EXPECT_EQ(not_admin.exit_code, 1) << not_admin;
+  EXPECT_NE(not_admin.err.find("aquifer: 403"), std::string::npos) << not_admin;
 
   CliResult no_secret = Cli({"read", "shop.orders"}, "not-a-secret");
   EXPECT_EQ(no_secret.exit_code, 1) << no_secret;

@@ -65,6 +65,9 @@ struct ClientCommands::State {
   std::string read_grants;
   std::string write_grants;
   bool manage = false;
+
+  // dead-letters replay
+  std::vector<std::string> write_ids;
 };
 
 namespace {
@@ -176,6 +179,24 @@ void SecretCreate(ServerClient& server, const State& s) {
     throw CommandError(kExitServerError, "the server's answer has no \"secret\": " + answer.dump());
   }
   std::printf("%s\n", answer["secret"].get<std::string>().c_str());
+}
+
+void DeadLettersList(ServerClient& server, const State& s) {
+  json answer = server.Call("GET", "/v1/admin/dead-letters?limit=" + std::to_string(s.limit));
+  if (s.json_out) return PrintJson(answer, false);
+  const json* letters = answer.contains("dead_letters") ? &answer["dead_letters"] : nullptr;
+  if (letters == nullptr || !letters->is_array()) return PrintJson(answer, true);
+  for (const json& letter : *letters) std::printf("%s\n", letter.dump().c_str());  // NDJSON
+  std::fprintf(stderr, "(%zu dead letter%s)\n", letters->size(), letters->size() == 1 ? "" : "s");
+}
+
+void DeadLettersReplay(ServerClient& server, const State& s) {
+  json body = json::object();
+  if (!s.write_ids.empty()) body["write_ids"] = s.write_ids;
+  json answer = server.Call("POST", "/v1/admin/dead-letters/replay", &body);
+  if (s.json_out) return PrintJson(answer, false);
+  std::printf("replayed %s dead letter(s)\n",
+              answer.contains("replayed") ? answer["replayed"].dump().c_str() : "?");
 }
 
 void Usage(ServerClient& server, const State& s) {
@@ -778,6 +799,25 @@ ClientCommands::ClientCommands(CLI::App* app) : state_(std::make_shared<State>()
   secret_create->add_option("--write", s.write_grants, "Tables it may write, comma-separated ('*' for all)");
   secret_create->add_flag("--manage", s.manage, "It may manage the project (tables, secrets)");
   json_flag(secret_create, "Print the server's answer as JSON");
+
+  // dead letters (admin)
+  CLI::App* dead = Add(app, "dead-letters", "List or replay writes the workers could not apply (admin secret)",
+                       nullptr);
+  dead->require_subcommand(1);
+  CLI::App* dead_list = Add(dead, "list", "Print dead letters as NDJSON (write_id, table, store, reason, ...)",
+                            [this, server] {
+                              auto client = server();
+                              DeadLettersList(*client, *state_);
+                            });
+  dead_list->add_option("--limit", s.limit, "At most this many (1..1000)")->capture_default_str()->check(CLI::Range(1, 1000));
+  json_flag(dead_list, "Print the server's answer as JSON");
+  CLI::App* dead_replay = Add(dead, "replay", "Queue dead letters again (all, or --write-id ones); each lands once",
+                              [this, server] {
+                                auto client = server();
+                                DeadLettersReplay(*client, *state_);
+                              });
+  dead_replay->add_option("--write-id", s.write_ids, "Replay only this write (repeatable)");
+  json_flag(dead_replay, "Print the server's answer as JSON");
 
   // usage
   CLI::App* usage = Add(app, "usage", "Show usage of your projects", [this, server] {
