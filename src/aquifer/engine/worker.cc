@@ -191,8 +191,7 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
   for (auto& message : messages) {
     groups.push_back({WriteMessageId(message), message.records.size()});
     originals.push_back(&message);
-    records.insert(records.end(), std::make_move_iterator(message.records.begin()),
-                   std::make_move_iterator(message.records.end()));
+    records.insert(records.end(), message.records.begin(), message.records.end());
   }
   Applied applied = Apply(*instance, records, groups, originals);
   switch (applied.failure) {
