@@ -410,6 +410,7 @@ class WorkerTest : public PartsWithDriversTest {
                     &metrics_};
     deps.health = &health_;
     deps.max_delivery_attempts = max_attempts;
+    deps.storage_retry_ms = 100;
     workers_ = std::make_unique<WorkerPool>(deps);
     ASSERT_TRUE(workers_->Start(2).ok());
   }
@@ -560,6 +561,26 @@ TEST_F(WorkerTest, LookupCorruptionFailsTheWritePathClosedAndKeepsTheMessage) {
   lookup_wrapper_->fail = false;
   ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
   EXPECT_TRUE(health_.Check().ok()) << health_.Check().ToString();
+  EXPECT_EQ(Log().size(), 1u);
+}
+
+// Issue 8 item 3: a failed fsync is damage too, not a transient error: even
+// with one delivery attempt allowed, the message is neither dead-lettered nor
+// acked, and the write path stays failed closed.
+TEST_F(WorkerTest, AFailedSyncFailsTheWritePathClosedInsteadOfDeadLettering) {
+  SetUpStores();
+  lookup_wrapper_->fail = true;
+  lookup_wrapper_->code = StatusCode::kUnavailable;
+  lookup_wrapper_->message = "writing records to x: rocksdb: IO error: While fsync: a file descriptor";
+  StartWorkers(/*max_attempts=*/1);
+  Publish({Message('s', {"s1"})});
+  ASSERT_TRUE(WaitFor([&] { return metrics_.store_failures >= 2; }));
+  EXPECT_THAT(health_.Check().message(), HasSubstr("fsync"));
+  EXPECT_EQ(Processed(), 0);
+  EXPECT_EQ(metrics_.messages_dead_lettered, 0);
+  lookup_wrapper_->fail = false;
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
+  EXPECT_TRUE(health_.Check().ok());
   EXPECT_EQ(Log().size(), 1u);
 }
 

@@ -19,15 +19,16 @@ constexpr int64_t kMaxBackoffMs = 5'000;
 constexpr std::string_view kLookupStore = "lookup service";
 constexpr std::string_view kWarehouseStore = "warehouse";
 
-// Damaged storage: Corruption, or an I/O error of a failed sync (drivers map
-// I/O errors to Unavailable and keep the backend's text). Retrying the same
-// write elsewhere cannot help and acking would lose data: the write path
-// fails closed until the store works again.
+// Damaged storage: Corruption, or an I/O error of a failed sync or a full
+// disk (drivers map I/O errors to Unavailable or Internal and keep the
+// backend's text: RocksDB "IO error", DuckDB "IO Error"). Retrying cannot
+// help and acking would lose data: the write path fails closed until the
+// store works again.
 bool IsStorageFailure(const Status& status) {
   if (status.code() == StatusCode::kCorruption) return true;
-  if (status.code() != StatusCode::kUnavailable) return false;
+  if (status.code() != StatusCode::kUnavailable && status.code() != StatusCode::kInternal) return false;
   const std::string& text = status.message();
-  const bool io = text.find("IO error") != std::string::npos ||
+  const bool io = text.find("IO error") != std::string::npos || text.find("IO Error") != std::string::npos ||
                   text.find("I/O error") != std::string::npos ||
                   text.find("IOError") != std::string::npos;
   return io && (text.find("sync") != std::string::npos ||
@@ -137,7 +138,7 @@ void WorkerPool::Run(driver::Subscription* subscription) {
       }
       if (!nack_ids.empty()) {
         // The failed message and every later one of its instance go back, in order.
-        Backoff(result.slow ? kMaxBackoffMs : BackoffMs(run[done]->delivery_attempt));
+        Backoff(result.slow ? deps_.storage_retry_ms : BackoffMs(run[done]->delivery_attempt));
         (void)subscription->Nack(nack_ids);
       }
     }

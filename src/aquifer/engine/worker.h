@@ -125,6 +125,8 @@ struct WorkerDeps {
   // A message still failing at this delivery attempt is dead-lettered.
   int32_t max_delivery_attempts = 10;
   Clock* clock = Clock::System();
+  // How long a worker waits before retrying after damaged storage.
+  int64_t storage_retry_ms = 5'000;
 };
 
 class WorkerPool {
