@@ -130,7 +130,7 @@ ALTER TABLE idempotency_keys ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE idempotency_keys ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;
 )sql"},
     {3, "removed_instances: deleted instances whose data the stores may still hold", R"sql(
-CREATE TABLE removed_instances (
+CREATE TABLE IF NOT EXISTS removed_instances (
   id                      TEXT PRIMARY KEY,
   project                 TEXT NOT NULL,
   table_name              TEXT NOT NULL,
