@@ -10,7 +10,9 @@
 //   path          database file; default <data_dir>/warehouse.duckdb; ":memory:" allowed
 //   job_threads   threads running jobs (default 2)
 //   dedup_window  recent records remembered per instance to drop retried
-//                 duplicates (default 100000; 0 disables)
+//                 duplicates of writes without group ids (default 100000; 0 disables)
+//   applied_window_ms  how long applied group ids are kept for exactly-once
+//                 writes (default 7 days)
 //   memory_limit  DuckDB's memory_limit, e.g. "1GB" (default: DuckDB's own)
 
 #include <memory>
