@@ -561,7 +561,7 @@ TEST_P(WarehouseConformance, AJobOverItsTimeoutFails) {
 TEST_P(WarehouseConformance, TheResultRowCapPassesNRowsAndFailsAtNPlusOne) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30), {}).ok());
   const std::string t = warehouse_->TableName(instance);
   const std::string sql = fmt::format("SELECT a.id, b.id AS b_id, c.id AS c_id FROM {t} a, {t} b, {t} c",
                                       fmt::arg("t", t));
@@ -591,7 +591,7 @@ TEST_P(WarehouseConformance, TheResultRowCapPassesNRowsAndFailsAtNPlusOne) {
 TEST_P(WarehouseConformance, TheResultByteCapFailsABigResultAndPassesASmallOne) {
   WH_HELPERS;
   InstanceInfo instance = registered();
-  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30)).ok());
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 30), {}).ok());
   const std::string sql = "SELECT * FROM " + warehouse_->TableName(instance);
   driver::JobOptions tiny;
   tiny.max_result_bytes = 1;
