@@ -136,7 +136,7 @@ TEST(PostgresWarehouse, EverySchemaTypeIsAnOrdinaryTypedColumn) {
   instance.instance_id = Uuid::Random();
   instance.schema = *schema;
   ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record});
+  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {});
   ASSERT_TRUE(written.ok()) << written.ToString();
   const std::string table = (*warehouse)->TableName(instance);
 

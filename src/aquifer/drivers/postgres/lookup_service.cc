@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -147,12 +149,14 @@ Result<Payload> DecodePayload(std::string_view bytes) {
 
 class PgLookupService final : public driver::LookupService {
  public:
-  explicit PgLookupService(const LookupOptions& options)
+  PgLookupService(const LookupOptions& options, Clock* clock)
       : options_(options),
+        clock_(clock),
         pool_(options.connection.url, options.connection.pool_size),
         log_(QuoteIdent(options.connection.schema) + ".lookup_log"),
         index_(QuoteIdent(options.connection.schema) + ".lookup_index"),
-        sequence_(QuoteIdent(options.connection.schema) + ".lookup_sequence") {}
+        sequence_(QuoteIdent(options.connection.schema) + ".lookup_sequence"),
+        applied_(QuoteIdent(options.connection.schema) + ".lookup_applied") {}
 
   Status Init() {
     return EnsureSchema(pool_, options_.connection.schema, fmt::format(R"sql(
@@ -173,7 +177,13 @@ class PgLookupService final : public driver::LookupService {
       CREATE TABLE IF NOT EXISTS {2} (
         instance_id uuid PRIMARY KEY,
         next_offset bigint NOT NULL);
-    )sql", log_, index_, sequence_));
+      CREATE TABLE IF NOT EXISTS {3} (
+        instance_id uuid NOT NULL,
+        group_id bytea NOT NULL,
+        applied_ms bigint NOT NULL,
+        PRIMARY KEY (instance_id, group_id));
+      CREATE INDEX IF NOT EXISTS lookup_applied_ms ON {3} (applied_ms);
+    )sql", log_, index_, sequence_, applied_));
   }
 
   driver::LookupCapabilities capabilities() const override { return {options_.limits}; }
@@ -191,7 +201,7 @@ class PgLookupService final : public driver::LookupService {
       id.Uuid(instance.instance_id);
       // The sequence row first: it waits for a writer of the instance to commit
       // and holds later writers until the rows below are gone.
-      for (const std::string* table : {&sequence_, &log_, &index_}) {
+      for (const std::string* table : {&sequence_, &log_, &index_, &applied_}) {
         AQ_RETURN_IF_ERROR(conn.Exec(fmt::format("DELETE FROM {} WHERE instance_id = $1", *table), id).status());
       }
       return Status::OK();
@@ -199,7 +209,8 @@ class PgLookupService final : public driver::LookupService {
     return done.ok() ? done : done.WithContext(Describe("removing instance", instance));
   }
 
-  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records) override;
+  Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
+                      std::span<const driver::RecordGroup> groups) override;
   Result<driver::QueryCursors> Query(const InstanceInfo& instance, const driver::QueryRequest& request) override;
   Result<driver::PeekCursors> Peek(const InstanceInfo& instance) override;
   Result<driver::ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
@@ -207,23 +218,46 @@ class PgLookupService final : public driver::LookupService {
 
   Status Reset() override {
     AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
-    Status done = conn->ExecScript(fmt::format("TRUNCATE {}, {}, {}", log_, index_, sequence_));
+    Status done = conn->ExecScript(fmt::format("TRUNCATE {}, {}, {}, {}", log_, index_, sequence_, applied_));
     return done.ok() ? done : done.WithContext("resetting the lookup tables");
   }
 
  private:
   Result<uint64_t> ReadSequence(const InstanceInfo& instance);
+  Status WriteBatch(Connection& conn, const InstanceInfo& instance, std::span<const Record> records);
   Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                        const keys::Filter& filter, const driver::ReadOptions& options);
   Result<driver::ReadResult> ReadLog(const InstanceInfo& instance, const Payload& payload,
                                      const keys::Filter& filter, const driver::ReadOptions& options);
 
+  // Deletes applied ids older than the window, at most once a minute.
+  void PruneApplied(Connection& conn, int64_t now_ms);
+
   const LookupOptions options_;
+  Clock* const clock_;
   Pool pool_;
-  const std::string log_, index_, sequence_;  // quoted schema.table
+  const std::string log_, index_, sequence_, applied_;  // quoted schema.table
+  std::mutex prune_mu_;
+  int64_t last_prune_ms_ = 0;  // guarded by prune_mu_
 };
 
-Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records) {
+void PgLookupService::PruneApplied(Connection& conn, int64_t now_ms) {
+  {
+    std::lock_guard<std::mutex> lock(prune_mu_);
+    if (last_prune_ms_ != 0 && now_ms - last_prune_ms_ < 60'000) return;
+    last_prune_ms_ = now_ms;
+  }
+  Params cutoff;
+  cutoff.Int8(now_ms - options_.applied_window_ms);
+  // Best effort: a failed prune is retried a minute later.
+  (void)conn.Exec(fmt::format("DELETE FROM {} WHERE applied_ms < $1", applied_), cutoff);
+}
+
+Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
+                                     std::span<const driver::RecordGroup> groups) {
+  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
+    return checked.WithContext(Describe("writing to", instance));
+  }
   const driver::Limits& limits = options_.limits;
   if (records.size() > limits.max_records_in_batch) {
     return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
@@ -243,8 +277,44 @@ Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<con
                              instance.instance_id.ToString(), record_idx, record.avro.size(), limits.max_record_size);
     }
   }
-  if (records.empty() || (!instance.use_log && !instance.use_index)) return Status::OK();
+  if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
+  const int64_t now_ms = clock_->NowMillis();
+  const std::span<const Record> all_records = records;
+  std::vector<Record> kept;  // the records of groups not applied yet
 
+  Status done = InTransaction(pool_, [&](Connection& conn) -> Status {
+    if (!groups.empty()) {
+      // Exactly once: record the ids; the ones the instance already had (or
+      // that repeat within the call) come back as conflicts, and their
+      // records are skipped. A concurrent writer of the same id waits here
+      // for ours to commit or roll back.
+      std::vector<std::string_view> ids;
+      for (const driver::RecordGroup& group : groups) ids.push_back(group.id);
+      Params applied;
+      applied.Uuid(instance.instance_id).ByteaArray(ids).Int8(now_ms);
+      AQ_ASSIGN_OR_RETURN(PgResult fresh_rows, conn.Exec(fmt::format(
+          "INSERT INTO {} (instance_id, group_id, applied_ms) SELECT $1, g, $3 FROM unnest($2::bytea[]) AS g "
+          "ON CONFLICT DO NOTHING RETURNING group_id", applied_), applied));
+      std::set<std::string, std::less<>> fresh;
+      for (int row = 0; row < fresh_rows.rows(); ++row) fresh.emplace(fresh_rows.Bytes(row, 0));
+      size_t begin = 0;
+      for (const driver::RecordGroup& group : groups) {
+        if (fresh.erase(group.id) > 0) {
+          kept.insert(kept.end(), all_records.begin() + begin, all_records.begin() + begin + group.records);
+        }
+        begin += group.records;
+      }
+      PruneApplied(conn, now_ms);
+      if (kept.empty() || (!instance.use_log && !instance.use_index)) return Status::OK();
+      return WriteBatch(conn, instance, kept);
+    }
+    return WriteBatch(conn, instance, all_records);
+  });
+  return done.ok() ? done : done.WithContext(Describe("writing records to", instance));
+}
+
+// Allocates offsets and writes the log and index rows of `records` inside the caller's transaction.
+Status PgLookupService::WriteBatch(Connection& conn, const InstanceInfo& instance, std::span<const Record> records) {
   // The winner per key within the batch: highest timestamp, ties to the later
   // record (its offset is higher). One row per key, because one INSERT ... ON
   // CONFLICT may not touch a row twice.
@@ -265,7 +335,7 @@ Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<con
               [&](size_t a, size_t b) { return records[a].key < records[b].key; });
   }
 
-  Status done = InTransaction(pool_, [&](Connection& conn) -> Status {
+  {
     // Offsets: the sequence row is locked until commit, so writers of one
     // instance commit in offset order and a reader never sees offset n+1
     // without n.
@@ -321,8 +391,7 @@ Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<con
           rows).status());
     }
     return Status::OK();
-  });
-  return done.ok() ? done : done.WithContext(Describe("writing records to", instance));
+  }
 }
 
 Result<uint64_t> PgLookupService::ReadSequence(const InstanceInfo& instance) {
@@ -523,11 +592,16 @@ Result<LookupOptions> ParseLookupOptions(const driver::Config& config) {
   AQ_RETURN_IF_ERROR(positive("max_record_size", options.limits.max_record_size, &options.limits.max_record_size));
   AQ_RETURN_IF_ERROR(
       positive("max_records_in_batch", options.limits.max_records_in_batch, &options.limits.max_records_in_batch));
+  AQ_ASSIGN_OR_RETURN(options.applied_window_ms,
+                      driver::ConfigInt(config, "applied_window_ms", options.applied_window_ms));
+  if (options.applied_window_ms < 1) {
+    return InvalidArgument("config 'applied_window_ms': must be positive, got {}", options.applied_window_ms);
+  }
   return options;
 }
 
-Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options) {
-  auto service = std::make_shared<PgLookupService>(options);
+Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options, Clock* clock) {
+  auto service = std::make_shared<PgLookupService>(options, clock != nullptr ? clock : Clock::System());
   Status init = service->Init();
   if (!init.ok()) return init.WithContext("postgres lookup service");
   return std::shared_ptr<driver::LookupService>(std::move(service));

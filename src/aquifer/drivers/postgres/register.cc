@@ -33,9 +33,9 @@ void Register(driver::Registry* registry) {
   registry->Register(
       "postgres",
       driver::Factory<driver::LookupService>(
-          [](const driver::Config& config, const driver::DriverContext&) -> Result<std::shared_ptr<driver::LookupService>> {
+          [](const driver::Config& config, const driver::DriverContext& context) -> Result<std::shared_ptr<driver::LookupService>> {
             AQ_ASSIGN_OR_RETURN(LookupOptions options, ParseLookupOptions(config));
-            return MakeLookupService(options);
+            return MakeLookupService(options, context.clock);
           }));
 }
 

@@ -220,11 +220,21 @@ class PgWarehouse final : public driver::WarehouseService {
  public:
   PgWarehouse(const WarehouseOptions& options, Clock* clock)
       : options_(options), clock_(clock), pool_(options.connection.url, options.connection.pool_size),
-        schema_(options.connection.schema) {}
+        schema_(options.connection.schema),
+        applied_(QuoteIdent(options.connection.schema) + ".warehouse_applied") {}
 
   ~PgWarehouse() override { StopJobs(); }
 
-  Status Init() { return EnsureSchema(pool_, schema_, "SELECT 1"); }
+  Status Init() {
+    return EnsureSchema(pool_, schema_, fmt::format(R"sql(
+      CREATE TABLE IF NOT EXISTS {0} (
+        instance_id uuid NOT NULL,
+        group_id bytea NOT NULL,
+        applied_ms bigint NOT NULL,
+        PRIMARY KEY (instance_id, group_id));
+      CREATE INDEX IF NOT EXISTS warehouse_applied_ms ON {0} (applied_ms);
+    )sql", applied_));
+  }
 
   driver::WarehouseCapabilities capabilities() const override {
     driver::WarehouseCapabilities caps;
@@ -255,11 +265,16 @@ class PgWarehouse final : public driver::WarehouseService {
 
   Status RemoveInstance(const InstanceInfo& instance) override {
     AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+    Params id;
+    id.Uuid(instance.instance_id);
+    auto forgot = conn->Exec(fmt::format("DELETE FROM {} WHERE instance_id = $1", applied_), id);
+    if (!forgot.ok()) return forgot.status().WithContext(fmt::format("forgetting the applied groups of {}", instance.instance_id.ToString()));
     Status done = conn->ExecScript("DROP TABLE IF EXISTS " + TableName(instance));
     return done.ok() ? done : done.WithContext(fmt::format("dropping the warehouse table of {}", instance.instance_id.ToString()));
   }
 
-  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) override;
+  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
+                          std::span<const driver::RecordGroup> groups) override;
   Result<driver::QueryAnalysis> AnalyzeQuery(std::string_view sql) override;
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override;
   Result<Job> PollJob(const Uuid& job_id) override;
@@ -272,6 +287,8 @@ class PgWarehouse final : public driver::WarehouseService {
     schema.Text(schema_);
     auto tables = conn->Exec("SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'i\\_%'", schema);
     if (!tables.ok()) return tables.status().WithContext("resetting the warehouse");
+    Status forgot = conn->ExecScript("TRUNCATE " + applied_);
+    if (!forgot.ok()) return forgot.WithContext("resetting the warehouse");
     for (int row = 0; row < tables->rows(); ++row) {
       Status dropped = conn->ExecScript("DROP TABLE IF EXISTS " + QuoteIdent(schema_) + "." + QuoteIdent(std::string(tables->Bytes(row, 0))));
       if (!dropped.ok()) return dropped.WithContext("resetting the warehouse");
@@ -282,6 +299,7 @@ class PgWarehouse final : public driver::WarehouseService {
  private:
   // Checks that `sql` is one read-only query and explains it on `conn`.
   Result<driver::QueryAnalysis> Analyze(Connection& conn, std::string_view sql);
+  void PruneApplied(Connection& conn, int64_t now_ms);
   // Sends COPY lines (text format, every column of the instance's table).
   Result<int64_t> CopyRows(Connection& conn, const InstanceInfo& instance, std::string_view data);
   void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
@@ -294,12 +312,18 @@ class PgWarehouse final : public driver::WarehouseService {
   Clock* const clock_;
   Pool pool_;
   const std::string schema_;
+  const std::string applied_;  // quoted schema.warehouse_applied
   std::mutex mu_;
+  int64_t last_prune_ms_ = 0;  // guarded by mu_
   std::map<Uuid, std::shared_ptr<JobState>> jobs_;  // guarded by mu_
 };
 
-Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records) {
+Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
+                                     std::span<const driver::RecordGroup> groups) {
   if (instance.schema == nullptr) return InvalidArgument("writing to {}: no schema", instance.instance_id.ToString());
+  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
+    return checked.WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
+  }
   const auto& fields = instance.schema->fields();
   const int64_t now = clock_->NowMillis();
   // Every record is converted before anything is sent: a bad one rejects the
@@ -329,13 +353,46 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     AppendCopyField(&data, timestamp);
     data.push_back('\n');
   }
-  std::string data;
-  for (const std::string& line : lines) data += line;
-  if (data.empty()) return Status::OK();
-  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
-  auto copied = CopyRows(*conn, instance, data);
-  if (!copied.ok()) return copied.status().WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
-  return Status::OK();
+  // One transaction: the applied group ids (exactly once, as the lookup
+  // service) and the rows of the groups not applied yet, all or nothing.
+  Status done = InTransaction(pool_, [&](Connection& conn) -> Status {
+    std::string data;
+    if (groups.empty()) {
+      for (const std::string& line : lines) data += line;
+    } else {
+      std::vector<std::string_view> ids;
+      for (const driver::RecordGroup& group : groups) ids.push_back(group.id);
+      Params applied;
+      applied.Uuid(instance.instance_id).ByteaArray(ids).Int8(now);
+      AQ_ASSIGN_OR_RETURN(PgResult fresh_rows, conn.Exec(fmt::format(
+          "INSERT INTO {} (instance_id, group_id, applied_ms) SELECT $1, g, $3 FROM unnest($2::bytea[]) AS g "
+          "ON CONFLICT DO NOTHING RETURNING group_id", applied_), applied));
+      std::set<std::string, std::less<>> fresh;
+      for (int row = 0; row < fresh_rows.rows(); ++row) fresh.emplace(fresh_rows.Bytes(row, 0));
+      size_t begin = 0;
+      for (const driver::RecordGroup& group : groups) {
+        if (fresh.erase(group.id) > 0) {
+          for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) data += lines[record_idx];
+        }
+        begin += group.records;
+      }
+      PruneApplied(conn, now);
+    }
+    if (data.empty()) return Status::OK();
+    return CopyRows(conn, instance, data).status();
+  });
+  return done.ok() ? done : done.WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
+}
+
+void PgWarehouse::PruneApplied(Connection& conn, int64_t now_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (last_prune_ms_ != 0 && now_ms - last_prune_ms_ < 60'000) return;
+    last_prune_ms_ = now_ms;
+  }
+  Params cutoff;
+  cutoff.Int8(now_ms - options_.applied_window_ms);
+  (void)conn.Exec(fmt::format("DELETE FROM {} WHERE applied_ms < $1", applied_), cutoff);
 }
 
 Result<int64_t> PgWarehouse::CopyRows(Connection& conn, const InstanceInfo& instance, std::string_view data) {
@@ -616,6 +673,11 @@ void PgWarehouse::StopJobs() {
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
   WarehouseOptions options;
   AQ_ASSIGN_OR_RETURN(options.connection, ParseConnectionOptions(config));
+  AQ_ASSIGN_OR_RETURN(options.applied_window_ms,
+                      driver::ConfigInt(config, "applied_window_ms", options.applied_window_ms));
+  if (options.applied_window_ms < 1) {
+    return InvalidArgument("config 'applied_window_ms': must be positive, got {}", options.applied_window_ms);
+  }
   return options;
 }
 

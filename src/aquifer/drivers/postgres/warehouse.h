@@ -23,6 +23,7 @@ namespace aquifer::drivers::postgres {
 struct WarehouseOptions {
   ConnectionOptions connection;
   driver::Limits limits;
+  int64_t applied_window_ms = driver::kDefaultAppliedWindowMs;
 };
 
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config);
