@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -60,6 +62,11 @@ struct ClientCommands::State {
   bool dry_run = false;
   int64_t timeout_s = 0;
   int max_width = 40;
+
+  // project quota: "" = unchanged, "none" = unlimited, else bytes
+  std::string quota_read;
+  std::string quota_write;
+  std::string quota_scan;
 
   // secret create
   std::string read_grants;
@@ -137,6 +144,38 @@ void ProjectCreate(ServerClient& server, const State& s) {
   json answer = server.Call("POST", "/v1/projects", &body);
   if (s.json_out) return PrintJson(answer, false);
   std::printf("created project %s\n", s.name.c_str());
+}
+
+// A --*-bytes value: a non-negative integer, or "none" (unlimited, JSON null).
+json QuotaValue(const std::string& flag, const std::string& text) {
+  if (text == "none" || text == "unlimited") return nullptr;
+  int64_t bytes = -1;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), bytes);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || bytes < 0) {
+    UsageError(flag + " must be a number of bytes (0 or more) or 'none' for unlimited, got '" + text + "'");
+  }
+  return bytes;
+}
+
+// `project quota NAME [--read-bytes N|none] [--write-bytes N|none] [--scan-bytes N|none]`:
+// sets the given monthly quotas (admin only), then prints them all; without flags, prints them.
+void ProjectQuota(ServerClient& server, const State& s) {
+  if (!IsValidName(s.name)) UsageError("bad project name '" + s.name + "' (names are [a-z][a-z0-9_]{0,62})");
+  const std::string path = "/v1/projects/" + s.name + "/quotas";
+  json body = json::object();
+  for (const auto& [flag, key, text] : {std::tuple{"--read-bytes", "read_bytes", &s.quota_read},
+                                        std::tuple{"--write-bytes", "write_bytes", &s.quota_write},
+                                        std::tuple{"--scan-bytes", "scan_bytes", &s.quota_scan}}) {
+    if (!text->empty()) body[key] = QuotaValue(flag, *text);
+  }
+  json answer = body.empty() ? server.Call("GET", path) : server.Call("PUT", path, &body);
+  if (s.json_out) return PrintJson(answer, false);
+  std::printf("project %s, monthly quotas (UTC months):\n", s.name.c_str());
+  for (const char* key : {"read_bytes", "write_bytes", "scan_bytes"}) {
+    const json* value = answer.contains(key) ? &answer[key] : nullptr;
+    std::string shown = value == nullptr || value->is_null() ? "unlimited" : value->dump();
+    std::printf("  %-12s %s\n", key, shown.c_str());
+  }
 }
 
 void TableCreate(ServerClient& server, const State& s) {
@@ -695,6 +734,17 @@ ClientCommands::ClientCommands(CLI::App* app) : state_(std::make_shared<State>()
   });
   project_create->add_option("name", s.name, "Project name ([a-z][a-z0-9_]{0,62})")->required();
   json_flag(project_create, "Print the server's answer as JSON");
+  CLI::App* project_quota = Add(project, "quota",
+                                "Show or set a project's monthly byte quotas (admin secret)",
+                                [this, server] {
+                                  auto client = server();
+                                  ProjectQuota(*client, *state_);
+                                });
+  project_quota->add_option("name", s.name, "Project name")->required();
+  project_quota->add_option("--read-bytes", s.quota_read, "Monthly read quota in bytes, or none");
+  project_quota->add_option("--write-bytes", s.quota_write, "Monthly write quota in bytes, or none");
+  project_quota->add_option("--scan-bytes", s.quota_scan, "Monthly SQL scan quota in bytes, or none");
+  json_flag(project_quota, "Print the server's answer as JSON");
 
   // table
   CLI::App* table = Add(app, "table", "Manage tables", nullptr);

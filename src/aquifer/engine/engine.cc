@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -69,6 +70,38 @@ Result<WaitFor> ParseWaitFor(std::string_view text) {
     start = comma + 1;
   }
   return wait;
+}
+
+namespace {
+constexpr std::string_view kRetryAfterMarker = "; retry after ";
+}  // namespace
+
+Status QuotaExhausted(std::string message, int64_t retry_after_s) {
+  return Status(StatusCode::kResourceExhausted,
+                fmt::format("{}{}{} s", message, kRetryAfterMarker, retry_after_s));
+}
+
+std::optional<int64_t> RetryAfterSeconds(const Status& status) {
+  if (status.code() != StatusCode::kResourceExhausted) return std::nullopt;
+  std::string_view message = status.message();
+  if (!message.ends_with(" s")) return std::nullopt;
+  size_t marker = message.rfind(kRetryAfterMarker);
+  if (marker == std::string_view::npos) return std::nullopt;
+  std::string_view digits = message.substr(marker + kRetryAfterMarker.size());
+  digits.remove_suffix(2);
+  if (digits.empty() || digits.size() > 12) return std::nullopt;
+  int64_t seconds = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    seconds = seconds * 10 + (c - '0');
+  }
+  return seconds;
+}
+
+int64_t QuotaResetMs(int64_t now_ms) {
+  const int64_t month_start = driver::PeriodStart(driver::UsagePeriod::kMonth, now_ms);
+  // Every month is shorter than 32 days: this lands in the next one.
+  return driver::PeriodStart(driver::UsagePeriod::kMonth, month_start + 32LL * 86'400'000);
 }
 
 namespace {
@@ -317,6 +350,10 @@ class EngineImpl final : public Engine {
   Result<JobRowsPage> ReadJobRows(const Principal& who, std::string_view job_id,
                                   std::string_view cursor, int32_t limit) override;
 
+  Result<std::string> GetQuotasJson(const Principal& who, std::string_view project) override;
+  Result<std::string> SetQuotas(const Principal& who, std::string_view project,
+                                std::string_view body_json) override;
+
   Result<std::string> UsageJson(const Principal& who) override;
   Result<std::string> DeadLettersJson(const Principal& who, int32_t limit) override;
   Result<std::string> ReplayDeadLetters(const Principal& who, std::string_view body_json) override;
@@ -344,6 +381,8 @@ class EngineImpl final : public Engine {
   // ResourceExhausted when the project's monthly quota of `kind` is used up,
   // or would be by `extra_bytes` more.
   Status CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_t extra_bytes);
+  // OK for the admin; NotFound for a project the principal does not see; else PermissionDenied.
+  Status CheckQuotaAdmin(const Principal& who, std::string_view project);
   void Meter(const Principal& who, const Uuid& project_id, const UsageCounters& counters);
   // Decodes a record cursor (not a job cursor) and checks read access on its instance.
   Result<ReadTarget> ResolveReadTarget(const Principal& who, const driver::Cursor& cursor);
@@ -640,6 +679,14 @@ Result<std::string> EngineImpl::CreateProject(const Principal& who, std::string_
     return InvalidArgument("create project: \"name\" must be a string");
   }
   AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->CreateProject(body["name"].get<std::string>()));
+  if (options_.default_quotas != Quotas{}) {
+    Status quotas = catalog_->SetProjectQuotas(project.name, options_.default_quotas);
+    if (!quotas.ok()) {
+      return quotas.WithContext(fmt::format("project '{}' was created, but setting its default "
+                                            "quotas failed (set them with PUT .../quotas)",
+                                            project.name));
+    }
+  }
   return json{{"name", project.name},
               {"project_id", project.project_id.ToString()},
               {"created_ms", project.created_ms}}
@@ -1134,16 +1181,72 @@ Status EngineImpl::CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_
                                                    : month.scan_bytes;
   if (used < *quota && used + extra_bytes <= *quota) return Status::OK();
   const int64_t now = clock_->NowMillis();
-  const int64_t month_start = driver::PeriodStart(UsagePeriod::kMonth, now);
-  // Every month is shorter than 32 days: this lands in the next one.
-  const int64_t next_month = driver::PeriodStart(UsagePeriod::kMonth, month_start + 32LL * 86'400'000);
-  const int64_t retry_after_s = (next_month - now + 999) / 1000;
+  const int64_t retry_after_s = (QuotaResetMs(now) - now + 999) / 1000;
   const char* name = kind == QuotaKind::kRead ? "read" : kind == QuotaKind::kWrite ? "write" : "scan";
-  return ResourceExhausted(
-      "project '{}' is over its monthly {} quota: {} of {} bytes used{}; retry after {} s",
-      project.name, name, used, *quota,
-      extra_bytes > 0 ? fmt::format(", this request needs {} more", extra_bytes) : std::string(),
+  return QuotaExhausted(
+      fmt::format("project '{}' is over its monthly {} quota: {} of {} bytes used{}; the quota "
+                  "resets at the start of next month (UTC)",
+                  project.name, name, used, *quota,
+                  extra_bytes > 0 ? fmt::format(", this request needs {} more", extra_bytes)
+                                  : std::string()),
       retry_after_s);
+}
+
+namespace {
+
+json QuotasJson(std::string_view project, const Quotas& quotas) {
+  auto limit = [](const std::optional<int64_t>& value) { return value ? json(*value) : json(nullptr); };
+  return json{{"project", project},
+              {"read_bytes", limit(quotas.read_bytes)},
+              {"write_bytes", limit(quotas.write_bytes)},
+              {"scan_bytes", limit(quotas.scan_bytes)}};
+}
+
+}  // namespace
+
+Status EngineImpl::CheckQuotaAdmin(const Principal& who, std::string_view project) {
+  if (who.is_admin) return Status::OK();
+  // What the secret does not see answers like a missing project; what it sees, 403.
+  Status visible = catalog_->Authorize(who, project, "", Permission::kManage);
+  if (visible.code() == StatusCode::kNotFound) return visible;
+  return PermissionDenied("only the admin secret may read or set the quotas of project '{}'",
+                          project);
+}
+
+Result<std::string> EngineImpl::GetQuotasJson(const Principal& who, std::string_view project) {
+  AQ_RETURN_IF_ERROR(CheckQuotaAdmin(who, project));
+  AQ_ASSIGN_OR_RETURN(Quotas quotas, catalog_->GetProjectQuotas(project));
+  return QuotasJson(project, quotas).dump();
+}
+
+Result<std::string> EngineImpl::SetQuotas(const Principal& who, std::string_view project,
+                                          std::string_view body_json) {
+  AQ_RETURN_IF_ERROR(CheckQuotaAdmin(who, project));
+  constexpr std::string_view kWhat = "set quotas";
+  constexpr int64_t kMaxQuota = std::numeric_limits<int64_t>::max();
+  AQ_ASSIGN_OR_RETURN(json body, ParseBody(body_json, kWhat));
+  AQ_RETURN_IF_ERROR(CheckMembers(body, {"read_bytes", "write_bytes", "scan_bytes"}, kWhat));
+  AQ_ASSIGN_OR_RETURN(Quotas quotas, catalog_->GetProjectQuotas(project));
+  for (auto [name, limit] : {std::pair{"read_bytes", &quotas.read_bytes},
+                             std::pair{"write_bytes", &quotas.write_bytes},
+                             std::pair{"scan_bytes", &quotas.scan_bytes}}) {
+    if (!body.contains(name)) continue;
+    const json& value = body[name];
+    if (value.is_null()) {
+      limit->reset();
+    } else if (value.is_number_integer() &&
+               (value.is_number_unsigned()
+                    ? value.get<uint64_t>() <= static_cast<uint64_t>(kMaxQuota)
+                    : value.get<int64_t>() >= 0)) {
+      *limit = value.get<int64_t>();
+    } else {
+      return InvalidArgument("{}: \"{}\" must be a number of bytes from 0 to {}, or null for "
+                             "unlimited; got {}",
+                             kWhat, name, kMaxQuota, value.dump());
+    }
+  }
+  AQ_RETURN_IF_ERROR(catalog_->SetProjectQuotas(project, quotas));
+  return QuotasJson(project, quotas).dump();
 }
 
 Result<std::string> EngineImpl::UsageJson(const Principal& who) {

@@ -44,6 +44,16 @@ namespace aquifer::engine {
 
 enum class Role : uint8_t { kAll, kGateway, kWorker };
 
+// Over-quota answers. A project's quotas count bytes per calendar month (UTC, the
+// usage periods); ResourceExhausted for a quota carries the seconds until the
+// month resets in its message, "...; retry after N s", which RetryAfterSeconds
+// reads back (the gateway's Retry-After). Other ResourceExhausted: nullopt.
+Status QuotaExhausted(std::string message, int64_t retry_after_s);
+std::optional<int64_t> RetryAfterSeconds(const Status& status);
+// The start of the calendar month (UTC) after the one containing `now_ms`: when
+// monthly quotas reset.
+int64_t QuotaResetMs(int64_t now_ms);
+
 struct DriverChoice {
   std::string name = "embedded";
   driver::Config config;
@@ -59,6 +69,8 @@ struct EngineOptions {
   std::string cursor_key;
   // Sets the admin secret (AQUIFER_ADMIN_SECRET); otherwise one is made on first start.
   std::optional<std::string> admin_secret;
+  // Quotas every new project starts with (config [quotas]); unset = unlimited.
+  Quotas default_quotas;
   int64_t wait_timeout_ms = 30'000;         // ?wait= gives up after this (Timeout)
   size_t max_body_bytes = 64 << 20;         // larger request bodies are TooLarge
   int64_t usage_flush_interval_ms = 1'000;  // meter → UsageService
@@ -225,6 +237,16 @@ class Engine {
   // body: {"read":[...],"write":[...],"manage":false} → {"secret": "..."}
   virtual Result<std::string> CreateSecret(const Principal& who, std::string_view project,
                                            std::string_view body_json) = 0;
+
+  // --- Quotas (admin only) ----------------------------------------------------------------
+  // {"project","read_bytes","write_bytes","scan_bytes"}: monthly byte limits, null when
+  // unlimited. A non-admin gets NotFound for a project it does not see, else PermissionDenied.
+  virtual Result<std::string> GetQuotasJson(const Principal& who, std::string_view project) = 0;
+  // body: any of "read_bytes", "write_bytes", "scan_bytes", each a non-negative integer or
+  // null (unlimited); omitted ones keep their value. Answers the quotas as now set.
+  // InvalidArgument for other fields or values.
+  virtual Result<std::string> SetQuotas(const Principal& who, std::string_view project,
+                                        std::string_view body_json) = 0;
 
   // --- Writes -----------------------------------------------------------------------------
   // InvalidArgument with every bad record in `details` (nothing written);

@@ -134,7 +134,10 @@ HttpResponse ErrorResponse(const Status& status, std::span<const engine::RecordE
   response.body = ErrorJson(status, details);
   if (response.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"aquifer\"");
   if (response.status == 429) {
-    response.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSeconds));
+    // Over a quota: the seconds until it resets, as the engine computed them.
+    std::optional<int64_t> retry_after = engine::RetryAfterSeconds(status);
+    response.headers.emplace_back("Retry-After",
+                                  std::to_string(retry_after.value_or(kRetryAfterSeconds)));
   }
   return response;
 }
@@ -392,6 +395,17 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
       body += rows->data_json.empty() ? std::string_view("[]") : std::string_view(rows->data_json);
       body += ",\"next_cursor\":" + CursorJson(rows->next_cursor) + "}";
       return JsonResponse(200, std::move(body));
+    }
+    case RouteId::kGetQuotas: {
+      Result<std::string> quotas = engine_->GetQuotasJson(who, param(0));
+      if (!quotas.ok()) return ErrorResponse(quotas.status());
+      return JsonResponse(200, std::move(*quotas));
+    }
+    case RouteId::kSetQuotas: {
+      if (Status status = CheckJsonObjectBody(request.body); !status.ok()) return ErrorResponse(status);
+      Result<std::string> quotas = engine_->SetQuotas(who, param(0), request.body);
+      if (!quotas.ok()) return ErrorResponse(quotas.status());
+      return JsonResponse(200, std::move(*quotas));
     }
     case RouteId::kUsage: {
       Result<std::string> usage = engine_->UsageJson(who);

@@ -28,7 +28,9 @@ int HttpStatusFor(StatusCode code);
 // The snake_case "code" of the error body: "invalid_argument", "not_found", ...
 std::string_view ErrorCodeName(StatusCode code);
 
-// Seconds a 429 asks the client to wait (Retry-After).
+// Seconds a 429 asks the client to wait (Retry-After) when the status names no
+// time; an over-quota status carries the seconds until the quota resets
+// (engine::RetryAfterSeconds), and that is what Retry-After says.
 inline constexpr int kRetryAfterSeconds = 60;
 
 // {"error":{"code","message"[,"details"]}}. With non-empty `details` the code

@@ -71,6 +71,18 @@ TEST(StatusMapping, ErrorResponsesAdd401And429Headers) {
   EXPECT_TRUE(ErrorResponse(InvalidArgument("x")).headers.empty());
 }
 
+TEST(StatusMapping, AnOverQuotaAnswerCarriesTheSecondsUntilTheQuotaResets) {
+  Status over = engine::QuotaExhausted("project 'p' is over its monthly write quota", 2'678'400);
+  EXPECT_EQ(engine::RetryAfterSeconds(over), 2'678'400);
+  EXPECT_EQ(engine::RetryAfterSeconds(over.WithContext("writing p.t")), 2'678'400);
+  EXPECT_EQ(engine::RetryAfterSeconds(ResourceExhausted("retry after soon s")), std::nullopt);
+  EXPECT_EQ(engine::RetryAfterSeconds(InvalidArgument("x; retry after 5 s")), std::nullopt);
+  HttpResponse quota = ErrorResponse(over);
+  EXPECT_EQ(quota.status, 429);
+  ASSERT_EQ(quota.headers.size(), 1u);
+  EXPECT_EQ(quota.headers[0], (std::pair<std::string, std::string>{"Retry-After", "2678400"}));
+}
+
 TEST(CheckJsonBody, MalformedBodiesSayMalformedJsonAndWhere) {
   EXPECT_TRUE(CheckJsonBody(R"({"name":"shop"})").ok());
   Status broken = CheckJsonBody(R"({"name": shop})");

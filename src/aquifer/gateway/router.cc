@@ -50,6 +50,10 @@ constexpr std::array<RouteSpec, 19> kRoutes = {{
      /*on_worker=*/true},
     {RouteId::kOpenApi, "GET", "/openapi.json", "GET /openapi.json", kNone,
      /*needs_secret=*/false},
+    {RouteId::kGetQuotas, "GET", "/v1/projects/{project}/quotas",
+     "GET /v1/projects/{project}/quotas", kNone},
+    {RouteId::kSetQuotas, "PUT", "/v1/projects/{project}/quotas",
+     "PUT /v1/projects/{project}/quotas", kNone},
 }};
 
 // Splits "/a/b/c" into {"a","b","c"}; a trailing slash gives an empty last

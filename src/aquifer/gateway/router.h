@@ -43,6 +43,8 @@ enum class RouteId : uint8_t {
   kHealthz,
   kMetrics,
   kOpenApi,
+  kGetQuotas,
+  kSetQuotas,
 };
 
 struct RouteSpec {

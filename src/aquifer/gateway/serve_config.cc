@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -32,9 +33,12 @@ struct Setting {
   std::string source;  // "--port", "AQUIFER_PORT", "aquifer.toml [server] port"
 };
 
+constexpr std::array<std::string_view, 3> kQuotaKeys = {"read_bytes", "write_bytes", "scan_bytes"};
+
 struct Layered {
   std::map<std::string, Setting> server;
   std::map<std::string, Setting> sql;
+  std::map<std::string, Setting> quotas;  // [quotas]: defaults for new projects
   std::map<std::string, std::map<std::string, Setting>> drivers;  // section → key → value
 };
 
@@ -83,10 +87,11 @@ Status ApplyFile(std::string_view text, const std::string& path, Layered* layere
     const toml::table* table = section_node.as_table();
     bool is_driver =
         std::find(kDriverSections.begin(), kDriverSections.end(), section) != kDriverSections.end();
-    if (table == nullptr || (section != "server" && section != "sql" && !is_driver)) {
-      return InvalidArgument("config file {}: unknown {} '{}'; the sections are [server], [sql], [{}]", path,
-                             table == nullptr ? "top-level key" : "section", section,
-                             Join(kDriverSections));
+    if (table == nullptr ||
+        (section != "server" && section != "sql" && section != "quotas" && !is_driver)) {
+      return InvalidArgument(
+          "config file {}: unknown {} '{}'; the sections are [server], [sql], [quotas], [{}]", path,
+          table == nullptr ? "top-level key" : "section", section, Join(kDriverSections));
     }
     for (auto&& [key, node] : *table) {
       std::string name(key.str());
@@ -97,9 +102,15 @@ Status ApplyFile(std::string_view text, const std::string& path, Layered* layere
       if (section == "sql" && !IsSqlKey(name)) {
         return InvalidArgument("{}: unknown key; [sql] takes {}", where, Join(kSqlKeys));
       }
+      if (section == "quotas" &&
+          std::find(kQuotaKeys.begin(), kQuotaKeys.end(), name) == kQuotaKeys.end()) {
+        return InvalidArgument("{}: unknown key; [quotas] takes {}", where, Join(kQuotaKeys));
+      }
       AQ_ASSIGN_OR_RETURN(std::string value, TomlScalar(node, where));
       Setting setting{std::move(value), where};
-      if (section == "server") {
+      if (section == "quotas") {
+        layered->quotas[name] = std::move(setting);
+      } else if (section == "server") {
         layered->server[name] = std::move(setting);
       } else if (section == "sql") {
         layered->sql[name] = std::move(setting);
@@ -304,6 +315,13 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
   }
   server.max_body_bytes = options.max_body_bytes;
   server.api.role = options.role;
+
+  for (const auto& [key, setting] : layered.quotas) {
+    AQ_ASSIGN_OR_RETURN(int64_t bytes, ToInt(setting, 0, std::numeric_limits<int64_t>::max()));
+    if (key == "read_bytes") options.default_quotas.read_bytes = bytes;
+    if (key == "write_bytes") options.default_quotas.write_bytes = bytes;
+    if (key == "scan_bytes") options.default_quotas.scan_bytes = bytes;
+  }
 
   for (auto& [section, settings] : layered.drivers) {
     engine::DriverChoice* choice = section == "queue"       ? &options.queue

@@ -16,6 +16,9 @@
 //                public_metrics, max_body_bytes, wait_timeout_ms, catalog,
 //                worker_threads, usage_flush_interval_ms, idle_timeout_ms,
 //                request_timeout_ms, idempotency_lease_ms, idempotency_wait_ms
+//                [quotas] read_bytes, write_bytes, scan_bytes: the monthly quotas
+//                every new project starts with (unset: unlimited; the admin
+//                changes them per project with PUT /v1/projects/{p}/quotas)
 //                [queue] [lookup] [warehouse] [usage]: driver = "name" and any
 //                other keys, passed to that driver as its Config (strings;
 //                numbers and booleans are written in TOML form).

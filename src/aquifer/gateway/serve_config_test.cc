@@ -149,5 +149,28 @@ TEST(ServeConfig, MistakesNameTheKeyAndItsSource) {
             std::string::npos);
 }
 
+TEST(ServeConfig, QuotasSectionSetsTheDefaultQuotasOfNewProjects) {
+  Result<ServeConfig> none = LoadServeConfig({}, {}, "[server]\nport = 1\n");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->engine.default_quotas, engine::Quotas{});
+
+  Result<ServeConfig> config =
+      LoadServeConfig({}, {}, "[quotas]\nwrite_bytes = 1000000\nscan_bytes = 0\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_FALSE(config->engine.default_quotas.read_bytes.has_value());
+  EXPECT_EQ(config->engine.default_quotas.write_bytes, 1000000);
+  EXPECT_EQ(config->engine.default_quotas.scan_bytes, 0);
+
+  Result<ServeConfig> negative = LoadServeConfig({}, {}, "[quotas]\nread_bytes = -1\n");
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("[quotas] read_bytes: expected an integer from 0"),
+            std::string::npos)
+      << negative.status().message();
+  Result<ServeConfig> unknown = LoadServeConfig({}, {}, "[quotas]\nrows = 5\n");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("[quotas] rows: unknown key"), std::string::npos)
+      << unknown.status().message();
+}
+
 }  // namespace
 }  // namespace aquifer::gateway
