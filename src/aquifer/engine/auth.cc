@@ -1,5 +1,7 @@
 #include "aquifer/engine/auth.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -114,7 +116,20 @@ std::string GenerateSecret() {
   return secret;
 }
 
-std::string HashSecret(std::string_view plaintext) {
+std::string HashSecret(std::string_view key, std::string_view plaintext) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  // HMAC accepts an empty key (a null pointer with length 0 is not allowed).
+  static const unsigned char kNoKey = 0;
+  const void* key_bytes = key.empty() ? static_cast<const void*>(&kNoKey)
+                                      : static_cast<const void*>(key.data());
+  HMAC(EVP_sha256(), key_bytes, static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(), digest.data(),
+       &length);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), length));
+}
+
+std::string LegacySecretHash(std::string_view plaintext) {
   std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
   SHA256(reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
          digest.data());

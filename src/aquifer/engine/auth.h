@@ -4,7 +4,8 @@
 // catalog keeps them (SQLite today, Postgres later).
 //
 // A secret is `aq_` + base58 of 32 CSPRNG bytes; the catalog stores only its
-// SHA-256 (HashSecret). A request's secret resolves to a Principal: the
+// HMAC-SHA256 under the server's secret key (HashSecret), so a copy of the
+// catalog without the key is not enough to test guesses of a secret offline. A request's secret resolves to a Principal: the
 // secret's id, whether it is the admin secret, and its grants. AuthorizeTarget
 // is the one place that decides what a principal may do; Catalog::Authorize
 // feeds it the ids of the named project and table as they exist right now.
@@ -87,11 +88,20 @@ Status ValidateName(std::string_view kind, std::string_view name);
 std::string GenerateSecret();
 inline constexpr std::string_view kSecretPrefix = "aq_";
 
-// Lower-case hex SHA-256 of the plaintext: what the catalog stores and looks
-// secrets up by. A fast hash is enough because generated secrets carry 256
-// bits of entropy; admin secrets set by the operator must be >= 16 chars.
-std::string HashSecret(std::string_view plaintext);
+// Lower-case hex HMAC-SHA256 of the plaintext under `key` (the server's secret
+// key, <data_dir>/secret.key, separate from the cursor key): what the catalog
+// stores and looks secrets up by. Keyed, so the catalog alone does not let
+// anyone test guesses of the operator-chosen admin secret offline; fast,
+// because generated secrets carry 256 bits of entropy. Admin secrets set by
+// the operator must be >= 16 chars.
+std::string HashSecret(std::string_view key, std::string_view plaintext);
 inline constexpr size_t kMinAdminSecretLength = 16;
+inline constexpr size_t kSecretKeyBytes = 32;
+
+// Lower-case hex plain SHA-256 of the plaintext: how catalogs stored secrets
+// before schema version 5 ("sha256" rows). Only used to recognise such a row
+// once and rewrite it as HashSecret.
+std::string LegacySecretHash(std::string_view plaintext);
 
 // The authorization decision for `permission` on `project` (and `table`, when
 // not empty) given the ids they have in the catalog now (unset: they do not

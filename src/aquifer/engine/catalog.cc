@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "aquifer/base/logging.h"
 #include "aquifer/schema/schema.h"
 
 // The SQLite catalog. One connection, serialized by one mutex: catalog calls
@@ -144,6 +145,12 @@ CREATE TABLE IF NOT EXISTS removed_instances (
   warehouse_retention_ms  BIGINT NOT NULL,
   removed_ms              BIGINT NOT NULL
 );
+)sql"},
+    // Secrets are stored as HMAC-SHA256 under the server's secret key. Rows of
+    // older files keep their plain SHA-256, marked 'sha256', until the secret
+    // is next used (ResolveSecret / EnsureAdminSecret rewrite them).
+    {5, "secrets: hash_kind (hmac, or sha256 for rows stored before keyed hashing)", R"sql(
+ALTER TABLE secrets ADD COLUMN hash_kind TEXT NOT NULL DEFAULT 'sha256';
 )sql"},
 };
 
@@ -311,7 +318,7 @@ Result<std::vector<std::string>> ParseKeyJson(const std::string& text) {
 class SqliteCatalog final : public Catalog {
  public:
   SqliteCatalog(sqlite3* db, const SqliteCatalogOptions& options)
-      : db_(db), clock_(options.clock) {}
+      : db_(db), clock_(options.clock), secret_key_(options.secret_key) {}
 
   ~SqliteCatalog() override {
     for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
@@ -612,7 +619,7 @@ class SqliteCatalog final : public Catalog {
     }
 
     MintedSecret minted{Uuid::Random(), GenerateSecret()};
-    AQ_RETURN_IF_ERROR(InsertSecret(minted.secret_id, HashSecret(minted.secret),
+    AQ_RETURN_IF_ERROR(InsertSecret(minted.secret_id, Hash(minted.secret),
                                     /*is_admin=*/false, project_id));
     for (const auto& [table_id, permission] : rows) {
       AQ_RETURN_IF_ERROR(Prepare("INSERT INTO grants (secret_id, project_id, table_id, "
@@ -639,12 +646,17 @@ class SqliteCatalog final : public Catalog {
       if (row && count->Int(0) > 0) return std::optional<std::string>();
       count.reset();
       std::string secret = GenerateSecret();
-      AQ_RETURN_IF_ERROR(InsertSecret(Uuid::Random(), HashSecret(secret), /*is_admin=*/true,
+      AQ_RETURN_IF_ERROR(InsertSecret(Uuid::Random(), Hash(secret), /*is_admin=*/true,
                                       std::nullopt));
       AQ_RETURN_IF_ERROR(txn.Commit());
       return std::optional<std::string>(std::move(secret));
     }
-    const std::string hash = HashSecret(*plaintext);
+    const std::string hash = Hash(*plaintext);
+    // A row of this secret from before HMAC hashing becomes an HMAC row (same id).
+    AQ_RETURN_IF_ERROR(Prepare("UPDATE secrets SET hash = ?, hash_kind = 'hmac' "
+                               "WHERE hash = ? AND hash_kind = 'sha256'")
+                           ->Bind(hash, LegacySecretHash(*plaintext))
+                           .Run());
     {
       auto same = Prepare("SELECT is_admin FROM secrets WHERE hash = ?");
       same->Bind(hash);
@@ -668,20 +680,48 @@ class SqliteCatalog final : public Catalog {
   }
 
   Result<Principal> ResolveSecret(std::string_view plaintext) override {
-    const std::string hash = HashSecret(plaintext);
+    const std::string hash = Hash(plaintext);
+    const std::string legacy = LegacySecretHash(plaintext);
     std::lock_guard lock(mu_);
-    AQ_ASSIGN_OR_RETURN(auto txn, Begin(/*write=*/false));
     Principal principal;
+    bool upgrade = false;
     {
-      auto stmt = Prepare("SELECT id, is_admin FROM secrets WHERE hash = ?");
-      stmt->Bind(hash);
+      AQ_ASSIGN_OR_RETURN(auto txn, Begin(/*write=*/false));
+      {
+        auto stmt = Prepare(
+            "SELECT id, is_admin, hash_kind FROM secrets "
+            "WHERE (hash = ? AND hash_kind = 'hmac') OR (hash = ? AND hash_kind = 'sha256')");
+        stmt->Bind(hash, legacy);
+        AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
+        if (!row) return Unauthenticated("the secret is not valid (unknown or revoked)");
+        AQ_ASSIGN_OR_RETURN(principal.secret_id, stmt->Id(0));
+        principal.is_admin = stmt->Bool(1);
+        upgrade = stmt->Text(2) != "hmac";
+      }
+      if (!upgrade) {
+        AQ_ASSIGN_OR_RETURN(principal.grants, LoadGrants(principal.secret_id));
+        AQ_RETURN_IF_ERROR(txn.Commit());
+        return principal;
+      }
+    }
+    // Stored the pre-HMAC way (plain SHA-256): now that the plaintext proved
+    // it, store its HMAC instead, so the catalog no longer holds the old hash.
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(Prepare("UPDATE secrets SET hash = ?, hash_kind = 'hmac' "
+                               "WHERE id = ? AND hash_kind = 'sha256'")
+                           ->Bind(hash, principal.secret_id)
+                           .Run());
+    if (sqlite3_changes(db_) == 0) {
+      // Revoked (or rewritten by another process) in between: resolve as it stands now.
+      auto stmt = Prepare("SELECT is_admin FROM secrets WHERE id = ? AND hash = ?");
+      stmt->Bind(principal.secret_id, hash);
       AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
       if (!row) return Unauthenticated("the secret is not valid (unknown or revoked)");
-      AQ_ASSIGN_OR_RETURN(principal.secret_id, stmt->Id(0));
-      principal.is_admin = stmt->Bool(1);
     }
     AQ_ASSIGN_OR_RETURN(principal.grants, LoadGrants(principal.secret_id));
     AQ_RETURN_IF_ERROR(txn.Commit());
+    AQ_LOG(Info, "catalog: secret {} was stored as plain SHA-256; now stored as HMAC-SHA256",
+           principal.secret_id.ToString());
     return principal;
   }
 
@@ -1043,10 +1083,13 @@ class SqliteCatalog final : public Catalog {
     return txn.Commit();
   }
 
+  // The stored form of a plaintext secret (auth.h HashSecret, under this catalog's key).
+  std::string Hash(std::string_view plaintext) const { return HashSecret(secret_key_, plaintext); }
+
   Status InsertSecret(const Uuid& id, const std::string& hash, bool is_admin,
                       const std::optional<Uuid>& project_id) {
-    return Prepare("INSERT INTO secrets (id, hash, is_admin, project_id, created_ms) "
-                   "VALUES (?, ?, ?, ?, ?)")
+    return Prepare("INSERT INTO secrets (id, hash, is_admin, project_id, created_ms, hash_kind) "
+                   "VALUES (?, ?, ?, ?, ?, 'hmac')")
         ->Bind(id, hash, is_admin, project_id, clock_->NowMillis())
         .Run();
   }
@@ -1210,6 +1253,7 @@ class SqliteCatalog final : public Catalog {
   std::mutex mu_;
   sqlite3* const db_;                                                // guarded by mu_
   Clock* const clock_;
+  const std::string secret_key_;  // of the stored secret hashes
   std::unordered_map<std::string, sqlite3_stmt*> statements_;        // guarded by mu_
   std::unordered_map<Uuid, SchemaPtr, UuidHash> schemas_;            // guarded by mu_
 };

@@ -233,7 +233,10 @@ class Catalog {
   virtual Result<std::optional<std::string>> EnsureAdminSecret(
       const std::optional<std::string>& plaintext) = 0;
   // The principal a plaintext secret stands for, with its grants as of now.
-  // Unauthenticated when no such secret exists.
+  // Unauthenticated when no such secret exists (or it was stored under
+  // another secret key). A secret still stored the pre-HMAC way (plain
+  // SHA-256, from before schema version 5) is recognised once and rewritten
+  // as its HMAC; EnsureAdminSecret with a plaintext rewrites it too.
   virtual Result<Principal> ResolveSecret(std::string_view plaintext) = 0;
   // Secrets minted for a project (never the admin), oldest first.
   virtual Result<std::vector<SecretInfo>> ListSecrets(std::string_view project) = 0;
@@ -303,6 +306,11 @@ class Catalog {
 
 struct SqliteCatalogOptions {
   Clock* clock = Clock::System();  // created/updated times, idempotency expiry
+  // The key of the stored secret hashes (HashSecret): raw bytes, from
+  // <data_dir>/secret.key (Engine::Open). Every process sharing the catalog
+  // must use the same key; another key authenticates no stored secret.
+  // Empty only in tests.
+  std::string secret_key;
   int busy_timeout_ms = 5000;      // how long a write waits for another process's lock
 };
 

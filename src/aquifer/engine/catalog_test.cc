@@ -132,9 +132,9 @@ TEST(CatalogMigrations, ReopeningAFileCatalogKeepsItsDataAndAppliesEachMigration
     EXPECT_TRUE(catalog->GetProject("shop").ok());
   }
   RawDb raw(path);
-  // Each migration once (versions may have gaps), up to this binary's version.
-  EXPECT_EQ(raw.One("SELECT COUNT(*) FROM schema_version"),
-            raw.One("SELECT COUNT(DISTINCT version) FROM schema_version"));
+  // Each step recorded once (versions may have gaps: numbers are reserved per change).
+  EXPECT_EQ(raw.One("SELECT COUNT(*) = COUNT(DISTINCT version) FROM schema_version"), "1");
+  EXPECT_EQ(raw.One("SELECT COUNT(*) FROM schema_version WHERE version = 1"), "1");
   EXPECT_EQ(raw.One("SELECT MAX(version) FROM schema_version"),
             std::to_string(SqliteCatalogSchemaVersion()));
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");
@@ -449,34 +449,124 @@ TEST(CatalogTables, DeletionsRecordPendingRemovalsUntilFinishedAcrossReopening) 
 
 // --- Secrets ---------------------------------------------------------------------------------
 
-TEST(CatalogSecrets, SecretsAreStoredOnlyAsTheirSha256) {
+constexpr char kSecretKey[] = "0123456789abcdef0123456789abcdef";
+constexpr char kOtherSecretKey[] = "fedcba9876543210fedcba9876543210";
+
+SqliteCatalogOptions WithKey(const std::string& key) {
+  SqliteCatalogOptions options;
+  options.secret_key = key;
+  return options;
+}
+
+TEST(CatalogSecrets, SecretsAreStoredOnlyAsTheirHmacUnderTheSecretKey) {
   TempDir dir;
   const std::string path = dir.File("catalog.db");
-  auto catalog = OpenOrDie(path);
+  auto catalog = OpenOrDie(path, WithKey(kSecretKey));
   ASSERT_TRUE(catalog->CreateProject("shop").ok());
   ASSERT_TRUE(catalog->CreateTable("shop", Spec("orders")).ok());
   std::string minted = MintOrDie(*catalog, "shop", {.read = {"orders"}});
-  auto admin = catalog->EnsureAdminSecret(std::nullopt);
-  ASSERT_TRUE(admin.ok() && admin->has_value());
-  const std::string admin_secret = **admin;
+  // An operator-chosen admin secret: the one a plain hash would expose to guessing.
+  const std::string admin_secret = "correct horse battery staple";
+  ASSERT_TRUE(catalog->EnsureAdminSecret(admin_secret).ok());
 
   RawDb raw(path);
-  auto rows = raw.Query("SELECT id, hash, is_admin, project_id FROM secrets ORDER BY is_admin");
+  auto rows = raw.Query("SELECT id, hash, is_admin, project_id, hash_kind FROM secrets ORDER BY is_admin");
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0][1], HashSecret(minted));
-  EXPECT_EQ(rows[1][1], HashSecret(admin_secret));
+  EXPECT_EQ(rows[0][1], HashSecret(kSecretKey, minted));
+  EXPECT_EQ(rows[1][1], HashSecret(kSecretKey, admin_secret));
+  EXPECT_EQ(rows[0][4], "hmac");
+  EXPECT_EQ(rows[1][4], "hmac");
   for (const std::string& secret : {minted, admin_secret}) {
-    const std::string body = secret.substr(kSecretPrefix.size());
+    const std::string body = secret.starts_with(kSecretPrefix) ? secret.substr(kSecretPrefix.size()) : secret;
     for (const auto& row : rows) {
       for (const auto& cell : row) EXPECT_THAT(cell, Not(HasSubstr(body)));
     }
-    // Nowhere in the database file or its write-ahead log either.
+    // Neither the secret nor its plain SHA-256 is anywhere in the database file
+    // or its write-ahead log: the file alone does not let anyone test guesses.
     for (const std::string& file : {path, path + "-wal"}) {
-      EXPECT_THAT(ReadFileBytes(file), Not(HasSubstr(body))) << file;
+      const std::string bytes = ReadFileBytes(file);
+      EXPECT_THAT(bytes, Not(HasSubstr(body))) << file;
+      EXPECT_THAT(bytes, Not(HasSubstr(LegacySecretHash(secret)))) << file;
     }
   }
-  EXPECT_EQ(HashSecret("abc"),
+  EXPECT_EQ(LegacySecretHash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // RFC 4231, test case 2.
+  EXPECT_EQ(HashSecret("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_NE(HashSecret(kSecretKey, "abc"), HashSecret(kOtherSecretKey, "abc"));
+}
+
+TEST(CatalogSecrets, SecretsAuthenticateAfterReopeningWithTheSameKeyAndNotWithAnother) {
+  TempDir dir;
+  const std::string path = dir.File("catalog.db");
+  const std::string admin_secret = "an-operator-chosen-admin-secret";
+  std::string minted;
+  {
+    auto catalog = OpenOrDie(path, WithKey(kSecretKey));
+    ASSERT_TRUE(catalog->CreateProject("shop").ok());
+    minted = MintOrDie(*catalog, "shop", {.read = {"*"}});
+    ASSERT_TRUE(catalog->EnsureAdminSecret(admin_secret).ok());
+  }
+  {
+    auto other = OpenOrDie(path, WithKey(kOtherSecretKey));
+    for (const std::string& secret : {minted, admin_secret}) {
+      EXPECT_EQ(other->ResolveSecret(secret).status().code(), StatusCode::kUnauthenticated);
+    }
+  }
+  auto catalog = OpenOrDie(path, WithKey(kSecretKey));
+  EXPECT_TRUE(ResolveOrDie(*catalog, admin_secret).is_admin);
+  Principal reader = ResolveOrDie(*catalog, minted);
+  EXPECT_FALSE(reader.is_admin);
+  EXPECT_EQ(reader.grants.size(), 1u);
+}
+
+TEST(CatalogSecrets, ASecretStoredAsPlainSha256AuthenticatesOnceAndIsRewrittenAsHmac) {
+  TempDir dir;
+  const std::string path = dir.File("catalog.db");
+  const std::string admin_secret = "an-operator-chosen-admin-secret";
+  std::string minted, minted_id, admin_id;
+  {
+    auto catalog = OpenOrDie(path, WithKey(kSecretKey));
+    ASSERT_TRUE(catalog->CreateProject("shop").ok());
+    minted = MintOrDie(*catalog, "shop", {.read = {"*"}});
+    ASSERT_TRUE(catalog->EnsureAdminSecret(admin_secret).ok());
+  }
+  {
+    // What migration 5 leaves of a file written before it: the plain SHA-256,
+    // marked 'sha256' (the column's default).
+    RawDb raw(path);
+    EXPECT_EQ(raw.One("SELECT dflt_value FROM pragma_table_info('secrets') WHERE name = 'hash_kind'"),
+              "'sha256'");
+    for (const std::string& secret : {minted, admin_secret}) {
+      raw.Exec(fmt::format("UPDATE secrets SET hash = '{}', hash_kind = 'sha256' WHERE hash = '{}'",
+                           LegacySecretHash(secret), HashSecret(kSecretKey, secret)));
+    }
+    minted_id = raw.One("SELECT id FROM secrets WHERE is_admin = 0");
+    admin_id = raw.One("SELECT id FROM secrets WHERE is_admin = 1");
+    EXPECT_EQ(raw.One("SELECT COUNT(*) FROM secrets WHERE hash_kind = 'sha256'"), "2");
+  }
+  {
+    auto catalog = OpenOrDie(path, WithKey(kSecretKey));
+    Principal reader = ResolveOrDie(*catalog, minted);
+    EXPECT_EQ(reader.secret_id.ToString(), minted_id);
+    EXPECT_EQ(reader.grants.size(), 1u);
+    // The admin secret given at start (AQUIFER_ADMIN_SECRET) is rewritten in place.
+    auto ensured = catalog->EnsureAdminSecret(admin_secret);
+    ASSERT_TRUE(ensured.ok()) << ensured.status().ToString();
+    EXPECT_EQ(ResolveOrDie(*catalog, admin_secret).secret_id.ToString(), admin_id);
+    RawDb raw(path);
+    auto rows = raw.Query("SELECT id, hash, hash_kind FROM secrets ORDER BY is_admin");
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0], (std::vector<std::string>{minted_id, HashSecret(kSecretKey, minted), "hmac"}));
+    EXPECT_EQ(rows[1], (std::vector<std::string>{admin_id, HashSecret(kSecretKey, admin_secret), "hmac"}));
+    // Still authenticates, now through the HMAC.
+    EXPECT_EQ(ResolveOrDie(*catalog, minted).secret_id.ToString(), minted_id);
+  }
+  // Rewritten: the plain hash no longer authenticates it under another key.
+  auto other = OpenOrDie(path, WithKey(kOtherSecretKey));
+  EXPECT_EQ(other->ResolveSecret(minted).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(other->ResolveSecret(admin_secret).status().code(), StatusCode::kUnauthenticated);
 }
 
 TEST(CatalogSecrets, MintedSecretsArePrefixedAndUnique) {

@@ -111,6 +111,7 @@ using driver::UsageCounters;
 using driver::UsagePeriod;
 
 constexpr std::string_view kCursorKeyFile = "cursor.key";
+constexpr std::string_view kSecretKeyFile = "secret.key";
 constexpr size_t kCursorKeyBytes = 32;
 
 Result<std::string> RandomBytes(size_t size) {
@@ -121,10 +122,13 @@ Result<std::string> RandomBytes(size_t size) {
   return bytes;
 }
 
-// The cursor signing key: <data_dir>/cursor.key (64 hex digits, mode 0600),
-// created once with 32 random bytes. Every process of a deployment must share it.
-Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
-  const std::string path = data_dir + "/" + std::string(kCursorKeyFile);
+// A server key: <data_dir>/<file> (64 hex digits, mode 0600), created once with
+// 32 random bytes. The cursor signing key (cursor.key) and the key of the
+// stored secret hashes (secret.key) are two such keys. Every process of a
+// deployment must share them. `what` names the key in messages.
+Result<std::string> LoadOrCreateKeyFile(const std::string& data_dir, std::string_view file,
+                                        std::string_view what) {
+  const std::string path = data_dir + "/" + std::string(file);
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::ifstream in(path);
     if (in) {
@@ -134,7 +138,7 @@ Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
       while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
       std::string key;
       if (!HexDecode(text, &key) || key.size() < 16) {
-        return Corruption("cursor key file {} is damaged (expected {} hex digits)", path,
+        return Corruption("{} file {} is damaged (expected {} hex digits)", what, path,
                           kCursorKeyBytes * 2);
       }
       return key;
@@ -144,7 +148,7 @@ Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
       if (errno == EEXIST) continue;  // another process made it first: read theirs
-      return Unavailable("creating cursor key file {}: {}", path, std::strerror(errno));
+      return Unavailable("creating {} file {}: {}", what, path, std::strerror(errno));
     }
     bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
               ::fsync(fd) == 0;
@@ -152,11 +156,11 @@ Result<std::string> LoadOrCreateCursorKey(const std::string& data_dir) {
     ::close(fd);
     if (!ok) {
       ::unlink(path.c_str());
-      return Unavailable("writing cursor key file {}: {}", path, std::strerror(saved_errno));
+      return Unavailable("writing {} file {}: {}", what, path, std::strerror(saved_errno));
     }
     return key;
   }
-  return Unavailable("cursor key file {} appeared but cannot be read", path);
+  return Unavailable("{} file {} appeared but cannot be read", what, path);
 }
 
 Result<json> ParseBody(std::string_view body, std::string_view what) {
@@ -483,6 +487,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   }
   SqliteCatalogOptions catalog_options;
   catalog_options.clock = clock;
+  catalog_options.secret_key = options.secret_key;
+  if (catalog_options.secret_key.empty()) {
+    AQ_ASSIGN_OR_RETURN(catalog_options.secret_key,
+                        LoadOrCreateKeyFile(options.data_dir, kSecretKeyFile, "secret key"));
+  }
   auto catalog = OpenSqliteCatalog(catalog_path, catalog_options);
   if (!catalog.ok()) return catalog.status().WithContext("opening the catalog " + catalog_path);
 
@@ -510,7 +519,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
 
   std::string cursor_key = options.cursor_key;
   if (cursor_key.empty()) {
-    AQ_ASSIGN_OR_RETURN(cursor_key, LoadOrCreateCursorKey(options.data_dir));
+    AQ_ASSIGN_OR_RETURN(cursor_key, LoadOrCreateKeyFile(options.data_dir, kCursorKeyFile, "cursor key"));
   }
   auto admin = (*catalog)->EnsureAdminSecret(options.admin_secret);
   if (!admin.ok()) return admin.status().WithContext("setting up the admin secret");

@@ -67,6 +67,10 @@ struct EngineOptions {
   DriverChoice queue, lookup, warehouse, usage;
   // Signs cursors; generated once and kept in <data_dir>/cursor.key when empty.
   std::string cursor_key;
+  // Keys the stored secret hashes (HMAC-SHA256); generated once and kept in
+  // <data_dir>/secret.key (0600) when empty. A separate key from the cursor
+  // key; every process of a deployment must share both.
+  std::string secret_key;
   // Sets the admin secret (AQUIFER_ADMIN_SECRET); otherwise one is made on first start.
   std::optional<std::string> admin_secret;
   // Quotas every new project starts with (config [quotas]); unset = unlimited.

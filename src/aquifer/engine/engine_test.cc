@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <functional>
@@ -841,9 +842,54 @@ TEST_F(EngineTest, RestartKeepsDataAdminSecretAndCursors) {
   auto changes = engine_->ReadChanges(admin_, change, "", 10);
   ASSERT_TRUE(changes.ok()) << changes.status().ToString();
   EXPECT_EQ(changes->count, 1);
-  auto mode = std::filesystem::status(dir_ + "/cursor.key").permissions();
-  EXPECT_EQ(mode & std::filesystem::perms::all,
-            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  for (const char* key_file : {"/cursor.key", "/secret.key"}) {
+    auto mode = std::filesystem::status(dir_ + key_file).permissions();
+    EXPECT_EQ(mode & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+        << key_file;
+  }
+  auto read_key = [&](const char* key_file) {
+    std::ifstream in(dir_ + key_file);
+    std::string text;
+    in >> text;
+    return text;
+  };
+  EXPECT_EQ(read_key("/secret.key").size(), 64u);
+  EXPECT_NE(read_key("/secret.key"), read_key("/cursor.key")) << "two separate keys";
+}
+
+TEST_F(EngineTest, ACatalogWithoutItsSecretKeyAuthenticatesNoSecret) {
+  EngineOptions options = Options();
+  options.admin_secret.reset();
+  std::string admin_secret, reader_secret;
+  {
+    auto opened = Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    engine_ = std::move(*opened);
+    ASSERT_TRUE(engine_->NewAdminSecret().has_value());
+    admin_secret = *engine_->NewAdminSecret();
+    ASSERT_TRUE(engine_->Start().ok());
+    admin_ = *engine_->Authenticate(admin_secret);
+    CreateProjectAndTable();
+    auto minted = engine_->CreateSecret(admin_, "p", R"({"read":["*"]})");
+    ASSERT_TRUE(minted.ok()) << minted.status().ToString();
+    reader_secret = json::parse(*minted)["secret"];
+    engine_.reset();
+  }
+  // The same data dir with its key: both still authenticate.
+  {
+    auto opened = Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    EXPECT_TRUE((*opened)->Authenticate(admin_secret).ok());
+    EXPECT_TRUE((*opened)->Authenticate(reader_secret).ok());
+  }
+  // The catalog without secret.key (copied elsewhere, or the key lost): a new
+  // key is made and no stored secret authenticates.
+  ASSERT_TRUE(std::filesystem::remove(dir_ + "/secret.key"));
+  auto opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ((*opened)->Authenticate(admin_secret).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ((*opened)->Authenticate(reader_secret).status().code(), StatusCode::kUnauthenticated);
 }
 
 TEST_F(EngineTest, HealthIsOkAndWaitOptionsParse) {
