@@ -442,6 +442,7 @@ class EngineImpl final : public Engine {
   WriteWaiters waiters_;
   EngineMetrics metrics_;
   WriteHealth health_;  // fails the write path closed (see health.h)
+  std::mutex quota_write_mu_;  // serialises writes to projects with a write quota (DoWrite)
   const driver::Limits limits_;
   const size_t max_message_size_;
   const std::optional<std::string> relaxed_durability_;
@@ -978,6 +979,10 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   const auto record_count = static_cast<int64_t>(batch.records.size());
 
   AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(request.project));
+  // With a write quota, check → publish → meter is one step per process, so
+  // concurrent writes cannot each pass the check on the same remaining bytes.
+  std::unique_lock<std::mutex> quota_lock;
+  if (project.quotas.write_bytes.has_value()) quota_lock = std::unique_lock(quota_write_mu_);
   AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kWrite, batch.avro_bytes));
 
   AQ_ASSIGN_OR_RETURN(std::string write_id, RandomBytes(kWriteIdSize));
@@ -1054,6 +1059,7 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   usage.write_records = record_count;
   usage.write_bytes = batch.avro_bytes;
   Meter(who, project.project_id, usage);
+  if (quota_lock.owns_lock()) quota_lock.unlock();
 
   if (waiter) {
     bool met = waiters_.Wait(waiter.get(), std::chrono::milliseconds(options_.wait_timeout_ms));

@@ -760,6 +760,36 @@ TEST_F(EngineTest, AWriteOverQuotaAnswersTheSecondsUntilTheMonthResetsAndTheNewM
   }
 }
 
+TEST_F(EngineTest, ConcurrentWritesNeverGoPastTheWriteQuota) {
+  Open(Options());
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"x","n":0}])", {}).ok());
+  const int64_t one_write = json::parse(*engine_->UsageJson(admin_))["projects"][0]["month"]["write_bytes"];
+  ASSERT_TRUE(engine_->SetQuotas(admin_, "p", json{{"write_bytes", one_write * 6}}.dump()).ok());
+  std::atomic<int> accepted{0}, refused{0};
+  std::vector<std::thread> writers;
+  for (int thread = 0; thread < 8; ++thread) {
+    writers.emplace_back([&, thread] {
+      for (int attempt = 0; attempt < 4; ++attempt) {
+        auto ack = Write(json::array({{{"user", "x"}, {"n", thread * 4 + attempt}}}).dump(), {});
+        if (ack.ok()) {
+          ++accepted;
+        } else if (ack.status().code() == StatusCode::kResourceExhausted) {
+          ++refused;
+        } else {
+          ADD_FAILURE() << ack.status().ToString();
+        }
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  // Same-size records (n < 64: one varint byte): exactly five more fit, whatever the interleaving.
+  EXPECT_EQ(accepted.load(), 5);
+  EXPECT_EQ(refused.load(), 8 * 4 - 5);
+  const int64_t used = json::parse(*engine_->UsageJson(admin_))["projects"][0]["month"]["write_bytes"];
+  EXPECT_LE(used, one_write * 6);
+}
+
 TEST_F(EngineTest, QuotasAreReadAndSetByTheAdminOnlyAndBadValuesAreRefused) {
   Open(Options());
   CreateProjectAndTable();
