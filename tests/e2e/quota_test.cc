@@ -171,6 +171,26 @@ TEST_F(Quotas, TheCliShowsAndSetsQuotas) {
   EXPECT_EQ(bad_code, 2) << bad;
   EXPECT_NE(bad.find("--read-bytes"), std::string::npos) << bad;
   EXPECT_EQ(RunCli(*server_, server_->admin_secret(), "project quota " + p + " --read-bytes=-5").second, 2);
+
+  // `aquifer write` over the quota fails at once: a Retry-After of days is not slept.
+  std::string t = MakeTable(p);
+  AQ_ASSERT_STATUS(Put(Admin(), p, R"({"write_bytes": 0})"), 200);
+  TempDir files("aquifer-quota-cli");
+  const std::string input = files.path() + "/events.ndjson";
+  {
+    FILE* out = std::fopen(input.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    std::string text = Ndjson({Event("u", 1, 1.0)});
+    std::fwrite(text.data(), 1, text.size(), out);
+    std::fclose(out);
+  }
+  auto [refused, refused_code] =
+      RunCli(*server_, server_->admin_secret(), "write " + p + "." + t + " '" + input + "' --no-progress");
+  EXPECT_EQ(refused_code, 1) << refused;
+  EXPECT_NE(refused.find("429"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("write quota"), std::string::npos) << refused;
+  AQ_ASSERT_STATUS(Put(Admin(), p, R"({"write_bytes": null, "scan_bytes": 7})"), 200);
+
   std::string manager = MintSecret(p, {{"read", json::array()}, {"manage", true}});
   auto [denied, denied_code] = RunCli(*server_, manager, "project quota " + p + " --write-bytes 1");
   EXPECT_NE(denied_code, 0) << denied;

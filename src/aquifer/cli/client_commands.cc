@@ -294,6 +294,9 @@ std::string Sha256Hex(std::string_view data) {
   return out;
 }
 
+// The longest Retry-After a write waits out before retrying a batch.
+constexpr int64_t kMaxRetryWaitMs = 60'000;
+
 // The write in progress: batches of NDJSON with the file line of each record.
 class Writer {
  public:
@@ -329,6 +332,9 @@ class Writer {
       bool retryable = response.status == 429 || response.status == 503;
       if (!retryable || attempt >= 5) break;
       int64_t wait_ms = response.retry_after_s >= 0 ? response.retry_after_s * 1000 : (200LL << attempt);
+      // Over a monthly quota, Retry-After is the time until the month resets:
+      // fail now with the server's message rather than sleep for days.
+      if (wait_ms > kMaxRetryWaitMs) break;
       ClearProgress();
       std::fprintf(stderr, "aquifer: %s; retrying in %.1f s\n", ErrorMessage(response).c_str(),
                    static_cast<double>(wait_ms) / 1000.0);
