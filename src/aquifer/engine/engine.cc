@@ -979,10 +979,6 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   const auto record_count = static_cast<int64_t>(batch.records.size());
 
   AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(request.project));
-  // With a write quota, check → publish → meter is one step per process, so
-  // concurrent writes cannot each pass the check on the same remaining bytes.
-  std::unique_lock<std::mutex> quota_lock;
-  if (project.quotas.write_bytes.has_value()) quota_lock = std::unique_lock(quota_write_mu_);
   AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kWrite, batch.avro_bytes));
 
   AQ_ASSIGN_OR_RETURN(std::string write_id, RandomBytes(kWriteIdSize));
@@ -1016,6 +1012,29 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
     }
   }
 
+  auto release_claim = [&](std::string_view why) {
+    if (!idempotent) return;
+    Status released =
+        catalog_->ReleaseIdempotencyKey(who.secret_id, request.idempotency_key, ack.write_id);
+    if (!released.ok()) {
+      AQ_LOG(Error, "write {}: releasing Idempotency-Key after {}: {} (a retry waits for the "
+                    "claim's lease of {} ms to run out)",
+             ack.write_id, why, released.ToString(), options_.idempotency_lease_ms);
+    }
+  };
+  // With a write quota, check → publish → meter is one step per process, so
+  // concurrent writes cannot each pass the check on the same remaining bytes.
+  // (Taken after the claim, which may wait for another claim of the key.)
+  std::unique_lock<std::mutex> quota_lock;
+  if (project.quotas.write_bytes.has_value()) {
+    quota_lock = std::unique_lock(quota_write_mu_);
+    Status within = CheckQuota(project, QuotaKind::kWrite, batch.avro_bytes);
+    if (!within.ok()) {
+      release_claim("a quota refusal");
+      return within;
+    }
+  }
+
   uint8_t wanted = static_cast<uint8_t>((request.wait.log ? kStoreLog : 0) |
                                         (request.wait.index ? kStoreIndex : 0) |
                                         (request.wait.warehouse ? kStoreWarehouse : 0));
@@ -1036,15 +1055,7 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   NotePublish(published);
   if (!published.ok()) {
     if (waiter) waiters_.Unregister(write_id);
-    if (idempotent) {
-      Status released =
-          catalog_->ReleaseIdempotencyKey(who.secret_id, request.idempotency_key, ack.write_id);
-      if (!released.ok()) {
-        AQ_LOG(Error, "write {}: releasing Idempotency-Key after a failed publish: {} (a retry "
-                      "waits for the claim's lease of {} ms to run out)",
-               ack.write_id, released.ToString(), options_.idempotency_lease_ms);
-      }
-    }
+    release_claim("a failed publish");
     return Unavailable("the write queue did not accept the write ({}); nothing was acknowledged, "
                        "retry later",
                        published.ToString());
