@@ -310,7 +310,7 @@ struct SqliteCatalogOptions {
   // <data_dir>/secret.key (Engine::Open). Every process sharing the catalog
   // must use the same key; another key authenticates no stored secret.
   // Empty only in tests.
-  std::string secret_key;
+  std::string secret_key = {};
   int busy_timeout_ms = 5000;      // how long a write waits for another process's lock
 };
 
