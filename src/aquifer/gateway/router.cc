@@ -17,7 +17,7 @@ constexpr std::string_view kLogParams[] = {"limit", "from"};
 constexpr std::string_view kCursorParams[] = {"cursor", "limit"};
 constexpr std::string_view kLimitParams[] = {"limit"};
 
-constexpr std::array<RouteSpec, 19> kRoutes = {{
+constexpr std::array<RouteSpec, 21> kRoutes = {{
     {RouteId::kCreateProject, "POST", "/v1/projects", "POST /v1/projects", kNone},
     {RouteId::kCreateTable, "POST", "/v1/projects/{project}/tables",
      "POST /v1/projects/{project}/tables", kNone},
