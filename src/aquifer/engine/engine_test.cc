@@ -758,6 +758,7 @@ TEST_F(EngineTest, AWriteOverQuotaAnswersTheSecondsUntilTheMonthResetsAndTheNewM
                 record["user"] == "e")
         << record.dump();
   }
+  engine_.reset();  // its threads read `clock`, which ends with this scope
 }
 
 TEST_F(EngineTest, ConcurrentWritesNeverGoPastTheWriteQuota) {
