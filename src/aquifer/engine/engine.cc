@@ -423,6 +423,9 @@ class EngineImpl final : public Engine {
   Status RemoveFromStores(const driver::InstanceInfo& instance);
   // One pass over the pending removals (start-up and every flush tick).
   void RetryPendingRemovals();
+  // Deletes expired Idempotency-Key claims from the catalog, at most once per
+  // idempotency_purge_interval_ms (flush thread).
+  void PurgeExpiredIdempotencyKeys();
   Result<std::unique_ptr<driver::Subscription>> OpenDeadLetters();
   json DeadLetterJson(std::string_view data);
 
@@ -452,6 +455,8 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> next_queue_probe_ms_{0};  // steady clock
   std::atomic<int64_t> idempotency_waits_{0};    // retries that met an unfinished claim
   std::atomic<int64_t> idempotency_refusals_{0}; // ... and got Unavailable
+  std::atomic<int64_t> idempotency_keys_purged_{0};
+  int64_t next_idempotency_purge_ms_ = 0;  // engine clock; the flush thread's only
   // Bumped by every catalog change made through this engine that can end a
   // change feed (DeleteTable): open feeds then re-resolve before their next read.
   std::atomic<uint64_t> catalog_epoch_{0};
@@ -669,9 +674,24 @@ void EngineImpl::FlushLoop() {
     lock.unlock();
     (void)meter_.Flush();  // errors are logged and the buckets retried
     RetryPendingRemovals();
+    PurgeExpiredIdempotencyKeys();
     lock.lock();
     if (stop) return;
   }
+}
+
+void EngineImpl::PurgeExpiredIdempotencyKeys() {
+  const int64_t now = clock_->NowMillis();
+  if (now < next_idempotency_purge_ms_) return;  // only the flush thread calls this
+  next_idempotency_purge_ms_ = now + std::max<int64_t>(options_.idempotency_purge_interval_ms, 1);
+  auto purged = catalog_->PurgeIdempotencyKeys();
+  if (!purged.ok()) {
+    AQ_LOG(Warn, "purging expired Idempotency-Keys failed (retried in {} ms): {}",
+           options_.idempotency_purge_interval_ms, purged.status().ToString());
+    return;
+  }
+  idempotency_keys_purged_.fetch_add(*purged, std::memory_order_relaxed);
+  if (*purged > 0) AQ_LOG(Debug, "purged {} expired Idempotency-Keys", *purged);
 }
 
 Result<Principal> EngineImpl::Authenticate(std::string_view secret) {
@@ -1666,6 +1686,10 @@ std::string EngineImpl::MetricsText() {
          load(metrics_.reports_received));
   metric("aquifer_wait_timeouts_total", "counter", "Writes whose wait= timed out.",
          load(metrics_.wait_timeouts));
+  metric("aquifer_idempotency_keys_purged_total", "counter",
+         "Idempotency-Key claims deleted from the catalog after they expired (committed claims "
+         "older than 24 h, pending claims past their lease).",
+         load(idempotency_keys_purged_));
   metric("aquifer_idempotency_waits_total", "counter",
          "Writes whose Idempotency-Key was held by an unfinished request.", load(idempotency_waits_));
   metric("aquifer_idempotency_in_progress_total", "counter",

@@ -99,6 +99,10 @@ struct EngineOptions {
   // takeover may both write.
   int64_t idempotency_lease_ms = 30'000;
   int64_t idempotency_wait_ms = 5'000;
+  // Expired claims (committed ones older than kIdempotencyKeyTtlMs, pending
+  // ones past their lease) are deleted from the catalog this often, so the
+  // table stays the size of one day of keyed writes.
+  int64_t idempotency_purge_interval_ms = 10 * 60'000;
   // Once the queue refuses writes (WriteHealth, health.h), writes are answered
   // Unavailable without publishing, except one every this many ms, which
   // probes whether the queue works again.

@@ -761,6 +761,36 @@ TEST_F(EngineTest, AWriteOverQuotaAnswersTheSecondsUntilTheMonthResetsAndTheNewM
   engine_.reset();  // its threads read `clock`, which ends with this scope
 }
 
+// Expired Idempotency-Key claims leave the catalog on their own: the flush
+// thread purges them every idempotency_purge_interval_ms (engine clock).
+TEST_F(EngineTest, ExpiredIdempotencyKeysArePurgedInTheBackground) {
+  ManualClock clock(UtcMs(2026, 6, 1));
+  EngineOptions options = Options();
+  options.clock = &clock;
+  options.idempotency_purge_interval_ms = 60'000;
+  Open(options);
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1}])", {.index = true}, "key-1").ok());
+  ASSERT_TRUE(Write(R"([{"user":"b","n":2}])", {.index = true}, "key-2").ok());
+  auto replayed = Write(R"([{"user":"a","n":1}])", {}, "key-1");
+  ASSERT_TRUE(replayed.ok() && replayed->replayed) << replayed.status().ToString();
+  // Young claims stay, however many purge passes run.
+  clock.Advance(23LL * 3'600'000'000);  // micros
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several flush ticks
+  EXPECT_EQ(Metric(*engine_, "aquifer_idempotency_keys_purged_total"), 0);
+  clock.Advance(2LL * 3'600'000'000);  // 25 h after the writes: both expired
+  bool purged = false;
+  for (int tick = 0; tick < 3000 && !purged; ++tick) {
+    purged = Metric(*engine_, "aquifer_idempotency_keys_purged_total") == 2;
+    if (!purged) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(purged) << engine_->MetricsText();
+  auto again = Write(R"([{"user":"a","n":3}])", {.index = true}, "key-1");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->replayed);
+  engine_.reset();  // its threads read `clock`, which ends with this scope
+}
+
 TEST_F(EngineTest, ConcurrentWritesNeverGoPastTheWriteQuota) {
   Open(Options());
   CreateProjectAndTable();
