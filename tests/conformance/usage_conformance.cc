@@ -206,5 +206,111 @@ TEST_P(UsageConformance, BucketsBeforeTheEpochWorkAndSortBeforeLaterOnes) {
   EXPECT_EQ((*range)[1].period_start_ms, 0);
 }
 
+UsageCounters WriteBytes(int64_t bytes) {
+  UsageCounters c;
+  c.write_ops = 1;
+  c.write_bytes = bytes;
+  return c;
+}
+
+UsageCounters Negated(UsageCounters c) {
+  UsageCounters negated;
+  negated += c;
+  for (int64_t* field : {&negated.read_ops, &negated.read_records, &negated.read_bytes, &negated.write_ops,
+                         &negated.write_records, &negated.write_bytes, &negated.scan_ops, &negated.scan_bytes}) {
+    *field = -*field;
+  }
+  return negated;
+}
+
+TEST_P(UsageConformance, ABoundedAddStopsAtTheLimitAndARefusedOneChangesNothing) {
+  using driver::UsageField;
+  Uuid owner = Uuid::Random();
+  // On a missing bucket: an add larger than the limit is refused and creates nothing.
+  auto added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, WriteBytes(11), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_FALSE(added->added);
+  EXPECT_EQ(added->counters, UsageCounters{});
+  EXPECT_EQ(Read(*service_, owner, UsagePeriod::kMonth, kTime), UsageCounters{});
+  auto range = service_->ReadUsageRange(owner, UsagePeriod::kMonth, 0, kTime + 1, 10);
+  ASSERT_TRUE(range.ok());
+  EXPECT_TRUE(range->empty());
+
+  // Up to the limit exactly; every counter is added, the answer is the bucket after the add.
+  added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, WriteBytes(6), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_TRUE(added->added);
+  EXPECT_EQ(added->counters, WriteBytes(6));
+  added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kMonthStart, WriteBytes(4), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_TRUE(added->added);
+  EXPECT_EQ(added->counters, Sum(WriteBytes(6), WriteBytes(4)));
+  // One byte over: refused, the bucket as it was.
+  added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, WriteBytes(1), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_FALSE(added->added);
+  EXPECT_EQ(added->counters, Sum(WriteBytes(6), WriteBytes(4)));
+  EXPECT_EQ(Read(*service_, owner, UsagePeriod::kMonth, kTime), Sum(WriteBytes(6), WriteBytes(4)));
+  // The limit is on the named field only, and on this bucket only (not the hour, not another owner).
+  added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, Counters(100), UsageField::kReadBytes, 102);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_TRUE(added->added);
+  EXPECT_EQ(added->counters, Sum(Sum(WriteBytes(6), WriteBytes(4)), Counters(100)));
+  added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, Counters(0), UsageField::kScanBytes, 106);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_FALSE(added->added);  // scan_bytes 107 + 7 > 106
+  added = service_->AddUsageWithin(owner, UsagePeriod::kHour, kTime, WriteBytes(10), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok() && added->added);
+  added = service_->AddUsageWithin(Uuid::Random(), UsagePeriod::kMonth, kTime, WriteBytes(10), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok() && added->added);
+  EXPECT_EQ(Read(*service_, owner, UsagePeriod::kHour, kTime), WriteBytes(10));
+
+  // A negative add gives bytes back, and makes room under the limit again.
+  ASSERT_TRUE(service_->WriteUsage(owner, UsagePeriod::kMonth, kTime, Negated(Counters(100))).ok());
+  ASSERT_TRUE(service_->WriteUsage(owner, UsagePeriod::kMonth, kTime, Negated(WriteBytes(4))).ok());
+  EXPECT_EQ(Read(*service_, owner, UsagePeriod::kMonth, kTime), WriteBytes(6));
+  added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, WriteBytes(4), UsageField::kWriteBytes, 10);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_TRUE(added->added);
+  EXPECT_EQ(Read(*service_, owner, UsagePeriod::kMonth, kTime), Sum(WriteBytes(6), WriteBytes(4)));
+  EXPECT_FALSE(service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime, WriteBytes(1), UsageField::kWriteBytes, 10)
+                   .value_or({})
+                   .added);
+}
+
+TEST_P(UsageConformance, ConcurrentBoundedAddsNeverTogetherPassTheLimit) {
+  Uuid owner = Uuid::Random();
+  constexpr int kThreads = 6, kAdds = 20;
+  constexpr int64_t kBytes = 3, kLimit = 100;  // 33 adds fit: 99 bytes
+  std::atomic<int> failures{0}, accepted{0};
+  std::vector<std::thread> threads;
+  for (int thread_idx = 0; thread_idx < kThreads; ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      for (int add_idx = 0; add_idx < kAdds; ++add_idx) {
+        auto added = service_->AddUsageWithin(owner, UsagePeriod::kMonth, kTime + thread_idx, WriteBytes(kBytes),
+                                              driver::UsageField::kWriteBytes, kLimit);
+        if (!added.ok()) {
+          ++failures;
+        } else if (added->added) {
+          ++accepted;
+          if (added->counters.write_bytes > kLimit) ++failures;
+        }
+        // Plain adds to other counters of the same bucket interleave and are never lost.
+        UsageCounters reads;
+        reads.read_ops = 1;
+        if (!service_->WriteUsage(owner, UsagePeriod::kMonth, kTime, reads).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(failures.load(), 0);
+  EXPECT_EQ(accepted.load(), 33);
+  UsageCounters expected;
+  expected.write_ops = 33;
+  expected.write_bytes = 99;
+  expected.read_ops = kThreads * kAdds;
+  EXPECT_EQ(Read(*service_, owner, UsagePeriod::kMonth, kTime), expected);
+}
+
 }  // namespace
 }  // namespace aquifer::conformance

@@ -64,6 +64,28 @@ UsageCounters& UsageCounters::operator+=(const UsageCounters& other) {
   return *this;
 }
 
+int64_t& FieldOf(UsageCounters& counters, UsageField field) {
+  switch (field) {
+    case UsageField::kReadBytes: return counters.read_bytes;
+    case UsageField::kWriteBytes: return counters.write_bytes;
+    case UsageField::kScanBytes: break;
+  }
+  return counters.scan_bytes;
+}
+
+int64_t FieldOf(const UsageCounters& counters, UsageField field) {
+  return FieldOf(const_cast<UsageCounters&>(counters), field);
+}
+
+std::string_view UsageFieldName(UsageField field) {
+  switch (field) {
+    case UsageField::kReadBytes: return "read_bytes";
+    case UsageField::kWriteBytes: return "write_bytes";
+    case UsageField::kScanBytes: break;
+  }
+  return "scan_bytes";
+}
+
 int64_t PeriodStart(UsagePeriod period, int64_t time_ms) {
   constexpr int64_t kHourMs = 3'600'000;
   if (period == UsagePeriod::kHour) {

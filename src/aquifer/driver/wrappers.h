@@ -112,6 +112,11 @@ class UsageServiceWrapper : public UsageService {
                     const UsageCounters& counters) override {
     return target_->WriteUsage(owner, period, time_ms, counters);
   }
+  Result<BoundedAdd> AddUsageWithin(const Uuid& owner, UsagePeriod period, int64_t time_ms,
+                                    const UsageCounters& counters, UsageField field,
+                                    int64_t limit) override {
+    return target_->AddUsageWithin(owner, period, time_ms, counters, field, limit);
+  }
   Result<UsageCounters> ReadUsage(const Uuid& owner, UsagePeriod period, int64_t time_ms) override {
     return target_->ReadUsage(owner, period, time_ms);
   }

@@ -13,6 +13,15 @@ class CountingUsage final : public UsageService {
     total += c;
     return Status::OK();
   }
+  Result<BoundedAdd> AddUsageWithin(const Uuid&, UsagePeriod, int64_t time_ms, const UsageCounters& c,
+                                    UsageField field, int64_t limit) override {
+    last_time = time_ms;
+    BoundedAdd result;
+    result.added = FieldOf(total, field) + FieldOf(c, field) <= limit;
+    if (result.added) total += c;
+    result.counters = total;
+    return result;
+  }
   Result<UsageCounters> ReadUsage(const Uuid&, UsagePeriod, int64_t) override { return total; }
   Result<std::vector<UsageBucket>> ReadUsageRange(const Uuid&, UsagePeriod, int64_t, int64_t,
                                                   int32_t) override {
@@ -42,6 +51,11 @@ TEST(UsageServiceWrapper, ForwardsEveryCallToItsTarget) {
   ASSERT_TRUE(wrapper.WriteUsage(Uuid::Random(), UsagePeriod::kHour, 42, add).ok());
   EXPECT_EQ(target->last_time, 42);
   EXPECT_EQ(wrapper.ReadUsage(Uuid(), UsagePeriod::kHour, 0)->write_records, 3);
+  auto bounded = wrapper.AddUsageWithin(Uuid(), UsagePeriod::kMonth, 43, add, UsageField::kWriteBytes, 0);
+  ASSERT_TRUE(bounded.ok());
+  EXPECT_TRUE(bounded->added);
+  EXPECT_EQ(bounded->counters.write_records, 6);
+  EXPECT_EQ(target->last_time, 43);
   EXPECT_EQ(wrapper.ClearUsage(Uuid()).message(), "cleared");
 }
 

@@ -74,6 +74,44 @@ class PgUsageService final : public driver::UsageService {
     return Status::OK();
   }
 
+  // One statement: the upsert's conflict path locks the row and evaluates
+  // the WHERE on its latest version, so concurrent reservers (any process)
+  // serialise on the row and never together pass the limit. A missing row is
+  // inserted only when the add alone fits (checked before).
+  Result<driver::BoundedAdd> AddUsageWithin(const Uuid& owner, UsagePeriod period, int64_t time_ms,
+                                            const UsageCounters& counters, driver::UsageField field,
+                                            int64_t limit) override {
+    AQ_ASSIGN_OR_RETURN(int16_t code, PeriodCode(period));
+    driver::BoundedAdd result;
+    if (driver::FieldOf(counters, field) <= limit) {
+      Params params;
+      params.Uuid(owner).Int2(code).Int8(driver::PeriodStart(period, time_ms));
+      AddCounters(&params, counters);
+      params.Int8(limit);
+      AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+      const std::string column(driver::UsageFieldName(field));
+      auto rows = conn->Exec(fmt::format(R"sql(
+          INSERT INTO {0} AS u (owner, period, period_start, {1})
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+          ON CONFLICT (owner, period, period_start) DO UPDATE SET
+            read_ops = u.read_ops + EXCLUDED.read_ops, read_records = u.read_records + EXCLUDED.read_records,
+            read_bytes = u.read_bytes + EXCLUDED.read_bytes, write_ops = u.write_ops + EXCLUDED.write_ops,
+            write_records = u.write_records + EXCLUDED.write_records,
+            write_bytes = u.write_bytes + EXCLUDED.write_bytes, scan_ops = u.scan_ops + EXCLUDED.scan_ops,
+            scan_bytes = u.scan_bytes + EXCLUDED.scan_bytes
+          WHERE u.{2} <= $12 - EXCLUDED.{2}
+          RETURNING {1})sql", table_, kCounterColumns, column), params);
+      if (!rows.ok()) return rows.status().WithContext(fmt::format("adding usage of {}", owner.ToString()));
+      if (rows->rows() == 1) {
+        result.added = true;
+        AQ_ASSIGN_OR_RETURN(result.counters, CountersAt(*rows, 0, 0));
+        return result;
+      }
+    }
+    AQ_ASSIGN_OR_RETURN(result.counters, ReadUsage(owner, period, time_ms));
+    return result;
+  }
+
   Result<UsageCounters> ReadUsage(const Uuid& owner, UsagePeriod period, int64_t time_ms) override {
     AQ_ASSIGN_OR_RETURN(int16_t code, PeriodCode(period));
     Params params;

@@ -90,6 +90,26 @@ class RocksDbUsageService final : public driver::UsageService {
     return FromRocksStatus(status, fmt::format("adding usage of {}", owner.ToString()));
   }
 
+  // Check and add under the same lock as WriteUsage (the database belongs to
+  // this process alone), so no add slips in between.
+  Result<driver::BoundedAdd> AddUsageWithin(const Uuid& owner, UsagePeriod period, int64_t time_ms,
+                                            const UsageCounters& counters, driver::UsageField field,
+                                            int64_t limit) override {
+    AQ_RETURN_IF_ERROR(CheckPeriod(period));
+    const std::string key = BucketKey(owner, period, driver::PeriodStart(period, time_ms));
+    std::lock_guard<std::mutex> lock(UsageMutex());
+    driver::BoundedAdd result;
+    AQ_ASSIGN_OR_RETURN(result.counters, Get(owner, key));
+    if (driver::FieldOf(counters, field) > limit - driver::FieldOf(result.counters, field)) return result;
+    result.counters += counters;
+    ::rocksdb::WriteBatch batch;
+    ::rocksdb::Status status = batch.Put(cf_, key, EncodeCounters(result.counters));
+    if (status.ok()) status = db_->Write(write_options_, &batch);
+    AQ_RETURN_IF_ERROR(FromRocksStatus(status, fmt::format("adding usage of {}", owner.ToString())));
+    result.added = true;
+    return result;
+  }
+
   Result<UsageCounters> ReadUsage(const Uuid& owner, UsagePeriod period, int64_t time_ms) override {
     AQ_RETURN_IF_ERROR(CheckPeriod(period));
     return Get(owner, BucketKey(owner, period, driver::PeriodStart(period, time_ms)));
