@@ -385,6 +385,17 @@ class EngineImpl final : public Engine {
   // ResourceExhausted when the project's monthly quota of `kind` is used up,
   // or would be by `extra_bytes` more.
   Status CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_t extra_bytes);
+  // The ResourceExhausted answer for `kind`, with the seconds until the quota resets.
+  Status OverQuota(const ProjectInfo& project, QuotaKind kind, int64_t used, int64_t quota,
+                   int64_t extra_bytes);
+  // For a project with a write quota: charges `usage` to the project's month
+  // in the shared UsageService if it fits the quota (one atomic check-and-add,
+  // seen at once by every process), answering when it was charged; otherwise
+  // ResourceExhausted and nothing charged.
+  Result<int64_t> ReserveWrite(const ProjectInfo& project, const UsageCounters& usage);
+  // Takes back a reservation whose write was not published (a failure is
+  // logged and the give-back retried with the meter's flushes).
+  void GiveBackWrite(const Uuid& project_id, int64_t reserved_at, const UsageCounters& usage);
   // OK for the admin; NotFound for a project the principal does not see; else PermissionDenied.
   Status CheckQuotaAdmin(const Principal& who, std::string_view project);
   void Meter(const Principal& who, const Uuid& project_id, const UsageCounters& counters);
@@ -445,7 +456,6 @@ class EngineImpl final : public Engine {
   WriteWaiters waiters_;
   EngineMetrics metrics_;
   WriteHealth health_;  // fails the write path closed (see health.h)
-  std::mutex quota_write_mu_;  // serialises writes to projects with a write quota (DoWrite)
   const driver::Limits limits_;
   const size_t max_message_size_;
   const std::optional<std::string> relaxed_durability_;
@@ -999,7 +1009,6 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   const auto record_count = static_cast<int64_t>(batch.records.size());
 
   AQ_ASSIGN_OR_RETURN(ProjectInfo project, catalog_->GetProject(request.project));
-  AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kWrite, batch.avro_bytes));
 
   AQ_ASSIGN_OR_RETURN(std::string write_id, RandomBytes(kWriteIdSize));
   WriteAck ack;
@@ -1042,17 +1051,23 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
              ack.write_id, why, released.ToString(), options_.idempotency_lease_ms);
     }
   };
-  // With a write quota, check → publish → meter is one step per process, so
-  // concurrent writes cannot each pass the check on the same remaining bytes.
-  // (Taken after the claim, which may wait for another claim of the key.)
-  std::unique_lock<std::mutex> quota_lock;
+  UsageCounters usage;
+  usage.write_ops = 1;
+  usage.write_records = record_count;
+  usage.write_bytes = batch.avro_bytes;
+  // A write quota holds across every process sharing the usage service: the
+  // write is charged to the project's month before it is published, in one
+  // atomic check-and-add, and given back if the publish fails. No lock, and
+  // nothing at all for a project without a write quota. (After the claim, so
+  // a replayed write is not charged again.)
+  std::optional<int64_t> reserved_at;
   if (project.quotas.write_bytes.has_value()) {
-    quota_lock = std::unique_lock(quota_write_mu_);
-    Status within = CheckQuota(project, QuotaKind::kWrite, batch.avro_bytes);
-    if (!within.ok()) {
+    auto reserved = ReserveWrite(project, usage);
+    if (!reserved.ok()) {
       release_claim("a quota refusal");
-      return within;
+      return reserved.status();
     }
+    reserved_at = *reserved;
   }
 
   uint8_t wanted = static_cast<uint8_t>((request.wait.log ? kStoreLog : 0) |
@@ -1075,6 +1090,7 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   NotePublish(published);
   if (!published.ok()) {
     if (waiter) waiters_.Unregister(write_id);
+    if (reserved_at.has_value()) GiveBackWrite(project.project_id, *reserved_at, usage);
     release_claim("a failed publish");
     return Unavailable("the write queue did not accept the write ({}); nothing was acknowledged, "
                        "retry later",
@@ -1085,12 +1101,13 @@ Result<WriteAck> EngineImpl::DoWrite(const Principal& who, const WriteRequest& r
   metrics_.records_accepted.fetch_add(record_count, std::memory_order_relaxed);
   metrics_.messages_published.fetch_add(static_cast<int64_t>(messages.size()),
                                         std::memory_order_relaxed);
-  UsageCounters usage;
-  usage.write_ops = 1;
-  usage.write_records = record_count;
-  usage.write_bytes = batch.avro_bytes;
-  Meter(who, project.project_id, usage);
-  if (quota_lock.owns_lock()) quota_lock.unlock();
+  if (reserved_at.has_value()) {
+    // The project's month is charged already (the reservation): meter the rest.
+    meter_.Record(who.secret_id, usage);
+    meter_.RecordBucket(project.project_id, UsagePeriod::kHour, *reserved_at, usage);
+  } else {
+    Meter(who, project.project_id, usage);
+  }
 
   if (waiter) {
     bool met = waiters_.Wait(waiter.get(), std::chrono::milliseconds(options_.wait_timeout_ms));
@@ -1226,16 +1243,57 @@ Status EngineImpl::CheckQuota(const ProjectInfo& project, QuotaKind kind, int64_
                        : kind == QuotaKind::kWrite ? month.write_bytes
                                                    : month.scan_bytes;
   if (used < *quota && used + extra_bytes <= *quota) return Status::OK();
+  return OverQuota(project, kind, used, *quota, extra_bytes);
+}
+
+Status EngineImpl::OverQuota(const ProjectInfo& project, QuotaKind kind, int64_t used,
+                             int64_t quota, int64_t extra_bytes) {
   const int64_t now = clock_->NowMillis();
   const int64_t retry_after_s = (QuotaResetMs(now) - now + 999) / 1000;
   const char* name = kind == QuotaKind::kRead ? "read" : kind == QuotaKind::kWrite ? "write" : "scan";
   return QuotaExhausted(
       fmt::format("project '{}' is over its monthly {} quota: {} of {} bytes used{}; the quota "
                   "resets at the start of next month (UTC)",
-                  project.name, name, used, *quota,
+                  project.name, name, used, quota,
                   extra_bytes > 0 ? fmt::format(", this request needs {} more", extra_bytes)
                                   : std::string()),
       retry_after_s);
+}
+
+Result<int64_t> EngineImpl::ReserveWrite(const ProjectInfo& project, const UsageCounters& usage) {
+  const int64_t quota = *project.quotas.write_bytes;
+  const int64_t now = clock_->NowMillis();
+  // Writes this process metered before the quota was set (and give-backs still
+  // to be retried) are not stored yet: the limit leaves room for them.
+  const int64_t unflushed =
+      meter_.Unflushed(project.project_id, UsagePeriod::kMonth, now).write_bytes;
+  int64_t limit = 0;
+  if (__builtin_sub_overflow(quota, unflushed, &limit)) {
+    limit = unflushed < 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+  }
+  auto added = usage_->AddUsageWithin(project.project_id, UsagePeriod::kMonth, now, usage,
+                                      driver::UsageField::kWriteBytes, limit);
+  if (!added.ok()) {
+    return added.status().WithContext(
+        fmt::format("checking the write quota of project '{}'", project.name));
+  }
+  if (added->added) return now;
+  return OverQuota(project, QuotaKind::kWrite, added->counters.write_bytes + unflushed, quota,
+                   usage.write_bytes);
+}
+
+void EngineImpl::GiveBackWrite(const Uuid& project_id, int64_t reserved_at,
+                               const UsageCounters& usage) {
+  UsageCounters back;
+  back.write_ops = -usage.write_ops;
+  back.write_records = -usage.write_records;
+  back.write_bytes = -usage.write_bytes;
+  Status given = usage_->WriteUsage(project_id, UsagePeriod::kMonth, reserved_at, back);
+  if (given.ok()) return;
+  AQ_LOG(Warn, "giving back the write quota reserved for an unpublished write of project {} "
+               "failed ({}); retried with the next usage flush",
+         project_id.ToString(), given.ToString());
+  meter_.RecordBucket(project_id, UsagePeriod::kMonth, reserved_at, back);
 }
 
 namespace {

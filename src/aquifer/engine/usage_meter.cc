@@ -18,6 +18,12 @@ void UsageMeter::Record(const Uuid& owner, const UsageCounters& counters) {
   }
 }
 
+void UsageMeter::RecordBucket(const Uuid& owner, UsagePeriod period, int64_t time_ms,
+                              const UsageCounters& counters) {
+  std::lock_guard lock(mu_);
+  pending_[BucketKey{owner, period, driver::PeriodStart(period, time_ms)}] += counters;
+}
+
 Status UsageMeter::Flush() {
   std::lock_guard flush_lock(flush_mu_);
   {
@@ -49,6 +55,11 @@ UsageCounters UsageMeter::Unflushed(const BucketKey& key) const {
   if (auto it = pending_.find(key); it != pending_.end()) total += it->second;
   if (auto it = in_flight_.find(key); it != in_flight_.end()) total += it->second;
   return total;
+}
+
+UsageCounters UsageMeter::Unflushed(const Uuid& owner, UsagePeriod period, int64_t time_ms) const {
+  std::lock_guard lock(mu_);
+  return Unflushed(BucketKey{owner, period, driver::PeriodStart(period, time_ms)});
 }
 
 Result<UsageCounters> UsageMeter::Current(const Uuid& owner, UsagePeriod period) {

@@ -13,7 +13,9 @@
 // written twice.
 //
 // Current(owner, period) = the stored bucket + what is pending or being
-// flushed for it. While a flush is in flight a bucket may be counted twice
+// flushed for it. Usage charged to the UsageService directly (a write quota's
+// reservation, engine.cc) is recorded here only for the buckets it did not
+// charge (RecordBucket), so it is never counted twice. While a flush is in flight a bucket may be counted twice
 // for a moment (stored and in flight): quota checks err on the safe side.
 //
 // Thread-safe: Record and Current may run on any thread, concurrently with Flush.
@@ -38,12 +40,20 @@ class UsageMeter {
   // Adds `counters` to `owner`'s current hour and month. Never fails.
   void Record(const Uuid& owner, const driver::UsageCounters& counters);
 
+  // Adds `counters` to one bucket of `owner` only: the `period` containing
+  // `time_ms`. Counters may be negative (a give-back that must be retried).
+  void RecordBucket(const Uuid& owner, driver::UsagePeriod period, int64_t time_ms,
+                    const driver::UsageCounters& counters);
+
   // Writes every pending bucket. Returns the first error (the failed buckets
   // stay pending); OK when everything was written.
   Status Flush();
 
   // The owner's counters for the period containing now: stored plus unflushed.
   Result<driver::UsageCounters> Current(const Uuid& owner, driver::UsagePeriod period);
+  // Only the unflushed part of Current, for the period containing `time_ms`.
+  driver::UsageCounters Unflushed(const Uuid& owner, driver::UsagePeriod period,
+                                  int64_t time_ms) const;
 
   int64_t flush_errors() const;
   // Buckets waiting to be written.
