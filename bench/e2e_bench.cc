@@ -15,9 +15,15 @@
 //   lookup/http      index point lookups: GET records?filter={full key}&limit=1
 //                    from kClients keep-alive clients (requests/s)
 //   lookup/healthz   GET /healthz on the same server, same clients (the trivial route)
+//   ingest/postgres  a second server with all four drivers on Postgres (catalog
+//                    in SQLite): the same NDJSON batches, ?wait=index, kClients
+//                    clients, sustained for `postgres_seconds`; then the queue
+//                    backlog (aquifer_queue_lag, and warehouse rows behind the
+//                    index) at the end and how long it takes to drain
 //
-// Usage: e2e_bench [ingest_batches_per_client=60] [seconds_per_read_run=5]
+// Usage: e2e_bench [ingest_batches_per_client=60] [seconds_per_read_run=5] [postgres_seconds=30]
 // AQUIFER_BENCH_DIR: scratch dir (else $TMPDIR); AQUIFER_BIN: the server binary (compiled in).
+// AQUIFER_TEST_POSTGRES: the server for ingest/postgres (scripts/bench.sh starts one).
 
 #include <algorithm>
 #include <atomic>
@@ -314,6 +320,119 @@ Rate Requests(const Server& server, const std::function<std::string(std::mt19937
   return out;
 }
 
+// The value of one unlabelled (or exactly labelled) sample of GET /metrics; -1 if absent.
+int64_t MetricValue(const std::string& metrics, const std::string& sample) {
+  size_t pos = 0;
+  while ((pos = metrics.find(sample + " ", pos)) != std::string::npos) {
+    if (pos == 0 || metrics[pos - 1] == '\n') return std::atoll(metrics.c_str() + pos + sample.size() + 1);
+    pos += sample.size();
+  }
+  return -1;
+}
+
+struct Backlog {
+  int64_t lag = -1, index = -1, warehouse = -1;
+};
+Backlog ReadBacklog(Client& client) {
+  auto r = client.Get("/metrics");
+  Backlog b;
+  if (r.status != 200) return b;
+  b.lag = MetricValue(r.body, "aquifer_queue_lag");
+  b.index = MetricValue(r.body, "aquifer_records_written_total{store=\"index\"}");
+  b.warehouse = MetricValue(r.body, "aquifer_records_written_total{store=\"warehouse\"}");
+  return b;
+}
+
+// Sustained ingest with wait=index into a server whose four drivers are on Postgres.
+void IngestPostgres(const std::string& scratch, double seconds) {
+  const char* url = std::getenv("AQUIFER_TEST_POSTGRES");
+  if (url == nullptr || *url == '\0') {
+    std::printf("ingest/postgres: not run: AQUIFER_TEST_POSTGRES is not set (`make bench` starts a server)\n");
+    return;
+  }
+  ServerOptions options;
+  options.data_dir = scratch + "/server-postgres";
+  for (const char* service : {"QUEUE", "LOOKUP", "WAREHOUSE", "USAGE"}) {
+    options.extra_env.push_back(std::string("AQUIFER_") + service + "_DRIVER=postgres");
+    options.extra_env.push_back(std::string("AQUIFER_") + service + "_URL=" + url);
+  }
+  Server server(options);
+  try {
+    server.Start();
+  } catch (const std::exception& e) {
+    std::printf("ingest/postgres: FAILED to start the server: %s\n", e.what());
+    return;
+  }
+  Client admin(server, server.admin_secret());
+  const std::string path = "/v1/projects/pgbench/tables/ingest";
+  if (auto r = admin.Post("/v1/projects", {{"name", "pgbench"}}); r.status != 201) {
+    std::printf("ingest/postgres: FAILED to create a project: %s\n", r.Describe().c_str());
+    return;
+  }
+  if (auto r = admin.Post("/v1/projects/pgbench/tables", {{"name", "ingest"}, {"schema", BenchSchema()}, {"key", {"user", "id"}}});
+      r.status != 201) {
+    std::printf("ingest/postgres: FAILED to create a table: %s\n", r.Describe().c_str());
+    return;
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::vector<double>> lat(kClients);
+  std::atomic<int64_t> errors{0}, records{0};
+  std::string first_error;
+  std::mutex mu;
+  auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      Client client(server, server.admin_secret());
+      for (int64_t batch = 0; Seconds(SteadyClock::now() - start) < seconds; ++batch) {
+        std::string body;
+        for (int r = 0; r < kBatch; ++r) {
+          body += BenchRecord(c, batch * kBatch + r).dump();
+          body += '\n';
+        }
+        auto t0 = SteadyClock::now();
+        auto resp = client.PostRaw(path + "/records?wait=index", body, "application/x-ndjson");
+        lat[c].push_back(Seconds(SteadyClock::now() - t0) * 1e3);
+        if (resp.status == 200) {
+          records += kBatch;
+        } else {
+          ++errors;
+          std::lock_guard lock(mu);
+          if (first_error.empty()) first_error = resp.Describe().substr(0, 300);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double s = Seconds(SteadyClock::now() - start);
+  Backlog at_end = ReadBacklog(admin);
+  // Then until the workers have caught up (the warehouse write follows the index write).
+  auto drain_start = SteadyClock::now();
+  Backlog now = at_end;
+  while (Seconds(SteadyClock::now() - drain_start) < 300 && (now.lag != 0 || now.warehouse < now.index)) {
+    std::this_thread::sleep_for(100ms);
+    now = ReadBacklog(admin);
+  }
+  const double drain_s = Seconds(SteadyClock::now() - drain_start);
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  Rate rate;
+  rate.per_s = records / s;
+  rate.p50_ms = Percentile(all, 0.5);
+  rate.p99_ms = Percentile(all, 0.99);
+  rate.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+  rate.errors = errors;
+  rate.first_error = first_error;
+  std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "ingest/postgres", rate.per_s, "records/s", rate.p50_ms,
+              rate.p99_ms, rate.max_ms, static_cast<long long>(rate.errors));
+  if (!rate.first_error.empty()) std::printf("  first error: %s\n", rate.first_error.c_str());
+  std::printf("  %lld records in %.1f s, %d clients; backlog at the end: queue lag %lld messages, "
+              "warehouse %lld records behind the index; drained in %.1f s%s\n",
+              static_cast<long long>(records.load()), s, kClients, static_cast<long long>(at_end.lag),
+              static_cast<long long>(at_end.index - at_end.warehouse), drain_s,
+              now.lag == 0 && now.warehouse >= now.index ? "" : " (NOT drained after 300 s)");
+  server.Stop();
+}
+
 void PrintRow(const char* name, const Rate& r, const char* unit) {
   std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", name, r.per_s, unit, r.p50_ms, r.p99_ms, r.max_ms,
               static_cast<long long>(r.errors));
@@ -325,6 +444,7 @@ void PrintRow(const char* name, const Rate& r, const char* unit) {
 int main(int argc, char** argv) {
   int per_client = argc > 1 ? std::atoi(argv[1]) : 60;
   double read_seconds = argc > 2 ? std::atof(argv[2]) : 5.0;
+  double postgres_seconds = argc > 3 ? std::atof(argv[3]) : 30.0;
   TempDir scratch("e2e-bench");
   std::printf("e2e_bench: server %s, scratch %s\n", AQUIFER_BIN, scratch.path().c_str());
   std::printf("config: %d clients, ingest %d batches x %d records/client, reads %.0f s/run, latency at 10,000 "
@@ -400,5 +520,8 @@ int main(int argc, char** argv) {
   std::printf("  write->subscriber p50 / p99      %.2f / %.2f ms   (target <= 1 / 5 ms)\n", Percentile(lat.ms, 0.5),
               Percentile(lat.ms, 0.99));
   server.Stop();
+
+  std::printf("\n");
+  IngestPostgres(scratch.path(), postgres_seconds);
   return 0;
 }

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
 # Runs every benchmark binary in $BUILD/bench and prints its table, after the machine it ran on.
-# Figures are printed, never asserted (DESIGN.md "Targets").
+# Figures are printed, never asserted (DESIGN.md "Targets"). Starts the peers the benches use
+# (scripts/peers/<name>: a throwaway PostgreSQL, fsync on) and stops them on exit; a bench that
+# fails is reported and the others still run (the script then exits 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+PEERS=(postgres)   # names under scripts/peers/ whose servers the benches need
+stop_peers() {
+  for p in "${PEERS[@]}"; do bash "scripts/peers/$p" stop || true; done
+}
+trap stop_peers EXIT
+for p in "${PEERS[@]}"; do
+  if exports=$(bash "scripts/peers/$p" start); then eval "$exports"; else echo "bench.sh: peer $p did not start" >&2; fi
+done
+
+failed=()
 for bin in "$BUILD"/bench/*_bench; do
   [ -x "$bin" ] || continue
-  echo; echo "== $(basename "$bin")"
+  echo; echo "== $(basename "$bin") (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   AQUIFER_BENCH_DIR=$(mktemp -d /tmp/aquifer-bench.XXXXXX)
-  AQUIFER_BENCH_DIR=$AQUIFER_BENCH_DIR "$bin"
+  AQUIFER_BENCH_DIR=$AQUIFER_BENCH_DIR "$bin" || failed+=("$(basename "$bin")")
   rm -rf "$AQUIFER_BENCH_DIR"
 done
+echo; echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "bench: FAILED: ${failed[*]}"
+  exit 1
+fi
