@@ -66,6 +66,7 @@ void Must(const aquifer::Status& status, std::string_view what) {
 }
 
 struct Workload {
+  explicit Workload(std::string workload_name) : name(std::move(workload_name)) {}
   std::string name;
   std::vector<double> batch_ms;
   double seconds = 0;
@@ -249,8 +250,8 @@ int main(int argc, char** argv) {
   const std::string raw_warehouse_copy =
       fmt::format("COPY {}.raw_warehouse (id, n, payload, __key, __timestamp) FROM STDIN", schema);
 
-  Workload lookup_driver{"lookup/driver"}, lookup_raw{"lookup/raw COPY"};
-  Workload warehouse_driver{"warehouse/driver"}, warehouse_raw{"warehouse/raw COPY"};
+  Workload lookup_driver("lookup/driver"), lookup_raw("lookup/raw COPY");
+  Workload warehouse_driver("warehouse/driver"), warehouse_raw("warehouse/raw COPY");
   const auto start = Clock::now();
   for (int iteration = 0;; ++iteration) {
     double least = 1e300;

@@ -1,5 +1,7 @@
 #include "aquifer/drivers/postgres/lookup_service.h"
 
+#include <libpq-fe.h>
+
 #include <algorithm>
 #include <limits>
 #include <mutex>
@@ -9,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/drivers/postgres/script.h"
 #include "aquifer/keys/filter.h"
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
@@ -224,6 +227,9 @@ class PgLookupService final : public driver::LookupService {
 
  private:
   Result<uint64_t> ReadSequence(const InstanceInfo& instance);
+  // The write of an instance with a log, in one round trip (script.h).
+  Status WriteLogged(Connection& conn, const InstanceInfo& instance, std::span<const Record> records,
+                     std::span<const driver::RecordGroup> groups, int64_t now_ms);
   Status WriteBatch(Connection& conn, const InstanceInfo& instance, std::span<const Record> records);
   Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                        const keys::Filter& filter, const driver::ReadOptions& options);
@@ -279,6 +285,13 @@ Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<con
   }
   if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
   const int64_t now_ms = clock_->NowMillis();
+  if (instance.use_log) {
+    auto conn = pool_.Acquire();
+    if (!conn.ok()) return conn.status().WithContext(Describe("writing records to", instance));
+    Status done = WriteLogged(**conn, instance, records, groups, now_ms);
+    if (done.ok() && !groups.empty()) PruneApplied(**conn, now_ms);
+    return done.ok() ? done : done.WithContext(Describe("writing records to", instance));
+  }
   const std::span<const Record> all_records = records;
   std::vector<Record> kept;  // the records of groups not applied yet
 
@@ -311,6 +324,120 @@ Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<con
     return WriteBatch(conn, instance, all_records);
   });
   return done.ok() ? done : done.WithContext(Describe("writing records to", instance));
+}
+
+// One script (one round trip, one transaction):
+//   0 (with groups)  record the group ids; the fresh ones come back
+//   1  lock the instance's sequence row and read the next offset
+//   2  COPY the log rows of the fresh groups' records (binary), offsets from there on
+//   3  (use_index) upsert the index from those log rows: per key the highest
+//      (timestamp, offset), and only over an older row
+//   4  advance the sequence past the rows copied
+// The sequence row stays locked until commit, so writers of one instance
+// commit in offset order, one at a time.
+Status PgLookupService::WriteLogged(Connection& conn, const InstanceInfo& instance, std::span<const Record> records,
+                                    std::span<const driver::RecordGroup> groups, int64_t now_ms) {
+  const std::string id = UuidLiteral(instance.instance_id);
+  // Rows past the next offset written by this call: at most records.size().
+  const size_t bound = records.size();
+  std::string script;
+  int statement = 0;
+  int applied_statement = -1;
+  if (!groups.empty()) {
+    std::vector<std::string_view> ids;
+    for (const driver::RecordGroup& group : groups) ids.push_back(group.id);
+    script += fmt::format(
+        "INSERT INTO {} (instance_id, group_id, applied_ms) SELECT {}, g, {} FROM unnest({}) AS g "
+        "ON CONFLICT DO NOTHING RETURNING encode(group_id, 'hex');\n",
+        applied_, id, now_ms, ByteaArrayLiteral(ids));
+    applied_statement = statement++;
+  }
+  script += fmt::format(
+      "INSERT INTO {0} AS s (instance_id, next_offset) VALUES ({1}, 0) "
+      "ON CONFLICT (instance_id) DO UPDATE SET next_offset = s.next_offset RETURNING next_offset;\n"
+      "COPY {2} (instance_id, log_offset, ts, key, avro) FROM STDIN (FORMAT binary);\n",
+      sequence_, id, log_);
+  const int sequence_statement = statement++;
+  const int copy_statement = statement++;
+  // The copied rows: offsets in [next, next + bound) of the instance, read
+  // through the log's primary key (a nested loop on the one sequence row).
+  const std::string copied = fmt::format(
+      "FROM {0} l, (SELECT next_offset FROM {1} WHERE instance_id = {2}) q "
+      "WHERE l.instance_id = {2} AND l.log_offset >= q.next_offset AND l.log_offset < q.next_offset + {3}",
+      log_, sequence_, id, bound);
+  if (instance.use_index) {
+    script += fmt::format(
+        "INSERT INTO {0} AS i (instance_id, key, ts, log_offset, avro) "
+        "SELECT DISTINCT ON (l.key) l.instance_id, l.key, l.ts, l.log_offset, l.avro {1} "
+        "ORDER BY l.key, l.ts DESC, l.log_offset DESC "
+        "ON CONFLICT (instance_id, key) DO UPDATE "
+        "SET ts = EXCLUDED.ts, log_offset = EXCLUDED.log_offset, avro = EXCLUDED.avro "
+        "WHERE (EXCLUDED.ts, EXCLUDED.log_offset) > (i.ts, i.log_offset);\n",
+        index_, copied);
+  }
+  script += fmt::format("UPDATE {0} SET next_offset = next_offset + (SELECT count(*) {1}) WHERE instance_id = {2}",
+                        sequence_, copied, id);
+
+  std::vector<const Record*> kept;
+  if (groups.empty()) {
+    for (const Record& record : records) kept.push_back(&record);
+  }
+  int64_t first_offset = -1;
+  ScriptHandlers handlers;
+  handlers.on_result = [&](int index, const ScriptRows& rows) -> Status {
+    if (index == applied_statement) {
+      // Only the first occurrence of an id repeated within the call counts.
+      std::set<std::string, std::less<>> fresh;
+      for (int row = 0; row < rows.rows(); ++row) {
+        AQ_ASSIGN_OR_RETURN(std::string group_id, rows.HexBytes(row, 0));
+        fresh.insert(std::move(group_id));
+      }
+      size_t begin = 0;
+      for (const driver::RecordGroup& group : groups) {
+        if (fresh.erase(group.id) > 0) {
+          for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) {
+            kept.push_back(&records[record_idx]);
+          }
+        }
+        begin += group.records;
+      }
+    } else if (index == sequence_statement) {
+      if (rows.rows() != 1) return Internal("locking the offset sequence returned {} rows", rows.rows());
+      AQ_ASSIGN_OR_RETURN(first_offset, rows.Int(0, 0));
+      if (first_offset < 0) return Corruption("negative next offset {}", first_offset);
+    }
+    return Status::OK();
+  };
+  handlers.copy_data = [&](int index) -> Result<std::string> {
+    if (index != copy_statement || first_offset < 0) return Internal("unexpected COPY in the lookup write");
+    std::string data("PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
+    size_t size = 0;
+    for (const Record* record : kept) size += record->key.size() + record->avro.size() + 64;
+    data.reserve(data.size() + size + 2);
+    auto put32 = [&](uint32_t value) {
+      char buf[4] = {static_cast<char>(value >> 24), static_cast<char>(value >> 16), static_cast<char>(value >> 8),
+                     static_cast<char>(value)};
+      data.append(buf, 4);
+    };
+    const std::string_view uuid = instance.instance_id.AsBytes();
+    for (size_t kept_idx = 0; kept_idx < kept.size(); ++kept_idx) {
+      const Record& record = *kept[kept_idx];
+      data.append("\0\5", 2);  // five fields
+      put32(static_cast<uint32_t>(uuid.size()));
+      data.append(uuid);
+      put32(8);
+      PutBigEndian64(&data, static_cast<uint64_t>(first_offset) + kept_idx);
+      put32(8);
+      PutBigEndian64(&data, static_cast<uint64_t>(record.timestamp_ms));
+      put32(static_cast<uint32_t>(record.key.size()));
+      data.append(record.key);
+      put32(static_cast<uint32_t>(record.avro.size()));
+      data.append(record.avro);
+    }
+    data.append("\xff\xff", 2);
+    return data;
+  };
+  return RunScript(conn, script, handlers);
 }
 
 // Allocates offsets and writes the log and index rows of `records` inside the caller's transaction.
