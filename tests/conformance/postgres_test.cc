@@ -183,6 +183,83 @@ TEST(PostgresWarehouse, EverySchemaTypeIsAnOrdinaryTypedColumn) {
   EXPECT_EQ(rows[0][5], nlohmann::json::parse(R"(["x", null])"));
 }
 
+// A schema of top-level scalars only (no decimal, array or record) is written
+// from the decoded value without the JSON detour: every scalar must land as
+// the same typed value the JSON path stores (EverySchemaTypeIsAnOrdinaryTypedColumn).
+TEST(PostgresWarehouse, FlatSchemasStoreEveryScalarTypeAsTheJsonPathDoes) {
+  ScratchDir scratch;
+  auto config = ConfigFor(scratch.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto warehouse = PostgresRegistry().MakeWarehouseService("postgres", *config, {});
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  auto schema = schema::Schema::Parse(R"json({"type": "record", "name": "Flat", "fields": [
+      {"name": "id", "type": "string"},
+      {"name": "seq", "type": "long"},
+      {"name": "small", "type": "int"},
+      {"name": "flag", "type": "boolean"},
+      {"name": "ratio", "type": "float"},
+      {"name": "price", "type": "double"},
+      {"name": "blob", "type": "bytes"},
+      {"name": "hash", "type": {"type": "fixed", "name": "Hash", "size": 4}},
+      {"name": "color", "type": {"type": "enum", "name": "Color", "symbols": ["RED", "GREEN", "BLUE"]}},
+      {"name": "uid", "type": {"type": "string", "logicalType": "uuid"}},
+      {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+      {"name": "n_double", "type": ["null", "double"]},
+      {"name": "n_float", "type": ["null", "float"]},
+      {"name": "n_string", "type": ["null", "string"]},
+      {"name": "n_ts", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+      {"name": "n_color", "type": ["null", "Color"]}]})json", {"id"});
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  const std::vector<std::string> json_records = {
+      R"({"id": "a", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 0.1, "price": -0.25,
+          "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "uid": "00112233-4455-6677-8899-AABBCCDDEEFF",
+          "ts": 1700000000123, "n_double": "NaN", "n_float": "-Infinity", "n_string": "é\n\t\\ \"x\"",
+          "n_ts": -1, "n_color": null})",
+      R"({"id": "b", "seq": -9223372036854775808, "small": 2147483647, "flag": false, "ratio": 1e-30,
+          "price": 1.7976931348623157e308, "blob": "", "hash": "AAAAAA==", "color": "BLUE",
+          "uid": "ffffffff-ffff-ffff-ffff-ffffffffffff", "ts": -62135596800000, "n_double": "Infinity",
+          "n_float": 3.5, "n_string": null, "n_ts": null, "n_color": "RED"})"};
+  std::vector<driver::Record> records;
+  for (const std::string& json : json_records) {
+    auto value = schema::ParseJsonRecord(**schema, json);
+    ASSERT_TRUE(value.ok()) << value.status().ToString();
+    driver::Record record;
+    ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
+    record.key = *keys::EncodeKey(**schema, *value);
+    record.timestamp_ms = 1700000000999;
+    records.push_back(std::move(record));
+  }
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = *schema;
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  Status written = (*warehouse)->WriteToWarehouse(instance, records, {});
+  ASSERT_TRUE(written.ok()) << written.ToString();
+  const std::string table = (*warehouse)->TableName(instance);
+
+  auto checks = RunJob(**warehouse, fmt::format(R"sql(
+      SELECT seq = 9007199254740993, small = -5, flag, ratio = 0.1::real, price = -0.25,
+             blob = '\x000102ff'::bytea, hash = '\xdeadbeef'::bytea, color = 'GREEN',
+             uid = '00112233-4455-6677-8899-aabbccddeeff'::uuid, ts = '2023-11-14 22:13:20.123+00'::timestamptz,
+             n_double = 'NaN'::float8, n_float = '-Infinity'::real, n_string = E'\u00e9\n\t\\ "x"',
+             n_ts = '1969-12-31 23:59:59.999+00'::timestamptz, n_color IS NULL,
+             __timestamp = '2023-11-14 22:13:20.999+00'::timestamptz
+      FROM {0} WHERE id = 'a'
+      UNION ALL
+      SELECT seq = -9223372036854775808, small = 2147483647, NOT flag, ratio = 1e-30::real,
+             price = 1.7976931348623157e308::float8, blob = ''::bytea, hash = '\x00000000'::bytea, color = 'BLUE',
+             uid = 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid, ts = '0001-01-01 00:00:00+00'::timestamptz,
+             n_double = 'Infinity'::float8, n_float = 3.5::real, n_string IS NULL, n_ts IS NULL, n_color = 'RED',
+             __key IS NOT NULL
+      FROM {0} WHERE id = 'b')sql", table));
+  ASSERT_EQ(checks.size(), 2u);
+  for (size_t row = 0; row < checks.size(); ++row) {
+    for (size_t check_idx = 0; check_idx < checks[row].size(); ++check_idx) {
+      EXPECT_EQ(checks[row][check_idx], true) << "row " << row << " check " << check_idx << " of " << checks[row].dump();
+    }
+  }
+}
+
 // JobLimits::result_ttl_ms by the driver's clock: the rows go, the job stays done.
 TEST(PostgresWarehouse, ADoneJobsRowsExpireAfterTheResultTtl) {
   ScratchDir scratch;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/text.h"
+#include "aquifer/drivers/postgres/script.h"
 #include "aquifer/schema/codec.h"
 
 namespace aquifer::drivers::postgres {
@@ -148,6 +150,76 @@ void AppendCopyField(std::string* out, const std::optional<std::string>& text) {
       default: out->push_back(c);
     }
   }
+}
+
+// True when every top-level field is a primitive other than decimal: then
+// records are rendered straight from their decoded value (FlatFieldText),
+// without the JSON detour ValueText needs for nested values and decimals.
+bool IsFlat(const schema::Schema& schema) {
+  for (const schema::Field& field : schema.fields()) {
+    const Type& type = *field.type;
+    if (IsNested(type) || type.logical == Logical::kDecimal) return false;
+  }
+  return true;
+}
+
+// The same text ValueText makes from the codec's JSON for the value, for the
+// types IsFlat admits; nullopt for NULL.
+Result<std::optional<std::string>> FlatFieldText(const Type& type, const schema::Value& value) {
+  using schema::Bytes;
+  using schema::EnumSymbol;
+  if (value.is_null()) return std::optional<std::string>();
+  const auto& v = value.v;
+  auto floating = [](auto number) {
+    if (std::isnan(number)) return std::string("NaN");
+    if (std::isinf(number)) return std::string(number > 0 ? "Infinity" : "-Infinity");
+    return fmt::format("{}", number);
+  };
+  switch (type.kind) {
+    case Kind::kBoolean:
+      if (const bool* b = std::get_if<bool>(&v)) return std::optional<std::string>(*b ? "t" : "f");
+      break;
+    case Kind::kInt:
+    case Kind::kLong:
+      if (const int64_t* n = std::get_if<int64_t>(&v)) {
+        if (type.logical == Logical::kTimestampMillis) {
+          AQ_ASSIGN_OR_RETURN(std::string text, TimestampText(*n));
+          return std::optional<std::string>(std::move(text));
+        }
+        return std::optional<std::string>(fmt::format("{}", *n));
+      }
+      break;
+    case Kind::kFloat:
+      if (const float* f = std::get_if<float>(&v)) return std::optional<std::string>(floating(*f));
+      break;
+    case Kind::kDouble:
+      if (const double* d = std::get_if<double>(&v)) return std::optional<std::string>(floating(*d));
+      break;
+    case Kind::kString:
+      if (type.logical == Logical::kUuid) {
+        if (const Bytes* b = std::get_if<Bytes>(&v); b != nullptr && b->data.size() == 16) {
+          std::string hex = HexEncode(b->data);
+          return std::optional<std::string>(fmt::format("{}-{}-{}-{}-{}", hex.substr(0, 8), hex.substr(8, 4),
+                                                        hex.substr(12, 4), hex.substr(16, 4), hex.substr(20)));
+        }
+      } else if (const std::string* text = std::get_if<std::string>(&v)) {
+        return std::optional<std::string>(*text);
+      }
+      break;
+    case Kind::kEnum:
+      if (const EnumSymbol* e = std::get_if<EnumSymbol>(&v);
+          e != nullptr && e->index >= 0 && static_cast<size_t>(e->index) < type.symbols.size()) {
+        return std::optional<std::string>(type.symbols[e->index]);
+      }
+      break;
+    case Kind::kBytes:
+    case Kind::kFixed:
+      if (const Bytes* b = std::get_if<Bytes>(&v)) return std::optional<std::string>(ByteaText(b->data));
+      break;
+    default:
+      break;
+  }
+  return Internal("the codec decoded a value that does not match its type {}", type.Describe());
 }
 
 // ---- SQL checks -------------------------------------------------------------------------
@@ -300,8 +372,8 @@ class PgWarehouse final : public driver::WarehouseService {
   // Checks that `sql` is one read-only query and explains it on `conn`.
   Result<driver::QueryAnalysis> Analyze(Connection& conn, std::string_view sql);
   void PruneApplied(Connection& conn, int64_t now_ms);
-  // Sends COPY lines (text format, every column of the instance's table).
-  Result<int64_t> CopyRows(Connection& conn, const InstanceInfo& instance, std::string_view data);
+  // The COPY ... FROM STDIN of the instance's table (text format, every column).
+  std::string CopySql(const InstanceInfo& instance) const;
   void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
   void Finish(const std::shared_ptr<JobState>& state, Status status);
   void StopJobs();
@@ -325,6 +397,7 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     return checked.WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
   }
   const auto& fields = instance.schema->fields();
+  const bool flat = IsFlat(*instance.schema);
   const int64_t now = clock_->NowMillis();
   // Every record is converted before anything is sent: a bad one rejects the
   // batch. lines[i] is record i's COPY line, empty when it has expired.
@@ -333,19 +406,35 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     const Record& record = records[record_idx];
     if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now - instance.warehouse_retention_ms) continue;
     std::string& data = lines[record_idx];
-    auto text = schema::AvroToJson(*instance.schema, record.avro);
-    if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
-    json value = json::parse(*text, nullptr, false);
-    if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", instance.instance_id.ToString(), record_idx);
-    for (const schema::Field& field : fields) {
-      auto it = value.find(field.name);
-      auto field_text = ValueText(*field.type, it == value.end() ? json() : *it);
-      if (!field_text.ok()) {
-        return field_text.status().WithContext(
-            fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, field.name));
+    if (flat) {
+      auto value = schema::DecodeAvro(*instance.schema, record.avro);
+      if (!value.ok()) return value.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
+      const schema::Record& values = std::get<schema::Value::kRecordIndex>(value->v);
+      if (values.size() != fields.size()) return Internal("writing to {}: record {}: the codec decoded {} fields, expected {}", instance.instance_id.ToString(), record_idx, values.size(), fields.size());
+      for (size_t field_idx = 0; field_idx < fields.size(); ++field_idx) {
+        auto field_text = FlatFieldText(*fields[field_idx].type, values[field_idx]);
+        if (!field_text.ok()) {
+          return field_text.status().WithContext(
+              fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, fields[field_idx].name));
+        }
+        AppendCopyField(&data, *field_text);
+        data.push_back('\t');
       }
-      AppendCopyField(&data, *field_text);
-      data.push_back('\t');
+    } else {
+      auto text = schema::AvroToJson(*instance.schema, record.avro);
+      if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
+      json value = json::parse(*text, nullptr, false);
+      if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", instance.instance_id.ToString(), record_idx);
+      for (const schema::Field& field : fields) {
+        auto it = value.find(field.name);
+        auto field_text = ValueText(*field.type, it == value.end() ? json() : *it);
+        if (!field_text.ok()) {
+          return field_text.status().WithContext(
+              fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, field.name));
+        }
+        AppendCopyField(&data, *field_text);
+        data.push_back('\t');
+      }
     }
     AppendCopyField(&data, ByteaText(record.key));
     data.push_back('\t');
@@ -353,34 +442,44 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     AppendCopyField(&data, timestamp);
     data.push_back('\n');
   }
-  // One transaction: the applied group ids (exactly once, as the lookup
-  // service) and the rows of the groups not applied yet, all or nothing.
-  Status done = InTransaction(pool_, [&](Connection& conn) -> Status {
-    std::string data;
-    if (groups.empty()) {
-      for (const std::string& line : lines) data += line;
-    } else {
-      std::vector<std::string_view> ids;
-      for (const driver::RecordGroup& group : groups) ids.push_back(group.id);
-      Params applied;
-      applied.Uuid(instance.instance_id).ByteaArray(ids).Int8(now);
-      AQ_ASSIGN_OR_RETURN(PgResult fresh_rows, conn.Exec(fmt::format(
-          "INSERT INTO {} (instance_id, group_id, applied_ms) SELECT $1, g, $3 FROM unnest($2::bytea[]) AS g "
-          "ON CONFLICT DO NOTHING RETURNING group_id", applied_), applied));
-      std::set<std::string, std::less<>> fresh;
-      for (int row = 0; row < fresh_rows.rows(); ++row) fresh.emplace(fresh_rows.Bytes(row, 0));
-      size_t begin = 0;
-      for (const driver::RecordGroup& group : groups) {
-        if (fresh.erase(group.id) > 0) {
-          for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) data += lines[record_idx];
-        }
-        begin += group.records;
-      }
-      PruneApplied(conn, now);
+  // One transaction in one round trip (script.h): the applied group ids
+  // (exactly once, as the lookup service) and a COPY of the rows of the groups
+  // not applied yet, all or nothing.
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  std::string script;
+  if (!groups.empty()) {
+    std::vector<std::string_view> ids;
+    for (const driver::RecordGroup& group : groups) ids.push_back(group.id);
+    script = fmt::format(
+        "INSERT INTO {} (instance_id, group_id, applied_ms) SELECT {}, g, {} FROM unnest({}) AS g "
+        "ON CONFLICT DO NOTHING RETURNING encode(group_id, 'hex');\n",
+        applied_, UuidLiteral(instance.instance_id), now, ByteaArrayLiteral(ids));
+  }
+  script += CopySql(instance);
+  std::string data;
+  if (groups.empty()) {
+    for (const std::string& line : lines) data += line;
+  }
+  ScriptHandlers handlers;
+  handlers.on_result = [&](int statement, const ScriptRows& rows) -> Status {
+    if (groups.empty() || statement != 0) return Status::OK();  // the COPY's own result
+    std::set<std::string, std::less<>> fresh;
+    for (int row = 0; row < rows.rows(); ++row) {
+      AQ_ASSIGN_OR_RETURN(std::string group_id, rows.HexBytes(row, 0));
+      fresh.insert(std::move(group_id));
     }
-    if (data.empty()) return Status::OK();
-    return CopyRows(conn, instance, data).status();
-  });
+    size_t begin = 0;
+    for (const driver::RecordGroup& group : groups) {
+      if (fresh.erase(group.id) > 0) {
+        for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) data += lines[record_idx];
+      }
+      begin += group.records;
+    }
+    return Status::OK();
+  };
+  handlers.copy_data = [&](int) -> Result<std::string> { return std::move(data); };
+  Status done = RunScript(*conn, script, handlers);
+  if (done.ok() && !groups.empty()) PruneApplied(*conn, now);
   return done.ok() ? done : done.WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
 }
 
@@ -395,10 +494,10 @@ void PgWarehouse::PruneApplied(Connection& conn, int64_t now_ms) {
   (void)conn.Exec(fmt::format("DELETE FROM {} WHERE applied_ms < $1", applied_), cutoff);
 }
 
-Result<int64_t> PgWarehouse::CopyRows(Connection& conn, const InstanceInfo& instance, std::string_view data) {
+std::string PgWarehouse::CopySql(const InstanceInfo& instance) const {
   std::string columns;
   for (const schema::Field& field : instance.schema->fields()) columns += QuoteIdent(field.name) + ", ";
-  return conn.CopyIn(fmt::format("COPY {} ({}__key, __timestamp) FROM STDIN", TableName(instance), columns), data);
+  return fmt::format("COPY {} ({}__key, __timestamp) FROM STDIN", TableName(instance), columns);
 }
 
 Result<driver::QueryAnalysis> PgWarehouse::Analyze(Connection& conn, std::string_view sql) {
