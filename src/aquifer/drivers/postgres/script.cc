@@ -73,6 +73,7 @@ Status RunScript(Connection& conn, std::string_view script, const ScriptHandlers
     return Unavailable("postgres: {}: {}", ShortScript(script), LibpqMessage(raw));
   }
   Status status;
+  if (handlers.after_send) status = handlers.after_send();
   int statement = 0;
   while (PGresult* result = PQgetResult(raw)) {
     PgResult owned(result);

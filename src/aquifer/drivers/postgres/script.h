@@ -46,6 +46,9 @@ class ScriptRows {
 };
 
 struct ScriptHandlers {
+  // Called once the script is sent, before any result is read: client work
+  // that overlaps the server's (an error aborts the COPY that follows).
+  std::function<Status()> after_send;
   // Called with each statement's result, by index in the script (0-based).
   std::function<Status(int statement, const ScriptRows& rows)> on_result;
   // Called when the server is ready for the rows of the COPY at `statement`:

@@ -399,49 +399,54 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   const auto& fields = instance.schema->fields();
   const bool flat = IsFlat(*instance.schema);
   const int64_t now = clock_->NowMillis();
-  // Every record is converted before anything is sent: a bad one rejects the
-  // batch. lines[i] is record i's COPY line, empty when it has expired.
+  // Every record is converted before a row is committed: a bad one rejects
+  // the batch (the COPY is abandoned, which rolls the transaction back).
+  // The conversion runs while the server records the applied ids.
+  // lines[i] is record i's COPY line, empty when it has expired.
   std::vector<std::string> lines(records.size());
-  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
-    const Record& record = records[record_idx];
-    if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now - instance.warehouse_retention_ms) continue;
-    std::string& data = lines[record_idx];
-    if (flat) {
-      auto value = schema::DecodeAvro(*instance.schema, record.avro);
-      if (!value.ok()) return value.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
-      const schema::Record& values = std::get<schema::Value::kRecordIndex>(value->v);
-      if (values.size() != fields.size()) return Internal("writing to {}: record {}: the codec decoded {} fields, expected {}", instance.instance_id.ToString(), record_idx, values.size(), fields.size());
-      for (size_t field_idx = 0; field_idx < fields.size(); ++field_idx) {
-        auto field_text = FlatFieldText(*fields[field_idx].type, values[field_idx]);
-        if (!field_text.ok()) {
-          return field_text.status().WithContext(
-              fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, fields[field_idx].name));
+  auto convert = [&]() -> Status {
+    for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+      const Record& record = records[record_idx];
+      if (instance.warehouse_retention_ms > 0 && record.timestamp_ms < now - instance.warehouse_retention_ms) continue;
+      std::string& data = lines[record_idx];
+      if (flat) {
+        auto value = schema::DecodeAvro(*instance.schema, record.avro);
+        if (!value.ok()) return value.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
+        const schema::Record& values = std::get<schema::Value::kRecordIndex>(value->v);
+        if (values.size() != fields.size()) return Internal("writing to {}: record {}: the codec decoded {} fields, expected {}", instance.instance_id.ToString(), record_idx, values.size(), fields.size());
+        for (size_t field_idx = 0; field_idx < fields.size(); ++field_idx) {
+          auto field_text = FlatFieldText(*fields[field_idx].type, values[field_idx]);
+          if (!field_text.ok()) {
+            return field_text.status().WithContext(
+                fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, fields[field_idx].name));
+          }
+          AppendCopyField(&data, *field_text);
+          data.push_back('\t');
         }
-        AppendCopyField(&data, *field_text);
-        data.push_back('\t');
-      }
-    } else {
-      auto text = schema::AvroToJson(*instance.schema, record.avro);
-      if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
-      json value = json::parse(*text, nullptr, false);
-      if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", instance.instance_id.ToString(), record_idx);
-      for (const schema::Field& field : fields) {
-        auto it = value.find(field.name);
-        auto field_text = ValueText(*field.type, it == value.end() ? json() : *it);
-        if (!field_text.ok()) {
-          return field_text.status().WithContext(
-              fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, field.name));
+      } else {
+        auto text = schema::AvroToJson(*instance.schema, record.avro);
+        if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", instance.instance_id.ToString(), record_idx));
+        json value = json::parse(*text, nullptr, false);
+        if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", instance.instance_id.ToString(), record_idx);
+        for (const schema::Field& field : fields) {
+          auto it = value.find(field.name);
+          auto field_text = ValueText(*field.type, it == value.end() ? json() : *it);
+          if (!field_text.ok()) {
+            return field_text.status().WithContext(
+                fmt::format("writing to {}: record {}: field {}", instance.instance_id.ToString(), record_idx, field.name));
+          }
+          AppendCopyField(&data, *field_text);
+          data.push_back('\t');
         }
-        AppendCopyField(&data, *field_text);
-        data.push_back('\t');
       }
+      AppendCopyField(&data, ByteaText(record.key));
+      data.push_back('\t');
+      AQ_ASSIGN_OR_RETURN(std::string timestamp, TimestampText(record.timestamp_ms));
+      AppendCopyField(&data, timestamp);
+      data.push_back('\n');
     }
-    AppendCopyField(&data, ByteaText(record.key));
-    data.push_back('\t');
-    AQ_ASSIGN_OR_RETURN(std::string timestamp, TimestampText(record.timestamp_ms));
-    AppendCopyField(&data, timestamp);
-    data.push_back('\n');
-  }
+    return Status::OK();
+  };
   // One transaction in one round trip (script.h): the applied group ids
   // (exactly once, as the lookup service) and a COPY of the rows of the groups
   // not applied yet, all or nothing.
@@ -457,10 +462,9 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   }
   script += CopySql(instance);
   std::string data;
-  if (groups.empty()) {
-    for (const std::string& line : lines) data += line;
-  }
   ScriptHandlers handlers;
+  Status converted;
+  handlers.after_send = [&] { return converted = convert(); };
   handlers.on_result = [&](int statement, const ScriptRows& rows) -> Status {
     if (groups.empty() || statement != 0) return Status::OK();  // the COPY's own result
     std::set<std::string, std::less<>> fresh;
@@ -477,8 +481,14 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     }
     return Status::OK();
   };
-  handlers.copy_data = [&](int) -> Result<std::string> { return std::move(data); };
+  handlers.copy_data = [&](int) -> Result<std::string> {
+    if (groups.empty()) {
+      for (const std::string& line : lines) data += line;
+    }
+    return std::move(data);
+  };
   Status done = RunScript(*conn, script, handlers);
+  if (!converted.ok()) return converted;  // it names the instance and the record
   if (done.ok() && !groups.empty()) PruneApplied(*conn, now);
   return done.ok() ? done : done.WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
 }
