@@ -30,6 +30,7 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/base/uuid.h"
 #include "aquifer/driver/lookup_service.h"
 #include "aquifer/driver/warehouse_service.h"
@@ -172,8 +173,7 @@ class Generator {
       PutField(&batch.raw_lookup, record.key);
       PutField(&batch.raw_lookup, record.avro);
 
-      std::string key_hex;
-      for (unsigned char c : record.key) key_hex += fmt::format("{:02x}", c);
+      const std::string key_hex = aquifer::HexEncode(record.key);
       batch.raw_warehouse += fmt::format("{}\t{}\t{}\t\\\\x{}\t{}\n", id, n, payload, key_hex,
                                          TimestampText(record.timestamp_ms));
       batch.records.push_back(std::move(record));

@@ -136,19 +136,28 @@ Result<std::optional<std::string>> ValueText(const Type& type, const json& value
 }
 
 // Appends one field of COPY text format: backslash escapes, \N for NULL.
+// Runs without a special character are appended whole.
 void AppendCopyField(std::string* out, const std::optional<std::string>& text) {
   if (!text) {
     out->append("\\N");
     return;
   }
-  for (char c : *text) {
-    switch (c) {
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    size_t plain = 0;
+    while (plain < rest.size() && rest[plain] != '\\' && rest[plain] != '\n' && rest[plain] != '\r' &&
+           rest[plain] != '\t') {
+      ++plain;
+    }
+    out->append(rest.substr(0, plain));
+    if (plain == rest.size()) break;
+    switch (rest[plain]) {
       case '\\': out->append("\\\\"); break;
       case '\n': out->append("\\n"); break;
       case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default: out->push_back(c);
+      default: out->append("\\t"); break;
     }
+    rest.remove_prefix(plain + 1);
   }
 }
 
