@@ -4,6 +4,8 @@
 #   make bench   build and run the benchmarks, printing figures and ratios
 #   make fuzz    build the libFuzzer targets (clang, ASan+UBSan) and run each for FUZZ_SECONDS
 #   make san-build  build the sanitized test suites (build-tsan: ThreadSanitizer, build-asan: ASan+UBSan)
+#   make soak    the long reliability runs (not part of make test): SOAK_CYCLES SIGKILLs of the whole
+#                server under load (tests/soak) and POWER_CYCLES simulated power cuts (tests/power)
 SHELL := /bin/bash
 BUILD ?= build
 FUZZ_BUILD ?= build-fuzz
@@ -14,6 +16,8 @@ ASAN_BUILD ?= build-asan
 SAN_FLAGS ?= -O1 -g1
 BUILD_TYPE ?= RelWithDebInfo
 FUZZ_SECONDS ?= 60
+SOAK_CYCLES ?= 1000
+POWER_CYCLES ?= 20000
 JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= ./data
@@ -21,7 +25,7 @@ DATA ?= ./data
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: setup configure build run test unit bench fuzz fuzz-build san-build clean
+.PHONY: setup configure build run test unit bench fuzz fuzz-build san-build soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -41,6 +45,11 @@ test: fuzz-build build san-build
 
 bench: build
 	@BUILD=$(BUILD) bash scripts/bench.sh
+
+soak: build
+	@AQUIFER_POWER_CYCLES=$(POWER_CYCLES) $(BUILD)/tests/power/power_loss_test \
+	  --gtest_filter='PowerLoss.EveryAcknowledgedWriteSurvivesRandomPowerCuts'
+	@AQUIFER_SOAK_CYCLES=$(SOAK_CYCLES) $(BUILD)/tests/soak/soak_test
 
 fuzz-build: setup
 	@CCACHE_SLOPPINESS=time_macros cmake -S . -B $(FUZZ_BUILD) -G Ninja -DAQUIFER_FUZZ=ON \

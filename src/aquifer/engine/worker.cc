@@ -31,8 +31,12 @@ bool IsStorageFailure(const Status& status) {
   const bool io = text.find("IO error") != std::string::npos || text.find("IO Error") != std::string::npos ||
                   text.find("I/O error") != std::string::npos ||
                   text.find("IOError") != std::string::npos;
+  // A failed fsync, a full disk, a failed append (RocksDB then stops writing
+  // until resumed), or a database that could not resume.
   return io && (text.find("sync") != std::string::npos ||
-                text.find("No space left") != std::string::npos);
+                text.find("No space left") != std::string::npos ||
+                text.find("While appending") != std::string::npos ||
+                text.find("stopped writing") != std::string::npos);
 }
 
 // Errors a retry of the same message cannot fix: the store refuses it.

@@ -1,5 +1,6 @@
 #include "aquifer/drivers/rocksdb/lookup_service.h"
 
+#include <atomic>
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -331,7 +332,9 @@ class RocksDbLookupService final : public driver::LookupService {
   }
 
   Status Write(::rocksdb::WriteBatch* batch, std::string_view what, const InstanceInfo& instance) {
+    AQ_RETURN_IF_ERROR(ResumeAfterWriteError(db_, &write_error_, Describe(what, instance)));
     ::rocksdb::Status status = db_->Write(write_options_, batch);
+    NoteWriteError(&write_error_, status);
     return FromRocksStatus(status, Describe(what, instance));
   }
 
@@ -381,6 +384,7 @@ class RocksDbLookupService final : public driver::LookupService {
   ::rocksdb::ColumnFamilyHandle* const index_;
   ::rocksdb::ColumnFamilyHandle* const meta_;
   ::rocksdb::WriteOptions write_options_;
+  WriteErrorState write_error_;  // an I/O error stopped RocksDB (ResumeAfterWriteError)
   std::mutex reset_mu_;
   std::mutex locks_mu_;
   std::unordered_map<Uuid, std::shared_ptr<std::mutex>, UuidHash> locks_;  // guarded by locks_mu_

@@ -1,4 +1,5 @@
 #include "aquifer/drivers/rocksdb/queue.h"
+#include "aquifer/drivers/rocksdb/rocksdb_handle.h"
 
 #include <algorithm>
 #include <atomic>
@@ -281,6 +282,7 @@ class RocksQueue final : public MessageQueue, public std::enable_shared_from_thi
   ::rocksdb::WriteOptions publish_options_;
   ::rocksdb::WriteOptions state_options_;
   std::unique_ptr<::rocksdb::DB> db_;
+  WriteErrorState write_error_;  // an I/O error stopped RocksDB (ResumeAfterWriteError)
 
   mutable std::shared_mutex topics_mu_;
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;
@@ -290,6 +292,7 @@ Status RocksQueue::Open() {
   ::rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.max_background_jobs = 2;
+  ApplyStorageOptions(&db_options);  // checksums, and the test file system when one is set
   std::error_code ec;
   std::filesystem::create_directories(options_.path, ec);  // RocksDB makes only the last level
   if (ec) return Unavailable("creating the queue folder '{}': {}", options_.path, ec.message());
@@ -395,6 +398,8 @@ Status RocksQueue::Publish(std::string_view topic_name, std::span<const Outgoing
     }
   }
   if (messages.empty()) return Status::OK();
+  AQ_RETURN_IF_ERROR(ResumeAfterWriteError(
+      db_.get(), &write_error_, fmt::format("publishing to queue topic '{}'", topic->name)));
 
   uint64_t first;
   {
@@ -411,6 +416,7 @@ Status RocksQueue::Publish(std::string_view topic_name, std::span<const Outgoing
     batch.Put(MessageKey(topic->name, first + i), EncodeMessage(now, messages[i]));
   }
   ::rocksdb::Status s = db_->Write(publish_options_, &batch);
+  NoteWriteError(&write_error_, s);
   uint64_t pending_garbage;
   {
     std::lock_guard<std::mutex> lock(topic->mu);

@@ -3,11 +3,13 @@
 #include <filesystem>
 #include <system_error>
 
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/write_batch.h>
 
+#include "aquifer/base/logging.h"
 #include "aquifer/keys/tuple.h"
 
 namespace aquifer::drivers::rocksdb {
@@ -24,7 +26,71 @@ std::map<std::string, std::weak_ptr<RocksDbHandle>>& Cache() {
   return *cache;
 }
 
+std::mutex& EnvMutex() {
+  static std::mutex mu;
+  return mu;
+}
+// The Env over the test file system; every one ever made stays alive, since a
+// database opened on it may outlive the next SetFileSystemForTesting.
+::rocksdb::Env* g_test_env = nullptr;
+std::vector<std::unique_ptr<::rocksdb::Env>>& TestEnvs() {
+  static auto* envs = new std::vector<std::unique_ptr<::rocksdb::Env>>();
+  return *envs;
+}
+
 }  // namespace
+
+void ApplyStorageOptions(::rocksdb::DBOptions* options) {
+  options->env = DatabaseEnv();
+  options->paranoid_checks = true;
+  options->wal_recovery_mode = ::rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+}
+
+void NoteWriteError(WriteErrorState* state, const ::rocksdb::Status& written) {
+  if (!written.IsIOError()) return;
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (!state->failed.load(std::memory_order_relaxed)) state->cause = written.ToString();
+  state->failed.store(true, std::memory_order_release);
+}
+
+Status ResumeAfterWriteError(::rocksdb::DB* db, WriteErrorState* state, std::string_view context) {
+  if (!state->failed.load(std::memory_order_acquire)) return Status::OK();
+  ::rocksdb::Status resumed = db->Resume();
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (resumed.ok()) {
+    if (state->failed.exchange(false)) {
+      AQ_LOG(Info, "{}: rocksdb at '{}' writes again after an I/O error ({})", context,
+             db->GetName(), state->cause);
+    }
+    return Status::OK();
+  }
+  if (resumed.IsBusy()) {  // RocksDB's own recovery (a full disk) is still running
+    return Unavailable("{}: rocksdb at '{}' stopped writing after an I/O error ({}) and is "
+                       "recovering; free disk space if the disk is full, and if writes have not resumed a "
+                       "minute later, restart the server",
+                       context, db->GetName(), state->cause);
+  }
+  return Unavailable(
+      "{}: rocksdb at '{}' stopped writing after an I/O error ({}) and could not resume ({}); fix "
+      "the disk (free space, check the kernel log for I/O errors), then restart the server. "
+      "Writes acknowledged before the error are on disk",
+      context, db->GetName(), state->cause, resumed.ToString());
+}
+
+void SetFileSystemForTesting(std::shared_ptr<::rocksdb::FileSystem> fs) {
+  std::lock_guard<std::mutex> lock(EnvMutex());
+  if (fs == nullptr) {
+    g_test_env = nullptr;
+    return;
+  }
+  TestEnvs().push_back(::rocksdb::NewCompositeEnv(fs));
+  g_test_env = TestEnvs().back().get();
+}
+
+::rocksdb::Env* DatabaseEnv() {
+  std::lock_guard<std::mutex> lock(EnvMutex());
+  return g_test_env != nullptr ? g_test_env : ::rocksdb::Env::Default();
+}
 
 Status FromRocksStatus(const ::rocksdb::Status& status, std::string_view context) {
   using C = ::rocksdb::Status::Code;
@@ -80,6 +146,7 @@ Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string&
   ::rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
+  ApplyStorageOptions(&db_options);
   db_options.IncreaseParallelism(options.parallelism);
   db_options.write_buffer_size = options.write_buffer_size;
   ::rocksdb::BlockBasedTableOptions table;

@@ -18,6 +18,7 @@
 //
 // Thread-safe: db() and ColumnFamily() may be called from any thread.
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,8 @@
 #include <vector>
 
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
+#include <rocksdb/options.h>
 #include <rocksdb/status.h>
 
 #include "aquifer/base/status.h"
@@ -38,6 +41,40 @@ namespace aquifer::drivers::rocksdb {
 // InvalidArgument, NotSupported → NotSupported, Aborted → Aborted,
 // anything else → Internal. The message is "context: <rocksdb text>".
 Status FromRocksStatus(const ::rocksdb::Status& status, std::string_view context);
+
+// The options every embedded database (lookup, usage, queue) is opened with,
+// whatever its tuning: its files go through DatabaseEnv(), and stored data is
+// checked, so damage is reported as Corruption instead of served:
+// paranoid_checks, checksums verified on every read (RocksDB's default, kept),
+// and WAL recovery that tolerates only an incomplete record at the end of a
+// log (what a crash or power cut leaves) but fails the open on a checksum
+// mismatch anywhere else (a damaged acknowledged write), where RocksDB's
+// default point-in-time recovery would silently drop it and everything after.
+void ApplyStorageOptions(::rocksdb::DBOptions* options);
+
+// After a write fails with an I/O error (EIO, ENOSPC, a failed fsync) RocksDB
+// refuses every later write until it resumes (on its own for some errors, or
+// by DB::Resume). A writer keeps a WriteErrorState, calls NoteWriteError after
+// each write and ResumeAfterWriteError before the next: OK when nothing failed
+// or RocksDB resumed (it flushes what it holds and starts a new WAL; writes
+// acknowledged before the error were synced and stay); otherwise Unavailable
+// naming the original error and, when RocksDB cannot resume, telling the
+// operator to fix the disk and restart the server.
+struct WriteErrorState {
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  std::string cause;  // the error that stopped writes (guarded by mu)
+};
+void NoteWriteError(WriteErrorState* state, const ::rocksdb::Status& written);
+Status ResumeAfterWriteError(::rocksdb::DB* db, WriteErrorState* state, std::string_view context);
+
+// Tests only: every database opened afterwards in this process runs on `fs`
+// (a fault-injecting wrapper, tests/power/fault_fs.h); nullptr restores the
+// default file system. Never called in production.
+void SetFileSystemForTesting(std::shared_ptr<::rocksdb::FileSystem> fs);
+// The Env new databases are opened with: Env::Default(), or one over the
+// file system given to SetFileSystemForTesting (kept alive for the process).
+::rocksdb::Env* DatabaseEnv();
 
 // Tuning shared by every user of a handle; only the first Open of a path applies it.
 struct HandleOptions {
