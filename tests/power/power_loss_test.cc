@@ -121,7 +121,7 @@ class PowerLoss : public ::testing::Test {
     std::filesystem::remove_all(root_);
   }
 
-  Status Open(const std::string& dir, bool queue_sync, Drivers* d) {
+  Status Open(const std::string& dir, bool queue_sync, Drivers* d, bool lookup_sync = true) {
     driver::DriverContext context;
     context.data_dir = dir;
     AQ_ASSIGN_OR_RETURN(d->queue, drivers::rocksdb::OpenQueue(
@@ -131,7 +131,8 @@ class PowerLoss : public ::testing::Test {
     options.name = kWorker;
     options.ack_timeout_ms = 60'000;
     AQ_ASSIGN_OR_RETURN(d->sub, d->queue->Subscribe(kTopic, options));
-    AQ_ASSIGN_OR_RETURN(auto lookup_options, drivers::rocksdb::ParseLookupOptions({}, context));
+    AQ_ASSIGN_OR_RETURN(auto lookup_options, drivers::rocksdb::ParseLookupOptions(
+                                              {{"sync", lookup_sync ? "true" : "false"}}, context));
     AQ_ASSIGN_OR_RETURN(d->lookup, drivers::rocksdb::MakeLookupService(lookup_options));
     AQ_RETURN_IF_ERROR(d->lookup->RegisterInstance(Instance()));
     driver::Registry registry;
@@ -265,7 +266,7 @@ class PowerLoss : public ::testing::Test {
 
   // The loop of the file comment. With `stop_at_first_problem` false it runs
   // every cycle and counts the cycles whose checks failed.
-  RunStats Run(int cycles, bool queue_sync, uint64_t seed) {
+  RunStats Run(int cycles, bool queue_sync, uint64_t seed, bool lookup_sync = true) {
     RunStats stats;
     std::mt19937_64 rng(seed);
     std::atomic<int64_t> next_id{1};
@@ -278,7 +279,7 @@ class PowerLoss : public ::testing::Test {
         acked = std::make_unique<Acked>();
       }
       Drivers d;
-      Status opened = Open(dir, queue_sync, &d);
+      Status opened = Open(dir, queue_sync, &d, lookup_sync);
       if (!opened.ok()) {
         stats.first_problem = "cycle " + std::to_string(cycle) + ": reopening after a power cut: " +
                               opened.ToString();
@@ -391,6 +392,14 @@ TEST_F(PowerLoss, AQueueThatDoesNotSyncIsCaught) {
   EXPECT_GT(stats.failed_cycles, 0) << "40 power cuts without the queue's fsync lost nothing";
   EXPECT_NE(stats.first_problem.find("acknowledged publish"), std::string::npos)
       << stats.first_problem;
+}
+
+// And with the lookup service's fsync off, records the worker applied (and
+// then acked in the queue) or wrote directly are lost: also caught.
+TEST_F(PowerLoss, ALookupServiceThatDoesNotSyncIsCaught) {
+  RunStats stats = Run(40, /*queue_sync=*/true, /*seed=*/11, /*lookup_sync=*/false);
+  EXPECT_GT(stats.failed_cycles, 0) << "40 power cuts without the lookup service's fsync lost nothing";
+  EXPECT_NE(stats.first_problem.find("was lost"), std::string::npos) << stats.first_problem;
 }
 
 // --- corruption -------------------------------------------------------------
