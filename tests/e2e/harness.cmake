@@ -1,5 +1,5 @@
 # The e2e harness library (Boost.Beast HTTP + WebSocket client, child-process
-# server control). Included by tests/e2e and bench (e2e_bench), whichever comes first.
+# server control). Included by tests/soak, tests/e2e and bench (e2e_bench), whichever comes first.
 if(NOT TARGET aquifer_e2e_harness)
   find_package(Boost 1.74 REQUIRED)  # header-only Beast/Asio
   add_library(aquifer_e2e_harness STATIC ${CMAKE_SOURCE_DIR}/tests/e2e/harness.cc)
