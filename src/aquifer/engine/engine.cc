@@ -122,13 +122,14 @@ Result<std::string> RandomBytes(size_t size) {
   return bytes;
 }
 
-// A server key: <data_dir>/<file> (64 hex digits, mode 0600), created once with
-// 32 random bytes. The cursor signing key (cursor.key) and the key of the
+// A server key: <dir>/<file> (64 hex digits, mode 0600; dir is
+// EngineOptions::keys_dir, default the data dir), created once with 32 random
+// bytes. The cursor signing key (cursor.key) and the key of the
 // stored secret hashes (secret.key) are two such keys. Every process of a
 // deployment must share them. `what` names the key in messages.
-Result<std::string> LoadOrCreateKeyFile(const std::string& data_dir, std::string_view file,
+Result<std::string> LoadOrCreateKeyFile(const std::string& dir, std::string_view file,
                                         std::string_view what) {
-  const std::string path = data_dir + "/" + std::string(file);
+  const std::string path = dir + "/" + std::string(file);
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::ifstream in(path);
     if (in) {
@@ -501,12 +502,17 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   } else if (catalog_path.starts_with("sqlite:")) {
     catalog_path = catalog_path.substr(7);
   }
+  const std::string keys_dir = options.keys_dir.empty() ? options.data_dir : options.keys_dir;
+  if (keys_dir != options.data_dir) {
+    std::filesystem::create_directories(keys_dir, error);
+    if (error) return Unavailable("creating the keys directory {}: {}", keys_dir, error.message());
+  }
   SqliteCatalogOptions catalog_options;
   catalog_options.clock = clock;
   catalog_options.secret_key = options.secret_key;
   if (catalog_options.secret_key.empty()) {
     AQ_ASSIGN_OR_RETURN(catalog_options.secret_key,
-                        LoadOrCreateKeyFile(options.data_dir, kSecretKeyFile, "secret key"));
+                        LoadOrCreateKeyFile(keys_dir, kSecretKeyFile, "secret key"));
   }
   auto catalog = OpenSqliteCatalog(catalog_path, catalog_options);
   if (!catalog.ok()) return catalog.status().WithContext("opening the catalog " + catalog_path);
@@ -535,7 +541,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
 
   std::string cursor_key = options.cursor_key;
   if (cursor_key.empty()) {
-    AQ_ASSIGN_OR_RETURN(cursor_key, LoadOrCreateKeyFile(options.data_dir, kCursorKeyFile, "cursor key"));
+    AQ_ASSIGN_OR_RETURN(cursor_key, LoadOrCreateKeyFile(keys_dir, kCursorKeyFile, "cursor key"));
   }
   auto admin = (*catalog)->EnsureAdminSecret(options.admin_secret);
   if (!admin.ok()) return admin.status().WithContext("setting up the admin secret");
@@ -589,7 +595,8 @@ Status EngineImpl::Start() {
     workers_ = std::make_unique<WorkerPool>(
         WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_,
                    limits_.max_records_in_batch, &health_,
-                   std::max(options_.max_delivery_attempts, 1), clock_});
+                   std::max(options_.max_delivery_attempts, 1), clock_,
+                   /*storage_retry_ms=*/5'000, options_.worker_ack_timeout_ms});
     Status started = workers_->Start(options_.worker_threads);
     if (!started.ok()) {
       workers_.reset();

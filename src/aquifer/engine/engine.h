@@ -65,10 +65,14 @@ struct EngineOptions {
   // "sqlite" (file <data_dir>/catalog.db) or a path/URL understood by the catalog.
   std::string catalog = "sqlite";
   DriverChoice queue, lookup, warehouse, usage;
-  // Signs cursors; generated once and kept in <data_dir>/cursor.key when empty.
+  // Where cursor.key and secret.key live when the keys below are empty ("":
+  // data_dir). Processes with separate data dirs that share a deployment
+  // (one catalog, one queue) point this at one folder ([server] keys_dir).
+  std::string keys_dir;
+  // Signs cursors; generated once and kept in <keys_dir>/cursor.key when empty.
   std::string cursor_key;
   // Keys the stored secret hashes (HMAC-SHA256); generated once and kept in
-  // <data_dir>/secret.key (0600) when empty. A separate key from the cursor
+  // <keys_dir>/secret.key (0600) when empty. A separate key from the cursor
   // key; every process of a deployment must share both.
   std::string secret_key;
   // Sets the admin secret (AQUIFER_ADMIN_SECRET); otherwise one is made on first start.
@@ -84,6 +88,10 @@ struct EngineOptions {
   // catalog work. 0: on every read.
   int64_t change_feed_recheck_ms = 30'000;
   int32_t worker_threads = 2;
+  // A write message a worker claimed and did not ack (it died) goes to
+  // another worker after this long; until then its table's later writes
+  // wait behind it (one ordering key per table).
+  int64_t worker_ack_timeout_ms = 30'000;
   SqlOptions sql;  // limits on SQL jobs ([sql] in aquifer.toml)
   // A write message still failing at this delivery attempt is dead-lettered
   // (topic "writes-dead"; see worker.h).

@@ -12,7 +12,6 @@ namespace {
 
 constexpr size_t kPullBatch = 256;
 constexpr int64_t kPullTimeoutMs = 100;
-constexpr int64_t kAckTimeoutMs = 30'000;
 constexpr int64_t kFirstBackoffMs = 50;
 constexpr int64_t kMaxBackoffMs = 5'000;
 
@@ -64,7 +63,7 @@ Status WorkerPool::Start(int32_t threads) {
   driver::SubscriptionOptions options;
   options.name = std::string(kWorkersSubscription);
   options.persistent = true;
-  options.ack_timeout_ms = kAckTimeoutMs;
+  options.ack_timeout_ms = deps_.ack_timeout_ms;
   options.ordered = true;  // ordering key = instance id: one table's writes apply in order
   for (int32_t thread_idx = 0; thread_idx < std::max(threads, 1); ++thread_idx) {
     auto subscription = deps_.queue->Subscribe(kWritesTopic, options);

@@ -127,6 +127,9 @@ struct WorkerDeps {
   Clock* clock = Clock::System();
   // How long a worker waits before retrying after damaged storage.
   int64_t storage_retry_ms = 5'000;
+  // The queue redelivers a message this long after a worker claimed it
+  // without acking (the worker died or hung): another worker takes it over.
+  int64_t ack_timeout_ms = 30'000;
 };
 
 class WorkerPool {

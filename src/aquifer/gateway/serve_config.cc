@@ -15,11 +15,12 @@ namespace aquifer::gateway {
 namespace {
 
 constexpr std::array<std::string_view, 4> kDriverSections = {"queue", "lookup", "warehouse", "usage"};
-constexpr std::array<std::string_view, 16> kServerKeys = {
+constexpr std::array<std::string_view, 18> kServerKeys = {
     "host",           "port",           "data",           "role",
     "io_threads",     "handler_threads", "public_metrics", "max_body_bytes",
     "wait_timeout_ms", "catalog",        "worker_threads", "usage_flush_interval_ms",
-    "idle_timeout_ms", "request_timeout_ms", "idempotency_lease_ms", "idempotency_wait_ms"};
+    "idle_timeout_ms", "request_timeout_ms", "idempotency_lease_ms", "idempotency_wait_ms",
+    "keys_dir",       "worker_ack_timeout_ms"};
 
 // [sql]: limits on SQL jobs (engine::SqlOptions).
 constexpr std::array<std::string_view, 5> kSqlKeys = {"timeout_ms", "max_result_rows", "max_result_bytes",
@@ -280,9 +281,14 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
       AQ_ASSIGN_OR_RETURN(options.wait_timeout_ms, ToInt(setting, 1, int64_t{24} * 3600 * 1000));
     } else if (key == "catalog") {
       options.catalog = setting.value;
+    } else if (key == "keys_dir") {
+      if (setting.value.empty()) return InvalidArgument("{}: the keys directory is empty", setting.source);
+      options.keys_dir = setting.value;
     } else if (key == "worker_threads") {
       AQ_ASSIGN_OR_RETURN(int64_t threads, ToInt(setting, 0, 1024));
       options.worker_threads = static_cast<int32_t>(threads);
+    } else if (key == "worker_ack_timeout_ms") {
+      AQ_ASSIGN_OR_RETURN(options.worker_ack_timeout_ms, ToInt(setting, 100, int64_t{24} * 3600 * 1000));
     } else if (key == "usage_flush_interval_ms") {
       AQ_ASSIGN_OR_RETURN(options.usage_flush_interval_ms, ToInt(setting, 1, int64_t{3600} * 1000));
     } else if (key == "idempotency_lease_ms") {

@@ -15,7 +15,8 @@
 //   file (TOML)  [server] host, port, data, role, io_threads, handler_threads,
 //                public_metrics, max_body_bytes, wait_timeout_ms, catalog,
 //                worker_threads, usage_flush_interval_ms, idle_timeout_ms,
-//                request_timeout_ms, idempotency_lease_ms, idempotency_wait_ms
+//                request_timeout_ms, idempotency_lease_ms, idempotency_wait_ms,
+//                keys_dir, worker_ack_timeout_ms
 //                [quotas] read_bytes, write_bytes, scan_bytes: the monthly quotas
 //                every new project starts with (unset: unlimited; the admin
 //                changes them per project with PUT /v1/projects/{p}/quotas)

@@ -96,6 +96,25 @@ TEST(ServeConfig, IdempotencyClaimLeaseAndWaitAreServerKeys) {
   EXPECT_NE(zero.status().message().find("idempotency_lease_ms"), std::string::npos);
 }
 
+TEST(ServeConfig, KeysDirAndWorkerAckTimeoutAreServerKeys) {
+  Result<ServeConfig> defaults = LoadServeConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->engine.keys_dir, "");  // the data dir
+  EXPECT_EQ(defaults->engine.worker_ack_timeout_ms, 30'000);
+  Result<ServeConfig> config =
+      LoadServeConfig({}, {{"AQUIFER_SERVER_KEYS_DIR", "/srv/keys"}},
+                      "[server]\nkeys_dir = \"/etc/keys\"\nworker_ack_timeout_ms = 3000\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->engine.keys_dir, "/srv/keys");  // env over file
+  EXPECT_EQ(config->engine.worker_ack_timeout_ms, 3000);
+  Result<ServeConfig> tiny = LoadServeConfig({}, {}, "[server]\nworker_ack_timeout_ms = 5\n");
+  ASSERT_FALSE(tiny.ok());
+  EXPECT_NE(tiny.status().message().find("worker_ack_timeout_ms"), std::string::npos);
+  Result<ServeConfig> empty = LoadServeConfig({}, {}, "[server]\nkeys_dir = \"\"\n");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("keys"), std::string::npos);
+}
+
 TEST(ServeConfig, SqlSectionSetsTheJobLimits) {
   Result<ServeConfig> defaults = LoadServeConfig({}, {});
   ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
