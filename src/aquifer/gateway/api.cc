@@ -128,6 +128,20 @@ Status CheckJsonBody(std::string_view body) {
   return Status::OK();
 }
 
+// The process's role as /healthz names it (a load balancer or an operator
+// tells gateways from workers by it).
+static std::string_view RoleText(engine::Role role) {
+  switch (role) {
+    case engine::Role::kGateway:
+      return "gateway";
+    case engine::Role::kWorker:
+      return "worker";
+    case engine::Role::kAll:
+      break;
+  }
+  return "all";
+}
+
 HttpResponse ErrorResponse(const Status& status, std::span<const engine::RecordError> details) {
   HttpResponse response;
   response.status = HttpStatusFor(status.code());
@@ -138,6 +152,11 @@ HttpResponse ErrorResponse(const Status& status, std::span<const engine::RecordE
     std::optional<int64_t> retry_after = engine::RetryAfterSeconds(status);
     response.headers.emplace_back("Retry-After",
                                   std::to_string(retry_after.value_or(kRetryAfterSeconds)));
+  }
+  // Unavailable is transient (a storage server restarting, the write path
+  // probing its queue, an unfinished Idempotency-Key claim): retry soon.
+  if (response.status == 503) {
+    response.headers.emplace_back("Retry-After", std::to_string(kUnavailableRetryAfterSeconds));
   }
   return response;
 }
@@ -226,11 +245,14 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
         if (body.is_object()) {
           body["status"] = "unhealthy";
           body["durability"] = relaxed ? "relaxed" : "durable";
+          body["role"] = RoleText(options_.role);
           response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
         return response;
       }
-      nlohmann::json body{{"status", "ok"}, {"durability", relaxed ? "relaxed" : "durable"}};
+      nlohmann::json body{{"status", "ok"},
+                          {"durability", relaxed ? "relaxed" : "durable"},
+                          {"role", RoleText(options_.role)}};
       if (relaxed) body["warnings"] = nlohmann::json::array({*relaxed});
       return JsonResponse(200, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }

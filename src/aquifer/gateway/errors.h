@@ -32,6 +32,8 @@ std::string_view ErrorCodeName(StatusCode code);
 // time; an over-quota status carries the seconds until the quota resets
 // (engine::RetryAfterSeconds), and that is what Retry-After says.
 inline constexpr int kRetryAfterSeconds = 60;
+// Seconds a 503 (Unavailable: transient) asks the client to wait.
+inline constexpr int kUnavailableRetryAfterSeconds = 1;
 
 // {"error":{"code","message"[,"details"]}}. With non-empty `details` the code
 // is "invalid_records". `code_override` replaces the code name (for errors

@@ -56,7 +56,7 @@ TEST(StatusMapping, ErrorBodyCarriesCodeMessageAndRecordDetails) {
   EXPECT_TRUE(nlohmann::json::accept(ErrorJson(Internal("bad \xff byte"))));
 }
 
-TEST(StatusMapping, ErrorResponsesAdd401And429Headers) {
+TEST(StatusMapping, ErrorResponsesAdd401And429And503Headers) {
   HttpResponse unauthenticated = ErrorResponse(Unauthenticated("no secret"));
   EXPECT_EQ(unauthenticated.status, 401);
   ASSERT_EQ(unauthenticated.headers.size(), 1u);
@@ -69,6 +69,12 @@ TEST(StatusMapping, ErrorResponsesAdd401And429Headers) {
   EXPECT_EQ(quota.headers[0], (std::pair<std::string, std::string>{"Retry-After",
                                                                      std::to_string(kRetryAfterSeconds)}));
   EXPECT_TRUE(ErrorResponse(InvalidArgument("x")).headers.empty());
+
+  HttpResponse unavailable = ErrorResponse(Unavailable("postgres: connection refused"));
+  EXPECT_EQ(unavailable.status, 503);
+  ASSERT_EQ(unavailable.headers.size(), 1u);
+  EXPECT_EQ(unavailable.headers[0], (std::pair<std::string, std::string>{
+                                        "Retry-After", std::to_string(kUnavailableRetryAfterSeconds)}));
 }
 
 TEST(StatusMapping, AnOverQuotaAnswerCarriesTheSecondsUntilTheQuotaResets) {

@@ -130,7 +130,7 @@ Server* ServerTest::server_ = nullptr;
 TEST_F(ServerTest, HealthAndOpenApiNeedNoSecret) {
   Reply health = Send(http::verb::get, "/healthz", "", "");
   EXPECT_EQ(health.status, 200);
-  EXPECT_EQ(health.Json(), json::parse(R"({"status":"ok","durability":"durable"})"));
+  EXPECT_EQ(health.Json(), json::parse(R"({"status":"ok","durability":"durable","role":"all"})"));
   Reply spec = Send(http::verb::get, "/openapi.json", "", "");
   EXPECT_EQ(spec.status, 200);
   EXPECT_EQ(spec.Json()["openapi"], "3.0.3");
