@@ -1,6 +1,7 @@
 #include "aquifer/drivers/postgres/pg.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <chrono>
 #include <cstring>
@@ -240,6 +241,18 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& conninfo
 
 bool Connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 
+bool Connection::AliveWhileIdle() {
+  if (broken()) return false;
+  pollfd fd{PQsocket(conn_), POLLIN, 0};
+  if (fd.fd < 0) return false;
+  // Nothing to read: still open. Anything readable while idle is EOF or the
+  // FATAL message a terminated backend sends before closing (libpq takes an
+  // error outside a query for a notice and keeps the status OK until it
+  // reads the EOF), or, rarely, a harmless message: the connection is given
+  // up either way, which costs at most a reconnect.
+  return poll(&fd, 1, 0) == 0;
+}
+
 bool Connection::in_transaction() const { return PQtransactionStatus(conn_) != PQTRANS_IDLE; }
 
 Status Connection::ErrorFrom(PGresult* result, std::string_view sql) {
@@ -331,7 +344,7 @@ Result<PooledConnection> Pool::Acquire() {
     while (!idle_.empty()) {
       std::unique_ptr<Connection> conn = std::move(idle_.back());
       idle_.pop_back();
-      if (!conn->broken()) return PooledConnection(this, std::move(conn));
+      if (conn->AliveWhileIdle()) return PooledConnection(this, std::move(conn));
       --open_;  // dropped; a new one may be opened below
     }
     if (open_ < max_size_) {
@@ -359,6 +372,13 @@ void Pool::Return(std::unique_ptr<Connection> conn) {
   std::lock_guard<std::mutex> lock(mu_);
   if (conn->broken() || conn->in_transaction()) {
     --open_;
+    // The server may have gone away for every session (a restart): drop the
+    // idle connections it closed too.
+    std::erase_if(idle_, [&](std::unique_ptr<Connection>& idle) {
+      if (idle->AliveWhileIdle()) return false;
+      --open_;
+      return true;
+    });
   } else {
     idle_.push_back(std::move(conn));
   }

@@ -146,6 +146,11 @@ class Connection {
   void Rollback();
 
   bool broken() const;
+  // For an idle connection: false when the server has closed it (a restart,
+  // a terminated backend), found without a round trip: an idle session has
+  // nothing to read, so a readable socket means EOF or a FATAL message.
+  // Only for connections that do not LISTEN.
+  bool AliveWhileIdle();
   // True while a transaction is open or failed (not idle).
   bool in_transaction() const;
   PGconn* raw() const { return conn_; }
@@ -177,7 +182,11 @@ class PooledConnection {
 // A bounded pool of connections to one server. Acquire hands out an idle
 // connection, opens a new one while fewer than `max_size` exist, or waits up
 // to `acquire_timeout_ms` for one to come back (then Unavailable). Broken
-// connections are dropped when returned, so the next Acquire reconnects.
+// connections are dropped when returned, so the next Acquire reconnects; an
+// idle connection the server closed meanwhile (AliveWhileIdle) is dropped
+// before it is handed out, and when a connection comes back broken the idle
+// ones are checked too, so after a server restart callers get fresh sessions
+// instead of failing once per stale connection.
 // Thread-safe; must outlive every PooledConnection it handed out.
 class Pool {
  public:

@@ -3,7 +3,10 @@
 
 #include "aquifer/drivers/postgres/pg.h"
 
+#include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -134,6 +137,52 @@ TEST(PostgresPool, ConnectionsAreReusedAndABrokenOneIsReplaced) {
   auto pid = (*conn)->Exec("SELECT pg_backend_pid()");
   ASSERT_TRUE(pid.ok()) << pid.status().ToString();
   EXPECT_NE(*pid->Int(0, 0), first_pid);
+}
+
+// What a server restart does to a pool: every idle session is closed by the
+// server while nobody uses it. The pool must hand out working connections
+// afterwards, not one failure per stale connection.
+TEST(PostgresPool, IdleConnectionsTheServerClosedAreReplacedBeforeUse) {
+  Pool pool(ServerUrl(), 3);
+  std::vector<int64_t> pids;
+  {
+    std::vector<PooledConnection> held;
+    for (int i = 0; i < 3; ++i) {
+      auto conn = pool.Acquire();
+      ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+      auto pid = (*conn)->Exec("SELECT pg_backend_pid()");
+      ASSERT_TRUE(pid.ok());
+      pids.push_back(*pid->Int(0, 0));
+      held.push_back(std::move(*conn));
+    }
+  }  // all three idle now
+  ASSERT_EQ(pool.open_connections(), 3u);
+  {
+    auto killer = Connection::Open(ServerUrl());
+    ASSERT_TRUE(killer.ok()) << killer.status().ToString();
+    for (int64_t pid : pids) {
+      auto done = (*killer)->Exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+      ASSERT_TRUE(done.ok()) << done.status().ToString();
+    }
+    // Wait (bounded) until the server has ended the three sessions.
+    for (int i = 0; i < 500; ++i) {
+      auto left = (*killer)->Exec("SELECT count(*) FROM pg_stat_activity WHERE pid IN (" + std::to_string(pids[0]) +
+                                  "," + std::to_string(pids[1]) + "," + std::to_string(pids[2]) + ")");
+      ASSERT_TRUE(left.ok());
+      if (*left->Int(0, 0) == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  // Every connection handed out now works: the closed ones were replaced.
+  std::vector<PooledConnection> held;
+  for (int i = 0; i < 3; ++i) {
+    auto conn = pool.Acquire();
+    ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+    auto pid = (*conn)->Exec("SELECT pg_backend_pid()");
+    ASSERT_TRUE(pid.ok()) << "statement " << i << " after the sessions were closed: " << pid.status().ToString();
+    EXPECT_EQ(std::count(pids.begin(), pids.end(), *pid->Int(0, 0)), 0) << "a closed session was reused";
+    held.push_back(std::move(*conn));
+  }
 }
 
 TEST(PostgresPool, AConnectionReturnedInsideATransactionIsRolledBack) {
