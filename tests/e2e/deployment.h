@@ -1,0 +1,223 @@
+#pragma once
+
+// A multi-process deployment on Postgres for the e2e suites (gtest helpers):
+//
+//   OwnPostgres  a PostgreSQL server of the test's own, started and stopped
+//                with scripts/peers/postgres (AQUIFER_PG_PEER_SCRIPT), which
+//                the test may halt (immediate mode) and resume.
+//   Deployment   a config file putting all four drivers on one Postgres (a
+//                fresh schema per test), the catalog and the cursor/secret
+//                keys shared by every process, and `aquifer serve --role ...`
+//                processes started from it, each with a data dir of its own.
+//
+// The Postgres URL comes from AQUIFER_TEST_POSTGRES (make test starts the
+// shared test server); unset, the suites fail saying how to start one.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fixtures.h"
+#include "harness.h"
+
+namespace aquifer::e2e {
+
+inline const char kAdminSecretForDeployments[] = "aq_deployment_test_admin_secret_0123";
+
+// Runs `command` through the shell; answers its stdout; fails the test (and
+// answers nullopt) when it exits non-zero.
+inline std::optional<std::string> RunCommand(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    ADD_FAILURE() << "popen failed: " << command;
+    return std::nullopt;
+  }
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  int status = ::pclose(pipe);
+  if (status != 0) {
+    ADD_FAILURE() << "`" << command << "` failed (status " << status << "): " << out;
+    return std::nullopt;
+  }
+  return out;
+}
+
+// A Postgres server of this test's own (scripts/peers/postgres start/stop).
+class OwnPostgres {
+ public:
+  OwnPostgres() {
+    std::optional<std::string> exports = RunCommand("bash " + Script() + " start");
+    if (!exports) return;
+    for (const char* name : {"AQUIFER_TEST_POSTGRES", "AQUIFER_PEER_POSTGRES_DIR"}) {
+      std::string prefix = std::string("export ") + name + "=";
+      size_t at = exports->find(prefix);
+      if (at == std::string::npos) continue;
+      size_t end = exports->find('\n', at);
+      std::string value = exports->substr(at + prefix.size(), end == std::string::npos ? end : end - at - prefix.size());
+      if (std::string(name) == "AQUIFER_TEST_POSTGRES") {
+        url_ = value;
+      } else {
+        dir_ = value;
+      }
+    }
+    if (url_.empty() || dir_.empty()) ADD_FAILURE() << "no exports from the postgres script: " << *exports;
+  }
+  ~OwnPostgres() {
+    if (!dir_.empty()) (void)RunCommand("bash " + Script() + " stop " + dir_ + " 2>&1");
+  }
+  OwnPostgres(const OwnPostgres&) = delete;
+  OwnPostgres& operator=(const OwnPostgres&) = delete;
+
+  bool ok() const { return !url_.empty() && !dir_.empty(); }
+  const std::string& url() const { return url_; }
+  // Stops the server hard (immediate mode: backends die, no checkpoint).
+  bool Halt() { return RunCommand("bash " + Script() + " halt " + dir_ + " 2>&1").has_value(); }
+  // Starts it again on the same port and data; returns once it answers queries.
+  bool Resume() { return RunCommand("bash " + Script() + " resume " + dir_ + " 2>&1").has_value(); }
+
+ private:
+  static std::string Script() { return AQUIFER_PG_PEER_SCRIPT; }
+  std::string url_, dir_;
+};
+
+// The server of AQUIFER_TEST_POSTGRES; fails the test when it is unset.
+inline std::string TestPostgresUrl() {
+  const char* url = std::getenv("AQUIFER_TEST_POSTGRES");
+  if (url == nullptr || *url == '\0') {
+    ADD_FAILURE() << "AQUIFER_TEST_POSTGRES is not set: this suite needs a real PostgreSQL server. "
+                     "Run `make test`, or `eval \"$(bash scripts/peers/postgres start)\"` before ctest "
+                     "(and `bash scripts/peers/postgres stop` after)";
+    return "";
+  }
+  return url;
+}
+
+struct DeploymentOptions {
+  std::string postgres_url;
+  std::vector<std::string> server_lines;  // more `key = value` lines for [server]
+  std::vector<std::string> queue_lines;   // more lines for [queue]
+};
+
+// One deployment: the config file every process reads, and its processes.
+class Deployment {
+ public:
+  explicit Deployment(DeploymentOptions options)
+      : options_(std::move(options)), dir_("aquifer-deploy"), schema_(UniqueName("e2e")) {
+    config_path_ = dir_.path() + "/aquifer.toml";
+    std::ofstream out(config_path_);
+    out << ConfigText();
+  }
+
+  // The config file of the README's "Deploy on Postgres", for this test.
+  std::string ConfigText() const {
+    std::string text = "[server]\n";
+    text += "catalog = \"sqlite:" + dir_.path() + "/catalog.db\"\n";
+    text += "keys_dir = \"" + dir_.path() + "/keys\"\n";
+    for (const auto& line : options_.server_lines) text += line + "\n";
+    for (const char* section : {"queue", "lookup", "warehouse", "usage"}) {
+      text += std::string("\n[") + section + "]\n";
+      text += "driver = \"postgres\"\n";
+      text += "url = \"" + options_.postgres_url + "\"\n";
+      text += "schema = \"" + schema_ + "\"\n";
+      if (std::string(section) == "queue") {
+        for (const auto& line : options_.queue_lines) text += line + "\n";
+      }
+    }
+    return text;
+  }
+
+  // Starts `aquifer serve --role <role> --config <file>` with a data dir of
+  // its own; throws (gtest reports it) when it does not come up.
+  Server& Start(const std::string& role) {
+    ServerOptions server;
+    server.data_dir = dir_.path() + "/" + role + std::to_string(servers_.size());
+    server.admin_secret = kAdminSecretForDeployments;
+    server.extra_args = {"--role", role, "--config", config_path_};
+    servers_.push_back(std::make_unique<Server>(server));
+    servers_.back()->Start();
+    return *servers_.back();
+  }
+
+  const std::string& schema() const { return schema_; }
+  const std::string& config_path() const { return config_path_; }
+  std::string OutputTails(size_t n = 3000) const {
+    std::string out;
+    for (size_t i = 0; i < servers_.size(); ++i) {
+      out += "--- process " + std::to_string(i) + " (" + servers_[i]->data_dir() + ") ---\n" +
+             servers_[i]->OutputTail(n) + "\n";
+    }
+    return out;
+  }
+
+ private:
+  DeploymentOptions options_;
+  TempDir dir_;
+  std::string schema_;
+  std::string config_path_;
+  std::vector<std::unique_ptr<Server>> servers_;
+};
+
+// Every record of a table's index (following next_cursor), as `c`.
+inline std::vector<json> ReadWholeIndex(Client& c, const std::string& project, const std::string& table,
+                                        std::string* error = nullptr) {
+  std::vector<json> out;
+  auto r = c.Get(TablePath(project, table) + "/records?limit=1000");
+  for (int pages = 0; pages < 100000; ++pages) {
+    if (r.status != 200 || !r.is_json || !r.j().contains("data")) {
+      if (error) *error = r.Describe();
+      return out;
+    }
+    for (const auto& rec : r.j()["data"]) out.push_back(rec);
+    const auto& next = r.j().value("next_cursor", json());
+    if (!next.is_string() || next.get<std::string>().empty()) break;
+    r = c.Get("/v1/cursor?limit=1000&cursor=" + UrlEncode(next.get<std::string>()));
+  }
+  return out;
+}
+
+// Runs one SQL query as a job through `c` and answers its rows (the first
+// page, up to 1000); fails the test on any error.
+inline json SqlRows(Client& c, const std::string& query) {
+  auto job = c.Post("/v1/sql", {{"query", query}});
+  if (job.status != 200 && job.status != 201 && job.status != 202) {
+    ADD_FAILURE() << "SQL " << query << ": " << job.Describe();
+    return json::array();
+  }
+  std::string id = job.j().value("job_id", "");
+  for (int i = 0; i < 1200; ++i) {
+    auto state = c.Get("/v1/jobs/" + id);
+    if (state.status != 200) {
+      ADD_FAILURE() << "job " << id << ": " << state.Describe();
+      return json::array();
+    }
+    std::string status = state.j().value("status", "");
+    if (status == "done") break;
+    if (status != "pending" && status != "running") {
+      ADD_FAILURE() << "job " << id << " ended " << state.Describe();
+      return json::array();
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  auto rows = c.Get("/v1/jobs/" + id + "/rows?limit=1000");
+  if (rows.status != 200 || !rows.is_json || !rows.j().contains("data")) {
+    ADD_FAILURE() << "job rows " << id << ": " << rows.Describe();
+    return json::array();
+  }
+  return rows.j()["data"];
+}
+
+// The `seq` values of records, as a multiset.
+inline std::multiset<int64_t> Seqs(const std::vector<json>& records) {
+  std::multiset<int64_t> out;
+  for (const auto& rec : records) out.insert(rec.value("seq", int64_t{-1}));
+  return out;
+}
+
+}  // namespace aquifer::e2e

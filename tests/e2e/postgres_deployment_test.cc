@@ -1,0 +1,276 @@
+// Several processes on one Postgres (README "Deploy on Postgres"): two
+// gateway processes and two worker processes (`aquifer serve --role ...`)
+// with all four drivers on the server of AQUIFER_TEST_POSTGRES (a fresh
+// schema per test), one catalog and one pair of cursor/secret keys.
+//
+//   - writes through gateway 1 are read (index), replayed (log), subscribed
+//     to (a WebSocket opened before the writes) and queried with SQL through
+//     gateway 2, and the other way round; `wait=index` answers 200 although
+//     no gateway indexes anything (a worker process did, and reported it);
+//   - a worker SIGKILLed in the middle of an ingest loses no acknowledged
+//     write: the other worker carries on, and every acknowledged record is
+//     in the index, the log and the warehouse exactly once.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "deployment.h"
+
+namespace aquifer::e2e {
+namespace {
+
+json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
+  json batch = json::array();
+  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 0.5 * (first_seq + i)));
+  return batch;
+}
+
+class PostgresDeployment : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = TestPostgresUrl();
+    ASSERT_FALSE(url_.empty());
+  }
+  void TearDown() override {
+    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
+  }
+
+  // A deployment with the worker ack timeout shortened (a dead worker's claim
+  // passes to the other worker after 3 s instead of 30 s).
+  Deployment& Deploy() {
+    deployment_ = std::make_unique<Deployment>(DeploymentOptions{
+        .postgres_url = url_, .server_lines = {"worker_ack_timeout_ms = 3000"}, .queue_lines = {}});
+    return *deployment_;
+  }
+
+  static std::string MakeProject(Client& admin) {
+    std::string name = UniqueName("p");
+    auto r = admin.Post("/v1/projects", {{"name", name}});
+    EXPECT_EQ(r.status, 201) << r.Describe();
+    return name;
+  }
+  static std::string MakeTable(Client& admin, const std::string& project) {
+    std::string name = UniqueName("t");
+    auto r = admin.Post("/v1/projects/" + project + "/tables",
+                        {{"name", name}, {"schema", EventSchema()}, {"key", EventKey()}});
+    EXPECT_EQ(r.status, 201) << r.Describe();
+    return name;
+  }
+
+  std::string url_;
+  std::unique_ptr<Deployment> deployment_;
+};
+
+TEST_F(PostgresDeployment, WritesThroughOneGatewayAreReadReplayedSubscribedAndQueriedThroughTheOther) {
+  Deployment& d = Deploy();
+  Server& gw1 = d.Start("gateway");
+  Server& gw2 = d.Start("gateway");
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client c1(gw1, kAdminSecretForDeployments), c2(gw2, kAdminSecretForDeployments);
+
+  // Health per role: every process answers /healthz and names its role.
+  for (auto [server, role] : {std::pair{&gw1, "gateway"}, {&gw2, "gateway"}, {&w1, "worker"}, {&w2, "worker"}}) {
+    Client c(*server, "");
+    auto health = c.Get("/healthz");
+    AQ_EXPECT_STATUS(health, 200);
+    EXPECT_EQ(health.j().value("role", ""), role) << health.Describe();
+    EXPECT_EQ(health.j().value("status", ""), "ok") << health.Describe();
+  }
+  // A worker process serves no API routes, and says where to go.
+  {
+    Client cw(w1, kAdminSecretForDeployments);
+    auto refused = cw.Post("/v1/projects", {{"name", UniqueName("p")}});
+    AQ_EXPECT_STATUS(refused, 404);
+    EXPECT_NE(refused.body.find("gateway"), std::string::npos) << refused.Describe();
+    AQ_EXPECT_STATUS(cw.Get("/metrics"), 200);
+  }
+
+  const std::string p = MakeProject(c1), t = MakeTable(c1, p);
+  ASSERT_FALSE(HasFailure());
+  // The table made through gateway 1 is there for gateway 2 (one catalog).
+  AQ_ASSERT_STATUS(c2.Get(TablePath(p, t)), 200);
+
+  // A secret minted through gateway 1 works on gateway 2 (one secret key).
+  auto minted = c1.Post("/v1/projects/" + p + "/secrets", {{"read", json::array({t})}});
+  AQ_ASSERT_STATUS(minted, 201);
+  Client reader2(gw2, minted.j().value("secret", ""));
+  AQ_ASSERT_STATUS(reader2.Get(TablePath(p, t) + "/records"), 200);
+
+  // A subscription through gateway 2, opened before anything is written, on
+  // a change cursor that gateway 1 signed (one cursor key).
+  auto empty = c1.Get(TablePath(p, t) + "/records?limit=1");
+  AQ_ASSERT_STATUS(empty, 200);
+  ASSERT_TRUE(empty.j()["data"].empty()) << empty.Describe();
+  WsClient ws;
+  ASSERT_EQ(ws.Connect(gw2.host(), gw2.port(), kAdminSecretForDeployments), "");
+  ASSERT_TRUE(ws.Send(json{{"type", "subscribe"}, {"cursor", empty.j().value("change_cursor", "")}}));
+
+  // Writes through gateway 1: wait=index (no gateway indexes: a worker
+  // process did, and its report reached gateway 1), then wait=warehouse too.
+  constexpr int kBatches = 8, kPerBatch = 25, kTotal = kBatches * kPerBatch;
+  for (int b = 0; b < kBatches; ++b) {
+    std::string wait = b < kBatches / 2 ? "index" : "index,warehouse";
+    auto r = c1.Post(TablePath(p, t) + "/records?wait=" + wait, EventBatch(b * kPerBatch, kPerBatch));
+    AQ_ASSERT_STATUS(r, 200);
+    // The index has it now, as gateway 2 reads it.
+    auto q = c2.Get(TablePath(p, t) + "/records?limit=1&filter=" +
+                    UrlEncode(json{{"user", "u"}, {"seq", (b + 1) * kPerBatch - 1}}.dump()));
+    AQ_ASSERT_STATUS(q, 200);
+    ASSERT_EQ(q.j()["data"].size(), 1u) << "wait=" << wait << " through gateway 1 answered before "
+                                        << "the index had the write: " << q.Describe();
+  }
+
+  // Index and log through gateway 2: every record once, the log in write order.
+  std::string error;
+  auto index = ReadWholeIndex(c2, p, t, &error);
+  ASSERT_TRUE(error.empty()) << error;
+  auto log = ReadWholeLog(c2, p, t, &error);
+  ASSERT_TRUE(error.empty()) << error;
+  ASSERT_EQ(index.size(), static_cast<size_t>(kTotal));
+  ASSERT_EQ(log.size(), static_cast<size_t>(kTotal));
+  for (int i = 0; i < kTotal; ++i) {
+    EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "the log is not in write order at " << i;
+    EXPECT_EQ(index[i].value("seq", int64_t{-1}), i) << "the index (key order) at " << i;
+  }
+
+  // The subscription on gateway 2 got every record once, in write order.
+  std::vector<int64_t> streamed;
+  while (streamed.size() < static_cast<size_t>(kTotal)) {
+    auto m = ws.Receive(20s);
+    ASSERT_TRUE(m.has_value()) << "the subscription on gateway 2 got " << streamed.size() << " of "
+                               << kTotal << " records (" << ws.close_reason() << ")";
+    if (m->value("type", "") != "records") continue;
+    for (const auto& rec : (*m)["data"]) streamed.push_back(rec.value("seq", int64_t{-1}));
+  }
+  ASSERT_EQ(streamed.size(), static_cast<size_t>(kTotal));
+  for (int i = 0; i < kTotal; ++i) ASSERT_EQ(streamed[i], i) << "subscription order at " << i;
+
+  // SQL through gateway 2 sees every record once (the last write waited for the warehouse).
+  json rows = SqlRows(c2, "SELECT count(*) AS n, count(DISTINCT seq) AS d, min(seq) AS lo, max(seq) AS hi FROM " +
+                              p + "." + t);
+  ASSERT_EQ(rows.size(), 1u) << rows.dump();
+  EXPECT_EQ(rows[0], json::array({kTotal, kTotal, 0, kTotal - 1})) << rows.dump();
+
+  // And the other way round: written through gateway 2, read through gateway 1.
+  auto back = c2.Post(TablePath(p, t) + "/records?wait=index", EventBatch(0, 1, "back"));
+  AQ_ASSERT_STATUS(back, 200);
+  auto seen = c1.Get(TablePath(p, t) + "/records?filter=" + UrlEncode(json{{"user", "back"}}.dump()));
+  AQ_ASSERT_STATUS(seen, 200);
+  EXPECT_EQ(seen.j()["data"].size(), 1u) << seen.Describe();
+
+  // Every process is still up.
+  for (Server* s : {&gw1, &gw2, &w1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+}
+
+TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheOtherCarriesOn) {
+  Deployment& d = Deploy();
+  Server& gw1 = d.Start("gateway");
+  Server& gw2 = d.Start("gateway");
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client admin(gw1, kAdminSecretForDeployments);
+  const std::string p = MakeProject(admin);
+  // Several tables (one ordering key each), so both workers have work.
+  std::vector<std::string> tables;
+  for (int i = 0; i < 3; ++i) tables.push_back(MakeTable(admin, p));
+  ASSERT_FALSE(HasFailure());
+
+  // Writers through both gateways, batches of distinct seqs, no wait (202 =
+  // durable in the queue). Acknowledged seqs are remembered per table.
+  constexpr int kPerBatch = 20;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> next_seq{0};
+  std::mutex mu;
+  std::map<std::string, std::set<int64_t>> acked;  // guarded by mu
+  std::vector<std::string> refusals;               // guarded by mu
+  auto writer = [&](Server* gateway, int which) {
+    Client c(*gateway, kAdminSecretForDeployments);
+    for (int n = 0; !stop.load(); ++n) {
+      const std::string& t = tables[(n + which) % tables.size()];
+      int64_t first = next_seq.fetch_add(kPerBatch);
+      auto r = c.Post(TablePath(p, t) + "/records", EventBatch(first, kPerBatch));
+      std::lock_guard lock(mu);
+      if (r.status == 202) {
+        for (int i = 0; i < kPerBatch; ++i) acked[t].insert(first + i);
+      } else {
+        refusals.push_back(r.Describe());
+      }
+    }
+  };
+  auto acked_count = [&] {
+    std::lock_guard lock(mu);
+    size_t n = 0;
+    for (const auto& [t, seqs] : acked) n += seqs.size();
+    return n;
+  };
+  std::thread writer1(writer, &gw1, 0), writer2(writer, &gw2, 1);
+
+  // Both workers are applying writes when worker 1 dies.
+  auto processed = [](Server& worker) -> int64_t {
+    Client c(worker, kAdminSecretForDeployments);
+    auto m = c.Get("/metrics");
+    const std::string name = "aquifer_queue_processed_total ";
+    size_t at = m.body.find("\n" + name);
+    return at == std::string::npos ? -1 : std::stoll(m.body.substr(at + 1 + name.size()));
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while ((processed(w1) <= 0 || processed(w2) <= 0 || acked_count() < 600) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(processed(w1), 0) << "worker 1 never applied a write";
+  EXPECT_GT(processed(w2), 0) << "worker 2 never applied a write";
+  w1.Kill();
+  const size_t acked_at_kill = acked_count();
+  // The ingest goes on against the remaining worker.
+  while (acked_count() < acked_at_kill + 600 && std::chrono::steady_clock::now() < deadline + 30s) {
+    std::this_thread::sleep_for(50ms);
+  }
+  stop = true;
+  writer1.join();
+  writer2.join();
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(refusals.empty()) << refusals.size() << " writes refused, first: " << refusals.front();
+  }
+  ASSERT_GT(acked_count(), acked_at_kill) << "no write was acknowledged after the worker died";
+
+  // The surviving worker takes over what worker 1 held (after the ack timeout)
+  // and everything after: a write that waits for every store comes back 200.
+  for (const auto& t : tables) {
+    auto r = admin.Post(TablePath(p, t) + "/records?wait=index,warehouse", EventBatch(0, 1, "last"));
+    AQ_ASSERT_STATUS(r, 200);
+  }
+  // The reports of that write came from worker 2 (worker 1 is dead), so it
+  // applied everything queued before it on each table: every acknowledged
+  // record is in the index, the log and the warehouse exactly once.
+  Client reader(gw2, kAdminSecretForDeployments);
+  for (const auto& t : tables) {
+    std::set<int64_t> expected;
+    {
+      std::lock_guard lock(mu);
+      expected = acked[t];
+    }
+    std::string error;
+    auto index = ReadWholeIndex(reader, p, t, &error);
+    ASSERT_TRUE(error.empty()) << error;
+    auto log = ReadWholeLog(reader, p, t, &error);
+    ASSERT_TRUE(error.empty()) << error;
+    std::multiset<int64_t> index_seqs, log_seqs;
+    for (const auto& rec : index) if (rec.value("user", "") == "u") index_seqs.insert(rec.value("seq", int64_t{-1}));
+    for (const auto& rec : log) if (rec.value("user", "") == "u") log_seqs.insert(rec.value("seq", int64_t{-1}));
+    EXPECT_EQ(index_seqs, std::multiset<int64_t>(expected.begin(), expected.end())) << "index of " << t;
+    EXPECT_EQ(log_seqs, std::multiset<int64_t>(expected.begin(), expected.end())) << "log of " << t;
+    json rows = SqlRows(reader, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." + t +
+                                    " WHERE \"user\" = 'u'");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0], json::array({expected.size(), expected.size()}))
+        << "warehouse of " << t << ": [rows, distinct seqs] against " << expected.size() << " acknowledged";
+  }
+  for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+}
+
+}  // namespace
+}  // namespace aquifer::e2e
