@@ -5,7 +5,9 @@
 
 #include "aquifer/drivers/postgres/queue.h"
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "aquifer/base/uuid.h"
+#include "aquifer/drivers/postgres/pg.h"
 #include "aquifer/drivers/postgres/testing.h"
 
 namespace aquifer::drivers::postgres {
@@ -72,6 +75,74 @@ TEST(PostgresQueue, ANotificationWakesAConsumerOfAnotherQueueObject) {
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].data, "wake");
+}
+
+// A server restart ends every session, the listeners' too: a listener must
+// LISTEN again by itself, or consumers would only see new messages at their
+// next poll (an hour here). The listeners' sessions are terminated, and a
+// publish must still wake a waiting Pull of the other object.
+TEST(PostgresQueue, AListenerWhoseSessionEndedListensAgain) {
+  const std::string unique = "queue_relisten_" + Uuid::Random().Hex();
+  TwoQueues queues = Open(unique);
+  ASSERT_NE(queues.consumer, nullptr);
+  ASSERT_NE(queues.publisher, nullptr);
+  ASSERT_TRUE(queues.consumer->RegisterTopic("events").ok());
+  driver::SubscriptionOptions options;
+  options.name = "worker";
+  auto sub = queues.consumer->Subscribe("events", options);
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+
+  auto config = testing::TestConfig(unique);
+  ASSERT_TRUE(config.ok());
+  const std::string listen = fmt::format(
+      "LISTEN \"aquifer_mq_{:016x}\"", std::hash<std::string>()(config->at("schema")));
+  auto admin = Connection::Open(config->at("url"));
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  auto listeners = [&]() -> std::vector<int64_t> {
+    Params params;
+    params.Text(listen);
+    auto rows = (*admin)->Exec("SELECT pid FROM pg_stat_activity WHERE query = $1", params);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    std::vector<int64_t> pids;
+    for (int row = 0; rows.ok() && row < rows->rows(); ++row) pids.push_back(*rows->Int(row, 0));
+    return pids;
+  };
+  auto wait_for_listeners = [&](auto condition) {
+    for (int i = 0; i < 3000; ++i) {  // 30 s at most
+      if (condition(listeners())) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  std::vector<int64_t> old;
+  ASSERT_TRUE(wait_for_listeners([&](std::vector<int64_t> pids) {
+    old = pids;
+    return pids.size() == 2;
+  })) << "two listeners (one per queue object) never showed up";
+  for (int64_t pid : old) {
+    ASSERT_TRUE((*admin)->Exec(fmt::format("SELECT pg_terminate_backend({})", pid)).ok());
+  }
+  ASSERT_TRUE(wait_for_listeners([&](std::vector<int64_t> pids) {
+    if (pids.size() != 2) return false;
+    for (int64_t pid : pids) {
+      if (std::find(old.begin(), old.end(), pid) != old.end()) return false;
+    }
+    return true;
+  })) << "the listeners did not LISTEN again after their sessions ended";
+
+  std::thread publisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the consumer is waiting by then
+    std::vector<driver::OutgoingMessage> out = {{"after", ""}};
+    EXPECT_TRUE(queues.publisher->Publish("events", out).ok());
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto got = (*sub)->Pull(10, kPullTimeoutMs);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kWokenWithin)
+      << "the publish did not wake the Pull: the listener is not listening";
+  publisher.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].data, "after");
 }
 
 TEST(PostgresQueue, AnAckInOneObjectReleasesTheNextMessageOfAKeyToAnother) {
