@@ -8,9 +8,9 @@
 //   - while the server is down, writes answer 503 with a clear message and
 //     Retry-After, within the request timeout (no hang, no crash);
 //   - the processes reconnect by themselves: writes are acknowledged again,
-//     and the worker wakes on new writes through the queue's LISTEN
-//     connection (the queue's poll interval is an hour here, so a listener
-//     that did not LISTEN again would leave writes unapplied);
+//     and the worker applies them (a `wait=index,warehouse` write answers
+//     200). The queue's listener LISTENing again is checked in the driver's
+//     queue_test.cc (here the workers' short Pull timeouts would hide it);
 //   - every write acknowledged before, during and after the restart is in the
 //     index, the log and the warehouse exactly once (an unacknowledged one at
 //     most once).
@@ -42,7 +42,7 @@ TEST(PostgresRestart, WritesAcknowledgedBeforeDuringAndAfterARestartAreStoredExa
   Deployment d(DeploymentOptions{
       .postgres_url = pg.url(),
       .server_lines = {"request_timeout_ms = 20000", "wait_timeout_ms = 15000", "worker_ack_timeout_ms = 5000"},
-      .queue_lines = {"poll_interval_ms = 3600000"}});
+      .queue_lines = {}});
   Server& gateway = d.Start("gateway");
   Server& worker = d.Start("worker");
   Client admin(gateway, kAdminSecretForDeployments);
@@ -125,9 +125,8 @@ TEST(PostgresRestart, WritesAcknowledgedBeforeDuringAndAfterARestartAreStoredExa
   writer1.join();
   writer2.join();
 
-  // The worker applies writes again, woken through the queue's LISTEN
-  // connection (the poll interval is an hour): a write that waits for every
-  // store is answered 200.
+  // The worker applies writes again: a write that waits for every store is
+  // answered 200 (and everything queued before it on the table is applied).
   auto last = admin.Post(TablePath(p, t) + "/records?wait=index,warehouse", EventBatch(0, 1, "last"));
   AQ_ASSERT_STATUS(last, 200);
 
