@@ -1,10 +1,13 @@
 #include "aquifer/gateway/api.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <limits>
 #include <optional>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "aquifer/gateway/errors.h"
@@ -197,6 +200,40 @@ Status Api::Health() {
   return health;
 }
 
+Status Api::TakeRateToken(const engine::Principal& who) {
+  const double rate = options_.rate_limit_per_secret;
+  if (rate <= 0) return Status::OK();
+  const double burst = options_.rate_limit_burst > 0 ? static_cast<double>(options_.rate_limit_burst)
+                                                     : std::max(1.0, rate);
+  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+  std::lock_guard lock(rate_mu_);
+  if (buckets_.size() > 100'000) {
+    // Forget full buckets (idle secrets) so the map stays the size of the active ones.
+    for (auto it = buckets_.begin(); it != buckets_.end();) {
+      double refilled = it->second.tokens + rate * static_cast<double>(now_us - it->second.refilled_us) / 1e6;
+      it = refilled >= burst ? buckets_.erase(it) : std::next(it);
+    }
+  }
+  auto [it, fresh] = buckets_.try_emplace(who.secret_id.ToString(), Bucket{burst, now_us});
+  Bucket& bucket = it->second;
+  if (!fresh) {
+    bucket.tokens = std::min(
+        burst, bucket.tokens + rate * static_cast<double>(now_us - bucket.refilled_us) / 1e6);
+    bucket.refilled_us = now_us;
+  }
+  if (bucket.tokens >= 1.0) {
+    bucket.tokens -= 1.0;
+    return Status::OK();
+  }
+  auto wait_s = static_cast<int64_t>(std::ceil((1.0 - bucket.tokens) / rate));
+  return engine::QuotaExhausted(
+      fmt::format("this secret is over its request rate of {} per second (rate_limit_per_secret)",
+                  rate),
+      std::max<int64_t>(1, wait_s));
+}
+
 HttpResponse Api::Handle(const HttpRequest& request) {
   Result<Target> target = ParseTarget(request.target);
   if (!target.ok()) return ErrorResponse(target.status());
@@ -261,6 +298,11 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
       return response;
     }
     case RouteId::kSubscribe: {
+      // A plain GET: no secret (or a bad one) is 401 first, like every route
+      // that needs one; only an authenticated caller learns it must upgrade.
+      if (Result<Principal> principal = Authenticate(request.authorization); !principal.ok()) {
+        return ErrorResponse(principal.status());
+      }
       HttpResponse response = JsonResponse(
           426, ErrorJson(InvalidArgument("GET /v1/subscribe is a WebSocket endpoint: send an "
                                          "Upgrade: websocket request"),
@@ -279,6 +321,9 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
     Result<Principal> principal = Authenticate(request.authorization);
     if (!principal.ok()) return ErrorResponse(principal.status());
     who = std::move(*principal);
+  }
+  if (!metrics_open) {
+    if (Status limited = TakeRateToken(who); !limited.ok()) return ErrorResponse(limited);
   }
   if (Status status = query.Check(route.query_params); !status.ok()) return ErrorResponse(status);
   auto param = [&](size_t idx) -> std::string_view { return params[idx]; };

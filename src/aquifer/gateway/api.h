@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,11 @@ struct ApiOptions {
   engine::Role role = engine::Role::kAll;
   // false: GET /metrics needs the admin secret (the default); true: open.
   bool public_metrics = false;
+  // Requests per second one secret may make (a token bucket holding
+  // `rate_limit_burst` requests, default: one second's worth); over it: 429
+  // with Retry-After. 0: no limit (the default).
+  double rate_limit_per_secret = 0;
+  int64_t rate_limit_burst = 0;
 };
 
 class Api {
@@ -83,6 +89,15 @@ class Api {
   Status health_;                   // GUARDED_BY(health_mu_)
   int64_t health_checked_us_ = -1;  // GUARDED_BY(health_mu_); -1: never
   bool health_refreshing_ = false;  // GUARDED_BY(health_mu_)
+
+  // ApiOptions::rate_limit_per_secret: a token bucket per secret id.
+  Status TakeRateToken(const engine::Principal& who);
+  struct Bucket {
+    double tokens = 0;
+    int64_t refilled_us = 0;
+  };
+  std::mutex rate_mu_;
+  std::unordered_map<std::string, Bucket> buckets_;  // GUARDED_BY(rate_mu_)
 };
 
 // An error answer: the status's HTTP code and JSON body, plus the headers

@@ -3,6 +3,7 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -15,12 +16,13 @@ namespace aquifer::gateway {
 namespace {
 
 constexpr std::array<std::string_view, 4> kDriverSections = {"queue", "lookup", "warehouse", "usage"};
-constexpr std::array<std::string_view, 18> kServerKeys = {
+constexpr std::array<std::string_view, 22> kServerKeys = {
     "host",           "port",           "data",           "role",
     "io_threads",     "handler_threads", "public_metrics", "max_body_bytes",
     "wait_timeout_ms", "catalog",        "worker_threads", "usage_flush_interval_ms",
     "idle_timeout_ms", "request_timeout_ms", "idempotency_lease_ms", "idempotency_wait_ms",
-    "keys_dir",       "worker_ack_timeout_ms"};
+    "keys_dir",       "worker_ack_timeout_ms", "max_subscriptions", "max_subscriptions_per_secret",
+    "rate_limit_per_secret", "rate_limit_burst"};
 
 // [sql]: limits on SQL jobs (engine::SqlOptions).
 constexpr std::array<std::string_view, 5> kSqlKeys = {"timeout_ms", "max_result_rows", "max_result_bytes",
@@ -301,6 +303,23 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
     } else if (key == "request_timeout_ms") {
       AQ_ASSIGN_OR_RETURN(int64_t ms, ToInt(setting, 100, int64_t{24} * 3600 * 1000));
       server.request_timeout = std::chrono::milliseconds(ms);
+    } else if (key == "max_subscriptions") {
+      AQ_ASSIGN_OR_RETURN(int64_t count, ToInt(setting, 0, 10'000'000));
+      server.max_subscriptions = static_cast<int>(count);
+    } else if (key == "max_subscriptions_per_secret") {
+      AQ_ASSIGN_OR_RETURN(int64_t count, ToInt(setting, 0, 10'000'000));
+      server.max_subscriptions_per_secret = static_cast<int>(count);
+    } else if (key == "rate_limit_per_secret") {
+      // A decimal: 0.5 is one request every two seconds.
+      char* end = nullptr;
+      double rate = std::strtod(setting.value.c_str(), &end);
+      if (setting.value.empty() || end == nullptr || *end != '\0' || !(rate >= 0) || rate > 1e8) {
+        return InvalidArgument("{}: expected requests per second, a number >= 0 (0: no limit), got '{}'",
+                               setting.source, setting.value);
+      }
+      server.api.rate_limit_per_secret = rate;
+    } else if (key == "rate_limit_burst") {
+      AQ_ASSIGN_OR_RETURN(server.api.rate_limit_burst, ToInt(setting, 0, 100'000'000));
     }
   }
   constexpr int64_t kDayMs = int64_t{24} * 3600 * 1000;

@@ -191,5 +191,38 @@ TEST(ServeConfig, QuotasSectionSetsTheDefaultQuotasOfNewProjects) {
       << unknown.status().message();
 }
 
+TEST(ServeConfig, SubscriptionAndRateLimitsHaveDefaultsAndTakeFileAndEnvironment) {
+  Result<ServeConfig> defaults = LoadServeConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->server.max_subscriptions, 10'000);
+  EXPECT_EQ(defaults->server.max_subscriptions_per_secret, 100);
+  EXPECT_EQ(defaults->server.api.rate_limit_per_secret, 0);
+  EXPECT_EQ(defaults->server.api.rate_limit_burst, 0);
+
+  Result<ServeConfig> file = LoadServeConfig(
+      {}, {}, "[server]\nmax_subscriptions = 5\nmax_subscriptions_per_secret = 2\n"
+              "rate_limit_per_secret = 0.5\nrate_limit_burst = 7\n");
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ(file->server.max_subscriptions, 5);
+  EXPECT_EQ(file->server.max_subscriptions_per_secret, 2);
+  EXPECT_DOUBLE_EQ(file->server.api.rate_limit_per_secret, 0.5);
+  EXPECT_EQ(file->server.api.rate_limit_burst, 7);
+
+  Result<ServeConfig> env = LoadServeConfig(
+      {}, {{"AQUIFER_SERVER_RATE_LIMIT_PER_SECRET", "100"}, {"AQUIFER_SERVER_MAX_SUBSCRIPTIONS", "0"}});
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  EXPECT_DOUBLE_EQ(env->server.api.rate_limit_per_secret, 100);
+  EXPECT_EQ(env->server.max_subscriptions, 0);
+
+  for (const char* bad : {"fast", "-1", "1e9", "2x"}) {
+    Result<ServeConfig> refused = LoadServeConfig({}, {{"AQUIFER_SERVER_RATE_LIMIT_PER_SECRET", bad}});
+    EXPECT_FALSE(refused.ok()) << bad;
+    if (!refused.ok()) {
+      EXPECT_NE(refused.status().message().find("AQUIFER_SERVER_RATE_LIMIT_PER_SECRET"), std::string::npos)
+          << refused.status().ToString();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace aquifer::gateway

@@ -74,6 +74,29 @@ std::string HeaderString(const http::fields& fields, std::string_view name) {
 
 std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
 
+// RFC 6455 §4.2.1: Sec-WebSocket-Key is the base64 of 16 bytes (24 characters,
+// "==" at the end) and Sec-WebSocket-Version is 13. FailedPrecondition for a
+// bad version (answered 426), InvalidArgument for a bad key (400).
+Status CheckWebSocketHandshake(const http::fields& upgrade) {
+  std::string version = HeaderString(upgrade, http::field::sec_websocket_version);
+  if (version != "13") {
+    return FailedPrecondition(
+        "WebSocket handshake: Sec-WebSocket-Version must be 13 (got '{}')", version);
+  }
+  std::string key = HeaderString(upgrade, http::field::sec_websocket_key);
+  bool key_ok = key.size() == 24 && key.ends_with("==") &&
+                std::all_of(key.begin(), key.end() - 2, [](char c) {
+                  return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
+                });
+  if (!key_ok) {
+    return InvalidArgument(
+        "WebSocket handshake: Sec-WebSocket-Key must be the base64 of 16 random bytes "
+        "(24 characters ending in '=='), got '{}'",
+        key.substr(0, 64));
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 class WsSession;
@@ -104,6 +127,40 @@ struct Server::Impl {
     sessions.erase(session);
   }
 
+  // Subscription slots (ServerOptions::max_subscriptions[_per_secret]).
+  // `secret` empty: the server-wide slot; else one of that secret's.
+  Status AcquireSubscription(const std::string& secret) {
+    std::lock_guard lock(sessions_mu);
+    if (secret.empty()) {
+      if (options.max_subscriptions > 0 && subscriptions >= options.max_subscriptions) {
+        return ResourceExhausted(
+            "the server holds its maximum of {} subscriptions (max_subscriptions); retry later",
+            options.max_subscriptions);
+      }
+      ++subscriptions;
+      return Status::OK();
+    }
+    int& held = subscriptions_per_secret[secret];
+    if (options.max_subscriptions_per_secret > 0 && held >= options.max_subscriptions_per_secret) {
+      if (held == 0) subscriptions_per_secret.erase(secret);
+      return ResourceExhausted(
+          "this secret holds its maximum of {} subscriptions (max_subscriptions_per_secret); close "
+          "one first",
+          options.max_subscriptions_per_secret);
+    }
+    ++held;
+    return Status::OK();
+  }
+  void ReleaseSubscription(const std::string& secret) {
+    std::lock_guard lock(sessions_mu);
+    if (secret.empty()) {
+      --subscriptions;
+      return;
+    }
+    auto it = subscriptions_per_secret.find(secret);
+    if (it != subscriptions_per_secret.end() && --it->second <= 0) subscriptions_per_secret.erase(it);
+  }
+
   engine::Engine* engine;
   ServerOptions options;
   GatewayMetrics metrics;
@@ -124,6 +181,8 @@ struct Server::Impl {
 
   std::mutex sessions_mu;
   std::unordered_map<WsSession*, std::weak_ptr<WsSession>> sessions;  // GUARDED_BY(sessions_mu)
+  int subscriptions = 0;                                               // GUARDED_BY(sessions_mu)
+  std::unordered_map<std::string, int> subscriptions_per_secret;      // GUARDED_BY(sessions_mu)
 };
 
 // One WebSocket subscription. Lives on its connection's strand; the
@@ -245,6 +304,51 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     principal = std::move(*who);
   }
 
+  // The handshake's own headers, checked here so that a bad one gets the API's
+  // JSON error shape (Beast would answer plain text): a missing or malformed
+  // Sec-WebSocket-Key is 400, a Sec-WebSocket-Version other than 13 is 426.
+  if (Status handshake = CheckWebSocketHandshake(upgrade); !handshake.ok()) {
+    bool bad_version = handshake.code() == StatusCode::kFailedPrecondition;
+    HttpResponse response;
+    response.status = bad_version ? 426 : 400;
+    response.body = ErrorJson(InvalidArgument("{}", handshake.message()), {},
+                              bad_version ? "upgrade_required" : "");
+    if (bad_version) response.headers.emplace_back("Sec-WebSocket-Version", "13");
+    response.route = &Route(RouteId::kSubscribe);
+    server->metrics.Record(response.route, response.status, 0);
+    co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
+                                   false);
+    co_return;
+  }
+
+  // Subscription slots: the server's, and the secret's when the upgrade
+  // names it (else after the subscribe message). Refused before the
+  // handshake: 429 with Retry-After.
+  struct Slots {
+    Server::Impl* server;
+    std::vector<std::string> held;
+    ~Slots() {
+      for (const std::string& secret : held) server->ReleaseSubscription(secret);
+    }
+  } slots{server, {}};
+  auto take_slot = [&](const std::string& secret) -> Status {
+    Status status = server->AcquireSubscription(secret);
+    if (status.ok()) slots.held.push_back(secret);
+    return status;
+  };
+  {
+    Status slot = take_slot("");
+    if (slot.ok() && principal) slot = take_slot(principal->secret_id.ToString());
+    if (!slot.ok()) {
+      HttpResponse response = ErrorResponse(slot);
+      response.route = &Route(RouteId::kSubscribe);
+      server->metrics.Record(response.route, response.status, 0);
+      co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
+                                     false);
+      co_return;
+    }
+  }
+
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(30);
   timeouts.idle_timeout = server->options.idle_timeout;
@@ -322,6 +426,17 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
         "missing secret: send 'Authorization: Bearer <secret>' on the upgrade or \"secret\" in "
         "the subscribe message"));
     co_return;
+  }
+  // The secret came in the message (or replaced the header's): its slot now.
+  if (std::string id = principal->secret_id.ToString(); slots.held.size() < 2 || slots.held[1] != id) {
+    if (slots.held.size() == 2) {
+      server->ReleaseSubscription(slots.held[1]);
+      slots.held.pop_back();
+    }
+    if (Status slot = take_slot(id); !slot.ok()) {
+      co_await SendErrorAndClose(slot);
+      co_return;
+    }
   }
   // The feed resolves the cursor's table, grants and filter once; its reads
   // then do no catalog work (the engine re-checks on an interval).
@@ -498,10 +613,10 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     request.idempotency_key = HeaderString(message, std::string_view("Idempotency-Key"));
     request.body = std::move(message.body());
 
-    // Answers that need no engine call run inline; the rest on the pool.
+    // Answers that need no engine call run inline; the rest on the pool (a
+    // plain GET of /v1/subscribe authenticates: 401 before 426).
     RouteMatch match = MatchRoute(request.method, PathOf(request.target));
-    bool inline_answer = match.route == nullptr || match.route->id == RouteId::kOpenApi ||
-                         match.route->id == RouteId::kSubscribe;
+    bool inline_answer = match.route == nullptr || match.route->id == RouteId::kOpenApi;
     HttpResponse response;
     if (inline_answer) {
       response = api.Handle(request);

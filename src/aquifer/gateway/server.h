@@ -55,6 +55,12 @@ struct ServerOptions {
   // reports) and re-reads after this long without one: notifications are
   // at-most-once, and reports of other gateways' workers may be missed.
   std::chrono::milliseconds ws_poll_interval{30'000};
+  // Open WebSocket subscriptions: on the whole server, and per secret (0: no
+  // limit). One more answers 429 (Retry-After: 60) before the handshake, or,
+  // when the secret comes in the subscribe message, an error message with
+  // code resource_exhausted and close code 1008.
+  int max_subscriptions = 10'000;
+  int max_subscriptions_per_secret = 100;
   ApiOptions api;
 };
 

@@ -323,8 +323,29 @@ TEST_F(ServerTest, SubscribeWithoutSecretOrWithABrokenCursorIsAnError) {
   EXPECT_EQ(error["type"], "error");
   EXPECT_EQ(error["error"]["code"], "unauthenticated");
 
+  // A plain GET: a valid secret learns it must upgrade (426); no secret or a
+  // wrong one is 401 first, as on every route that needs a secret.
   Reply plain = Send(http::verb::get, "/v1/subscribe");
   EXPECT_EQ(plain.status, 426);
+  Reply anonymous = Send(http::verb::get, "/v1/subscribe", "", "");
+  EXPECT_EQ(anonymous.status, 401);
+  EXPECT_EQ(json::parse(anonymous.body)["error"]["code"], "unauthenticated");
+  Reply wrong = Send(http::verb::get, "/v1/subscribe", "", "not-a-secret-of-this-server");
+  EXPECT_EQ(wrong.status, 401);
+
+  // A bad handshake gets the API's JSON error shape, not Beast's plain text.
+  std::vector<std::pair<std::string, std::string>> upgrade = {
+      {"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Version", "13"}};
+  Reply no_key = Send(http::verb::get, "/v1/subscribe", "", kAdminSecret, upgrade);
+  EXPECT_EQ(no_key.status, 400);
+  EXPECT_EQ(json::parse(no_key.body, nullptr, false)["error"]["code"], "invalid_argument") << no_key.body;
+  upgrade[2].second = "8";
+  upgrade.emplace_back("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+  Reply old_version = Send(http::verb::get, "/v1/subscribe", "", kAdminSecret, upgrade);
+  EXPECT_EQ(old_version.status, 426);
+  EXPECT_EQ(json::parse(old_version.body, nullptr, false)["error"]["code"], "upgrade_required")
+      << old_version.body;
+  EXPECT_EQ(old_version.headers["Sec-WebSocket-Version"], "13");
 }
 
 // A second server over the suite's engine. Its caught-up sessions wait for a
