@@ -67,6 +67,12 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import fastavro' >/de
   /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q fastavro==1.9.7
 fi
+# schemathesis: the schema-driven fuzzer of the e2e_schema_fuzz suite (tests/e2e/schema_fuzz.py).
+SCHEMATHESIS_VER=4.32.5
+if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != "$SCHEMATHESIS_VER" ]; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VER into $VENV"
+  "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VER"
+fi
 
 # System user for throwaway Postgres clusters (initdb refuses root).
 id pgtest >/dev/null 2>&1 || $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin pgtest 2>/dev/null || true
