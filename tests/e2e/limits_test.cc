@@ -325,7 +325,9 @@ class NewLimits : public ::testing::Test {
   // the refused upgrade ("HTTP 429 ...").
   std::string Open(WsClient& ws, const std::string& secret, const std::string& cursor) {
     std::string error = ws.Connect(server_->host(), server_->port(), secret);
-    if (error.empty()) EXPECT_TRUE(ws.Send(json{{"type", "subscribe"}, {"cursor", cursor}}));
+    if (error.empty()) {
+      EXPECT_TRUE(ws.Send(json{{"type", "subscribe"}, {"cursor", cursor}}));
+    }
     return error;
   }
 
