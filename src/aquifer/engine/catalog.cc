@@ -152,6 +152,11 @@ CREATE TABLE IF NOT EXISTS removed_instances (
     {5, "secrets: hash_kind (hmac, or sha256 for rows stored before keyed hashing)", R"sql(
 ALTER TABLE secrets ADD COLUMN hash_kind TEXT NOT NULL DEFAULT 'sha256';
 )sql"},
+    // CountUnfinishedJobs (every submission) and FailStaleJobs read only the
+    // unfinished jobs; the finished ones, which accumulate, stay out of it.
+    {6, "jobs_unfinished: index of the pending and running jobs", R"sql(
+CREATE INDEX jobs_unfinished ON jobs (secret_id, updated_ms) WHERE status IN ('pending', 'running');
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -825,6 +830,30 @@ class SqliteCatalog final : public Catalog {
     return txn.Commit();
   }
 
+  Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(Prepare("UPDATE jobs SET status = ?, error = ?, updated_ms = ? "
+                               "WHERE status IN ('pending', 'running') AND updated_ms < ?")
+                           ->Bind(JobStatusText(JobStatus::kFailed), error, clock_->NowMillis(),
+                                  updated_before_ms)
+                           .Run());
+    const int64_t failed = sqlite3_changes64(db_);
+    AQ_RETURN_IF_ERROR(txn.Commit());
+    return failed;
+  }
+
+  Result<int64_t> CountUnfinishedJobs(const Uuid& secret_id) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin(/*write=*/false));
+    auto stmt = Prepare("SELECT COUNT(*) FROM jobs WHERE secret_id = ? AND status IN ('pending', 'running')");
+    stmt->Bind(secret_id);
+    AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    const int64_t count = row ? stmt->Int(0) : 0;
+    AQ_RETURN_IF_ERROR(txn.Commit());
+    return count;
+  }
+
   Result<JobInfo> GetJob(const Uuid& job_id) override {
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin(/*write=*/false));
@@ -1261,6 +1290,12 @@ class SqliteCatalog final : public Catalog {
 }  // namespace
 
 int SqliteCatalogSchemaVersion() { return kSchemaVersion; }
+
+Result<int64_t> Catalog::FailStaleJobs(int64_t updated_before_ms, std::string_view error) {
+  (void)updated_before_ms;
+  (void)error;
+  return NotSupported("this catalog cannot fail stale jobs in bulk");
+}
 
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path,
                                                    const SqliteCatalogOptions& options) {

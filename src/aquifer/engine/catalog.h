@@ -253,14 +253,24 @@ class Catalog {
 
   // Records a new pending job with a fresh random id (used as the warehouse job id).
   virtual Result<JobInfo> CreateJob(const NewJob& job) = 0;
-  // Sets status, error and counters. NotFound if unknown; FailedPrecondition
-  // when the job is already done or failed (finished jobs do not change).
+  // Sets status, error and counters, and updated_ms to now (the same status
+  // again is a heartbeat: the process running a job refreshes it so). NotFound
+  // if unknown; FailedPrecondition when the job is already done or failed
+  // (finished jobs do not change) or would go from running back to pending.
   virtual Status UpdateJob(const Uuid& job_id, const JobUpdate& update) = 0;
+  // Marks failed, with `error`, every pending or running job whose updated_ms
+  // is before `updated_before_ms` (the process running it stopped refreshing
+  // it: see SqlOptions::job_lease_ms); returns how many. Not pure, so that a
+  // catalog without it still builds: the default answers NotSupported and
+  // the engine then only fails such jobs when it reads them.
+  virtual Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error);
   virtual Result<JobInfo> GetJob(const Uuid& job_id) = 0;
   // OK if `principal` may see the job: the admin, or the secret that
   // submitted it while it may still read every table the job reads. Anyone
   // else gets the NotFound an unknown job id gets.
   virtual Status CanReadJob(const Principal& principal, const JobInfo& job) = 0;
+  // Jobs of `secret_id` not yet done or failed (pending or running), in every process.
+  virtual Result<int64_t> CountUnfinishedJobs(const Uuid& secret_id) = 0;
 
   // --- Idempotency keys -------------------------------------------------------------------
 

@@ -907,6 +907,56 @@ TEST_F(CatalogAuthorization, JobStatusMovesForwardAndFinishedJobsAreFrozen) {
             StatusCode::kInvalidArgument);
 }
 
+constexpr int64_t kMsToMicrosForJobs = 1000;  // ManualClock::Advance takes microseconds
+
+// The process running a job refreshes it with the same status (a heartbeat);
+// jobs nobody refreshed for a lease are failed in bulk; the unfinished ones of
+// a secret are counted across processes.
+TEST(CatalogJobs, HeartbeatsRefreshUpdatedMsAndStaleJobsFailAndUnfinishedOnesCount) {
+  ManualClock clock;
+  auto catalog = OpenOrDie(":memory:", {.clock = &clock});
+  const Uuid alice = Uuid::Random(), bob = Uuid::Random();
+  auto make = [&](const Uuid& secret) {
+    auto job = catalog->CreateJob({.secret_id = secret, .tables = {}, .sql = "SELECT 1"});
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    return job.ok() ? job->job_id : Uuid{};
+  };
+  const Uuid running = make(alice), pending = make(alice), done = make(alice), fresh = make(alice), other = make(bob);
+  ASSERT_TRUE(catalog->UpdateJob(running, {.status = driver::JobStatus::kRunning}).ok());
+  ASSERT_TRUE(catalog->UpdateJob(done, {.status = driver::JobStatus::kDone, .rows = 1}).ok());
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(alice), 3);
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(bob), 1);
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(Uuid::Random()), 0);
+
+  const int64_t created = catalog->GetJob(running)->updated_ms;
+  clock.Advance(10'000 * kMsToMicrosForJobs);
+  // running -> running is a heartbeat: allowed, and it moves updated_ms.
+  ASSERT_TRUE(catalog->UpdateJob(running, {.status = driver::JobStatus::kRunning, .bytes_scanned = 8}).ok());
+  ASSERT_TRUE(catalog->UpdateJob(fresh, {.status = driver::JobStatus::kPending}).ok());
+  auto beat = catalog->GetJob(running);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_EQ(beat->status, driver::JobStatus::kRunning);
+  EXPECT_EQ(beat->updated_ms, created + 10'000);
+  EXPECT_EQ(beat->bytes_scanned, 8);
+
+  // Not refreshed since before now - 5 s: `pending` (and bob's job); the others beat.
+  auto failed = catalog->FailStaleJobs(clock.NowMillis() - 5'000, "the process stopped");
+  ASSERT_TRUE(failed.ok()) << failed.status().ToString();
+  EXPECT_EQ(*failed, 2);
+  EXPECT_EQ(catalog->GetJob(pending)->status, driver::JobStatus::kFailed);
+  EXPECT_EQ(catalog->GetJob(pending)->error, "the process stopped");
+  EXPECT_EQ(catalog->GetJob(other)->status, driver::JobStatus::kFailed);
+  EXPECT_EQ(catalog->GetJob(running)->status, driver::JobStatus::kRunning);
+  EXPECT_EQ(catalog->GetJob(fresh)->status, driver::JobStatus::kPending);
+  EXPECT_EQ(catalog->GetJob(done)->status, driver::JobStatus::kDone) << "finished jobs never change";
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(alice), 2);
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(bob), 0);
+  // A stale job's runner that comes back cannot revive it.
+  EXPECT_EQ(catalog->UpdateJob(pending, {.status = driver::JobStatus::kRunning}).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*catalog->FailStaleJobs(clock.NowMillis() - 5'000, "again"), 0);
+}
+
 // --- Idempotency keys ------------------------------------------------------------------------
 
 using ClaimState = IdempotencyClaim::State;
