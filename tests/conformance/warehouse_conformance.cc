@@ -655,6 +655,49 @@ TEST_P(WarehouseConformance, ANewDriverOnTheSameDirectoryKeepsTheData) {
   EXPECT_EQ(count(instance), expected(9));
 }
 
+// A done job's rows live in the warehouse, not in the driver object: a new
+// driver on the same directory (a restart, or another process sharing the
+// database) polls the job as done and pages the same rows.
+TEST_P(WarehouseConformance, ADoneJobsRowsOutliveTheDriverThatRanIt) {
+  WH_HELPERS;
+  InstanceInfo instance = registered();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 7), {}).ok());
+  Job job = run(fmt::format("SELECT id, username FROM {} ORDER BY id", warehouse_->TableName(instance)));
+  ASSERT_EQ(job.status, JobStatus::kDone) << job.error;
+  const Rows before = ReadAll(*warehouse_, job.job_id, 3);
+  Result<driver::RowPage> first_page = warehouse_->ReadJobRows(job.job_id, "", 3);
+  ASSERT_TRUE(first_page.ok()) << first_page.status().ToString();
+  warehouse_.reset();
+  auto reopened = GetParam().make(scratch_dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  warehouse_ = *reopened;
+  if (!caps().stores_rows) {
+    // A driver that stores nothing keeps no jobs either.
+    EXPECT_EQ(warehouse_->PollJob(job.job_id).status().code(), StatusCode::kNotFound);
+    return;
+  }
+  Result<Job> polled = warehouse_->PollJob(job.job_id);
+  ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+  EXPECT_EQ(polled->status, JobStatus::kDone);
+  EXPECT_EQ(polled->rows, 7);
+  const Rows after = ReadAll(*warehouse_, job.job_id, 3);
+  EXPECT_EQ(after.pages, 3);
+  ASSERT_EQ(after.rows.size(), 7u);
+  EXPECT_EQ(after.rows, before.rows);
+  ASSERT_EQ(after.columns.size(), 2u);
+  EXPECT_EQ(after.columns[0].name, "id");
+  EXPECT_EQ(after.columns[1].name, "username");
+  for (int64_t id = 0; id < 7; ++id) EXPECT_EQ(AsInt(after.rows[id][0]), id);
+  // A page token of the first driver pages on in the second.
+  ASSERT_FALSE(first_page->next.empty());
+  Result<driver::RowPage> second_page = warehouse_->ReadJobRows(job.job_id, first_page->next, 3);
+  ASSERT_TRUE(second_page.ok()) << second_page.status().ToString();
+  ASSERT_EQ(second_page->rows.size(), 3u);
+  EXPECT_EQ(json::parse(second_page->rows[0]), before.rows[3]);
+  EXPECT_EQ(warehouse_->ReadJobRows(job.job_id, "not a token", 3).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(warehouse_->PollJob(Uuid::Random()).status().code(), StatusCode::kNotFound);
+}
+
 TEST_P(WarehouseConformance, ResetDropsTablesAndJobsAndLeavesTheDriverUsable) {
   WH_HELPERS;
   InstanceInfo a = registered();

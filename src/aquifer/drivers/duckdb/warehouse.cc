@@ -38,7 +38,11 @@ using driver::QueryAnalysis;
 using driver::RowPage;
 using driver::WarehouseCapabilities;
 
-constexpr const char* kJobsDb = "__aquifer_jobs";
+// Job results live in this schema of the warehouse's own database, so they
+// outlast the process: a table per done job ("__job_<hex id>", its rows in
+// result order) and `results`, one row per done job (columns, row count,
+// expiry) that says the table is complete.
+constexpr const char* kJobsSchema = "__aquifer_jobs";
 constexpr int32_t kMaxPageRows = 10'000;
 
 std::string TableBaseName(const Uuid& instance_id) { return "i_" + instance_id.Hex(); }
@@ -59,7 +63,63 @@ std::string HexOf(std::string_view bytes) {
   return out;
 }
 std::string JobTableName(const Uuid& job_id) {
-  return std::string(kJobsDb) + "." + QuoteIdent("__job_" + job_id.Hex());
+  return QuoteIdent(kJobsSchema) + "." + QuoteIdent("__job_" + job_id.Hex());
+}
+std::string ResultsTable() { return QuoteIdent(kJobsSchema) + ".results"; }
+
+// Every row of a query whose columns are all VARCHAR (cast in the SQL), as text.
+Result<std::vector<std::vector<std::string>>> QueryText(duckdb_connection conn, std::string_view sql) {
+  AQ_ASSIGN_OR_RETURN(QueryResult result, Query(conn, sql));
+  const idx_t columns = duckdb_column_count(result.get());
+  std::vector<std::vector<std::string>> rows;
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(result.ref()));
+    if (!chunk) break;
+    for (idx_t r = 0; r < duckdb_data_chunk_get_size(chunk.get()); ++r) {
+      std::vector<std::string> row;
+      for (idx_t c = 0; c < columns; ++c) {
+        row.emplace_back(StringAt(duckdb_data_chunk_get_vector(chunk.get(), c), r));
+      }
+      rows.push_back(std::move(row));
+    }
+  }
+  return rows;
+}
+
+// A done job's entry in the results table.
+struct StoredResult {
+  std::vector<Column> columns;
+  std::string select_list;  // reads the visible columns of its table
+  int64_t rows = 0;
+  int64_t bytes_scanned = 0;
+  int64_t finished_ms = 0;
+  int64_t expires_ms = 0;  // 0: never
+  bool expired = false;    // its table was dropped
+};
+
+std::string ResultMeta(const StoredResult& stored) {
+  nlohmann::json columns = nlohmann::json::array();
+  for (const Column& column : stored.columns) columns.push_back({{"name", column.name}, {"type", column.type}});
+  return nlohmann::json{{"columns", columns},           {"select", stored.select_list},
+                        {"rows", stored.rows},           {"bytes_scanned", stored.bytes_scanned},
+                        {"finished_ms", stored.finished_ms}}
+      .dump();
+}
+
+Result<StoredResult> ParseResultMeta(std::string_view meta) {
+  nlohmann::json parsed = nlohmann::json::parse(meta, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object() || !parsed["columns"].is_array()) {
+    return Corruption("duckdb: a stored job result does not parse");
+  }
+  StoredResult stored;
+  for (const auto& column : parsed["columns"]) {
+    stored.columns.push_back(Column{column.value("name", ""), column.value("type", "")});
+  }
+  stored.select_list = parsed.value("select", "");
+  stored.rows = parsed.value("rows", int64_t{0});
+  stored.bytes_scanned = parsed.value("bytes_scanned", int64_t{0});
+  stored.finished_ms = parsed.value("finished_ms", int64_t{0});
+  return stored;
 }
 
 // The statement text without trailing blanks and semicolons, so it can be
@@ -209,8 +269,8 @@ struct JobState {
   int64_t rows = 0;
   bool dropped = false;  // forgotten by Reset while queued or running
   int64_t finished_ms = 0;  // clock time the job finished (done or failed)
-  bool expired = false;     // done, and its rows dropped after result_ttl_ms
-  // When done: result columns (hidden ones removed) and the select list reading them.
+  // RunJob's answer when done: result columns (hidden ones removed) and the
+  // select list reading them; stored in the results table, not kept here.
   std::vector<Column> columns;
   std::string select_list;
 };
@@ -277,7 +337,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     AQ_ASSIGN_OR_RETURN(write_conn_, Connect());
     AQ_ASSIGN_OR_RETURN(read_conn_, Connect());
     AQ_ASSIGN_OR_RETURN(admin_conn_, Connect());
-    AQ_RETURN_IF_ERROR(Exec(admin_conn_.get(), fmt::format("ATTACH ':memory:' AS {}", kJobsDb)));
+    AQ_RETURN_IF_ERROR(LoadResults());
     AQ_RETURN_IF_ERROR(Exec(admin_conn_.get(), "SET lock_configuration = true"));
     for (int i = 0; i < job_threads; ++i) {
       auto slot = std::make_unique<Slot>();
@@ -331,10 +391,20 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const JobOptions& options) override;
   Result<Job> PollJob(const Uuid& job_id) override {
     ExpireResults();
-    std::lock_guard lock(jobs_mu_);
-    auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) return NotFound("duckdb: no job {}", job_id.ToString());
-    return Snapshot(*it->second);
+    {
+      std::lock_guard lock(jobs_mu_);
+      auto it = jobs_.find(job_id);
+      if (it != jobs_.end()) return Snapshot(*it->second);
+    }
+    // Done in an earlier run of this process: its stored result says so.
+    AQ_ASSIGN_OR_RETURN(std::optional<StoredResult> stored, ReadStoredResult(job_id));
+    if (!stored) return NotFound("duckdb: no job {}", job_id.ToString());
+    Job job;
+    job.job_id = job_id;
+    job.status = JobStatus::kDone;
+    job.rows = stored->rows;
+    job.bytes_scanned = stored->bytes_scanned;
+    return job;
   }
   Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
   Status Reset() override;
@@ -364,6 +434,12 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   // Drops the rows of done jobs whose result_ttl_ms has passed (called on
   // every job call: expiry needs no thread of its own).
   void ExpireResults();
+  // Creates the results schema and table, drops the tables of jobs that
+  // never finished (the process stopped under them) or expired, and
+  // schedules the expiry of the stored results. Called by Open.
+  Status LoadResults();
+  // The stored result of a done job, nullopt when none is stored.
+  Result<std::optional<StoredResult>> ReadStoredResult(const Uuid& job_id);
 
   // Which groups are new (false: applied before, or repeated in the call).
   // FailedPrecondition when the applied-id table is missing (register again).
@@ -745,6 +821,28 @@ void DuckDBWarehouse::WorkerLoop(Slot* slot) {
     JobState result;
     RunJob(slot, *job, &result);
     const int64_t finished_ms = clock_->NowMillis();
+    int64_t expires_ms = 0;
+    if (result.status == JobStatus::kDone && job->options.result_ttl_ms > 0) {
+      expires_ms = finished_ms + std::min(job->options.result_ttl_ms, int64_t{1} << 50);
+    }
+    if (result.status == JobStatus::kDone) {
+      // Stored before the job reads as done: a done job always has its rows.
+      StoredResult stored;
+      stored.columns = result.columns;
+      stored.select_list = result.select_list;
+      stored.rows = result.rows;
+      stored.bytes_scanned = result.bytes_scanned;
+      stored.finished_ms = finished_ms;
+      Status recorded = Exec(slot->conn.get(), fmt::format("INSERT INTO {} (job_id, expires_ms, expired, meta) "
+                                                           "VALUES ({}, {}, false, {})",
+                                                           ResultsTable(), QuoteLiteral(job->id.Hex()), expires_ms,
+                                                           QuoteLiteral(ResultMeta(stored))));
+      if (!recorded.ok()) {
+        (void)Exec(slot->conn.get(), "DROP TABLE IF EXISTS " + JobTableName(job->id));
+        result.status = JobStatus::kFailed;
+        result.error = "duckdb: cannot store the job's result: " + std::string(recorded.message());
+      }
+    }
 
     bool drop_table = false;
     {
@@ -761,18 +859,18 @@ void DuckDBWarehouse::WorkerLoop(Slot* slot) {
         job->error = std::move(result.error);
         job->rows = result.rows;
         job->bytes_scanned = result.bytes_scanned;
-        job->columns = std::move(result.columns);
-        job->select_list = std::move(result.select_list);
         job->finished_ms = finished_ms;
         job->sql.clear();
         job->sql.shrink_to_fit();
-        if (job->status == JobStatus::kDone && job->options.result_ttl_ms > 0) {
-          expiries_.emplace(finished_ms + std::min(job->options.result_ttl_ms, int64_t{1} << 50), job->id);
-        }
+        if (job->status == JobStatus::kDone && expires_ms > 0) expiries_.emplace(expires_ms, job->id);
       }
     }
     idle_cv_.notify_all();
-    if (drop_table) (void)Exec(slot->conn.get(), "DROP TABLE IF EXISTS " + JobTableName(job->id));
+    if (drop_table) {
+      (void)Exec(slot->conn.get(), fmt::format("DELETE FROM {} WHERE job_id = {}", ResultsTable(),
+                                               QuoteLiteral(job->id.Hex())));
+      (void)Exec(slot->conn.get(), "DROP TABLE IF EXISTS " + JobTableName(job->id));
+    }
   }
 }
 
@@ -818,7 +916,7 @@ void DuckDBWarehouse::RunJob(Slot* slot, const JobState& job, JobState* result) 
   }
   const std::string base = "__job_" + job.id.Hex();
   Appender appender;
-  if (duckdb_appender_create_ext(slot->append_conn.get(), kJobsDb, "main", base.c_str(), appender.out()) ==
+  if (duckdb_appender_create_ext(slot->append_conn.get(), nullptr, kJobsSchema, base.c_str(), appender.out()) ==
       DuckDBError) {
     const char* message = appender ? duckdb_appender_error(appender.get()) : nullptr;
     return failed_and_dropped(Internal("duckdb: cannot write the job's result: {}",
@@ -868,8 +966,8 @@ void DuckDBWarehouse::RunJob(Slot* slot, const JobState& job, JobState* result) 
   // Column names and types: DuckDB's own type names from the catalog, the
   // logical types to decide which columns need a VARCHAR cast.
   Result<QueryResult> names = Query(conn, fmt::format(
-      "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = '{}' AND table_name = {} "
-      "ORDER BY column_index", kJobsDb, QuoteLiteral("__job_" + job.id.Hex())));
+      "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() AND "
+      "schema_name = '{}' AND table_name = {} ORDER BY column_index", kJobsSchema, QuoteLiteral("__job_" + job.id.Hex())));
   Result<QueryResult> probe = Query(conn, "SELECT * FROM " + table + " LIMIT 0");
   if (!names.ok()) return failed(names.status());
   if (!probe.ok()) return failed(probe.status());
@@ -901,20 +999,59 @@ void DuckDBWarehouse::ExpireResults() {
   {
     std::lock_guard lock(jobs_mu_);
     while (!expiries_.empty() && expiries_.begin()->first <= now) {
-      auto it = jobs_.find(expiries_.begin()->second);
-      if (it != jobs_.end() && it->second->status == JobStatus::kDone && !it->second->expired) {
-        JobState& job = *it->second;
-        job.expired = true;
-        job.columns.clear();
-        job.select_list.clear();
-        drops.push_back(job.id);
-      }
+      drops.push_back(expiries_.begin()->second);
       expiries_.erase(expiries_.begin());
     }
   }
   if (drops.empty()) return;
   std::lock_guard lock(admin_mu_);
-  for (const Uuid& id : drops) (void)Exec(admin_conn_.get(), "DROP TABLE IF EXISTS " + JobTableName(id));
+  for (const Uuid& id : drops) {
+    // Marked first: a reader then answers "expired", never a missing table.
+    (void)Exec(admin_conn_.get(), fmt::format("UPDATE {} SET expired = true WHERE job_id = {}", ResultsTable(),
+                                              QuoteLiteral(id.Hex())));
+    (void)Exec(admin_conn_.get(), "DROP TABLE IF EXISTS " + JobTableName(id));
+  }
+}
+
+Status DuckDBWarehouse::LoadResults() {
+  duckdb_connection conn = admin_conn_.get();
+  AQ_RETURN_IF_ERROR(Exec(conn, fmt::format("CREATE SCHEMA IF NOT EXISTS {}", QuoteIdent(kJobsSchema))));
+  AQ_RETURN_IF_ERROR(Exec(conn, "CREATE TABLE IF NOT EXISTS " + ResultsTable() +
+                                    " (job_id VARCHAR PRIMARY KEY, expires_ms BIGINT NOT NULL, "
+                                    "expired BOOLEAN NOT NULL, meta VARCHAR NOT NULL)"));
+  // Tables without a stored result were being written when the process
+  // stopped; expired ones may have outlived a crash between mark and drop.
+  AQ_ASSIGN_OR_RETURN(auto orphans,
+                      QueryText(conn, fmt::format("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                                  "current_database() AND schema_name = '{0}' AND table_name LIKE "
+                                                  "'\\_\\_job\\_%' ESCAPE '\\' AND substr(table_name, 7) NOT IN "
+                                                  "(SELECT job_id FROM {1} WHERE NOT expired)",
+                                                  kJobsSchema, ResultsTable())));
+  for (const auto& row : orphans) {
+    AQ_RETURN_IF_ERROR(Exec(conn, "DROP TABLE IF EXISTS " + QuoteIdent(kJobsSchema) + "." + QuoteIdent(row[0])));
+  }
+  AQ_ASSIGN_OR_RETURN(auto pending, QueryText(conn, "SELECT job_id, CAST(expires_ms AS VARCHAR) FROM " +
+                                                        ResultsTable() + " WHERE NOT expired AND expires_ms > 0"));
+  std::lock_guard lock(jobs_mu_);
+  for (const auto& row : pending) {
+    Result<Uuid> id = Uuid::Parse(row[0]);
+    if (!id.ok()) continue;
+    expiries_.emplace(std::stoll(row[1]), *id);
+  }
+  return Status::OK();
+}
+
+Result<std::optional<StoredResult>> DuckDBWarehouse::ReadStoredResult(const Uuid& job_id) {
+  std::lock_guard lock(read_mu_);
+  AQ_ASSIGN_OR_RETURN(auto rows, QueryText(read_conn_.get(),
+                                           fmt::format("SELECT meta, CAST(expires_ms AS VARCHAR), CAST(expired AS "
+                                                       "VARCHAR) FROM {} WHERE job_id = {}",
+                                                       ResultsTable(), QuoteLiteral(job_id.Hex()))));
+  if (rows.empty()) return std::optional<StoredResult>();
+  AQ_ASSIGN_OR_RETURN(StoredResult stored, ParseResultMeta(rows[0][0]));
+  stored.expires_ms = std::stoll(rows[0][1]);
+  stored.expired = rows[0][2] == "true";
+  return std::optional<StoredResult>(std::move(stored));
 }
 
 void DuckDBWarehouse::WatchdogLoop() {
@@ -946,30 +1083,30 @@ Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_vie
   if (limit < 1) return InvalidArgument("duckdb: limit must be at least 1, got {}", limit);
   limit = std::min(limit, kMaxPageRows);
   ExpireResults();
-  auto expired = [&](const JobState& job) {
-    return FailedPrecondition("duckdb: the rows of job {} expired {} ms after it finished (result_ttl_ms); "
-                              "submit the query again",
-                              job_id.ToString(), job.options.result_ttl_ms);
-  };
-  std::vector<Column> columns;
-  std::string select;
-  int64_t total = 0;
   {
     std::lock_guard lock(jobs_mu_);
     auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) return NotFound("duckdb: no job {}", job_id.ToString());
-    const JobState& job = *it->second;
-    if (job.status == JobStatus::kFailed) {
-      return FailedPrecondition("duckdb: job {} failed: {}", job_id.ToString(), job.error);
+    if (it != jobs_.end()) {
+      const JobState& job = *it->second;
+      if (job.status == JobStatus::kFailed) {
+        return FailedPrecondition("duckdb: job {} failed: {}", job_id.ToString(), job.error);
+      }
+      if (job.status != JobStatus::kDone) {
+        return FailedPrecondition("duckdb: job {} is {}", job_id.ToString(), driver::JobStatusName(job.status));
+      }
     }
-    if (job.status != JobStatus::kDone) {
-      return FailedPrecondition("duckdb: job {} is {}", job_id.ToString(), driver::JobStatusName(job.status));
-    }
-    if (job.expired) return expired(job);
-    columns = job.columns;
-    select = job.select_list;
-    total = job.rows;
   }
+  AQ_ASSIGN_OR_RETURN(std::optional<StoredResult> stored, ReadStoredResult(job_id));
+  if (!stored) return NotFound("duckdb: no job {}", job_id.ToString());
+  auto expired = [&] {
+    return FailedPrecondition("duckdb: the rows of job {} expired {} ms after it finished (result_ttl_ms); "
+                              "submit the query again",
+                              job_id.ToString(), stored->expires_ms - stored->finished_ms);
+  };
+  if (stored->expired || (stored->expires_ms > 0 && clock_->NowMillis() >= stored->expires_ms)) return expired();
+  std::vector<Column> columns = std::move(stored->columns);
+  const std::string select = std::move(stored->select_list);
+  const int64_t total = stored->rows;
   // Page token: "r" and the decimal row offset of the page's first row.
   int64_t offset = 0;
   if (!page.empty()) {
@@ -990,9 +1127,8 @@ Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_vie
     std::lock_guard lock(read_mu_);
     Result<QueryResult> read = Query(read_conn_.get(), sql);
     if (!read.ok()) {
-      std::lock_guard jobs_lock(jobs_mu_);
-      auto it = jobs_.find(job_id);
-      if (it != jobs_.end() && it->second->expired) return expired(*it->second);  // dropped meanwhile
+      Result<std::optional<StoredResult>> again = ReadStoredResult(job_id);
+      if (again.ok() && (!*again || (*again)->expired)) return expired();  // dropped meanwhile
       return read.status();
     }
     QueryResult rows = std::move(read).value();
@@ -1025,13 +1161,9 @@ Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_vie
 }
 
 Status DuckDBWarehouse::Reset() {
-  std::vector<Uuid> job_tables;
   {
     std::unique_lock lock(jobs_mu_);
-    for (auto& [id, job] : jobs_) {
-      job->dropped = true;
-      if (job->status == JobStatus::kDone) job_tables.push_back(id);
-    }
+    for (auto& [id, job] : jobs_) job->dropped = true;
     jobs_.clear();
     queue_.clear();
     expiries_.clear();
@@ -1042,7 +1174,16 @@ Status DuckDBWarehouse::Reset() {
   pruned_ms_.clear();
   std::lock_guard admin_lock(admin_mu_);
   std::vector<std::string> drops;
-  for (const Uuid& id : job_tables) drops.push_back("DROP TABLE IF EXISTS " + JobTableName(id));
+  // Every stored result goes too, of this run's jobs and of earlier ones.
+  AQ_RETURN_IF_ERROR(Exec(admin_conn_.get(), "DELETE FROM " + ResultsTable()).WithContext("duckdb: reset"));
+  AQ_ASSIGN_OR_RETURN(auto job_tables,
+                      QueryText(admin_conn_.get(), fmt::format("SELECT table_name FROM duckdb_tables() WHERE "
+                                                               "database_name = current_database() AND "
+                                                               "schema_name = '{}' AND table_name <> 'results'",
+                                                               kJobsSchema)));
+  for (const auto& row : job_tables) {
+    drops.push_back("DROP TABLE IF EXISTS " + QuoteIdent(kJobsSchema) + "." + QuoteIdent(row[0]));
+  }
   AQ_ASSIGN_OR_RETURN(QueryResult tables,
                       Query(admin_conn_.get(), "SELECT table_name FROM duckdb_tables() WHERE database_name = "
                                                "current_database() AND schema_name = 'main' AND "

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
 #include "aquifer/drivers/postgres/script.h"
 #include "aquifer/schema/codec.h"
@@ -285,24 +287,29 @@ std::string TrimStatement(std::string_view sql) {
 
 // ---- jobs -------------------------------------------------------------------------------------
 
+// A job this process started. A done job's rows are not kept here: they are
+// in the results tables (see PgWarehouse::Init), where any process sharing
+// the database reads them, also after a restart.
 struct JobState {
   Job job;
-  std::vector<driver::Column> columns;
-  std::vector<std::string> rows;
   PGcancel* cancel = nullptr;  // while the query runs; guarded by the service's mutex
   bool finished = false;       // guarded by the service's mutex
-  int64_t finished_ms = 0;     // by the driver's clock, when finished
-  int64_t result_ttl_ms = 0;   // 0: rows kept until Reset
-  bool expired = false;        // rows dropped after result_ttl_ms
   std::thread thread;
 };
+
+// How often (by the driver's clock) expired results are deleted at most.
+constexpr int64_t kExpireIntervalMs = 1000;
+// Result rows sent per INSERT.
+constexpr size_t kStoreBatchRows = 1000;
 
 class PgWarehouse final : public driver::WarehouseService {
  public:
   PgWarehouse(const WarehouseOptions& options, Clock* clock)
       : options_(options), clock_(clock), pool_(options.connection.url, options.connection.pool_size),
         schema_(options.connection.schema),
-        applied_(QuoteIdent(options.connection.schema) + ".warehouse_applied") {}
+        applied_(QuoteIdent(options.connection.schema) + ".warehouse_applied"),
+        results_(QuoteIdent(options.connection.schema) + ".warehouse_job_results"),
+        result_rows_(QuoteIdent(options.connection.schema) + ".warehouse_job_rows") {}
 
   ~PgWarehouse() override { StopJobs(); }
 
@@ -314,7 +321,21 @@ class PgWarehouse final : public driver::WarehouseService {
         applied_ms bigint NOT NULL,
         PRIMARY KEY (instance_id, group_id));
       CREATE INDEX IF NOT EXISTS warehouse_applied_ms ON {0} (applied_ms);
-    )sql", applied_));
+      CREATE TABLE IF NOT EXISTS {1} (
+        job_id uuid PRIMARY KEY,
+        columns text NOT NULL,
+        row_count bigint NOT NULL,
+        bytes_scanned bigint NOT NULL,
+        finished_ms bigint NOT NULL,
+        expires_ms bigint NOT NULL,
+        expired boolean NOT NULL DEFAULT false);
+      CREATE INDEX IF NOT EXISTS warehouse_job_results_expiry ON {1} (expires_ms) WHERE NOT expired AND expires_ms > 0;
+      CREATE TABLE IF NOT EXISTS {2} (
+        job_id uuid NOT NULL,
+        row_no bigint NOT NULL,
+        row_json text NOT NULL,
+        PRIMARY KEY (job_id, row_no));
+    )sql", applied_, results_, result_rows_));
   }
 
   driver::WarehouseCapabilities capabilities() const override {
@@ -368,7 +389,7 @@ class PgWarehouse final : public driver::WarehouseService {
     schema.Text(schema_);
     auto tables = conn->Exec("SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'i\\_%'", schema);
     if (!tables.ok()) return tables.status().WithContext("resetting the warehouse");
-    Status forgot = conn->ExecScript("TRUNCATE " + applied_);
+    Status forgot = conn->ExecScript("TRUNCATE " + applied_ + ", " + results_ + ", " + result_rows_);
     if (!forgot.ok()) return forgot.WithContext("resetting the warehouse");
     for (int row = 0; row < tables->rows(); ++row) {
       Status dropped = conn->ExecScript("DROP TABLE IF EXISTS " + QuoteIdent(schema_) + "." + QuoteIdent(std::string(tables->Bytes(row, 0))));
@@ -386,16 +407,23 @@ class PgWarehouse final : public driver::WarehouseService {
   void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
   void Finish(const std::shared_ptr<JobState>& state, Status status);
   void StopJobs();
-  // Drops the rows of done jobs past their result_ttl_ms. Requires mu_.
+  // Deletes the rows of done jobs past their expiry (every process's), at
+  // most every kExpireIntervalMs. Best effort: readers check the expiry themselves.
   void DropExpiredRows();
+  // Stores a done job's rows and columns, in one transaction on `conn`.
+  Status StoreResult(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
+                     const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms);
 
   const WarehouseOptions options_;
   Clock* const clock_;
   Pool pool_;
   const std::string schema_;
   const std::string applied_;  // quoted schema.warehouse_applied
+  const std::string results_;      // quoted schema.warehouse_job_results: one row per done job
+  const std::string result_rows_;  // quoted schema.warehouse_job_rows: (job_id, row_no) -> JSON array
   std::mutex mu_;
   int64_t last_prune_ms_ = 0;  // guarded by mu_
+  int64_t last_expire_ms_ = std::numeric_limits<int64_t>::min();  // guarded by mu_
   std::map<Uuid, std::shared_ptr<JobState>> jobs_;  // guarded by mu_
 };
 
@@ -570,11 +598,10 @@ Result<driver::QueryAnalysis> PgWarehouse::AnalyzeQuery(std::string_view sql) {
 Result<Job> PgWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
   auto state = std::make_shared<JobState>();
   state->job.job_id = job_id;
-  state->result_ttl_ms = options.result_ttl_ms;
+  DropExpiredRows();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-    DropExpiredRows();
     size_t running = 0;
     for (const auto& [id, other] : jobs_) running += other->finished ? 0 : 1;
     if (running >= kMaxRunningJobs) {
@@ -594,12 +621,8 @@ void PgWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) 
     state->cancel = nullptr;
   }
   state->finished = true;
-  state->finished_ms = clock_->NowMillis();
   state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
-  if (!status.ok()) {
-    state->job.error = status.message();
-    state->rows.clear();
-  }
+  if (!status.ok()) state->job.error = status.message();
 }
 
 // A job: its own connection (a long query never holds a pool slot), a READ
@@ -697,10 +720,11 @@ void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, drive
       if (rows.rows() < chunk) break;
     }
     AQ_RETURN_IF_ERROR(conn.Commit());
+    // Stored before the job reads as done: a done job always has its rows.
+    AQ_RETURN_IF_ERROR(StoreResult(conn, state->job.job_id, columns, out, analysis.bytes_scanned_estimate,
+                                   options.result_ttl_ms));
     std::lock_guard<std::mutex> lock(mu_);
-    state->columns = std::move(columns);
-    state->rows = std::move(out);
-    state->job.rows = static_cast<int64_t>(state->rows.size());
+    state->job.rows = static_cast<int64_t>(out.size());
     state->job.bytes_scanned = analysis.bytes_scanned_estimate;
     return Status::OK();
   }();
@@ -710,51 +734,143 @@ void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, drive
   Finish(state, status);
 }
 
+Status PgWarehouse::StoreResult(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
+                                const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms) {
+  json names = json::array();
+  for (const driver::Column& column : columns) names.push_back({{"name", column.name}, {"type", column.type}});
+  const int64_t finished_ms = clock_->NowMillis();
+  const int64_t expires_ms = result_ttl_ms > 0 ? finished_ms + std::min(result_ttl_ms, int64_t{1} << 50) : 0;
+  Status stored = [&]() -> Status {
+    AQ_RETURN_IF_ERROR(conn.Begin());
+    for (size_t first = 0; first < rows.size(); first += kStoreBatchRows) {
+      const size_t end = std::min(rows.size(), first + kStoreBatchRows);
+      std::vector<std::string_view> batch(rows.begin() + static_cast<ptrdiff_t>(first),
+                                          rows.begin() + static_cast<ptrdiff_t>(end));
+      Params params;
+      params.Uuid(job_id).Int8(static_cast<int64_t>(first)).ByteaArray(batch);
+      AQ_RETURN_IF_ERROR(conn.Exec(fmt::format("INSERT INTO {} (job_id, row_no, row_json) "
+                                               "SELECT $1, $2 + o - 1, convert_from(r, 'UTF8') "
+                                               "FROM unnest($3::bytea[]) WITH ORDINALITY AS u(r, o)",
+                                               result_rows_),
+                                   params)
+                             .status());
+    }
+    Params params;
+    params.Uuid(job_id).Text(names.dump()).Int8(static_cast<int64_t>(rows.size())).Int8(bytes_scanned)
+        .Int8(finished_ms).Int8(expires_ms);
+    AQ_RETURN_IF_ERROR(conn.Exec(fmt::format("INSERT INTO {} (job_id, columns, row_count, bytes_scanned, "
+                                             "finished_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                                             results_),
+                                 params)
+                           .status());
+    return conn.Commit();
+  }();
+  if (!stored.ok()) {
+    conn.Rollback();
+    return stored.WithContext("storing the job's result");
+  }
+  return Status::OK();
+}
+
 Result<Job> PgWarehouse::PollJob(const Uuid& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return NotFound("job {} not found", job_id.ToString());
-  return it->second->job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end()) return it->second->job;
+  }
+  // Not started here: done by any process sharing the database, or unknown.
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  Params id;
+  id.Uuid(job_id);
+  AQ_ASSIGN_OR_RETURN(PgResult found,
+                      conn->Exec(fmt::format("SELECT row_count, bytes_scanned FROM {} WHERE job_id = $1", results_), id));
+  if (found.rows() == 0) return NotFound("job {} not found", job_id.ToString());
+  Job job;
+  job.job_id = job_id;
+  job.status = JobStatus::kDone;
+  AQ_ASSIGN_OR_RETURN(job.rows, found.Int(0, 0));
+  AQ_ASSIGN_OR_RETURN(job.bytes_scanned, found.Int(0, 1));
+  return job;
 }
 
 Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return NotFound("job {} not found", job_id.ToString());
-  DropExpiredRows();
-  const JobState& state = *it->second;
-  if (state.expired) return FailedPrecondition("the rows of job {} expired", job_id.ToString());
-  if (state.job.status != JobStatus::kDone) {
-    return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(state.job.status),
-                              state.job.error.empty() ? "" : ": " + state.job.error);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end() && it->second->job.status != JobStatus::kDone) {
+      const Job& job = it->second->job;
+      return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(job.status),
+                                job.error.empty() ? "" : ": " + job.error);
+    }
   }
   if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
+  DropExpiredRows();
+  AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+  Params id;
+  id.Uuid(job_id);
+  AQ_ASSIGN_OR_RETURN(PgResult found, conn->Exec(fmt::format("SELECT columns, row_count, finished_ms, expires_ms, "
+                                                             "expired FROM {} WHERE job_id = $1",
+                                                             results_),
+                                                 id));
+  if (found.rows() == 0) return NotFound("job {} not found", job_id.ToString());
+  AQ_ASSIGN_OR_RETURN(int64_t total, found.Int(0, 1));
+  AQ_ASSIGN_OR_RETURN(int64_t finished_ms, found.Int(0, 2));
+  AQ_ASSIGN_OR_RETURN(int64_t expires_ms, found.Int(0, 3));
+  AQ_ASSIGN_OR_RETURN(bool expired, found.Bool(0, 4));
+  if (expired || (expires_ms > 0 && clock_->NowMillis() >= expires_ms)) {
+    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)",
+                              job_id.ToString(), expires_ms - finished_ms);
+  }
   // Page tokens are "o<offset>" into the job's rows.
-  size_t offset = 0;
+  int64_t offset = 0;
   if (!page.empty()) {
     auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
                                      : std::from_chars_result{page.data(), std::errc::invalid_argument};
-    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset > state.rows.size()) {
+    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > total) {
       return InvalidArgument("malformed page token for job {}", job_id.ToString());
     }
   }
   driver::RowPage out;
-  out.columns = state.columns;
-  const size_t stop = std::min(state.rows.size(), offset + static_cast<size_t>(limit));
-  out.rows.assign(state.rows.begin() + static_cast<ptrdiff_t>(offset), state.rows.begin() + static_cast<ptrdiff_t>(stop));
-  if (stop < state.rows.size()) out.next = fmt::format("o{}", stop);
+  json columns = json::parse(found.Bytes(0, 0), nullptr, /*allow_exceptions=*/false);
+  if (!columns.is_array()) return Corruption("the stored columns of job {} do not parse", job_id.ToString());
+  for (const json& column : columns) out.columns.push_back({column.value("name", ""), column.value("type", "")});
+  const int64_t stop = std::min<int64_t>(total, offset + limit);
+  if (offset < stop) {
+    Params range;
+    range.Uuid(job_id).Int8(offset).Int8(stop);
+    AQ_ASSIGN_OR_RETURN(PgResult rows, conn->Exec(fmt::format("SELECT row_json FROM {} WHERE job_id = $1 AND "
+                                                              "row_no >= $2 AND row_no < $3 ORDER BY row_no",
+                                                              result_rows_),
+                                                  range));
+    if (rows.rows() != stop - offset) {
+      // Deleted under us: the expiry ran between the two reads.
+      return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)",
+                                job_id.ToString(), expires_ms - finished_ms);
+    }
+    for (int row = 0; row < rows.rows(); ++row) out.rows.emplace_back(rows.Bytes(row, 0));
+  }
+  if (stop < total) out.next = fmt::format("o{}", stop);
   return out;
 }
 
 void PgWarehouse::DropExpiredRows() {
   const int64_t now = clock_->NowMillis();
-  for (auto& [id, state] : jobs_) {
-    if (state->finished && !state->expired && state->result_ttl_ms > 0 && now - state->finished_ms >= state->result_ttl_ms) {
-      state->expired = true;
-      state->rows.clear();
-      state->rows.shrink_to_fit();
-    }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (now - last_expire_ms_ < kExpireIntervalMs && now >= last_expire_ms_) return;
+    last_expire_ms_ = now;
   }
+  Status dropped = InTransaction(pool_, [&](Connection& conn) -> Status {
+    Params params;
+    params.Int8(now);
+    return conn.Exec(fmt::format("WITH gone AS (UPDATE {} SET expired = true WHERE NOT expired AND expires_ms > 0 "
+                                 "AND expires_ms <= $1 RETURNING job_id) "
+                                 "DELETE FROM {} WHERE job_id IN (SELECT job_id FROM gone)",
+                                 results_, result_rows_),
+                     params)
+        .status();
+  });
+  if (!dropped.ok()) AQ_LOG(Warn, "postgres warehouse: deleting expired job results: {}", dropped.ToString());
 }
 
 void PgWarehouse::StopJobs() {
