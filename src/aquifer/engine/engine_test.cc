@@ -22,6 +22,7 @@
 
 #include "aquifer/driver/wrappers.h"
 #include "aquifer/drivers/builtin.h"
+#include "aquifer/drivers/postgres/testing.h"
 #include "aquifer/engine/catalog.h"
 
 namespace aquifer::engine {
@@ -917,6 +918,130 @@ TEST_F(EngineTest, RestartKeepsDataAdminSecretAndCursors) {
   };
   EXPECT_EQ(read_key("/secret.key").size(), 64u);
   EXPECT_NE(read_key("/secret.key"), read_key("/cursor.key")) << "two separate keys";
+}
+
+// Polls the job through `engine` until it is done or failed (10 s at most).
+json WaitForSqlJob(Engine& engine, const Principal& who, const std::string& job_id) {
+  json status;
+  for (int attempt = 0; attempt < 400; ++attempt) {
+    auto polled = engine.GetJobJson(who, job_id);
+    EXPECT_TRUE(polled.ok()) << polled.status().ToString();
+    if (!polled.ok()) break;
+    status = json::parse(*polled);
+    if (status["status"] == "done" || status["status"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return status;
+}
+
+// The job's status is in the catalog and its rows in the warehouse's own
+// database file: both outlive the engine; the rows still expire on time.
+TEST_F(EngineTest, ASqlJobAndItsRowsSurviveARestartAndTheRowsStillExpire) {
+  ManualClock clock(Clock::System()->NowMillis());
+  EngineOptions options = Options();
+  options.clock = &clock;
+  options.sql.job.result_ttl_ms = 60'000;
+  Open(options);
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":2},{"user":"c","n":3}])", {.warehouse = true}).ok());
+  auto job = engine_->SubmitSql(admin_, "SELECT user, n FROM p.t ORDER BY n");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  ASSERT_EQ(WaitForSqlJob(*engine_, admin_, *job)["status"], "done");
+  auto first = engine_->ReadJobRows(admin_, *job, "", 2);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_FALSE(first->next_cursor.empty());
+  engine_->Stop();
+  engine_.reset();
+
+  Open(options);
+  auto polled = engine_->GetJobJson(admin_, *job);
+  ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+  EXPECT_EQ(json::parse(*polled)["status"], "done");
+  EXPECT_EQ(json::parse(*polled)["rows"], 3);
+  auto again = engine_->ReadJobRows(admin_, *job, "", 2);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(json::parse(again->data_json), json::parse(R"([["a",1],["b",2]])"));
+  EXPECT_EQ(json::parse(again->columns_json)[0]["name"], "user");
+  auto rest = engine_->ReadCursorJson(admin_, first->next_cursor, 10);  // a cursor of the first run
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(json::parse(*rest)["data"], json::parse(R"([["c",3]])"));
+  EXPECT_EQ(engine_->ReadJobRows(admin_, *job, "garbage", 2).status().code(), StatusCode::kInvalidArgument);
+
+  clock.Advance(int64_t{60'001} * 1000);
+  auto expired = engine_->ReadJobRows(admin_, *job, "", 2);
+  EXPECT_EQ(expired.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(expired.status().message(), HasSubstr("expired"));
+  polled = engine_->GetJobJson(admin_, *job);
+  ASSERT_TRUE(polled.ok());
+  EXPECT_EQ(json::parse(*polled)["status"], "done");
+  engine_.reset();  // before its clock goes
+}
+
+// Two engines (two processes, as far as jobs go) sharing one catalog and one
+// Postgres warehouse: a job submitted through one is polled and paged through
+// the other, also once the first is gone.
+TEST(EngineOnPostgres, ASqlJobSubmittedThroughOneEngineIsPolledAndPagedThroughAnother) {
+  const std::string shared = TempDir(), dir_a = TempDir(), dir_b = TempDir();
+  auto warehouse = drivers::postgres::testing::TestConfig(std::filesystem::path(shared).filename().string());
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  auto options = [&](const std::string& dir) {
+    EngineOptions options;
+    options.data_dir = dir;
+    options.catalog = shared + "/catalog.db";
+    options.cursor_key = "cursor-key-shared-by-both-engines";
+    options.secret_key = "secret-key-shared-by-both-engines";
+    options.admin_secret = kAdminSecret;
+    options.worker_threads = 1;
+    options.queue.config["poll_interval_ms"] = "5";
+    options.warehouse = DriverChoice{"postgres", *warehouse};
+    options.sql.job_heartbeat_ms = 50;
+    return options;
+  };
+  auto opened_a = Engine::Open(options(dir_a));
+  ASSERT_TRUE(opened_a.ok()) << opened_a.status().ToString();
+  std::unique_ptr<Engine> a = std::move(*opened_a);
+  ASSERT_TRUE(a->Start().ok());
+  auto opened_b = Engine::Open(options(dir_b));
+  ASSERT_TRUE(opened_b.ok()) << opened_b.status().ToString();
+  std::unique_ptr<Engine> b = std::move(*opened_b);
+  ASSERT_TRUE(b->Start().ok());
+  Principal admin = *a->Authenticate(kAdminSecret);
+
+  ASSERT_TRUE(a->CreateProject(admin, json{{"name", "p"}}.dump()).ok());
+  ASSERT_TRUE(a->CreateTable(admin, "p", json{{"name", "t"}, {"schema", json::parse(kSchema)}, {"key", {"user"}}}.dump())
+                  .ok());
+  WriteRequest request;
+  request.project = "p";
+  request.table = "t";
+  request.body = R"([{"user":"a","n":1},{"user":"b","n":2},{"user":"c","n":3},{"user":"d","n":4}])";
+  request.wait = {.warehouse = true};
+  auto written = a->Write(admin, request, nullptr);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+
+  auto job = a->SubmitSql(admin, "SELECT n FROM p.t ORDER BY n");  // not `user`: Postgres reads it as CURRENT_USER
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  // Polled only through b: a's heartbeat brings the catalog up to date.
+  ASSERT_EQ(WaitForSqlJob(*b, admin, *job)["status"], "done");
+  auto first = b->ReadJobRows(admin, *job, "", 3);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(json::parse(first->data_json), json::parse("[[1],[2],[3]]"));
+  ASSERT_FALSE(first->next_cursor.empty());
+  auto rest = a->ReadCursorJson(admin, first->next_cursor, 10);  // b's cursor read through a
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(json::parse(*rest)["data"], json::parse("[[4]]"));
+
+  a->Stop();
+  a.reset();  // the engine that ran it is gone
+  auto polled = b->GetJobJson(admin, *job);
+  ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+  EXPECT_EQ(json::parse(*polled)["status"], "done");
+  auto again = b->ReadJobRows(admin, *job, "", 10);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(json::parse(again->data_json).size(), 4u);
+  EXPECT_EQ(b->ReadJobRows(admin, *job, "not-a-cursor", 2).status().code(), StatusCode::kInvalidArgument);
+  b->Stop();
+  b.reset();
+  for (const std::string& dir : {shared, dir_a, dir_b}) std::filesystem::remove_all(dir);
 }
 
 TEST_F(EngineTest, ACatalogWithoutItsSecretKeyAuthenticatesNoSecret) {

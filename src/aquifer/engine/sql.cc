@@ -1,11 +1,14 @@
 #include "aquifer/engine/sql.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "aquifer/base/logging.h"
 
 namespace aquifer::engine {
 namespace {
@@ -15,11 +18,17 @@ namespace {
 constexpr size_t kMaxTablesPerQuery = 16;
 constexpr int32_t kMaxRowsPerPage = 1000;
 
-// What JobJson says about a job the warehouse has forgotten (it keeps jobs in
-// memory: a restart loses them).
+// What a job the warehouse forgot says: this process started it, but the
+// warehouse no longer knows it (it was reset under the job).
 constexpr std::string_view kLostJobMessage =
     "the warehouse no longer knows this job (it restarted while the job was pending or running); "
     "submit the query again";
+// A pending or running job nobody refreshed for job_lease_ms.
+constexpr std::string_view kRunnerStoppedMessage =
+    "the process running this job stopped; submit it again";
+// Jobs still running when their SqlService closes.
+constexpr std::string_view kShutDownMessage =
+    "the server running this job shut down before it finished; submit it again";
 
 driver::InstanceInfo InstanceOf(const JobTable& table) {
   driver::InstanceInfo instance;
@@ -66,45 +75,111 @@ bool Finished(driver::JobStatus status) {
 
 SqlService::SqlService(Catalog* catalog, driver::WarehouseService* warehouse,
                        const driver::CursorCodec* cursors, Clock* clock, SqlOptions options)
-    : catalog_(catalog), warehouse_(warehouse), cursors_(cursors), clock_(clock), options_(std::move(options)) {}
+    : catalog_(catalog), warehouse_(warehouse), cursors_(cursors), clock_(clock), options_(std::move(options)) {
+  const int64_t failed = FailStaleJobs();
+  if (failed > 0) AQ_LOG(Info, "sql: {} jobs lost the process running them; marked failed", failed);
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+}
 
-Status SqlService::ReserveJobSlot(const Uuid& secret_id) {
-  const int32_t max = options_.max_jobs_per_secret;
-  if (max <= 0) return Status::OK();
+SqlService::~SqlService() {
+  std::unordered_map<Uuid, LocalJob, UuidHash> local;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    stop_cv_.notify_all();
+  }
+  heartbeat_.join();
+  SettleLocalJobs(std::nullopt);
+  {
+    std::lock_guard lock(mu_);
+    local.swap(local_);
+  }
+  for (const auto& [job_id, job] : local) {
+    JobUpdate update;
+    update.status = driver::JobStatus::kFailed;
+    update.error = std::string(kShutDownMessage);
+    (void)catalog_->UpdateJob(job_id, update);  // best effort: else the lease fails it
+  }
+}
+
+void SqlService::HeartbeatLoop() {
+  const auto interval = std::chrono::milliseconds(std::max<int64_t>(options_.job_heartbeat_ms, 1));
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, interval, [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    Heartbeat();
+    lock.lock();
+  }
+}
+
+void SqlService::Heartbeat() {
   std::vector<Uuid> jobs;
   {
     std::lock_guard lock(mu_);
-    jobs = in_flight_[secret_id].jobs;
+    for (const auto& [job_id, job] : local_) jobs.push_back(job_id);
   }
-  // The warehouse knows which jobs finished (the catalog only learns it when
-  // someone polls), so ask it; a job it no longer knows is over too.
-  std::vector<Uuid> finished;
-  for (const Uuid& job : jobs) {
-    Result<driver::Job> polled = warehouse_->PollJob(job);
-    if (!polled.ok() || Finished(polled->status)) finished.push_back(job);
+  for (const Uuid& job_id : jobs) {
+    Result<JobInfo> job = catalog_->GetJob(job_id);
+    if (!job.ok()) {
+      if (job.status().code() == StatusCode::kNotFound) ForgetLocal(job_id);
+      continue;  // the catalog is unreachable: the next beat tries again
+    }
+    if (Finished(job->status)) {
+      ForgetLocal(job_id);
+      continue;
+    }
+    Result<JobInfo> settled = Reconcile(*std::move(job));
+    if (!settled.ok() || Finished(settled->status)) continue;
+    // Still pending or running here: the same status again refreshes updated_ms.
+    JobUpdate update;
+    update.status = settled->status;
+    update.bytes_scanned = settled->bytes_scanned;
+    update.rows = settled->rows;
+    Status refreshed = catalog_->UpdateJob(job_id, update);
+    if (refreshed.code() == StatusCode::kFailedPrecondition || refreshed.code() == StatusCode::kNotFound) {
+      ForgetLocal(job_id);  // another process ended it (e.g. failed it as stale)
+    }
   }
-  std::lock_guard lock(mu_);
-  InFlight& entry = in_flight_[secret_id];
-  std::erase_if(entry.jobs, [&](const Uuid& job) {
-    return std::find(finished.begin(), finished.end(), job) != finished.end();
-  });
-  const size_t busy = entry.jobs.size() + static_cast<size_t>(entry.reserved);
-  if (busy >= static_cast<size_t>(max)) {
-    return ResourceExhausted("this secret already has {} SQL jobs pending or running, the most allowed "
-                             "([sql] max_jobs_per_secret); wait for one to finish",
-                             busy);
-  }
-  ++entry.reserved;
-  return Status::OK();
 }
 
-void SqlService::EndReservation(const Uuid& secret_id, const std::optional<Uuid>& job_id) {
-  if (options_.max_jobs_per_secret <= 0) return;
+int64_t SqlService::FailStaleJobs() {
+  if (options_.job_lease_ms <= 0) return 0;
+  Result<int64_t> failed =
+      catalog_->FailStaleJobs(clock_->NowMillis() - options_.job_lease_ms, kRunnerStoppedMessage);
+  if (failed.ok()) return *failed;
+  if (failed.status().code() != StatusCode::kNotSupported) {
+    AQ_LOG(Warn, "sql: failing jobs that lost their process: {}", failed.status().ToString());
+  }
+  return 0;
+}
+
+bool SqlService::IsLocal(const Uuid& job_id) {
   std::lock_guard lock(mu_);
-  InFlight& entry = in_flight_[secret_id];
-  --entry.reserved;
-  if (job_id) entry.jobs.push_back(*job_id);
-  if (entry.jobs.empty() && entry.reserved == 0) in_flight_.erase(secret_id);
+  return local_.contains(job_id);
+}
+
+void SqlService::ForgetLocal(const Uuid& job_id) {
+  std::lock_guard lock(mu_);
+  local_.erase(job_id);
+}
+
+void SqlService::SettleLocalJobs(const std::optional<Uuid>& secret_id) {
+  std::vector<Uuid> jobs;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [job_id, job] : local_) {
+      if (!secret_id || job.secret_id == *secret_id) jobs.push_back(job_id);
+    }
+  }
+  // The warehouse knows which jobs ended before anyone polled them.
+  for (const Uuid& job_id : jobs) {
+    Result<driver::Job> polled = warehouse_->PollJob(job_id);
+    if (polled.ok() && !Finished(polled->status)) continue;
+    Result<JobInfo> job = catalog_->GetJob(job_id);
+    if (job.ok()) (void)Reconcile(*std::move(job));
+  }
 }
 
 Result<SqlAnalysisResult> SqlService::Analyze(const Principal& who, std::string_view sql) {
@@ -170,23 +245,34 @@ Result<SqlAnalysisResult> SqlService::Analyze(const Principal& who, std::string_
 
 Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, Analyze(who, sql));
-  AQ_RETURN_IF_ERROR(ReserveJobSlot(who.secret_id));
-  std::optional<Uuid> started_id;
-  struct EndOnExit {
-    SqlService* service;
-    const Uuid& secret_id;
-    std::optional<Uuid>& job_id;
-    ~EndOnExit() { service->EndReservation(secret_id, job_id); }
-  } end_on_exit{this, who.secret_id, started_id};
   NewJob job;
   job.secret_id = who.secret_id;
   job.tables = analysis.resolved;
   job.sql = std::string(sql);
-  AQ_ASSIGN_OR_RETURN(JobInfo info, catalog_->CreateJob(job));
+  JobInfo info;
+  {
+    // Counted in the catalog, so every process's jobs count. Within this
+    // process the count and the creation are one step; two processes
+    // submitting for one secret at the same instant may both pass.
+    std::lock_guard submit(submit_mu_);
+    const int32_t max = options_.max_jobs_per_secret;
+    if (max > 0) {
+      SettleLocalJobs(who.secret_id);
+      AQ_ASSIGN_OR_RETURN(int64_t busy, catalog_->CountUnfinishedJobs(who.secret_id));
+      if (busy >= max && FailStaleJobs() > 0) {
+        AQ_ASSIGN_OR_RETURN(busy, catalog_->CountUnfinishedJobs(who.secret_id));
+      }
+      if (busy >= max) {
+        return ResourceExhausted("this secret already has {} SQL jobs pending or running, the most allowed "
+                                 "([sql] max_jobs_per_secret); wait for one to finish",
+                                 busy);
+      }
+    }
+    AQ_ASSIGN_OR_RETURN(info, catalog_->CreateJob(job));
+  }
   driver::JobOptions options;
   static_cast<driver::JobLimits&>(options) = options_.job;
   Result<driver::Job> started = warehouse_->StartQuery(info.job_id, analysis.physical_sql, options);
-  if (started.ok()) started_id = info.job_id;
   if (!started.ok()) {
     const std::string message =
         "the warehouse did not start the job: " + UserFacing(started.status().message(), *warehouse_, info.tables);
@@ -196,6 +282,8 @@ Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql) {
     (void)catalog_->UpdateJob(info.job_id, update);  // best effort: the error below is what the caller sees
     return Status(started.status().code(), message);
   }
+  std::lock_guard lock(mu_);
+  local_.emplace(info.job_id, LocalJob{info.secret_id, info.tables});
   return info;
 }
 
@@ -208,22 +296,34 @@ Result<JobInfo> ReadableJob(Catalog* catalog, const Principal& who, const Uuid& 
   return job;
 }
 
-// Brings the catalog's record of an unfinished job up to date with the warehouse.
-Result<JobInfo> Reconcile(Catalog* catalog, driver::WarehouseService* warehouse, JobInfo job) {
-  if (Finished(job.status)) return job;
+}  // namespace
+
+Result<JobInfo> SqlService::Reconcile(JobInfo job) {
+  if (Finished(job.status)) {
+    ForgetLocal(job.job_id);
+    return job;
+  }
   JobUpdate update;
-  Result<driver::Job> polled = warehouse->PollJob(job.job_id);
+  Result<driver::Job> polled = warehouse_->PollJob(job.job_id);
   if (polled.ok()) {
     update.status = polled->status;
-    update.error = polled->status == driver::JobStatus::kFailed ? UserFacing(polled->error, *warehouse, job.tables)
+    update.error = polled->status == driver::JobStatus::kFailed ? UserFacing(polled->error, *warehouse_, job.tables)
                                                                  : std::string();
     update.bytes_scanned = polled->bytes_scanned;
     update.rows = polled->rows;
   } else if (polled.status().code() == StatusCode::kNotFound) {
+    // Not running here and not done in the warehouse. Started here: the
+    // warehouse forgot it. Else another process runs it, while its lease holds.
     update.status = driver::JobStatus::kFailed;
-    update.error = std::string(kLostJobMessage);
     update.bytes_scanned = job.bytes_scanned;
     update.rows = job.rows;
+    if (IsLocal(job.job_id)) {
+      update.error = std::string(kLostJobMessage);
+    } else if (options_.job_lease_ms > 0 && clock_->NowMillis() - job.updated_ms >= options_.job_lease_ms) {
+      update.error = std::string(kRunnerStoppedMessage);
+    } else {
+      return job;
+    }
   } else {
     return polled.status().WithContext("polling the warehouse job");
   }
@@ -231,12 +331,14 @@ Result<JobInfo> Reconcile(Catalog* catalog, driver::WarehouseService* warehouse,
       update.rows == job.rows) {
     return job;
   }
-  Status updated = catalog->UpdateJob(job.job_id, update);
+  Status updated = catalog_->UpdateJob(job.job_id, update);
   if (updated.code() == StatusCode::kFailedPrecondition) {
     // Another poller finished it (or moved it on) first; its record wins.
-    return catalog->GetJob(job.job_id);
+    ForgetLocal(job.job_id);
+    return catalog_->GetJob(job.job_id);
   }
   AQ_RETURN_IF_ERROR(updated);
+  if (Finished(update.status)) ForgetLocal(job.job_id);
   job.status = update.status;
   job.error = update.error;
   job.bytes_scanned = update.bytes_scanned;
@@ -244,12 +346,10 @@ Result<JobInfo> Reconcile(Catalog* catalog, driver::WarehouseService* warehouse,
   return job;
 }
 
-}  // namespace
-
 Result<std::string> SqlService::JobJson(const Principal& who, std::string_view job_id) {
   AQ_ASSIGN_OR_RETURN(Uuid id, ParseJobId(job_id));
   AQ_ASSIGN_OR_RETURN(JobInfo job, ReadableJob(catalog_, who, id));
-  AQ_ASSIGN_OR_RETURN(job, Reconcile(catalog_, warehouse_, std::move(job)));
+  AQ_ASSIGN_OR_RETURN(job, Reconcile(std::move(job)));
   nlohmann::json out = {
       {"job_id", job.job_id.ToString()},
       {"status", std::string(driver::JobStatusName(job.status))},
@@ -283,7 +383,7 @@ Result<SqlJobRows> SqlService::RowsFromCursor(const Principal& who, const driver
     return InvalidArgument("limit must be 1..{}, got {}", kMaxRowsPerPage, limit);
   }
   AQ_ASSIGN_OR_RETURN(JobInfo job, ReadableJob(catalog_, who, cursor.id));
-  AQ_ASSIGN_OR_RETURN(job, Reconcile(catalog_, warehouse_, std::move(job)));
+  AQ_ASSIGN_OR_RETURN(job, Reconcile(std::move(job)));
   switch (job.status) {
     case driver::JobStatus::kPending:
     case driver::JobStatus::kRunning:
@@ -299,7 +399,7 @@ Result<SqlJobRows> SqlService::RowsFromCursor(const Principal& who, const driver
       return FailedPrecondition("{}", UserFacing(page.status().message(), *warehouse_, job.tables));
     }
     if (page.status().code() == StatusCode::kNotFound) {
-      return FailedPrecondition("the results of job {} are no longer available (the warehouse restarted); "
+      return FailedPrecondition("the warehouse no longer holds the results of job {}; "
                                 "submit the query again",
                                 job.job_id.ToString());
     }

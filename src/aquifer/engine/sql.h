@@ -19,15 +19,22 @@
 // rewritten set.
 //
 // Jobs are recorded in the catalog (so only secrets that may read them get
-// them) and run on the warehouse driver; status is reconciled on each poll.
+// them, and any process sharing the catalog can answer for them) and run on
+// the warehouse driver, which keeps a done job's rows in its own database.
+// The process running a job refreshes its catalog record every
+// job_heartbeat_ms and writes its final status when it ends; a pending or
+// running job whose record is older than job_lease_ms lost its process and is
+// marked failed by whoever reads it (and by every SqlService at start-up).
 // Thread-safe.
 
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "aquifer/base/clock.h"
@@ -58,9 +65,17 @@ struct SqlAnalysisResult {
 struct SqlOptions {
   driver::JobLimits job;
   // Jobs one secret may have pending or running at once; Submit answers
-  // ResourceExhausted (HTTP 429) beyond it. 0: no limit. Counted per
-  // process (each gateway counts the jobs it started).
+  // ResourceExhausted (HTTP 429) beyond it. 0: no limit. Counted in the
+  // catalog (Catalog::CountUnfinishedJobs), so across every process sharing
+  // it; jobs whose process stopped (job_lease_ms) are failed first and do not
+  // count.
   int32_t max_jobs_per_secret = 4;
+  // How often the process running a job refreshes its catalog record (and
+  // writes the status the warehouse reports). Must be below job_lease_ms.
+  int64_t job_heartbeat_ms = 5'000;
+  // A pending or running job whose catalog record was not refreshed for this
+  // long is failed: "the process running this job stopped; submit it again".
+  int64_t job_lease_ms = 15'000;
 };
 
 struct SqlJobRows {
@@ -71,8 +86,16 @@ struct SqlJobRows {
 
 class SqlService {
  public:
+  // Fails the catalog's jobs whose process stopped (job_lease_ms) and starts
+  // the heartbeat thread.
   SqlService(Catalog* catalog, driver::WarehouseService* warehouse,
              const driver::CursorCodec* cursors, Clock* clock, SqlOptions options = {});
+  // Stops the heartbeat and marks the jobs this service started and that are
+  // still pending or running failed ("the server stopped"): nobody would
+  // refresh them any more.
+  ~SqlService();
+  SqlService(const SqlService&) = delete;
+  SqlService& operator=(const SqlService&) = delete;
 
   // Check, resolve with read permission, rewrite, and dry-run on the warehouse.
   Result<SqlAnalysisResult> Analyze(const Principal& who, std::string_view sql);
@@ -93,12 +116,31 @@ class SqlService {
   Result<SqlJobRows> RowsFromCursor(const Principal& who, const driver::Cursor& cursor,
                                     int32_t limit);
 
+ // Refreshes the catalog records of the jobs this service runs and writes
+  // the final status of those that ended (the heartbeat thread calls it
+  // every job_heartbeat_ms).
+  void Heartbeat();
+
  private:
-  // Reserves one of the secret's job slots, after dropping its jobs that
-  // finished; ResourceExhausted when none is free.
-  Status ReserveJobSlot(const Uuid& secret_id);
-  // Ends a reservation: `job_id` now runs (or nothing, when it did not start).
-  void EndReservation(const Uuid& secret_id, const std::optional<Uuid>& job_id);
+  // What this process knows of a job it started and has not seen end.
+  struct LocalJob {
+    Uuid secret_id;
+    std::vector<JobTable> tables;
+  };
+
+  // Brings the catalog's record of an unfinished job up to date: with the
+  // warehouse's status when the warehouse knows the job, else failed when
+  // this process ran it (the warehouse forgot it) or its lease ran out.
+  Result<JobInfo> Reconcile(JobInfo job);
+  // Fails every pending or running job past its lease; returns how many (0
+  // when the catalog cannot: Catalog::FailStaleJobs).
+  int64_t FailStaleJobs();
+  // Writes what the warehouse says of each of `secret_id`'s local jobs that
+  // ended (before counting the secret's unfinished jobs).
+  void SettleLocalJobs(const std::optional<Uuid>& secret_id);
+  bool IsLocal(const Uuid& job_id);
+  void ForgetLocal(const Uuid& job_id);
+  void HeartbeatLoop();
 
   Catalog* catalog_;
   driver::WarehouseService* warehouse_;
@@ -106,12 +148,12 @@ class SqlService {
   Clock* clock_;
   const SqlOptions options_;
 
-  struct InFlight {
-    std::vector<Uuid> jobs;  // started, not yet seen finished
-    int32_t reserved = 0;    // submissions between the check and the start
-  };
+  std::mutex submit_mu_;  // serialises count-then-create in Submit (this process)
   std::mutex mu_;
-  std::unordered_map<Uuid, InFlight, UuidHash> in_flight_;  // by secret; guarded by mu_
+  std::unordered_map<Uuid, LocalJob, UuidHash> local_;  // guarded by mu_
+  bool stopping_ = false;                               // guarded by mu_
+  std::condition_variable stop_cv_;
+  std::thread heartbeat_;  // started last
 };
 
 }  // namespace aquifer::engine

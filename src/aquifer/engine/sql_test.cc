@@ -332,23 +332,116 @@ TEST_F(SqlServiceTest, RowsOfARunningJobAnswerFailedPrecondition) {
   EXPECT_THAT(nlohmann::json::parse(*text)["status"].get<std::string>(), testing::AnyOf("pending", "running"));
 }
 
-TEST_F(SqlServiceTest, AJobTheWarehouseForgotIsMarkedFailed) {
-  NewJob lost;
-  lost.secret_id = admin_.secret_id;
-  lost.tables = {{"shop", "orders", orders_.primary.instance_id}};
-  lost.sql = "SELECT * FROM shop.orders";
-  auto created = catalog_->CreateJob(lost);  // as if the process restarted before the warehouse ran it
-  ASSERT_TRUE(created.ok());
-  auto text = service_->JobJson(admin_, created->job_id.ToString());
+TEST_F(SqlServiceTest, AJobThisProcessStartedAndTheWarehouseForgotIsMarkedFailed) {
+  auto job = service_->Submit(admin_, "SELECT count(*) FROM shop.orders, range(1000000) a, range(1000000) b");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  ASSERT_TRUE(warehouse_->Reset().ok());  // the warehouse loses the job under it
+  auto text = service_->JobJson(admin_, job->job_id.ToString());
   ASSERT_TRUE(text.ok()) << text.status().ToString();
   const nlohmann::json status = nlohmann::json::parse(*text);
   EXPECT_EQ(status["status"], "failed");
   EXPECT_THAT(status["error"].get<std::string>(), HasSubstr("no longer knows this job"));
-  auto stored = catalog_->GetJob(created->job_id);
+  auto stored = catalog_->GetJob(job->job_id);
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->status, driver::JobStatus::kFailed);
-  EXPECT_EQ(service_->Rows(admin_, created->job_id.ToString(), "", 1).status().code(),
+  EXPECT_EQ(service_->Rows(admin_, job->job_id.ToString(), "", 1).status().code(),
             StatusCode::kFailedPrecondition);
+}
+
+// A job recorded by another process (here: straight in the catalog) that
+// nobody refreshes: pending while its lease runs, then failed by whoever reads it.
+TEST_F(SqlServiceTest, AJobWhoseProcessStoppedIsFailedByTheReaderOnceItsLeaseRunsOut) {
+  ManualClock clock(Clock::System()->NowMillis());
+  SqlOptions options;
+  options.job_lease_ms = 15'000;
+  service_ = std::make_unique<SqlService>(catalog_.get(), warehouse_.get(), &cursors_, &clock, options);
+  auto created = catalog_->CreateJob({.secret_id = admin_.secret_id,
+                                      .tables = {{"shop", "orders", orders_.primary.instance_id}},
+                                      .sql = "SELECT * FROM shop.orders"});
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(catalog_->UpdateJob(created->job_id, {.status = driver::JobStatus::kRunning}).ok());
+  auto text = service_->JobJson(admin_, created->job_id.ToString());
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(nlohmann::json::parse(*text)["status"], "running") << "another process may still run it";
+  EXPECT_THAT(service_->Rows(admin_, created->job_id.ToString(), "", 1).status().message(),
+              HasSubstr("still running"));
+
+  clock.Advance(int64_t{16'000} * 1000);
+  text = service_->JobJson(admin_, created->job_id.ToString());
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  const nlohmann::json status = nlohmann::json::parse(*text);
+  EXPECT_EQ(status["status"], "failed");
+  EXPECT_EQ(status["error"], "the process running this job stopped; submit it again");
+  EXPECT_EQ(catalog_->GetJob(created->job_id)->status, driver::JobStatus::kFailed);
+  service_.reset();  // before its clock goes
+}
+
+TEST_F(SqlServiceTest, AtStartUpJobsPastTheirLeaseAreFailedWithoutAnyoneReadingThem) {
+  auto stale = catalog_->CreateJob({.secret_id = admin_.secret_id, .tables = {}, .sql = "SELECT 1"});
+  ASSERT_TRUE(stale.ok());
+  ManualClock later(Clock::System()->NowMillis() + 60'000);
+  SqlOptions options;
+  options.job_lease_ms = 30'000;
+  service_ = std::make_unique<SqlService>(catalog_.get(), warehouse_.get(), &cursors_, &later, options);
+  auto stored = catalog_->GetJob(stale->job_id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->status, driver::JobStatus::kFailed);
+  EXPECT_EQ(stored->error, "the process running this job stopped; submit it again");
+  service_.reset();
+}
+
+TEST_F(SqlServiceTest, TheProcessRunningAJobRefreshesItInTheCatalog) {
+  SqlOptions options;
+  options.job_heartbeat_ms = 20;
+  options.job.timeout_ms = 60'000;
+  Reopen(options);
+  auto job = service_->Submit(admin_, "SELECT count(*) FROM shop.orders, range(1000000) a, range(1000000) b");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  const int64_t first = catalog_->GetJob(job->job_id)->updated_ms;
+  JobInfo seen;
+  for (int attempt = 0; attempt < 1000; ++attempt) {  // up to 10 s; nobody polls the job
+    seen = *catalog_->GetJob(job->job_id);
+    if (seen.status == driver::JobStatus::kRunning && seen.updated_ms > first) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(seen.status, driver::JobStatus::kRunning);
+  EXPECT_GT(seen.updated_ms, first);
+  // Closing the service fails what it still runs: nobody would refresh it.
+  service_.reset();
+  auto closed = catalog_->GetJob(job->job_id);
+  ASSERT_TRUE(closed.ok());
+  EXPECT_EQ(closed->status, driver::JobStatus::kFailed);
+  EXPECT_THAT(closed->error, HasSubstr("shut down"));
+}
+
+// max_jobs_per_secret counts the catalog's unfinished jobs of the secret,
+// whichever process runs them; those whose process stopped do not count.
+TEST_F(SqlServiceTest, TheJobLimitCountsEveryProcesssJobsButNotStaleOnes) {
+  ManualClock clock(Clock::System()->NowMillis());
+  SqlOptions options;
+  options.max_jobs_per_secret = 2;
+  options.job_lease_ms = 15'000;
+  service_ = std::make_unique<SqlService>(catalog_.get(), warehouse_.get(), &cursors_, &clock, options);
+  const Principal reader = Mint({.read = {"orders"}});
+  std::vector<Uuid> elsewhere;
+  for (int i = 0; i < 2; ++i) {  // running in "another process"
+    auto created = catalog_->CreateJob({.secret_id = reader.secret_id, .tables = {}, .sql = "SELECT 1"});
+    ASSERT_TRUE(created.ok());
+    ASSERT_TRUE(catalog_->UpdateJob(created->job_id, {.status = driver::JobStatus::kRunning}).ok());
+    elsewhere.push_back(created->job_id);
+  }
+  auto refused = service_->Submit(reader, "SELECT n FROM shop.orders");
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), HasSubstr("already has 2 SQL jobs pending or running"));
+  clock.Advance(int64_t{16'000} * 1000);  // their process stopped refreshing them
+  auto accepted = service_->Submit(reader, "SELECT n FROM shop.orders");
+  ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+  for (const Uuid& id : elsewhere) {
+    EXPECT_EQ(catalog_->GetJob(id)->status, driver::JobStatus::kFailed);
+    EXPECT_EQ(catalog_->GetJob(id)->error, "the process running this job stopped; submit it again");
+  }
+  WaitForJob(reader, accepted->job_id);
+  service_.reset();  // before its clock goes
 }
 
 TEST_F(SqlServiceTest, RefusedSqlIsInvalidArgument) {

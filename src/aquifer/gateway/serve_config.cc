@@ -25,8 +25,10 @@ constexpr std::array<std::string_view, 22> kServerKeys = {
     "rate_limit_per_secret", "rate_limit_burst"};
 
 // [sql]: limits on SQL jobs (engine::SqlOptions).
-constexpr std::array<std::string_view, 5> kSqlKeys = {"timeout_ms", "max_result_rows", "max_result_bytes",
-                                                       "result_ttl_ms", "max_jobs_per_secret"};
+constexpr std::array<std::string_view, 7> kSqlKeys = {"timeout_ms",          "max_result_rows",
+                                                       "max_result_bytes",    "result_ttl_ms",
+                                                       "max_jobs_per_secret", "job_heartbeat_ms",
+                                                       "job_lease_ms"};
 
 bool IsSqlKey(std::string_view key) { return std::find(kSqlKeys.begin(), kSqlKeys.end(), key) != kSqlKeys.end(); }
 
@@ -336,7 +338,16 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
     } else if (key == "max_jobs_per_secret") {
       AQ_ASSIGN_OR_RETURN(int64_t jobs, ToInt(setting, 0, 1'000'000));
       options.sql.max_jobs_per_secret = static_cast<int32_t>(jobs);
+    } else if (key == "job_heartbeat_ms") {
+      AQ_ASSIGN_OR_RETURN(options.sql.job_heartbeat_ms, ToInt(setting, 10, int64_t{3600} * 1000));
+    } else if (key == "job_lease_ms") {
+      AQ_ASSIGN_OR_RETURN(options.sql.job_lease_ms, ToInt(setting, 30, kDayMs));
     }
+  }
+  if (options.sql.job_lease_ms <= options.sql.job_heartbeat_ms) {
+    return InvalidArgument("[sql] job_lease_ms ({}) must be longer than job_heartbeat_ms ({}), or every job "
+                           "would look abandoned between two heartbeats; 3x is a good choice",
+                           options.sql.job_lease_ms, options.sql.job_heartbeat_ms);
   }
   server.max_body_bytes = options.max_body_bytes;
   server.api.role = options.role;

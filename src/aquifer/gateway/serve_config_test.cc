@@ -123,6 +123,8 @@ TEST(ServeConfig, SqlSectionSetsTheJobLimits) {
   EXPECT_EQ(defaults->engine.sql.job.max_result_bytes, int64_t{256} << 20);
   EXPECT_EQ(defaults->engine.sql.job.result_ttl_ms, 3'600'000);
   EXPECT_EQ(defaults->engine.sql.max_jobs_per_secret, 4);
+  EXPECT_EQ(defaults->engine.sql.job_heartbeat_ms, 5'000);
+  EXPECT_EQ(defaults->engine.sql.job_lease_ms, 15'000);
 
   Result<ServeConfig> config = LoadServeConfig(
       {}, {{"AQUIFER_SQL_MAX_JOBS_PER_SECRET", "2"}},
@@ -134,6 +136,15 @@ TEST(ServeConfig, SqlSectionSetsTheJobLimits) {
   EXPECT_EQ(config->engine.sql.job.max_result_bytes, 4096);
   EXPECT_EQ(config->engine.sql.job.result_ttl_ms, 60000);
   EXPECT_EQ(config->engine.sql.max_jobs_per_secret, 2);  // environment over file
+
+  Result<ServeConfig> beats = LoadServeConfig({}, {}, "[sql]\njob_heartbeat_ms = 1000\njob_lease_ms = 4000\n");
+  ASSERT_TRUE(beats.ok()) << beats.status().ToString();
+  EXPECT_EQ(beats->engine.sql.job_heartbeat_ms, 1000);
+  EXPECT_EQ(beats->engine.sql.job_lease_ms, 4000);
+  Result<ServeConfig> short_lease = LoadServeConfig({}, {}, "[sql]\njob_heartbeat_ms = 1000\njob_lease_ms = 1000\n");
+  ASSERT_FALSE(short_lease.ok());
+  EXPECT_NE(short_lease.status().message().find("job_lease_ms (1000) must be longer than job_heartbeat_ms"),
+            std::string::npos);
 
   Result<ServeConfig> bad = LoadServeConfig({}, {}, "[sql]\nmax_rows = 1\n");
   ASSERT_FALSE(bad.ok());
