@@ -21,7 +21,7 @@ constexpr int32_t kMaxRowsPerPage = 1000;
 // What a job the warehouse forgot says: this process started it, but the
 // warehouse no longer knows it (it was reset under the job).
 constexpr std::string_view kLostJobMessage =
-    "the warehouse no longer knows this job (it restarted while the job was pending or running); "
+    "the warehouse no longer knows this job (it was reset while the job was pending or running); "
     "submit the query again";
 // A pending or running job nobody refreshed for job_lease_ms.
 constexpr std::string_view kRunnerStoppedMessage =
