@@ -155,7 +155,7 @@ ALTER TABLE secrets ADD COLUMN hash_kind TEXT NOT NULL DEFAULT 'sha256';
     // CountUnfinishedJobs (every submission) and FailStaleJobs read only the
     // unfinished jobs; the finished ones, which accumulate, stay out of it.
     {6, "jobs_unfinished: index of the pending and running jobs", R"sql(
-CREATE INDEX jobs_unfinished ON jobs (secret_id, updated_ms) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (secret_id, updated_ms) WHERE status IN ('pending', 'running');
 )sql"},
 };
 
