@@ -3,11 +3,21 @@
 // the same run (DESIGN.md "Targets"). Figures are printed, never asserted.
 //
 // Workloads:
-//   ingest/http      NDJSON batches of 1000 records of ~100 B, ?wait=index,
-//                    from kClients concurrent keep-alive clients (records/s)
-//   ingest/raw       a raw RocksDB WriteBatch per 1000 records of the same
-//                    keys and JSON bytes, sync=true (the server acks durable
-//                    writes), from the same number of threads
+//   ingest/raw       the baseline: what `db_bench fillseq --sync=1
+//                    --batch_size=1000` does, with the bench's data: a synced
+//                    RocksDB WriteBatch of 1000 new keys with the records'
+//                    JSON as values, from kClients threads, for the same
+//                    duration as each HTTP run; measured before and after
+//                    the HTTP runs (the ratio uses their mean)
+//   ingest/<format>-<keys>  sustained HTTP ingest: kClients keep-alive clients
+//                    each posting 1000 records of ~100 B per request with
+//                    ?wait=index for `ingest_seconds`; format ndjson or a
+//                    JSON array; keys new (every record a new key) or
+//                    rewritten (each client cycles over 10 batches, the
+//                    same 10,000 keys). The queue lag (aquifer_queue_lag,
+//                    write messages published but not yet applied to every
+//                    store) is sampled every 5 s and printed at the end of
+//                    each run: flat means the workers keep up.
 //   latency/sub      write → subscriber: one writer paced at 10,000 records/s
 //                    (a batch of 10 every 1 ms, no wait), each record carrying
 //                    its send time in µs; a WebSocket subscriber on the table
@@ -16,20 +26,22 @@
 //                    from kClients keep-alive clients (requests/s)
 //   lookup/healthz   GET /healthz on the same server, same clients (the trivial route)
 //   ingest/postgres  a second server with all four drivers on Postgres (catalog
-//                    in SQLite): the same NDJSON batches, ?wait=index, kClients
+//                    in SQLite): NDJSON batches, ?wait=index, kClients
 //                    clients, sustained for `postgres_seconds`; then the queue
 //                    backlog (aquifer_queue_lag, and warehouse rows behind the
 //                    index) at the end and how long it takes to drain
 //
-// Usage: e2e_bench [ingest_batches_per_client=60] [seconds_per_read_run=5] [postgres_seconds=30]
-// AQUIFER_BENCH_DIR: scratch dir (else $TMPDIR); AQUIFER_BIN: the server binary (compiled in).
+// Usage: e2e_bench [ingest_seconds=30] [seconds_per_read_run=10] [postgres_seconds=30]
 // AQUIFER_TEST_POSTGRES: the server for ingest/postgres (scripts/bench.sh starts one).
+// AQUIFER_BENCH_DIR: scratch dir (else $TMPDIR); the server binary is AQUIFER_BIN (compiled in)
+// unless AQUIFER_BENCH_SERVER names another (to compare builds in the same conditions).
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -50,7 +62,7 @@ namespace {
 using namespace aquifer::e2e;
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr int kClients = 3;
+constexpr int kClients = 4;
 constexpr int kBatch = 1000;
 
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -69,7 +81,7 @@ json BenchSchema() {
       {"name": "sent_us", "type": "long", "default": 0}]})");
 }
 
-// ~100 bytes of JSON per record.
+// ~100 bytes of JSON per record (the latency run's records).
 json BenchRecord(int client, int64_t id) {
   return {{"user", "user" + std::to_string(client)},
           {"id", id},
@@ -78,33 +90,47 @@ json BenchRecord(int client, int64_t id) {
           {"sent_us", 0}};
 }
 
-struct Batches {
-  std::vector<std::vector<std::string>> ndjson;  // per client, per batch
-  std::vector<std::vector<std::vector<std::pair<std::string, std::string>>>> kv;  // same data, key/value
-  size_t bytes = 0;
-};
+// Ingest ids have kIdDigits digits (kIdBase + n), so a request body is a
+// template whose ids are rewritten in place: the clients spend no time
+// building JSON (they share the two cores with the server).
+constexpr int64_t kIdBase = 100'000'000'000;
+constexpr int kIdDigits = 12;
+constexpr int kRewriteBatches = 10;  // rewritten keys: each client cycles over 10 batches
 
-Batches MakeBatches(int per_client) {
-  Batches b;
-  b.ndjson.resize(kClients);
-  b.kv.resize(kClients);
-  for (int c = 0; c < kClients; ++c) {
-    for (int i = 0; i < per_client; ++i) {
-      std::string body;
-      std::vector<std::pair<std::string, std::string>> kv;
-      for (int r = 0; r < kBatch; ++r) {
-        int64_t id = static_cast<int64_t>(i) * kBatch + r;
-        std::string line = BenchRecord(c, id).dump();
-        b.bytes += line.size();
-        kv.emplace_back("user" + std::to_string(c) + "/" + std::to_string(id), line);
-        body += line;
-        body += '\n';
-      }
-      b.ndjson[c].push_back(std::move(body));
-      b.kv[c].push_back(std::move(kv));
+// One request's records of one user, in one format, with patchable ids.
+struct Body {
+  std::string text;
+  std::vector<size_t> id_at;  // offset of each record's id digits in `text`
+  std::vector<std::pair<size_t, size_t>> line;  // each record's JSON (offset, size), for the raw baseline
+
+  // Sets record r's id to kIdBase + first + r.
+  void SetIds(int64_t first) {
+    char digits[kIdDigits + 1];
+    for (size_t r = 0; r < id_at.size(); ++r) {
+      std::snprintf(digits, sizeof digits, "%lld", static_cast<long long>(kIdBase + first + static_cast<int64_t>(r)));
+      std::memcpy(text.data() + id_at[r], digits, kIdDigits);
     }
   }
-  return b;
+  std::string_view Line(size_t r) const { return std::string_view(text).substr(line[r].first, line[r].second); }
+};
+
+Body MakeBody(const std::string& user, bool array) {
+  Body body;
+  if (array) body.text += '[';
+  for (int r = 0; r < kBatch; ++r) {
+    if (array && r > 0) body.text += ',';
+    std::string head = R"({"user":")" + user + R"(","id":)";
+    size_t begin = body.text.size();
+    body.text += head;
+    body.id_at.push_back(body.text.size());
+    body.text += std::to_string(kIdBase);
+    body.text += R"(,"value":)" + std::to_string(r) + R"(.5,"payload":")" +
+                 std::string(36, static_cast<char>('a' + r % 26)) + R"(","sent_us":0})";
+    body.line.emplace_back(begin, body.text.size() - begin);
+    if (!array) body.text += '\n';
+  }
+  if (array) body.text += ']';
+  return body;
 }
 
 struct Rate {
@@ -112,21 +138,40 @@ struct Rate {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   int64_t errors = 0;
   std::string first_error;
+  std::string note;  // printed under the row
 };
 
-Rate IngestHttp(const Server& server, const std::string& path, const Batches& b) {
+// One sample of the server's queue lag (write messages not yet applied to every store), or -1.
+int64_t QueueLag(const Server& server) {
+  Client client(server, server.admin_secret());
+  auto r = client.Get("/metrics");
+  if (r.status != 200) return -1;
+  const std::string& text = r.body;
+  size_t at = text.find("\naquifer_queue_lag ");
+  if (at == std::string::npos) return -1;
+  return std::atoll(text.c_str() + at + std::strlen("\naquifer_queue_lag "));
+}
+
+// Sustained HTTP ingest for `seconds`: kClients clients, 1000 records per request, wait=index.
+Rate IngestHttp(const Server& server, const std::string& table_path, bool array, bool rewrite, double seconds,
+                const std::string& user_prefix) {
   std::vector<std::thread> threads;
   std::vector<std::vector<double>> lat(kClients);
   std::atomic<int64_t> errors{0}, records{0};
+  std::atomic<bool> done{false};
   std::string first_error;
   std::mutex mu;
+  const std::string target = table_path + "/records?wait=index";
+  const char* type = array ? "application/json" : "application/x-ndjson";
   auto start = SteadyClock::now();
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
       Client client(server, server.admin_secret());
-      for (const auto& body : b.ndjson[c]) {
+      Body body = MakeBody(user_prefix + std::to_string(c), array);
+      for (int64_t i = 0; Seconds(SteadyClock::now() - start) < seconds; ++i) {
+        body.SetIds((rewrite ? i % kRewriteBatches : i) * kBatch);
         auto t0 = SteadyClock::now();
-        auto r = client.PostRaw(path + "/records?wait=index", body, "application/x-ndjson");
+        auto r = client.PostRaw(target, body.text, type);
         lat[c].push_back(Seconds(SteadyClock::now() - t0) * 1e3);
         if (r.status == 200) {
           records += kBatch;
@@ -138,8 +183,22 @@ Rate IngestHttp(const Server& server, const std::string& path, const Batches& b)
       }
     });
   }
+  std::vector<int64_t> lags;  // every 5 s, then at the end
+  std::thread sampler([&] {
+    auto next = start + std::chrono::seconds(5);
+    while (!done) {
+      std::this_thread::sleep_for(50ms);
+      if (SteadyClock::now() >= next && !done) {
+        lags.push_back(QueueLag(server));
+        next += std::chrono::seconds(5);
+      }
+    }
+  });
   for (auto& t : threads) t.join();
   double s = Seconds(SteadyClock::now() - start);
+  done = true;
+  sampler.join();
+  lags.push_back(QueueLag(server));
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   Rate out;
@@ -149,10 +208,15 @@ Rate IngestHttp(const Server& server, const std::string& path, const Batches& b)
   out.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
   out.errors = errors;
   out.first_error = first_error;
+  out.note = "queue lag (messages of 1000 records) every 5 s:";
+  for (int64_t lag : lags) out.note += " " + std::to_string(lag);
+  out.note += " (last: at the end)";
   return out;
 }
 
-Rate IngestRaw(const std::string& dir, const Batches& b) {
+// The baseline: synced WriteBatches of 1000 new keys (db_bench fillseq --sync=1 --batch_size=1000),
+// key user/id, value the record's JSON, from kClients threads for `seconds`.
+Rate IngestRaw(const std::string& dir, double seconds) {
   rocksdb::Options options;
   options.create_if_missing = true;
   rocksdb::DB* raw = nullptr;
@@ -171,10 +235,17 @@ Rate IngestRaw(const std::string& dir, const Batches& b) {
   auto start = SteadyClock::now();
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
-      for (const auto& batch : b.kv[c]) {
+      const std::string user = "raw" + std::to_string(c);
+      Body body = MakeBody(user, false);
+      std::string key;
+      for (int64_t i = 0; Seconds(SteadyClock::now() - start) < seconds; ++i) {
+        body.SetIds(i * kBatch);
         auto t0 = SteadyClock::now();
         rocksdb::WriteBatch wb;
-        for (const auto& [k, v] : batch) wb.Put(k, v);
+        for (size_t r = 0; r < body.id_at.size(); ++r) {
+          key.assign(user).append("/").append(body.text, body.id_at[r], kIdDigits);
+          wb.Put(key, rocksdb::Slice(body.Line(r).data(), body.Line(r).size()));
+        }
         if (db->Write(wo, &wb).ok()) records += kBatch;
         else ++errors;
         lat[c].push_back(Seconds(SteadyClock::now() - t0) * 1e3);
@@ -422,7 +493,7 @@ void IngestPostgres(const std::string& scratch, double seconds) {
   rate.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
   rate.errors = errors;
   rate.first_error = first_error;
-  std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "ingest/postgres", rate.per_s, "records/s", rate.p50_ms,
+  std::printf("%-22s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "ingest/postgres", rate.per_s, "records/s", rate.p50_ms,
               rate.p99_ms, rate.max_ms, static_cast<long long>(rate.errors));
   if (!rate.first_error.empty()) std::printf("  first error: %s\n", rate.first_error.c_str());
   std::printf("  %lld records in %.1f s, %d clients; backlog at the end: queue lag %lld messages, "
@@ -434,25 +505,35 @@ void IngestPostgres(const std::string& scratch, double seconds) {
 }
 
 void PrintRow(const char* name, const Rate& r, const char* unit) {
-  std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", name, r.per_s, unit, r.p50_ms, r.p99_ms, r.max_ms,
+  std::printf("%-22s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", name, r.per_s, unit, r.p50_ms, r.p99_ms, r.max_ms,
               static_cast<long long>(r.errors));
+  if (!r.note.empty()) std::printf("  %s\n", r.note.c_str());
   if (!r.first_error.empty()) std::printf("  first error: %s\n", r.first_error.c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int per_client = argc > 1 ? std::atoi(argv[1]) : 60;
-  double read_seconds = argc > 2 ? std::atof(argv[2]) : 5.0;
+  double ingest_seconds = argc > 1 ? std::atof(argv[1]) : 30.0;
+  double read_seconds = argc > 2 ? std::atof(argv[2]) : 10.0;
   double postgres_seconds = argc > 3 ? std::atof(argv[3]) : 30.0;
   TempDir scratch("e2e-bench");
-  std::printf("e2e_bench: server %s, scratch %s\n", AQUIFER_BIN, scratch.path().c_str());
-  std::printf("config: %d clients, ingest %d batches x %d records/client, reads %.0f s/run, latency at 10,000 "
-              "records/s for %.0f s\n",
-              kClients, per_client, kBatch, read_seconds, read_seconds);
+  std::printf("e2e_bench: server %s, scratch %s\n",
+              std::getenv("AQUIFER_BENCH_SERVER") != nullptr ? std::getenv("AQUIFER_BENCH_SERVER") : AQUIFER_BIN,
+              scratch.path().c_str());
+  std::printf("config: %d clients, %d records (~100 B) per request, ingest %.0f s per run, reads %.0f s per run, "
+              "latency at 10,000 records/s for %.0f s\n",
+              kClients, kBatch, ingest_seconds, read_seconds, read_seconds);
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    char load[64] = {0};
+    if (std::fgets(load, sizeof load, f) != nullptr) std::printf("load average at the start: %s", load);
+    std::fclose(f);
+  }
 
   ServerOptions options;
   options.data_dir = scratch.path() + "/server";
+  // AQUIFER_BENCH_SERVER: another server binary (e.g. a copy built before a change, to compare).
+  if (const char* bin = std::getenv("AQUIFER_BENCH_SERVER"); bin != nullptr && *bin != 0) options.binary = bin;
   Server server(options);
   try {
     server.Start();
@@ -473,24 +554,35 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!make_table("ingest") || !make_table("latency")) return 1;
+  const std::string table_path = "/v1/projects/" + project + "/tables/ingest";
 
-  Batches batches = MakeBatches(per_client);
-  std::printf("data: %d records, %.1f MB of JSON\n\n", kClients * per_client * kBatch, batches.bytes / 1e6);
-  std::printf("%-16s %12s %-10s %9s %9s %9s %7s\n", "workload", "rate", "unit", "p50 ms", "p99 ms", "max ms",
+  std::printf("\n%-22s %12s %-10s %9s %9s %9s %7s\n", "workload", "rate", "unit", "p50 ms", "p99 ms", "max ms",
               "errors");
-
-  Rate raw1 = IngestRaw(scratch.path() + "/raw1", batches);
+  Rate raw1 = IngestRaw(scratch.path() + "/raw1", ingest_seconds);
   PrintRow("ingest/raw", raw1, "records/s");
-  Rate http = IngestHttp(server, "/v1/projects/" + project + "/tables/ingest", batches);
-  PrintRow("ingest/http", http, "records/s");
-  Rate raw2 = IngestRaw(scratch.path() + "/raw2", batches);
+  struct Run {
+    const char* name;
+    bool array, rewrite;
+    const char* users;
+    Rate rate;
+  };
+  std::vector<Run> runs = {{"ingest/ndjson-new", false, false, "n"},
+                           {"ingest/ndjson-rewrite", false, true, "r"},
+                           {"ingest/array-new", true, false, "a"},
+                           {"ingest/array-rewrite", true, true, "r"}};
+  for (auto& run : runs) {
+    run.rate = IngestHttp(server, table_path, run.array, run.rewrite, ingest_seconds, run.users);
+    PrintRow(run.name, run.rate, "records/s");
+  }
+  Rate raw2 = IngestRaw(scratch.path() + "/raw2", ingest_seconds);
   PrintRow("ingest/raw", raw2, "records/s");
   double raw_mean = (raw1.per_s + raw2.per_s) / 2;
 
-  std::string lookup_path = "/v1/projects/" + project + "/tables/ingest/records?limit=1&filter=";
-  int64_t ids = static_cast<int64_t>(per_client) * kBatch;
+  // Point lookups of keys the rewrite runs wrote (users r0.., ids kIdBase + [0, 10,000)).
+  std::string lookup_path = table_path + "/records?limit=1&filter=";
   Rate lookup = Requests(server, [&](std::mt19937& rng) {
-    json filter = {{"user", "user" + std::to_string(rng() % kClients)}, {"id", static_cast<int64_t>(rng() % ids)}};
+    json filter = {{"user", "r" + std::to_string(rng() % kClients)},
+                   {"id", kIdBase + static_cast<int64_t>(rng() % (kRewriteBatches * kBatch))}};
     return lookup_path + UrlEncode(filter.dump());
   }, read_seconds);
   PrintRow("lookup/http", lookup, "req/s");
@@ -498,7 +590,7 @@ int main(int argc, char** argv) {
   PrintRow("lookup/healthz", healthz, "req/s");
 
   Latency lat = WriteToSubscriber(server, project, "latency", read_seconds);
-  std::printf("%-16s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "latency/sub", lat.achieved_per_s, "records/s",
+  std::printf("%-22s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "latency/sub", lat.achieved_per_s, "records/s",
               Percentile(lat.ms, 0.5), Percentile(lat.ms, 0.99),
               lat.ms.empty() ? 0.0 : *std::max_element(lat.ms.begin(), lat.ms.end()),
               static_cast<long long>(lat.write_errors));
@@ -513,12 +605,19 @@ int main(int argc, char** argv) {
   if (!lat.error.empty()) std::printf("  error: %s\n", lat.error.c_str());
 
   std::printf("\nratios (DESIGN.md targets):\n");
-  std::printf("  ingest http/raw WriteBatch       %6.1f%%   (target >= 50%%)\n",
-              raw_mean > 0 ? 100.0 * http.per_s / raw_mean : 0.0);
-  std::printf("  lookup http/healthz              %6.1f%%   (target >= 50%%)\n",
+  for (const auto& run : runs) {
+    std::printf("  %-22s / raw WriteBatch  %6.1f%%   (target >= 50%%)\n", run.name,
+                raw_mean > 0 ? 100.0 * run.rate.per_s / raw_mean : 0.0);
+  }
+  std::printf("  lookup http/healthz                    %6.1f%%   (target >= 50%%)\n",
               healthz.per_s > 0 ? 100.0 * lookup.per_s / healthz.per_s : 0.0);
-  std::printf("  write->subscriber p50 / p99      %.2f / %.2f ms   (target <= 1 / 5 ms)\n", Percentile(lat.ms, 0.5),
-              Percentile(lat.ms, 0.99));
+  std::printf("  write->subscriber p50 / p99            %.2f / %.2f ms   (target <= 1 / 5 ms)\n",
+              Percentile(lat.ms, 0.5), Percentile(lat.ms, 0.99));
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    char load[64] = {0};
+    if (std::fgets(load, sizeof load, f) != nullptr) std::printf("load average at the end: %s", load);
+    std::fclose(f);
+  }
   server.Stop();
 
   std::printf("\n");
