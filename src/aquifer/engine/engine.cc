@@ -592,11 +592,15 @@ Status EngineImpl::Start() {
     }
   }
   if (options_.role != Role::kGateway) {
-    workers_ = std::make_unique<WorkerPool>(
-        WorkerDeps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_,
-                   limits_.max_records_in_batch, &health_,
-                   std::max(options_.max_delivery_attempts, 1), clock_,
-                   /*storage_retry_ms=*/5'000, options_.worker_ack_timeout_ms});
+    WorkerDeps deps{queue_.get(), catalog_.get(), lookup_.get(), warehouse_.get(), &metrics_,
+                    limits_.max_records_in_batch, &health_,
+                    std::max(options_.max_delivery_attempts, 1), clock_,
+                    /*storage_retry_ms=*/5'000, options_.worker_ack_timeout_ms};
+    if (options_.role == Role::kAll) {  // this process's waiters hear of writes without the queue
+      deps.waiters = &waiters_;
+      deps.hub = &hub_;
+    }
+    workers_ = std::make_unique<WorkerPool>(deps);
     Status started = workers_->Start(options_.worker_threads);
     if (!started.ok()) {
       workers_.reset();

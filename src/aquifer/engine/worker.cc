@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 
 #include "aquifer/base/logging.h"
@@ -288,32 +289,54 @@ WorkerPool::Applied WorkerPool::Apply(const driver::InstanceInfo& instance,
                                       std::span<const driver::Record> records,
                                       std::span<const driver::RecordGroup> groups,
                                       const std::vector<const WriteMessage*>& messages) {
-  EngineMetrics& metrics = *deps_.metrics;
-  const auto count = static_cast<int64_t>(records.size());
-  if (instance.use_log || instance.use_index) {
-    Applied applied = WriteStore(/*lookup=*/true, instance, records, groups);
-    if (applied.failure != Failure::kNone) return applied;
-    if (instance.use_log) metrics.records_log.fetch_add(count, std::memory_order_relaxed);
-    if (instance.use_index) metrics.records_index.fetch_add(count, std::memory_order_relaxed);
-    uint8_t stores = static_cast<uint8_t>((instance.use_log ? kStoreLog : 0) |
-                                          (instance.use_index ? kStoreIndex : 0));
-    for (const WriteMessage* message : messages) {
-      PublishReport(*message, stores, MessageBytes(*message));
-    }
+  const bool to_lookup = instance.use_log || instance.use_index;
+  const bool to_warehouse = instance.use_warehouse;
+  // The stores are independent (each skips the messages it already applied,
+  // atomically with its data), so the warehouse is written on a helper
+  // thread while this one writes the lookup service and reports it: the
+  // chunk costs the slower of the two writes, not their sum.
+  std::future<Applied> warehouse_write;
+  if (to_lookup && to_warehouse) {
+    warehouse_write = std::async(std::launch::async, [&] {
+      return WriteAndReport(/*lookup=*/false, instance, records, groups, messages);
+    });
   }
-  if (instance.use_warehouse) {
-    Applied applied = WriteStore(/*lookup=*/false, instance, records, groups);
-    if (applied.failure != Failure::kNone) return applied;
-    metrics.records_warehouse.fetch_add(count, std::memory_order_relaxed);
-    for (const WriteMessage* message : messages) {
-      PublishReport(*message, kStoreWarehouse, MessageBytes(*message));
-    }
+  Applied lookup_applied;
+  if (to_lookup) lookup_applied = WriteAndReport(/*lookup=*/true, instance, records, groups, messages);
+  Applied warehouse_applied;
+  if (warehouse_write.valid()) {
+    warehouse_applied = warehouse_write.get();
+  } else if (to_warehouse) {
+    warehouse_applied = WriteAndReport(/*lookup=*/false, instance, records, groups, messages);
   }
+  if (lookup_applied.failure != Failure::kNone) return lookup_applied;
+  if (warehouse_applied.failure != Failure::kNone) return warehouse_applied;
   // DeleteTable commits the catalog first, then removes the stores' data. A
   // write that resolved the instance before the commit may land after the
   // removal; seeing the deletion now, this worker removes what it wrote.
   auto still = deps_.catalog->GetInstance(instance.instance_id);
   if (!still.ok() && still.status().code() == StatusCode::kNotFound) RemoveDeleted(instance);
+  return {};
+}
+
+WorkerPool::Applied WorkerPool::WriteAndReport(bool lookup, const driver::InstanceInfo& instance,
+                                               std::span<const driver::Record> records,
+                                               std::span<const driver::RecordGroup> groups,
+                                               const std::vector<const WriteMessage*>& messages) {
+  EngineMetrics& metrics = *deps_.metrics;
+  const auto count = static_cast<int64_t>(records.size());
+  Applied applied = WriteStore(lookup, instance, records, groups);
+  if (applied.failure != Failure::kNone) return applied;
+  uint8_t stores = kStoreWarehouse;
+  if (lookup) {
+    if (instance.use_log) metrics.records_log.fetch_add(count, std::memory_order_relaxed);
+    if (instance.use_index) metrics.records_index.fetch_add(count, std::memory_order_relaxed);
+    stores = static_cast<uint8_t>((instance.use_log ? kStoreLog : 0) |
+                                  (instance.use_index ? kStoreIndex : 0));
+  } else {
+    metrics.records_warehouse.fetch_add(count, std::memory_order_relaxed);
+  }
+  PublishReports(messages, stores);
   return {};
 }
 
@@ -406,23 +429,43 @@ bool WorkerPool::DeadLetter(const driver::Message& queued, std::string_view stor
   return true;
 }
 
-void WorkerPool::PublishReport(const WriteMessage& message, uint8_t stores, int64_t bytes) {
-  WriteReport report;
-  report.write_id = message.write_id;
-  report.instance_id = message.instance_id;
-  report.part = message.part;
-  report.parts = message.parts;
-  report.stores = stores;
-  report.records = static_cast<int64_t>(message.records.size());
-  report.bytes = bytes;
-  std::string data = EncodeWriteReport(report);
-  driver::OutgoingMessage outgoing{data, {}};
-  Status published = deps_.queue->Publish(kWriteReportsTopic, std::span(&outgoing, 1));
+void WorkerPool::PublishReports(const std::vector<const WriteMessage*>& messages, uint8_t stores) {
+  std::vector<WriteReport> reports;
+  reports.reserve(messages.size());
+  for (const WriteMessage* message : messages) {
+    WriteReport& report = reports.emplace_back();
+    report.write_id = message->write_id;
+    report.instance_id = message->instance_id;
+    report.part = message->part;
+    report.parts = message->parts;
+    report.stores = stores;
+    report.records = static_cast<int64_t>(message->records.size());
+    report.bytes = MessageBytes(*message);
+  }
+  // This process's own waiters and subscribers first, directly: no queue
+  // round trip (a synced publish, then the listener's pull) between a store
+  // write and a `wait=` answer or a subscriber's read. The listener sees the
+  // same reports again from the queue; both consumers are idempotent.
+  if (deps_.waiters != nullptr) {
+    for (const WriteReport& report : reports) deps_.waiters->OnReport(report);
+  }
+  if (deps_.hub != nullptr && (stores & (kStoreLog | kStoreIndex)) != 0 && !reports.empty()) {
+    deps_.hub->Notify(reports.front().instance_id);  // a chunk is of one instance
+  }
+  // Then for every other process, all of the chunk's reports in one publish (one sync).
+  std::vector<std::string> data;
+  data.reserve(reports.size());
+  for (const WriteReport& report : reports) data.push_back(EncodeWriteReport(report));
+  std::vector<driver::OutgoingMessage> outgoing;
+  outgoing.reserve(data.size());
+  for (const std::string& encoded : data) outgoing.push_back({encoded, {}});
+  Status published = deps_.queue->Publish(kWriteReportsTopic, outgoing);
   if (!published.ok()) {
     // Reports are notifications: waiters time out, subscribers re-read on their fallback timer.
     deps_.metrics->worker_errors.fetch_add(1, std::memory_order_relaxed);
-    AQ_LOG(Warn, "worker: publishing the report of write {} failed: {}",
-           HexEncode(message.write_id), published.ToString());
+    AQ_LOG(Warn, "worker: publishing the reports of {} writes (first {}) failed: {}",
+           reports.size(), reports.empty() ? std::string() : HexEncode(reports.front().write_id),
+           published.ToString());
   }
 }
 

@@ -130,6 +130,10 @@ struct WorkerDeps {
   // The queue redelivers a message this long after a worker claimed it
   // without acking (the worker died or hung): another worker takes it over.
   int64_t ack_timeout_ms = 30'000;
+  // This process's waiters and subscribers (role all), told of reports
+  // directly; null when no gateway runs here (the queue carries them).
+  WriteWaiters* waiters = nullptr;
+  SubscriptionHub* hub = nullptr;
 };
 
 class WorkerPool {
@@ -188,7 +192,14 @@ class WorkerPool {
   // (then the message must not be acked).
   bool DeadLetter(const driver::Message& queued, std::string_view store, const Status& reason,
                   std::string_view what);
-  void PublishReport(const WriteMessage& message, uint8_t stores, int64_t bytes);
+  // One store's write (WriteStore), then its metrics and the messages' reports.
+  Applied WriteAndReport(bool lookup, const driver::InstanceInfo& instance,
+                         std::span<const driver::Record> records,
+                         std::span<const driver::RecordGroup> groups,
+                         const std::vector<const WriteMessage*>& messages);
+  // Reports that `stores` have `messages` (all of one instance): to this
+  // process's waiters and hub directly, and in one publish on "write-reports".
+  void PublishReports(const std::vector<const WriteMessage*>& messages, uint8_t stores);
   // Sleeps up to `ms`, returning early when stopping.
   void Backoff(int64_t ms);
 
