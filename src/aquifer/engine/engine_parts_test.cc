@@ -374,7 +374,7 @@ class ScriptedLookup : public driver::LookupServiceWrapper {
 // operators' dead-letter subscription.
 class WorkerTest : public PartsWithDriversTest {
  protected:
-  void SetUpStores(const std::string& warehouse_name = "mock") {
+  void SetUpStores(const std::string& warehouse_name = "mock", bool reports_topic = true) {
     auto queue = registry_.MakeMessageQueue("embedded", {{"poll_interval_ms", "5"}}, context_);
     auto lookup = registry_.MakeLookupService("embedded", {}, context_);
     auto warehouse = registry_.MakeWarehouseService(warehouse_name, {}, context_);
@@ -397,6 +397,7 @@ class WorkerTest : public PartsWithDriversTest {
     instance_ = table->primary;
     ASSERT_TRUE(lookup_->RegisterInstance(instance_).ok());
     for (auto topic : {kWritesTopic, kWriteReportsTopic, kDeadLettersTopic}) {
+      if (topic == kWriteReportsTopic && !reports_topic) continue;  // report publishes then fail
       ASSERT_TRUE(queue_->RegisterTopic(topic).ok());
     }
     driver::SubscriptionOptions operators;
@@ -405,9 +406,12 @@ class WorkerTest : public PartsWithDriversTest {
     ASSERT_TRUE(dead.ok());
     dead_letters_ = std::move(*dead);
   }
-  void StartWorkers(int32_t max_attempts = 10) {
+  void StartWorkers(int32_t max_attempts = 10, WriteWaiters* waiters = nullptr,
+                    SubscriptionHub* hub = nullptr) {
     WorkerDeps deps{queue_.get(), catalog_.get(), lookup_wrapper_.get(), warehouse_wrapper_.get(),
                     &metrics_};
+    deps.waiters = waiters;
+    deps.hub = hub;
     deps.health = &health_;
     deps.max_delivery_attempts = max_attempts;
     deps.storage_retry_ms = 100;
@@ -475,6 +479,17 @@ class WorkerTest : public PartsWithDriversTest {
     return letters;
   }
   int64_t Processed() { return metrics_.messages_processed.load(); }
+  // Rows of p.t in the DuckDB warehouse (-1 if the query failed).
+  int64_t WarehouseRows() {
+    auto job = warehouse_->StartQuery(Uuid::Random(), "SELECT k FROM " + warehouse_->TableName(instance_), {});
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    if (!job.ok()) return -1;
+    bool done = WaitFor([&] {
+      auto polled = warehouse_->PollJob(job->job_id);
+      return polled.ok() && polled->status == driver::JobStatus::kDone;
+    });
+    return done ? warehouse_->PollJob(job->job_id)->rows : -1;
+  }
 
   std::shared_ptr<driver::MessageQueue> queue_;
   std::shared_ptr<driver::LookupService> lookup_;
@@ -622,6 +637,46 @@ TEST_F(WorkerTest, AWriteLandingAfterTheTableWasDeletedIsRemoved) {
   auto pending = catalog_->ListPendingRemovals();
   ASSERT_TRUE(pending.ok());
   EXPECT_TRUE(pending->empty());
+}
+
+// Issue 10: the stores are written concurrently, so the warehouse may take a
+// message whose lookup write failed; the redelivered message must not reach
+// the warehouse twice (nor the log).
+TEST_F(WorkerTest, ALookupFailureWhileTheWarehouseWroteDoesNotWriteTheWarehouseTwice) {
+  SetUpStores("duckdb");
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance_).ok());
+  lookup_wrapper_->code = StatusCode::kUnavailable;  // transient: retried
+  lookup_wrapper_->message = "injected: lookup unavailable";
+  lookup_wrapper_->fail = true;
+  StartWorkers();
+  Publish({Message('a', {"a1", "a2"}), Message('b', {"b1"})});
+  ASSERT_TRUE(WaitFor([&] { return warehouse_wrapper_->calls >= 2; }))
+      << "the warehouse is written while the lookup write fails";
+  lookup_wrapper_->fail = false;
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 2; }));
+  EXPECT_EQ(WarehouseRows(), 3) << "each message reaches the warehouse once despite the redeliveries";
+  EXPECT_EQ(Log().size(), 3u);
+  EXPECT_EQ(metrics_.messages_dead_lettered, 0);
+}
+
+// Issue 10: a worker tells this process's waiters and hub of its writes
+// directly; a `wait=` write completes even when the report publish fails.
+TEST_F(WorkerTest, AWorkerTellsItsOwnWaitersAndHubWithoutTheQueue) {
+  SetUpStores("mock", /*reports_topic=*/false);
+  WriteWaiters waiters;
+  SubscriptionHub hub;
+  std::atomic<int> notified{0};
+  auto listener = hub.Listen(instance_.instance_id, [&] { ++notified; });
+  WriteMessage message = Message('w', {"w1", "w2"});
+  auto waiter = waiters.Register(message.write_id, 1, kStoreIndex | kStoreWarehouse);
+  StartWorkers(10, &waiters, &hub);
+  Publish({message});
+  EXPECT_TRUE(waiters.Wait(waiter.get(), std::chrono::seconds(30)))
+      << "the waiter heard of the index and warehouse writes";
+  EXPECT_GE(notified.load(), 1) << "the hub was notified of the log/index write";
+  ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
+  EXPECT_GE(metrics_.worker_errors, 1) << "the report publish failed (no topic), as arranged";
+  waiters.Unregister(message.write_id);
 }
 
 }  // namespace

@@ -309,6 +309,12 @@ WorkerPool::Applied WorkerPool::Apply(const driver::InstanceInfo& instance,
   } else if (to_warehouse) {
     warehouse_applied = WriteAndReport(/*lookup=*/false, instance, records, groups, messages);
   }
+  if (lookup_applied.failure == Failure::kInstanceGone ||
+      warehouse_applied.failure == Failure::kInstanceGone) {
+    // The table was deleted meanwhile; the other store's write may have
+    // landed after the deletion removed its data.
+    RemoveDeleted(instance);
+  }
   if (lookup_applied.failure != Failure::kNone) return lookup_applied;
   if (warehouse_applied.failure != Failure::kNone) return warehouse_applied;
   // DeleteTable commits the catalog first, then removes the stores' data. A

@@ -9,18 +9,23 @@
 // are never applied concurrently or out of order). A pull's messages of one
 // instance are applied together: one lookup write and one warehouse write for
 // the run (what makes ingest fast: one fsync for many requests), falling back
-// to message by message when a store refuses the batch. Per message: decode;
-// look the instance up in the catalog; LookupService::WriteRecords (when the
-// instance keeps a log or an index), then a WriteReport {stores: log|index}
-// on "write-reports"; WarehouseService::WriteToWarehouse (when it keeps a
-// warehouse), then a report {stores: warehouse}; then ack.
+// to message by message when a store refuses the batch. Per chunk or
+// message: decode; look the instance up in the catalog; then, concurrently
+// (the warehouse on a helper thread): LookupService::WriteRecords (when the
+// instance keeps a log or an index), then WriteReports {stores: log|index},
+// and WarehouseService::WriteToWarehouse (when it keeps a warehouse), then
+// reports {stores: warehouse}; then ack. A chunk's reports of one store go
+// to this process's WriteWaiters and SubscriptionHub directly (role all: no
+// queue round trip before a `wait=` answer or a subscriber's read) and to
+// "write-reports" in one publish (other processes' gateways).
 //
 // Exactly once per store: every store write carries the messages' ids
 // (WriteMessageId: write id ‖ part) as driver::RecordGroups, and a store
 // skips a message it already applied, atomically with its data. So a
 // message that failed in the warehouse after its lookup write succeeded is
 // simply nacked: on redelivery (alone, or grouped with other messages) the
-// lookup skips it and only the warehouse writes.
+// lookup skips it and only the warehouse writes; the same holds the other way
+// round (the stores are written concurrently, so either may fail alone).
 //
 // Failures, by what retrying can do about them:
 //  - Corruption, or an I/O error of a failed sync, from a store: storage is
