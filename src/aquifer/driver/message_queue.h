@@ -46,6 +46,9 @@ struct MessageQueueCapabilities {
   // True when Publish returns only after the message is on stable storage
   // (fsync, replicated acks); false when a driver option relaxes it.
   bool durable_publish = true;
+  // False when no other process can use the same queue (the embedded one
+  // locks its files): what this process publishes only it can read.
+  bool shared_between_processes = true;
 };
 
 struct OutgoingMessage {

@@ -660,7 +660,8 @@ TEST_F(WorkerTest, ALookupFailureWhileTheWarehouseWroteDoesNotWriteTheWarehouseT
 }
 
 // Issue 10: a worker tells this process's waiters and hub of its writes
-// directly; a `wait=` write completes even when the report publish fails.
+// directly: a `wait=` write completes although no report can reach the
+// queue ("write-reports" is not registered here).
 TEST_F(WorkerTest, AWorkerTellsItsOwnWaitersAndHubWithoutTheQueue) {
   SetUpStores("mock", /*reports_topic=*/false);
   WriteWaiters waiters;
@@ -673,9 +674,8 @@ TEST_F(WorkerTest, AWorkerTellsItsOwnWaitersAndHubWithoutTheQueue) {
   Publish({message});
   EXPECT_TRUE(waiters.Wait(waiter.get(), std::chrono::seconds(30)))
       << "the waiter heard of the index and warehouse writes";
-  EXPECT_GE(notified.load(), 1) << "the hub was notified of the log/index write";
+  EXPECT_TRUE(WaitFor([&] { return notified.load() >= 1; })) << "the hub was notified of the log/index write";
   ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
-  EXPECT_GE(metrics_.worker_errors, 1) << "the report publish failed (no topic), as arranged";
   waiters.Unregister(message.write_id);
 }
 

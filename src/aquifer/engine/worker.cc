@@ -458,7 +458,12 @@ void WorkerPool::PublishReports(const std::vector<const WriteMessage*>& messages
   if (deps_.hub != nullptr && (stores & (kStoreLog | kStoreIndex)) != 0 && !reports.empty()) {
     deps_.hub->Notify(reports.front().instance_id);  // a chunk is of one instance
   }
-  // Then for every other process, all of the chunk's reports in one publish (one sync).
+  // Then for every other process, all of the chunk's reports in one publish
+  // (one sync), unless no other process can read this queue.
+  if (deps_.waiters != nullptr && deps_.hub != nullptr &&
+      !deps_.queue->capabilities().shared_between_processes) {
+    return;
+  }
   std::vector<std::string> data;
   data.reserve(reports.size());
   for (const WriteReport& report : reports) data.push_back(EncodeWriteReport(report));

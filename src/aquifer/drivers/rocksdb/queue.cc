@@ -251,6 +251,7 @@ class RocksQueue final : public MessageQueue, public std::enable_shared_from_thi
     caps.ordering_keys = true;
     caps.ephemeral_subscriptions = true;
     caps.durable_publish = options_.sync;
+    caps.shared_between_processes = false;  // RocksDB locks the folder to one process
     return caps;
   }
   Status RegisterTopic(std::string_view topic) override;
