@@ -908,6 +908,15 @@ class SqliteCatalog final : public Catalog {
     return Status::OK();
   }
 
+  Result<int64_t> CountUnfinishedJobs(const Uuid& secret_id) override {
+    std::lock_guard lock(mu_);
+    auto stmt = Prepare("SELECT COUNT(*) FROM jobs WHERE secret_id = ? AND "
+                        "status IN ('pending', 'running')");
+    stmt->Bind(secret_id);
+    AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    return row ? stmt->Int(0) : 0;
+  }
+
   // --- Idempotency keys ---------------------------------------------------------------------
 
   Result<IdempotencyClaim> ClaimIdempotencyKey(const Uuid& secret_id, std::string_view key,
