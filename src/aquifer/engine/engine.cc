@@ -34,6 +34,7 @@
 #include "aquifer/base/text.h"
 #include "aquifer/driver/cursor.h"
 #include "aquifer/drivers/builtin.h"
+#include "aquifer/engine/catalog_postgres.h"
 #include "aquifer/engine/health.h"
 #include "aquifer/engine/reads.h"
 #include "aquifer/engine/sql.h"
@@ -496,26 +497,42 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   }
   Clock* clock = options.clock != nullptr ? options.clock : Clock::System();
 
-  std::string catalog_path = options.catalog;
-  if (catalog_path.empty() || catalog_path == "sqlite") {
-    catalog_path = options.data_dir + "/catalog.db";
-  } else if (catalog_path.starts_with("sqlite:")) {
-    catalog_path = catalog_path.substr(7);
-  }
   const std::string keys_dir = options.keys_dir.empty() ? options.data_dir : options.keys_dir;
-  if (keys_dir != options.data_dir) {
+  if (keys_dir != options.data_dir && !IsPostgresCatalogUrl(options.catalog)) {
     std::filesystem::create_directories(keys_dir, error);
     if (error) return Unavailable("creating the keys directory {}: {}", keys_dir, error.message());
   }
-  SqliteCatalogOptions catalog_options;
-  catalog_options.clock = clock;
-  catalog_options.secret_key = options.secret_key;
-  if (catalog_options.secret_key.empty()) {
-    AQ_ASSIGN_OR_RETURN(catalog_options.secret_key,
-                        LoadOrCreateKeyFile(keys_dir, kSecretKeyFile, "secret key"));
+  // The catalog: SQLite (a file in data_dir, or a path) or Postgres (a URL),
+  // and the key of the stored secret hashes: given, or kept where every
+  // process sharing the catalog finds it (secret.key beside a SQLite file;
+  // the shared_keys table of a Postgres catalog).
+  std::string catalog_name = options.catalog;
+  const bool postgres_catalog = IsPostgresCatalogUrl(options.catalog);
+  Result<std::unique_ptr<Catalog>> catalog = Internal("no catalog opened");
+  if (postgres_catalog) {
+    PostgresCatalogOptions catalog_options;
+    catalog_options.clock = clock;
+    catalog_options.secret_key = options.secret_key;
+    catalog_name = "postgres";
+    catalog = OpenPostgresCatalog(options.catalog, catalog_options);
+  } else {
+    std::string catalog_path = options.catalog;
+    if (catalog_path.empty() || catalog_path == "sqlite") {
+      catalog_path = options.data_dir + "/catalog.db";
+    } else if (catalog_path.starts_with("sqlite:")) {
+      catalog_path = catalog_path.substr(7);
+    }
+    catalog_name = catalog_path;
+    SqliteCatalogOptions catalog_options;
+    catalog_options.clock = clock;
+    catalog_options.secret_key = options.secret_key;
+    if (catalog_options.secret_key.empty()) {
+      AQ_ASSIGN_OR_RETURN(catalog_options.secret_key,
+                          LoadOrCreateKeyFile(keys_dir, kSecretKeyFile, "secret key"));
+    }
+    catalog = OpenSqliteCatalog(catalog_path, catalog_options);
   }
-  auto catalog = OpenSqliteCatalog(catalog_path, catalog_options);
-  if (!catalog.ok()) return catalog.status().WithContext("opening the catalog " + catalog_path);
+  if (!catalog.ok()) return catalog.status().WithContext("opening the catalog " + catalog_name);
 
   driver::Registry registry;
   drivers::RegisterBuiltinDrivers(&registry);
@@ -540,7 +557,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   if (!usage.ok()) return usage.status().WithContext("opening the usage service");
 
   std::string cursor_key = options.cursor_key;
-  if (cursor_key.empty()) {
+  if (cursor_key.empty() && postgres_catalog) {
+    auto shared = PostgresSharedKey(**catalog, "cursor_key");
+    if (!shared.ok()) return shared.status().WithContext("loading the cursor key from the catalog");
+    cursor_key = *std::move(shared);
+  } else if (cursor_key.empty()) {
     AQ_ASSIGN_OR_RETURN(cursor_key, LoadOrCreateKeyFile(keys_dir, kCursorKeyFile, "cursor key"));
   }
   auto admin = (*catalog)->EnsureAdminSecret(options.admin_secret);

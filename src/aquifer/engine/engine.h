@@ -62,18 +62,24 @@ struct DriverChoice {
 struct EngineOptions {
   std::string data_dir = "./data";
   Role role = Role::kAll;
-  // "sqlite" (file <data_dir>/catalog.db) or a path/URL understood by the catalog.
+  // "sqlite" (file <data_dir>/catalog.db), "sqlite:<path>", a path, or a
+  // Postgres URL ("postgres://..." or "postgresql://...", optionally with
+  // ?schema=<name>, default schema "aquifer"; catalog_postgres.h) that
+  // several processes share.
   std::string catalog = "sqlite";
   DriverChoice queue, lookup, warehouse, usage;
   // Where cursor.key and secret.key live when the keys below are empty ("":
-  // data_dir). Processes with separate data dirs that share a deployment
-  // (one catalog, one queue) point this at one folder ([server] keys_dir).
+  // data_dir) and the catalog is SQLite. Processes with separate data dirs
+  // that share a deployment (one catalog, one queue) point this at one folder
+  // ([server] keys_dir). A Postgres catalog keeps both keys itself.
   std::string keys_dir;
-  // Signs cursors; generated once and kept in <keys_dir>/cursor.key when empty.
+  // Signs cursors. When empty: generated once and kept in <keys_dir>/cursor.key
+  // with a SQLite catalog, in the catalog's shared_keys table with a Postgres one.
   std::string cursor_key;
-  // Keys the stored secret hashes (HMAC-SHA256); generated once and kept in
-  // <keys_dir>/secret.key (0600) when empty. A separate key from the cursor
-  // key; every process of a deployment must share both.
+  // Keys the stored secret hashes (HMAC-SHA256). When empty: generated once
+  // and kept in <keys_dir>/secret.key (0600) with a SQLite catalog, in the
+  // catalog's shared_keys table with a Postgres one. A separate key from the
+  // cursor key; every process of a deployment must share both.
   std::string secret_key;
   // Sets the admin secret (AQUIFER_ADMIN_SECRET); otherwise one is made on first start.
   std::optional<std::string> admin_secret;
