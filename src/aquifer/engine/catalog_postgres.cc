@@ -1114,8 +1114,10 @@ class PostgresCatalog final : public Catalog {
   // statement). A lost race runs it again (up to max_attempts_); a connection
   // that turns out dead (the server restarted since it was pooled) is dropped
   // and the body runs again on a new one, unless the COMMIT had been sent.
+  // `max_attempts` (0: the catalog's) bounds the runs after lost races.
   template <typename Body>
-  Status Run(std::string_view what, TxnKind kind, Body&& body) {
+  Status Run(std::string_view what, TxnKind kind, Body&& body, int max_attempts = 0) {
+    const int attempts = max_attempts > 0 ? max_attempts : max_attempts_;
     int broken = 0;
     for (int attempt = 1;; ++attempt) {
       auto conn = pool_.Acquire();
@@ -1149,7 +1151,7 @@ class PostgresCatalog final : public Catalog {
         return Unreachable(what, status);
       }
       if (!IsConflict(status)) return status;
-      if (attempt >= max_attempts_) {
+      if (attempt >= attempts) {
         if (IsSerializationFailure(status) || status.message() == kConflict) {
           return Unavailable("catalog: {}: still conflicting with concurrent changes after {} "
                              "attempts; retry: {}",
@@ -1176,6 +1178,8 @@ class PostgresCatalog final : public Catalog {
     return bytes;
   }
 
+  // Not retried after a conflict: under the lock there is none, so one would
+  // be a bug (a step that is not safe to run twice) to report, not to hide.
   Status Migrate() {
     return Run("migrating the schema", kWrite, [&](Connection& c) -> Status {
       // Everyone starting at once queues here; the first applies, the rest
@@ -1211,7 +1215,7 @@ class PostgresCatalog final : public Catalog {
                                .status());
       }
       return Status::OK();
-    });
+    }, /*max_attempts=*/1);
   }
 
   std::string Hash(std::string_view plaintext) const { return HashSecret(secret_key_, plaintext); }
