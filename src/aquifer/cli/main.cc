@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   // Unset flags leave the environment and the config file in charge.
-  std::string serve_data, serve_host, serve_role, serve_config;
+  std::string serve_data, serve_host, serve_role, serve_config, serve_catalog;
   int64_t serve_port = 0;
   auto* serve = app.add_subcommand(
       "serve", "Run the server: HTTP + WebSocket gateway and/or worker (flags > env > file)");
@@ -102,6 +102,10 @@ int main(int argc, char** argv) {
                                       "Listen address (default 127.0.0.1; 0.0.0.0 for all; AQUIFER_HOST)");
   auto* role_flag = serve->add_option("--role", serve_role, "gateway, worker or all (default all; AQUIFER_ROLE)")
                         ->check(CLI::IsMember({"gateway", "worker", "all"}));
+  auto* catalog_flag = serve->add_option(
+      "--catalog", serve_catalog,
+      "Catalog: sqlite (default, <data>/catalog.db), a SQLite path, or postgres://user@host/db"
+      "[?schema=name] shared by several processes (AQUIFER_CATALOG)");
   auto* config_flag = serve->add_option("--config", serve_config,
                                         "TOML file: [server], [queue], [lookup], [warehouse], [usage] (AQUIFER_CONFIG)");
 
@@ -125,6 +129,7 @@ int main(int argc, char** argv) {
     if (host_flag->count() > 0) flags.host = serve_host;
     if (role_flag->count() > 0) flags.role = serve_role;
     if (config_flag->count() > 0) flags.config = serve_config;
+    if (catalog_flag->count() > 0) flags.catalog = serve_catalog;
     return Serve(flags);
   }
   return 1;

@@ -130,7 +130,7 @@ Status ApplyFile(std::string_view text, const std::string& path, Layered* layere
 Status ApplyEnvironment(const std::map<std::string, std::string>& env, Layered* layered) {
   static constexpr std::pair<std::string_view, std::string_view> kShort[] = {
       {"AQUIFER_DATA", "data"}, {"AQUIFER_PORT", "port"}, {"AQUIFER_HOST", "host"},
-      {"AQUIFER_ROLE", "role"}};
+      {"AQUIFER_ROLE", "role"}, {"AQUIFER_CATALOG", "catalog"}};
   for (const auto& [variable, value] : env) {
     std::string_view name = variable;
     if (!name.starts_with("AQUIFER_")) continue;
@@ -254,6 +254,7 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
   if (flags.host) layered.server["host"] = Setting{*flags.host, "--host"};
   if (flags.port) layered.server["port"] = Setting{std::to_string(*flags.port), "--port"};
   if (flags.role) layered.server["role"] = Setting{*flags.role, "--role"};
+  if (flags.catalog) layered.server["catalog"] = Setting{*flags.catalog, "--catalog"};
 
   engine::EngineOptions& options = config.engine;
   ServerOptions& server = config.server;

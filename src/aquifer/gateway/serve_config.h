@@ -44,6 +44,7 @@ struct ServeFlags {
   std::optional<std::string> host;
   std::optional<int64_t> port;
   std::optional<std::string> role;
+  std::optional<std::string> catalog;  // "sqlite", a path, or a postgres:// URL
   std::optional<std::string> config;  // path of a TOML file
 };
 

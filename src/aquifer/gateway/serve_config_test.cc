@@ -81,6 +81,26 @@ TEST(ServeConfig, FlagsBeatEnvironmentWhichBeatsTheFile) {
   EXPECT_EQ(config->engine.admin_secret, "a-long-operator-secret");
 }
 
+TEST(ServeConfig, TheCatalogComesFromTheFlagTheEnvironmentOrTheFile) {
+  Result<ServeConfig> defaults = LoadServeConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->engine.catalog, "sqlite");
+  const std::string file = "[server]\ncatalog = \"postgres://file@db/aquifer\"\n";
+  Result<ServeConfig> from_file = LoadServeConfig({}, {}, file);
+  ASSERT_TRUE(from_file.ok()) << from_file.status().ToString();
+  EXPECT_EQ(from_file->engine.catalog, "postgres://file@db/aquifer");
+  const std::map<std::string, std::string> env = {
+      {"AQUIFER_CATALOG", "postgresql://env@db/aquifer?schema=env"}};
+  Result<ServeConfig> from_env = LoadServeConfig({}, env, file);
+  ASSERT_TRUE(from_env.ok()) << from_env.status().ToString();
+  EXPECT_EQ(from_env->engine.catalog, "postgresql://env@db/aquifer?schema=env");
+  ServeFlags flags;
+  flags.catalog = "postgres://flag@db/aquifer";
+  Result<ServeConfig> from_flag = LoadServeConfig(flags, env, file);
+  ASSERT_TRUE(from_flag.ok()) << from_flag.status().ToString();
+  EXPECT_EQ(from_flag->engine.catalog, "postgres://flag@db/aquifer");
+}
+
 TEST(ServeConfig, IdempotencyClaimLeaseAndWaitAreServerKeys) {
   Result<ServeConfig> defaults = LoadServeConfig({}, {});
   ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
