@@ -6,8 +6,9 @@
 //
 // Catalog is a pure abstract interface so that one process (SQLite, the
 // default: OpenSqliteCatalog) and many processes sharing one database
-// (Postgres, later) look the same to the engine. Every method is thread-safe
-// and each mutation is one transaction: it happens entirely or not at all.
+// (Postgres: OpenPostgresCatalog, catalog_postgres.h) look the same to the
+// engine. Every method is thread-safe and each mutation is one transaction: it
+// happens entirely or not at all.
 //
 // Error codes mean the same across implementations:
 //   InvalidArgument     bad names, schemas, flags or grant lists (the message names the rule
