@@ -118,8 +118,10 @@ class Deployment {
   // The config file of the README's "Deploy on Postgres", for this test.
   std::string ConfigText() const {
     std::string text = "[server]\n";
-    text += "catalog = \"sqlite:" + dir_.path() + "/catalog.db\"\n";
-    text += "keys_dir = \"" + dir_.path() + "/keys\"\n";
+    // The Postgres catalog (README "Deploy on Postgres"): it also keeps the
+    // cursor and secret keys, so the processes share nothing else.
+    const char* separator = options_.postgres_url.find('?') == std::string::npos ? "?" : "&";
+    text += "catalog = \"" + options_.postgres_url + separator + "schema=" + schema_ + "_catalog\"\n";
     for (const auto& line : options_.server_lines) text += line + "\n";
     for (const char* section : {"queue", "lookup", "warehouse", "usage"}) {
       text += std::string("\n[") + section + "]\n";

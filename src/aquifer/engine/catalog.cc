@@ -3,8 +3,10 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -337,7 +339,15 @@ class SqliteCatalog final : public Catalog {
     AQ_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
     // In-memory databases answer "memory" and keep it; files switch to WAL,
     // which is persistent in the file.
-    AQ_RETURN_IF_ERROR(Exec("PRAGMA journal_mode = WAL"));
+    // Several processes opening a fresh file at once race to switch it; SQLite
+    // may answer SQLITE_BUSY at once there (without its busy handler, to avoid
+    // a deadlock), so the switch is retried within the busy timeout.
+    for (int waited_ms = 0;; waited_ms += 10) {
+      Status wal = Exec("PRAGMA journal_mode = WAL");
+      if (wal.ok()) break;
+      if (wal.code() != StatusCode::kUnavailable || waited_ms >= busy_timeout_ms) return wal;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     AQ_RETURN_IF_ERROR(Exec("PRAGMA synchronous = FULL"));
     return Migrate();
   }
@@ -908,15 +918,6 @@ class SqliteCatalog final : public Catalog {
     return Status::OK();
   }
 
-  Result<int64_t> CountUnfinishedJobs(const Uuid& secret_id) override {
-    std::lock_guard lock(mu_);
-    auto stmt = Prepare("SELECT COUNT(*) FROM jobs WHERE secret_id = ? AND "
-                        "status IN ('pending', 'running')");
-    stmt->Bind(secret_id);
-    AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
-    return row ? stmt->Int(0) : 0;
-  }
-
   // --- Idempotency keys ---------------------------------------------------------------------
 
   Result<IdempotencyClaim> ClaimIdempotencyKey(const Uuid& secret_id, std::string_view key,
@@ -1299,12 +1300,6 @@ class SqliteCatalog final : public Catalog {
 }  // namespace
 
 int SqliteCatalogSchemaVersion() { return kSchemaVersion; }
-
-Result<int64_t> Catalog::FailStaleJobs(int64_t updated_before_ms, std::string_view error) {
-  (void)updated_before_ms;
-  (void)error;
-  return NotSupported("this catalog cannot fail stale jobs in bulk");
-}
 
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path,
                                                    const SqliteCatalogOptions& options) {

@@ -261,10 +261,8 @@ class Catalog {
   virtual Status UpdateJob(const Uuid& job_id, const JobUpdate& update) = 0;
   // Marks failed, with `error`, every pending or running job whose updated_ms
   // is before `updated_before_ms` (the process running it stopped refreshing
-  // it: see SqlOptions::job_lease_ms); returns how many. Not pure, so that a
-  // catalog without it still builds: the default answers NotSupported and
-  // the engine then only fails such jobs when it reads them.
-  virtual Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error);
+  // it: see SqlOptions::job_lease_ms); returns how many.
+  virtual Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error) = 0;
   virtual Result<JobInfo> GetJob(const Uuid& job_id) = 0;
   // OK if `principal` may see the job: the admin, or the secret that
   // submitted it while it may still read every table the job reads. Anyone

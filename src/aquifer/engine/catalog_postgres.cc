@@ -902,6 +902,21 @@ class PostgresCatalog final : public Catalog {
     });
   }
 
+  Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error) override {
+    int64_t failed = 0;
+    AQ_RETURN_IF_ERROR(Run("failing stale jobs", kWrite, [&](Connection& c) -> Status {
+      AQ_ASSIGN_OR_RETURN(PgResult r,
+                          Exec(c,
+                               "UPDATE {s}.jobs SET status = $1, error = $2, updated_ms = $3 "
+                               "WHERE status IN ('pending', 'running') AND updated_ms < $4",
+                               P(driver::JobStatusName(JobStatus::kFailed), error,
+                                 clock_->NowMillis(), updated_before_ms)));
+      failed = r.AffectedRows();
+      return Status::OK();
+    }));
+    return failed;
+  }
+
   Result<JobInfo> GetJob(const Uuid& job_id) override {
     JobInfo info;
     bool found = false;

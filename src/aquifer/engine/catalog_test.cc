@@ -273,6 +273,8 @@ TEST(CatalogSecrets, ParseSecretGrantsReadsTheHttpBody) {
   EXPECT_EQ(ParseSecretGrants("{").status().code(), StatusCode::kInvalidArgument);
 }
 
+constexpr int64_t kMsToMicrosForJobs = 1000;  // ManualClock::Advance takes microseconds
+
 // The process running a job refreshes it with the same status (a heartbeat);
 // jobs nobody refreshed for a lease are failed in bulk; the unfinished ones of
 // a secret are counted across processes.

@@ -149,9 +149,7 @@ int64_t SqlService::FailStaleJobs() {
   Result<int64_t> failed =
       catalog_->FailStaleJobs(clock_->NowMillis() - options_.job_lease_ms, kRunnerStoppedMessage);
   if (failed.ok()) return *failed;
-  if (failed.status().code() != StatusCode::kNotSupported) {
-    AQ_LOG(Warn, "sql: failing jobs that lost their process: {}", failed.status().ToString());
-  }
+  AQ_LOG(Warn, "sql: failing jobs that lost their process: {}", failed.status().ToString());
   return 0;
 }
 
