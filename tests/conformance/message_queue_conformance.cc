@@ -449,9 +449,13 @@ TEST_P(MessageQueueConformance, OrderedSubscriptionHoldsBackLaterMessagesOfAKeyU
   auto again = PullUntilQuiet(sub.get());
   ASSERT_FALSE(again.empty());
   EXPECT_EQ(again[0].data, "a1");
-  if (again.size() > 1) EXPECT_EQ(Data(again), (std::vector<std::string>{"a1", "a2"}));
+  if (again.size() > 1) {
+    EXPECT_EQ(Data(again), (std::vector<std::string>{"a1", "a2"}));
+  }
   AckAll(sub.get(), again);
-  if (again.size() == 1) EXPECT_EQ(Data(PullN(sub.get(), 1)), std::vector<std::string>{"a2"});
+  if (again.size() == 1) {
+    EXPECT_EQ(Data(PullN(sub.get(), 1)), std::vector<std::string>{"a2"});
+  }
 }
 
 TEST_P(MessageQueueConformance, OneBatchMayCarrySeveralMessagesOfAKeyInPublishOrder) {

@@ -401,14 +401,7 @@ class SqliteCatalog final : public Catalog {
   }
 
   Status SetProjectQuotas(std::string_view project, const Quotas& quotas) override {
-    for (const auto& [limit, what] : {std::pair{quotas.read_bytes, "read"},
-                                      std::pair{quotas.write_bytes, "write"},
-                                      std::pair{quotas.scan_bytes, "scan"}}) {
-      if (limit && *limit < 0) {
-        return InvalidArgument("{} quota of project '{}' must be >= 0 bytes, got {}", what,
-                               project, *limit);
-      }
-    }
+    AQ_RETURN_IF_ERROR(CheckQuotas(project, quotas));
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());
     AQ_RETURN_IF_ERROR(
@@ -428,24 +421,8 @@ class SqliteCatalog final : public Catalog {
   // --- Tables -------------------------------------------------------------------------------
 
   Result<TableInfo> CreateTable(std::string_view project, const TableSpec& spec) override {
-    AQ_RETURN_IF_ERROR(ValidateName("table", spec.name));
+    AQ_ASSIGN_OR_RETURN(SchemaPtr schema, CheckTableSpec(project, spec));
     const std::string where = fmt::format("table '{}.{}'", project, spec.name);
-    if (!spec.use_log && !spec.use_index && !spec.use_warehouse) {
-      return InvalidArgument("{}: at least one of use_log, use_index, use_warehouse must be true",
-                             where);
-    }
-    for (const auto& [retention, what] :
-         {std::pair{spec.log_retention_ms, "log_retention_ms"},
-          std::pair{spec.index_retention_ms, "index_retention_ms"},
-          std::pair{spec.warehouse_retention_ms, "warehouse_retention_ms"}}) {
-      if (retention < 0) {
-        return InvalidArgument("{}: {} must be >= 0 (0 keeps forever), got {}", where, what,
-                               retention);
-      }
-    }
-    auto parsed = Schema::Parse(spec.schema_json, spec.key);
-    if (!parsed.ok()) return parsed.status().WithContext(where + ": schema");
-    SchemaPtr schema = *std::move(parsed);
 
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());

@@ -313,6 +313,14 @@ class Catalog {
   virtual Result<int64_t> PurgeIdempotencyKeys() = 0;
 };
 
+// Checks every Catalog implementation makes before touching its database
+// (catalog_checks.cc), so both answer the same InvalidArgument:
+// CheckTableSpec validates the name rule, at least one store, non-negative
+// retentions and the schema (field path in the message) and returns the
+// parsed schema; CheckQuotas refuses negative limits.
+Result<schema::SchemaPtr> CheckTableSpec(std::string_view project, const TableSpec& spec);
+Status CheckQuotas(std::string_view project, const Quotas& quotas);
+
 struct SqliteCatalogOptions {
   Clock* clock = Clock::System();  // created/updated times, idempotency expiry
   // The key of the stored secret hashes (HashSecret): raw bytes, from

@@ -221,7 +221,6 @@ void AddParam(Params& p, const std::string& value) { p.Text(value); }
 void AddParam(Params& p, const char* value) { p.Text(value); }
 void AddParam(Params& p, Bytes value) { p.Bytea(value.value); }
 void AddParam(Params& p, int64_t value) { p.Int8(value); }
-void AddParam(Params& p, int value) { p.Int8(value); }
 void AddParam(Params& p, bool value) { p.Bool(value); }
 void AddParam(Params& p, const Uuid& value) { p.Uuid(value); }
 void AddParam(Params& p, const std::optional<Uuid>& value) {
@@ -434,14 +433,7 @@ class PostgresCatalog final : public Catalog {
   }
 
   Status SetProjectQuotas(std::string_view project, const Quotas& quotas) override {
-    for (const auto& [limit, what] : {std::pair{quotas.read_bytes, "read"},
-                                      std::pair{quotas.write_bytes, "write"},
-                                      std::pair{quotas.scan_bytes, "scan"}}) {
-      if (limit && *limit < 0) {
-        return InvalidArgument("{} quota of project '{}' must be >= 0 bytes, got {}", what,
-                               project, *limit);
-      }
-    }
+    AQ_RETURN_IF_ERROR(CheckQuotas(project, quotas));
     return Run("setting quotas", kWrite, [&](Connection& c) -> Status {
       AQ_ASSIGN_OR_RETURN(PgResult r, Exec(c,
                                            "UPDATE {s}.projects SET read_quota_bytes = $1, "
@@ -462,24 +454,8 @@ class PostgresCatalog final : public Catalog {
   // --- Tables -------------------------------------------------------------------------------
 
   Result<TableInfo> CreateTable(std::string_view project, const TableSpec& spec) override {
-    AQ_RETURN_IF_ERROR(ValidateName("table", spec.name));
+    AQ_ASSIGN_OR_RETURN(SchemaPtr schema, CheckTableSpec(project, spec));
     const std::string where = fmt::format("table '{}.{}'", project, spec.name);
-    if (!spec.use_log && !spec.use_index && !spec.use_warehouse) {
-      return InvalidArgument("{}: at least one of use_log, use_index, use_warehouse must be true",
-                             where);
-    }
-    for (const auto& [retention, what] :
-         {std::pair{spec.log_retention_ms, "log_retention_ms"},
-          std::pair{spec.index_retention_ms, "index_retention_ms"},
-          std::pair{spec.warehouse_retention_ms, "warehouse_retention_ms"}}) {
-      if (retention < 0) {
-        return InvalidArgument("{}: {} must be >= 0 (0 keeps forever), got {}", where, what,
-                               retention);
-      }
-    }
-    auto parsed = Schema::Parse(spec.schema_json, spec.key);
-    if (!parsed.ok()) return parsed.status().WithContext(where + ": schema");
-    SchemaPtr schema = *std::move(parsed);
 
     TableInfo table;
     AQ_RETURN_IF_ERROR(Run("creating a table", kWrite, [&](Connection& c) -> Status {
