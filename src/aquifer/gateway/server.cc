@@ -340,6 +340,10 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     Status slot = take_slot("");
     if (slot.ok() && principal) slot = take_slot(principal->secret_id.ToString());
     if (!slot.ok()) {
+      // Give back the server's slot before answering: a client that reads the
+      // 429 and connects again at once must find it free.
+      for (const std::string& secret : slots.held) server->ReleaseSubscription(secret);
+      slots.held.clear();
       HttpResponse response = ErrorResponse(slot);
       response.route = &Route(RouteId::kSubscribe);
       server->metrics.Record(response.route, response.status, 0);

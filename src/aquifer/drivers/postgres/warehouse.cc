@@ -857,7 +857,11 @@ void PgWarehouse::DropExpiredRows() {
   const int64_t now = clock_->NowMillis();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (now - last_expire_ms_ < kExpireIntervalMs && now >= last_expire_ms_) return;
+    // (last_expire_ms_ starts at the minimum: compare without subtracting from it)
+    if (now >= last_expire_ms_ && now < last_expire_ms_ + kExpireIntervalMs &&
+        last_expire_ms_ != std::numeric_limits<int64_t>::min()) {
+      return;
+    }
     last_expire_ms_ = now;
   }
   Status dropped = InTransaction(pool_, [&](Connection& conn) -> Status {
