@@ -320,6 +320,10 @@ class Catalog {
 // parsed schema; CheckQuotas refuses negative limits.
 Result<schema::SchemaPtr> CheckTableSpec(std::string_view project, const TableSpec& spec);
 Status CheckQuotas(std::string_view project, const Quotas& quotas);
+// A new table of `project` as `spec` asks, with fresh random table and primary
+// instance ids (CreateTable of every implementation).
+TableInfo NewTable(std::string_view project, const Uuid& project_id, const TableSpec& spec,
+                   schema::SchemaPtr schema, int64_t now_ms);
 
 struct SqliteCatalogOptions {
   Clock* clock = Clock::System();  // created/updated times, idempotency expiry

@@ -1,4 +1,4 @@
-// The argument checks every Catalog implementation makes the same way (catalog.h).
+// What every Catalog implementation does the same way before its database (catalog.h).
 
 #include <utility>
 
@@ -28,6 +28,28 @@ Result<schema::SchemaPtr> CheckTableSpec(std::string_view project, const TableSp
   auto parsed = schema::Schema::Parse(spec.schema_json, spec.key);
   if (!parsed.ok()) return parsed.status().WithContext(where + ": schema");
   return *std::move(parsed);
+}
+
+TableInfo NewTable(std::string_view project, const Uuid& project_id, const TableSpec& spec,
+                   schema::SchemaPtr schema, int64_t now_ms) {
+  TableInfo table;
+  table.table_id = Uuid::Random();
+  table.project_id = project_id;
+  table.project = std::string(project);
+  table.name = spec.name;
+  table.created_ms = now_ms;
+  driver::InstanceInfo& instance = table.primary;
+  instance.instance_id = Uuid::Random();
+  instance.project = table.project;
+  instance.table = table.name;
+  instance.schema = std::move(schema);
+  instance.use_log = spec.use_log;
+  instance.use_index = spec.use_index;
+  instance.use_warehouse = spec.use_warehouse;
+  instance.log_retention_ms = spec.log_retention_ms;
+  instance.index_retention_ms = spec.index_retention_ms;
+  instance.warehouse_retention_ms = spec.warehouse_retention_ms;
+  return table;
 }
 
 Status CheckQuotas(std::string_view project, const Quotas& quotas) {

@@ -464,23 +464,8 @@ class PostgresCatalog final : public Catalog {
       if (!project_id) return ProjectNotFound(project);
       AQ_ASSIGN_OR_RETURN(auto existing, FindTableId(c, *project_id, spec.name, ""));
       if (existing) return AlreadyExists("{} already exists", where);
-      table = TableInfo{};
-      table.table_id = Uuid::Random();
-      table.project_id = *project_id;
-      table.project = std::string(project);
-      table.name = spec.name;
-      table.created_ms = clock_->NowMillis();
-      InstanceInfo& instance = table.primary;
-      instance.instance_id = Uuid::Random();
-      instance.project = table.project;
-      instance.table = table.name;
-      instance.schema = schema;
-      instance.use_log = spec.use_log;
-      instance.use_index = spec.use_index;
-      instance.use_warehouse = spec.use_warehouse;
-      instance.log_retention_ms = spec.log_retention_ms;
-      instance.index_retention_ms = spec.index_retention_ms;
-      instance.warehouse_retention_ms = spec.warehouse_retention_ms;
+      table = NewTable(project, *project_id, spec, schema, clock_->NowMillis());
+      const InstanceInfo& instance = table.primary;
       AQ_RETURN_IF_ERROR(Exec(c,
                               "INSERT INTO {s}.tables (id, project_id, name, primary_instance_id, "
                               "created_ms) VALUES ($1, $2, $3, $4, $5)",
