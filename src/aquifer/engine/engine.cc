@@ -1762,6 +1762,10 @@ std::string EngineImpl::MetricsText() {
          "Store writes that failed with damaged storage (corruption, failed sync); the write "
          "path fails closed until the store works again.",
          load(metrics_.store_failures));
+  metric("aquifer_store_outage_retries_total", "counter",
+         "Store writes that failed because the store was unavailable or timed out; retried "
+         "until it is back, never dead-lettered.",
+         load(metrics_.store_outage_retries));
   metric("aquifer_instances_reregistered_total", "counter",
          "Instances a worker registered with a store again (it did not know them).",
          load(metrics_.instances_reregistered));

@@ -342,7 +342,7 @@ class FlakyWarehouse : public driver::WarehouseServiceWrapper {
                           std::span<const driver::RecordGroup> groups) override {
     ++calls;
     for (const auto& record : records) {
-      if (!poison_key.empty() && record.key == poison_key) return Unavailable("injected: poison");
+      if (!poison_key.empty() && record.key == poison_key) return Internal("injected: poison");
     }
     if (failures.fetch_sub(1) > 0) return Status(code, "injected warehouse failure");
     return WarehouseServiceWrapper::WriteToWarehouse(instance, records, groups);

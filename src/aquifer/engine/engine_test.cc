@@ -1103,12 +1103,13 @@ class FlakyWarehouse : public driver::WarehouseServiceWrapper {
   }
   Status WriteToWarehouse(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
                           std::span<const driver::RecordGroup> groups) override {
-    if (fail_writes) return Unavailable("injected: warehouse timeout");
+    if (fail_writes) return Status(fail_code.load(), "injected: warehouse write failed");
     return WarehouseServiceWrapper::WriteToWarehouse(instance, records, groups);
   }
   std::atomic<int> remove_failures{0};
   std::atomic<int> removes{0};
   std::atomic<bool> fail_writes{false};
+  std::atomic<StatusCode> fail_code{StatusCode::kInternal};
 };
 
 int64_t MetricValue(const std::string& text, const std::string& name) {
@@ -1298,7 +1299,7 @@ TEST_F(EngineIssue8Test, DeadLettersAreListedAndReplayedOnce) {
   EXPECT_EQ(letter["store"], "warehouse");
   EXPECT_EQ(letter["records"], 2);
   EXPECT_EQ(letter["attempts"], 2);
-  EXPECT_THAT(letter["reason"].get<std::string>(), HasSubstr("warehouse timeout"));
+  EXPECT_THAT(letter["reason"].get<std::string>(), HasSubstr("warehouse write failed"));
   EXPECT_EQ(json::parse(*engine_->DeadLettersJson(admin_, 100))["dead_letters"].size(), 1u)
       << "listing leaves the dead letters in place";
   EXPECT_THAT(engine_->MetricsText(), HasSubstr("aquifer_messages_dead_lettered_total 1"));
@@ -1326,6 +1327,43 @@ TEST_F(EngineIssue8Test, DeadLettersAreListedAndReplayedOnce) {
     return false;
   }));
   EXPECT_EQ(WholeLog().size(), 2u) << "the lookup had applied it before: not logged again";
+}
+
+// An outage (Unavailable, Timeout) of a store is retried however long it
+// lasts: far past max_delivery_attempts nothing is dead-lettered, and the
+// write lands once the store is back.
+TEST_F(EngineIssue8Test, StoreOutagesAreRetriedNeverDeadLettered) {
+  EngineOptions options = FlakyOptions();
+  options.max_delivery_attempts = 2;
+  Open(options);
+  CreateProjectAndTable();
+  flaky_->fail_code = StatusCode::kUnavailable;
+  flaky_->fail_writes = true;
+  auto ack = Write(R"([{"user":"a","n":1},{"user":"b","n":2}])", {});
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  // Past the attempt limit (2) with each outage code: 7 deliveries.
+  ASSERT_TRUE(WaitFor([&] {
+    return MetricValue(engine_->MetricsText(), "aquifer_store_outage_retries_total") >= 4;
+  }));
+  flaky_->fail_code = StatusCode::kTimeout;
+  ASSERT_TRUE(WaitFor([&] {
+    return MetricValue(engine_->MetricsText(), "aquifer_store_outage_retries_total") >= 7;
+  }));
+  EXPECT_EQ(MetricValue(engine_->MetricsText(), "aquifer_messages_dead_lettered_total"), 0);
+  EXPECT_TRUE(json::parse(*engine_->DeadLettersJson(admin_, 100))["dead_letters"].empty());
+  flaky_->fail_writes = false;
+  ASSERT_TRUE(WaitFor([&] {
+    auto job = engine_->SubmitSql(admin_, "SELECT count(*) AS c FROM p.t");
+    if (!job.ok()) return false;
+    for (int poll = 0; poll < 500; ++poll) {
+      auto rows = engine_->ReadJobRows(admin_, *job, "", 10);
+      if (rows.ok()) return json::parse(rows->data_json)[0][0] == 2;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }));
+  EXPECT_EQ(WholeLog().size(), 2u);
+  EXPECT_EQ(MetricValue(engine_->MetricsText(), "aquifer_messages_dead_lettered_total"), 0);
 }
 
 }  // namespace

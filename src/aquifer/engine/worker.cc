@@ -39,6 +39,13 @@ bool IsStorageFailure(const Status& status) {
                 text.find("stopped writing") != std::string::npos);
 }
 
+// The store (or the network to it) is down or slow: an outage, not a fault of
+// the message. However long it lasts, retrying is right and dead-lettering
+// would only strand acknowledged writes.
+bool IsOutage(const Status& status) {
+  return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kTimeout;
+}
+
 // Errors a retry of the same message cannot fix: the store refuses it.
 bool IsRefusal(const Status& status) {
   return status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kTooLarge ||
@@ -204,6 +211,9 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
       return {run.size(), false};
     case Failure::kStorage:
       return {0, true};  // logged and reported by Apply; nothing is acked
+    case Failure::kOutage:
+      LogOutage(run.size(), *instance, applied, run.front()->delivery_attempt);
+      return {0, false};
     case Failure::kTransient: {
       bool exhausted = std::any_of(run.begin(), run.end(), [&](const driver::Message* message) {
         return message->delivery_attempt >= deps_.max_delivery_attempts;
@@ -269,6 +279,9 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
       return Outcome::kAck;
     case Failure::kStorage:
       return Outcome::kRetrySlowly;
+    case Failure::kOutage:
+      LogOutage(1, *instance, applied, queued.delivery_attempt);
+      return Outcome::kRetry;
     case Failure::kRefused:
       return DeadLetter(queued, applied.store, applied.status, what) ? Outcome::kAck
                                                                      : Outcome::kRetry;
@@ -283,6 +296,16 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
       return Outcome::kRetry;
   }
   return Outcome::kRetry;
+}
+
+void WorkerPool::LogOutage(size_t messages, const driver::InstanceInfo& instance, const Applied& applied,
+                           int32_t attempt) {
+  deps_.metrics->store_outage_retries.fetch_add(1, std::memory_order_relaxed);
+  // Once at the first few attempts, then every tenth: an outage can last long.
+  if (attempt > 3 && attempt % 10 != 0) return;
+  AQ_LOG(Warn, "worker: the {} is unavailable writing {} messages of {}.{} (attempt {}); retrying "
+               "until it is back, never dead-lettering for an outage: {}",
+         applied.store, messages, instance.project, instance.table, attempt, applied.status.ToString());
 }
 
 WorkerPool::Applied WorkerPool::Apply(const driver::InstanceInfo& instance,
@@ -391,7 +414,8 @@ WorkerPool::Applied WorkerPool::WriteStore(bool lookup, const driver::InstanceIn
            store, instance.project, instance.table, written.ToString());
     return {Failure::kStorage, store, written};
   }
-  return {IsRefusal(written) ? Failure::kRefused : Failure::kTransient, store, written};
+  if (IsRefusal(written)) return {Failure::kRefused, store, written};
+  return {IsOutage(written) ? Failure::kOutage : Failure::kTransient, store, written};
 }
 
 void WorkerPool::RemoveDeleted(const driver::InstanceInfo& instance) {

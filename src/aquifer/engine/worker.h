@@ -40,7 +40,7 @@
 //    table was deleted and the message is dropped.
 //  - InvalidArgument, TooLarge or NotSupported (the store refuses the
 //    message; the gateway validated it, so it is a bug or damage), a
-//    message that cannot be decoded, and any other error still failing at
+//    message that cannot be decoded, and any other error but an outage still failing at
 //    delivery attempt `max_delivery_attempts` (default 10, with backoff 50 ms
 //    doubling to 5 s): the message is dead-lettered — published to
 //    "writes-dead" (DeadLetter: the message, the store, the reason, the
@@ -50,7 +50,12 @@
 //    does not hold back the table's later messages: its table keeps
 //    ingesting, and a replayed message lands after them (the index still
 //    keeps the highest timestamp per key; the log has it at a later offset).
-//  - Other errors (Unavailable, Timeout, ...) below the attempt limit: nack
+//  - Unavailable or Timeout from a store (it, or the network to it, is down):
+//    an outage, not a fault of the message. Nacked with backoff (50 ms
+//    doubling to 5 s) however many attempts it takes, never dead-lettered:
+//    an outage of any length must not strand acknowledged writes. Counted
+//    in aquifer_store_outage_retries_total.
+//  - Other errors (Internal, Unknown, ...) below the attempt limit: nack
 //    with backoff; the message and every later one of its instance come back
 //    in order.
 //  - The instance is gone from the catalog: the table was deleted, so the
@@ -106,6 +111,7 @@ struct EngineMetrics {
   std::atomic<int64_t> messages_dropped{0};    // instance gone (table deleted)
   std::atomic<int64_t> messages_dead_lettered{0};  // published to "writes-dead" and acked
   std::atomic<int64_t> store_failures{0};      // Corruption / failed syncs (write path failed closed)
+  std::atomic<int64_t> store_outage_retries{0};  // store writes retried for Unavailable/Timeout
   std::atomic<int64_t> instances_reregistered{0};  // instances registered again by a worker
   std::atomic<int64_t> removal_failures{0};    // RemoveInstance calls that failed (retried later)
   std::atomic<int64_t> removals_pending{0};    // pending removals at the last retry
@@ -163,7 +169,7 @@ class WorkerPool {
   };
   enum class Outcome : uint8_t { kAck, kRetry, kRetrySlowly };
   // Why a store write failed, or kNone.
-  enum class Failure : uint8_t { kNone, kInstanceGone, kStorage, kRefused, kTransient };
+  enum class Failure : uint8_t { kNone, kInstanceGone, kStorage, kRefused, kOutage, kTransient };
   struct Applied {
     Failure failure = Failure::kNone;
     std::string_view store;  // the store that failed
@@ -172,6 +178,8 @@ class WorkerPool {
 
   void Run(driver::Subscription* subscription);
   Outcome Handle(const driver::Message& message);
+  void LogOutage(size_t messages, const driver::InstanceInfo& instance, const Applied& applied,
+                 int32_t attempt);
   // A pull's messages of one instance, in publish order, with one write per
   // store. Returns how many leading messages are done (to ack); the rest are
   // handed back for redelivery, in order.
