@@ -576,15 +576,17 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
     if (!registered.ok()) return registered.WithContext("registering queue topics");
   }
   {
-    driver::SubscriptionOptions workers;
-    workers.name = std::string(kWorkersSubscription);
-    workers.persistent = true;
-    workers.ordered = true;
-    auto subscription = (*queue)->Subscribe(kWritesTopic, workers);
-    if (!subscription.ok()) {
-      return subscription.status().WithContext("creating the workers' subscription");
+    for (std::string_view name : {kWorkersSubscription, kWarehouseWorkersSubscription}) {
+      driver::SubscriptionOptions workers;
+      workers.name = std::string(name);
+      workers.persistent = true;
+      workers.ordered = true;
+      auto subscription = (*queue)->Subscribe(kWritesTopic, workers);
+      if (!subscription.ok()) {
+        return subscription.status().WithContext("creating the workers' subscription");
+      }
+      (void)(*subscription)->Close();
     }
-    (void)(*subscription)->Close();
     // Dead letters wait for an operator: a persistent subscription keeps them.
     driver::SubscriptionOptions operators;
     operators.name = std::string(kOperatorsSubscription);
@@ -1749,6 +1751,14 @@ std::string EngineImpl::MetricsText() {
   metric("aquifer_queue_lag", "gauge",
          "Published minus processed write messages (meaningful when one process runs both roles).",
          std::max<int64_t>(published - processed, 0));
+  out += fmt::format(
+      "# HELP aquifer_store_lag Published write messages not yet applied by each store's workers "
+      "(meaningful when one process runs both roles).\n"
+      "# TYPE aquifer_store_lag gauge\n"
+      "aquifer_store_lag{{store=\"lookup\"}} {}\n"
+      "aquifer_store_lag{{store=\"warehouse\"}} {}\n",
+      std::max<int64_t>(published - load(metrics_.messages_processed_lookup), 0),
+      std::max<int64_t>(published - load(metrics_.messages_processed_warehouse), 0));
   metric("aquifer_worker_errors_total", "counter", "Errors seen by workers (retried or dropped).",
          load(metrics_.worker_errors));
   metric("aquifer_messages_dropped_total", "counter",

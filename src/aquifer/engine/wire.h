@@ -24,7 +24,11 @@ namespace aquifer::engine {
 
 inline constexpr std::string_view kWritesTopic = "writes";
 inline constexpr std::string_view kWriteReportsTopic = "write-reports";
+// Each store has its own consumers and position in "writes": the lookup
+// service's workers ("workers", the name from before the split) and the
+// warehouse's, so a slow store never holds back the other.
 inline constexpr std::string_view kWorkersSubscription = "workers";
+inline constexpr std::string_view kWarehouseWorkersSubscription = "workers-warehouse";
 // Write messages a worker gave up on, as DeadLetter; operators list and
 // replay them through the persistent subscription kOperatorsSubscription.
 inline constexpr std::string_view kDeadLettersTopic = "writes-dead";

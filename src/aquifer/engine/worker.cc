@@ -68,21 +68,21 @@ int64_t MessageBytes(const WriteMessage& message) {
 
 Status WorkerPool::Start(int32_t threads) {
   stopping_ = false;
-  driver::SubscriptionOptions options;
-  options.name = std::string(kWorkersSubscription);
-  options.persistent = true;
-  options.ack_timeout_ms = deps_.ack_timeout_ms;
-  options.ordered = true;  // ordering key = instance id: one table's writes apply in order
-  for (int32_t thread_idx = 0; thread_idx < std::max(threads, 1); ++thread_idx) {
-    auto subscription = deps_.queue->Subscribe(kWritesTopic, options);
-    if (!subscription.ok()) {
-      Stop();
-      return subscription.status().WithContext("starting the workers");
+  for (bool lookup : {true, false}) {
+    driver::SubscriptionOptions options;
+    options.name = std::string(lookup ? kWorkersSubscription : kWarehouseWorkersSubscription);
+    options.persistent = true;
+    options.ack_timeout_ms = deps_.ack_timeout_ms;
+    options.ordered = true;  // ordering key = instance id: one table's writes apply in order
+    for (int32_t thread_idx = 0; thread_idx < std::max(threads, 1); ++thread_idx) {
+      auto subscription = deps_.queue->Subscribe(kWritesTopic, options);
+      if (!subscription.ok()) {
+        Stop();
+        return subscription.status().WithContext("starting the workers");
+      }
+      subscriptions_.push_back(std::move(*subscription));
+      threads_.emplace_back([this, sub = subscriptions_.back().get(), lookup] { Run(sub, lookup); });
     }
-    subscriptions_.push_back(std::move(*subscription));
-  }
-  for (auto& subscription : subscriptions_) {
-    threads_.emplace_back([this, sub = subscription.get()] { Run(sub); });
   }
   return Status::OK();
 }
@@ -104,7 +104,7 @@ void WorkerPool::Backoff(int64_t ms) {
   stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_.load(); });
 }
 
-void WorkerPool::Run(driver::Subscription* subscription) {
+void WorkerPool::Run(driver::Subscription* subscription, bool lookup) {
   int32_t pull_failures = 0;
   while (!stopping_) {
     auto pulled = subscription->Pull(kPullBatch, kPullTimeoutMs);
@@ -131,7 +131,7 @@ void WorkerPool::Run(driver::Subscription* subscription) {
     }
     for (const auto& run : runs) {
       if (stopping_) break;  // the rest is redelivered after the ack timeout
-      RunResult result = HandleRun(run);
+      RunResult result = HandleRun(run, lookup);
       const size_t done = result.done;
       std::vector<std::string> ack_ids;
       std::vector<std::string> nack_ids;
@@ -144,8 +144,7 @@ void WorkerPool::Run(driver::Subscription* subscription) {
           AQ_LOG(Warn, "worker: ack failed (the messages will be redelivered): {}",
                  acked.ToString());
         }
-        deps_.metrics->messages_processed.fetch_add(static_cast<int64_t>(ack_ids.size()),
-                                                    std::memory_order_relaxed);
+        deps_.metrics->NoteProcessed(lookup, static_cast<int64_t>(ack_ids.size()));
       }
       if (!nack_ids.empty()) {
         // The failed message and every later one of its instance go back, in order.
@@ -156,7 +155,7 @@ void WorkerPool::Run(driver::Subscription* subscription) {
   }
 }
 
-WorkerPool::RunResult WorkerPool::HandleRun(const std::vector<const driver::Message*>& run) {
+WorkerPool::RunResult WorkerPool::HandleRun(const std::vector<const driver::Message*>& run, bool lookup) {
   // Chunks of consecutive messages within the stores' batch limit.
   RunResult result;
   while (result.done < run.size()) {
@@ -177,8 +176,8 @@ WorkerPool::RunResult WorkerPool::HandleRun(const std::vector<const driver::Mess
       messages.push_back(std::move(*decoded));
     }
     RunResult chunk_result = chunk.size() == 1 || messages.size() != chunk.size()
-                                 ? HandleEach(chunk)
-                                 : HandleChunk(chunk, std::move(messages));
+                                 ? HandleEach(chunk, lookup)
+                                 : HandleChunk(chunk, lookup, std::move(messages));
     result.done += chunk_result.done;
     if (chunk_result.done < chunk.size()) {
       result.slow = chunk_result.slow;
@@ -188,12 +187,12 @@ WorkerPool::RunResult WorkerPool::HandleRun(const std::vector<const driver::Mess
   return result;
 }
 
-WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Message*>& run,
+WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Message*>& run, bool lookup,
                                               std::vector<WriteMessage> messages) {
   size_t total = 0;
   for (const auto& message : messages) total += message.records.size();
   auto instance = deps_.catalog->GetInstance(messages[0].instance_id);
-  if (!instance.ok()) return HandleEach(run);  // dropped or retried there, with its log line
+  if (!instance.ok()) return HandleEach(run, lookup);  // dropped or retried there, with its log line
 
   std::vector<driver::Record> records;
   std::vector<driver::RecordGroup> groups;
@@ -205,7 +204,7 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
     originals.push_back(&message);
     records.insert(records.end(), message.records.begin(), message.records.end());
   }
-  Applied applied = Apply(*instance, records, groups, originals);
+  Applied applied = Apply(lookup, *instance, records, groups, originals);
   switch (applied.failure) {
     case Failure::kNone:
       return {run.size(), false};
@@ -228,24 +227,26 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
     }
     case Failure::kRefused:       // message by message, to dead-letter only the bad one
     case Failure::kInstanceGone:  // dropped there, with its log line
-      return HandleEach(run);
+      return HandleEach(run, lookup);
   }
   return {0, false};
 }
 
-WorkerPool::RunResult WorkerPool::HandleEach(const std::vector<const driver::Message*>& run) {
+WorkerPool::RunResult WorkerPool::HandleEach(const std::vector<const driver::Message*>& run, bool lookup) {
   // In order; the first that must be retried stops the run there.
   for (size_t idx = 0; idx < run.size(); ++idx) {
-    Outcome outcome = Handle(*run[idx]);
+    Outcome outcome = Handle(*run[idx], lookup);
     if (outcome != Outcome::kAck) return {idx, outcome == Outcome::kRetrySlowly};
   }
   return {run.size(), false};
 }
 
-WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
+WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued, bool lookup) {
   EngineMetrics& metrics = *deps_.metrics;
   auto decoded = DecodeWriteMessage(queued.data);
   if (!decoded.ok()) {
+    // Kept for an operator once: by the lookup service's consumers.
+    if (!lookup) return Outcome::kAck;
     return DeadLetter(queued, "worker", decoded.status(), "an undecodable message")
                ? Outcome::kAck
                : Outcome::kRetry;
@@ -254,6 +255,7 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
   auto instance = deps_.catalog->GetInstance(message.instance_id);
   if (!instance.ok()) {
     if (instance.status().code() == StatusCode::kNotFound) {
+      if (!lookup) return Outcome::kAck;  // counted and logged once, by the lookup's consumers
       metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
       AQ_LOG(Info, "worker: dropping {} records of write {}: instance {} was deleted",
              message.records.size(), HexEncode(message.write_id),
@@ -266,7 +268,7 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
     return Outcome::kRetry;
   }
   const driver::RecordGroup group{WriteMessageId(message), message.records.size()};
-  Applied applied = Apply(*instance, message.records, std::span(&group, 1), {&message});
+  Applied applied = Apply(lookup, *instance, message.records, std::span(&group, 1), {&message});
   const std::string what = fmt::format("write {} part {} ({} records of {}.{})",
                                        HexEncode(message.write_id), message.part,
                                        message.records.size(), instance->project, instance->table);
@@ -274,8 +276,10 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued) {
     case Failure::kNone:
       return Outcome::kAck;
     case Failure::kInstanceGone:
-      metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
-      AQ_LOG(Info, "worker: dropping {}: the table was deleted", what);
+      if (lookup) {  // counted and logged once, by the lookup's consumers
+        metrics.messages_dropped.fetch_add(1, std::memory_order_relaxed);
+        AQ_LOG(Info, "worker: dropping {}: the table was deleted", what);
+      }
       return Outcome::kAck;
     case Failure::kStorage:
       return Outcome::kRetrySlowly;
@@ -308,38 +312,22 @@ void WorkerPool::LogOutage(size_t messages, const driver::InstanceInfo& instance
          applied.store, messages, instance.project, instance.table, attempt, applied.status.ToString());
 }
 
-WorkerPool::Applied WorkerPool::Apply(const driver::InstanceInfo& instance,
+WorkerPool::Applied WorkerPool::Apply(bool lookup, const driver::InstanceInfo& instance,
                                       std::span<const driver::Record> records,
                                       std::span<const driver::RecordGroup> groups,
                                       const std::vector<const WriteMessage*>& messages) {
-  const bool to_lookup = instance.use_log || instance.use_index;
-  const bool to_warehouse = instance.use_warehouse;
-  // The stores are independent (each skips the messages it already applied,
-  // atomically with its data), so the warehouse is written on a helper
-  // thread while this one writes the lookup service and reports it: the
-  // chunk costs the slower of the two writes, not their sum.
-  std::future<Applied> warehouse_write;
-  if (to_lookup && to_warehouse) {
-    warehouse_write = std::async(std::launch::async, [&] {
-      return WriteAndReport(/*lookup=*/false, instance, records, groups, messages);
-    });
-  }
-  Applied lookup_applied;
-  if (to_lookup) lookup_applied = WriteAndReport(/*lookup=*/true, instance, records, groups, messages);
-  Applied warehouse_applied;
-  if (warehouse_write.valid()) {
-    warehouse_applied = warehouse_write.get();
-  } else if (to_warehouse) {
-    warehouse_applied = WriteAndReport(/*lookup=*/false, instance, records, groups, messages);
-  }
-  if (lookup_applied.failure == Failure::kInstanceGone ||
-      warehouse_applied.failure == Failure::kInstanceGone) {
+  // Each store has its own consumers (and position in the queue): this
+  // thread writes only its store, and an instance without it has nothing
+  // to write here.
+  const bool uses_store = lookup ? (instance.use_log || instance.use_index) : instance.use_warehouse;
+  if (!uses_store) return {};
+  Applied applied = WriteAndReport(lookup, instance, records, groups, messages);
+  if (applied.failure == Failure::kInstanceGone) {
     // The table was deleted meanwhile; the other store's write may have
     // landed after the deletion removed its data.
     RemoveDeleted(instance);
   }
-  if (lookup_applied.failure != Failure::kNone) return lookup_applied;
-  if (warehouse_applied.failure != Failure::kNone) return warehouse_applied;
+  if (applied.failure != Failure::kNone) return applied;
   // DeleteTable commits the catalog first, then removes the stores' data. A
   // write that resolved the instance before the commit may land after the
   // removal; seeing the deletion now, this worker removes what it wrote.

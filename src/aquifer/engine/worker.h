@@ -3,18 +3,28 @@
 // Background work of the engine: the workers that apply queued writes to the
 // stores, and the report listener that wakes `wait=` writers and subscribers.
 //
-// Workers (role all|worker): `threads` threads, each with its own handle on
-// the ordered persistent subscription "workers" of topic "writes" (competing
-// consumers; the ordering key is the instance id, so one instance's writes
-// are never applied concurrently or out of order). A pull's messages of one
-// instance are applied together: one lookup write and one warehouse write for
-// the run (what makes ingest fast: one fsync for many requests), falling back
-// to message by message when a store refuses the batch. Per chunk or
-// message: decode; look the instance up in the catalog; then, concurrently
-// (the warehouse on a helper thread): LookupService::WriteRecords (when the
-// instance keeps a log or an index), then WriteReports {stores: log|index},
-// and WarehouseService::WriteToWarehouse (when it keeps a warehouse), then
-// reports {stores: warehouse}; then ack. A chunk's reports of one store go
+// Workers (role all|worker): each store has its own consumers and its own
+// position in topic "writes", as each sink of a Kafka topic has its own
+// consumer group: `threads` threads on the ordered persistent subscription
+// "workers" write the lookup service, and `threads` more on
+// "workers-warehouse" write the warehouse (each thread with its own handle:
+// competing consumers; the ordering key is the instance id, so one
+// instance's writes are never applied to a store concurrently or out of
+// order). So the slower store (usually the warehouse) never holds back the
+// other: a `wait=index` writer and a subscriber wait for the lookup write
+// only, and each store batches what queued up while it was busy. A pull's
+// messages of one instance are applied together: one store write for the
+// run (what makes ingest fast: one fsync for many requests), falling back
+// to message by message when the store refuses the batch. Per chunk or
+// message: decode; look the instance up in the catalog; then
+// LookupService::WriteRecords (when the instance keeps a log or an index)
+// and reports {stores: log|index}, or WarehouseService::WriteToWarehouse
+// (when it keeps a warehouse) and reports {stores: warehouse}; then ack (a
+// thread whose store the instance does not keep acks at once). A message
+// leaves the queue once both subscriptions acked it; a new subscription
+// starts at the oldest retained message, so a queue from before the split
+// hands its backlog to the new warehouse consumers too (the warehouse
+// skips what it applied within `applied_window_ms`). A chunk's reports of one store go
 // to this process's WriteWaiters and SubscriptionHub directly (role all: no
 // queue round trip before a `wait=` answer or a subscriber's read) and to
 // "write-reports" in one publish (other processes' gateways).
@@ -22,10 +32,8 @@
 // Exactly once per store: every store write carries the messages' ids
 // (WriteMessageId: write id ‖ part) as driver::RecordGroups, and a store
 // skips a message it already applied, atomically with its data. So a
-// message that failed in the warehouse after its lookup write succeeded is
-// simply nacked: on redelivery (alone, or grouped with other messages) the
-// lookup skips it and only the warehouse writes; the same holds the other way
-// round (the stores are written concurrently, so either may fail alone).
+// message redelivered to a store's consumers (after a crash, a timeout, a
+// replayed dead letter, or a chunk grouped differently) is written once.
 //
 // Failures, by what retrying can do about them:
 //  - Corruption, or an I/O error of a failed sync, from a store: storage is
@@ -74,6 +82,7 @@
 // Both are started by EngineImpl::Start and stopped (joined) by Stop; Stop
 // leaves unacked messages for redelivery.
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -103,7 +112,11 @@ struct EngineMetrics {
   std::atomic<int64_t> writes_rejected{0};     // refused write requests (any reason)
   std::atomic<int64_t> records_accepted{0};    // records in accepted writes
   std::atomic<int64_t> messages_published{0};  // "writes" messages published by this process
-  std::atomic<int64_t> messages_processed{0};  // "writes" messages acked by this process's workers
+  // "writes" messages acked by this process's workers: by the lookup
+  // service's and the warehouse's consumers, and by both (the smaller).
+  std::atomic<int64_t> messages_processed_lookup{0};
+  std::atomic<int64_t> messages_processed_warehouse{0};
+  std::atomic<int64_t> messages_processed{0};
   std::atomic<int64_t> records_log{0};         // records written by workers, per store
   std::atomic<int64_t> records_index{0};
   std::atomic<int64_t> records_warehouse{0};
@@ -120,6 +133,15 @@ struct EngineMetrics {
   std::atomic<int64_t> reads{0};
   std::atomic<int64_t> records_read{0};
   std::atomic<int64_t> sql_jobs{0};
+
+  void NoteProcessed(bool lookup, int64_t messages) {
+    (lookup ? messages_processed_lookup : messages_processed_warehouse)
+        .fetch_add(messages, std::memory_order_relaxed);
+    const int64_t both = std::min(messages_processed_lookup.load(), messages_processed_warehouse.load());
+    int64_t seen = messages_processed.load();
+    while (seen < both && !messages_processed.compare_exchange_weak(seen, both)) {
+    }
+  }
 };
 
 struct WorkerDeps {
@@ -176,22 +198,24 @@ class WorkerPool {
     Status status;
   };
 
-  void Run(driver::Subscription* subscription);
-  Outcome Handle(const driver::Message& message);
+  // `lookup`: this thread's store, the lookup service (subscription
+  // "workers") or the warehouse ("workers-warehouse").
+  void Run(driver::Subscription* subscription, bool lookup);
+  Outcome Handle(const driver::Message& message, bool lookup);
   void LogOutage(size_t messages, const driver::InstanceInfo& instance, const Applied& applied,
                  int32_t attempt);
   // A pull's messages of one instance, in publish order, with one write per
   // store. Returns how many leading messages are done (to ack); the rest are
   // handed back for redelivery, in order.
-  RunResult HandleRun(const std::vector<const driver::Message*>& run);
-  RunResult HandleEach(const std::vector<const driver::Message*>& run);
-  // Decoded messages of one instance within the batch limit: one write per store.
-  RunResult HandleChunk(const std::vector<const driver::Message*>& run,
+  RunResult HandleRun(const std::vector<const driver::Message*>& run, bool lookup);
+  RunResult HandleEach(const std::vector<const driver::Message*>& run, bool lookup);
+  // Decoded messages of one instance within the batch limit: one store write.
+  RunResult HandleChunk(const std::vector<const driver::Message*>& run, bool lookup,
                         std::vector<WriteMessage> messages);
-  // Writes `records` (grouped by message) to the instance's stores, exactly
-  // once per message and store, publishing reports; then checks that the
-  // instance was not deleted meanwhile.
-  Applied Apply(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
+  // Writes `records` (grouped by message) to the instance's lookup service
+  // or warehouse, if it keeps one, exactly once per message, publishing
+  // reports; then checks that the instance was not deleted meanwhile.
+  Applied Apply(bool lookup, const driver::InstanceInfo& instance, std::span<const driver::Record> records,
                 std::span<const driver::RecordGroup> groups,
                 const std::vector<const WriteMessage*>& messages);
   // One store's write, registering the instance again once on NotFound or
