@@ -74,6 +74,20 @@ if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("
   "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VER"
 fi
 
+# The Python client (clients/python, ctest python_client): its dependencies, the pandas
+# extra, pytest, and wheel (its suite builds the package offline, --no-build-isolation).
+PYCLIENT_PINS=(httpx==0.28.1 websockets==17.4 pandas==3.1.1 pytest==9.2.0 wheel==0.45.1)
+if ! "$VENV/bin/python" - "${PYCLIENT_PINS[@]}" >/dev/null 2>&1 <<'PY'
+import importlib.metadata as m, sys
+for pin in sys.argv[1:]:
+    name, version = pin.split("==")
+    assert m.version(name) == version, pin
+PY
+then
+  echo "setup: installing the Python client's dependencies into $VENV"
+  "$VENV/bin/pip" install -q "${PYCLIENT_PINS[@]}"
+fi
+
 # System user for throwaway Postgres clusters (initdb refuses root).
 id pgtest >/dev/null 2>&1 || $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin pgtest 2>/dev/null || true
 
