@@ -10,7 +10,7 @@ import itertools
 import os
 from typing import Any, Dict, Iterator
 
-import httpx  # noqa: F401  - fail loudly when missing
+import httpx  # fail loudly when missing
 import pandas  # noqa: F401
 import pytest
 import websockets  # noqa: F401
@@ -121,6 +121,19 @@ def table(client: aquifer.Client) -> str:
     return make_table(client)
 
 
+class CountingTransport(httpx.HTTPTransport):
+    """A real HTTP transport that counts the requests and the statuses it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
 def events(n: int, start: int = 0, users: int = 3) -> list[Dict[str, Any]]:
     return [
         {"user": f"u{i % users}", "seq": i, "amount": float(i) / 2, "note": f"n{i}"}
@@ -131,7 +144,7 @@ def events(n: int, start: int = 0, users: int = 3) -> list[Dict[str, Any]]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     """A failed test's report shows the output of every server still running."""
-    outcome = yield
+    outcome: Any = yield
     rep = outcome.get_result()
     if rep.when == "call" and rep.failed:
         for s in list(RUNNING):

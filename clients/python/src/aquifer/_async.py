@@ -542,4 +542,4 @@ class AsyncSubscription:
         record = self._pending.popleft()
         if not self._pending:
             self.cursor = self._pending_cursor
-        return record  # type: ignore[no-any-return]
+        return record

@@ -56,7 +56,7 @@ class RetryPolicy:
         if retry_after is not None:
             return max(0.0, retry_after)
         base = min(self.backoff_max, self.backoff_initial * (2**attempt))
-        return base * (0.5 + random.random() / 2)
+        return float(base * (0.5 + random.random() / 2))
 
 
 def resolve_url(url: Optional[str]) -> str:
@@ -142,8 +142,8 @@ def decode_body(content: bytes) -> Any:
         return content.decode("utf-8", "replace")
 
 
-def error_for(status: int, content: bytes, retry_after_header: Optional[str]) -> APIError:
-    return error_from_body(status, decode_body(content), parse_retry_after(retry_after_header))
+def error_for(status: int, content: Union[bytes, bytearray], retry_after_header: Optional[str]) -> APIError:
+    return error_from_body(status, decode_body(bytes(content)), parse_retry_after(retry_after_header))
 
 
 def should_retry(status: int) -> bool:

@@ -594,4 +594,4 @@ class Subscription:
         record = self._pending.popleft()
         if not self._pending:
             self.cursor = self._pending_cursor
-        return record  # type: ignore[no-any-return]
+        return record
