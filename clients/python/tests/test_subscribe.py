@@ -119,3 +119,16 @@ def test_subscription_errors(server: AquiferServer, client: aquifer.Client, tabl
         client.subscribe()
     with client.subscribe(table, timeout=0.5) as idle, pytest.raises(TimeoutError):
         take(idle, 1)
+
+
+def test_a_subscription_gives_up_when_the_server_stays_away(fresh_server: AquiferServer) -> None:
+    policy = aquifer.RetryPolicy(backoff_initial=0.05, backoff_max=0.2)
+    with aquifer.Client(fresh_server.url, ADMIN_SECRET, retry=policy) as c:
+        table = make_table(c)
+        with c.subscribe(table, timeout=30, reconnect_timeout=1) as sub:
+            c.write(table, events(3), wait="log")
+            assert [r["seq"] for r in take(sub, 3)] == [0, 1, 2]
+            fresh_server.stop()
+            with pytest.raises(aquifer.ConnectionFailed, match="cannot open a subscription"):
+                take(sub, 1)
+            assert sub.reconnects >= 1

@@ -397,6 +397,7 @@ class AsyncSubscription:
         self._ws: Optional[websockets.asyncio.client.ClientConnection] = None
         self._closed = False
         self._connected_once = False
+        self._failing_since: Optional[float] = None  # start of a run of failed connections
         self._pending: Deque[Record] = collections.deque()
         self._pending_cursor: Optional[str] = cursor
         self.reconnects = 0
@@ -443,11 +444,17 @@ class AsyncSubscription:
         message: Dict[str, Any] = {"type": "subscribe", "cursor": self.cursor}
         if self._filter is not None:
             message["filter"] = self._filter
-        await ws.send(json.dumps(message))
+        try:
+            await ws.send(json.dumps(message))
+        except BaseException:
+            await ws.close()
+            raise
         return ws
 
     async def _connect(self) -> websockets.asyncio.client.ClientConnection:
-        started = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        started = self._failing_since
         attempt = 0
         policy = self._client.retry
         while True:
@@ -496,17 +503,20 @@ class AsyncSubscription:
                 if self._closed:
                     return None
                 self._ws = None
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 continue
             message = json.loads(raw)
             if message.get("type") == "error":
                 err = error_from_ws(message.get("error"))
-                if err.code in ("unavailable", "internal"):
+                if err.code == "unavailable":  # transient on the server: resume
                     await self._drop()
                     await asyncio.sleep(self._client.retry.delay(0, None))
                     continue
                 await self.aclose()
                 raise err
             if message.get("type") == "records":
+                self._failing_since = None
                 return message  # type: ignore[no-any-return]
 
     async def _fill(self) -> bool:

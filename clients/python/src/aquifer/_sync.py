@@ -456,6 +456,7 @@ class Subscription:
         self._ws: Optional[websockets.sync.client.ClientConnection] = None
         self._closed = False
         self._connected_once = False
+        self._failing_since: Optional[float] = None  # start of a run of failed connections
         self._pending: Deque[Record] = collections.deque()
         self._pending_cursor = cursor
         self.reconnects = 0  # connections reopened after a drop
@@ -496,11 +497,17 @@ class Subscription:
         message: Dict[str, Any] = {"type": "subscribe", "cursor": self.cursor}
         if self._filter is not None:
             message["filter"] = self._filter
-        ws.send(json.dumps(message))
+        try:
+            ws.send(json.dumps(message))
+        except BaseException:
+            ws.close()
+            raise
         return ws
 
     def _connect(self) -> websockets.sync.client.ClientConnection:
-        started = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        started = self._failing_since
         attempt = 0
         policy = self._client.retry
         while True:
@@ -545,17 +552,20 @@ class Subscription:
                 if self._closed:
                     raise StopIteration from None
                 self._ws = None
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 continue
             message = json.loads(raw)
             if message.get("type") == "error":
                 err = error_from_ws(message.get("error"))
-                if err.code in ("unavailable", "internal"):
+                if err.code == "unavailable":  # transient on the server: resume
                     self._drop()
                     time.sleep(self._client.retry.delay(0, None))
                     continue
                 self.close()
                 raise err
             if message.get("type") == "records":
+                self._failing_since = None
                 return message  # type: ignore[no-any-return]
 
     def _fill(self) -> bool:
