@@ -871,6 +871,44 @@ TEST_P(CatalogConformance, CountUnfinishedJobsCountsPendingAndRunningJobsOfOneSe
   EXPECT_EQ(*catalog->CountUnfinishedJobs(Uuid::Random()), 0);
 }
 
+// Two processes (two catalog objects on one database), three threads each,
+// submit jobs for one secret at the same moment with a limit of 2 unfinished:
+// exactly 2 are created, every other answer is ResourceExhausted; a finished
+// job makes room again.
+TEST_P(CatalogConformance, RacingJobSubmissionsAcrossProcessesNeverExceedTheLimit) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kRounds = 10;
+  constexpr int kRacers = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    const Uuid secret = Uuid::Random();
+    std::vector<Result<engine::JobInfo>> jobs(kRacers, Internal("not run"));
+    RunTogether(kRacers, [&](int idx) {
+      Catalog& catalog = idx % 2 == 0 ? *a : *b;
+      jobs[idx] = catalog.CreateJob({.secret_id = secret, .tables = {}, .sql = "SELECT 1", .max_unfinished = 2});
+    });
+    std::vector<Uuid> created;
+    for (const auto& job : jobs) {
+      if (job.ok()) {
+        created.push_back(job->job_id);
+      } else {
+        EXPECT_EQ(job.status().code(), StatusCode::kResourceExhausted) << job.status().ToString();
+        EXPECT_THAT(job.status().message(), HasSubstr("2 SQL jobs pending or running"));
+      }
+    }
+    ASSERT_EQ(created.size(), 2u) << "round " << round;
+    EXPECT_EQ(*a->CountUnfinishedJobs(secret), 2);
+    ASSERT_TRUE(b->UpdateJob(created[0], {.status = driver::JobStatus::kDone}).ok());
+    EXPECT_TRUE(a->CreateJob({.secret_id = secret, .tables = {}, .sql = "SELECT 2", .max_unfinished = 2}).ok());
+    EXPECT_EQ(a->CreateJob({.secret_id = secret, .tables = {}, .sql = "SELECT 3", .max_unfinished = 2})
+                  .status()
+                  .code(),
+              StatusCode::kResourceExhausted);
+  }
+}
+
 // --- Idempotency keys ------------------------------------------------------------------------
 
 ClaimState ClaimAndCommit(Catalog& catalog, const Uuid& secret, std::string_view key,

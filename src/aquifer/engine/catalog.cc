@@ -754,7 +754,14 @@ class SqliteCatalog final : public Catalog {
     info.sql = job.sql;
     info.created_ms = info.updated_ms = clock_->NowMillis();
     std::lock_guard lock(mu_);
-    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());  // BEGIN IMMEDIATE: the count below cannot go stale
+    if (job.max_unfinished > 0) {
+      auto stmt = Prepare("SELECT COUNT(*) FROM jobs WHERE secret_id = ? AND status IN ('pending', 'running')");
+      stmt->Bind(job.secret_id);
+      AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
+      const int64_t busy = row ? stmt->Int(0) : 0;
+      if (busy >= job.max_unfinished) return TooManyUnfinishedJobs(busy);
+    }
     AQ_RETURN_IF_ERROR(
         Prepare("INSERT INTO jobs (id, secret_id, sql_text, status, error, bytes_scanned, "
                 "row_count, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")

@@ -112,6 +112,10 @@ struct NewJob {
   Uuid secret_id = {};                // the secret that submitted it
   std::vector<JobTable> tables = {};  // every table the SQL reads
   std::string sql = {};
+  // > 0: CreateJob fails with ResourceExhausted when the secret already has
+  // this many jobs pending or running, counted in the transaction that
+  // inserts the job, so processes submitting together never exceed it.
+  int64_t max_unfinished = 0;
 };
 
 struct JobInfo {
@@ -252,7 +256,8 @@ class Catalog {
 
   // --- SQL jobs ---------------------------------------------------------------------------
 
-  // Records a new pending job with a fresh random id (used as the warehouse job id).
+  // Records a new pending job with a fresh random id (used as the warehouse
+  // job id); ResourceExhausted beyond NewJob::max_unfinished.
   virtual Result<JobInfo> CreateJob(const NewJob& job) = 0;
   // Sets status, error and counters, and updated_ms to now (the same status
   // again is a heartbeat: the process running a job refreshes it so). NotFound
@@ -324,6 +329,8 @@ Status CheckQuotas(std::string_view project, const Quotas& quotas);
 // instance ids (CreateTable of every implementation).
 TableInfo NewTable(std::string_view project, const Uuid& project_id, const TableSpec& spec,
                    schema::SchemaPtr schema, int64_t now_ms);
+// CreateJob's answer beyond NewJob::max_unfinished (`busy` jobs unfinished).
+Status TooManyUnfinishedJobs(int64_t busy);
 
 struct SqliteCatalogOptions {
   Clock* clock = Clock::System();  // created/updated times, idempotency expiry

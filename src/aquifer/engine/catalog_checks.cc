@@ -52,6 +52,10 @@ TableInfo NewTable(std::string_view project, const Uuid& project_id, const Table
   return table;
 }
 
+Status TooManyUnfinishedJobs(int64_t busy) {
+  return ResourceExhausted("this secret already has {} SQL jobs pending or running, the most allowed", busy);
+}
+
 Status CheckQuotas(std::string_view project, const Quotas& quotas) {
   for (const auto& [limit, what] : {std::pair{quotas.read_bytes, "read"},
                                     std::pair{quotas.write_bytes, "write"},

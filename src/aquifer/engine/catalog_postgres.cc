@@ -35,6 +35,11 @@ namespace aquifer::engine {
 namespace {
 
 namespace pg = drivers::postgres;
+
+// The class of the per-secret advisory locks CreateJob takes
+// (pg_advisory_xact_lock(class, hashtext(secret id)): the two-key space,
+// apart from the one-key locks elsewhere).
+constexpr int32_t kJobsLockClass = 0x4A6F6273;  // "Jobs"
 using driver::InstanceInfo;
 using driver::JobStatus;
 using pg::Connection;
@@ -814,6 +819,20 @@ class PostgresCatalog final : public Catalog {
     info.sql = job.sql;
     info.created_ms = info.updated_ms = clock_->NowMillis();
     AQ_RETURN_IF_ERROR(Run("creating a job", kWrite, [&](Connection& c) -> Status {
+      if (job.max_unfinished > 0) {
+        // One submission per secret at a time counts and inserts (a
+        // transaction-scoped lock: released at commit or rollback).
+        AQ_RETURN_IF_ERROR(Exec(c, "SELECT pg_advisory_xact_lock(" + std::to_string(kJobsLockClass) +
+                                       ", hashtext($1))",
+                                P(job.secret_id.ToString()))
+                               .status());
+        AQ_ASSIGN_OR_RETURN(PgResult r, Exec(c,
+                                             "SELECT COUNT(*) FROM {s}.jobs WHERE secret_id = $1 "
+                                             "AND status IN ('pending', 'running')",
+                                             P(job.secret_id)));
+        AQ_ASSIGN_OR_RETURN(int64_t busy, r.Int(0, 0));
+        if (busy >= job.max_unfinished) return TooManyUnfinishedJobs(busy);
+      }
       AQ_RETURN_IF_ERROR(Exec(c,
                               "INSERT INTO {s}.jobs (id, secret_id, sql_text, status, error, "
                               "bytes_scanned, row_count, created_ms, updated_ms) "

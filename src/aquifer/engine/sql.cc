@@ -249,24 +249,21 @@ Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql) {
   job.sql = std::string(sql);
   JobInfo info;
   {
-    // Counted in the catalog, so every process's jobs count. Within this
-    // process the count and the creation are one step; two processes
-    // submitting for one secret at the same instant may both pass.
+    // Counted in the catalog, in the transaction that creates the job, so
+    // every process's jobs count and processes submitting together for one
+    // secret never exceed the limit.
     std::lock_guard submit(submit_mu_);
-    const int32_t max = options_.max_jobs_per_secret;
-    if (max > 0) {
-      SettleLocalJobs(who.secret_id);
-      AQ_ASSIGN_OR_RETURN(int64_t busy, catalog_->CountUnfinishedJobs(who.secret_id));
-      if (busy >= max && FailStaleJobs() > 0) {
-        AQ_ASSIGN_OR_RETURN(busy, catalog_->CountUnfinishedJobs(who.secret_id));
-      }
-      if (busy >= max) {
-        return ResourceExhausted("this secret already has {} SQL jobs pending or running, the most allowed "
-                                 "([sql] max_jobs_per_secret); wait for one to finish",
-                                 busy);
-      }
+    job.max_unfinished = std::max(options_.max_jobs_per_secret, 0);
+    if (job.max_unfinished > 0) SettleLocalJobs(who.secret_id);
+    Result<JobInfo> created = catalog_->CreateJob(job);
+    if (created.status().code() == StatusCode::kResourceExhausted && FailStaleJobs() > 0) {
+      created = catalog_->CreateJob(job);
     }
-    AQ_ASSIGN_OR_RETURN(info, catalog_->CreateJob(job));
+    if (created.status().code() == StatusCode::kResourceExhausted) {
+      return Status(StatusCode::kResourceExhausted,
+                    created.status().message() + " ([sql] max_jobs_per_secret); wait for one to finish");
+    }
+    AQ_ASSIGN_OR_RETURN(info, std::move(created));
   }
   driver::JobOptions options;
   static_cast<driver::JobLimits&>(options) = options_.job;
