@@ -11,6 +11,7 @@ find_package(tomlplusplus REQUIRED)        # aquifer serve --config
 find_package(CURL REQUIRED)
 find_package(Boost 1.74 REQUIRED)  # header-only: Beast/Asio
 pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)  # Postgres drivers
+pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka>=2.0)  # Kafka drivers (librdkafka's C API)
 
 find_path(ROCKSDB_INCLUDE_DIR rocksdb/db.h REQUIRED)
 find_library(ROCKSDB_LIBRARY rocksdb REQUIRED)

@@ -19,8 +19,8 @@ PKGS=(
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev libcurl4-openssl-dev
   libpq-dev librdkafka-dev
-  # real peers for the conformance suites (scripts/peers/)
-  postgresql-15
+  # real peers for the conformance suites (scripts/peers/): Postgres, and Kafka's jars through Maven
+  postgresql-15 maven openjdk-17-jdk-headless
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv
@@ -87,6 +87,9 @@ then
   echo "setup: installing the Python client's dependencies into $VENV"
   "$VENV/bin/pip" install -q "${PYCLIENT_PINS[@]}"
 fi
+
+# The Kafka broker's jars (Maven Central, cached in .cache/kafka/; seconds when cached).
+bash "$ROOT/scripts/peers/kafka" fetch
 
 # System user for throwaway Postgres clusters (initdb refuses root).
 id pgtest >/dev/null 2>&1 || $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin pgtest 2>/dev/null || true

@@ -1,6 +1,7 @@
 #include "aquifer/drivers/builtin.h"
 
 #include "aquifer/drivers/duckdb/warehouse.h"
+#include "aquifer/drivers/kafka/register.h"
 #include "aquifer/drivers/mock/warehouse.h"
 #include "aquifer/drivers/postgres/register.h"
 #include "aquifer/drivers/rocksdb/lookup_service.h"
@@ -14,6 +15,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   duckdb::Register(registry);
   mock::Register(registry);
   postgres::Register(registry);
+  kafka::Register(registry);
 }
 
 }  // namespace aquifer::drivers
