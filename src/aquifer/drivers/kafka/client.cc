@@ -1,5 +1,8 @@
 #include "aquifer/drivers/kafka/client.h"
 
+#include <chrono>
+#include <thread>
+
 #include <fmt/format.h>
 
 namespace aquifer::drivers::kafka {
@@ -186,6 +189,25 @@ Status CreateTopic(rd_kafka_t* rk, const ClientOptions& options, const std::stri
   return Status::OK();
 }
 
+Result<std::pair<int64_t, int64_t>> Watermarks(rd_kafka_t* rk, const ClientOptions& options, const std::string& topic,
+                                               int32_t partition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.request_timeout_ms);
+  while (true) {
+    int64_t low = 0, high = 0;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
+                                                               static_cast<int>(std::max<int64_t>(left.count(), 1)));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return std::make_pair(low, high);
+    const bool settling = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                          err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                          err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+    if (!settling || std::chrono::steady_clock::now() + std::chrono::milliseconds(50) >= deadline) {
+      return KafkaError(err, fmt::format("reading the offsets of kafka topic '{}' partition {}", topic, partition));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 Result<int> PartitionCount(rd_kafka_t* rk, const ClientOptions& options, const std::string& topic) {
   rd_kafka_topic_t* handle = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
   if (handle == nullptr) return Internal("kafka topic handle for '{}': {}", topic, rd_kafka_err2str(rd_kafka_last_error()));
@@ -198,10 +220,17 @@ Result<int> PartitionCount(rd_kafka_t* rk, const ClientOptions& options, const s
   }
   int partitions = -1;
   rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  int leaderless = -1;
   for (int i = 0; i < metadata->topic_cnt; ++i) {
     if (topic == metadata->topics[i].topic) {
       topic_err = metadata->topics[i].err;
       partitions = metadata->topics[i].partition_cnt;
+      for (int p = 0; p < partitions; ++p) {
+        if (metadata->topics[i].partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            metadata->topics[i].partitions[p].leader < 0) {
+          leaderless = metadata->topics[i].partitions[p].id;
+        }
+      }
     }
   }
   rd_kafka_metadata_destroy(metadata);
@@ -209,6 +238,7 @@ Result<int> PartitionCount(rd_kafka_t* rk, const ClientOptions& options, const s
     return KafkaError(topic_err == RD_KAFKA_RESP_ERR_NO_ERROR ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART : topic_err,
                       fmt::format("kafka topic '{}'", topic));
   }
+  if (leaderless >= 0) return Unavailable("kafka topic '{}': partition {} has no leader yet", topic, leaderless);
   return partitions;
 }
 

@@ -81,7 +81,12 @@ Status CreateTopic(rd_kafka_t* rk, const ClientOptions& options, const std::stri
 
 // The partition count of `topic` from the cluster's metadata, or NotFound if
 // the topic does not exist; Unavailable if the broker does not answer within
-// request_timeout_ms.
+// request_timeout_ms or a partition has no leader yet (a topic just created).
 Result<int> PartitionCount(rd_kafka_t* rk, const ClientOptions& options, const std::string& topic);
+
+// The low and high watermarks of one partition, retrying while its leader
+// settles (a topic just created) up to request_timeout_ms.
+Result<std::pair<int64_t, int64_t>> Watermarks(rd_kafka_t* rk, const ClientOptions& options, const std::string& topic,
+                                               int32_t partition);
 
 }  // namespace aquifer::drivers::kafka

@@ -1,9 +1,17 @@
 #include "aquifer/drivers/kafka/register.h"
 
+#include "aquifer/drivers/kafka/queue.h"
+
 namespace aquifer::drivers::kafka {
 
 void Register(driver::Registry* registry) {
-  (void)registry;  // the MessageQueue and LookupService factories land here
+  registry->Register(
+      "kafka",
+      driver::Factory<driver::MessageQueue>(
+          [](const driver::Config& config, const driver::DriverContext& context) -> Result<std::shared_ptr<driver::MessageQueue>> {
+            AQ_ASSIGN_OR_RETURN(QueueOptions options, ParseQueueOptions(config));
+            return MakeMessageQueue(options, context.clock);
+          }));
 }
 
 }  // namespace aquifer::drivers::kafka
