@@ -103,6 +103,9 @@ struct DeploymentOptions {
   std::string postgres_url;
   std::vector<std::string> server_lines;  // more `key = value` lines for [server]
   std::vector<std::string> queue_lines;   // more lines for [queue]
+  // When set, [queue] is exactly these lines (another queue driver, e.g.
+  // Kafka) instead of the Postgres driver's; queue_lines are not used then.
+  std::vector<std::string> queue_section;
 };
 
 // One deployment: the config file every process reads, and its processes.
@@ -125,6 +128,10 @@ class Deployment {
     for (const auto& line : options_.server_lines) text += line + "\n";
     for (const char* section : {"queue", "lookup", "warehouse", "usage"}) {
       text += std::string("\n[") + section + "]\n";
+      if (std::string(section) == "queue" && !options_.queue_section.empty()) {
+        for (const auto& line : options_.queue_section) text += line + "\n";
+        continue;
+      }
       text += "driver = \"postgres\"\n";
       text += "url = \"" + options_.postgres_url + "\"\n";
       text += "schema = \"" + schema_ + "\"\n";
