@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/base/logging.h"
+
 namespace aquifer::drivers::kafka {
 namespace {
 
@@ -26,6 +28,17 @@ struct NewTopicDeleter {
 struct AdminOptionsDeleter {
   void operator()(rd_kafka_AdminOptions_t* o) const { rd_kafka_AdminOptions_destroy(o); }
 };
+
+// librdkafka's log lines go to Aquifer's log (stderr by default) as warnings
+// (its errors: a broker down, a failed connect; those also reach the caller as
+// Status) or debug lines.
+void LogLine(const rd_kafka_t* rk, int level, const char* facility, const char* line) {
+  if (level <= 4) {
+    AQ_LOG(Warn, "kafka {} {}: {}", rd_kafka_name(rk), facility, line);
+  } else {
+    AQ_LOG(Debug, "kafka {} {}: {}", rd_kafka_name(rk), facility, line);
+  }
+}
 
 }  // namespace
 
@@ -72,10 +85,11 @@ Result<ConfPtr> MakeConf(const ClientOptions& options,
       {"client.id", options.client_id},
       {"socket.timeout.ms", std::to_string(std::max<int64_t>(options.request_timeout_ms, 10))},
       {"broker.address.family", "v4"},
-      {"log_level", "3"},  // errors only: a broker that is down is reported through Status
+      {"log_level", "4"},  // warnings and errors (LogLine)
   };
   all.insert(all.end(), settings.begin(), settings.end());
   for (const auto& [key, value] : options.librdkafka) all.emplace_back(key, value);
+  rd_kafka_conf_set_log_cb(conf.get(), LogLine);
   char error[512];
   for (const auto& [key, value] : all) {
     if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), error, sizeof(error)) != RD_KAFKA_CONF_OK) {
