@@ -314,6 +314,7 @@ class Member {
         ++self->epoch_;
         self->parts_.clear();
         self->buffered_ = 0;
+        self->buffered_bytes_ = 0;
         for (int i = 0; i < partitions->cnt; ++i) self->parts_[partitions->elems[i].partition];
         self->assigned_ = true;
         self->paused_ = false;
@@ -328,6 +329,7 @@ class Member {
         ++self->epoch_;
         self->parts_.clear();
         self->buffered_ = 0;
+        self->buffered_bytes_ = 0;
         self->paused_ = false;
       }
       rd_kafka_assign(rk, nullptr);
@@ -389,6 +391,7 @@ class Member {
       for (size_t b = 0; b < 8; ++b) entry.sequence = (entry.sequence << 8) | static_cast<const unsigned char*>(value)[b];
     }
     ++buffered_;
+    buffered_bytes_ += entry.data.size();
   }
 
   void Throttle() {
@@ -396,8 +399,9 @@ class Member {
     {
       std::lock_guard<std::mutex> lock(mu_);
       const size_t limit = static_cast<size_t>(options_.fetch_buffer_messages);
-      if (!paused_ && buffered_ >= limit) pause = paused_ = true;
-      if (paused_ && buffered_ < limit / 2) {
+      const size_t byte_limit = static_cast<size_t>(options_.fetch_buffer_bytes);
+      if (!paused_ && (buffered_ >= limit || buffered_bytes_ >= byte_limit)) pause = paused_ = true;
+      if (paused_ && buffered_ < limit / 2 && buffered_bytes_ < byte_limit / 2) {
         resume = true;
         paused_ = false;
       }
@@ -492,6 +496,7 @@ class Member {
           continue;
         }
         entry.state = Entry::kAcked;
+        buffered_bytes_ -= std::min(buffered_bytes_, entry.data.size());
         entry.data.clear();
         entry.data.shrink_to_fit();
         --buffered_;
@@ -519,6 +524,7 @@ class Member {
   std::map<int32_t, PartitionState> parts_;  // the assignment
   uint64_t epoch_ = 0;                       // bumped by every assignment change
   size_t buffered_ = 0;                      // unacked entries
+  size_t buffered_bytes_ = 0;                // their data
   bool assigned_ = false;
   bool paused_ = false;
   std::string fetch_error_;
@@ -874,6 +880,11 @@ Result<QueueOptions> ParseQueueOptions(const driver::Config& config) {
                       driver::ConfigInt(config, "fetch_buffer_messages", options.fetch_buffer_messages));
   if (options.fetch_buffer_messages < 10) {
     return InvalidArgument("config 'fetch_buffer_messages': {} must be at least 10", options.fetch_buffer_messages);
+  }
+  AQ_ASSIGN_OR_RETURN(options.fetch_buffer_bytes,
+                      driver::ConfigInt(config, "fetch_buffer_bytes", options.fetch_buffer_bytes));
+  if (options.fetch_buffer_bytes < (1 << 20)) {
+    return InvalidArgument("config 'fetch_buffer_bytes': {} must be at least 1048576", options.fetch_buffer_bytes);
   }
   return options;
 }

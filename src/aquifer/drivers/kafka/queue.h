@@ -49,8 +49,9 @@
 // zstd: the producer's compression.type; "none"); linger_ms (5: how long the
 // producer gathers messages into one request); session_timeout_ms (10000:
 // how soon a member that stopped answering loses its partitions to the
-// others); fetch_buffer_messages (10000: a member pauses fetching while it
-// holds this many unacked messages).
+// others); fetch_buffer_messages (200000) and fetch_buffer_bytes (64 MiB): a
+// member pauses fetching while it holds this many unacked messages or bytes,
+// and resumes below half of both.
 
 #include <memory>
 
@@ -68,7 +69,8 @@ struct QueueOptions {
   std::string compression = "none";
   int64_t linger_ms = 5;
   int64_t session_timeout_ms = 10'000;
-  int64_t fetch_buffer_messages = 10'000;
+  int64_t fetch_buffer_messages = 200'000;
+  int64_t fetch_buffer_bytes = 64 << 20;
 };
 
 Result<QueueOptions> ParseQueueOptions(const driver::Config& config);
