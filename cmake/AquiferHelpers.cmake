@@ -34,7 +34,8 @@ function(aquifer_test name)
   endif()
   # The suites the sanitizer builds run (AQUIFER_SANITIZER_TESTS, a regex on the target name)
   # are the dependencies of the `sanitizer_tests` target.
-  if(name MATCHES "${AQUIFER_SANITIZER_TESTS}")
+  if(name MATCHES "${AQUIFER_SANITIZER_TESTS}" AND
+     NOT (AQUIFER_WITH_TSAN AND name MATCHES "${AQUIFER_TSAN_EXCLUDED_TESTS}"))
     set_property(GLOBAL APPEND PROPERTY AQUIFER_SANITIZED_TESTS ${name})
   endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60

@@ -65,7 +65,9 @@ std::vector<Message> Drain(driver::Subscription* sub, size_t n, int64_t ms = 30'
       ids.push_back(m.ack_id);
       got.push_back(std::move(m));
     }
-    if (ack) EXPECT_TRUE(sub->Ack(ids).ok());
+    if (ack) {
+      EXPECT_TRUE(sub->Ack(ids).ok());
+    }
   }
   return got;
 }
