@@ -1,6 +1,7 @@
 #include "aquifer/drivers/kafka/register.h"
 
 #include "aquifer/drivers/kafka/queue.h"
+#include "aquifer/drivers/kafka/lookup.h"
 
 namespace aquifer::drivers::kafka {
 
@@ -12,6 +13,7 @@ void Register(driver::Registry* registry) {
             AQ_ASSIGN_OR_RETURN(QueueOptions options, ParseQueueOptions(config));
             return MakeMessageQueue(options, context.clock);
           }));
+  RegisterLookup(registry);
 }
 
 }  // namespace aquifer::drivers::kafka

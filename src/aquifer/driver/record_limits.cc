@@ -1,0 +1,27 @@
+#include "aquifer/driver/record_limits.h"
+
+namespace aquifer::driver {
+
+Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, const Limits& limits) {
+  if (records.size() > limits.max_records_in_batch) {
+    return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
+                           instance.ToString(), records.size(), limits.max_records_in_batch);
+  }
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    const Record& record = records[record_idx];
+    if (record.key.empty()) {
+      return InvalidArgument("writing to {}: record {}: empty key", instance.ToString(), record_idx);
+    }
+    if (record.key.size() > limits.max_key_size) {
+      return InvalidArgument("writing to {}: record {}: key of {} bytes exceeds the limit of {} bytes",
+                             instance.ToString(), record_idx, record.key.size(), limits.max_key_size);
+    }
+    if (record.avro.size() > limits.max_record_size) {
+      return InvalidArgument("writing to {}: record {}: record of {} bytes exceeds the limit of {} bytes",
+                             instance.ToString(), record_idx, record.avro.size(), limits.max_record_size);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace aquifer::driver

@@ -1,0 +1,18 @@
+#pragma once
+
+// The checks every lookup driver runs on a write before storing anything.
+
+#include <span>
+
+#include "aquifer/base/status.h"
+#include "aquifer/base/uuid.h"
+#include "aquifer/driver/types.h"
+
+namespace aquifer::driver {
+
+// At most max_records_in_batch records, every key non-empty and within
+// max_key_size, every Avro record within max_record_size. InvalidArgument
+// naming `instance` (its id), the record index and the sizes; OK otherwise.
+Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, const Limits& limits);
+
+}  // namespace aquifer::driver

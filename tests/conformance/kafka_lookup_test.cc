@@ -1,0 +1,219 @@
+// The LookupService conformance suite on the Kafka driver, against the real
+// broker that scripts/peers/kafka starts (its bootstrap servers in
+// AQUIFER_TEST_KAFKA; without it every test fails and says how to start one).
+// Each test gets a topic prefix of its own, named after its scratch
+// directory, so a reopen finds the same topics and parallel tests never meet.
+// Below the suite: what only a networked driver with per-process state can
+// get wrong (two service objects stand for two processes: each has its own
+// local state store).
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "aquifer/driver/registry.h"
+#include "aquifer/drivers/kafka/register.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+#include "aquifer/schema/schema.h"
+#include "lookup_conformance.h"
+
+namespace aquifer::conformance {
+namespace {
+
+constexpr char kBrokersVariable[] = "AQUIFER_TEST_KAFKA";
+
+const driver::Registry& KafkaRegistry() {
+  static const driver::Registry* registry = [] {
+    auto* r = new driver::Registry();
+    drivers::kafka::Register(r);
+    return r;
+  }();
+  return *registry;
+}
+
+Result<driver::Config> ConfigFor(const std::string& scratch_dir, const std::string& brokers_override = "") {
+  const char* brokers = std::getenv(kBrokersVariable);
+  if (brokers_override.empty() && (brokers == nullptr || *brokers == '\0')) {
+    return FailedPrecondition(
+        "{} is not set: the Kafka suites need a real broker. Run `make test`, or "
+        "`eval \"$(bash scripts/peers/kafka start)\"` before ctest",
+        kBrokersVariable);
+  }
+  return driver::Config{{"brokers", brokers_override.empty() ? std::string(brokers) : brokers_override},
+                        {"topic_prefix", "aquifer.test." + std::filesystem::path(scratch_dir).filename().string() + "."},
+                        {"state_dir", scratch_dir + "/state"}};
+}
+
+Result<std::shared_ptr<driver::LookupService>> MakeKafka(const std::string& dir) {
+  AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+  driver::DriverContext context;
+  context.data_dir = dir;
+  return KafkaRegistry().MakeLookupService("kafka", config, context);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kafka, LookupConformance, ::testing::Values(LookupDriverFactory{"kafka", MakeKafka}),
+                         LookupDriverFactoryName);
+
+// ---- two processes -------------------------------------------------------------------
+
+schema::SchemaPtr Schema() {
+  static const schema::SchemaPtr schema = *schema::Schema::Parse(R"json({"type": "record", "name": "R",
+      "fields": [{"name": "id", "type": "long"}, {"name": "v", "type": "string"}]})json", {"id"});
+  return schema;
+}
+
+driver::Record MakeRecord(int64_t id, const std::string& v, int64_t ts) {
+  auto value = schema::ParseJsonRecord(*Schema(), fmt::format(R"({{"id": {}, "v": "{}"}})", id, v));
+  EXPECT_TRUE(value.ok()) << value.status().ToString();
+  driver::Record record;
+  EXPECT_TRUE(schema::EncodeAvro(*Schema(), *value, &record.avro).ok());
+  record.key = *keys::EncodeKey(*Schema(), *value);
+  record.timestamp_ms = ts;
+  return record;
+}
+
+std::vector<driver::Record> ReadAll(driver::LookupService& service, const driver::InstanceInfo& instance,
+                                    driver::QueryKind kind) {
+  driver::QueryRequest request;
+  request.kind = kind;
+  auto cursors = service.Query(instance, request);
+  EXPECT_TRUE(cursors.ok()) << cursors.status().ToString();
+  std::vector<driver::Record> out;
+  if (!cursors.ok()) return out;
+  std::string payload = cursors->replay;
+  while (!payload.empty()) {
+    auto page = service.ReadCursor(instance, payload, {}, driver::ReadOptions{.limit = 1000});
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) break;
+    out.insert(out.end(), page->records.begin(), page->records.end());
+    payload = page->next;
+  }
+  return out;
+}
+
+driver::InstanceInfo NewInstance() {
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.project = "p";
+  instance.table = "t";
+  instance.schema = Schema();
+  return instance;
+}
+
+class KafkaLookupProcesses : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (auto* service : {&a_, &b_}) {
+      // One topic prefix, two state stores: two processes of one deployment.
+      auto config = ConfigFor(scratch_.path());
+      ASSERT_TRUE(config.ok()) << config.status().ToString();
+      (*config)["state_dir"] = scratch_.path() + (service == &a_ ? "/a" : "/b");
+      auto made = KafkaRegistry().MakeLookupService("kafka", *config, {});
+      ASSERT_TRUE(made.ok()) << made.status().ToString();
+      *service = *made;
+    }
+  }
+  ScratchDir scratch_;
+  std::shared_ptr<driver::LookupService> a_, b_;
+};
+
+TEST_F(KafkaLookupProcesses, AWriteAcknowledgedThroughOneIsReadThroughTheOther) {
+  driver::InstanceInfo instance = NewInstance();
+  // b reads first, so its store has caught up to an earlier point.
+  ASSERT_TRUE(b_->WriteRecords(instance, std::vector{MakeRecord(1, "b", 5)}, {}).ok());
+  ASSERT_EQ(ReadAll(*b_, instance, driver::QueryKind::kIndex).size(), 1u);
+  for (int round = 0; round < 20; ++round) {
+    std::vector<driver::Record> batch = {MakeRecord(100 + round, "a", 10 + round), MakeRecord(1, "a", 10 + round)};
+    ASSERT_TRUE(a_->WriteRecords(instance, batch, {}).ok());
+    // Right after a's acknowledgement, b sees it: no sleep, no retry.
+    std::vector<driver::Record> index = ReadAll(*b_, instance, driver::QueryKind::kIndex);
+    ASSERT_EQ(index.size(), static_cast<size_t>(round + 2)) << "round " << round;
+    EXPECT_EQ(index.front().avro, batch[1].avro) << "round " << round;
+    std::vector<driver::Record> log = ReadAll(*b_, instance, driver::QueryKind::kLog);
+    ASSERT_EQ(log.size(), static_cast<size_t>(1 + 2 * (round + 1)));
+    EXPECT_EQ(log.back().avro, batch[1].avro);
+    EXPECT_EQ(log.back().offset, static_cast<int64_t>(log.size()) - 1);
+  }
+}
+
+TEST_F(KafkaLookupProcesses, AGroupAppliedThroughOneIsSkippedThroughTheOther) {
+  driver::InstanceInfo instance = NewInstance();
+  std::vector<driver::Record> batch = {MakeRecord(1, "x", 5), MakeRecord(2, "y", 5)};
+  std::vector<driver::RecordGroup> groups = {{"message-1", 2}};
+  ASSERT_TRUE(a_->WriteRecords(instance, batch, groups).ok());
+  // The queue redelivers the message to another worker.
+  ASSERT_TRUE(b_->WriteRecords(instance, batch, groups).ok());
+  for (auto* service : {&a_, &b_}) {
+    std::vector<driver::Record> log = ReadAll(**service, instance, driver::QueryKind::kLog);
+    ASSERT_EQ(log.size(), 2u);
+    EXPECT_EQ(log[1].offset, 1);
+  }
+}
+
+TEST_F(KafkaLookupProcesses, AnOlderRecordWrittenLaterThroughAnotherNeverWins) {
+  driver::InstanceInfo instance = NewInstance();
+  ASSERT_TRUE(a_->WriteRecords(instance, std::vector{MakeRecord(1, "new", 20)}, {}).ok());
+  ASSERT_TRUE(b_->WriteRecords(instance, std::vector{MakeRecord(1, "old", 10)}, {}).ok());  // a retry, late
+  for (auto* service : {&a_, &b_}) {
+    std::vector<driver::Record> index = ReadAll(**service, instance, driver::QueryKind::kIndex);
+    ASSERT_EQ(index.size(), 1u);
+    EXPECT_EQ(index[0].avro, MakeRecord(1, "new", 20).avro);
+  }
+  // A third process rebuilds its store from the topics and agrees.
+  auto config = ConfigFor(scratch_.path());
+  ASSERT_TRUE(config.ok());
+  (*config)["state_dir"] = scratch_.path() + "/c";
+  auto c = KafkaRegistry().MakeLookupService("kafka", *config, {});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::vector<driver::Record> index = ReadAll(**c, instance, driver::QueryKind::kIndex);
+  ASSERT_EQ(index.size(), 1u);
+  EXPECT_EQ(index[0].avro, MakeRecord(1, "new", 20).avro);
+  EXPECT_EQ(ReadAll(**c, instance, driver::QueryKind::kLog).size(), 2u);
+}
+
+TEST_F(KafkaLookupProcesses, AnInstanceRemovedThroughOneIsGoneThroughTheOther) {
+  driver::InstanceInfo instance = NewInstance();
+  ASSERT_TRUE(a_->WriteRecords(instance, std::vector{MakeRecord(1, "x", 1), MakeRecord(2, "y", 1)}, {}).ok());
+  ASSERT_EQ(ReadAll(*b_, instance, driver::QueryKind::kLog).size(), 2u);
+  ASSERT_TRUE(a_->RemoveInstance(instance).ok());
+  EXPECT_TRUE(ReadAll(*b_, instance, driver::QueryKind::kLog).empty());
+  EXPECT_TRUE(ReadAll(*b_, instance, driver::QueryKind::kIndex).empty());
+  // Written again (through b), offsets start at 0 in both.
+  ASSERT_TRUE(b_->WriteRecords(instance, std::vector{MakeRecord(3, "z", 1)}, {}).ok());
+  for (auto* service : {&a_, &b_}) {
+    std::vector<driver::Record> log = ReadAll(**service, instance, driver::QueryKind::kLog);
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_EQ(log[0].offset, 0);
+  }
+}
+
+// An unreachable broker: writes and reads answer Unavailable within the
+// configured bound, never hang.
+TEST(KafkaLookup, AnUnreachableBrokerGivesUnavailable) {
+  ScratchDir scratch;
+  auto config = ConfigFor(scratch.path(), "127.0.0.1:1");
+  ASSERT_TRUE(config.ok());
+  (*config)["request_timeout_ms"] = "1000";
+  (*config)["catchup_timeout_ms"] = "1000";
+  auto service = KafkaRegistry().MakeLookupService("kafka", *config, {});
+  ASSERT_TRUE(service.ok()) << service.status().ToString();
+  driver::InstanceInfo instance = NewInstance();
+  Status written = (*service)->WriteRecords(instance, std::vector{MakeRecord(1, "x", 1)}, {});
+  EXPECT_EQ(written.code(), StatusCode::kUnavailable) << written.ToString();
+  auto queried = (*service)->Query(instance, driver::QueryRequest{});
+  EXPECT_EQ(queried.status().code(), StatusCode::kUnavailable) << queried.status().ToString();
+}
+
+TEST(KafkaLookup, ConfigWithoutBrokersIsRefused) {
+  auto service = KafkaRegistry().MakeLookupService("kafka", {}, {});
+  EXPECT_EQ(service.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(service.status().message().find("brokers"), std::string::npos) << service.status().ToString();
+}
+
+}  // namespace
+}  // namespace aquifer::conformance
