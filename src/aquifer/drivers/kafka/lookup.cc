@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
 
 #include "aquifer/base/uuid.h"
 #include "aquifer/driver/record_limits.h"
@@ -71,7 +73,7 @@ struct Message {
 struct Stream {
   std::string topic;
   bool is_log = true;
-  rd_kafka_topic_t* rkt = nullptr;  // consumer handle while started
+  rd_kafka_queue_t* queue = nullptr;  // the partition's own queue while assigned to the consumer
   int64_t next = 0;                 // the next Kafka offset to apply
   std::vector<Message> run;         // an open record group: applied once its last message arrives
 };
@@ -121,7 +123,22 @@ class KafkaLookupService final : public driver::LookupService {
     if (producer_ != nullptr) rd_kafka_flush(producer_, 5000);
     stop_polling_ = true;
     if (poller_.joinable()) poller_.join();
-    if (consumer_ != nullptr) rd_kafka_destroy(consumer_);
+    if (consumer_ != nullptr) {
+      // librdkafka 2.0.2's rd_kafka_destroy of a consumer that fetched a
+      // topic since deleted can wait forever (README.md, "Known issues"): it
+      // runs on a thread of its own, given 5 s, then left behind.
+      auto done = std::make_shared<std::promise<void>>();
+      std::future<void> finished = done->get_future();
+      std::thread([consumer = consumer_, done] {
+        // No group was joined: nothing to leave or commit.
+        rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        done->set_value();
+      }).detach();
+      if (finished.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+        spdlog::warn("kafka lookup: the consumer did not close within 5 s (librdkafka 2.0.2 after a topic "
+                     "deletion); leaving it behind");
+      }
+    }
     if (producer_ != nullptr) rd_kafka_destroy(producer_);
     store_.reset();
     if (!store_path_.empty()) {
@@ -253,13 +270,17 @@ class KafkaLookupService final : public driver::LookupService {
     return slot;
   }
 
-  static void StopStream(Stream* stream) {
-    if (stream->rkt == nullptr) return;
-    rd_kafka_consume_stop(stream->rkt, kPartition);
-    rd_kafka_topic_destroy(stream->rkt);
-    stream->rkt = nullptr;
+  // Unassigns the stream's partition from the consumer.
+  void StopStream(Stream* stream) {
+    if (stream->queue == nullptr) return;
+    rd_kafka_topic_partition_list_t* partitions = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(partitions, stream->topic.c_str(), kPartition);
+    if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_, partitions)) rd_kafka_error_destroy(error);
+    rd_kafka_topic_partition_list_destroy(partitions);
+    rd_kafka_queue_destroy(stream->queue);
+    stream->queue = nullptr;
   }
-  static void ResetStream(Stream* stream) {
+  void ResetStream(Stream* stream) {
     StopStream(stream);
     stream->next = 0;
     stream->run.clear();
@@ -281,6 +302,7 @@ class KafkaLookupService final : public driver::LookupService {
   size_t message_max_bytes_ = 0;
   rd_kafka_t* producer_ = nullptr;
   rd_kafka_t* consumer_ = nullptr;
+  KafkaPtr offsets_;  // end offsets and metadata
   std::atomic<bool> stop_polling_{false};
   std::thread poller_;  // serves the producer's delivery reports
   std::string store_path_;
@@ -308,12 +330,23 @@ Status KafkaLookupService::Open() {
     while (!stop_polling_) rd_kafka_poll(producer_, 50);
   });
   // Prefetch per started partition is bounded: instances are read on demand.
-  AQ_ASSIGN_OR_RETURN(ConfPtr consumer_conf, MakeConf(options_.client, {{"fetch.message.max.bytes", max_bytes},
+  // A consumer without a subscription (assign only: no group membership, no
+  // commits; the group id is required by the API and never joined).
+  AQ_ASSIGN_OR_RETURN(ConfPtr consumer_conf, MakeConf(options_.client, {{"group.id", options_.client.topic_prefix + "lookup"},
+                                                                        {"enable.auto.commit", "false"},
+                                                                        {"enable.auto.offset.store", "false"},
+                                                                        {"partition.assignment.strategy", "cooperative-sticky"},
+                                                                        {"fetch.message.max.bytes", max_bytes},
                                                                         {"fetch.wait.max.ms", "100"},
                                                                         {"queued.min.messages", "10000"},
                                                                         {"queued.max.messages.kbytes", "16384"}}));
   AQ_ASSIGN_OR_RETURN(KafkaPtr consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(consumer_conf)));
   consumer_ = consumer.release();
+  // End offsets and metadata go through a handle of their own: on the
+  // consumer's connection they would queue behind its long-polling fetches
+  // (a broker answers one connection's requests in order), ~100 ms each.
+  AQ_ASSIGN_OR_RETURN(ConfPtr offsets_conf, MakeConf(options_.client, {}));
+  AQ_ASSIGN_OR_RETURN(offsets_, MakeHandle(RD_KAFKA_PRODUCER, std::move(offsets_conf)));
 
   // The local store: a fresh directory per service object (a cache of the
   // topics); directories left by processes that are gone are removed.
@@ -549,20 +582,20 @@ Result<int64_t> KafkaLookupService::HighWatermark(const std::string& topic, int6
   };
   const int timeout = static_cast<int>(std::max<int64_t>(timeout_ms, 1));
   int64_t low = 0, high = 0;
-  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(consumer_, topic.c_str(), kPartition, &low, &high, timeout);
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(offsets_.get(), topic.c_str(), kPartition, &low, &high, timeout);
   if (unknown(err)) {
     // librdkafka answers "unknown" from its metadata cache, which may predate
     // the topic (made by another process, or made again after a removal):
     // ask the broker for the topic's metadata, then once more.
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer_, topic.c_str(), nullptr);
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(offsets_.get(), topic.c_str(), nullptr);
     if (rkt != nullptr) {
       const rd_kafka_metadata_t* metadata = nullptr;
-      if (rd_kafka_metadata(consumer_, 0, rkt, &metadata, timeout) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (rd_kafka_metadata(offsets_.get(), 0, rkt, &metadata, timeout) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_metadata_destroy(metadata);
       }
       rd_kafka_topic_destroy(rkt);
     }
-    err = rd_kafka_query_watermark_offsets(consumer_, topic.c_str(), kPartition, &low, &high, timeout);
+    err = rd_kafka_query_watermark_offsets(offsets_.get(), topic.c_str(), kPartition, &low, &high, timeout);
   }
   if (unknown(err)) return int64_t{0};  // never written, or removed
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -621,17 +654,25 @@ Status KafkaLookupService::CatchUpStream(const InstanceInfo& instance, InstanceS
     AQ_RETURN_IF_ERROR(store_->RemoveInstance(stream->is_log ? LogStore(instance, true) : IndexStore(instance)));
   }
   if (high <= stream->next) return Status::OK();
-  if (stream->rkt == nullptr) {
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(consumer_, stream->topic.c_str(), nullptr);
-    if (rkt == nullptr) {
-      return Unavailable("kafka lookup: opening {}: {}", stream->topic, rd_kafka_err2str(rd_kafka_last_error()));
+  if (stream->queue == nullptr) {
+    // The partition's messages go to a queue of its own (not the consumer's
+    // main queue), so each stream is read on its own. The consumer has no
+    // subscription: assignments are incremental, one partition per stream.
+    rd_kafka_queue_t* queue = rd_kafka_queue_get_partition(consumer_, stream->topic.c_str(), kPartition);
+    if (queue == nullptr) return Unavailable("kafka lookup: no queue for {}", stream->topic);
+    rd_kafka_queue_forward(queue, nullptr);
+    rd_kafka_topic_partition_list_t* partitions = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(partitions, stream->topic.c_str(), kPartition)->offset =
+        stream->next == 0 ? RD_KAFKA_OFFSET_BEGINNING : stream->next;
+    rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer_, partitions);
+    rd_kafka_topic_partition_list_destroy(partitions);
+    if (error != nullptr) {
+      Status status = Unavailable("kafka lookup: consuming {}: {}", stream->topic, rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+      rd_kafka_queue_destroy(queue);
+      return status;
     }
-    if (rd_kafka_consume_start(rkt, kPartition, stream->next == 0 ? RD_KAFKA_OFFSET_BEGINNING : stream->next) != 0) {
-      rd_kafka_resp_err_t err = rd_kafka_last_error();
-      rd_kafka_topic_destroy(rkt);
-      return Unavailable("kafka lookup: consuming {}: {}", stream->topic, rd_kafka_err2str(err));
-    }
-    stream->rkt = rkt;
+    stream->queue = queue;
   }
   // What one consume call delivered: decoded messages at or above `next`.
   struct Consumed {
@@ -667,8 +708,8 @@ Status KafkaLookupService::CatchUpStream(const InstanceInfo& instance, InstanceS
     // Returns as soon as one or more messages are there (a batch call would
     // wait for a full batch).
     Consumed consumed{stream, {}, Status::OK()};
-    if (rd_kafka_consume_callback(stream->rkt, kPartition, static_cast<int>(std::min<int64_t>(wait_ms, 200)),
-                                  on_message, &consumed) < 0) {
+    if (rd_kafka_consume_callback_queue(stream->queue, static_cast<int>(std::min<int64_t>(wait_ms, 200)), on_message,
+                                        &consumed) < 0) {
       return Unavailable("kafka lookup: consuming {}: {}", stream->topic, rd_kafka_err2str(rd_kafka_last_error()));
     }
     std::vector<Message> messages = std::move(consumed.messages);
