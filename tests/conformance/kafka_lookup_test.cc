@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/kafka/register.h"
@@ -190,6 +191,51 @@ TEST_F(KafkaLookupProcesses, AnInstanceRemovedThroughOneIsGoneThroughTheOther) {
     ASSERT_EQ(log.size(), 1u);
     EXPECT_EQ(log[0].offset, 0);
   }
+}
+
+// The value of `name` in the broker's config of `topic` (DescribeConfigs), or
+// "<missing>".
+std::string TopicConfig(const std::string& brokers, const std::string& topic, const std::string& name) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof(errstr));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DescribeConfigs(rk, &resource, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 15'000);
+  std::string value = "<missing>";
+  if (event != nullptr && rd_kafka_event_error(event) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    size_t count = 0;
+    const rd_kafka_ConfigResource_t** results =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &count);
+    for (size_t i = 0; i < count; ++i) {
+      size_t entries = 0;
+      const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(results[i], &entries);
+      for (size_t j = 0; j < entries; ++j) {
+        if (name == rd_kafka_ConfigEntry_name(configs[j]) && rd_kafka_ConfigEntry_value(configs[j]) != nullptr) {
+          value = rd_kafka_ConfigEntry_value(configs[j]);
+        }
+      }
+    }
+  }
+  if (event != nullptr) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_ConfigResource_destroy(resource);
+  rd_kafka_destroy(rk);
+  return value;
+}
+
+// The index is a compacted topic keyed by the tuple key; the log is kept whole.
+TEST_F(KafkaLookupProcesses, TheIndexTopicIsCompactedAndTheLogTopicKeptWhole) {
+  driver::InstanceInfo instance = NewInstance();
+  ASSERT_TRUE(a_->WriteRecords(instance, std::vector{MakeRecord(1, "x", 1)}, {}).ok());
+  const std::string brokers = std::getenv(kBrokersVariable);
+  const std::string prefix = "aquifer.test." + std::filesystem::path(scratch_.path()).filename().string() +
+                             ".lookup." + instance.instance_id.ToString();
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".index", "cleanup.policy"), "compact");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "cleanup.policy"), "delete");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "retention.ms"), "-1");
 }
 
 // An unreachable broker: writes and reads answer Unavailable within the
