@@ -5,6 +5,9 @@
 //                  Avro, fresh keys (log append + index insert + sequence per batch)
 //   write/raw      a raw RocksDB WriteBatch per 1000 records, with the same key
 //                  and value sizes as the lookup log rows, same sync setting
+//                  (one row per record: the baseline the goal is set against)
+// The two write workloads alternate batch by batch (which goes first too), so
+// load from other processes hits both alike; each is timed alone.
 //   read/lookup    index point lookups: Query with an equality filter on the
 //                  key, then ReadCursor with limit 1
 //   read/raw       rocksdb::DB::Get of the same keys
@@ -22,6 +25,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -113,64 +117,91 @@ Data MakeData(int batch_count) {
   return data;
 }
 
-Figures RunLookupWrites(const Data& data, const std::string& dir, bool sync,
-                        std::shared_ptr<aquifer::driver::LookupService>* keep,
-                        aquifer::driver::InstanceInfo* instance) {
+// The raw baseline: per batch, the same puts a lookup log row makes, in one
+// WriteBatch with the same sync setting: instance(16) ‖ offset(8) →
+// timestamp(8) ‖ key length(4) ‖ key ‖ avro, keys built into reused buffers.
+class RawWriter {
+ public:
+  RawWriter(const std::string& dir, bool sync) {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.IncreaseParallelism(2);
+    options.write_buffer_size = 64 << 20;
+    auto status = rocksdb::DB::Open(options, dir, &db_);
+    if (!status.ok()) Die(status.ToString());
+    write_options_.sync = sync;
+    prefix_ = std::string(aquifer::Uuid::Random().AsBytes());
+  }
+  ~RawWriter() { delete db_; }
+  void Write(const std::vector<Record>& batch) {
+    rocksdb::WriteBatch wb;
+    for (const Record& record : batch) {
+      key_ = prefix_;
+      for (int shift = 56; shift >= 0; shift -= 8) key_.push_back(static_cast<char>(offset_ >> shift));
+      ++offset_;
+      value_.assign(12, '\0');
+      value_ += record.key;
+      value_ += record.avro;
+      wb.Put(key_, value_);
+    }
+    auto status = db_->Write(write_options_, &wb);
+    if (!status.ok()) Die(status.ToString());
+  }
+  rocksdb::DB* db() const { return db_; }
+
+ private:
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::WriteOptions write_options_;
+  std::string prefix_, key_, value_;
+  uint64_t offset_ = 0;
+};
+
+// Writes every batch to both, alternating which goes first, so load from other
+// processes on the machine hits both sides alike. Returns {raw, lookup}.
+std::pair<Figures, Figures> RunWrites(const Data& data, const std::filesystem::path& base, bool sync,
+                                      std::shared_ptr<aquifer::driver::LookupService>* keep_service,
+                                      aquifer::driver::InstanceInfo* instance,
+                                      std::unique_ptr<RawWriter>* keep_raw) {
+  const std::string tag = sync ? "sync" : "nosync";
+  auto raw = std::make_unique<RawWriter>((base / ("raw-" + tag)).string(), sync);
   aquifer::drivers::rocksdb::LookupOptions options;
-  options.path = dir;
+  options.path = (base / ("lookup-" + tag)).string();
   options.sync = sync;
   auto service = aquifer::drivers::rocksdb::MakeLookupService(options);
   if (!service.ok()) Die(service.status().ToString());
   instance->instance_id = aquifer::Uuid::Random();
   instance->schema = data.schema;
-  std::vector<double> batch_ms;
-  auto start = Clock::now();
-  for (const auto& batch : data.batches) {
-    auto batch_start = Clock::now();
+  std::vector<double> raw_ms, lookup_ms;
+  Clock::duration raw_total{}, lookup_total{};
+  auto run_raw = [&](const std::vector<Record>& batch) {
+    auto start = Clock::now();
+    raw->Write(batch);
+    auto took = Clock::now() - start;
+    raw_total += took;
+    raw_ms.push_back(Seconds(took) * 1e3);
+  };
+  auto run_lookup = [&](const std::vector<Record>& batch) {
+    auto start = Clock::now();
     auto status = (*service)->WriteRecords(*instance, batch, {});
     if (!status.ok()) Die(status.ToString());
-    batch_ms.push_back(Seconds(Clock::now() - batch_start) * 1e3);
-  }
-  double total = Seconds(Clock::now() - start);
-  *keep = *service;
-  return Summarise(batch_ms, total, data.batches.size() * kBatchSize, data.avro_bytes);
-}
-
-// The same puts a lookup log row makes: instance(16) ‖ offset(8) → timestamp(8) ‖ key length(4) ‖ key ‖ avro.
-Figures RunRawWrites(const Data& data, const std::string& dir, bool sync, rocksdb::DB** out_db) {
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  options.IncreaseParallelism(2);
-  options.write_buffer_size = 64 << 20;
-  rocksdb::DB* db = nullptr;
-  auto status = rocksdb::DB::Open(options, dir, &db);
-  if (!status.ok()) Die(status.ToString());
-  rocksdb::WriteOptions write_options;
-  write_options.sync = sync;
-  std::string prefix = std::string(aquifer::Uuid::Random().AsBytes());
-  std::vector<double> batch_ms;
-  uint64_t offset = 0;
-  std::string key, value;
-  auto start = Clock::now();
-  for (const auto& batch : data.batches) {
-    auto batch_start = Clock::now();
-    rocksdb::WriteBatch wb;
-    for (const Record& record : batch) {
-      key = prefix;
-      for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(offset >> shift));
-      ++offset;
-      value.assign(12, '\0');
-      value += record.key;
-      value += record.avro;
-      wb.Put(key, value);
+    auto took = Clock::now() - start;
+    lookup_total += took;
+    lookup_ms.push_back(Seconds(took) * 1e3);
+  };
+  for (size_t batch_idx = 0; batch_idx < data.batches.size(); ++batch_idx) {
+    if (batch_idx % 2 == 0) {
+      run_raw(data.batches[batch_idx]);
+      run_lookup(data.batches[batch_idx]);
+    } else {
+      run_lookup(data.batches[batch_idx]);
+      run_raw(data.batches[batch_idx]);
     }
-    status = db->Write(write_options, &wb);
-    if (!status.ok()) Die(status.ToString());
-    batch_ms.push_back(Seconds(Clock::now() - batch_start) * 1e3);
   }
-  double total = Seconds(Clock::now() - start);
-  *out_db = db;
-  return Summarise(batch_ms, total, data.batches.size() * kBatchSize, data.avro_bytes);
+  const size_t records = data.batches.size() * kBatchSize;
+  *keep_service = *service;
+  *keep_raw = std::move(raw);
+  return {Summarise(raw_ms, Seconds(raw_total), records, data.avro_bytes),
+          Summarise(lookup_ms, Seconds(lookup_total), records, data.avro_bytes)};
 }
 
 std::string Ratio(double a, double b) { return fmt::format("{:.0f}%", 100.0 * a / b); }
@@ -193,29 +224,22 @@ int main(int argc, char** argv) {
 
   std::shared_ptr<aquifer::driver::LookupService> kept_service;
   aquifer::driver::InstanceInfo kept_instance;
-  rocksdb::DB* kept_raw = nullptr;
+  std::unique_ptr<RawWriter> kept_raw_writer;
   for (bool sync : {true, false}) {
     std::string tag = sync ? "sync" : "nosync";
     std::shared_ptr<aquifer::driver::LookupService> service;
     aquifer::driver::InstanceInfo instance;
-    rocksdb::DB* raw_db = nullptr;
-    // Raw first, then lookup, then raw again: the ratio uses the mean of the two raw runs.
-    Figures raw1 = RunRawWrites(data, (base / ("raw1-" + tag)).string(), sync, &raw_db);
-    delete raw_db;
-    Figures lookup = RunLookupWrites(data, (base / ("lookup-" + tag)).string(), sync, &service, &instance);
-    Figures raw2 = RunRawWrites(data, (base / ("raw2-" + tag)).string(), sync, &raw_db);
-    double raw_rate = (raw1.records_per_s + raw2.records_per_s) / 2;
-    PrintRow("write/raw " + tag, raw1, "");
-    PrintRow("write/lookup " + tag, lookup, Ratio(lookup.records_per_s, raw_rate));
-    PrintRow("write/raw " + tag + " (again)", raw2, "");
+    std::unique_ptr<RawWriter> raw_writer;
+    auto [raw, lookup] = RunWrites(data, base, sync, &service, &instance, &raw_writer);
+    PrintRow("write/raw " + tag, raw, "");
+    PrintRow("write/lookup " + tag, lookup, Ratio(lookup.records_per_s, raw.records_per_s));
     if (!sync) {
       kept_service = service;
       kept_instance = instance;
-      kept_raw = raw_db;
-    } else {
-      delete raw_db;
+      kept_raw_writer = std::move(raw_writer);
     }
   }
+  rocksdb::DB* kept_raw = kept_raw_writer->db();
 
   // Point reads of random existing keys.
   const int reads = 20'000;
@@ -261,7 +285,7 @@ int main(int argc, char** argv) {
   fmt::print("{:<22} {:>12.0f} {:>9} {:>9} {:>9} {:>9} {:>8}\n", "read/lookup point", reads / lookup_s, "", "", "",
              "", Ratio(reads / lookup_s, reads / raw_s));
   kept_service.reset();
-  delete kept_raw;
+  kept_raw_writer.reset();
   std::error_code ec;
   std::filesystem::remove_all(base, ec);
   return 0;

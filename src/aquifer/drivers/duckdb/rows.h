@@ -12,6 +12,7 @@
 #include <duckdb.h>
 
 #include <string>
+#include <string_view>
 
 #include "aquifer/base/status.h"
 #include "aquifer/schema/schema.h"
@@ -33,6 +34,17 @@ Status FillCell(duckdb_vector vector, const schema::Type& type, idx_t row,
 
 // Sets row `row` of `vector` to NULL (structs: their children too).
 void SetNull(duckdb_vector vector, const schema::Type& type, idx_t row);
+
+// Decodes one Avro datum of the record type `root` (standard binary encoding,
+// as schema::EncodeAvro writes it) straight into row `row` of `vectors`, one
+// vector per top-level field whose logical type is ColumnType(field type): no
+// intermediate schema::Value. It checks what schema::DecodeAvro checks
+// (bounds, varints, union and enum indexes, int range, UTF-8, uuid text,
+// decimal precision, no trailing bytes) and returns the same Corruption
+// message ("path: what") for a malformed datum. On error the row (and, for
+// lists, the child vectors) may be partly written: the caller discards the
+// chunk.
+Status AppendAvroRow(const schema::Type& root, std::string_view avro, const duckdb_vector* vectors, idx_t row);
 
 // The exact decimal text of a big-endian two's-complement unscaled integer.
 std::string DecimalText(std::string_view big_endian, int scale);

@@ -572,16 +572,16 @@ Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
     }
   }
 
-  // Decode everything first: a bad record rejects the batch before any append.
-  std::vector<const driver::Record*> keep;
-  std::vector<schema::Value> values;
+  // Which records to append. They are decoded below straight into the
+  // appender's chunk; a bad record rolls the whole batch back.
+  std::vector<size_t> keep;
   std::vector<uint64_t> fingerprints;
   keep.reserve(records.size());
-  values.reserve(records.size());
   // Fingerprints are the best effort for writes without group ids; with ids
   // the applied-id table is exact (and equal records of two writes are two rows).
   DedupWindow* window = dedup_window_ > 0 && groups.empty() ? &dedup_[instance.instance_id] : nullptr;
   std::unordered_set<uint64_t> in_batch;
+  if (window != nullptr) in_batch.reserve(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
     const driver::Record& record = records[i];
     if (!record_fresh.empty() && !record_fresh[i]) continue;
@@ -597,13 +597,7 @@ Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
       if (window->seen.contains(fp) || !in_batch.insert(fp).second) continue;
       fingerprints.push_back(fp);
     }
-    Result<schema::Value> value = schema::DecodeAvro(schema, record.avro);
-    if (!value.ok()) return value.status().WithContext(fmt::format("duckdb: record {}", i));
-    if (value->v.index() != schema::Value::kRecordIndex) {
-      return InvalidArgument("duckdb: record {} is not a record", i);
-    }
-    keep.push_back(&record);
-    values.push_back(std::move(value).value());
+    keep.push_back(i);
   }
   if (keep.empty()) {
     if (groups.empty()) return Status::OK();
@@ -647,22 +641,23 @@ Status DuckDBWarehouse::WriteToWarehouse(const InstanceInfo& instance,
     (void)Exec(conn, "ROLLBACK");
     return status;
   };
+  // One chunk, reset and refilled per duckdb_vector_size() rows; each record's
+  // Avro is decoded straight into its vectors (AppendAvroRow).
   const idx_t chunk_capacity = duckdb_vector_size();
+  DataChunk chunk(duckdb_create_data_chunk(types.data(), column_count));
+  std::vector<duckdb_vector> vectors(column_count);
   for (size_t start = 0; start < keep.size(); start += chunk_capacity) {
     const size_t n = std::min<size_t>(chunk_capacity, keep.size() - start);
-    DataChunk chunk(duckdb_create_data_chunk(types.data(), column_count));
-    std::vector<duckdb_vector> vectors(column_count);
+    if (start > 0) duckdb_data_chunk_reset(chunk.get());
     for (idx_t c = 0; c < column_count; ++c) vectors[c] = duckdb_data_chunk_get_vector(chunk.get(), c);
-    auto* keys = vectors[field_count];
+    duckdb_vector keys = vectors[field_count];
     auto* timestamps = static_cast<int64_t*>(duckdb_vector_get_data(vectors[field_count + 1]));
     for (size_t r = 0; r < n; ++r) {
-      const schema::Record& fields = std::get<schema::Value::kRecordIndex>(values[start + r].v);
-      if (fields.size() != field_count) return fail(InvalidArgument("duckdb: record {} has the wrong field count", start + r));
-      for (size_t f = 0; f < field_count; ++f) {
-        Status status = FillCell(vectors[f], *schema.fields()[f].type, r, fields[f], schema.fields()[f].name);
-        if (!status.ok()) return fail(status.WithContext(fmt::format("duckdb: record {}", start + r)));
+      const size_t record_idx = keep[start + r];
+      const driver::Record& record = records[record_idx];
+      if (Status status = AppendAvroRow(schema.root(), record.avro, vectors.data(), r); !status.ok()) {
+        return fail(status.WithContext(fmt::format("duckdb: record {}", record_idx)));
       }
-      const driver::Record& record = *keep[start + r];
       duckdb_vector_assign_string_element_len(keys, r, record.key.data(), record.key.size());
       timestamps[r] = record.timestamp_ms * 1000;  // TIMESTAMP is microseconds
     }

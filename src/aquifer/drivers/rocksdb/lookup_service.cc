@@ -10,6 +10,8 @@
 #include <vector>
 
 #include <rocksdb/db.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
 #include "aquifer/driver/record_limits.h"
@@ -36,6 +38,8 @@ constexpr size_t kPruneMinPerWrite = 64;
 // Bound on a key carried in an index payload: resume keys are at most one
 // byte over the key limit, range ends come from filter values.
 constexpr uint64_t kMaxPayloadKeySize = 1 << 20;
+// Index merge operands a key may gather in the memtable before a write folds them.
+constexpr size_t kMaxSuccessiveMerges = 32;
 
 // ---- fixed-width and varint integers ---------------------------------------
 
@@ -170,6 +174,32 @@ Result<IndexValue> DecodeIndexValue(std::string_view value) {
   return IndexValue{static_cast<int64_t>(GetFixed64(value.data())),
                     static_cast<int64_t>(GetFixed64(value.data() + 8)), value.substr(16)};
 }
+
+// Keeps the latest index row of a key: the higher timestamp, ties to the
+// higher offset (offsets are unique per instance, so the order is total and the
+// merge associative and commutative). WriteRecords merges each batch's winner
+// per key instead of reading the stored row first; RocksDB folds the operands
+// on reads, flushes and compactions. A row too short for its header fails the
+// merge, which RocksDB reports as Corruption to the read.
+class LatestIndexRow final : public ::rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const ::rocksdb::Slice& /*key*/, const ::rocksdb::Slice* existing, const ::rocksdb::Slice& value,
+             std::string* new_value, ::rocksdb::Logger* /*logger*/) const override {
+    if (value.size() < 16) return false;
+    if (existing == nullptr) {
+      new_value->assign(value.data(), value.size());
+      return true;
+    }
+    if (existing->size() < 16) return false;
+    const auto ts = [](const ::rocksdb::Slice& row) { return static_cast<int64_t>(GetFixed64(row.data())); };
+    const auto offset = [](const ::rocksdb::Slice& row) { return static_cast<int64_t>(GetFixed64(row.data() + 8)); };
+    const bool keep_existing = ts(*existing) > ts(value) || (ts(*existing) == ts(value) && offset(*existing) > offset(value));
+    const ::rocksdb::Slice& kept = keep_existing ? *existing : value;
+    new_value->assign(kept.data(), kept.size());
+    return true;
+  }
+  const char* Name() const override { return "aquifer.LatestIndexRow"; }
+};
 
 // ---- payloads -----------------------------------------------------------------
 
@@ -516,32 +546,18 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
         it->second = record_idx;
       }
     }
-    std::vector<std::string> index_keys;
-    index_keys.reserve(order.size());
-    for (std::string_view record_key : order) index_keys.push_back(prefix + std::string(record_key));
-    std::vector<::rocksdb::Slice> slices(index_keys.begin(), index_keys.end());
-    std::vector<::rocksdb::ColumnFamilyHandle*> families(slices.size(), index_);
-    std::vector<std::string> existing;
-    std::vector<::rocksdb::Status> statuses = db_->MultiGet(::rocksdb::ReadOptions(), families, slices, &existing);
-    for (size_t key_idx = 0; key_idx < order.size(); ++key_idx) {
-      size_t record_idx = winners[order[key_idx]];
+    // No read of the stored row: the merge operator (LatestIndexRow) keeps
+    // whichever of it and this row is later, atomically with the batch.
+    for (std::string_view record_key : order) {
+      const size_t record_idx = winners[record_key];
       const Record& record = records[record_idx];
-      const int64_t offset = static_cast<int64_t>(first_offset + record_idx);
-      if (statuses[key_idx].ok()) {
-        AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(existing[key_idx]));
-        if (record.timestamp_ms < stored.timestamp_ms ||
-            (record.timestamp_ms == stored.timestamp_ms && offset < stored.offset)) {
-          continue;
-        }
-      } else if (!statuses[key_idx].IsNotFound()) {
-        return FromRocksStatus(statuses[key_idx], Describe("reading index rows of", instance));
-      }
+      key.assign(prefix);
+      key.append(record_key);
       value.clear();
-      value.reserve(16 + record.avro.size());
       PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
-      PutFixed64(&value, static_cast<uint64_t>(offset));
+      PutFixed64(&value, first_offset + record_idx);
       value.append(record.avro);
-      ::rocksdb::Status status = batch.Put(index_, index_keys[key_idx], value);
+      ::rocksdb::Status status = batch.Merge(index_, key, value);
       if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
     }
   }
@@ -777,6 +793,24 @@ Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOpt
   AQ_ASSIGN_OR_RETURN(auto* meta, handle->ColumnFamily(kMetaFamily));
   return std::shared_ptr<driver::LookupService>(
       std::make_shared<RocksDbLookupService>(options, std::move(handle), log, index, meta));
+}
+
+void TuneLookupFamily(const std::string& name, ::rocksdb::ColumnFamilyOptions* options) {
+  if (name == kIndexFamily || name == kLogFamily) {
+    // Both are read only through iterators (no point Get: the index is no
+    // longer read before a write), which a memtable bloom filter does not
+    // serve, while every insert pays for it.
+    options->memtable_prefix_bloom_size_ratio = 0;
+    options->memtable_whole_key_filtering = false;
+  }
+  if (name == kIndexFamily) {
+    static const auto* merge = new std::shared_ptr<::rocksdb::MergeOperator>(std::make_shared<LatestIndexRow>());
+    options->merge_operator = *merge;
+    // A key rewritten batch after batch gathers one operand per batch until a
+    // flush folds them; past this many in the memtable a write folds them
+    // itself, so a read of a hot key never merges a long chain.
+    options->max_successive_merges = kMaxSuccessiveMerges;
+  }
 }
 
 void RegisterLookupAndUsage(driver::Registry* registry) {

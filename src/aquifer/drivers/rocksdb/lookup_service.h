@@ -22,6 +22,10 @@
 #include "aquifer/driver/registry.h"
 #include "aquifer/driver/types.h"
 
+namespace rocksdb {
+struct ColumnFamilyOptions;
+}
+
 namespace aquifer::drivers::rocksdb {
 
 inline constexpr char kLogFamily[] = "lookup_log";      // instance ‖ offset → timestamp ‖ key ‖ avro
@@ -44,6 +48,14 @@ Result<LookupOptions> ParseLookupOptions(const driver::Config& config,
                                          const driver::DriverContext& context);
 
 Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options);
+
+// The column-family options of the lookup families (a no-op for other names):
+// lookup_index gets the merge operator that keeps the latest row per key (by
+// timestamp, ties to the higher offset), so WriteRecords merges index rows
+// instead of reading them first; both lookup_log and lookup_index go without a
+// memtable bloom filter (only iterators read them). RocksDbHandle applies it to
+// every family it opens.
+void TuneLookupFamily(const std::string& name, ::rocksdb::ColumnFamilyOptions* options);
 
 // Registers the names "rocksdb" and "embedded" for LookupService and
 // UsageService. Called once from RegisterBuiltinDrivers.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
@@ -214,6 +215,72 @@ TEST(RocksDbLookup, DamagedStoredRowsAreCorruptionNotACrash) {
   ASSERT_TRUE((*handle)->db()->Put(::rocksdb::WriteOptions(), *(*handle)->ColumnFamily(kMetaFamily), prefix + "s", "x").ok());
   EXPECT_EQ((*service)->WriteRecords(instance, std::vector<driver::Record>{RecordFor("b", 1)}, {}).code(),
             StatusCode::kCorruption);
+}
+
+// Index rows are merged into the index, not read before the write: the latest
+// row per key (timestamp, then offset) wins across batches, also for a key
+// rewritten more often than the memtable keeps operands, after a flush, and
+// after a reopen where the database was opened first by another of its users
+// (the handle, as the usage service opens it), not by the lookup service.
+TEST(RocksDbLookup, TheIndexKeepsTheLatestRowPerKeyThroughMergesFlushesAndReopens) {
+  TempDir dir;
+  driver::InstanceInfo instance = Instance();
+  auto index_rows = [&](driver::LookupService& service) {
+    std::vector<std::string> rows;
+    auto cursors = service.Query(instance, driver::QueryRequest{});
+    EXPECT_TRUE(cursors.ok()) << cursors.status().ToString();
+    if (!cursors.ok()) return rows;
+    driver::ReadOptions read;
+    read.limit = 1000;
+    auto page = service.ReadCursor(instance, cursors->replay, {}, read);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) return rows;
+    for (const auto& record : page->records) {
+      std::string id = "?";
+      for (const char* candidate : {"a", "b", "c", "h"}) {
+        std::string key;
+        keys::AppendString(&key, candidate);
+        if (key == record.key) id = candidate;
+      }
+      rows.push_back(fmt::format("{}@{}#{}", id, record.timestamp_ms, record.offset));
+    }
+    return rows;
+  };
+  std::vector<std::string> expected;
+  {
+    LookupOptions options;
+    options.path = dir.path();
+    auto service = MakeLookupService(options);
+    ASSERT_TRUE(service.ok()) << service.status().ToString();
+    auto write = [&](std::vector<driver::Record> batch) {
+      Status written = (*service)->WriteRecords(instance, batch, {});
+      ASSERT_TRUE(written.ok()) << written.ToString();
+    };
+    write({RecordFor("a", 10)});                    // offset 0
+    write({RecordFor("a", 5)});                     // 1: older, loses
+    write({RecordFor("b", 7), RecordFor("c", 1)});  // 2, 3
+    write({RecordFor("b", 7)});                     // 4: same time, later offset wins
+    for (int round = 0; round < 100; ++round) write({RecordFor("h", 1000 + round)});  // 5..104
+    write({RecordFor("h", 1050), RecordFor("c", 0)});  // 105, 106: both older
+    expected = {"a@10#0", "b@7#4", "c@1#3", "h@1099#104"};
+    EXPECT_EQ(index_rows(**service), expected);
+    auto handle = RocksDbHandle::Open(dir.path());
+    ASSERT_TRUE(handle.ok());
+    auto index = (*handle)->ColumnFamily(kIndexFamily);
+    ASSERT_TRUE(index.ok());
+    ASSERT_TRUE((*handle)->db()->Flush(::rocksdb::FlushOptions(), *index).ok());
+    write({RecordFor("a", 9)});   // 107: older than the flushed row
+    write({RecordFor("c", 2)});   // 108: newer
+    expected = {"a@10#0", "b@7#4", "c@2#108", "h@1099#104"};
+    EXPECT_EQ(index_rows(**service), expected);
+  }
+  auto first = RocksDbHandle::Open(dir.path());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  LookupOptions options;
+  options.path = dir.path();
+  auto reopened = MakeLookupService(options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(index_rows(**reopened), expected);
 }
 
 // Applied group ids live in lookup_meta under the instance prefix, and ids

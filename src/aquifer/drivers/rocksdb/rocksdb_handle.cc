@@ -10,6 +10,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/drivers/rocksdb/lookup_service.h"
 #include "aquifer/keys/tuple.h"
 
 namespace aquifer::drivers::rocksdb {
@@ -162,7 +163,7 @@ Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string&
   ::rocksdb::Status listed = ::rocksdb::DB::ListColumnFamilies(db_options, path, &names);
   if (!listed.ok() || names.empty()) names = {::rocksdb::kDefaultColumnFamilyName};
   std::vector<::rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& name : names) descriptors.emplace_back(name, handle->cf_options_);
+  for (const std::string& name : names) descriptors.emplace_back(name, handle->FamilyOptions(name));
 
   std::vector<::rocksdb::ColumnFamilyHandle*> opened;
   ::rocksdb::Status status =
@@ -170,6 +171,14 @@ Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string&
   if (!status.ok()) return FromRocksStatus(status, fmt::format("opening rocksdb at '{}'", path));
   for (auto* cf : opened) handle->families_[cf->GetName()] = cf;
   return handle;
+}
+
+::rocksdb::ColumnFamilyOptions RocksDbHandle::FamilyOptions(const std::string& name) const {
+  ::rocksdb::ColumnFamilyOptions options = cf_options_;
+  // Applied on every open, whichever service opens the database first: a
+  // family written with merge operands cannot be read without its operator.
+  TuneLookupFamily(name, &options);
+  return options;
 }
 
 RocksDbHandle::~RocksDbHandle() {
@@ -186,7 +195,7 @@ Result<::rocksdb::ColumnFamilyHandle*> RocksDbHandle::ColumnFamily(const std::st
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = families_.find(name); it != families_.end()) return it->second;
   ::rocksdb::ColumnFamilyHandle* cf = nullptr;
-  ::rocksdb::Status status = db_->CreateColumnFamily(cf_options_, name, &cf);
+  ::rocksdb::Status status = db_->CreateColumnFamily(FamilyOptions(name), name, &cf);
   if (!status.ok()) {
     return FromRocksStatus(status, fmt::format("creating column family '{}' in '{}'", name, path_));
   }

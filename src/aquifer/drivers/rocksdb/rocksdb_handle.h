@@ -102,6 +102,8 @@ class RocksDbHandle {
 
  private:
   RocksDbHandle() = default;
+  // cf_options_ plus the tuning of family `name` (TuneFamily in lookup_service.cc).
+  ::rocksdb::ColumnFamilyOptions FamilyOptions(const std::string& name) const;
   static Result<std::unique_ptr<RocksDbHandle>> OpenNew(const std::string& path,
                                                         const HandleOptions& options);
 
