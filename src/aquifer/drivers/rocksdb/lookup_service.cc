@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -38,8 +39,14 @@ constexpr size_t kPruneMinPerWrite = 64;
 // Bound on a key carried in an index payload: resume keys are at most one
 // byte over the key limit, range ends come from filter values.
 constexpr uint64_t kMaxPayloadKeySize = 1 << 20;
-// Index merge operands a key may gather in the memtable before a write folds them.
-constexpr size_t kMaxSuccessiveMerges = 32;
+// Folding index merge operands: index keys hash into kMergeSlots counters;
+// the write that brings a counter to kFoldAfterMerges reads its key's row and
+// Puts the winner, which replaces every operand before it. So about one index
+// row in kFoldAfterMerges is read before its write (against one in one before
+// the merge operator), and a key rewritten more often than its slot neighbours
+// never gathers a long chain of operands for reads to fold.
+constexpr size_t kMergeSlots = size_t{1} << 16;
+constexpr uint32_t kFoldAfterMerges = 32;
 
 // ---- fixed-width and varint integers ---------------------------------------
 
@@ -422,6 +429,9 @@ class RocksDbLookupService final : public driver::LookupService {
   // Last prune per instance; read and written under that instance's lock.
   std::mutex pruned_mu_;
   std::unordered_map<Uuid, int64_t, UuidHash> pruned_ms_;  // guarded by pruned_mu_
+  // Index merges per key hash slot since its last fold (kFoldAfterMerges);
+  // races between instances only move a fold a little.
+  std::unique_ptr<std::atomic<uint32_t>[]> merge_counts_{new std::atomic<uint32_t>[kMergeSlots]()};
 };
 
 Result<std::vector<bool>> RocksDbLookupService::FreshGroups(const InstanceInfo& instance,
@@ -547,18 +557,58 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
       }
     }
     // No read of the stored row: the merge operator (LatestIndexRow) keeps
-    // whichever of it and this row is later, atomically with the batch.
+    // whichever of it and this row is later, atomically with the batch. Now
+    // and then a key is folded instead (kFoldAfterMerges): read, and the
+    // winner Put, still under the instance lock.
+    std::vector<std::pair<std::string, size_t>> folds;  // index key, record
     for (std::string_view record_key : order) {
       const size_t record_idx = winners[record_key];
       const Record& record = records[record_idx];
       key.assign(prefix);
       key.append(record_key);
+      std::atomic<uint32_t>& count = merge_counts_[std::hash<std::string>{}(key) & (kMergeSlots - 1)];
+      if (count.fetch_add(1, std::memory_order_relaxed) + 1 >= kFoldAfterMerges) {
+        count.store(0, std::memory_order_relaxed);
+        folds.emplace_back(key, record_idx);
+        continue;
+      }
       value.clear();
       PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
       PutFixed64(&value, first_offset + record_idx);
       value.append(record.avro);
       ::rocksdb::Status status = batch.Merge(index_, key, value);
       if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
+    }
+    if (!folds.empty()) {
+      std::vector<::rocksdb::Slice> slices;
+      slices.reserve(folds.size());
+      for (const auto& fold : folds) slices.emplace_back(fold.first);
+      std::vector<::rocksdb::ColumnFamilyHandle*> families(slices.size(), index_);
+      std::vector<std::string> existing;
+      std::vector<::rocksdb::Status> statuses = db_->MultiGet(::rocksdb::ReadOptions(), families, slices, &existing);
+      for (size_t fold_idx = 0; fold_idx < folds.size(); ++fold_idx) {
+        const Record& record = records[folds[fold_idx].second];
+        const int64_t offset = static_cast<int64_t>(first_offset + folds[fold_idx].second);
+        ::rocksdb::Status status;
+        if (statuses[fold_idx].ok()) {
+          AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(existing[fold_idx]));
+          if (record.timestamp_ms < stored.timestamp_ms ||
+              (record.timestamp_ms == stored.timestamp_ms && offset < stored.offset)) {
+            // The stored row stays; Put back as one value, it ends the chain.
+            status = batch.Put(index_, slices[fold_idx], existing[fold_idx]);
+            if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
+            continue;
+          }
+        } else if (!statuses[fold_idx].IsNotFound()) {
+          return FromRocksStatus(statuses[fold_idx], Describe("reading index rows of", instance));
+        }
+        value.clear();
+        PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
+        PutFixed64(&value, static_cast<uint64_t>(offset));
+        value.append(record.avro);
+        status = batch.Put(index_, slices[fold_idx], value);
+        if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
+      }
     }
   }
   std::string next;
@@ -806,10 +856,8 @@ void TuneLookupFamily(const std::string& name, ::rocksdb::ColumnFamilyOptions* o
   if (name == kIndexFamily) {
     static const auto* merge = new std::shared_ptr<::rocksdb::MergeOperator>(std::make_shared<LatestIndexRow>());
     options->merge_operator = *merge;
-    // A key rewritten batch after batch gathers one operand per batch until a
-    // flush folds them; past this many in the memtable a write folds them
-    // itself, so a read of a hot key never merges a long chain.
-    options->max_successive_merges = kMaxSuccessiveMerges;
+    // No max_successive_merges: its check is a memtable search per merge,
+    // as dear as the read it replaces; WriteRecords folds hot keys itself.
   }
 }
 

@@ -260,8 +260,11 @@ TEST(RocksDbLookup, TheIndexKeepsTheLatestRowPerKeyThroughMergesFlushesAndReopen
     write({RecordFor("a", 5)});                     // 1: older, loses
     write({RecordFor("b", 7), RecordFor("c", 1)});  // 2, 3
     write({RecordFor("b", 7)});                     // 4: same time, later offset wins
-    for (int round = 0; round < 100; ++round) write({RecordFor("h", 1000 + round)});  // 5..104
-    write({RecordFor("h", 1050), RecordFor("c", 0)});  // 105, 106: both older
+    // A hot key: newer rows (5..104), then older ones (105..144); some of
+    // these writes fold the key's operands (read, then Put the winner).
+    for (int round = 0; round < 100; ++round) write({RecordFor("h", 1000 + round)});
+    for (int round = 0; round < 40; ++round) write({RecordFor("h", 500 + round)});
+    write({RecordFor("h", 1050), RecordFor("c", 0)});  // 145, 146: both older
     expected = {"a@10#0", "b@7#4", "c@1#3", "h@1099#104"};
     EXPECT_EQ(index_rows(**service), expected);
     auto handle = RocksDbHandle::Open(dir.path());
@@ -269,9 +272,9 @@ TEST(RocksDbLookup, TheIndexKeepsTheLatestRowPerKeyThroughMergesFlushesAndReopen
     auto index = (*handle)->ColumnFamily(kIndexFamily);
     ASSERT_TRUE(index.ok());
     ASSERT_TRUE((*handle)->db()->Flush(::rocksdb::FlushOptions(), *index).ok());
-    write({RecordFor("a", 9)});   // 107: older than the flushed row
-    write({RecordFor("c", 2)});   // 108: newer
-    expected = {"a@10#0", "b@7#4", "c@2#108", "h@1099#104"};
+    write({RecordFor("a", 9)});   // 147: older than the flushed row
+    write({RecordFor("c", 2)});   // 148: newer
+    expected = {"a@10#0", "b@7#4", "c@2#148", "h@1099#104"};
     EXPECT_EQ(index_rows(**service), expected);
   }
   auto first = RocksDbHandle::Open(dir.path());
