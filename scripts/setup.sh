@@ -2,7 +2,8 @@
 # Installs everything Aquifer needs to build, test and benchmark on Debian 12, as root.
 # Idempotent: on a ready machine it checks and returns in seconds.
 #   scripts/setup.sh          build + test dependencies
-# Everything fetched from npm/PyPI lands in ignored folders of the repo (third_party/, .venv/).
+# Everything fetched from npm/PyPI lands in ignored folders of the repo (third_party/, .venv/,
+# tests/console/node_modules/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,6 +27,8 @@ PKGS=(
   python3 python3-venv
   # npm for the DuckDB library, java for the emulators
   nodejs npm
+  # the web console's browser tests (tests/console): Debian's Chromium, never a downloaded one
+  chromium
 )
 
 missing=()
@@ -90,6 +93,16 @@ fi
 
 # The Kafka broker's jars (Maven Central, cached in .cache/kafka/; seconds when cached).
 bash "$ROOT/scripts/peers/kafka" fetch
+
+# playwright-core (drives Debian's chromium in tests/console; it downloads no browser), into the
+# ignored tests/console/node_modules, at the version package-lock.json pins.
+CONSOLE_TESTS="$ROOT/tests/console"
+PW_WANT=$(node -p "require('$CONSOLE_TESTS/package-lock.json').packages['node_modules/playwright-core'].version")
+PW_HAVE=$(node -p "try { require('$CONSOLE_TESTS/node_modules/playwright-core/package.json').version } catch { '' }")
+if [ "$PW_HAVE" != "$PW_WANT" ]; then
+  echo "setup: installing playwright-core $PW_WANT into $CONSOLE_TESTS/node_modules"
+  (cd "$CONSOLE_TESTS" && npm ci --no-audit --no-fund --silent)
+fi
 
 # System user for throwaway Postgres clusters (initdb refuses root).
 id pgtest >/dev/null 2>&1 || $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin pgtest 2>/dev/null || true

@@ -98,6 +98,7 @@ class Authorization : public ServerSuite {
         {"create table", "POST", "/v1/projects/" + w.a + "/tables",
          json{{"name", UniqueName("x")}, {"schema", EventSchema()}, {"key", EventKey()}}.dump()},
         {"describe table", "GET", t, ""},
+        {"list tables", "GET", "/v1/projects/" + w.a + "/tables", ""},
         {"delete table", "DELETE", TablePath(w.a, w.victim), ""},
         {"write", "POST", t + "/records", rec},
         {"write wait=index", "POST", t + "/records?wait=index", rec},
@@ -232,6 +233,7 @@ TEST_F(Authorization, AnotherProjectsSecretGets404LikeATableThatDoesNotExist) {
        json{{"name", "zz"}, {"schema", EventSchema()}, {"key", EventKey()}}.dump()},
       {"mint secret", "POST", "/v1/projects/" + w.a + "/secrets", "/v1/projects/" + ghost_p + "/secrets",
        json{{"read", {"*"}}}.dump()},
+      {"list tables", "GET", "/v1/projects/" + w.a + "/tables", "/v1/projects/" + ghost_p + "/tables", ""},
   };
   for (const auto& pr : pairs) {
     auto real = b.Request(pr.method, pr.real, pr.body, {{"Content-Type", "application/json"}});
@@ -294,6 +296,12 @@ TEST_F(Authorization, AReadOnlySecretCannotWriteOrManageAndSeesOnlyItsTable) {
   Expect(ro.Post(TablePath(w.a, w.a2) + "/records", json::array({Event("ro", 1, 1)})), 404, "write a2");
   Expect(ro.Get(TablePath(w.a, w.a2) + "/log"), 404, "log a2");
   Expect(ro.Get(TablePath(w.a, w.a2)), 404, "describe a2");
+  // Listing A's tables shows a1 only.
+  auto listed = ro.Get("/v1/projects/" + w.a + "/tables");
+  Expect(listed, 200, "list A's tables");
+  ASSERT_TRUE(listed.is_json) << listed.Describe();
+  ASSERT_EQ(listed.j()["tables"].size(), 1u) << listed.Describe();
+  EXPECT_EQ(listed.j()["tables"][0]["name"], w.a1);
   // SQL: a1 yes, a2 no (404, like a missing table), and not joined with a1 either.
   Expect(ro.Post("/v1/sql", {{"query", "SELECT count(*) FROM " + w.a + "." + w.a1}, {"dry_run", true}}), 200,
          "SQL on a1");
@@ -328,6 +336,9 @@ TEST_F(Authorization, AWriteOnlySecretCannotRead) {
   }
   Expect(wo.Post(TablePath(w.a, w.a2) + "/records", json::array({Event("wo", 1, 1)})), 404, "write a2");
   Expect(wo.Post("/v1/projects/" + w.a + "/secrets", {{"read", {"*"}}}), 403, "mint a secret");
+  auto listed = wo.Get("/v1/projects/" + w.a + "/tables");
+  Expect(listed, 200, "list A's tables");
+  EXPECT_EQ(listed.j()["tables"], json::array()) << "a write-only secret lists a table it may not read";
 }
 
 TEST_F(Authorization, AManageSecretManagesItsProjectOnly) {

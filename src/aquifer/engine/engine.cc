@@ -360,7 +360,8 @@ class EngineImpl final : public Engine {
   Result<std::string> SetQuotas(const Principal& who, std::string_view project,
                                 std::string_view body_json) override;
 
-  Result<std::string> UsageJson(const Principal& who) override;
+  Result<std::string> UsageJson(const Principal& who, int32_t hours) override;
+  Result<std::string> ListTablesJson(const Principal& who, std::string_view project) override;
   Result<std::string> DeadLettersJson(const Principal& who, int32_t limit) override;
   Result<std::string> ReplayDeadLetters(const Principal& who, std::string_view body_json) override;
   Status Health() override;
@@ -1387,7 +1388,34 @@ Result<std::string> EngineImpl::SetQuotas(const Principal& who, std::string_view
   return QuotasJson(project, quotas).dump();
 }
 
-Result<std::string> EngineImpl::UsageJson(const Principal& who) {
+Result<std::string> EngineImpl::ListTablesJson(const Principal& who, std::string_view project) {
+  auto hidden = [&] { return NotFound("project '{}' not found", project); };
+  if (!who.is_admin && std::none_of(who.grants.begin(), who.grants.end(),
+                                    [&](const auto& grant) { return grant.project == project; })) {
+    return hidden();
+  }
+  Result<std::vector<TableInfo>> tables = catalog_->ListTables(project);
+  if (!tables.ok()) {
+    if (tables.status().code() == StatusCode::kNotFound) return hidden();
+    return tables.status();
+  }
+  std::sort(tables->begin(), tables->end(),
+            [](const TableInfo& a, const TableInfo& b) { return a.name < b.name; });
+  json out{{"project", std::string(project)}, {"tables", json::array()}};
+  for (const TableInfo& table : *tables) {
+    Status readable = catalog_->Authorize(who, project, table.name, Permission::kRead);
+    if (readable.ok()) {
+      out["tables"].push_back(TableJson(table));
+    } else if (readable.code() != StatusCode::kNotFound &&
+               readable.code() != StatusCode::kPermissionDenied) {
+      return readable;
+    }
+  }
+  if (who.is_admin && tables->empty()) AQ_RETURN_IF_ERROR(catalog_->GetProject(project).status());
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::string> EngineImpl::UsageJson(const Principal& who, int32_t hours) {
   std::vector<ProjectInfo> projects;
   if (who.is_admin) {
     AQ_ASSIGN_OR_RETURN(projects, catalog_->ListProjects());
@@ -1417,6 +1445,29 @@ Result<std::string> EngineImpl::UsageJson(const Principal& who) {
     if (project.quotas.write_bytes) quotas["write_bytes"] = *project.quotas.write_bytes;
     if (project.quotas.scan_bytes) quotas["scan_bytes"] = *project.quotas.scan_bytes;
     usage["quotas"] = quotas;
+    if (hours > 0) {
+      // Stored hourly buckets, then the current hour as the meter sees it (pending included).
+      const int64_t hour_ms = 3'600'000;
+      const int64_t current = driver::PeriodStart(UsagePeriod::kHour, clock_->NowMillis());
+      const int64_t first = current - (hours - 1) * hour_ms;
+      AQ_ASSIGN_OR_RETURN(std::vector<driver::UsageBucket> stored,
+                          usage_->ReadUsageRange(project.project_id, UsagePeriod::kHour, first,
+                                                 current, hours));
+      json series = json::array();
+      size_t next = 0;
+      for (int64_t start = first; start < current; start += hour_ms) {
+        UsageCounters counters;
+        while (next < stored.size() && stored[next].period_start_ms < start) ++next;
+        if (next < stored.size() && stored[next].period_start_ms == start) counters = stored[next].counters;
+        json bucket = CountersJson(counters);
+        bucket["start_ms"] = start;
+        series.push_back(std::move(bucket));
+      }
+      json now_bucket = usage["hour"];
+      now_bucket["start_ms"] = current;
+      series.push_back(std::move(now_bucket));
+      usage["hours"] = std::move(series);
+    }
     out["projects"].push_back(std::move(usage));
   }
   AQ_ASSIGN_OR_RETURN(out["secret"], periods(who.secret_id));

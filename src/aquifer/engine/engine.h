@@ -256,6 +256,10 @@ class Engine {
                                             std::string_view table) = 0;
   virtual Status DeleteTable(const Principal& who, std::string_view project,
                              std::string_view table) = 0;
+  // {"project","tables":[<DescribeTable's object>...]}: the project's tables the
+  // principal may read, by name (may be none). NotFound when the principal has no
+  // grant in the project, or it does not exist: the same message either way.
+  virtual Result<std::string> ListTablesJson(const Principal& who, std::string_view project) = 0;
   // body: {"read":[...],"write":[...],"manage":false} → {"secret": "..."}
   virtual Result<std::string> CreateSecret(const Principal& who, std::string_view project,
                                            std::string_view body_json) = 0;
@@ -318,7 +322,10 @@ class Engine {
 
   // --- Usage ------------------------------------------------------------------------------
   // {"projects":[{"project","hour":{...},"month":{...}}], "secret":{...}} for the caller.
-  virtual Result<std::string> UsageJson(const Principal& who) = 0;
+  // hours > 0 adds "hours":[{"start_ms", counters...}] to each project: the last
+  // `hours` hourly buckets (UTC), oldest first, the current one included, zeros
+  // for hours without usage.
+  virtual Result<std::string> UsageJson(const Principal& who, int32_t hours = 0) = 0;
 
   // --- Dead letters (admin only) ----------------------------------------------------------
   // Write messages the workers gave up on (worker.h): {"dead_letters":[{"write_id",

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "aquifer/gateway/console.h"
 #include "aquifer/gateway/errors.h"
 
 namespace aquifer::gateway {
@@ -239,6 +240,13 @@ HttpResponse Api::Handle(const HttpRequest& request) {
   if (!target.ok()) return ErrorResponse(target.status());
   RouteMatch match = MatchRoute(request.method, target->path);
   if (match.route == nullptr) {
+    // The web console ("/" and /console/...; console.h): not an API route, served by gateways.
+    if (options_.role != engine::Role::kWorker) {
+      if (std::optional<HttpResponse> console =
+              ConsoleResponse(request.method, target->path, request.if_none_match)) {
+        return std::move(*console);
+      }
+    }
     if (match.allow.empty()) {
       return ErrorResponse(NotFound("no route for {} {}; the API is described at /openapi.json",
                                     request.method, target->path));
@@ -345,6 +353,11 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
       Result<std::string> described = engine_->DescribeTable(who, param(0), param(1));
       if (!described.ok()) return ErrorResponse(described.status());
       return JsonResponse(200, std::move(*described));
+    }
+    case RouteId::kListTables: {
+      Result<std::string> listed = engine_->ListTablesJson(who, param(0));
+      if (!listed.ok()) return ErrorResponse(listed.status());
+      return JsonResponse(200, std::move(*listed));
     }
     case RouteId::kDeleteTable: {
       Status deleted = engine_->DeleteTable(who, param(0), param(1));
@@ -475,7 +488,9 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
       return JsonResponse(200, std::move(*quotas));
     }
     case RouteId::kUsage: {
-      Result<std::string> usage = engine_->UsageJson(who);
+      Result<int64_t> hours = query.GetInt("hours", 0, kMaxUsageHours, 0);
+      if (!hours.ok()) return ErrorResponse(hours.status());
+      Result<std::string> usage = engine_->UsageJson(who, static_cast<int32_t>(*hours));
       if (!usage.ok()) return ErrorResponse(usage.status());
       return JsonResponse(200, std::move(*usage));
     }

@@ -35,6 +35,7 @@ struct HttpRequest {
   std::string authorization;  // the Authorization header, "" when absent
   std::string content_type;
   std::string idempotency_key;
+  std::string if_none_match;  // the If-None-Match header (console files), "" when absent
   std::string body;
 };
 

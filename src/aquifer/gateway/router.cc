@@ -16,8 +16,9 @@ constexpr std::string_view kIndexParams[] = {"filter", "limit"};
 constexpr std::string_view kLogParams[] = {"limit", "from"};
 constexpr std::string_view kCursorParams[] = {"cursor", "limit"};
 constexpr std::string_view kLimitParams[] = {"limit"};
+constexpr std::string_view kUsageParams[] = {"hours"};
 
-constexpr std::array<RouteSpec, 21> kRoutes = {{
+constexpr std::array<RouteSpec, 22> kRoutes = {{
     {RouteId::kCreateProject, "POST", "/v1/projects", "POST /v1/projects", kNone},
     {RouteId::kCreateTable, "POST", "/v1/projects/{project}/tables",
      "POST /v1/projects/{project}/tables", kNone},
@@ -39,7 +40,7 @@ constexpr std::array<RouteSpec, 21> kRoutes = {{
      kCursorParams},
     {RouteId::kCreateSecret, "POST", "/v1/projects/{project}/secrets",
      "POST /v1/projects/{project}/secrets", kNone},
-    {RouteId::kUsage, "GET", "/v1/usage", "GET /v1/usage", kNone},
+    {RouteId::kUsage, "GET", "/v1/usage", "GET /v1/usage", kUsageParams},
     {RouteId::kListDeadLetters, "GET", "/v1/admin/dead-letters", "GET /v1/admin/dead-letters",
      kLimitParams},
     {RouteId::kReplayDeadLetters, "POST", "/v1/admin/dead-letters/replay",
@@ -54,6 +55,8 @@ constexpr std::array<RouteSpec, 21> kRoutes = {{
      "GET /v1/projects/{project}/quotas", kNone},
     {RouteId::kSetQuotas, "PUT", "/v1/projects/{project}/quotas",
      "PUT /v1/projects/{project}/quotas", kNone},
+    {RouteId::kListTables, "GET", "/v1/projects/{project}/tables",
+     "GET /v1/projects/{project}/tables", kNone},
 }};
 
 // Splits "/a/b/c" into {"a","b","c"}; a trailing slash gives an empty last

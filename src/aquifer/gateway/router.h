@@ -45,6 +45,7 @@ enum class RouteId : uint8_t {
   kOpenApi,
   kGetQuotas,
   kSetQuotas,
+  kListTables,
 };
 
 struct RouteSpec {
@@ -110,5 +111,7 @@ class QueryParams {
 inline constexpr int64_t kMinLimit = 1;
 inline constexpr int64_t kMaxLimit = 1000;
 inline constexpr int64_t kDefaultLimit = 100;
+// `hours` on GET /v1/usage: 0..168 hourly buckets (a week), default 0 (none).
+inline constexpr int64_t kMaxUsageHours = 168;
 
 }  // namespace aquifer::gateway

@@ -521,7 +521,7 @@ awaitable<bool> Server::Impl::WriteResponse(beast::tcp_stream& stream, const Htt
                                             unsigned version, bool keep_alive) {
   http::response<http::string_body> message{static_cast<http::status>(response.status), version};
   message.set(http::field::server, "aquifer");
-  if (response.status != 204) {
+  if (response.status != 204 && response.status != 304) {
     message.set(http::field::content_type, response.content_type);
     message.body() = response.body;
   }
@@ -615,6 +615,7 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     request.authorization = HeaderString(message, http::field::authorization);
     request.content_type = HeaderString(message, http::field::content_type);
     request.idempotency_key = HeaderString(message, std::string_view("Idempotency-Key"));
+    request.if_none_match = HeaderString(message, http::field::if_none_match);
     request.body = std::move(message.body());
 
     // Answers that need no engine call run inline; the rest on the pool (a

@@ -4,6 +4,8 @@
 
 #include "aquifer/gateway/server.h"
 
+#include "aquifer/gateway/console.h"
+
 #include <filesystem>
 #include <thread>
 
@@ -533,6 +535,118 @@ TEST_F(ServerTest, MetricsCountRequestsByRouteAndStatus) {
   EXPECT_NE(metrics.body.find("aquifer_ws_sessions "), std::string::npos);
   EXPECT_NE(metrics.body.find("aquifer_ws_idle_waits_total "), std::string::npos);
   EXPECT_NE(metrics.body.find("aquifer_change_feeds "), std::string::npos);
+}
+
+TEST_F(ServerTest, TheConsoleIsServedAtTheRootWithStrictHeaders) {
+  Reply index = Send(http::verb::get, "/", "", "");
+  ASSERT_EQ(index.status, 200) << index.body;
+  EXPECT_EQ(std::string(index.headers[http::field::content_type]), "text/html; charset=utf-8");
+  EXPECT_EQ(std::string(index.headers[http::field::cache_control]), "no-cache");
+  EXPECT_EQ(std::string(index.headers["Content-Security-Policy"]), std::string(kConsoleCsp));
+  EXPECT_EQ(std::string(index.headers["X-Content-Type-Options"]), "nosniff");
+  const std::string base = "/console/" + std::string(ConsoleVersion()) + "/";
+  EXPECT_NE(index.body.find("src=\"" + base + "app.js\""), std::string::npos) << index.body;
+  EXPECT_EQ(index.body.find("%CONSOLE_BASE%"), std::string::npos);
+  std::string etag(index.headers[http::field::etag]);
+  ASSERT_FALSE(etag.empty());
+  Reply again = Send(http::verb::get, "/", "", "", {{"If-None-Match", etag}});
+  EXPECT_EQ(again.status, 304);
+  EXPECT_EQ(again.body, "");
+  EXPECT_EQ(Send(http::verb::get, "/", "", "", {{"If-None-Match", "\"other\""}}).status, 200);
+
+  ASSERT_GE(ConsoleFiles().size(), 2u);
+  for (const ConsoleFile& file : ConsoleFiles()) {
+    if (file.name == "index.html") {
+      EXPECT_EQ(Send(http::verb::get, base + "index.html", "", "").status, 404);
+      continue;
+    }
+    Reply asset = Send(http::verb::get, base + std::string(file.name), "", "");
+    EXPECT_EQ(asset.status, 200) << file.name;
+    EXPECT_EQ(std::string(asset.headers[http::field::content_type]), std::string(file.content_type)) << file.name;
+    EXPECT_EQ(std::string(asset.headers[http::field::cache_control]), "public, max-age=31536000, immutable");
+    EXPECT_EQ(std::string(asset.headers["Content-Security-Policy"]), std::string(kConsoleCsp));
+    EXPECT_EQ(asset.body, file.body);
+    EXPECT_EQ(asset.body.find("innerHTML"), std::string::npos) << file.name << " builds HTML from strings";
+  }
+  Reply stale = Send(http::verb::get, "/console/0123456789abcdef/app.js", "", "");
+  EXPECT_EQ(stale.status, 404);
+  EXPECT_EQ(ErrorCode(stale), "not_found");
+  EXPECT_EQ(Send(http::verb::get, base + "missing.js", "", "").status, 404);
+  EXPECT_EQ(Send(http::verb::get, "/console/", "", "").status, 404);
+  Reply post = Send(http::verb::post, "/", "{}", "");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(std::string(post.headers[http::field::allow]), "GET");
+  EXPECT_EQ(ErrorCode(post), "method_not_allowed");
+  // The API around it is unchanged.
+  EXPECT_EQ(ErrorCode(Send(http::verb::get, "/v2", "", "")), "not_found");
+}
+
+TEST_F(ServerTest, ListTablesShowsWhatTheSecretMayRead) {
+  ASSERT_EQ(Send(http::verb::post, "/v1/projects", R"({"name":"listing"})").status, 201);
+  Reply empty = Send(http::verb::get, "/v1/projects/listing/tables");
+  ASSERT_EQ(empty.status, 200) << empty.body;
+  EXPECT_EQ(empty.Json(), json::parse(R"({"project":"listing","tables":[]})"));
+  for (const char* name : {"zeta", "alpha"}) {
+    Reply table = Send(http::verb::post, "/v1/projects/listing/tables",
+                       std::string(R"({"name": ")") + name + R"(", "key": ["id"],
+      "schema": {"type": "record", "name": "R", "fields": [{"name": "id", "type": "string"}]}})");
+    ASSERT_EQ(table.status, 201) << table.body;
+  }
+  Reply listed = Send(http::verb::get, "/v1/projects/listing/tables");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  json body = listed.Json();
+  EXPECT_EQ(body["project"], "listing");
+  std::vector<std::string> names;
+  for (const json& table : body["tables"]) names.push_back(table["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"alpha", "zeta"}));
+  EXPECT_EQ(body["tables"][1], Send(http::verb::get, "/v1/projects/listing/tables/zeta").Json());
+
+  Reply minted = Send(http::verb::post, "/v1/projects/listing/secrets", R"({"read":["zeta"]})");
+  ASSERT_EQ(minted.status, 201) << minted.body;
+  std::string scoped = minted.Json()["secret"];
+  Reply seen = Send(http::verb::get, "/v1/projects/listing/tables", "", scoped);
+  ASSERT_EQ(seen.status, 200) << seen.body;
+  ASSERT_EQ(seen.Json()["tables"].size(), 1u) << seen.body;
+  EXPECT_EQ(seen.Json()["tables"][0]["name"], "zeta");
+
+  // What the secret may not see answers like what does not exist.
+  Reply missing = Send(http::verb::get, "/v1/projects/nope/tables");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(ErrorCode(missing), "not_found");
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/nope/tables", "", scoped).status, 404);
+  EnsureTable();
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/shop/tables", "", scoped).status, 404);
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/listing/tables", "", "").status, 401);
+  EXPECT_EQ(Send(http::verb::get, "/v1/projects/listing/tables?limit=1").status, 400);
+}
+
+TEST_F(ServerTest, UsageHoursGivesTheLastHourlyBuckets) {
+  EnsureTable();
+  ASSERT_EQ(Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
+                 R"([{"id":"u1","qty":1}])").status, 202);
+  Reply plain = Send(http::verb::get, "/v1/usage");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  ASSERT_FALSE(plain.Json()["projects"].empty());
+  EXPECT_FALSE(plain.Json()["projects"][0].contains("hours"));
+
+  Reply usage = Send(http::verb::get, "/v1/usage?hours=3");
+  ASSERT_EQ(usage.status, 200) << usage.body;
+  for (const json& project : usage.Json()["projects"]) {
+    const json& hours = project["hours"];
+    ASSERT_EQ(hours.size(), 3u) << project.dump();
+    for (size_t idx = 1; idx < hours.size(); ++idx) {
+      EXPECT_EQ(hours[idx]["start_ms"].get<int64_t>() - hours[idx - 1]["start_ms"].get<int64_t>(), 3'600'000);
+    }
+    json last = hours[2];
+    EXPECT_EQ(last["start_ms"], project["hour_start_ms"]);
+    last.erase("start_ms");
+    EXPECT_EQ(last, project["hour"]);
+    if (project["project"] == "shop") {
+      EXPECT_GT(last["write_records"].get<int64_t>(), 0);
+    }
+  }
+  EXPECT_EQ(Send(http::verb::get, "/v1/usage?hours=169").status, 400);
+  EXPECT_EQ(Send(http::verb::get, "/v1/usage?hours=-1").status, 400);
 }
 
 }  // namespace
