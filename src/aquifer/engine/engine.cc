@@ -128,6 +128,19 @@ Result<std::string> RandomBytes(size_t size) {
 // bytes. The cursor signing key (cursor.key) and the key of the
 // stored secret hashes (secret.key) are two such keys. Every process of a
 // deployment must share them. `what` names the key in messages.
+// fsync of a directory: its entries (files and folders made in it) become
+// durable. A file's own fsync does not promise that (POSIX; XFS and ext4
+// without a journal do lose them).
+Status SyncDirectory(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Unavailable("opening the directory {} to sync it: {}", dir, std::strerror(errno));
+  const bool ok = ::fsync(fd) == 0;
+  const int saved_errno = errno;
+  ::close(fd);
+  if (!ok) return Unavailable("syncing the directory {}: {}", dir, std::strerror(saved_errno));
+  return Status::OK();
+}
+
 Result<std::string> LoadOrCreateKeyFile(const std::string& dir, std::string_view file,
                                         std::string_view what) {
   const std::string path = dir + "/" + std::string(file);
@@ -492,16 +505,24 @@ class EngineImpl final : public Engine {
 
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   std::error_code error;
-  std::filesystem::create_directories(options.data_dir, error);
+  const bool created_data_dir = std::filesystem::create_directories(options.data_dir, error);
   if (error) {
     return Unavailable("creating the data directory {}: {}", options.data_dir, error.message());
+  }
+  // Directories whose new entries must be durable before Open returns.
+  std::set<std::string> dirs_to_sync = {options.data_dir};
+  if (created_data_dir) {
+    dirs_to_sync.insert(std::filesystem::absolute(options.data_dir).parent_path().string());
   }
   Clock* clock = options.clock != nullptr ? options.clock : Clock::System();
 
   const std::string keys_dir = options.keys_dir.empty() ? options.data_dir : options.keys_dir;
   if (keys_dir != options.data_dir && !IsPostgresCatalogUrl(options.catalog)) {
-    std::filesystem::create_directories(keys_dir, error);
+    if (std::filesystem::create_directories(keys_dir, error)) {
+      dirs_to_sync.insert(std::filesystem::absolute(keys_dir).parent_path().string());
+    }
     if (error) return Unavailable("creating the keys directory {}: {}", keys_dir, error.message());
+    dirs_to_sync.insert(keys_dir);
   }
   // The catalog: SQLite (a file in data_dir, or a path) or Postgres (a URL),
   // and the key of the stored secret hashes: given, or kept where every
@@ -524,6 +545,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
       catalog_path = catalog_path.substr(7);
     }
     catalog_name = catalog_path;
+    dirs_to_sync.insert(std::filesystem::absolute(catalog_path).parent_path().string());
     SqliteCatalogOptions catalog_options;
     catalog_options.clock = clock;
     catalog_options.secret_key = options.secret_key;
@@ -595,6 +617,14 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
     auto dead = (*queue)->Subscribe(kDeadLettersTopic, operators);
     if (!dead.ok()) return dead.status().WithContext("creating the dead-letter subscription");
     (void)(*dead)->Close();
+  }
+
+  // What this open created (the catalog file, the drivers' databases and
+  // folders, the key files) is durable before the first write is
+  // acknowledged: without this a power cut could take the queue's folder,
+  // and every write it held, with it (tests/power/power_db_test.cc).
+  for (const std::string& dir : dirs_to_sync) {
+    if (Status synced = SyncDirectory(dir); !synced.ok()) return synced.WithContext("opening the engine");
   }
 
   return std::unique_ptr<Engine>(new EngineImpl(
