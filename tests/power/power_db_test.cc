@@ -119,6 +119,9 @@ class Child {
     options.queue.config["poll_interval_ms"] = "5";
     options.warehouse.config["job_threads"] = "1";
     options.warehouse.config["memory_limit"] = "256MiB";
+    // Checkpoints (blocks rewritten, the WAL removed and made again) every
+    // few writes, so that cuts land in them too.
+    options.warehouse.config["checkpoint_threshold"] = "64KiB";
     auto opened = Engine::Open(options);
     if (!opened.ok()) Die("opening the engine after a power cut: " + opened.status().ToString());
     engine_ = std::move(*opened);
