@@ -5,7 +5,8 @@
 #   make fuzz    build the libFuzzer targets (clang, ASan+UBSan) and run each for FUZZ_SECONDS
 #   make san-build  build the sanitized test suites (build-tsan: ThreadSanitizer, build-asan: ASan+UBSan)
 #   make soak    the long reliability runs (not part of make test): SOAK_CYCLES SIGKILLs of the whole
-#                server under load (tests/soak) and POWER_CYCLES simulated power cuts (tests/power)
+#                server under load (tests/soak), POWER_CYCLES simulated power cuts of the RocksDB
+#                drivers and DB_POWER_CYCLES of the whole engine, DuckDB and SQLite included (tests/power)
 SHELL := /bin/bash
 BUILD ?= build
 FUZZ_BUILD ?= build-fuzz
@@ -18,6 +19,7 @@ BUILD_TYPE ?= RelWithDebInfo
 FUZZ_SECONDS ?= 60
 SOAK_CYCLES ?= 1000
 POWER_CYCLES ?= 20000
+DB_POWER_CYCLES ?= 2000
 JOBS ?= $(shell nproc)
 PORT ?= 8080
 DATA ?= ./data
@@ -49,6 +51,8 @@ bench: build
 soak: build
 	@AQUIFER_POWER_CYCLES=$(POWER_CYCLES) $(BUILD)/tests/power/power_loss_test \
 	  --gtest_filter='PowerLoss.EveryAcknowledgedWriteSurvivesRandomPowerCuts'
+	@AQUIFER_DB_POWER_CYCLES=$(DB_POWER_CYCLES) $(BUILD)/tests/power/power_db_test \
+	  --gtest_filter='DbPowerLoss.*'
 	@AQUIFER_SOAK_CYCLES=$(SOAK_CYCLES) $(BUILD)/tests/soak/soak_test
 
 fuzz-build: setup
