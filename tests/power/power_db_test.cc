@@ -468,6 +468,12 @@ class DbPowerLoss : public ::testing::Test {
       }
       // A failed check is recorded; a fresh epoch follows (later checks would repeat it).
       if (!Cycle(plan, &acked, &stats, rng, /*count=*/true)) new_epoch = true;
+      if ((cycle + 1) % 100 == 0) {  // for long runs
+        std::printf("after %d cuts: %d checks, %d failed, %lld records and %lld tables acknowledged\n",
+                    cycle + 1, stats.checked, stats.failed_checks, static_cast<long long>(stats.acked_records),
+                    static_cast<long long>(stats.acked_tables));
+        std::fflush(stdout);
+      }
     }
     if (!new_epoch) check_last(cycles);
     return stats;
