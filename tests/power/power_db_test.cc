@@ -509,6 +509,8 @@ class DbPowerLoss : public ::testing::Test {
     }
     if (problem.empty()) return true;
     ++stats->failed_checks;
+    std::printf("cycle %d failed: %s\n", plan.cycle, problem.c_str());
+    std::fflush(stdout);
     if (stats->first_problem.empty()) {
       stats->first_problem = "cycle " + std::to_string(plan.cycle) + ": " + problem;
     }

@@ -509,28 +509,31 @@ Recovery Recover(const std::string& journal, const std::string& shadow, std::mt1
   }
 
   // The write to tear: the newest undone write whose inode and path nothing
-  // touched afterwards (so its new bytes are what the file holds now).
-  std::string torn_data;
+  // touched afterwards. That file keeps its unsynced writes up to it, in
+  // order, and a sector-aligned prefix of it (a prefix of the file's write
+  // stream; dropping the older ones while keeping part of the newest would
+  // leave a hole of zeros, which ext4 in ordered mode does not produce).
   const Record* torn = nullptr;
+  int torn_fd = -1;
   if (tear) {
     std::set<uint64_t> later_inodes;
     std::set<std::string> later_paths;
     for (size_t i = records.size(); i-- > 0;) {
-      const Record& r = records[i];
+      Record& r = records[i];
       if (r.h.kind == kContent && r.h.len > 0 && !r.durable && !later_inodes.count(r.h.ino) &&
           !later_paths.count(r.path)) {
-        int fd = ::open(r.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-          torn_data.assign(r.h.len, '\0');
-          ssize_t n = ::pread(fd, torn_data.data(), r.h.len, static_cast<off_t>(r.h.off));
-          ::close(fd);
-          if (n == static_cast<ssize_t>(r.h.len)) torn = &r;
-        }
+        torn_fd = ::open(r.path.c_str(), O_WRONLY | O_CLOEXEC);  // follows the inode through undone renames
+        if (torn_fd >= 0) torn = &r;
         break;
       }
       if (r.h.ino != 0) later_inodes.insert(r.h.ino);
       later_paths.insert(r.path);
       if (!r.path2.empty()) later_paths.insert(r.path2);
+    }
+    if (torn != nullptr) {
+      for (Record& r : records) {
+        if (r.h.kind == kContent && r.h.ino == torn->h.ino) r.durable = true;  // kept, not undone
+      }
     }
   }
 
@@ -587,18 +590,25 @@ Recovery Recover(const std::string& journal, const std::string& shadow, std::mt1
   }
 
   if (torn != nullptr) {
+    // The file now holds everything up to and with the torn write; take back
+    // the part of it after a sector boundary inside it (a write inside one
+    // sector is atomic: kept whole).
     const uint64_t off = torn->h.off, end = off + torn->h.len;
     const uint64_t first = (off / 512 + 1) * 512;
     if (first < end) {
       const uint64_t choices = (end - 1 - first) / 512 + 1;  // boundaries strictly inside the write
       const uint64_t cut = first + 512 * std::uniform_int_distribution<uint64_t>(0, choices - 1)(rng);
-      int fd = ::open(torn->path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        if (WriteAll(fd, torn_data.substr(0, cut - off), off)) out.torn_bytes = cut - off;
-        ::close(fd);
+      bool ok = true;
+      if (cut - off < torn->saved.size()) ok = WriteAll(torn_fd, torn->saved.substr(cut - off), cut);
+      const uint64_t size = std::max<uint64_t>(torn->h.old_size, cut);
+      struct stat st;
+      if (ok && ::fstat(torn_fd, &st) == 0 && static_cast<uint64_t>(st.st_size) > size) {
+        ok = ::ftruncate(torn_fd, static_cast<off_t>(size)) == 0;
       }
+      if (ok) out.torn_bytes = cut - off;
     }
   }
+  if (torn_fd >= 0) ::close(torn_fd);
 
   ::unlink(journal.c_str());
   std::error_code ec;

@@ -24,9 +24,10 @@
 //   changes there durable (both directories for a rename).
 // After the child died, Recover() undoes, newest first, every change not made
 // durable, so every file is back at its last synced contents and every
-// directory at its last synced entries. With `tear`, the newest undone write
-// is then put back in part: a random whole number of 512-byte sectors from
-// its start (a torn last page; a write within one sector is atomic).
+// directory at its last synced entries. With `tear`, the file of the newest
+// undone write instead keeps its unsynced writes up to that one, in order,
+// and of that one a random whole number of 512-byte sectors from its start
+// (a torn last page; a write within one sector is atomic).
 //
 // Faults: CutAfter(n) SIGKILLs the process at the n-th mutating call from
 // now (before it happens), which puts cuts at random points of the I/O
