@@ -489,6 +489,17 @@ Recovery Recover(const std::string& journal, const std::string& shadow, std::mt1
     }
   }
   out.records = records.size();
+  if (const char* dump = std::getenv("AQUIFER_POWERCUT_DUMP"); dump != nullptr && *dump != '\0') {
+    static const char* kNames[] = {"?", "write", "sync", "create", "mkdir", "unlink", "rename", "dirsync", "rmdir"};
+    for (const Record& r : records) {
+      if (r.path.find(dump) == std::string::npos && r.path2.find(dump) == std::string::npos) continue;
+      std::fprintf(stderr, "journal: %s %s%s%s ino=%llu off=%llu len=%llu old_size=%llu saved=%llu\n",
+                   kNames[r.h.kind < 9 ? r.h.kind : 0], r.path.c_str(), r.path2.empty() ? "" : " -> ",
+                   r.path2.c_str(), static_cast<unsigned long long>(r.h.ino),
+                   static_cast<unsigned long long>(r.h.off), static_cast<unsigned long long>(r.h.len),
+                   static_cast<unsigned long long>(r.h.old_size), static_cast<unsigned long long>(r.h.saved_len));
+    }
+  }
 
   // What was made durable by a later fsync of the file or of its directory.
   {
