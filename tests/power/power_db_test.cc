@@ -483,7 +483,8 @@ class DbPowerLoss : public ::testing::Test {
   bool Cycle(const Plan& plan, Acked* acked, Stats* stats, std::mt19937_64& rng, bool count) {
     std::string error;
     std::string check = RunChild(plan, acked, stats, &error);
-    const bool tear = rng() % 2 == 0;
+    bool tear = rng() % 2 == 0;
+    if (const char* t = std::getenv("AQUIFER_POWERCUT_TEAR"); t != nullptr && *t != '\0') tear = *t == '1';
     pc::Recovery recovery = pc::Recover(plan.journal, plan.shadow, rng, tear);
     if (count) ++stats->cycles;
     stats->torn += recovery.torn_bytes > 0;
@@ -507,9 +508,13 @@ class DbPowerLoss : public ::testing::Test {
     } else if (plan.cut_in_open == 0 && problem.empty()) {
       problem = "the child died before its checks";
     }
+    const uint64_t previous_torn = last_torn_bytes_;
+    last_torn_bytes_ = recovery.torn_bytes;
     if (problem.empty()) return true;
     ++stats->failed_checks;
-    std::printf("cycle %d failed: %s\n", plan.cycle, problem.c_str());
+    // (The state checked is the one the previous recovery left.)
+    std::printf("cycle %d failed (after a recovery that tore %llu bytes): %s\n", plan.cycle,
+                static_cast<unsigned long long>(previous_torn), problem.c_str());
     std::fflush(stdout);
     if (stats->first_problem.empty()) {
       stats->first_problem = "cycle " + std::to_string(plan.cycle) + ": " + problem;
@@ -518,6 +523,7 @@ class DbPowerLoss : public ::testing::Test {
   }
 
   std::string root_;
+  uint64_t last_torn_bytes_ = 0;
 };
 
 TEST_F(DbPowerLoss, EveryAcknowledgedWriteTableAndSecretSurvivesRandomPowerCuts) {
