@@ -51,7 +51,7 @@ bench: build
 soak: build
 	@AQUIFER_POWER_CYCLES=$(POWER_CYCLES) $(BUILD)/tests/power/power_loss_test \
 	  --gtest_filter='PowerLoss.EveryAcknowledgedWriteSurvivesRandomPowerCuts'
-	@AQUIFER_DB_POWER_CYCLES=$(DB_POWER_CYCLES) $(BUILD)/tests/power/power_db_test \
+	@AQUIFER_DB_POWER_CYCLES=$(DB_POWER_CYCLES) AQUIFER_POWERCUT_TEAR=random $(BUILD)/tests/power/power_db_test \
 	  --gtest_filter='DbPowerLoss.*'
 	@AQUIFER_SOAK_CYCLES=$(SOAK_CYCLES) $(BUILD)/tests/soak/soak_test
 
