@@ -81,6 +81,8 @@ class Server {
   int Stop(std::chrono::milliseconds grace = 10s);
   void Restart() { Kill(); Start(); }
   bool running() const { return pid_ > 0; }
+  // The child's process id while it runs (-1 otherwise), e.g. to read its /proc status.
+  pid_t pid() const { return pid_; }
 
   const std::string& host() const { return host_; }
   int port() const { return port_; }

@@ -1,0 +1,734 @@
+// serve_bench: the serving side of the real server (`aquifer serve` as a child
+// process) against baselines measured in the same run (DESIGN.md "Targets",
+// issue 10 goals 2-5). Figures are printed, never asserted.
+//
+// Workloads (AQUIFER_BENCH_ONLY=latency,lookup,idle,memory,sql picks some):
+//   latency   write → subscriber: one writer paced at 10,000 records/s
+//             (NDJSON batches of 10 every 1 ms, no wait), each record
+//             carrying its send time; N WebSocket subscribers on the table
+//             (all on one client thread, epoll via Asio) take arrival - send
+//             per record. Runs with 1, 1000, then 1 subscriber again, back to
+//             back: the writer's request latency and achieved rate with 1000
+//             subscribers against the 1-subscriber runs is "no slowdown of
+//             the writers".
+//   lookup    index point lookups (GET records?filter={full key}&limit=1)
+//             against GET /healthz on the same server, 4 keep-alive clients,
+//             alternating 2 s rounds of each (5 pairs); the ratio is per pair
+//             and its median is the figure.
+//   idle      server resident size (VmRSS) with 0, 1000 and 10,000 idle
+//             subscriptions (subscribed, caught up, nothing written); the
+//             cost per subscription is the RSS delta over the count.
+//   memory    ingest `records` (default 10 million) NDJSON records of ~100 B,
+//             1000 per request, ?wait=index, 4 clients, sampling the server's
+//             VmRSS every 2 s: flat, and under 512 MiB plus the configured
+//             caches (DuckDB memory_limit, RocksDB block cache) is the goal.
+//   sql       the same SELECTs through the engine (POST /v1/sql, poll
+//             GET /v1/jobs/{id}, GET rows: what a client does) and directly
+//             on DuckDB (the C API, on a copy of the server's warehouse file
+//             made while the server was stopped, same physical table), 20
+//             alternating runs each; p50 of each and the target 1.10x + 1 ms.
+//             Uses the memory run's table (or 200,000 records written here).
+//
+// Usage: serve_bench [seconds_per_run=10] [records=10000000]
+// AQUIFER_BENCH_DIR: scratch dir; AQUIFER_BENCH_SERVER: another server binary.
+
+#include <utility>  // first: Boost 1.74 Beast needs std::exchange declared
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <duckdb.h>
+
+#include "harness.h"
+
+namespace {
+
+using namespace aquifer::e2e;
+using SteadyClock = std::chrono::steady_clock;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+constexpr int kClients = 4;
+
+double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  return v[i];
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// VmRSS of a process in KiB (-1 if unknown).
+int64_t RssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
+  }
+  return -1;
+}
+
+json BenchSchema() {
+  return json::parse(R"({"type": "record", "name": "rec", "fields": [
+      {"name": "user", "type": "string"}, {"name": "id", "type": "long"},
+      {"name": "value", "type": "double"}, {"name": "payload", "type": "string"},
+      {"name": "sent_us", "type": "long", "default": 0}]})");
+}
+
+// ~100 bytes of JSON per record.
+void AppendRecord(std::string* out, const std::string& user, int64_t id, int64_t sent_us) {
+  char buf[256];
+  int n = std::snprintf(buf, sizeof buf,
+                        R"({"user":"%s","id":%lld,"value":%lld.5,"payload":"%s","sent_us":%lld})"
+                        "\n",
+                        user.c_str(), static_cast<long long>(id), static_cast<long long>(id % 1000),
+                        std::string(36, static_cast<char>('a' + id % 26)).c_str(),
+                        static_cast<long long>(sent_us));
+  out->append(buf, static_cast<size_t>(n));
+}
+
+int64_t MetricValue(const std::string& metrics, const std::string& sample) {
+  size_t pos = 0;
+  while ((pos = metrics.find(sample + " ", pos)) != std::string::npos) {
+    if (pos == 0 || metrics[pos - 1] == '\n') return std::atoll(metrics.c_str() + pos + sample.size() + 1);
+    pos += sample.size();
+  }
+  return -1;
+}
+
+int64_t Metric(const Server& server, const std::string& sample) {
+  Client client(server, server.admin_secret());
+  auto r = client.Get("/metrics");
+  return r.status == 200 ? MetricValue(r.body, sample) : -1;
+}
+
+// --- many WebSocket subscribers on one client thread ------------------------------------------
+
+// N subscriptions on one io_context (one thread): each connects, upgrades,
+// sends its subscribe message and reads; a records message is scanned for
+// "sent_us": values (no JSON parse: 1000 subscribers receive a lot) and each
+// gives one latency sample, arrival - sent, in ms.
+class Subscribers {
+ public:
+  Subscribers(const Server& server, std::string cursor) : server_(server), cursor_(std::move(cursor)) {}
+  ~Subscribers() { Stop(); }
+
+  // Opens `n` more subscriptions; answers once all are subscribed (handshake
+  // and subscribe message written) or failed.
+  void Open(int n) {
+    for (int i = 0; i < n; ++i) {
+      auto sub = std::make_shared<Sub>(ioc_);
+      subs_.push_back(sub);
+      Start(sub);
+    }
+    if (!thread_.joinable()) {
+      work_.emplace(asio::make_work_guard(ioc_));
+      thread_ = std::thread([this] { ioc_.run(); });
+    }
+    auto deadline = SteadyClock::now() + std::chrono::seconds(120);
+    while (ready_.load() + failed_.load() < static_cast<int64_t>(subs_.size()) && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    asio::post(ioc_, [this] {
+      for (auto& sub : subs_) {
+        beast::error_code ec;
+        beast::get_lowest_layer(sub->ws).socket().close(ec);
+      }
+    });
+    work_.reset();
+    ioc_.stop();
+    thread_.join();
+  }
+  void set_recording(bool on) { recording_ = on; }
+  int64_t ready() const { return ready_.load(); }
+  int64_t failed() const { return failed_.load(); }
+  int64_t records() const { return records_.load(); }
+  std::string first_error() {
+    std::lock_guard lock(mu_);
+    return first_error_;
+  }
+  std::vector<double> TakeSamples() {
+    std::lock_guard lock(mu_);
+    return std::move(samples_);
+  }
+
+ private:
+  struct Sub {
+    explicit Sub(asio::io_context& ioc) : ws(ioc) {}
+    websocket::stream<beast::tcp_stream> ws;
+    beast::flat_buffer buffer;
+    std::string subscribe;
+  };
+
+  void Fail(const std::string& what) {
+    ++failed_;
+    std::lock_guard lock(mu_);
+    if (first_error_.empty()) first_error_ = what;
+  }
+
+  void Start(const std::shared_ptr<Sub>& sub) {
+    tcp::endpoint endpoint(asio::ip::make_address(server_.host()), static_cast<uint16_t>(server_.port()));
+    beast::get_lowest_layer(sub->ws).async_connect(endpoint, [this, sub](beast::error_code ec) {
+      if (ec) return Fail("connect: " + ec.message());
+      beast::get_lowest_layer(sub->ws).socket().set_option(tcp::no_delay(true), ec);
+      std::string secret = server_.admin_secret();
+      sub->ws.set_option(websocket::stream_base::decorator([secret](websocket::request_type& req) {
+        req.set(beast::http::field::authorization, "Bearer " + secret);
+      }));
+      std::string host = server_.host() + ":" + std::to_string(server_.port());
+      sub->ws.async_handshake(host, "/v1/subscribe", [this, sub](beast::error_code ec) {
+        if (ec) return Fail("handshake: " + ec.message());
+        sub->subscribe = json{{"type", "subscribe"}, {"cursor", cursor_}}.dump();
+        sub->ws.text(true);
+        sub->ws.async_write(asio::buffer(sub->subscribe), [this, sub](beast::error_code ec, size_t) {
+          if (ec) return Fail("subscribe: " + ec.message());
+          ++ready_;
+          Read(sub);
+        });
+      });
+    });
+  }
+
+  void Read(const std::shared_ptr<Sub>& sub) {
+    sub->ws.async_read(sub->buffer, [this, sub](beast::error_code ec, size_t) {
+      if (ec) {
+        if (ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor) Fail("read: " + ec.message());
+        return;
+      }
+      const int64_t arrival = NowUs();
+      auto data = sub->buffer.data();
+      std::string_view text(static_cast<const char*>(data.data()), data.size());
+      if (text.find("\"type\":\"records\"") == std::string_view::npos) {
+        Fail("unexpected message: " + std::string(text.substr(0, 200)));
+      } else {
+        static constexpr std::string_view kTag = "\"sent_us\":";
+        std::vector<double> local;
+        size_t pos = 0;
+        int64_t n = 0;
+        while ((pos = text.find(kTag, pos)) != std::string_view::npos) {
+          pos += kTag.size();
+          int64_t sent = std::strtoll(text.data() + pos, nullptr, 10);
+          ++n;
+          if (recording_ && sent > 0) local.push_back(static_cast<double>(arrival - sent) / 1000.0);
+        }
+        records_ += n;
+        if (!local.empty()) {
+          std::lock_guard lock(mu_);
+          samples_.insert(samples_.end(), local.begin(), local.end());
+        }
+      }
+      sub->buffer.consume(sub->buffer.size());
+      Read(sub);
+    });
+  }
+
+  const Server& server_;
+  std::string cursor_;
+  asio::io_context ioc_{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::thread thread_;
+  std::vector<std::shared_ptr<Sub>> subs_;
+  std::atomic<int64_t> ready_{0}, failed_{0}, records_{0};
+  std::atomic<bool> recording_{false};
+  std::mutex mu_;
+  std::vector<double> samples_;
+  std::string first_error_;
+};
+
+std::string ChangeCursor(const Server& server, const std::string& path) {
+  Client admin(server, server.admin_secret());
+  auto r = admin.Get(path + "/records?limit=1");
+  return r.is_json ? r.j().value("change_cursor", "") : "";
+}
+
+// --- goal 2: write → subscriber --------------------------------------------------------------
+
+struct LatencyRun {
+  int subscribers = 0;
+  std::vector<double> delivery_ms;
+  std::vector<double> write_ms;
+  double achieved_per_s = 0;
+  int64_t sent = 0, delivered = 0, expected = 0, write_errors = 0, failed = 0;
+  std::string error;
+};
+
+LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int subscribers, double seconds) {
+  LatencyRun out;
+  out.subscribers = subscribers;
+  std::string cursor = ChangeCursor(server, path);
+  if (cursor.empty()) {
+    out.error = "no change cursor";
+    return out;
+  }
+  Subscribers subs(server, cursor);
+  subs.Open(subscribers);
+  out.failed = subs.failed();
+  if (subs.failed() > 0) out.error = subs.first_error();
+  std::this_thread::sleep_for(500ms);  // sessions read their (empty) first page and wait
+  subs.set_recording(true);
+  const int64_t records_before = subs.records();
+  Client c(server, server.admin_secret());
+  constexpr int kPerMs = 10;  // 10,000 records/s
+  static std::atomic<int64_t> id_base{0};
+  int64_t next_id = 0;
+  const int64_t base = id_base.fetch_add(1'000'000'000);
+  auto start = SteadyClock::now();
+  while (Seconds(SteadyClock::now() - start) < seconds) {
+    int64_t due = static_cast<int64_t>(Seconds(SteadyClock::now() - start) * 1000.0) * kPerMs + kPerMs;
+    int64_t n = std::min<int64_t>(due - next_id, 1000);
+    if (n <= 0) {
+      std::this_thread::sleep_until(start + std::chrono::microseconds((next_id / kPerMs) * 1000));
+      continue;
+    }
+    std::string body;
+    int64_t now = NowUs();
+    for (int64_t i = 0; i < n; ++i) AppendRecord(&body, "lat", base + next_id + i, now);
+    auto t0 = SteadyClock::now();
+    auto resp = c.PostRaw(path + "/records", body, "application/x-ndjson");
+    out.write_ms.push_back(Seconds(SteadyClock::now() - t0) * 1e3);
+    if (resp.status != 202) {
+      ++out.write_errors;
+      if (out.error.empty()) out.error = "write: " + resp.Describe().substr(0, 300);
+    } else {
+      out.sent += n;
+    }
+    next_id += n;
+  }
+  out.achieved_per_s = static_cast<double>(out.sent) / Seconds(SteadyClock::now() - start);
+  out.expected = out.sent * subs.ready();
+  // Until every subscriber has everything (or 20 s).
+  auto drain = SteadyClock::now();
+  while (subs.records() - records_before < out.expected && Seconds(SteadyClock::now() - drain) < 20) {
+    std::this_thread::sleep_for(20ms);
+  }
+  out.delivered = subs.records() - records_before;
+  subs.Stop();
+  out.delivery_ms = subs.TakeSamples();
+  if (out.error.empty() && !subs.first_error().empty()) out.error = subs.first_error();
+  return out;
+}
+
+void PrintLatency(const LatencyRun& r) {
+  std::printf("latency/sub x%-5d  delivery p50 %7.2f  p99 %7.2f  max %8.2f ms | writer %6.0f rec/s, request p50 "
+              "%5.2f p99 %6.2f ms | delivered %lld/%lld%s\n",
+              r.subscribers, Percentile(r.delivery_ms, 0.5), Percentile(r.delivery_ms, 0.99),
+              r.delivery_ms.empty() ? 0.0 : *std::max_element(r.delivery_ms.begin(), r.delivery_ms.end()),
+              r.achieved_per_s, Percentile(r.write_ms, 0.5), Percentile(r.write_ms, 0.99),
+              static_cast<long long>(r.delivered), static_cast<long long>(r.expected),
+              r.failed > 0 ? (" (" + std::to_string(r.failed) + " subscriptions failed)").c_str() : "");
+  if (!r.error.empty()) std::printf("  error: %s\n", r.error.c_str());
+}
+
+// --- goal 3: lookups vs /healthz ---------------------------------------------------------------
+
+double RequestRate(const Server& server, const std::function<std::string(std::mt19937&)>& target, double seconds,
+                   std::string* error) {
+  std::vector<std::thread> threads;
+  std::atomic<int64_t> ok{0};
+  std::mutex mu;
+  auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      std::mt19937 rng(static_cast<unsigned>(c + 1 + start.time_since_epoch().count()));
+      Client client(server, server.admin_secret());
+      while (Seconds(SteadyClock::now() - start) < seconds) {
+        auto r = client.Get(target(rng));
+        if (r.status == 200) {
+          ++ok;
+        } else {
+          std::lock_guard lock(mu);
+          if (error->empty()) *error = r.Describe().substr(0, 300);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return static_cast<double>(ok) / Seconds(SteadyClock::now() - start);
+}
+
+void Lookups(const Server& server, const std::string& path) {
+  // 10,000 keys to look up.
+  Client admin(server, server.admin_secret());
+  for (int b = 0; b < 10; ++b) {
+    std::string body;
+    for (int i = 0; i < 1000; ++i) AppendRecord(&body, "look", b * 1000 + i, 0);
+    auto r = admin.PostRaw(path + "/records?wait=index", body, "application/x-ndjson");
+    if (r.status != 200) std::printf("lookup: setup write failed: %s\n", r.Describe().c_str());
+  }
+  const std::string lookup_path = path + "/records?limit=1&filter=";
+  auto lookup = [&](std::mt19937& rng) {
+    json filter = {{"user", "look"}, {"id", static_cast<int64_t>(rng() % 10000)}};
+    return lookup_path + UrlEncode(filter.dump());
+  };
+  auto healthz = [](std::mt19937&) { return std::string("/healthz"); };
+  std::string error;
+  RequestRate(server, lookup, 1, &error);  // warm-up
+  std::vector<double> ratios, lookups, healths;
+  for (int round = 0; round < 5; ++round) {
+    double l = RequestRate(server, lookup, 2, &error);
+    double h = RequestRate(server, healthz, 2, &error);
+    lookups.push_back(l);
+    healths.push_back(h);
+    ratios.push_back(h > 0 ? l / h : 0);
+  }
+  std::printf("lookup/http    req/s per round:");
+  for (double l : lookups) std::printf(" %.0f", l);
+  std::printf("\nlookup/healthz req/s per round:");
+  for (double h : healths) std::printf(" %.0f", h);
+  std::printf("\nlookup/http vs /healthz: median of 5 pairs %.1f%% (min %.1f%%, max %.1f%%)   (target >= 50%%)\n",
+              100 * Percentile(ratios, 0.5), 100 * *std::min_element(ratios.begin(), ratios.end()),
+              100 * *std::max_element(ratios.begin(), ratios.end()));
+  if (!error.empty()) std::printf("  first error: %s\n", error.c_str());
+}
+
+// --- goal 4: idle subscriptions, memory while ingesting ----------------------------------------
+
+void IdleSubscriptions(const Server& server, const std::string& path) {
+  std::string cursor = ChangeCursor(server, path);
+  std::this_thread::sleep_for(1s);
+  const int64_t before = RssKiB(server.pid());
+  Subscribers subs(server, cursor);
+  int open = 0;
+  for (int target : {1000, 10000}) {
+    subs.Open(target - open);
+    open = target;
+    // Until the server holds them all (and they read their first page).
+    auto deadline = SteadyClock::now() + std::chrono::seconds(60);
+    while (Metric(server, "aquifer_ws_sessions") < subs.ready() && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+    std::this_thread::sleep_for(2s);
+    const int64_t sessions = Metric(server, "aquifer_ws_sessions");
+    const int64_t rss = RssKiB(server.pid());
+    std::printf("idle/subscriptions %6d: server RSS %7.1f MiB (before %7.1f MiB), %lld sessions; %.1f KiB per "
+                "subscription   (target <= 64 KiB)%s\n",
+                target, rss / 1024.0, before / 1024.0, static_cast<long long>(sessions),
+                sessions > 0 ? static_cast<double>(rss - before) / static_cast<double>(sessions) : 0.0,
+                subs.failed() > 0 ? (" " + std::to_string(subs.failed()) + " failed: " + subs.first_error()).c_str()
+                                  : "");
+  }
+  subs.Stop();
+}
+
+// Ingests `records` records with wait=index and samples the server's RSS.
+void MemoryIngest(const Server& server, const std::string& path, int64_t records) {
+  std::atomic<int64_t> next{0}, written{0}, errors{0};
+  std::string first_error;
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  auto start = SteadyClock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      Client client(server, server.admin_secret());
+      std::string user = "m" + std::to_string(c);
+      std::string body;
+      for (;;) {
+        int64_t batch = next.fetch_add(1000);
+        if (batch >= records) break;
+        body.clear();
+        for (int64_t i = 0; i < 1000 && batch + i < records; ++i) AppendRecord(&body, user, batch + i, 0);
+        auto r = client.PostRaw(path + "/records?wait=index", body, "application/x-ndjson");
+        if (r.status == 200) {
+          written += std::min<int64_t>(1000, records - batch);
+        } else {
+          ++errors;
+          std::lock_guard lock(mu);
+          if (first_error.empty()) first_error = r.Describe().substr(0, 300);
+        }
+      }
+    });
+  }
+  std::vector<std::pair<int64_t, int64_t>> samples;  // (records written, RSS KiB)
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    while (!done) {
+      samples.emplace_back(written.load(), RssKiB(server.pid()));
+      for (int i = 0; i < 20 && !done; ++i) std::this_thread::sleep_for(100ms);
+    }
+  });
+  for (auto& t : threads) t.join();
+  const double s = Seconds(SteadyClock::now() - start);
+  done = true;
+  sampler.join();
+  samples.emplace_back(written.load(), RssKiB(server.pid()));
+  int64_t max_rss = 0;
+  for (auto& [n, rss] : samples) max_rss = std::max(max_rss, rss);
+  std::printf("memory/ingest: %lld records in %.0f s (%.0f rec/s, wait=index, %lld errors); server RSS (MiB) at "
+              "each tenth of the run:",
+              static_cast<long long>(written.load()), s, static_cast<double>(written.load()) / s,
+              static_cast<long long>(errors.load()));
+  for (int tenth = 1; tenth <= 10; ++tenth) {
+    int64_t want = records * tenth / 10;
+    auto it = std::find_if(samples.begin(), samples.end(), [&](auto& p) { return p.first >= want; });
+    if (it == samples.end()) it = samples.end() - 1;
+    std::printf(" %.0f", it->second / 1024.0);
+  }
+  std::printf("; max %.0f MiB   (target: flat, <= 512 MiB + configured caches)\n", max_rss / 1024.0);
+  if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
+}
+
+// --- goal 5: SQL through the engine vs DuckDB ---------------------------------------------------
+
+// One query through the engine as a client runs it: submit, poll, read every row. Answers ms, or -1.
+double SqlThroughEngine(Client& client, const std::string& sql, int64_t* rows, std::string* error) {
+  auto t0 = SteadyClock::now();
+  auto submitted = client.Post("/v1/sql", {{"query", sql}});
+  if (submitted.status != 202) {
+    *error = submitted.Describe().substr(0, 300);
+    return -1;
+  }
+  std::string job = submitted.j().value("job_id", "");
+  for (;;) {
+    auto status = client.Get("/v1/jobs/" + job);
+    std::string state = status.is_json ? status.j().value("status", "") : "";
+    if (state == "done") break;
+    if (state != "pending" && state != "running") {
+      *error = status.Describe().substr(0, 300);
+      return -1;
+    }
+    std::this_thread::sleep_for(200us);
+  }
+  *rows = 0;
+  std::string cursor;
+  do {
+    auto page = client.Get("/v1/jobs/" + job + "/rows?limit=1000" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    if (page.status != 200) {
+      *error = page.Describe().substr(0, 300);
+      return -1;
+    }
+    *rows += static_cast<int64_t>(page.j()["data"].size());
+    cursor = page.j()["next_cursor"].is_string() ? page.j()["next_cursor"].get<std::string>() : "";
+  } while (!cursor.empty());
+  return Seconds(SteadyClock::now() - t0) * 1e3;
+}
+
+// The same query run directly on DuckDB, every value of every row fetched. Answers ms, or -1.
+double SqlDirect(duckdb_connection conn, const std::string& sql, int64_t* rows, std::string* error) {
+  auto t0 = SteadyClock::now();
+  duckdb_result result;
+  if (duckdb_query(conn, sql.c_str(), &result) != DuckDBSuccess) {
+    *error = duckdb_result_error(&result);
+    duckdb_destroy_result(&result);
+    return -1;
+  }
+  idx_t n = duckdb_row_count(&result), cols = duckdb_column_count(&result);
+  size_t bytes = 0;
+  for (idx_t r = 0; r < n; ++r) {
+    for (idx_t c = 0; c < cols; ++c) {
+      char* v = duckdb_value_varchar(&result, c, r);
+      if (v != nullptr) bytes += std::strlen(v);
+      duckdb_free(v);
+    }
+  }
+  duckdb_destroy_result(&result);
+  *rows = static_cast<int64_t>(n) + static_cast<int64_t>(bytes * 0);
+  return Seconds(SteadyClock::now() - t0) * 1e3;
+}
+
+void Sql(Server& server, const std::string& scratch, const std::string& project, const std::string& table) {
+  // The warehouse must hold everything the index does, then a stopped server's file is copied.
+  auto deadline = SteadyClock::now() + std::chrono::seconds(300);
+  while (SteadyClock::now() < deadline &&
+         Metric(server, "aquifer_records_written_total{store=\"warehouse\"}") <
+             Metric(server, "aquifer_records_written_total{store=\"index\"}")) {
+    std::this_thread::sleep_for(100ms);
+  }
+  server.Stop();
+  std::string warehouse_file;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(server.data_dir())) {
+    if (entry.path().extension() == ".duckdb") warehouse_file = entry.path().string();
+  }
+  if (warehouse_file.empty()) {
+    std::printf("sql: FAILED: no .duckdb file under %s\n", server.data_dir().c_str());
+    server.Start();
+    return;
+  }
+  const std::string copy = scratch + "/direct.duckdb";
+  std::filesystem::copy_file(warehouse_file, copy, std::filesystem::copy_options::overwrite_existing);
+  if (std::filesystem::exists(warehouse_file + ".wal")) {
+    std::filesystem::copy_file(warehouse_file + ".wal", copy + ".wal",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  server.Start();
+  duckdb_database db;
+  duckdb_connection conn;
+  if (duckdb_open(copy.c_str(), &db) != DuckDBSuccess || duckdb_connect(db, &conn) != DuckDBSuccess) {
+    std::printf("sql: FAILED to open the copy %s\n", copy.c_str());
+    return;
+  }
+  // The physical table: the one with the schema's columns and the most rows.
+  std::string physical;
+  {
+    duckdb_result result;
+    if (duckdb_query(conn,
+                     "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+                     "WHERE column_name = 'payload' ORDER BY 1",
+                     &result) == DuckDBSuccess) {
+      int64_t best = -1;
+      for (idx_t r = 0; r < duckdb_row_count(&result); ++r) {
+        char* name = duckdb_value_varchar(&result, 0, r);
+        duckdb_result count;
+        std::string q = "SELECT count(*) FROM " + std::string(name);
+        if (duckdb_query(conn, q.c_str(), &count) == DuckDBSuccess) {
+          int64_t n = duckdb_value_int64(&count, 0, 0);
+          if (n > best) {
+            best = n;
+            physical = name;
+          }
+        }
+        duckdb_destroy_result(&count);
+        duckdb_free(name);
+      }
+    }
+    duckdb_destroy_result(&result);
+  }
+  if (physical.empty()) {
+    std::printf("sql: FAILED: no warehouse table in the copy\n");
+    duckdb_disconnect(&conn);
+    duckdb_close(&db);
+    return;
+  }
+  const std::string logical = project + "." + table;
+  struct Query {
+    const char* name;
+    std::string sql;  // with {T} for the table
+  };
+  std::vector<Query> queries = {
+      {"aggregate", "SELECT user, count(*) AS n, avg(value) AS v FROM {T} GROUP BY user ORDER BY user"},
+      {"selective", "SELECT id, value, payload FROM {T} WHERE id = 4242"},
+      {"rows-1000", "SELECT user, id, value FROM {T} WHERE id < 250 ORDER BY user, id"},
+  };
+  auto with = [](std::string sql, const std::string& t) {
+    sql.replace(sql.find("{T}"), 3, t);
+    return sql;
+  };
+  Client client(server, server.admin_secret());
+  for (const auto& q : queries) {
+    std::vector<double> engine_ms, direct_ms;
+    int64_t engine_rows = 0, direct_rows = 0;
+    std::string error;
+    for (int i = 0; i < 21; ++i) {
+      double e = SqlThroughEngine(client, with(q.sql, logical), &engine_rows, &error);
+      double d = SqlDirect(conn, with(q.sql, physical), &direct_rows, &error);
+      if (i == 0) continue;  // warm-up
+      if (e >= 0) engine_ms.push_back(e);
+      if (d >= 0) direct_ms.push_back(d);
+    }
+    double pe = Percentile(engine_ms, 0.5), pd = Percentile(direct_ms, 0.5);
+    std::printf("sql/%-10s engine p50 %8.2f ms (p99 %8.2f, %lld rows) | DuckDB p50 %8.2f ms (%lld rows) | "
+                "engine = %.2fx + %.2f ms over 1.10x; target p50 <= %.2f ms: %s\n",
+                q.name, pe, Percentile(engine_ms, 0.99), static_cast<long long>(engine_rows), pd,
+                static_cast<long long>(direct_rows), pd > 0 ? pe / pd : 0.0, pe - 1.10 * pd, 1.10 * pd + 1.0,
+                pe <= 1.10 * pd + 1.0 ? "met" : "NOT met");
+    if (!error.empty()) std::printf("  error: %s\n", error.c_str());
+  }
+  duckdb_disconnect(&conn);
+  duckdb_close(&db);
+}
+
+bool Wanted(const char* name) {
+  const char* only = std::getenv("AQUIFER_BENCH_ONLY");
+  if (only == nullptr || *only == 0) return true;
+  std::string list = std::string(",") + only + ",";
+  return list.find(std::string(",") + name + ",") != std::string::npos;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double seconds = argc > 1 ? std::atof(argv[1]) : 10.0;
+  const int64_t records = argc > 2 ? std::atoll(argv[2]) : 10'000'000;
+  TempDir scratch("serve-bench");
+  ServerOptions options;
+  options.data_dir = scratch.path() + "/server";
+  if (const char* bin = std::getenv("AQUIFER_BENCH_SERVER"); bin != nullptr && *bin != 0) options.binary = bin;
+  options.extra_env = {"AQUIFER_SERVER_MAX_SUBSCRIPTIONS=20000", "AQUIFER_SERVER_MAX_SUBSCRIPTIONS_PER_SECRET=20000"};
+  std::printf("serve_bench: server %s; %.0f s per latency run, %lld records for the memory run\n",
+              options.binary.empty() ? AQUIFER_BIN : options.binary.c_str(), seconds,
+              static_cast<long long>(records));
+  std::printf("load average at the start: %s\n", LoadAverage().c_str());
+  Server server(options);
+  try {
+    server.Start();
+  } catch (const std::exception& e) {
+    std::printf("serve_bench: FAILED to start the server: %s\n", e.what());
+    return 1;
+  }
+  Client admin(server, server.admin_secret());
+  const std::string project = "bench";
+  if (admin.Post("/v1/projects", {{"name", project}}).status != 201) {
+    std::printf("serve_bench: FAILED to create the project\n");
+    return 1;
+  }
+  for (const char* table : {"latency", "lookup", "idle", "mem"}) {
+    auto r = admin.Post("/v1/projects/" + project + "/tables",
+                        {{"name", table}, {"schema", BenchSchema()}, {"key", {"user", "id"}}});
+    if (r.status != 201) {
+      std::printf("serve_bench: FAILED to create table %s: %s\n", table, r.Describe().c_str());
+      return 1;
+    }
+  }
+  auto path = [&](const std::string& table) { return "/v1/projects/" + project + "/tables/" + table; };
+
+  if (Wanted("latency")) {
+    std::printf("\n-- write -> subscriber at 10,000 records/s (load %s)\n", LoadAverage().c_str());
+    for (int n : {1, 1000, 1}) PrintLatency(WriteToSubscribers(server, path("latency"), n, seconds));
+    std::printf("  targets: 1 subscriber p50 <= 1 ms, p99 <= 5 ms; 1000 subscribers p99 <= 50 ms, writer as with 1\n");
+  }
+  if (Wanted("lookup")) {
+    std::printf("\n-- index point lookups vs /healthz (load %s)\n", LoadAverage().c_str());
+    Lookups(server, path("lookup"));
+  }
+  if (Wanted("idle")) {
+    std::printf("\n-- idle subscriptions (load %s)\n", LoadAverage().c_str());
+    IdleSubscriptions(server, path("idle"));
+  }
+  int64_t mem_records = 200'000;
+  if (Wanted("memory")) {
+    mem_records = records;
+    std::printf("\n-- memory while ingesting (load %s; DuckDB memory_limit 1 GiB, RocksDB default caches)\n",
+                LoadAverage().c_str());
+    MemoryIngest(server, path("mem"), records);
+  } else if (Wanted("sql")) {
+    MemoryIngest(server, path("mem"), mem_records);
+  }
+  if (Wanted("sql")) {
+    std::printf("\n-- SQL through the engine vs DuckDB directly, %lld rows (load %s)\n",
+                static_cast<long long>(mem_records), LoadAverage().c_str());
+    Sql(server, scratch.path(), project, "mem");
+  }
+  std::printf("\nload average at the end: %s\n", LoadAverage().c_str());
+  server.Stop();
+  return 0;
+}
