@@ -373,8 +373,13 @@ class SqliteCatalog final : public Catalog {
 
   Result<ProjectInfo> GetProject(std::string_view name) override {
     std::lock_guard lock(mu_);
+    const bool fresh = CacheFreshLocked();
+    if (fresh) {
+      if (auto it = cached_projects_.find(name); it != cached_projects_.end()) return it->second;
+    }
     AQ_ASSIGN_OR_RETURN(auto projects, SelectProjects(name));
     if (projects.empty()) return ProjectNotFound(name);
+    if (fresh) CacheInsert(&cached_projects_, std::string(name), projects.front());
     return std::move(projects.front());
   }
 
@@ -455,11 +460,18 @@ class SqliteCatalog final : public Catalog {
 
   Result<TableInfo> GetTable(std::string_view project, std::string_view table) override {
     std::lock_guard lock(mu_);
+    const bool fresh = CacheFreshLocked();
+    std::string key = CacheKey(project, table);
+    if (fresh) {
+      if (auto it = cached_tables_.find(key); it != cached_tables_.end()) return it->second;
+    }
     auto stmt = Prepare(std::string(kTableSelect) + "WHERE p.name = ? AND t.name = ?");
     stmt->Bind(project, table);
     AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
     if (!row) return TableNotFound(project, table);
-    return ReadTable(*stmt);
+    AQ_ASSIGN_OR_RETURN(TableInfo info, ReadTable(*stmt));
+    if (fresh) CacheInsert(&cached_tables_, std::move(key), info);
+    return info;
   }
 
   Result<std::vector<TableInfo>> ListTables(std::string_view project) override {
@@ -658,8 +670,14 @@ class SqliteCatalog final : public Catalog {
 
   Result<Principal> ResolveSecret(std::string_view plaintext) override {
     const std::string hash = Hash(plaintext);
-    const std::string legacy = LegacySecretHash(plaintext);
     std::lock_guard lock(mu_);
+    // A secret verified since the catalog last changed (in this process or any
+    // other: CacheFreshLocked) resolves from memory, keyed by its HMAC.
+    const bool fresh = CacheFreshLocked();
+    if (fresh) {
+      if (auto it = cached_principals_.find(hash); it != cached_principals_.end()) return it->second;
+    }
+    const std::string legacy = LegacySecretHash(plaintext);
     Principal principal;
     bool upgrade = false;
     {
@@ -678,6 +696,7 @@ class SqliteCatalog final : public Catalog {
       if (!upgrade) {
         AQ_ASSIGN_OR_RETURN(principal.grants, LoadGrants(principal.secret_id));
         AQ_RETURN_IF_ERROR(txn.Commit());
+        if (fresh) CacheInsert(&cached_principals_, hash, principal);
         return principal;
       }
     }
@@ -1244,7 +1263,11 @@ class SqliteCatalog final : public Catalog {
   Status AuthorizeLocked(const Principal& principal, std::string_view project,
                          std::string_view table, Permission permission) {
     std::optional<Uuid> project_id, table_id;
-    {
+    const bool fresh = CacheFreshLocked();
+    std::string key = CacheKey(project, table);
+    if (auto it = cached_ids_.find(key); fresh && it != cached_ids_.end()) {
+      std::tie(project_id, table_id) = it->second;
+    } else {
       auto stmt = Prepare(
           "SELECT p.id, t.id FROM projects p "
           "LEFT JOIN tables t ON t.project_id = p.id AND t.name = ? WHERE p.name = ?");
@@ -1254,9 +1277,58 @@ class SqliteCatalog final : public Catalog {
         AQ_ASSIGN_OR_RETURN(project_id, stmt->OptId(0));
         AQ_ASSIGN_OR_RETURN(table_id, stmt->OptId(1));
       }
+      if (fresh) CacheInsert(&cached_ids_, std::move(key), std::pair{project_id, table_id});
     }
     return AuthorizeTarget(principal, project, table, project_id, table_id, permission);
   }
+
+  // --- Read cache ---------------------------------------------------------------------------
+  // Secrets (by HMAC), projects, tables and the ids Authorize checks, as this
+  // connection last read them. Valid while the database is unchanged: SQLite's
+  // `PRAGMA data_version` moves when another connection (another process
+  // sharing the file) commits, and sqlite3_total_changes64 when this one
+  // writes (including writes rolled back: that only clears the cache). Both
+  // are checked under mu_ before every cached read, so a revoked secret or a
+  // deleted table is seen by the next request, in every process. The check is
+  // one statement on the open connection (a read of the WAL index), instead
+  // of a query per lookup.
+
+  // Requires mu_. True when the cache may be used (and was emptied if stale);
+  // false when the version could not be read (then nothing is cached).
+  bool CacheFreshLocked() {
+    int64_t version = -1;
+    {
+      auto stmt = Prepare("PRAGMA data_version");
+      auto row = stmt->Step();
+      if (!row.ok() || !*row) return false;
+      version = stmt->Int(0);
+    }
+    const int64_t changes = sqlite3_total_changes64(db_);
+    if (version != cache_version_ || changes != cache_changes_) {
+      cached_principals_.clear();
+      cached_projects_.clear();
+      cached_tables_.clear();
+      cached_ids_.clear();
+      cache_version_ = version;
+      cache_changes_ = changes;
+    }
+    return true;
+  }
+  static std::string CacheKey(std::string_view project, std::string_view table) {
+    std::string key(project);
+    key += '\0';
+    key += table;
+    return key;
+  }
+  // Bounded: a flood of distinct names or secrets empties a map rather than growing it.
+  // Nothing read inside an open transaction is kept: it may still roll back.
+  template <typename Map, typename Value>
+  void CacheInsert(Map* map, std::string key, Value value) {
+    if (sqlite3_get_autocommit(db_) == 0) return;
+    if (map->size() >= kCacheEntries) map->clear();
+    map->insert_or_assign(std::move(key), std::move(value));
+  }
+  static constexpr size_t kCacheEntries = 4096;
 
   std::mutex mu_;
   sqlite3* const db_;                                                // guarded by mu_
@@ -1264,6 +1336,19 @@ class SqliteCatalog final : public Catalog {
   const std::string secret_key_;  // of the stored secret hashes
   std::unordered_map<std::string, sqlite3_stmt*> statements_;        // guarded by mu_
   std::unordered_map<Uuid, SchemaPtr, UuidHash> schemas_;            // guarded by mu_
+  // The read cache (CacheFreshLocked), all guarded by mu_.
+  int64_t cache_version_ = -1;
+  int64_t cache_changes_ = -1;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>()(text); }
+  };
+  template <typename V>
+  using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+  StringMap<Principal> cached_principals_;  // by HashSecret
+  StringMap<ProjectInfo> cached_projects_;  // by name
+  StringMap<TableInfo> cached_tables_;      // by CacheKey(project, table)
+  StringMap<std::pair<std::optional<Uuid>, std::optional<Uuid>>> cached_ids_;  // Authorize's lookup
 };
 
 }  // namespace

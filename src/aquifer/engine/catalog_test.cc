@@ -121,6 +121,49 @@ std::string MintOrDie(Catalog& catalog, const std::string& project, const Secret
   return minted.ok() ? minted->secret : "";
 }
 
+// --- Read cache ------------------------------------------------------------------------------
+
+// Secrets, projects, tables and Authorize's lookups are cached per connection
+// (catalog.cc, CacheFreshLocked). Two catalogs on one file are what two
+// processes sharing it are: each must see the other's changes on its very
+// next call, never a cached answer from before them.
+TEST(CatalogCache, CachedSecretsTablesAndGrantsFollowChangesMadeThroughAnotherConnection) {
+  TempDir dir;
+  const std::string path = dir.File("catalog.db");
+  auto mine = OpenOrDie(path);
+  auto other = OpenOrDie(path);
+  ASSERT_NE(mine, nullptr);
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(mine->CreateProject("shop").ok());
+  ASSERT_TRUE(mine->CreateTable("shop", Spec("orders")).ok());
+  const std::string secret = MintOrDie(*mine, "shop", {.read = {"orders"}});
+  for (int warm = 0; warm < 2; ++warm) {  // the second round answers from the cache
+    Principal reader = ResolveOrDie(*mine, secret);
+    EXPECT_TRUE(mine->Authorize(reader, "shop", "orders", Permission::kRead).ok());
+    EXPECT_TRUE(mine->GetTable("shop", "orders").ok());
+    EXPECT_TRUE(mine->GetProject("shop").ok());
+  }
+  Principal reader = ResolveOrDie(*mine, secret);
+
+  // Another process deletes the table, then the secret.
+  ASSERT_TRUE(other->DeleteTable("shop", "orders").ok());
+  EXPECT_EQ(mine->GetTable("shop", "orders").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(mine->Authorize(reader, "shop", "orders", Permission::kRead).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(other->DeleteSecret(reader.secret_id).ok());
+  EXPECT_EQ(mine->ResolveSecret(secret).status().code(), StatusCode::kUnauthenticated);
+
+  // ... and creates the table again: the new table id, not a cached one.
+  auto recreated = other->CreateTable("shop", Spec("orders"));
+  ASSERT_TRUE(recreated.ok()) << recreated.status().ToString();
+  auto seen = mine->GetTable("shop", "orders");
+  ASSERT_TRUE(seen.ok()) << seen.status().ToString();
+  EXPECT_EQ(seen->table_id, recreated->table_id);
+
+  // Changes through the same connection count too.
+  ASSERT_TRUE(mine->DeleteTable("shop", "orders").ok());
+  EXPECT_EQ(mine->GetTable("shop", "orders").status().code(), StatusCode::kNotFound);
+}
+
 // --- Migrations ------------------------------------------------------------------------------
 
 TEST(CatalogMigrations, ReopeningAFileCatalogKeepsItsDataAndAppliesEachMigrationOnce) {

@@ -21,11 +21,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -431,7 +433,26 @@ class EngineImpl final : public Engine {
   // `next_driver`, when set, receives the driver's next payload.
   Result<RecordPage> ReadPage(const Principal& who, const ReadTarget& target,
                               const EnginePayload& payload, const keys::Filter& filter,
-                              int32_t limit, std::string* next_driver = nullptr);
+                              int32_t limit, std::string* next_driver = nullptr,
+                              int64_t* read_bytes = nullptr);
+
+  // Change pages shared between feeds (Feed::Read): feeds at the same position
+  // of the same instance with the same filter read and render a page once per
+  // hub generation, however many subscribers there are.
+  struct SharedPage {
+    RecordPage page;
+    std::string next_driver;
+    int64_t bytes = 0;
+  };
+  struct SharedSlot {
+    uint64_t generation = 0;
+    int64_t made_us = 0;  // engine monotonic clock
+    std::shared_future<std::shared_ptr<const SharedPage>> page;
+  };
+  std::mutex shared_pages_mu_;
+  std::unordered_map<std::string, SharedSlot> shared_pages_;  // guarded by shared_pages_mu_
+  std::atomic<int64_t> shared_page_hits_{0};
+  std::atomic<int64_t> shared_page_reads_{0};
   std::string EncodeCursor(const Uuid& instance_id, const EnginePayload& payload) const {
     return cursors_.Encode({CursorTypeFor(payload.kind), instance_id, EncodeEnginePayload(payload)});
   }
@@ -1508,7 +1529,8 @@ Result<std::string> EngineImpl::UsageJson(const Principal& who, int32_t hours) {
 
 Result<RecordPage> EngineImpl::ReadPage(const Principal& who, const ReadTarget& target,
                                         const EnginePayload& payload, const keys::Filter& filter,
-                                        int32_t limit, std::string* next_driver) {
+                                        int32_t limit, std::string* next_driver,
+                                        int64_t* read_bytes) {
   RecordPage page;
   if (payload.driver.empty()) {
     page.data_json = "[]";
@@ -1538,6 +1560,7 @@ Result<RecordPage> EngineImpl::ReadPage(const Principal& who, const ReadTarget& 
   usage.read_records = page.count;
   usage.read_bytes = bytes;
   Meter(who, target.project.project_id, usage);
+  if (read_bytes != nullptr) *read_bytes = bytes;
   return page;
 }
 
@@ -1685,6 +1708,7 @@ class EngineImpl::Feed final : public ChangeFeed {
   ~Feed() override { engine_->change_feeds_.fetch_sub(1, std::memory_order_relaxed); }
 
   const Uuid& instance_id() const override { return target_.instance.instance_id; }
+  void set_filter_key(std::string key) { filter_key_ = std::move(key); }
 
   Result<RecordPage> Read(int32_t limit) override {
     AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
@@ -1697,8 +1721,7 @@ class EngineImpl::Feed final : public ChangeFeed {
       AQ_RETURN_IF_ERROR(engine_->CheckQuota(target_.project, QuotaKind::kRead, 0));
     }
     std::string next_driver;
-    AQ_ASSIGN_OR_RETURN(RecordPage page,
-                        engine_->ReadPage(who_, target_, payload_, filter_, limit, &next_driver));
+    AQ_ASSIGN_OR_RETURN(RecordPage page, SharedRead(limit, &next_driver));
     if (page.next_cursor.empty()) {
       page.next_cursor = cursor_;
     } else {
@@ -1720,8 +1743,85 @@ class EngineImpl::Feed final : public ChangeFeed {
     return Status::OK();
   }
 
+  // The page after the feed's position. Feeds at the same position with the
+  // same filter share one read: the first reads and renders, the others (in
+  // the same hub generation, within kSharedPageMicros) take its page. Each
+  // feed still checks its quota and is metered for what it reads. A page read
+  // in generation g holds every change notified before g, so a later reader
+  // in the same generation would read the same records (or, racing a write
+  // whose notification is on its way, fewer: that notification then wakes it
+  // again). The age limit bounds what a missed notification (they are
+  // at-most-once) can hold back.
+  Result<RecordPage> SharedRead(int32_t limit, std::string* next_driver) {
+    if (payload_.driver.empty()) {
+      return engine_->ReadPage(who_, target_, payload_, filter_, limit, next_driver);
+    }
+    EngineImpl& engine = *engine_;
+    std::string key = target_.instance.instance_id.ToString();
+    key += '|';
+    key += std::to_string(limit);
+    key += '|';
+    key += std::to_string(payload_.from_ms);
+    key += '|';
+    key += filter_key_;
+    key += '|';
+    key += payload_.driver;
+    const uint64_t generation = engine.hub_.generation();
+    const int64_t now_us = engine.clock_->MonotonicMicros();
+    std::shared_future<std::shared_ptr<const SharedPage>> shared;
+    std::promise<std::shared_ptr<const SharedPage>> mine;
+    {
+      std::lock_guard lock(engine.shared_pages_mu_);
+      auto it = engine.shared_pages_.find(key);
+      if (it != engine.shared_pages_.end() && it->second.generation == generation &&
+          now_us - it->second.made_us < kSharedPageMicros) {
+        shared = it->second.page;
+      } else {
+        if (engine.shared_pages_.size() >= 256) {
+          std::erase_if(engine.shared_pages_, [&](const auto& entry) {
+            return entry.second.generation != generation || now_us - entry.second.made_us >= kSharedPageMicros;
+          });
+        }
+        engine.shared_pages_[key] = SharedSlot{generation, now_us, mine.get_future().share()};
+      }
+    }
+    if (shared.valid()) {
+      std::shared_ptr<const SharedPage> hit = shared.get();
+      if (hit != nullptr) {
+        engine.shared_page_hits_.fetch_add(1, std::memory_order_relaxed);
+        engine.metrics_.reads.fetch_add(1, std::memory_order_relaxed);
+        engine.metrics_.records_read.fetch_add(hit->page.count, std::memory_order_relaxed);
+        UsageCounters usage;
+        usage.read_ops = 1;
+        usage.read_records = hit->page.count;
+        usage.read_bytes = hit->bytes;
+        engine.Meter(who_, target_.project.project_id, usage);
+        *next_driver = hit->next_driver;
+        return hit->page;
+      }
+      // The first reader failed: read alone (and get its error, if it persists).
+      return engine.ReadPage(who_, target_, payload_, filter_, limit, next_driver);
+    }
+    engine.shared_page_reads_.fetch_add(1, std::memory_order_relaxed);
+    auto result = std::make_shared<SharedPage>();
+    Result<RecordPage> page =
+        engine.ReadPage(who_, target_, payload_, filter_, limit, &result->next_driver, &result->bytes);
+    if (!page.ok()) {
+      mine.set_value(nullptr);
+      std::lock_guard lock(engine.shared_pages_mu_);
+      engine.shared_pages_.erase(key);
+      return page.status();
+    }
+    result->page = *page;
+    *next_driver = result->next_driver;
+    mine.set_value(std::move(result));
+    return page;
+  }
+  static constexpr int64_t kSharedPageMicros = 200'000;
+
   EngineImpl* const engine_;
   const Principal who_;
+  std::string filter_key_;  // the cursor's filter and the feed's own, as given
   std::string cursor_;  // the position: a signed change cursor
   EnginePayload payload_;
   ReadTarget target_;
@@ -1739,9 +1839,13 @@ Result<std::unique_ptr<ChangeFeed>> EngineImpl::OpenChangeFeed(const Principal& 
   auto& [target, payload] = resolved;
   AQ_ASSIGN_OR_RETURN(keys::Filter combined,
                       CombinedChangeFilter(*target.instance.schema, payload, filter_json));
-  return std::unique_ptr<ChangeFeed>(new Feed(this, who, std::string(cursor), std::move(payload),
-                                              std::move(target),
-                                              std::move(combined), epoch));
+  std::string filter_key = payload.filter_json;
+  filter_key += '\x01';
+  filter_key += filter_json;
+  auto feed = std::make_unique<Feed>(this, who, std::string(cursor), std::move(payload), std::move(target),
+                                     std::move(combined), epoch);
+  feed->set_filter_key(std::move(filter_key));
+  return std::unique_ptr<ChangeFeed>(std::move(feed));
 }
 
 // --- SQL --------------------------------------------------------------------------------------
@@ -1894,6 +1998,12 @@ std::string EngineImpl::MetricsText() {
          hub_.listeners());
   metric("aquifer_subscription_notifications_total", "counter",
          "Listener callbacks run by the hub.", hub_.notifications());
+  metric("aquifer_change_pages_read_total", "counter",
+         "Change-feed pages read from the lookup service and rendered (shared by the feeds at the same position).",
+         load(shared_page_reads_));
+  metric("aquifer_change_pages_shared_total", "counter",
+         "Change-feed reads answered with a page another feed at the same position had just read.",
+         load(shared_page_hits_));
   metric("aquifer_change_feeds", "gauge", "Open change feeds (subscriptions reading changes).",
          load(change_feeds_));
   metric("aquifer_change_feed_checks_total", "counter",

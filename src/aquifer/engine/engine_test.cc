@@ -551,6 +551,37 @@ TEST_F(EngineTest, AChangeFeedAsksTheCatalogOnlyWhenItOpensUntilARecheckIsDue) {
   EXPECT_EQ(Metric(*engine_, "aquifer_change_feeds"), 0);
 }
 
+// Subscribers at the same position share one read and render of each page
+// (Feed::SharedRead), and a write after it is never hidden by the shared page.
+TEST_F(EngineTest, ChangeFeedsAtTheSamePositionShareOnePageAndStillSeeEveryWrite) {
+  Open(Options());
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  Principal reader = Secret("p", {{"read", {"t"}}});
+  auto a = engine_->OpenChangeFeed(admin_, query->change_cursor, "");
+  auto b = engine_->OpenChangeFeed(reader, query->change_cursor, "");
+  auto filtered = engine_->OpenChangeFeed(admin_, query->change_cursor, R"({"n":{"_gte":2}})");
+  ASSERT_TRUE(a.ok() && b.ok() && filtered.ok());
+  for (auto* feed : {&*a, &*b, &*filtered}) ASSERT_EQ((**feed).Read(100)->count, 0);
+
+  for (int round = 1; round <= 3; ++round) {
+    ASSERT_TRUE(Write(R"([{"user":"a","n":)" + std::to_string(round) + "}]", {.log = true}).ok());
+    const int64_t shared = Metric(*engine_, "aquifer_change_pages_shared_total");
+    auto from_a = (*a)->Read(100);
+    auto from_b = (*b)->Read(100);
+    auto from_filtered = (*filtered)->Read(100);
+    ASSERT_TRUE(from_a.ok() && from_b.ok() && from_filtered.ok());
+    ASSERT_EQ(from_a->count, 1) << "round " << round << ": " << from_a->data_json;
+    EXPECT_EQ(json::parse(from_a->data_json)[0]["n"], round);
+    EXPECT_EQ(from_b->data_json, from_a->data_json);
+    EXPECT_EQ(from_b->next_cursor, from_a->next_cursor);
+    // b took a's page; the filtered feed, reading other records, read its own.
+    EXPECT_EQ(Metric(*engine_, "aquifer_change_pages_shared_total"), shared + 1);
+    EXPECT_EQ(from_filtered->count, round >= 2 ? 1 : 0) << from_filtered->data_json;
+  }
+}
+
 TEST_F(EngineTest, AChangeFeedRechecksTheCatalogWhenItsIntervalHasPassed) {
   EngineOptions options = Options();
   options.change_feed_recheck_ms = 0;  // due on every read

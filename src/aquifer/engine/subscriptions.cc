@@ -46,6 +46,7 @@ void SubscriptionHub::Remove(State* state, const Uuid& instance_id,
 }
 
 void SubscriptionHub::Notify(const Uuid& instance_id) {
+  state_->generation.fetch_add(1, std::memory_order_acq_rel);
   std::vector<std::shared_ptr<Entry>> entries;
   {
     std::lock_guard lock(state_->mu);

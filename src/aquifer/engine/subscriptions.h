@@ -42,6 +42,11 @@ class SubscriptionHub {
   // Calls every callback registered for `instance_id`, on the calling thread.
   void Notify(const Uuid& instance_id);
 
+  // Bumped by every Notify, before its callbacks run: a reader that saw the
+  // same generation before and after reading saw every change notified so far
+  // (the engine shares change pages between feeds by it).
+  uint64_t generation() const { return state_->generation.load(std::memory_order_acquire); }
+
   int64_t listeners() const { return state_->listeners.load(std::memory_order_relaxed); }
   int64_t notifications() const { return state_->notifications.load(std::memory_order_relaxed); }
 
@@ -56,6 +61,7 @@ class SubscriptionHub {
     std::unordered_map<Uuid, std::vector<std::shared_ptr<Entry>>, UuidHash> by_instance;  // guarded by mu
     std::atomic<int64_t> listeners{0};
     std::atomic<int64_t> notifications{0};
+    std::atomic<uint64_t> generation{0};
   };
   class Handle;
   static void Remove(State* state, const Uuid& instance_id, const std::shared_ptr<Entry>& entry);
