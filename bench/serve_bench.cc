@@ -480,6 +480,11 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
   std::thread sampler([&] {
     while (!done) {
       samples.emplace_back(written.load(), RssKiB(server.pid()));
+      if (samples.size() % 15 == 1) {  // every 30 s, so a long run shows its progress
+        std::printf("  memory/ingest: %lld records after %.0f s, server RSS %.0f MiB\n",
+                    static_cast<long long>(samples.back().first), Seconds(SteadyClock::now() - start),
+                    samples.back().second / 1024.0);
+      }
       for (int i = 0; i < 20 && !done; ++i) std::this_thread::sleep_for(100ms);
     }
   });

@@ -111,6 +111,7 @@ struct Server::Impl {
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
         ioc(io_threads),
         pool(static_cast<size_t>(std::max(1, options.handler_threads))),
+        feed_pool(static_cast<size_t>(std::max(1, options.feed_threads))),
         acceptor(ioc) {}
 
   awaitable<void> Listen();
@@ -176,6 +177,7 @@ struct Server::Impl {
   // (whose queued handlers hold strand executors) goes before the io_context.
   asio::io_context ioc;
   asio::thread_pool pool;
+  asio::thread_pool feed_pool;  // WebSocket sessions' change reads (ServerOptions::feed_threads)
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
 
@@ -479,7 +481,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   while (!error_ && !server->stopping.load()) {
     wake_->store(false);
     Result<engine::RecordPage> page = co_await RunBlocking<Result<engine::RecordPage>>(
-        server->pool, [reader] { return reader->Read(1000); });
+        server->feed_pool, [reader] { return reader->Read(1000); });
     server->metrics.ChangeRead();
     if (error_) break;
     if (!page.ok()) {
@@ -716,6 +718,8 @@ void Server::Stop() {
   }
   impl.pool.stop();
   impl.pool.join();
+  impl.feed_pool.stop();
+  impl.feed_pool.join();
 }
 
 uint16_t Server::port() const { return impl_->bound_port.load(); }

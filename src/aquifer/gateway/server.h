@@ -19,6 +19,7 @@
 // slow client only slows itself); the engine's change hub only flags the
 // session and cancels its wait. A session reads page after page until caught
 // up (no sleep between pages) and only then waits (ws_poll_interval fallback).
+// Those reads run on their own pool (feed_threads), not the handler pool.
 //
 // Lifecycle: construct, Start() (binds; port() is then the real port, also
 // for port 0), Stop() (stops accepting, closes WebSocket sessions with
@@ -45,6 +46,10 @@ struct ServerOptions {
   uint16_t port = 8080;                  // 0: any free port (see Server::port())
   int io_threads = 0;                    // 0: std::thread::hardware_concurrency()
   int handler_threads = 64;              // pool for blocking engine calls
+  // A separate pool for the subscriptions' change reads: however many
+  // subscribers wake at once, their reads queue here, never in front of an
+  // HTTP request (a writer) on the handler pool.
+  int feed_threads = 8;
   size_t max_body_bytes = 64 << 20;      // EngineOptions::max_body_bytes
   size_t max_header_bytes = 16 << 10;    // request line + headers
   size_t max_ws_message_bytes = 1 << 20; // client → server WebSocket messages
