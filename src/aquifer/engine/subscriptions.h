@@ -46,6 +46,9 @@ class SubscriptionHub {
   // same generation before and after reading saw every change notified so far
   // (the engine shares change pages between feeds by it).
   uint64_t generation() const { return state_->generation.load(std::memory_order_acquire); }
+  // Moves the generation alone: called before a write is made known any other
+  // way (a `wait=` answer), so no page shared from before it outlives that.
+  void Advance() { state_->generation.fetch_add(1, std::memory_order_acq_rel); }
 
   int64_t listeners() const { return state_->listeners.load(std::memory_order_relaxed); }
   int64_t notifications() const { return state_->notifications.load(std::memory_order_relaxed); }

@@ -464,6 +464,9 @@ void WorkerPool::PublishReports(const std::vector<const WriteMessage*>& messages
   // round trip (a synced publish, then the listener's pull) between a store
   // write and a `wait=` answer or a subscriber's read. The listener sees the
   // same reports again from the queue; both consumers are idempotent.
+  if (deps_.hub != nullptr && (stores & (kStoreLog | kStoreIndex)) != 0) {
+    deps_.hub->Advance();  // before a waiter learns of the write (shared change pages, engine.cc)
+  }
   if (deps_.waiters != nullptr) {
     for (const WriteReport& report : reports) deps_.waiters->OnReport(report);
   }
@@ -531,6 +534,7 @@ void ReportListener::Run() {
         continue;
       }
       metrics_->reports_received.fetch_add(1, std::memory_order_relaxed);
+      if ((report->stores & (kStoreLog | kStoreIndex)) != 0) hub_->Advance();  // before its waiter hears
       waiters_->OnReport(*report);
       if ((report->stores & (kStoreLog | kStoreIndex)) != 0 &&
           std::find(instances.begin(), instances.end(), report->instance_id) == instances.end()) {
