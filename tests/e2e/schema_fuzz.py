@@ -7,7 +7,10 @@ real data, then runs schemathesis (the project's .venv) with every check,
 all four phases (examples, coverage, fuzzing, stateful) and a fixed seed.
 Passes only if schemathesis reports no failure: no 5xx, no answer that breaks
 the document (status, content type, headers, body schema), no request the
-document allows that the server refuses, no invalid one it accepts.
+document allows that the server refuses (every operation), no invalid one it
+accepts. The document's rules that JSON Schema cannot state (issued cursors,
+SQL, a table key naming schema fields) are applied to valid requests by
+schema_fuzz_hooks.py, which this script loads into schemathesis.
 
 usage: schema_fuzz.py AQUIFER_BIN SCHEMATHESIS [--max-examples N] [--seed S]
 Environment: AQUIFER_SCHEMA_FUZZ_EXAMPLES / _SEED override the defaults.
@@ -86,9 +89,36 @@ def seed_data(url):
     status, body = call(url, "POST", "/v1/projects/shop/tables",
                         {"name": "orders", "schema": schema, "key": ["id"]})
     assert status == 201, (status, body)
-    status, body = call(url, "POST", "/v1/projects/shop/tables/orders/records?wait=index",
-                        [{"id": "a", "qty": 1}, {"id": "b", "qty": 2}])
+    status, body = call(url, "POST", "/v1/projects/shop/tables/orders/records?wait=index,warehouse",
+                        [{"id": "a", "qty": 1}, {"id": "b", "qty": 2}, {"id": "c", "qty": 3}])
     assert status == 200, (status, body)
+    # Cursors the server issued, for the hooks (schema_fuzz_hooks.py): pages of
+    # the index, the log and a finished job's rows.
+    state = {"cursors": [], "job_cursors": {}, "sql_tables": ["shop.orders"]}
+    for path in ("/v1/projects/shop/tables/orders/records?limit=1",
+                 "/v1/projects/shop/tables/orders/log?limit=1"):
+        status, body = call(url, "GET", path)
+        assert status == 200, (path, status, body)
+        page = json.loads(body)
+        state["cursors"] += [page["next_cursor"], page["change_cursor"]]
+    status, body = call(url, "POST", "/v1/sql", {"query": "SELECT id, qty FROM shop.orders"})
+    assert status == 202, (status, body)
+    job = json.loads(body)["job_id"]
+    deadline = time.time() + 60
+    while True:
+        status, body = call(url, "GET", "/v1/jobs/" + job)
+        assert status == 200, (status, body)
+        if json.loads(body)["status"] == "done":
+            break
+        assert json.loads(body)["status"] in ("pending", "running") and time.time() < deadline, body
+        time.sleep(0.1)
+    status, body = call(url, "GET", "/v1/jobs/%s/rows?limit=1" % job)
+    assert status == 200, (status, body)
+    job_cursor = json.loads(body)["next_cursor"]
+    assert job_cursor, body
+    state["job_cursors"][job] = [job_cursor]
+    state["cursors"].append(job_cursor)
+    return state
 
 
 def main():
@@ -110,7 +140,9 @@ def main():
     proc, url, lines = start_server(args.binary, data)
     rc = 1
     try:
-        seed_data(url)
+        state_file = os.path.join(work, "state.json")
+        with open(state_file, "w") as f:
+            json.dump(seed_data(url), f)
         config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemathesis.toml")
 
         def run(label, extra):
@@ -128,7 +160,11 @@ def main():
             print("schema_fuzz: %s: seed %d, max-examples %d, server %s" %
                   (label, args.seed, args.max_examples, url), flush=True)
             started = time.time()
-            env = dict(os.environ, NO_COLOR="1")
+            here = os.path.dirname(os.path.abspath(__file__))
+            env = dict(os.environ, NO_COLOR="1", SCHEMATHESIS_HOOKS="schema_fuzz_hooks",
+                       AQUIFER_SCHEMA_FUZZ_STATE=state_file,
+                       PYTHONPATH=os.pathsep.join(
+                           [here] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
             code = subprocess.call(cmd, env=env, cwd=work, preexec_fn=die_with_parent)
             print("schema_fuzz: %s: schemathesis exited %d after %.1f s" %
                   (label, code, time.time() - started), flush=True)

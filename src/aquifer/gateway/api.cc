@@ -530,3 +530,47 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
 }
 
 }  // namespace aquifer::gateway
+
+namespace aquifer::gateway {
+
+Result<SubscribeMessage> ParseSubscribeMessage(std::string_view text) {
+  nlohmann::json message = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (message.is_discarded()) {
+    AQ_RETURN_IF_ERROR(CheckJsonBody(text));
+    return InvalidArgument("malformed JSON in the subscribe message");
+  }
+  if (!message.is_object()) return InvalidArgument("the subscribe message must be a JSON object");
+  SubscribeMessage parsed;
+  bool has_type = false;
+  for (auto it = message.begin(); it != message.end(); ++it) {
+    if (it.key() == "type") {
+      if (!it->is_string() || it->get<std::string>() != "subscribe") {
+        return InvalidArgument("expected {{\"type\":\"subscribe\",...}}, got type {}", it->dump());
+      }
+      has_type = true;
+    } else if (it.key() == "cursor") {
+      if (!it->is_string()) return InvalidArgument("'cursor' must be a string (a change cursor)");
+      parsed.cursor = it->get<std::string>();
+    } else if (it.key() == "filter") {
+      if (it->is_object()) {
+        parsed.filter_json = it->dump();
+      } else if (!it->is_null()) {
+        return InvalidArgument("'filter' must be a JSON object");
+      }
+    } else if (it.key() == "secret") {
+      if (!it->is_string()) return InvalidArgument("'secret' must be a string");
+      parsed.secret = it->get<std::string>();
+    } else {
+      return InvalidArgument(
+          "unknown field '{}' in the subscribe message; it takes type, cursor, filter, secret",
+          it.key());
+    }
+  }
+  if (!has_type) return InvalidArgument("the first message must be {{\"type\":\"subscribe\",...}}");
+  if (parsed.cursor.empty()) {
+    return InvalidArgument("missing 'cursor': pass the change_cursor of a records or log read");
+  }
+  return parsed;
+}
+
+}  // namespace aquifer::gateway

@@ -111,4 +111,16 @@ std::string_view OpenApiJson();
 // "malformed JSON: <parser message>" when `body` is not one JSON value; OK otherwise.
 Status CheckJsonBody(std::string_view body);
 
+// The first (and only) client message of a WebSocket subscription:
+// {"type":"subscribe","cursor":"...","filter":{...},"secret":"..."} (DESIGN.md,
+// "WebSocket"). InvalidArgument for anything else: not JSON, not an object, a
+// type other than "subscribe", a field of the wrong type, an unknown field, no
+// cursor. Fields absent from the message are empty; a null filter is none.
+struct SubscribeMessage {
+  std::string cursor;
+  std::string filter_json;  // the filter object as JSON, "" when absent
+  std::string secret;       // "" when absent
+};
+Result<SubscribeMessage> ParseSubscribeMessage(std::string_view text);
+
 }  // namespace aquifer::gateway

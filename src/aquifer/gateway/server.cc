@@ -1,4 +1,4 @@
-// Beast TUs are heavy; keep Beast here (and in server_test.cc) only.
+// Beast TUs are heavy; keep Beast here, in wire.cc (HTTP only) and in server_test.cc.
 // Boost 1.74 + g++ 12 + C++20: <utility> must come before asio's awaitable.hpp.
 #include <utility>
 
@@ -27,6 +27,7 @@
 
 #include "aquifer/base/logging.h"
 #include "aquifer/gateway/errors.h"
+#include "aquifer/gateway/wire.h"
 
 namespace aquifer::gateway {
 namespace {
@@ -67,35 +68,7 @@ std::string HeaderString(const http::fields& fields, http::field name) {
   return it == fields.end() ? std::string() : std::string(it->value());
 }
 
-std::string HeaderString(const http::fields& fields, std::string_view name) {
-  auto it = fields.find(beast::string_view(name.data(), name.size()));
-  return it == fields.end() ? std::string() : std::string(it->value());
-}
-
 std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
-
-// RFC 6455 §4.2.1: Sec-WebSocket-Key is the base64 of 16 bytes (24 characters,
-// "==" at the end) and Sec-WebSocket-Version is 13. FailedPrecondition for a
-// bad version (answered 426), InvalidArgument for a bad key (400).
-Status CheckWebSocketHandshake(const http::fields& upgrade) {
-  std::string version = HeaderString(upgrade, http::field::sec_websocket_version);
-  if (version != "13") {
-    return FailedPrecondition(
-        "WebSocket handshake: Sec-WebSocket-Version must be 13 (got '{}')", version);
-  }
-  std::string key = HeaderString(upgrade, http::field::sec_websocket_key);
-  bool key_ok = key.size() == 24 && key.ends_with("==") &&
-                std::all_of(key.begin(), key.end() - 2, [](char c) {
-                  return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
-                });
-  if (!key_ok) {
-    return InvalidArgument(
-        "WebSocket handshake: Sec-WebSocket-Key must be the base64 of 16 random bytes "
-        "(24 characters ending in '=='), got '{}'",
-        key.substr(0, 64));
-  }
-  return Status::OK();
-}
 
 }  // namespace
 
@@ -310,13 +283,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   // JSON error shape (Beast would answer plain text): a missing or malformed
   // Sec-WebSocket-Key is 400, a Sec-WebSocket-Version other than 13 is 426.
   if (Status handshake = CheckWebSocketHandshake(upgrade); !handshake.ok()) {
-    bool bad_version = handshake.code() == StatusCode::kFailedPrecondition;
-    HttpResponse response;
-    response.status = bad_version ? 426 : 400;
-    response.body = ErrorJson(InvalidArgument("{}", handshake.message()), {},
-                              bad_version ? "upgrade_required" : "");
-    if (bad_version) response.headers.emplace_back("Sec-WebSocket-Version", "13");
-    response.route = &Route(RouteId::kSubscribe);
+    HttpResponse response = HandshakeErrorResponse(handshake);
     server->metrics.Record(response.route, response.status, 0);
     co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
                                    false);
@@ -375,49 +342,14 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   if (ec) co_return;
   std::string text = beast::buffers_to_string(buffer.data());
   buffer.consume(buffer.size());
-  nlohmann::json message = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  std::string cursor, filter_json, secret;
-  Status parsed = [&]() -> Status {
-    if (message.is_discarded()) {
-      AQ_RETURN_IF_ERROR(CheckJsonBody(text));
-      return InvalidArgument("malformed JSON in the subscribe message");
-    }
-    if (!message.is_object()) return InvalidArgument("the subscribe message must be a JSON object");
-    bool has_type = false;
-    for (auto it = message.begin(); it != message.end(); ++it) {
-      if (it.key() == "type") {
-        if (!it->is_string() || it->get<std::string>() != "subscribe") {
-          return InvalidArgument("expected {{\"type\":\"subscribe\",...}}, got type {}", it->dump());
-        }
-        has_type = true;
-      } else if (it.key() == "cursor") {
-        if (!it->is_string()) return InvalidArgument("'cursor' must be a string (a change cursor)");
-        cursor = it->get<std::string>();
-      } else if (it.key() == "filter") {
-        if (it->is_object()) {
-          filter_json = it->dump();
-        } else if (!it->is_null()) {
-          return InvalidArgument("'filter' must be a JSON object");
-        }
-      } else if (it.key() == "secret") {
-        if (!it->is_string()) return InvalidArgument("'secret' must be a string");
-        secret = it->get<std::string>();
-      } else {
-        return InvalidArgument(
-            "unknown field '{}' in the subscribe message; it takes type, cursor, filter, secret",
-            it.key());
-      }
-    }
-    if (!has_type) return InvalidArgument("the first message must be {{\"type\":\"subscribe\",...}}");
-    if (cursor.empty()) {
-      return InvalidArgument("missing 'cursor': pass the change_cursor of a records or log read");
-    }
-    return Status::OK();
-  }();
+  Result<SubscribeMessage> parsed = ParseSubscribeMessage(text);
   if (!parsed.ok()) {
-    co_await SendErrorAndClose(parsed);
+    co_await SendErrorAndClose(parsed.status());
     co_return;
   }
+  std::string cursor = std::move(parsed->cursor);
+  std::string filter_json = std::move(parsed->filter_json);
+  std::string secret = std::move(parsed->secret);
   if (!secret.empty()) {
     Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>>(
         server->pool, [&] { return server->engine->Authenticate(secret); });
@@ -546,9 +478,8 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     co_await WriteResponse(stream, response, version, /*keep_alive=*/false);
   };
   while (!stopping.load(std::memory_order_relaxed)) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
-    parser.body_limit(options.max_body_bytes);
+    WireParser parser;
+    ConfigureParser(parser, options.max_header_bytes, options.max_body_bytes);
     stream.expires_after(options.idle_timeout);
     co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
     if (ec == http::error::header_limit) {
@@ -571,9 +502,7 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     int64_t started_us = NowMicros();
     const auto& header = parser.get();
     unsigned version = header.version();
-    std::string_view target(header.target().data(), header.target().size());
-    if (websocket::is_upgrade(header) && PathOf(target) == Route(RouteId::kSubscribe).pattern &&
-        header.method() == http::verb::get && options.api.role != engine::Role::kWorker) {
+    if (IsSubscribeUpgrade(header, options.api.role)) {
       co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
       auto session = std::make_shared<WsSession>(this, std::move(stream));
@@ -609,16 +538,9 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
       }
       break;
     }
-    http::request<http::string_body> message = parser.release();
+    WireRequest message = parser.release();
     bool keep_alive = message.keep_alive();
-    HttpRequest request;
-    request.method = std::string(message.method_string());
-    request.target = std::string(message.target());
-    request.authorization = HeaderString(message, http::field::authorization);
-    request.content_type = HeaderString(message, http::field::content_type);
-    request.idempotency_key = HeaderString(message, std::string_view("Idempotency-Key"));
-    request.if_none_match = HeaderString(message, http::field::if_none_match);
-    request.body = std::move(message.body());
+    HttpRequest request = ToHttpRequest(std::move(message));
 
     // Answers that need no engine call run inline; the rest on the pool (a
     // plain GET of /v1/subscribe authenticates: 401 before 426).
