@@ -3,6 +3,8 @@
 #   make test    install what is missing, build, start the real peers, run every suite, stop the peers
 #   make bench   build and run the benchmarks, printing figures and ratios
 #   make fuzz    build the libFuzzer targets (clang, ASan+UBSan) and run each for FUZZ_SECONDS
+#                (FUZZ_SECONDS_<target> for one, FUZZ_TARGETS="a b" for some) from fuzz/corpus/<target>/,
+#                merging new inputs that add coverage back into it (FUZZ_MERGE=0: don't); fuzz/README.md
 #   make san-build  build the sanitized test suites (build-tsan: ThreadSanitizer, build-asan: ASan+UBSan)
 #   make soak    the long reliability runs (not part of make test): SOAK_CYCLES SIGKILLs of the whole
 #                server under load (tests/soak), POWER_CYCLES simulated power cuts of the RocksDB

@@ -495,7 +495,7 @@ Status RocksQueue::Reset() {
   for (auto& [name, topic] : topics_) {
     std::unique_lock<std::mutex> topic_lock(topic->mu);
     // Let publishes in flight land first, so the range delete covers them.
-    topic->cv.wait(topic_lock, [&] { return topic->in_progress.empty(); });
+    topic->cv.wait(topic_lock, [&topic = topic] { return topic->in_progress.empty(); });
     for (auto& [sub_name, st] : topic->persistent) st->dropped = true;
     for (auto& st : topic->ephemeral) st->dropped = true;
     topic->persistent.clear();
