@@ -8,12 +8,14 @@ express; the document states them in prose and in "x-aquifer-constraints":
     issued (cursors are HMAC-signed), and a job-rows cursor one of that job;
   - POST /v1/sql takes one SELECT over project.table names;
   - POST /v1/projects/{p}/tables: key names non-null primitive top-level fields
-    of the schema, and the schema is valid Avro (unique names, typed defaults).
+    of the schema, and the schema is valid Avro (unique names, typed defaults);
+  - a table's records and filters (POST/GET .../records) follow its schema.
 
 Just before a request that schemathesis generated as VALID (positive mode) is
 sent, before_call makes those values satisfy these rules: a cursor the server
 issued (collected from earlier answers by after_call and from the seed data),
-a SELECT over the seeded table, a valid Avro schema with its key. Everything
+a SELECT over the seeded table, a valid Avro schema with its key, records and
+a filter of the table's schema (for tables this run created). Everything
 else it generated (names, limits, flags, retention, job ids, other fields) is
 sent as generated. Requests generated as invalid (negative mode) are never
 touched, so "invalid requests are refused" keeps its full strength; and
@@ -62,6 +64,25 @@ _SCHEMAS = [
 ]
 
 
+# For each schema above (and the seeded table): valid records and filters.
+_RECORDS = {
+    "order": [{"id": "a", "qty": 1}, {"id": "zz", "qty": -7, "@timestamp": 1700000000000}],
+    "event": [{"user": "ada", "ts": 5, "score": None, "tags": ["x"]}, {"user": "bob", "ts": 9}],
+    "item": [{"sku": "123e4567-e89b-12d3-a456-426614174000", "price": "12.34", "kind": "A",
+              "hash": "3q2+7w==", "ok": False}],
+    "nested": [{"n": 1, "raw": "AP8=", "addr": {"city": "Paris", "zip": None}, "f": 2.5},
+               {"n": -3, "raw": "", "addr": {"city": "Oslo", "zip": "0150"}}],
+}
+_FILTERS = {
+    "order": [{}, {"id": "a"}, {"id": {"_prefix": "a"}}, {"qty": {"_gte": 1, "_lt": 9}}],
+    "event": [{}, {"user": "ada"}, {"user": "ada", "ts": {"_gte": 5}}],
+    "item": [{}, {"sku": "123e4567-e89b-12d3-a456-426614174000"}, {"kind": "A"}],
+    "nested": [{}, {"n": {"_gt": 0}}, {"n": 1, "raw": {"_prefix": ""}}],
+}
+# (project, table) -> schema name, for tables created with one of the schemas above.
+_TABLES = {("shop", "orders"): "order"}
+
+
 def _pick(seed, choices):
     digest = hashlib.sha256(repr(seed).encode()).digest()
     return choices[int.from_bytes(digest[:4], "big") % len(choices)]
@@ -102,6 +123,16 @@ def before_call(context, case, kwargs):
                 case.query["cursor"] = ""  # absent or empty: the first page
     elif op == "sql" and isinstance(case.body, dict) and isinstance(case.body.get("query"), str):
         case.body["query"] = _sql(case.body["query"])
+    elif op in ("writeRecords", "queryIndex"):
+        path = case.path_parameters or {}
+        kind = _TABLES.get((path.get("project"), path.get("table")))
+        if kind is None:
+            return  # not a table this run created: the request gets 404
+        if op == "writeRecords" and isinstance(case.body, list) and case.body:
+            case.body[:] = [dict(r) for r in _pick(json.dumps(case.body, default=str), [
+                _RECORDS[kind], _RECORDS[kind][:1], _RECORDS[kind][-1:]])]
+        elif op == "queryIndex" and isinstance(case.query, dict) and "filter" in case.query:
+            case.query["filter"] = _pick(repr(case.query["filter"]), _FILTERS[kind])
     elif op == "createTable" and isinstance(case.body, dict):
         schema, key = _pick(json.dumps(case.body, sort_keys=True, default=str), _SCHEMAS)
         case.body["schema"] = schema
@@ -110,6 +141,17 @@ def before_call(context, case, kwargs):
 
 @schemathesis.hook
 def after_call(context, case, response):
+    op = case.operation.definition.raw.get("operationId")
+    path = case.path_parameters or {}
+    if op == "createTable" and response.status_code == 201 and isinstance(case.body, dict):
+        schema = case.body.get("schema")
+        name = schema.get("name") if isinstance(schema, dict) else None
+        if name in _RECORDS:
+            _TABLES[(path.get("project"), case.body.get("name"))] = name
+        return
+    if op == "deleteTable" and response.status_code == 204:
+        _TABLES.pop((path.get("project"), path.get("table")), None)
+        return
     if response.status_code != 200:
         return
     try:
@@ -118,7 +160,6 @@ def after_call(context, case, response):
         return
     if not isinstance(body, dict):
         return
-    op = case.operation.definition.raw.get("operationId")
     for name in ("next_cursor", "change_cursor"):
         cursor = body.get(name)
         if isinstance(cursor, str) and cursor:
