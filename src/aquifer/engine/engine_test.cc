@@ -1177,6 +1177,17 @@ class EngineIssue8Test : public EngineTest {
     instance.instance_id = *Uuid::Parse(json::parse(*described)["instance_id"].get<std::string>());
     return instance;
   }
+  // count(*) of p.t in the warehouse through a SQL job, or -1.
+  int64_t WarehouseCount() {
+    auto job = engine_->SubmitSql(admin_, "SELECT count(*) AS c FROM p.t");
+    if (!job.ok()) return -1;
+    for (int poll = 0; poll < 500; ++poll) {
+      auto rows = engine_->ReadJobRows(admin_, *job, "", 10);
+      if (rows.ok()) return json::parse(rows->data_json)[0][0].get<int64_t>();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
   bool WaitFor(const std::function<bool()>& done, int seconds = 30) {
     for (int attempt = 0; attempt < seconds * 100; ++attempt) {
       if (done()) return true;
@@ -1347,16 +1358,7 @@ TEST_F(EngineIssue8Test, DeadLettersAreListedAndReplayedOnce) {
   ASSERT_TRUE(replayed.ok()) << replayed.status().ToString();
   EXPECT_EQ(json::parse(*replayed)["replayed"], 1);
   EXPECT_TRUE(json::parse(*engine_->DeadLettersJson(admin_, 100))["dead_letters"].empty());
-  ASSERT_TRUE(WaitFor([&] {
-    auto job = engine_->SubmitSql(admin_, "SELECT count(*) AS c FROM p.t");
-    if (!job.ok()) return false;
-    for (int poll = 0; poll < 500; ++poll) {
-      auto rows = engine_->ReadJobRows(admin_, *job, "", 10);
-      if (rows.ok()) return json::parse(rows->data_json)[0][0] == 2;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }));
+  ASSERT_TRUE(WaitFor([&] { return WarehouseCount() == 2; }));
   EXPECT_EQ(WholeLog().size(), 2u) << "the lookup had applied it before: not logged again";
 }
 
@@ -1383,16 +1385,7 @@ TEST_F(EngineIssue8Test, StoreOutagesAreRetriedNeverDeadLettered) {
   EXPECT_EQ(MetricValue(engine_->MetricsText(), "aquifer_messages_dead_lettered_total"), 0);
   EXPECT_TRUE(json::parse(*engine_->DeadLettersJson(admin_, 100))["dead_letters"].empty());
   flaky_->fail_writes = false;
-  ASSERT_TRUE(WaitFor([&] {
-    auto job = engine_->SubmitSql(admin_, "SELECT count(*) AS c FROM p.t");
-    if (!job.ok()) return false;
-    for (int poll = 0; poll < 500; ++poll) {
-      auto rows = engine_->ReadJobRows(admin_, *job, "", 10);
-      if (rows.ok()) return json::parse(rows->data_json)[0][0] == 2;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }));
+  ASSERT_TRUE(WaitFor([&] { return WarehouseCount() == 2; }));
   EXPECT_EQ(WholeLog().size(), 2u);
   EXPECT_EQ(MetricValue(engine_->MetricsText(), "aquifer_messages_dead_lettered_total"), 0);
 }
