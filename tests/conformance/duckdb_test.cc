@@ -18,9 +18,10 @@
 namespace aquifer::conformance {
 namespace {
 
-Result<std::shared_ptr<driver::WarehouseService>> MakeDuckDB(const std::string& scratch_dir) {
+Result<std::shared_ptr<driver::WarehouseService>> MakeDuckDB(const std::string& scratch_dir, Clock* clock = nullptr) {
   driver::DriverContext context;
   context.data_dir = scratch_dir;
+  context.clock = clock;
   return drivers::duckdb::OpenWarehouse({}, context);
 }
 

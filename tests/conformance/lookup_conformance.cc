@@ -45,7 +45,7 @@ ScratchDir::~ScratchDir() {
 }
 
 void LookupConformance::SetUp() {
-  auto made = GetParam().make(scratch_.path());
+  auto made = GetParam().make(scratch_.path(), &clock_);
   ASSERT_TRUE(made.ok()) << "making lookup driver " << GetParam().name << ": " << made.status().ToString();
   service_ = *made;
   ASSERT_NE(service_, nullptr);
@@ -55,7 +55,7 @@ void LookupConformance::TearDown() { service_.reset(); }
 
 void LookupConformance::Reopen() {
   service_.reset();
-  auto made = GetParam().make(scratch_.path());
+  auto made = GetParam().make(scratch_.path(), &clock_);
   ASSERT_TRUE(made.ok()) << "reopening lookup driver " << GetParam().name << ": " << made.status().ToString();
   service_ = *made;
 }
@@ -1042,6 +1042,148 @@ TEST_P(LookupConformance, ResetDropsEverythingAndTheServiceStaysUsable) {
   std::vector<Record> log = ReadLog(*service_, b);
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0].offset, 0);
+}
+
+// ---- retention ----------------------------------------------------------------------
+
+std::vector<int64_t> OffsetsOf(const std::vector<Record>& records) {
+  std::vector<int64_t> out;
+  for (const Record& record : records) out.push_back(record.offset);
+  return out;
+}
+std::vector<int64_t> ScoresOf(const std::vector<Record>& records) {
+  std::vector<int64_t> out;
+  for (const Record& record : records) {
+    auto value = schema::DecodeAvro(*TestSchema(), record.avro);
+    EXPECT_TRUE(value.ok()) << value.status().ToString();
+    if (!value.ok()) continue;
+    const auto& fields = std::get<schema::Value::kRecordIndex>(value->v);
+    out.push_back(std::get<int64_t>(fields[3].v));  // score
+  }
+  return out;
+}
+// Every record a change payload yields now, and the payload to continue from.
+std::vector<Record> ReadChange(driver::LookupService& service, const InstanceInfo& instance, std::string* payload) {
+  driver::ReadOptions options;
+  options.limit = 1000;
+  auto page = service.ReadCursor(instance, *payload, {}, options);
+  EXPECT_TRUE(page.ok()) << page.status().ToString();
+  if (!page.ok()) return {};
+  EXPECT_FALSE(page->next.empty());
+  *payload = page->next;
+  return page->records;
+}
+constexpr int64_t kMicrosPerMs = 1000;
+
+// log_retention_ms and index_retention_ms by the driver's clock: a record
+// exactly `retention` old is served, one 1 ms older is not, whether or not it
+// was purged yet; a key whose latest record expired leaves the index; cursors
+// from before continue from the oldest record kept; PurgeExpired deletes
+// what expired from storage, and offsets are never reused.
+TEST_P(LookupConformance, RetentionHidesExpiredRecordsAtOnceAndPurgeDeletesThem) {
+  constexpr int64_t kRetentionMs = 60'000;
+  InstanceInfo instance = NewInstance();
+  instance.log_retention_ms = kRetentionMs;
+  instance.index_retention_ms = kRetentionMs;
+  ASSERT_TRUE(service_->RegisterInstance(instance).ok());
+  driver::QueryRequest log_query;
+  log_query.kind = QueryKind::kLog;
+  auto before = service_->Query(instance, log_query);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  std::string change = before->change;  // a subscriber from before the first write
+
+  const int64_t t0 = clock_.NowMillis();
+  Write(*service_, instance, MakeRecords({{"eu", 1, "a", 1, "", t0}, {"eu", 2, "a", 2, "", t0}, {"eu", 3, "a", 3, "", t0}}));
+  clock_.Advance(30'000 * kMicrosPerMs);
+  Write(*service_, instance, MakeRecords({{"eu", 2, "a", 20, "", t0 + 30'000}, {"eu", 4, "a", 4, "", t0 + 30'000}}));
+  // The subscriber's cursor moves to offset 5 now; a second one stays at 0.
+  EXPECT_EQ(OffsetsOf(ReadChange(*service_, instance, &change)), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  std::string stale = before->change;
+
+  clock_.Advance(30'000 * kMicrosPerMs);  // the first batch is exactly kRetentionMs old: still kept
+  EXPECT_EQ(OffsetsOf(ReadLog(*service_, instance)), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(ScoresOf(ReadIndex(*service_, instance)), (std::vector<int64_t>{1, 20, 3, 4}));
+
+  clock_.Advance(1 * kMicrosPerMs);  // now 1 ms past: expired, not purged yet
+  auto check_reads = [&](const char* when) {
+    SCOPED_TRACE(when);
+    EXPECT_EQ(OffsetsOf(ReadLog(*service_, instance)), (std::vector<int64_t>{3, 4}));
+    // (eu,1) and (eu,3) leave the index; (eu,2) keeps its newer record.
+    EXPECT_EQ(ScoresOf(ReadIndex(*service_, instance)), (std::vector<int64_t>{20, 4}));
+    // Filters and key ranges see the same.
+    EXPECT_TRUE(ReadIndex(*service_, instance, R"({"region":"eu","n":1})").empty());
+    EXPECT_EQ(ScoresOf(ReadLog(*service_, instance, R"({"region": "eu", "n": {"_gte": 2}})")), (std::vector<int64_t>{20, 4}));
+    // A cursor into the expired head continues from the oldest record kept
+    // (Kafka's auto.offset.reset=earliest), never an error.
+    std::string from_start = stale;
+    EXPECT_EQ(OffsetsOf(ReadChange(*service_, instance, &from_start)), (std::vector<int64_t>{3, 4}));
+    auto peek = service_->Peek(instance);
+    ASSERT_TRUE(peek.ok()) << peek.status().ToString();
+    EXPECT_EQ(OffsetsOf(ReadAll(*service_, instance, peek->rewind, {}, 1000).records),
+              (std::vector<int64_t>{4, 3}));
+  };
+  check_reads("expired, before the purge");
+
+  auto purged = service_->PurgeExpired(instance);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, 3 + 2) << "three log records and two index rows expired";
+  auto stored = service_->CountStored(instance);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(*stored, (driver::StoredRecords{2, 2}));
+  check_reads("after the purge");
+  auto again = service_->PurgeExpired(instance);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, 0);
+
+  // Offsets are never reused, and the subscriber goes on where it was.
+  Write(*service_, instance, MakeRecords({{"eu", 1, "a", 5, "", clock_.NowMillis()}}));
+  EXPECT_EQ(OffsetsOf(ReadChange(*service_, instance, &change)), (std::vector<int64_t>{5}));
+  EXPECT_EQ(OffsetsOf(ReadLog(*service_, instance)), (std::vector<int64_t>{3, 4, 5}));
+}
+
+// The log's and the index's retentions are separate, a record already
+// expired when written is never served, and a retention changed later (the
+// InstanceInfo of the call, re-registered) applies to the next read and purge.
+TEST_P(LookupConformance, RetentionOfLogAndIndexAreSeparateAndAChangeAppliesAtOnce) {
+  InstanceInfo instance = NewInstance();
+  instance.log_retention_ms = 10'000;
+  instance.index_retention_ms = 0;  // forever
+  ASSERT_TRUE(service_->RegisterInstance(instance).ok());
+  const int64_t t0 = clock_.NowMillis();
+  Write(*service_, instance, MakeRecords({{"eu", 1, "a", 1, "", t0}, {"eu", 9, "a", 9, "", t0 - 10'001}}));
+  EXPECT_EQ(ScoresOf(ReadLog(*service_, instance)), (std::vector<int64_t>{1})) << "expired on arrival";
+  clock_.Advance(20'000 * kMicrosPerMs);
+  Write(*service_, instance, MakeRecords({{"eu", 2, "a", 2, "", t0 + 20'000}}));
+  EXPECT_EQ(ScoresOf(ReadLog(*service_, instance)), (std::vector<int64_t>{2}));
+  EXPECT_EQ(ScoresOf(ReadIndex(*service_, instance)), (std::vector<int64_t>{1, 2, 9}));
+  auto purged = service_->PurgeExpired(instance);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, 2);
+  auto stored = service_->CountStored(instance);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(*stored, (driver::StoredRecords{1, 3}));
+
+  InstanceInfo shorter = instance;
+  shorter.index_retention_ms = 15'000;
+  ASSERT_TRUE(service_->RegisterInstance(shorter).ok());
+  EXPECT_EQ(ScoresOf(ReadIndex(*service_, shorter)), (std::vector<int64_t>{2}));
+  purged = service_->PurgeExpired(shorter);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, 2);
+  stored = service_->CountStored(shorter);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(*stored, (driver::StoredRecords{1, 1}));
+
+  // Back to forever: what was purged stays gone.
+  InstanceInfo forever = shorter;
+  forever.log_retention_ms = 0;
+  forever.index_retention_ms = 0;
+  ASSERT_TRUE(service_->RegisterInstance(forever).ok());
+  EXPECT_EQ(ScoresOf(ReadLog(*service_, forever)), (std::vector<int64_t>{2}));
+  EXPECT_EQ(ScoresOf(ReadIndex(*service_, forever)), (std::vector<int64_t>{2}));
+  purged = service_->PurgeExpired(forever);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, 0);
 }
 
 }  // namespace

@@ -16,6 +16,10 @@
 //
 // Deviations between drivers go through LookupCapabilities (the limits), never
 // through the driver's name.
+//
+// `make` gets the fixture's ManualClock: the driver must read time (record
+// age for retention, applied-id stamps) from it, so retention is tested by
+// moving the clock, never by sleeping.
 
 #include <functional>
 #include <memory>
@@ -24,6 +28,7 @@
 
 #include <gtest/gtest.h>
 
+#include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
 #include "aquifer/driver/lookup_service.h"
 
@@ -31,7 +36,7 @@ namespace aquifer::conformance {
 
 struct LookupDriverFactory {
   std::string name;  // a gtest-safe identifier: letters, digits, '_'
-  std::function<Result<std::shared_ptr<driver::LookupService>>(const std::string& scratch_dir)> make;
+  std::function<Result<std::shared_ptr<driver::LookupService>>(const std::string& scratch_dir, Clock* clock)> make;
 };
 
 // Test names and failure messages show the factory's name.
@@ -61,6 +66,7 @@ class LookupConformance : public ::testing::TestWithParam<LookupDriverFactory> {
   void Reopen();
 
   ScratchDir scratch_;
+  ManualClock clock_;  // the driver's clock; starts at a fixed instant
   std::shared_ptr<driver::LookupService> service_;
 };
 

@@ -7,7 +7,7 @@
 namespace aquifer::conformance {
 namespace {
 
-Result<std::shared_ptr<driver::WarehouseService>> MakeMock(const std::string&) {
+Result<std::shared_ptr<driver::WarehouseService>> MakeMock(const std::string&, Clock*) {
   driver::Registry registry;
   drivers::mock::Register(&registry);
   return registry.MakeWarehouseService("mock", {}, {});

@@ -50,9 +50,11 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     Postgres, LookupConformance,
-    ::testing::Values(LookupDriverFactory{"postgres", [](const std::string& dir) -> Result<std::shared_ptr<driver::LookupService>> {
+    ::testing::Values(LookupDriverFactory{"postgres", [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::LookupService>> {
       AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
-      return PostgresRegistry().MakeLookupService("postgres", config, {});
+      driver::DriverContext context;
+      context.clock = clock;
+      return PostgresRegistry().MakeLookupService("postgres", config, context);
     }}),
     LookupDriverFactoryName);
 
@@ -72,9 +74,11 @@ INSTANTIATE_TEST_SUITE_P(
 WarehouseDriverFactory PostgresWarehouse() {
   WarehouseDriverFactory factory;
   factory.name = "postgres";
-  factory.make = [](const std::string& dir) -> Result<std::shared_ptr<driver::WarehouseService>> {
+  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
     AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
-    return PostgresRegistry().MakeWarehouseService("postgres", config, {});
+    driver::DriverContext context;
+    context.clock = clock;
+    return PostgresRegistry().MakeWarehouseService("postgres", config, context);
   };
   factory.array_length = [](const std::string& column) { return "cardinality(" + column + ")"; };
   factory.nested_field = [](const std::string& column, const std::string& field) {

@@ -26,16 +26,17 @@ const driver::Registry& RocksDbRegistry() {
   return *registry;
 }
 
-driver::DriverContext ContextFor(const std::string& scratch_dir) {
+driver::DriverContext ContextFor(const std::string& scratch_dir, Clock* clock = nullptr) {
   driver::DriverContext context;
   context.data_dir = scratch_dir;
+  context.clock = clock;
   return context;
 }
 
 INSTANTIATE_TEST_SUITE_P(
     RocksDb, LookupConformance,
-    ::testing::Values(LookupDriverFactory{"rocksdb", [](const std::string& dir) {
-      return RocksDbRegistry().MakeLookupService("rocksdb", {}, ContextFor(dir));
+    ::testing::Values(LookupDriverFactory{"rocksdb", [](const std::string& dir, Clock* clock) {
+      return RocksDbRegistry().MakeLookupService("rocksdb", {}, ContextFor(dir, clock));
     }}),
     LookupDriverFactoryName);
 

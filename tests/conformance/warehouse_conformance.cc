@@ -200,7 +200,8 @@ void WarehouseConformance::SetUp() {
   std::string templ = (std::filesystem::temp_directory_path() / "aquifer-wh-XXXXXX").string();
   ASSERT_NE(mkdtemp(templ.data()), nullptr);
   scratch_dir_ = templ;
-  auto made = GetParam().make(scratch_dir_);
+  clock_ = std::make_unique<ManualClock>(NowMs());
+  auto made = GetParam().make(scratch_dir_, clock_.get());
   ASSERT_TRUE(made.ok()) << GetParam().name << ": " << made.status().ToString();
   warehouse_ = *made;
 }
@@ -646,7 +647,7 @@ TEST_P(WarehouseConformance, ANewDriverOnTheSameDirectoryKeepsTheData) {
   InstanceInfo instance = registered();
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, Events(0, 7), {}).ok());
   warehouse_.reset();
-  auto reopened = GetParam().make(scratch_dir_);
+  auto reopened = GetParam().make(scratch_dir_, clock_.get());
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   warehouse_ = *reopened;
   ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
@@ -668,7 +669,7 @@ TEST_P(WarehouseConformance, ADoneJobsRowsOutliveTheDriverThatRanIt) {
   Result<driver::RowPage> first_page = warehouse_->ReadJobRows(job.job_id, "", 3);
   ASSERT_TRUE(first_page.ok()) << first_page.status().ToString();
   warehouse_.reset();
-  auto reopened = GetParam().make(scratch_dir_);
+  auto reopened = GetParam().make(scratch_dir_, clock_.get());
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   warehouse_ = *reopened;
   if (!caps().stores_rows) {
@@ -754,7 +755,7 @@ TEST_P(WarehouseConformance, GroupsWrittenAgainAreStoredOnceEvenRegroupedAndAfte
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, concat(b, c), bc).ok());
   EXPECT_EQ(count(instance), expected(9));
   warehouse_.reset();
-  auto reopened = GetParam().make(scratch_dir_);
+  auto reopened = GetParam().make(scratch_dir_, clock_.get());
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   warehouse_ = *reopened;
   std::vector<driver::RecordGroup> ca{{"C", 4}, {"A", 3}};
@@ -801,6 +802,57 @@ TEST_P(WarehouseConformance, ExpiredRowsAreNotStored) {
   std::vector<Record> batch = {ToRecord(MakeEvent(1), NowMs() - 7'200'000), ToRecord(MakeEvent(2), NowMs())};
   ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, batch, {}).ok());
   EXPECT_EQ(count(instance), expected(1));
+}
+
+// warehouse_retention_ms by the driver's clock: a row exactly `retention`
+// old is served, one 1 ms older is not, whether or not it was purged yet;
+// PurgeExpired deletes expired rows from storage; a retention changed later
+// (re-registered) applies to the next job and purge.
+TEST_P(WarehouseConformance, RetentionHidesExpiredRowsFromJobsAndPurgeDeletesThem) {
+  WH_HELPERS;
+  constexpr int64_t kMicrosPerMs = 1000;
+  InstanceInfo instance = MakeInstance();
+  instance.warehouse_retention_ms = 60'000;
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  auto ids = [&](const InstanceInfo& of) {
+    Rows rows = select(fmt::format("SELECT id FROM {} ORDER BY id", warehouse_->TableName(of)));
+    std::vector<int64_t> out;
+    for (const json& row : rows.rows) out.push_back(AsInt(row[0]));
+    return out;
+  };
+  auto stored = [&](const InstanceInfo& of) {
+    Result<int64_t> n = warehouse_->CountStoredRows(of);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? *n : -1;
+  };
+  auto want = [&](std::vector<int64_t> all) { return caps().stores_rows ? all : std::vector<int64_t>{}; };
+
+  const int64_t t0 = clock_->NowMillis();
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, std::vector<Record>{ToRecord(MakeEvent(1), t0), ToRecord(MakeEvent(2), t0)}, {}).ok());
+  clock_->Advance(30'000 * kMicrosPerMs);
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, std::vector<Record>{ToRecord(MakeEvent(3), t0 + 30'000)}, {}).ok());
+  clock_->Advance(30'000 * kMicrosPerMs);  // rows 1 and 2 are exactly 60 s old: kept
+  EXPECT_EQ(ids(instance), want({1, 2, 3}));
+  EXPECT_EQ(stored(instance), expected(3));
+
+  clock_->Advance(1 * kMicrosPerMs);  // now 1 ms past
+  Result<int64_t> purged = warehouse_->PurgeExpired(instance);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, expected(2));
+  EXPECT_EQ(stored(instance), expected(1)) << "expired rows are deleted, not only hidden";
+  EXPECT_EQ(ids(instance), want({3}));
+
+  // A shorter retention, registered later: row 3 (30 s old) is over it and
+  // is not served, before any purge.
+  ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, std::vector<Record>{ToRecord(MakeEvent(4), clock_->NowMillis())}, {}).ok());
+  InstanceInfo shorter = instance;
+  shorter.warehouse_retention_ms = 10'000;
+  ASSERT_TRUE(warehouse_->RegisterInstance(shorter).ok());
+  EXPECT_EQ(ids(shorter), want({4}));
+  purged = warehouse_->PurgeExpired(shorter);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(stored(shorter), expected(1));
+  EXPECT_EQ(ids(shorter), want({4}));
 }
 
 TEST_P(WarehouseConformance, AnUndecodableRecordRejectsTheWholeBatch) {

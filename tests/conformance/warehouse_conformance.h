@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
 #include "aquifer/driver/warehouse_service.h"
 
@@ -30,7 +31,9 @@ struct WarehouseDriverFactory {
   // Opens the driver over `scratch_dir`, a fresh empty directory per test.
   // Called again with the same directory to check that data survives a
   // reopen; a networked driver derives its database/schema from the path.
-  std::function<Result<std::shared_ptr<driver::WarehouseService>>(const std::string& scratch_dir)> make;
+  // The driver reads time (row age for retention, result expiry) from `clock`.
+  std::function<Result<std::shared_ptr<driver::WarehouseService>>(const std::string& scratch_dir, Clock* clock)>
+      make;
   // SQL for the number of elements of an array column.
   std::function<std::string(const std::string& column)> array_length = [](const std::string& column) {
     return "array_length(" + column + ")";
@@ -51,6 +54,9 @@ class WarehouseConformance : public ::testing::TestWithParam<WarehouseDriverFact
   void TearDown() override;
 
   std::string scratch_dir_;
+  // The driver's clock, set to the real time at SetUp (the tests stamp rows
+  // with it) and moved only by the tests.
+  std::unique_ptr<ManualClock> clock_;
   std::shared_ptr<driver::WarehouseService> warehouse_;
 };
 

@@ -32,6 +32,28 @@
 // `scan_budget` records, so a selective residual filter returns fewer than
 // `limit` records (possibly none) with a next cursor, never a silent end.
 //
+// Retention: InstanceInfo::log_retention_ms and index_retention_ms (0 =
+// forever) bound how old a record the instance serves and keeps. A record's
+// age is now − its timestamp (Record::timestamp_ms: the `@timestamp` the
+// gateway assigns at the write when the client gives none), with now read
+// from the driver's clock (DriverContext::clock, injectable). A record is
+// expired when timestamp < now − retention (one exactly `retention` old is
+// still kept). Always from the InstanceInfo of the call, so a retention
+// changed later applies to the next read and purge.
+//  - Reads never return an expired record, whether or not it was purged yet:
+//    every read filters by age (and counts what it skips in `scanned`).
+//  - Index: a key whose latest record (its index row) expired disappears from
+//    the index; its older records are older still, so nothing of it is left.
+//  - Log cursors: offsets are never reused, and a cursor (replay, change or
+//    rewind) that points at or before expired records continues from the
+//    oldest record still kept, as a Kafka consumer with
+//    auto.offset.reset=earliest does; the reader sees a jump in offsets,
+//    never an error.
+//  - PurgeExpired deletes the instance's expired records from storage; the
+//    engine calls it for every instance with a retention once per
+//    `retention_purge_interval_ms`. Until then expired records are hidden, not
+//    yet deleted. Each driver's README says how it deletes.
+//
 // Fits RocksDB (column families, prefix iterators), Postgres (tables keyed by
 // instance and key), Cassandra (partition per instance and bucket, clustering
 // by key/offset), Bigtable (row ranges) and Kafka (topic log + compacted
@@ -84,6 +106,15 @@ struct ReadResult {
   int64_t scanned_bytes = 0;
 };
 
+// What a driver physically holds for one instance, expired or not (tests and
+// diagnostics: it reads storage, never filters by age).
+struct StoredRecords {
+  int64_t log = 0;    // log records
+  int64_t index = 0;  // index rows
+
+  bool operator==(const StoredRecords&) const = default;
+};
+
 struct PeekCursors {
   std::string rewind;  // newest first, paging backwards; empty if the log is empty
   std::string change;
@@ -126,6 +157,13 @@ class LookupService {
   // empty result with an empty next.
   virtual Result<ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
                                         const keys::Filter& filter, const ReadOptions& options) = 0;
+
+  // Deletes the instance's expired log records and index rows now
+  // ("Retention" above) and returns how many it deleted. OK (0) when the
+  // instance has no retention. Safe to call concurrently with writes and reads.
+  virtual Result<int64_t> PurgeExpired(const InstanceInfo& instance) = 0;
+  // Counts what storage holds for the instance (StoredRecords).
+  virtual Result<StoredRecords> CountStored(const InstanceInfo& instance) = 0;
 
   // Drops everything the driver stores; the driver stays usable.
   virtual Status Reset() = 0;

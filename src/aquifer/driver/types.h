@@ -33,6 +33,16 @@ struct InstanceInfo {
   int64_t warehouse_retention_ms = 0;
 };
 
+// The oldest record timestamp a store with `retention_ms` still keeps at
+// `now_ms` (lookup_service.h, "Retention"): a record whose timestamp is below
+// it has expired. INT64_MIN when `retention_ms` is 0 (keep forever).
+inline int64_t RetentionHorizon(int64_t retention_ms, int64_t now_ms) {
+  if (retention_ms <= 0) return INT64_MIN;
+  // now − retention, saturating (both come from configuration and clocks).
+  if (now_ms < INT64_MIN + retention_ms) return INT64_MIN;
+  return now_ms - retention_ms;
+}
+
 // One record. On write, `offset` is ignored (the lookup service assigns log
 // offsets); on read it is the record's log offset within its instance.
 struct Record {

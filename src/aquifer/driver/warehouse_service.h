@@ -13,6 +13,17 @@
 // TableName(). Jobs have caller-chosen ids; status moves pending → running →
 // done | failed. Result columns whose names begin with "__" are dropped.
 //
+// Retention: InstanceInfo::warehouse_retention_ms (0 = forever) bounds how
+// old a row the instance serves and keeps, by the rule of lookup_service.h
+// ("Retention"): a row is expired when its `__timestamp` < now −
+// retention, now by the driver's clock, with the retention of the latest
+// InstanceInfo the driver saw for the instance (RegisterInstance,
+// WriteToWarehouse, PurgeExpired), so a retention changed later applies.
+// A record already expired when written is not stored. A job never sees an
+// expired row, purged or not (each driver's README says how), and
+// PurgeExpired deletes them; the engine calls it for every instance with a
+// retention once per `retention_purge_interval_ms`.
+//
 // Fits DuckDB (appender, thread pool), Postgres, BigQuery (streaming insert,
 // dry-run, query jobs), Redshift (S3 + COPY), ClickHouse (HTTP) and a mock
 // that discards. All methods are thread-safe.
@@ -134,6 +145,14 @@ class WarehouseService {
   // NotFound for an unknown job, InvalidArgument for a malformed page token.
   // FailedPrecondition too once the rows expired (JobLimits::result_ttl_ms).
   virtual Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) = 0;
+
+  // Deletes the instance's expired rows now ("Retention" above) and returns
+  // how many it deleted; remembers the instance's retention for later jobs.
+  // OK (0) when the instance has no retention or no table.
+  virtual Result<int64_t> PurgeExpired(const InstanceInfo& instance) = 0;
+  // Tests and diagnostics: the rows the instance's table physically holds,
+  // expired or not (no purge, no age filter); 0 when it has no table.
+  virtual Result<int64_t> CountStoredRows(const InstanceInfo& instance) = 0;
 
   virtual Status Reset() = 0;
 };

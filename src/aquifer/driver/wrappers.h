@@ -60,6 +60,12 @@ class LookupServiceWrapper : public LookupService {
                                 const keys::Filter& filter, const ReadOptions& options) override {
     return target_->ReadCursor(instance, payload, filter, options);
   }
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    return target_->PurgeExpired(instance);
+  }
+  Result<StoredRecords> CountStored(const InstanceInfo& instance) override {
+    return target_->CountStored(instance);
+  }
   Status Reset() override { return target_->Reset(); }
 
  private:
@@ -96,6 +102,12 @@ class WarehouseServiceWrapper : public WarehouseService {
   Result<Job> PollJob(const Uuid& job_id) override { return target_->PollJob(job_id); }
   Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override {
     return target_->ReadJobRows(job_id, page, limit);
+  }
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    return target_->PurgeExpired(instance);
+  }
+  Result<int64_t> CountStoredRows(const InstanceInfo& instance) override {
+    return target_->CountStoredRows(instance);
   }
   Status Reset() override { return target_->Reset(); }
 

@@ -474,6 +474,10 @@ class EngineImpl final : public Engine {
   // Deletes expired Idempotency-Key claims from the catalog, at most once per
   // idempotency_purge_interval_ms (flush thread).
   void PurgeExpiredIdempotencyKeys();
+  // Deletes the expired records of every instance with a retention from the
+  // lookup and warehouse stores, at most once per retention_purge_interval_ms
+  // (flush thread).
+  void PurgeExpiredRecords();
   Result<std::unique_ptr<driver::Subscription>> OpenDeadLetters();
   json DeadLetterJson(std::string_view data);
 
@@ -504,6 +508,8 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> idempotency_refusals_{0}; // ... and got Unavailable
   std::atomic<int64_t> idempotency_keys_purged_{0};
   int64_t next_idempotency_purge_ms_ = 0;  // engine clock; the flush thread's only
+  std::atomic<int64_t> retention_records_purged_{0};
+  int64_t next_retention_purge_ms_ = 0;  // engine clock; the flush thread's only
   // Bumped by every catalog change made through this engine that can end a
   // change feed (DeleteTable): open feeds then re-resolve before their next read.
   std::atomic<uint64_t> catalog_epoch_{0};
@@ -771,6 +777,7 @@ void EngineImpl::FlushLoop() {
     (void)meter_.Flush();  // errors are logged and the buckets retried
     RetryPendingRemovals();
     PurgeExpiredIdempotencyKeys();
+    PurgeExpiredRecords();
     lock.lock();
     if (stop) return;
   }
@@ -788,6 +795,43 @@ void EngineImpl::PurgeExpiredIdempotencyKeys() {
   }
   idempotency_keys_purged_.fetch_add(*purged, std::memory_order_relaxed);
   if (*purged > 0) AQ_LOG(Debug, "purged {} expired Idempotency-Keys", *purged);
+}
+
+void EngineImpl::PurgeExpiredRecords() {
+  const int64_t now = clock_->NowMillis();
+  if (now < next_retention_purge_ms_) return;  // only the flush thread calls this
+  next_retention_purge_ms_ = now + std::max<int64_t>(options_.retention_purge_interval_ms, 1);
+  auto instances = catalog_->ListInstances();
+  if (!instances.ok()) {
+    AQ_LOG(Warn, "retention: listing instances failed (retried in {} ms): {}", options_.retention_purge_interval_ms,
+           instances.status().ToString());
+    return;
+  }
+  for (const auto& instance : *instances) {
+    int64_t purged = 0;
+    if (instance.log_retention_ms > 0 || instance.index_retention_ms > 0) {
+      auto done = lookup_->PurgeExpired(instance);
+      if (done.ok()) {
+        purged += *done;
+      } else {
+        AQ_LOG(Warn, "retention: purging the log and index of {}.{} failed (retried in {} ms): {}", instance.project,
+               instance.table, options_.retention_purge_interval_ms, done.status().ToString());
+      }
+    }
+    if (instance.use_warehouse && instance.warehouse_retention_ms > 0) {
+      auto done = warehouse_->PurgeExpired(instance);
+      if (done.ok()) {
+        purged += *done;
+      } else {
+        AQ_LOG(Warn, "retention: purging the warehouse table of {}.{} failed (retried in {} ms): {}",
+               instance.project, instance.table, options_.retention_purge_interval_ms, done.status().ToString());
+      }
+    }
+    if (purged > 0) {
+      retention_records_purged_.fetch_add(purged, std::memory_order_relaxed);
+      AQ_LOG(Debug, "retention: purged {} expired records of {}.{}", purged, instance.project, instance.table);
+    }
+  }
 }
 
 Result<Principal> EngineImpl::Authenticate(std::string_view secret) {
@@ -1979,6 +2023,9 @@ std::string EngineImpl::MetricsText() {
          "Idempotency-Key claims deleted from the catalog after they expired (committed claims "
          "older than 24 h, pending claims past their lease).",
          load(idempotency_keys_purged_));
+  metric("aquifer_retention_records_purged_total", "counter",
+         "Expired log records, index rows and warehouse rows deleted by the retention purge.",
+         load(retention_records_purged_));
   metric("aquifer_idempotency_waits_total", "counter",
          "Writes whose Idempotency-Key was held by an unfinished request.", load(idempotency_waits_));
   metric("aquifer_idempotency_in_progress_total", "counter",

@@ -117,6 +117,10 @@ struct EngineOptions {
   // ones past their lease) are deleted from the catalog this often, so the
   // table stays the size of one day of keyed writes.
   int64_t idempotency_purge_interval_ms = 10 * 60'000;
+  // Retention (lookup_service.h, "Retention"): every instance with a
+  // log/index/warehouse retention has its expired records deleted from the
+  // stores this often (flush thread); reads hide them in between.
+  int64_t retention_purge_interval_ms = 60'000;
   // Once the queue refuses writes (WriteHealth, health.h), writes are answered
   // Unavailable without publishing, except one every this many ms, which
   // probes whether the queue works again.

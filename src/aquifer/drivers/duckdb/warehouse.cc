@@ -377,6 +377,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Status RegisterInstance(const InstanceInfo& instance) override {
     if (!instance.schema) return InvalidArgument("duckdb: instance {} has no schema", instance.instance_id.ToString());
     std::lock_guard lock(write_mu_);
+    NoteRetention(instance);
     AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), CreateTableSql(TableName(instance), *instance.schema))
                            .WithContext("duckdb: register instance"));
     AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "CREATE TABLE IF NOT EXISTS " + AppliedTableName(instance.instance_id) +
@@ -389,6 +390,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     std::lock_guard lock(write_mu_);
     dedup_.erase(instance.instance_id);
     pruned_ms_.erase(instance.instance_id);
+    retention_ms_.erase(TableName(instance));
     AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "DROP TABLE IF EXISTS " + AppliedTableName(instance.instance_id))
                            .WithContext("duckdb: remove instance"));
     AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "DROP TABLE IF EXISTS " + TableName(instance))
@@ -424,9 +426,70 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     return job;
   }
   Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    std::lock_guard lock(write_mu_);
+    NoteRetention(instance);
+    if (instance.warehouse_retention_ms <= 0) return int64_t{0};
+    return DeleteExpired(TableName(instance), instance.warehouse_retention_ms, /*missing_ok=*/true);
+  }
+  Result<int64_t> CountStoredRows(const InstanceInfo& instance) override {
+    std::lock_guard lock(write_mu_);
+    AQ_ASSIGN_OR_RETURN(bool exists, TableExists(instance));
+    if (!exists) return int64_t{0};
+    AQ_ASSIGN_OR_RETURN(auto rows, QueryText(write_conn_.get(),
+                                             "SELECT CAST(count(*) AS VARCHAR) FROM " + TableName(instance)));
+    if (rows.size() != 1 || rows[0].size() != 1) return Internal("duckdb: counting rows returned no count");
+    return std::stoll(rows[0][0]);
+  }
   Status Reset() override;
 
  private:
+  // Retention (README.md, "Retention"). Remembers the instance's retention
+  // for the jobs that read its table. Requires write_mu_.
+  void NoteRetention(const InstanceInfo& instance) {
+    if (instance.warehouse_retention_ms > 0) {
+      retention_ms_[TableName(instance)] = instance.warehouse_retention_ms;
+    } else {
+      retention_ms_.erase(TableName(instance));
+    }
+  }
+  // Deletes the rows of `table` older than the retention; returns how many.
+  // Requires write_mu_.
+  Result<int64_t> DeleteExpired(const std::string& table, int64_t retention_ms, bool missing_ok) {
+    const int64_t horizon = driver::RetentionHorizon(retention_ms, clock_->NowMillis());
+    // __timestamp is in microseconds; a horizon outside the type's range keeps everything.
+    if (horizon <= std::numeric_limits<int64_t>::min() / 1000) return int64_t{0};
+    const int64_t micros = std::min(horizon, std::numeric_limits<int64_t>::max() / 1000) * 1000;
+    QueryResult result;
+    if (duckdb_query(write_conn_.get(),
+                     fmt::format("DELETE FROM {} WHERE __timestamp < make_timestamp({})", table, micros).c_str(),
+                     result.out()) == DuckDBError) {
+      const char* error = duckdb_result_error(result.get());
+      std::string message = error != nullptr ? error : "unknown error";
+      if (missing_ok && message.find("does not exist") != std::string::npos) return int64_t{0};
+      return Internal("duckdb: deleting expired rows of {}: {}", table, message);
+    }
+    return static_cast<int64_t>(duckdb_rows_changed(result.get()));
+  }
+  // Before a job runs: deletes the expired rows of every table with a
+  // retention that its SQL names (the engine spells tables as TableName()),
+  // so the job never reads an expired row, purged or not.
+  Status PurgeReferenced(std::string_view sql) {
+    std::lock_guard lock(write_mu_);
+    for (const auto& [table, retention] : retention_ms_) {
+      if (sql.find(table) == std::string_view::npos) continue;
+      AQ_RETURN_IF_ERROR(DeleteExpired(table, retention, /*missing_ok=*/true).status());
+    }
+    return Status::OK();
+  }
+  Result<bool> TableExists(const InstanceInfo& instance) {
+    AQ_ASSIGN_OR_RETURN(auto rows, QueryText(write_conn_.get(),
+                                             fmt::format("SELECT table_name FROM duckdb_tables() WHERE schema_name = "
+                                                         "'main' AND table_name = {}",
+                                                         QuoteLiteral(TableBaseName(instance.instance_id)))));
+    return !rows.empty();
+  }
+
   struct Slot {
     Connection conn;
     // Appends the job's rows to its result table while `conn` streams them:
@@ -495,6 +558,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Connection write_conn_;
   std::unordered_map<Uuid, DedupWindow, UuidHash> dedup_;
   std::unordered_map<Uuid, int64_t, UuidHash> pruned_ms_;  // last prune of applied ids
+  std::unordered_map<std::string, int64_t> retention_ms_;  // TableName → warehouse_retention_ms (> 0)
 
   std::mutex read_mu_;  // guards read_conn_ (job pages)
   Connection read_conn_;
@@ -614,6 +678,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   const int64_t now_ms = clock_->NowMillis();
 
   std::unique_lock lock(write_mu_);
+  NoteRetention(instance);
   // Exactly once: which records belong to groups not applied yet.
   std::vector<bool> fresh;
   std::vector<bool> record_fresh;
@@ -930,6 +995,7 @@ void DuckDBWarehouse::RunJob(Slot* slot, const JobState& job, JobState* result) 
     result->status = JobStatus::kFailed;
     result->error = status.message();
   };
+  if (Status purged = PurgeReferenced(job.sql); !purged.ok()) return failed(purged);
   Result<QueryAnalysis> analysis = Analyze(conn, job.sql);
   if (!analysis.ok()) return failed(analysis.status());
   result->bytes_scanned = analysis->bytes_scanned_estimate;

@@ -132,6 +132,10 @@ class MockWarehouse final : public driver::WarehouseService {
     return RowPage{};
   }
 
+  // It keeps no rows, so nothing ever expires or is held.
+  Result<int64_t> PurgeExpired(const InstanceInfo&) override { return int64_t{0}; }
+  Result<int64_t> CountStoredRows(const InstanceInfo&) override { return int64_t{0}; }
+
   Status Reset() override {
     std::lock_guard lock(mu_);
     jobs_.clear();

@@ -219,6 +219,39 @@ class PgLookupService final : public driver::LookupService {
   Result<driver::ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
                                         const keys::Filter& filter, const driver::ReadOptions& options) override;
 
+  // Retention: one DELETE per table by the record timestamp over the
+  // instance's rows (README.md, "Retention"). A concurrent write of a key
+  // whose row is being deleted either commits first (the DELETE re-checks
+  // the newer row and keeps it) or waits for the DELETE and inserts anew.
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    const int64_t now_ms = clock_->NowMillis();
+    int64_t purged = 0;
+    for (auto [table, retention] : {std::pair{&log_, instance.log_retention_ms},
+                                    std::pair{&index_, instance.index_retention_ms}}) {
+      if (retention <= 0) continue;
+      Params params;
+      params.Uuid(instance.instance_id).Int8(driver::RetentionHorizon(retention, now_ms));
+      AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+      auto deleted = conn->Exec(fmt::format("DELETE FROM {} WHERE instance_id = $1 AND ts < $2", *table), params);
+      if (!deleted.ok()) return deleted.status().WithContext(Describe("purging expired records of", instance));
+      purged += deleted->AffectedRows();
+    }
+    return purged;
+  }
+
+  Result<driver::StoredRecords> CountStored(const InstanceInfo& instance) override {
+    driver::StoredRecords stored;
+    for (auto [table, out] : {std::pair{&log_, &stored.log}, std::pair{&index_, &stored.index}}) {
+      Params id;
+      id.Uuid(instance.instance_id);
+      AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+      auto rows = conn->Exec(fmt::format("SELECT count(*) FROM {} WHERE instance_id = $1", *table), id);
+      if (!rows.ok()) return rows.status().WithContext(Describe("counting the records of", instance));
+      AQ_ASSIGN_OR_RETURN(*out, rows->Int(0, 0));
+    }
+    return stored;
+  }
+
   Status Reset() override {
     AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
     Status done = conn->ExecScript(fmt::format("TRUNCATE {}, {}, {}, {}", log_, index_, sequence_, applied_));
@@ -614,6 +647,8 @@ Result<driver::ReadResult> PgLookupService::ReadIndex(const InstanceInfo& instan
   auto rows = conn->Exec(sql, params);
   if (!rows.ok()) return rows.status().WithContext(Describe("scanning the index of", instance));
 
+  // Rows older than the retention are hidden until PurgeExpired deletes them.
+  const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, clock_->NowMillis());
   std::string last_key;
   int row = 0;
   for (; row < rows->rows(); ++row) {
@@ -623,15 +658,16 @@ Result<driver::ReadResult> PgLookupService::ReadIndex(const InstanceInfo& instan
     ++result.scanned;
     result.scanned_bytes += static_cast<int64_t>(avro.size());
     last_key.assign(key);
+    AQ_ASSIGN_OR_RETURN(int64_t row_ts, rows->Int(row, 1));
+    if (row_ts < horizon) continue;
     if (!plan.range.Contains(key)) continue;
     if (plan.has_residual()) {
       auto value = schema::DecodeAvro(schema, avro);
       if (!value.ok()) return value.status().WithContext(Describe("decoding an index row of", instance));
       if (!keys::Matches(schema, plan.residual, *value)) continue;
     }
-    AQ_ASSIGN_OR_RETURN(int64_t ts, rows->Int(row, 1));
     AQ_ASSIGN_OR_RETURN(int64_t offset, rows->Int(row, 2));
-    result.records.push_back(Record{std::string(key), std::string(avro), ts, offset});
+    result.records.push_back(Record{std::string(key), std::string(avro), row_ts, offset});
   }
   // Resume strictly after the last examined key: its immediate successor.
   if (row < rows->rows()) result.next = IndexPayload(result.scanned > 0 ? last_key + '\0' : payload.start, payload.end);
@@ -643,7 +679,12 @@ Result<driver::ReadResult> PgLookupService::ReadLog(const InstanceInfo& instance
   const schema::Schema& schema = *instance.schema;
   driver::ReadResult result;
   result.residual = !filter.empty();
-  const int64_t from_ts = std::max(payload.from_timestamp_ms, options.from_timestamp_ms);
+  // Records older than the retention are skipped like those before `from`,
+  // so a cursor into the expired (or purged) head continues from the oldest
+  // record kept.
+  const int64_t from_ts =
+      std::max({payload.from_timestamp_ms, options.from_timestamp_ms,
+                driver::RetentionHorizon(instance.log_retention_ms, clock_->NowMillis())});
   // Without a filter nearly every row is returned (a row older than from_ts
   // only makes the page shorter), so fetch no more than a page.
   const int64_t examine = filter.empty() ? std::min<int64_t>(options.limit, options.scan_budget) : options.scan_budget;

@@ -362,7 +362,26 @@ class PgWarehouse final : public driver::WarehouseService {
         "CREATE TABLE IF NOT EXISTS {} ({}__key bytea NOT NULL, __timestamp timestamp(3) with time zone NOT NULL)",
         TableName(instance), columns);
     Status done = EnsureSchema(pool_, schema_, ddl);
+    if (done.ok()) NoteRetention(instance);
     return done.ok() ? done : done.WithContext(fmt::format("creating the warehouse table of {}", instance.instance_id.ToString()));
+  }
+
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    NoteRetention(instance);
+    if (instance.warehouse_retention_ms <= 0) return int64_t{0};
+    AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+    return DeleteExpired(*conn, TableName(instance), instance.warehouse_retention_ms);
+  }
+
+  Result<int64_t> CountStoredRows(const InstanceInfo& instance) override {
+    AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
+    Params name;
+    name.Text(TableName(instance));
+    AQ_ASSIGN_OR_RETURN(PgResult exists, conn->Exec("SELECT to_regclass($1) IS NOT NULL", name));
+    AQ_ASSIGN_OR_RETURN(bool found, exists.Bool(0, 0));
+    if (!found) return int64_t{0};
+    AQ_ASSIGN_OR_RETURN(PgResult rows, conn->Exec("SELECT count(*) FROM " + TableName(instance)));
+    return rows.Int(0, 0);
   }
 
   Status RemoveInstance(const InstanceInfo& instance) override {
@@ -414,6 +433,47 @@ class PgWarehouse final : public driver::WarehouseService {
   Status StoreResult(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                      const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms);
 
+  // Retention (README.md, "Retention"): remembers the instance's retention
+  // for the jobs that read its table.
+  void NoteRetention(const InstanceInfo& instance) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (instance.warehouse_retention_ms > 0) {
+      retention_ms_[TableName(instance)] = instance.warehouse_retention_ms;
+    } else {
+      retention_ms_.erase(TableName(instance));
+    }
+  }
+  // Deletes the rows of `table` older than the retention (a missing table has none).
+  Result<int64_t> DeleteExpired(Connection& conn, const std::string& table, int64_t retention_ms) {
+    Params params;
+    params.Int8(driver::RetentionHorizon(retention_ms, clock_->NowMillis()));
+    // The horizon in exact milliseconds (no float8 seconds on the way).
+    auto deleted = conn.Exec(fmt::format("DELETE FROM {} WHERE "
+                                         "__timestamp < TIMESTAMPTZ 'epoch' + $1::int8 * INTERVAL '1 millisecond'",
+                                         table),
+                             params);
+    if (!deleted.ok()) {
+      // The table went (RemoveInstance) since it was named: nothing to delete.
+      if (deleted.status().message().find("does not exist") != std::string::npos) return int64_t{0};
+      return deleted.status().WithContext("deleting the expired rows of " + table);
+    }
+    return deleted->AffectedRows();
+  }
+  // Before a job's READ ONLY transaction: deletes the expired rows of every
+  // table with a retention its SQL names (the engine spells tables as
+  // TableName()), so the job never reads an expired row, purged or not.
+  Status PurgeReferenced(Connection& conn, std::string_view sql) {
+    std::vector<std::pair<std::string, int64_t>> named;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [table, retention] : retention_ms_) {
+        if (sql.find(table) != std::string_view::npos) named.emplace_back(table, retention);
+      }
+    }
+    for (const auto& [table, retention] : named) AQ_RETURN_IF_ERROR(DeleteExpired(conn, table, retention).status());
+    return Status::OK();
+  }
+
   const WarehouseOptions options_;
   Clock* const clock_;
   Pool pool_;
@@ -425,6 +485,7 @@ class PgWarehouse final : public driver::WarehouseService {
   int64_t last_prune_ms_ = 0;  // guarded by mu_
   int64_t last_expire_ms_ = std::numeric_limits<int64_t>::min();  // guarded by mu_
   std::map<Uuid, std::shared_ptr<JobState>> jobs_;  // guarded by mu_
+  std::map<std::string, int64_t> retention_ms_;     // TableName → warehouse_retention_ms (> 0); guarded by mu_
 };
 
 Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -436,6 +497,7 @@ Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   const auto& fields = instance.schema->fields();
   const bool flat = IsFlat(*instance.schema);
   const int64_t now = clock_->NowMillis();
+  NoteRetention(instance);
   // Every record is converted before a row is committed: a bad one rejects
   // the batch (the COPY is abandoned, which rolls the transaction back).
   // The conversion runs while the server records the applied ids.
@@ -650,6 +712,7 @@ void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, drive
     return conn.ExecScript(fmt::format("SET LOCAL statement_timeout = {}", remaining_ms()));
   };
   Status status = [&]() -> Status {
+    AQ_RETURN_IF_ERROR(PurgeReferenced(conn, sql));
     AQ_RETURN_IF_ERROR(conn.ExecScript("BEGIN READ ONLY; SET LOCAL TimeZone = 'UTC'"));
     AQ_RETURN_IF_ERROR(limit_time());
     AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(conn, sql));

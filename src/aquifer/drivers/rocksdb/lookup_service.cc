@@ -354,6 +354,9 @@ class RocksDbLookupService final : public driver::LookupService {
                                         const keys::Filter& filter,
                                         const driver::ReadOptions& options) override;
 
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override;
+  Result<driver::StoredRecords> CountStored(const InstanceInfo& instance) override;
+
   Status Reset() override {
     std::lock_guard<std::mutex> lock(reset_mu_);
     ::rocksdb::WriteBatch batch;
@@ -409,6 +412,14 @@ class RocksDbLookupService final : public driver::LookupService {
   // once per kPruneIntervalMs per instance. Requires the instance lock.
   Status PruneApplied(const InstanceInfo& instance, std::string_view prefix, int64_t now_ms,
                       size_t budget, ::rocksdb::WriteBatch* batch);
+
+  // Retention (README.md, "Retention"): the expired head of the log goes as
+  // one range tombstone; expired index rows as point deletes, a bounded
+  // number per hold of the instance lock.
+  Result<int64_t> PurgeLog(const InstanceInfo& instance, int64_t horizon);
+  Result<int64_t> PurgeIndex(const InstanceInfo& instance, int64_t horizon);
+  // Keys of `cf` under the instance's prefix.
+  Result<int64_t> CountPrefix(const InstanceInfo& instance, ::rocksdb::ColumnFamilyHandle* cf);
 
   Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                        const keys::Filter& filter, const driver::ReadOptions& options);
@@ -710,6 +721,8 @@ Result<driver::ReadResult> RocksDbLookupService::ReadIndex(const InstanceInfo& i
   if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
   std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, index_));
 
+  // Rows older than the retention are hidden until PurgeExpired deletes them.
+  const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, options_.clock->NowMillis());
   std::string last_key;
   bool examined_any = false;
   for (it->Seek(lower); it->Valid(); it->Next()) {
@@ -723,6 +736,7 @@ Result<driver::ReadResult> RocksDbLookupService::ReadIndex(const InstanceInfo& i
     std::string_view raw_value(it->value().data(), it->value().size());
     AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(raw_value));
     result.scanned_bytes += static_cast<int64_t>(stored.avro.size());
+    if (stored.timestamp_ms < horizon) continue;
     if (!plan.range.Contains(record_key)) continue;
     if (plan.has_residual()) {
       auto value = schema::DecodeAvro(schema, stored.avro);
@@ -751,7 +765,12 @@ Result<driver::ReadResult> RocksDbLookupService::ReadLog(const InstanceInfo& ins
   const schema::Schema& schema = *instance.schema;
   driver::ReadResult result;
   result.residual = !filter.empty();
-  const int64_t from_ts = std::max(payload.from_timestamp_ms, options.from_timestamp_ms);
+  // Records older than the retention are skipped like those before `from`,
+  // so a cursor into the expired (or purged) head continues from the oldest
+  // record kept.
+  const int64_t from_ts =
+      std::max({payload.from_timestamp_ms, options.from_timestamp_ms,
+                driver::RetentionHorizon(instance.log_retention_ms, options_.clock->NowMillis())});
   const std::string prefix = InstancePrefix(instance);
   const bool backwards = payload.kind == PayloadKind::kRewind;
 
@@ -807,6 +826,125 @@ Result<driver::ReadResult> RocksDbLookupService::ReadLog(const InstanceInfo& ins
       break;
   }
   return result;
+}
+
+Result<int64_t> RocksDbLookupService::PurgeExpired(const InstanceInfo& instance) {
+  const int64_t now_ms = options_.clock->NowMillis();
+  int64_t purged = 0;
+  // The log is purged even when use_log is off now: it may hold records from before.
+  if (instance.log_retention_ms > 0) {
+    AQ_ASSIGN_OR_RETURN(int64_t count, PurgeLog(instance, driver::RetentionHorizon(instance.log_retention_ms, now_ms)));
+    purged += count;
+  }
+  if (instance.index_retention_ms > 0) {
+    AQ_ASSIGN_OR_RETURN(int64_t count,
+                        PurgeIndex(instance, driver::RetentionHorizon(instance.index_retention_ms, now_ms)));
+    purged += count;
+  }
+  return purged;
+}
+
+Result<int64_t> RocksDbLookupService::PurgeLog(const InstanceInfo& instance, int64_t horizon) {
+  // Log keys are in write order, so the expired records are (nearly all) one
+  // run at the head: scan it up to the first record kept and drop the run as
+  // one range tombstone. Writers only append above the sequence, so no lock
+  // is needed. A record logged after a newer one but with an older timestamp
+  // (a client-set @timestamp, a late redelivery) is hidden by reads at once
+  // and deleted when the head reaches it.
+  const std::string prefix = InstancePrefix(instance);
+  const std::string lower = LogKey(prefix, 0);
+  const std::string upper = keys::PrefixSuccessor(prefix);
+  ::rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  ::rocksdb::ReadOptions read_options;
+  read_options.iterate_lower_bound = &lower_slice;
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, log_));
+  int64_t expired = 0;
+  uint64_t end = 0;  // exclusive end offset of the expired head
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    if (it->key().size() != kIdSize + 8 || !it->key().starts_with(prefix)) break;
+    AQ_ASSIGN_OR_RETURN(LogValue stored, DecodeLogValue(std::string_view(it->value().data(), it->value().size())));
+    if (stored.timestamp_ms >= horizon) break;
+    end = GetFixed64(it->key().data() + kIdSize) + 1;
+    ++expired;
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("scanning the expired log of", instance));
+  it.reset();
+  if (expired == 0) return int64_t{0};
+  ::rocksdb::WriteBatch batch;
+  const std::string end_key = LogKey(prefix, end);
+  ::rocksdb::Status status = batch.DeleteRange(log_, lower, end_key);
+  if (!status.ok()) return FromRocksStatus(status, Describe("batching the expired log of", instance));
+  AQ_RETURN_IF_ERROR(Write(&batch, "purging the expired log of", instance));
+  // The tombstone hides the run at once; compacting it drops the bytes now
+  // rather than whenever RocksDB gets there (a hint: errors are harmless).
+  ::rocksdb::Slice begin_slice(lower), end_slice(end_key);
+  ::rocksdb::CompactRangeOptions compact;
+  compact.exclusive_manual_compaction = false;
+  (void)db_->CompactRange(compact, log_, &begin_slice, &end_slice);
+  return expired;
+}
+
+Result<int64_t> RocksDbLookupService::PurgeIndex(const InstanceInfo& instance, int64_t horizon) {
+  // The index is in key order, so every row is looked at. A row is deleted
+  // under the instance lock, so a concurrent write of its key (which would
+  // bring a newer row) waits and is never lost; the lock is let go every
+  // kChunk rows so writers are not held up by a long scan.
+  constexpr int64_t kChunk = 4096;
+  const std::string prefix = InstancePrefix(instance);
+  const std::string upper = keys::PrefixSuccessor(prefix);
+  std::string resume = prefix;
+  int64_t purged = 0;
+  while (true) {
+    auto lock = LockInstance(instance);
+    ::rocksdb::Slice upper_slice(upper);
+    ::rocksdb::ReadOptions read_options;
+    if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, index_));
+    ::rocksdb::WriteBatch batch;
+    int64_t examined = 0, deleted = 0;
+    bool more = false;
+    for (it->Seek(resume); it->Valid(); it->Next()) {
+      if (!it->key().starts_with(prefix)) break;
+      if (examined == kChunk) {
+        resume.assign(it->key().data(), it->key().size());
+        more = true;
+        break;
+      }
+      ++examined;
+      AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(std::string_view(it->value().data(), it->value().size())));
+      if (stored.timestamp_ms >= horizon) continue;
+      ::rocksdb::Status status = batch.Delete(index_, it->key());
+      if (!status.ok()) return FromRocksStatus(status, Describe("batching expired index rows of", instance));
+      ++deleted;
+    }
+    if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("scanning the index of", instance));
+    it.reset();
+    if (deleted > 0) AQ_RETURN_IF_ERROR(Write(&batch, "purging expired index rows of", instance));
+    purged += deleted;
+    if (!more) break;
+  }
+  return purged;
+}
+
+Result<int64_t> RocksDbLookupService::CountPrefix(const InstanceInfo& instance, ::rocksdb::ColumnFamilyHandle* cf) {
+  const std::string prefix = InstancePrefix(instance);
+  const std::string upper = keys::PrefixSuccessor(prefix);
+  ::rocksdb::Slice upper_slice(upper);
+  ::rocksdb::ReadOptions read_options;
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, cf));
+  int64_t count = 0;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) ++count;
+  if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("counting the records of", instance));
+  return count;
+}
+
+Result<driver::StoredRecords> RocksDbLookupService::CountStored(const InstanceInfo& instance) {
+  driver::StoredRecords stored;
+  AQ_ASSIGN_OR_RETURN(stored.log, CountPrefix(instance, log_));
+  AQ_ASSIGN_OR_RETURN(stored.index, CountPrefix(instance, index_));
+  return stored;
 }
 
 }  // namespace
