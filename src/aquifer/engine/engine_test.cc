@@ -823,6 +823,44 @@ TEST_F(EngineTest, ExpiredIdempotencyKeysArePurgedInTheBackground) {
   engine_.reset();  // its threads read `clock`, which ends with this scope
 }
 
+// Retention: the flush thread deletes expired records from the lookup and
+// warehouse stores every retention_purge_interval_ms (engine clock), and
+// reads hide them before that.
+TEST_F(EngineTest, ExpiredRecordsAreHiddenAndPurgedFromEveryStoreInTheBackground) {
+  ManualClock clock(UtcMs(2026, 6, 1));
+  EngineOptions options = Options();
+  options.clock = &clock;
+  options.retention_purge_interval_ms = 60'000;
+  Open(options);
+  ASSERT_TRUE(engine_->CreateProject(admin_, json{{"name", "p"}}.dump()).ok());
+  constexpr int64_t kHourMs = 3'600'000;
+  auto made = engine_->CreateTable(admin_, "p",
+                                   json{{"name", "t"}, {"schema", json::parse(kSchema)}, {"key", {"user"}},
+                                        {"log_retention_ms", kHourMs}, {"index_retention_ms", kHourMs},
+                                        {"warehouse_retention_ms", kHourMs}}
+                                       .dump());
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1},{"user":"b","n":2},{"user":"c","n":3}])",
+                    {.log = true, .index = true, .warehouse = true})
+                  .ok());
+  EXPECT_EQ(Index().size(), 3u);
+  // Young records stay, however many purge passes run.
+  clock.Advance(kHourMs / 2 * 1000);  // micros
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several flush ticks
+  EXPECT_EQ(Metric(*engine_, "aquifer_retention_records_purged_total"), 0);
+  EXPECT_EQ(WholeLog().size(), 3u);
+  clock.Advance(kHourMs * 1000);  // 90 min after the write: all expired
+  EXPECT_EQ(Index().size(), 0u) << "hidden at once";
+  EXPECT_EQ(WholeLog().size(), 0u);
+  bool purged = false;
+  for (int tick = 0; tick < 3000 && !purged; ++tick) {
+    purged = Metric(*engine_, "aquifer_retention_records_purged_total") == 9;  // 3 log, 3 index, 3 warehouse
+    if (!purged) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(purged) << engine_->MetricsText();
+  engine_.reset();  // its threads read `clock`, which ends with this scope
+}
+
 TEST_F(EngineTest, ConcurrentWritesNeverGoPastTheWriteQuota) {
   Open(Options());
   CreateProjectAndTable();
