@@ -889,7 +889,11 @@ Result<int64_t> RocksDbLookupService::PurgeIndex(const InstanceInfo& instance, i
   // The index is in key order, so every row is looked at. A row is deleted
   // under the instance lock, so a concurrent write of its key (which would
   // bring a newer row) waits and is never lost; the lock is let go every
-  // kChunk rows so writers are not held up by a long scan.
+  // kChunk rows so writers are not held up by a long scan. Index rows are
+  // merge entries: the iterator's value is the folded latest row
+  // (LatestIndexRow), and WriteRecords merges and folds under the same lock,
+  // so a key is deleted (base and every operand) only when its latest row is
+  // expired; a newer row merged after an expired one keeps the key.
   constexpr int64_t kChunk = 4096;
   const std::string prefix = InstancePrefix(instance);
   const std::string upper = keys::PrefixSuccessor(prefix);
