@@ -50,10 +50,11 @@ Result<driver::Config> ConfigFor(const std::string& scratch_dir, const std::stri
                         {"state_dir", scratch_dir + "/state"}};
 }
 
-Result<std::shared_ptr<driver::LookupService>> MakeKafka(const std::string& dir) {
+Result<std::shared_ptr<driver::LookupService>> MakeKafka(const std::string& dir, Clock* clock) {
   AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
   driver::DriverContext context;
   context.data_dir = dir;
+  context.clock = clock;
   return KafkaRegistry().MakeLookupService("kafka", config, context);
 }
 
@@ -236,6 +237,64 @@ TEST_F(KafkaLookupProcesses, TheIndexTopicIsCompactedAndTheLogTopicKeptWhole) {
   EXPECT_EQ(TopicConfig(brokers, prefix + ".index", "cleanup.policy"), "compact");
   EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "cleanup.policy"), "delete");
   EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "retention.ms"), "-1");
+}
+
+// Retention: the topics' retention.ms follows log_retention_ms and
+// index_retention_ms, set at registration and again when a registration
+// changes it (also on topics another process made); back to forever, the log
+// is kept whole and the index only compacted.
+TEST_F(KafkaLookupProcesses, TheTopicsRetentionFollowsTheInstances) {
+  driver::InstanceInfo instance = NewInstance();
+  instance.log_retention_ms = 3'600'000;
+  instance.index_retention_ms = 7'200'000;
+  ASSERT_TRUE(a_->RegisterInstance(instance).ok());
+  const std::string brokers = std::getenv(kBrokersVariable);
+  const std::string prefix = "aquifer.test." + std::filesystem::path(scratch_.path()).filename().string() +
+                             ".lookup." + instance.instance_id.ToString();
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "cleanup.policy"), "delete");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "retention.ms"), "3600000");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".index", "cleanup.policy"), "compact,delete");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".index", "retention.ms"), "7200000");
+
+  // Changed through the other process, whose topics exist already.
+  driver::InstanceInfo changed = instance;
+  changed.log_retention_ms = 60'000;
+  changed.index_retention_ms = 0;
+  ASSERT_TRUE(b_->RegisterInstance(changed).ok());
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "retention.ms"), "60000");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".index", "cleanup.policy"), "compact");
+
+  driver::InstanceInfo forever = changed;
+  forever.log_retention_ms = 0;
+  ASSERT_TRUE(b_->RegisterInstance(forever).ok());
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "retention.ms"), "-1");
+  EXPECT_EQ(TopicConfig(brokers, prefix + ".log", "cleanup.policy"), "delete");
+}
+
+// Retention across processes: each purges its own store; records expired by
+// the clock are hidden through both before either purged.
+TEST_F(KafkaLookupProcesses, ExpiredRecordsAreHiddenThroughEveryProcessAndPurgedFromEach) {
+  driver::InstanceInfo instance = NewInstance();
+  instance.log_retention_ms = 10'000;
+  instance.index_retention_ms = 10'000;
+  const int64_t now = Clock::System()->NowMillis();
+  ASSERT_TRUE(a_->WriteRecords(instance, std::vector{MakeRecord(1, "old", now - 20'000), MakeRecord(2, "new", now)}, {})
+                  .ok());
+  for (auto* service : {&a_, &b_}) {
+    std::vector<driver::Record> index = ReadAll(**service, instance, driver::QueryKind::kIndex);
+    ASSERT_EQ(index.size(), 1u);
+    EXPECT_EQ(index[0].avro, MakeRecord(2, "new", now).avro);
+    ASSERT_EQ(ReadAll(**service, instance, driver::QueryKind::kLog).size(), 1u);
+    auto stored = (*service)->CountStored(instance);
+    ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+    EXPECT_EQ(*stored, (driver::StoredRecords{2, 2}));
+    auto purged = (*service)->PurgeExpired(instance);
+    ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+    EXPECT_EQ(*purged, 2);
+    stored = (*service)->CountStored(instance);
+    ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+    EXPECT_EQ(*stored, (driver::StoredRecords{1, 1}));
+  }
 }
 
 // An unreachable broker: writes and reads answer Unavailable within the

@@ -37,6 +37,24 @@ constexpr char kGroupHeader[] = "aq.g";
 constexpr char kEndHeader[] = "aq.e";
 constexpr char kMarkerHeader[] = "aq.m";
 constexpr int32_t kPartition = 0;  // one partition per topic: one order, dense offsets
+constexpr int64_t kRetentionUnknown = -2;
+
+// The topic configs of an instance's log (compacted false) or index topic for
+// a retention (0 = forever): the log is deleted by age only with a retention,
+// the index is compacted and, with a retention, deleted by age too.
+std::vector<std::pair<std::string, std::string>> TopicConfigs(bool compacted, int64_t retention_ms,
+                                                              size_t message_max_bytes) {
+  std::vector<std::pair<std::string, std::string>> configs = {
+      {"max.message.bytes", std::to_string(message_max_bytes)}};
+  if (compacted) {
+    configs.emplace_back("cleanup.policy", retention_ms > 0 ? "compact,delete" : "compact");
+    if (retention_ms > 0) configs.emplace_back("retention.ms", std::to_string(retention_ms));
+  } else {
+    configs.emplace_back("cleanup.policy", "delete");
+    configs.emplace_back("retention.ms", retention_ms > 0 ? std::to_string(retention_ms) : "-1");
+  }
+  return configs;
+}
 
 void PutFixed64(std::string* out, uint64_t value) {
   char buf[8];
@@ -85,6 +103,10 @@ struct InstanceState {
   // The topics were made (or found) by this process; cleared when they vanish.
   std::atomic<bool> log_created{false};
   std::atomic<bool> index_created{false};
+  // The retention.ms last set on each topic by this process (kRetentionUnknown:
+  // not yet, so the next EnsureTopics sets it); cleared with *_created.
+  std::atomic<int64_t> log_retention_set{kRetentionUnknown};
+  std::atomic<int64_t> index_retention_set{kRetentionUnknown};
 };
 
 // Counts the delivery reports of one WriteRecords call.
@@ -171,6 +193,7 @@ class KafkaLookupService final : public driver::LookupService {
     ResetStream(&state->log);
     ResetStream(&state->index);
     state->log_created = state->index_created = false;
+    state->log_retention_set = state->index_retention_set = kRetentionUnknown;
     return Status::OK();
   }
 
@@ -219,6 +242,40 @@ class KafkaLookupService final : public driver::LookupService {
     if (index ? instance.use_index : instance.use_log) AQ_RETURN_IF_ERROR(CatchUp(instance, !index, index));
     return store_->ReadCursor(index ? IndexStore(instance) : LogStore(instance, instance.use_log), payload, filter,
                               options);
+  }
+
+  // Retention: reads filter through the local store (it gets the instance's
+  // retentions with each call); the purge deletes from the local store what
+  // it applied so far, the broker deletes the topics' old segments itself
+  // (retention.ms, set by EnsureTopics).
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    if (instance.log_retention_ms <= 0 && instance.index_retention_ms <= 0) return int64_t{0};
+    auto state = State(instance);
+    std::lock_guard<std::mutex> lock(state->mu);  // not while a catch-up applies
+    InstanceInfo log = LogStore(instance, true);
+    log.index_retention_ms = 0;
+    InstanceInfo index = IndexStore(instance);
+    index.log_retention_ms = 0;
+    int64_t purged = 0;
+    if (log.log_retention_ms > 0) {
+      AQ_ASSIGN_OR_RETURN(int64_t count, store_->PurgeExpired(log));
+      purged += count;
+    }
+    if (index.index_retention_ms > 0) {
+      AQ_ASSIGN_OR_RETURN(int64_t count, store_->PurgeExpired(index));
+      purged += count;
+    }
+    return purged;
+  }
+
+  // What the local store holds once caught up with the topics.
+  Result<driver::StoredRecords> CountStored(const InstanceInfo& instance) override {
+    AQ_RETURN_IF_ERROR(CatchUp(instance, instance.use_log, instance.use_index));
+    auto state = State(instance);
+    std::lock_guard<std::mutex> lock(state->mu);
+    AQ_ASSIGN_OR_RETURN(driver::StoredRecords log, store_->CountStored(LogStore(instance, true)));
+    AQ_ASSIGN_OR_RETURN(driver::StoredRecords index, store_->CountStored(IndexStore(instance)));
+    return driver::StoredRecords{log.log, index.index};
   }
 
   Status Reset() override {
@@ -287,7 +344,10 @@ class KafkaLookupService final : public driver::LookupService {
   }
 
   Status EnsureTopics(const InstanceInfo& instance, InstanceState* state);
-  Status CreateTopics(const std::vector<std::pair<std::string, bool>>& topics);  // name, compacted
+  // Creates each topic with `configs` (an existing one is left as it is).
+  Status CreateTopics(const std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>& topics);
+  // Sets a topic's configs (AlterConfigs: the whole set, the rest back to the broker's defaults).
+  Status AlterTopicConfigs(const std::string& topic, const std::vector<std::pair<std::string, std::string>>& configs);
   Status DeleteTopics(const std::vector<std::string>& topics);
   Result<std::vector<std::string>> ListTopics();
   Result<int64_t> HighWatermark(const std::string& topic, int64_t timeout_ms);
@@ -335,6 +395,9 @@ Status KafkaLookupService::Open() {
   AQ_ASSIGN_OR_RETURN(ConfPtr consumer_conf, MakeConf(options_.client, {{"group.id", options_.client.topic_prefix + "lookup"},
                                                                         {"enable.auto.commit", "false"},
                                                                         {"enable.auto.offset.store", "false"},
+                                                                        // A position below the topic's start (the broker deleted
+                                                                        // expired segments) continues from the oldest message kept.
+                                                                        {"auto.offset.reset", "earliest"},
                                                                         {"partition.assignment.strategy", "cooperative-sticky"},
                                                                         {"fetch.message.max.bytes", max_bytes},
                                                                         {"fetch.wait.max.ms", "100"},
@@ -396,13 +459,10 @@ Result<rd_kafka_event_t*> RunAdmin(rd_kafka_t* rk, rd_kafka_admin_op_t op, int64
   return event;
 }
 
-Status KafkaLookupService::CreateTopics(const std::vector<std::pair<std::string, bool>>& topics) {
+Status KafkaLookupService::CreateTopics(
+    const std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>& topics) {
   const auto deadline = SteadyClock::now() + std::chrono::milliseconds(options_.client.request_timeout_ms);
-  for (const auto& [name, compacted] : topics) {
-    std::vector<std::pair<std::string, std::string>> configs = {
-        {"cleanup.policy", compacted ? "compact" : "delete"},
-        {"max.message.bytes", std::to_string(message_max_bytes_)}};
-    if (!compacted) configs.emplace_back("retention.ms", "-1");  // the log is the instance's history
+  for (const auto& [name, configs] : topics) {
     for (int attempt = 0;; ++attempt) {
       Status created = CreateTopic(producer_, options_.client, name, 1, configs);
       // A topic of the same name that is still being deleted answers with a
@@ -415,6 +475,39 @@ Status KafkaLookupService::CreateTopics(const std::vector<std::pair<std::string,
     }
   }
   return Status::OK();
+}
+
+Status KafkaLookupService::AlterTopicConfigs(const std::string& topic,
+                                             const std::vector<std::pair<std::string, std::string>>& configs) {
+  const auto deadline = SteadyClock::now() + std::chrono::milliseconds(options_.client.request_timeout_ms);
+  for (int attempt = 0;; ++attempt) {
+    rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+    for (const auto& [key, value] : configs) rd_kafka_ConfigResource_set_config(resource, key.c_str(), value.c_str());
+    auto event = RunAdmin(producer_, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, options_.client.request_timeout_ms,
+                          [&](rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
+                            rd_kafka_AlterConfigs(producer_, &resource, 1, options, queue);
+                          });
+    rd_kafka_ConfigResource_destroy(resource);
+    Status status = Status::OK();
+    if (!event.ok()) {
+      status = event.status();
+    } else {
+      size_t count = 0;
+      const rd_kafka_ConfigResource_t** results =
+          rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(*event), &count);
+      for (size_t result_idx = 0; result_idx < count; ++result_idx) {
+        rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(results[result_idx]);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+        const char* detail = rd_kafka_ConfigResource_error_string(results[result_idx]);
+        status = Unavailable("kafka lookup: setting the configs of topic {}: {}", topic,
+                             detail != nullptr ? detail : rd_kafka_err2str(err));
+      }
+      rd_kafka_event_destroy(*event);
+    }
+    // A topic just made may not be known to every broker yet: try again until the request timeout.
+    if (status.ok() || SteadyClock::now() >= deadline) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
+  }
 }
 
 Status KafkaLookupService::DeleteTopics(const std::vector<std::string>& topics) {
@@ -455,13 +548,32 @@ Result<std::vector<std::string>> KafkaLookupService::ListTopics() {
   return topics;
 }
 
+// Makes the topics the instance uses, and sets their retention.ms (and the
+// index's cleanup.policy) from the instance's retentions the first time and
+// whenever they change: a topic may have been made by another process, or
+// with another retention.
 Status KafkaLookupService::EnsureTopics(const InstanceInfo& instance, InstanceState* state) {
-  std::vector<std::pair<std::string, bool>> wanted;
-  if (instance.use_log && !state->log_created) wanted.emplace_back(state->log.topic, false);
-  if (instance.use_index && !state->index_created) wanted.emplace_back(state->index.topic, true);
+  const int64_t log_retention = std::max<int64_t>(instance.log_retention_ms, 0);
+  const int64_t index_retention = std::max<int64_t>(instance.index_retention_ms, 0);
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> wanted;
+  if (instance.use_log && !state->log_created) {
+    wanted.emplace_back(state->log.topic, TopicConfigs(false, log_retention, message_max_bytes_));
+  }
+  if (instance.use_index && !state->index_created) {
+    wanted.emplace_back(state->index.topic, TopicConfigs(true, index_retention, message_max_bytes_));
+  }
   AQ_RETURN_IF_ERROR(CreateTopics(wanted));
   if (instance.use_log) state->log_created = true;
   if (instance.use_index) state->index_created = true;
+  if (instance.use_log && state->log_retention_set != log_retention) {
+    AQ_RETURN_IF_ERROR(AlterTopicConfigs(state->log.topic, TopicConfigs(false, log_retention, message_max_bytes_)));
+    state->log_retention_set = log_retention;
+  }
+  if (instance.use_index && state->index_retention_set != index_retention) {
+    AQ_RETURN_IF_ERROR(
+        AlterTopicConfigs(state->index.topic, TopicConfigs(true, index_retention, message_max_bytes_)));
+    state->index_retention_set = index_retention;
+  }
   return Status::OK();
 }
 
@@ -562,6 +674,7 @@ Status KafkaLookupService::WriteRecords(const InstanceInfo& instance, std::span<
   if (delivery.error != RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (delivery.error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || delivery.error == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
       state->log_created = state->index_created = false;  // removed by another process: made again on retry
+      state->log_retention_set = state->index_retention_set = kRetentionUnknown;
     }
     if (delivery.error == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
       return InvalidArgument("writing to {}: the broker refused a message as too large: {}", id,
@@ -651,6 +764,7 @@ Status KafkaLookupService::CatchUpStream(const InstanceInfo& instance, InstanceS
     // The topic was removed (and maybe made again) by another process: start over.
     ResetStream(stream);
     (stream->is_log ? state->log_created : state->index_created) = false;
+    (stream->is_log ? state->log_retention_set : state->index_retention_set) = kRetentionUnknown;
     AQ_RETURN_IF_ERROR(store_->RemoveInstance(stream->is_log ? LogStore(instance, true) : IndexStore(instance)));
   }
   if (high <= stream->next) return Status::OK();
