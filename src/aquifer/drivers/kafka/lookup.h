@@ -7,6 +7,10 @@
 //                                      (key = tuple key, value = timestamp ‖ Avro);
 //   <topic_prefix>lookup.<instance id>.index  the index: compacted (cleanup.policy=compact),
 //                                      keyed by the tuple key, same value.
+// With a log_retention_ms / index_retention_ms the topics get retention.ms
+// (the index cleanup.policy=compact,delete), set at RegisterInstance and on
+// every change; reads hide expired records through the state store and
+// PurgeExpired purges this process's store (README.md, "Retention").
 // Every process materialises the topics it reads into a local RocksDB state
 // store (the embedded RocksDB LookupService, drivers/rocksdb, run without
 // fsync), as a Kafka Streams state store is materialised from its changelog;
