@@ -540,7 +540,12 @@ TEST_F(DbPowerLoss, EveryAcknowledgedWriteTableAndSecretSurvivesRandomPowerCuts)
   EXPECT_GE(stats.cycles, cycles);
   EXPECT_GT(stats.checked, cycles / 2) << "most children must get as far as their checks";
   EXPECT_GT(stats.undone, 0u) << "no cut lost unsynced data: the cuts test nothing";
-  EXPECT_GT(stats.torn, 0);
+  const char* tear = std::getenv("AQUIFER_POWERCUT_TEAR");
+  if (tear != nullptr && (std::string_view(tear) == "1" || std::string_view(tear) == "random")) {
+    EXPECT_GT(stats.torn, 0) << "AQUIFER_POWERCUT_TEAR asks for torn cuts";
+  } else {
+    EXPECT_EQ(stats.torn, 0) << "the short run cuts without tearing (see the tear comment above)";
+  }
   EXPECT_GT(stats.acked_records, 0);
   std::printf(
       "db power cuts: %d (%d in the open, %d with an injected fault, %d torn), %d checks, %d epochs; "
