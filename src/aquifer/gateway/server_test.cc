@@ -631,7 +631,8 @@ TEST_F(ServerTest, UsageHoursGivesTheLastHourlyBuckets) {
 
   Reply usage = Send(http::verb::get, "/v1/usage?hours=3");
   ASSERT_EQ(usage.status, 200) << usage.body;
-  for (const json& project : usage.Json()["projects"]) {
+  const json answer = usage.Json();  // a range-for over usage.Json()["projects"] reads a dead temporary
+  for (const json& project : answer["projects"]) {
     const json& hours = project["hours"];
     ASSERT_EQ(hours.size(), 3u) << project.dump();
     for (size_t idx = 1; idx < hours.size(); ++idx) {
