@@ -1972,7 +1972,7 @@ std::string EngineImpl::MetricsText() {
                  load(metrics_.records_log), load(metrics_.records_index),
                  load(metrics_.records_warehouse));
   const int64_t published = load(metrics_.messages_published);
-  const int64_t processed = load(metrics_.messages_processed);
+  const int64_t processed = metrics_.MessagesProcessed();
   metric("aquifer_queue_published_total", "counter",
          "Write messages this process published to the queue.", published);
   metric("aquifer_queue_processed_total", "counter",

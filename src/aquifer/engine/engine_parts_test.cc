@@ -308,12 +308,12 @@ TEST_F(PartsWithDriversTest, WorkersDropPoisonAndDeletedInstancesAndRetryStoreFa
   ASSERT_TRUE((*queue)->Publish(kWritesTopic, outgoing).ok());
 
   EXPECT_TRUE(waiters.Wait(waiter.get(), std::chrono::seconds(20)));
-  for (int attempt = 0; attempt < 400 && metrics.messages_processed < 3; ++attempt) {
+  for (int attempt = 0; attempt < 400 && metrics.MessagesProcessed() < 3; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   workers.Stop();
   reports.Stop();
-  EXPECT_EQ(metrics.messages_processed, 3);
+  EXPECT_EQ(metrics.MessagesProcessed(), 3);
   EXPECT_EQ(metrics.messages_dropped, 1);        // the deleted instance's
   EXPECT_EQ(metrics.messages_dead_lettered, 1);  // the undecodable one, kept for an operator
   EXPECT_GE(metrics.worker_errors, 2);
@@ -478,7 +478,7 @@ class WorkerTest : public PartsWithDriversTest {
     }
     return letters;
   }
-  int64_t Processed() { return metrics_.messages_processed.load(); }
+  int64_t Processed() { return metrics_.MessagesProcessed(); }
   // Rows of p.t in the DuckDB warehouse (-1 if the query failed).
   int64_t WarehouseRows() {
     auto job = warehouse_->StartQuery(Uuid::Random(), "SELECT k FROM " + warehouse_->TableName(instance_), {});

@@ -113,10 +113,9 @@ struct EngineMetrics {
   std::atomic<int64_t> records_accepted{0};    // records in accepted writes
   std::atomic<int64_t> messages_published{0};  // "writes" messages published by this process
   // "writes" messages acked by this process's workers: by the lookup
-  // service's and the warehouse's consumers, and by both (the smaller).
+  // service's and the warehouse's consumers (by both: MessagesProcessed).
   std::atomic<int64_t> messages_processed_lookup{0};
   std::atomic<int64_t> messages_processed_warehouse{0};
-  std::atomic<int64_t> messages_processed{0};
   std::atomic<int64_t> records_log{0};         // records written by workers, per store
   std::atomic<int64_t> records_index{0};
   std::atomic<int64_t> records_warehouse{0};
@@ -137,10 +136,10 @@ struct EngineMetrics {
   void NoteProcessed(bool lookup, int64_t messages) {
     (lookup ? messages_processed_lookup : messages_processed_warehouse)
         .fetch_add(messages, std::memory_order_relaxed);
-    const int64_t both = std::min(messages_processed_lookup.load(), messages_processed_warehouse.load());
-    int64_t seen = messages_processed.load();
-    while (seen < both && !messages_processed.compare_exchange_weak(seen, both)) {
-    }
+  }
+  // Messages acked by both stores' consumers.
+  int64_t MessagesProcessed() const {
+    return std::min(messages_processed_lookup.load(), messages_processed_warehouse.load());
   }
 };
 
