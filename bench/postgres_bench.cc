@@ -110,7 +110,7 @@ void PutField(std::string* out, std::string_view bytes) {
 }
 void PutInt8Field(std::string* out, int64_t v) {
   PutU32(out, 8);
-  pg::PutBigEndian64(out, static_cast<uint64_t>(v));
+  aquifer::PutBigEndian64(out, static_cast<uint64_t>(v));
 }
 
 // COPY text of one timestamp, as the warehouse driver renders it (UTC).

@@ -129,4 +129,19 @@ void AppendJsonString(std::string* out, std::string_view text) {
   out->push_back('"');
 }
 
+void PutBigEndian64(std::string* out, uint64_t value) {
+  char buf[8];
+  for (int byte_idx = 7; byte_idx >= 0; --byte_idx) {
+    buf[byte_idx] = static_cast<char>(value & 0xFF);
+    value >>= 8;
+  }
+  out->append(buf, 8);
+}
+
+uint64_t GetBigEndian64(const char* p) {
+  uint64_t value = 0;
+  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) value = (value << 8) | static_cast<uint8_t>(p[byte_idx]);
+  return value;
+}
+
 }  // namespace aquifer

@@ -3,6 +3,7 @@
 // Text encodings shared across modules: standard base64 (RFC 4648), hex, and
 // JSON string escaping.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -25,5 +26,9 @@ bool HexDecode(std::string_view text, std::string* out);
 // characters, quote and backslash are escaped; other bytes pass through (the
 // caller guarantees UTF-8).
 void AppendJsonString(std::string* out, std::string_view text);
+
+// 8-byte big-endian integers (keys that sort by value, fixed-width fields).
+void PutBigEndian64(std::string* out, uint64_t value);
+uint64_t GetBigEndian64(const char* p);
 
 }  // namespace aquifer

@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/base/uuid.h"
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/drivers/rocksdb/lookup_service.h"
@@ -56,19 +57,6 @@ std::vector<std::pair<std::string, std::string>> TopicConfigs(bool compacted, in
   return configs;
 }
 
-void PutFixed64(std::string* out, uint64_t value) {
-  char buf[8];
-  for (int byte_idx = 7; byte_idx >= 0; --byte_idx) {
-    buf[byte_idx] = static_cast<char>(value & 0xFF);
-    value >>= 8;
-  }
-  out->append(buf, 8);
-}
-uint64_t GetFixed64(const char* p) {
-  uint64_t value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) value = (value << 8) | static_cast<uint8_t>(p[byte_idx]);
-  return value;
-}
 
 // The index stream's instance in the local store: the id with every bit flipped.
 Uuid IndexStoreId(const Uuid& id) {
@@ -584,7 +572,7 @@ Status KafkaLookupService::Produce(const std::string& topic, const Record* recor
   std::string value;
   if (record != nullptr) {
     value.reserve(8 + record->avro.size());
-    PutFixed64(&value, static_cast<uint64_t>(record->timestamp_ms));
+    PutBigEndian64(&value, static_cast<uint64_t>(record->timestamp_ms));
     value.append(record->avro);
   }
   rd_kafka_headers_t* headers = rd_kafka_headers_new(4);
@@ -749,7 +737,7 @@ Result<Message> DecodeMessage(const rd_kafka_message_t* m) {
   }
   const char* payload = static_cast<const char*>(m->payload);
   message.record.key.assign(static_cast<const char*>(m->key), m->key_len);
-  message.record.timestamp_ms = static_cast<int64_t>(GetFixed64(payload));
+  message.record.timestamp_ms = static_cast<int64_t>(GetBigEndian64(payload));
   message.record.avro.assign(payload + 8, m->len - 8);
   return message;
 }

@@ -36,21 +36,6 @@ std::string TrimmedLibpqMessage(PGconn* conn) {
 
 }  // namespace
 
-void PutBigEndian64(std::string* out, uint64_t value) {
-  char buf[8];
-  for (int byte_idx = 7; byte_idx >= 0; --byte_idx) {
-    buf[byte_idx] = static_cast<char>(value & 0xFF);
-    value >>= 8;
-  }
-  out->append(buf, 8);
-}
-
-uint64_t GetBigEndian64(const char* p) {
-  uint64_t value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) value = (value << 8) | static_cast<uint8_t>(p[byte_idx]);
-  return value;
-}
-
 std::string QuoteIdent(std::string_view name) {
   std::string out = "\"";
   for (char c : name) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "aquifer/base/status.h"
+#include "aquifer/base/text.h"  // PutBigEndian64, GetBigEndian64
 #include "aquifer/base/uuid.h"
 #include "aquifer/driver/types.h"
 
@@ -244,8 +245,5 @@ Result<ConnectionOptions> ParseConnectionOptions(const driver::Config& config);
 // starting at once do not race on the catalog.
 Status EnsureSchema(Pool& pool, const std::string& schema, std::string_view ddl);
 
-// Big-endian helpers for binary values.
-void PutBigEndian64(std::string* out, uint64_t value);
-uint64_t GetBigEndian64(const char* p);
 
 }  // namespace aquifer::drivers::postgres

@@ -15,6 +15,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/drivers/rocksdb/rocksdb_handle.h"
 #include "aquifer/drivers/rocksdb/usage_service.h"
@@ -50,19 +51,6 @@ constexpr uint32_t kFoldAfterMerges = 32;
 
 // ---- fixed-width and varint integers ---------------------------------------
 
-void PutFixed64(std::string* out, uint64_t value) {
-  char buf[8];
-  for (int byte_idx = 7; byte_idx >= 0; --byte_idx) {
-    buf[byte_idx] = static_cast<char>(value & 0xFF);
-    value >>= 8;
-  }
-  out->append(buf, 8);
-}
-uint64_t GetFixed64(const char* p) {
-  uint64_t value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) value = (value << 8) | static_cast<uint8_t>(p[byte_idx]);
-  return value;
-}
 void PutFixed32(std::string* out, uint32_t value) {
   char buf[4] = {static_cast<char>(value >> 24), static_cast<char>(value >> 16),
                  static_cast<char>(value >> 8), static_cast<char>(value)};
@@ -92,7 +80,7 @@ class Reader {
   }
   bool Fixed64(uint64_t* out) {
     if (data_.size() < 8) return false;
-    *out = GetFixed64(data_.data());
+    *out = GetBigEndian64(data_.data());
     data_.remove_prefix(8);
     return true;
   }
@@ -131,7 +119,7 @@ std::string InstancePrefix(const InstanceInfo& instance) { return std::string(in
 
 std::string LogKey(std::string_view prefix, uint64_t offset) {
   std::string key(prefix);
-  PutFixed64(&key, offset);
+  PutBigEndian64(&key, offset);
   return key;
 }
 std::string SequenceKey(std::string_view prefix) {
@@ -149,7 +137,7 @@ std::string AppliedKey(std::string_view prefix, std::string_view id) {
 std::string ExpiryKey(std::string_view prefix, int64_t applied_ms, std::string_view id) {
   std::string key(prefix);
   key.push_back(kExpiryTag);
-  PutFixed64(&key, static_cast<uint64_t>(std::max<int64_t>(applied_ms, 0)));
+  PutBigEndian64(&key, static_cast<uint64_t>(std::max<int64_t>(applied_ms, 0)));
   key.append(id);
   return key;
 }
@@ -166,7 +154,7 @@ Result<LogValue> DecodeLogValue(std::string_view value) {
   if (value.size() - 12 < key_size) {
     return Corruption("log value of {} bytes holds a key length of {}", value.size(), key_size);
   }
-  return LogValue{static_cast<int64_t>(GetFixed64(value.data())), value.substr(12, key_size),
+  return LogValue{static_cast<int64_t>(GetBigEndian64(value.data())), value.substr(12, key_size),
                   value.substr(12 + key_size)};
 }
 
@@ -178,8 +166,8 @@ struct IndexValue {
 };
 Result<IndexValue> DecodeIndexValue(std::string_view value) {
   if (value.size() < 16) return Corruption("index value of {} bytes is shorter than its header", value.size());
-  return IndexValue{static_cast<int64_t>(GetFixed64(value.data())),
-                    static_cast<int64_t>(GetFixed64(value.data() + 8)), value.substr(16)};
+  return IndexValue{static_cast<int64_t>(GetBigEndian64(value.data())),
+                    static_cast<int64_t>(GetBigEndian64(value.data() + 8)), value.substr(16)};
 }
 
 // Keeps the latest index row of a key: the higher timestamp, ties to the
@@ -198,8 +186,8 @@ class LatestIndexRow final : public ::rocksdb::AssociativeMergeOperator {
       return true;
     }
     if (existing->size() < 16) return false;
-    const auto ts = [](const ::rocksdb::Slice& row) { return static_cast<int64_t>(GetFixed64(row.data())); };
-    const auto offset = [](const ::rocksdb::Slice& row) { return static_cast<int64_t>(GetFixed64(row.data() + 8)); };
+    const auto ts = [](const ::rocksdb::Slice& row) { return static_cast<int64_t>(GetBigEndian64(row.data())); };
+    const auto offset = [](const ::rocksdb::Slice& row) { return static_cast<int64_t>(GetBigEndian64(row.data() + 8)); };
     const bool keep_existing = ts(*existing) > ts(value) || (ts(*existing) == ts(value) && offset(*existing) > offset(value));
     const ::rocksdb::Slice& kept = keep_existing ? *existing : value;
     new_value->assign(kept.data(), kept.size());
@@ -236,20 +224,20 @@ std::string IndexPayload(std::string_view start, std::string_view end) {
 }
 std::string LogPayload(uint64_t next, uint64_t end, int64_t from_ts) {
   std::string out(1, static_cast<char>(PayloadKind::kLogReplay));
-  PutFixed64(&out, next);
-  PutFixed64(&out, end);
-  PutFixed64(&out, static_cast<uint64_t>(from_ts));
+  PutBigEndian64(&out, next);
+  PutBigEndian64(&out, end);
+  PutBigEndian64(&out, static_cast<uint64_t>(from_ts));
   return out;
 }
 std::string ChangePayload(uint64_t next, int64_t from_ts) {
   std::string out(1, static_cast<char>(PayloadKind::kChange));
-  PutFixed64(&out, next);
-  PutFixed64(&out, static_cast<uint64_t>(from_ts));
+  PutBigEndian64(&out, next);
+  PutBigEndian64(&out, static_cast<uint64_t>(from_ts));
   return out;
 }
 std::string RewindPayload(uint64_t before) {
   std::string out(1, static_cast<char>(PayloadKind::kRewind));
-  PutFixed64(&out, before);
+  PutBigEndian64(&out, before);
   return out;
 }
 
@@ -397,11 +385,11 @@ class RocksDbLookupService final : public driver::LookupService {
     ::rocksdb::Status status = db_->Get(::rocksdb::ReadOptions(), meta_, SequenceKey(prefix), &value);
     if (status.IsNotFound()) return uint64_t{0};
     if (!status.ok()) return FromRocksStatus(status, Describe("reading the offset sequence of", instance));
-    if (value.size() != 8 || GetFixed64(value.data()) > kMaxOffset) {
+    if (value.size() != 8 || GetBigEndian64(value.data()) > kMaxOffset) {
       return Corruption("{}: sequence value of {} bytes", Describe("reading the offset sequence of", instance),
                         value.size());
     }
-    return GetFixed64(value.data());
+    return GetBigEndian64(value.data());
   }
 
   // Which groups to write: false for a group whose id is stored as applied
@@ -541,10 +529,10 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
     for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
       const Record& record = records[record_idx];
       key = prefix;
-      PutFixed64(&key, first_offset + record_idx);
+      PutBigEndian64(&key, first_offset + record_idx);
       value.clear();
       value.reserve(12 + record.key.size() + record.avro.size());
-      PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
+      PutBigEndian64(&value, static_cast<uint64_t>(record.timestamp_ms));
       PutFixed32(&value, static_cast<uint32_t>(record.key.size()));
       value.append(record.key);
       value.append(record.avro);
@@ -584,8 +572,8 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
         continue;
       }
       value.clear();
-      PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
-      PutFixed64(&value, first_offset + record_idx);
+      PutBigEndian64(&value, static_cast<uint64_t>(record.timestamp_ms));
+      PutBigEndian64(&value, first_offset + record_idx);
       value.append(record.avro);
       ::rocksdb::Status status = batch.Merge(index_, key, value);
       if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
@@ -614,8 +602,8 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
           return FromRocksStatus(statuses[fold_idx], Describe("reading index rows of", instance));
         }
         value.clear();
-        PutFixed64(&value, static_cast<uint64_t>(record.timestamp_ms));
-        PutFixed64(&value, static_cast<uint64_t>(offset));
+        PutBigEndian64(&value, static_cast<uint64_t>(record.timestamp_ms));
+        PutBigEndian64(&value, static_cast<uint64_t>(offset));
         value.append(record.avro);
         status = batch.Put(index_, slices[fold_idx], value);
         if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
@@ -623,13 +611,13 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
     }
   }
   std::string next;
-  PutFixed64(&next, first_offset + records.size());
+  PutBigEndian64(&next, first_offset + records.size());
   ::rocksdb::Status status = batch.Put(meta_, SequenceKey(prefix), next);
   if (!status.ok()) return FromRocksStatus(status, Describe("batching the offset sequence of", instance));
   if (!fresh_groups.empty()) {
     const int64_t now_ms = options_.clock->NowMillis();
     std::string applied_ms;
-    PutFixed64(&applied_ms, static_cast<uint64_t>(now_ms));
+    PutBigEndian64(&applied_ms, static_cast<uint64_t>(now_ms));
     for (size_t group_idx : fresh_groups) {
       const std::string& id = groups[group_idx].id;
       status = batch.Put(meta_, AppliedKey(prefix, id), applied_ms);
@@ -797,7 +785,7 @@ Result<driver::ReadResult> RocksDbLookupService::ReadLog(const InstanceInfo& ins
   for (; it->Valid(); backwards ? it->Prev() : it->Next()) {
     if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= options.scan_budget) break;
     if (!in_log(it->key())) break;
-    uint64_t offset = GetFixed64(it->key().data() + kIdSize);
+    uint64_t offset = GetBigEndian64(it->key().data() + kIdSize);
     ++result.scanned;
     last_offset = offset;
     examined_any = true;
@@ -865,7 +853,7 @@ Result<int64_t> RocksDbLookupService::PurgeLog(const InstanceInfo& instance, int
     if (it->key().size() != kIdSize + 8 || !it->key().starts_with(prefix)) break;
     AQ_ASSIGN_OR_RETURN(LogValue stored, DecodeLogValue(std::string_view(it->value().data(), it->value().size())));
     if (stored.timestamp_ms >= horizon) break;
-    end = GetFixed64(it->key().data() + kIdSize) + 1;
+    end = GetBigEndian64(it->key().data() + kIdSize) + 1;
     ++expired;
   }
   if (!it->status().ok()) return FromRocksStatus(it->status(), Describe("scanning the expired log of", instance));

@@ -6,6 +6,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/drivers/rocksdb/lookup_service.h"
 #include "aquifer/drivers/rocksdb/rocksdb_handle.h"
 #include "aquifer/keys/tuple.h"
@@ -26,14 +27,6 @@ std::mutex& UsageMutex() {
   return mu;
 }
 
-void PutFixed64(std::string* out, uint64_t value) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((value >> shift) & 0xFF));
-}
-uint64_t GetFixed64(const char* p) {
-  uint64_t value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) value = (value << 8) | static_cast<uint8_t>(p[byte_idx]);
-  return value;
-}
 
 std::string OwnerPeriodPrefix(const Uuid& owner, UsagePeriod period) {
   std::string key(owner.AsBytes());
@@ -44,7 +37,7 @@ std::string OwnerPeriodPrefix(const Uuid& owner, UsagePeriod period) {
 // negative starts too.
 std::string BucketKey(const Uuid& owner, UsagePeriod period, int64_t start_ms) {
   std::string key = OwnerPeriodPrefix(owner, period);
-  PutFixed64(&key, static_cast<uint64_t>(start_ms) ^ kSignBit);
+  PutBigEndian64(&key, static_cast<uint64_t>(start_ms) ^ kSignBit);
   return key;
 }
 
@@ -56,7 +49,7 @@ std::array<int64_t*, kCounterCount> Fields(UsageCounters& c) {
 std::string EncodeCounters(UsageCounters counters) {
   std::string out;
   out.reserve(kValueSize);
-  for (int64_t* field : Fields(counters)) PutFixed64(&out, static_cast<uint64_t>(*field));
+  for (int64_t* field : Fields(counters)) PutBigEndian64(&out, static_cast<uint64_t>(*field));
   return out;
 }
 Result<UsageCounters> DecodeCounters(std::string_view value) {
@@ -64,7 +57,7 @@ Result<UsageCounters> DecodeCounters(std::string_view value) {
   UsageCounters counters;
   size_t pos = 0;
   for (int64_t* field : Fields(counters)) {
-    *field = static_cast<int64_t>(GetFixed64(value.data() + pos));
+    *field = static_cast<int64_t>(GetBigEndian64(value.data() + pos));
     pos += 8;
   }
   return counters;
@@ -134,7 +127,7 @@ class RocksDbUsageService final : public driver::UsageService {
         return Corruption("reading usage of {}: unexpected key of {} bytes", owner.ToString(), key.size());
       }
       UsageBucket bucket;
-      bucket.period_start_ms = static_cast<int64_t>(GetFixed64(key.data() + prefix.size()) ^ kSignBit);
+      bucket.period_start_ms = static_cast<int64_t>(GetBigEndian64(key.data() + prefix.size()) ^ kSignBit);
       auto counters = DecodeCounters(std::string_view(it->value().data(), it->value().size()));
       if (!counters.ok()) return counters.status().WithContext(fmt::format("reading usage of {}", owner.ToString()));
       bucket.counters = *counters;
