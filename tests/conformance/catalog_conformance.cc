@@ -848,6 +848,49 @@ TEST_P(CatalogConformance, RunningAgainIsAHeartbeatThatRefreshesUpdatedMs) {
   EXPECT_EQ(polled->bytes_scanned, 10);
 }
 
+// PurgeFinishedJobs deletes done and failed jobs that finished before the
+// cutoff (then unknown: NotFound, their tables gone with them), and never a
+// pending or running job, however old.
+TEST_P(CatalogConformance, PurgeFinishedJobsDeletesOnlyJobsThatEndedBeforeTheCutoff) {
+  ManualClock clock;
+  auto catalog = Open(WithClock(&clock));
+  ASSERT_NE(catalog, nullptr);
+  const Uuid secret = Uuid::Random();
+  auto make = [&](driver::JobStatus status) {
+    auto job = catalog->CreateJob({.secret_id = secret,
+                                   .tables = {{.project = "p", .table = "t", .instance_id = Uuid::Random()}},
+                                   .sql = "SELECT 1"});
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    if (status != driver::JobStatus::kPending) {
+      EXPECT_TRUE(catalog->UpdateJob(job->job_id, {.status = status, .error = "e"}).ok());
+    }
+    return job->job_id;
+  };
+  const int64_t ended = clock.NowMillis();
+  const Uuid old_done = make(driver::JobStatus::kDone);
+  const Uuid old_failed = make(driver::JobStatus::kFailed);
+  const Uuid old_pending = make(driver::JobStatus::kPending);
+  const Uuid old_running = make(driver::JobStatus::kRunning);
+  clock.Advance(10'000 * kMsToMicros);
+  const Uuid new_done = make(driver::JobStatus::kDone);
+
+  EXPECT_EQ(*catalog->PurgeFinishedJobs(ended), 0);  // "before": the old ones ended at `ended`
+  auto purged = catalog->PurgeFinishedJobs(ended + 1);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(*purged, 2);
+  auto other = Open(WithClock(&clock));  // another process sees the same
+  for (const Uuid& gone : {old_done, old_failed}) {
+    EXPECT_EQ(other->GetJob(gone).status().code(), StatusCode::kNotFound);
+  }
+  for (const Uuid& kept : {old_pending, old_running, new_done}) {
+    auto job = other->GetJob(kept);
+    ASSERT_TRUE(job.ok()) << job.status().ToString();
+    EXPECT_EQ(job->tables.size(), 1u);
+  }
+  EXPECT_EQ(*catalog->PurgeFinishedJobs(ended + 1), 0);
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(secret), 2);
+}
+
 TEST_P(CatalogConformance, CountUnfinishedJobsCountsPendingAndRunningJobsOfOneSecret) {
   auto catalog = Open();
   ASSERT_NE(catalog, nullptr);

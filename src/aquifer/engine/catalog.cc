@@ -828,6 +828,17 @@ class SqliteCatalog final : public Catalog {
     return txn.Commit();
   }
 
+  Result<int64_t> PurgeFinishedJobs(int64_t finished_before_ms) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(Prepare("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_ms < ?")
+                           ->Bind(finished_before_ms)
+                           .Run());
+    const int64_t purged = sqlite3_changes64(db_);
+    AQ_RETURN_IF_ERROR(txn.Commit());
+    return purged;
+  }
+
   Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error) override {
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());

@@ -275,6 +275,10 @@ class Catalog {
   virtual Status CanReadJob(const Principal& principal, const JobInfo& job) = 0;
   // Jobs of `secret_id` not yet done or failed (pending or running), in every process.
   virtual Result<int64_t> CountUnfinishedJobs(const Uuid& secret_id) = 0;
+  // Deletes the done and failed jobs that finished (their last update)
+  // before `finished_before_ms`; GetJob then answers NotFound for them.
+  // Returns how many. Pending and running jobs are never deleted.
+  virtual Result<int64_t> PurgeFinishedJobs(int64_t finished_before_ms) = 0;
 
   // --- Idempotency keys -------------------------------------------------------------------
 

@@ -882,6 +882,19 @@ class PostgresCatalog final : public Catalog {
     });
   }
 
+  Result<int64_t> PurgeFinishedJobs(int64_t finished_before_ms) override {
+    int64_t purged = 0;
+    AQ_RETURN_IF_ERROR(Run("purging finished jobs", kWrite, [&](Connection& c) -> Status {
+      AQ_ASSIGN_OR_RETURN(PgResult r, Exec(c,
+                                           "DELETE FROM {s}.jobs WHERE status IN ('done', 'failed') "
+                                           "AND updated_ms < $1",
+                                           P(finished_before_ms)));
+      purged = r.AffectedRows();
+      return Status::OK();
+    }));
+    return purged;
+  }
+
   Result<int64_t> FailStaleJobs(int64_t updated_before_ms, std::string_view error) override {
     int64_t failed = 0;
     AQ_RETURN_IF_ERROR(Run("failing stale jobs", kWrite, [&](Connection& c) -> Status {

@@ -471,9 +471,10 @@ class EngineImpl final : public Engine {
   Status RemoveFromStores(const driver::InstanceInfo& instance);
   // One pass over the pending removals (start-up and every flush tick).
   void RetryPendingRemovals();
-  // Deletes expired Idempotency-Key claims from the catalog, at most once per
+  // Deletes expired Idempotency-Key claims and the records of jobs finished
+  // longer than job_history_ms ago from the catalog, at most once per
   // idempotency_purge_interval_ms (flush thread).
-  void PurgeExpiredIdempotencyKeys();
+  void PurgeExpiredCatalogRows();
   // Deletes the expired records of every instance with a retention from the
   // lookup and warehouse stores, at most once per retention_purge_interval_ms
   // (flush thread).
@@ -507,6 +508,7 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> idempotency_waits_{0};    // retries that met an unfinished claim
   std::atomic<int64_t> idempotency_refusals_{0}; // ... and got Unavailable
   std::atomic<int64_t> idempotency_keys_purged_{0};
+  std::atomic<int64_t> jobs_purged_{0};  // finished jobs' records deleted (job_history_ms)
   int64_t next_idempotency_purge_ms_ = 0;  // engine clock; the flush thread's only
   std::atomic<int64_t> retention_records_purged_{0};
   int64_t next_retention_purge_ms_ = 0;  // engine clock; the flush thread's only
@@ -776,14 +778,14 @@ void EngineImpl::FlushLoop() {
     lock.unlock();
     (void)meter_.Flush();  // errors are logged and the buckets retried
     RetryPendingRemovals();
-    PurgeExpiredIdempotencyKeys();
+    PurgeExpiredCatalogRows();
     PurgeExpiredRecords();
     lock.lock();
     if (stop) return;
   }
 }
 
-void EngineImpl::PurgeExpiredIdempotencyKeys() {
+void EngineImpl::PurgeExpiredCatalogRows() {
   const int64_t now = clock_->NowMillis();
   if (now < next_idempotency_purge_ms_) return;  // only the flush thread calls this
   next_idempotency_purge_ms_ = now + std::max<int64_t>(options_.idempotency_purge_interval_ms, 1);
@@ -795,6 +797,16 @@ void EngineImpl::PurgeExpiredIdempotencyKeys() {
   }
   idempotency_keys_purged_.fetch_add(*purged, std::memory_order_relaxed);
   if (*purged > 0) AQ_LOG(Debug, "purged {} expired Idempotency-Keys", *purged);
+  // Finished jobs' records, on the same schedule.
+  const int64_t history_ms = std::max(options_.sql.job_history_ms, options_.sql.job.result_ttl_ms);
+  auto jobs = catalog_->PurgeFinishedJobs(now - history_ms);
+  if (!jobs.ok()) {
+    AQ_LOG(Warn, "purging finished SQL jobs failed (retried in {} ms): {}",
+           options_.idempotency_purge_interval_ms, jobs.status().ToString());
+    return;
+  }
+  jobs_purged_.fetch_add(*jobs, std::memory_order_relaxed);
+  if (*jobs > 0) AQ_LOG(Debug, "purged {} finished SQL jobs", *jobs);
 }
 
 void EngineImpl::PurgeExpiredRecords() {
@@ -2023,6 +2035,9 @@ std::string EngineImpl::MetricsText() {
          "Idempotency-Key claims deleted from the catalog after they expired (committed claims "
          "older than 24 h, pending claims past their lease).",
          load(idempotency_keys_purged_));
+  metric("aquifer_jobs_purged_total", "counter",
+         "Records of finished SQL jobs deleted from the catalog ([sql] job_history_ms after they finished).",
+         load(jobs_purged_));
   metric("aquifer_retention_records_purged_total", "counter",
          "Expired log records, index rows and warehouse rows deleted by the retention purge.",
          load(retention_records_purged_));

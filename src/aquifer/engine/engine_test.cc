@@ -1046,6 +1046,38 @@ TEST_F(EngineTest, ASqlJobAndItsRowsSurviveARestartAndTheRowsStillExpire) {
   engine_.reset();  // before its clock goes
 }
 
+// A finished job's record leaves the catalog job_history_ms after it ended
+// (the flush thread, every idempotency_purge_interval_ms), not before; an
+// unfinished one never does.
+TEST_F(EngineTest, FinishedJobsAreForgottenAfterJobHistoryMs) {
+  ManualClock clock(Clock::System()->NowMillis());
+  EngineOptions options = Options();
+  options.clock = &clock;
+  options.idempotency_purge_interval_ms = 60'000;
+  options.sql.job.result_ttl_ms = 60'000;
+  options.sql.job_history_ms = 3'600'000;
+  Open(options);
+  CreateProjectAndTable();
+  ASSERT_TRUE(Write(R"([{"user":"a","n":1}])", {.warehouse = true}).ok());
+  auto job = engine_->SubmitSql(admin_, "SELECT user, n FROM p.t");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  ASSERT_EQ(WaitForSqlJob(*engine_, admin_, *job)["status"], "done");
+
+  clock.Advance(int64_t{3'500'000} * 1000);  // within the history: kept
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // several flush ticks
+  EXPECT_TRUE(engine_->GetJobJson(admin_, *job).ok());
+  EXPECT_EQ(Metric(*engine_, "aquifer_jobs_purged_total"), 0);
+  clock.Advance(int64_t{200'000} * 1000);  // past it
+  bool purged = false;
+  for (int tick = 0; tick < 3000 && !purged; ++tick) {
+    purged = Metric(*engine_, "aquifer_jobs_purged_total") == 1;
+    if (!purged) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(purged) << engine_->MetricsText();
+  EXPECT_EQ(engine_->GetJobJson(admin_, *job).status().code(), StatusCode::kNotFound);
+  engine_.reset();  // before its clock goes
+}
+
 // Two engines (two processes, as far as jobs go) sharing one catalog and one
 // Postgres warehouse: a job submitted through one is polled and paged through
 // the other, also once the first is gone.

@@ -76,6 +76,11 @@ struct SqlOptions {
   // A pending or running job whose catalog record was not refreshed for this
   // long is failed: "the process running this job stopped; submit it again".
   int64_t job_lease_ms = 15'000;
+  // A done or failed job's record (status, counters, error) is deleted from
+  // the catalog this long after it finished (the engine's flush thread, with
+  // the Idempotency-Key purge); GET /v1/jobs/{id} then answers 404. At least
+  // the job's result_ttl_ms, so rows never outlive their job.
+  int64_t job_history_ms = int64_t{7} * 24 * 3600 * 1000;
 };
 
 struct SqlJobRows {

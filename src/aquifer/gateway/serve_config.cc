@@ -25,10 +25,10 @@ constexpr std::array<std::string_view, 22> kServerKeys = {
     "rate_limit_per_secret", "rate_limit_burst"};
 
 // [sql]: limits on SQL jobs (engine::SqlOptions).
-constexpr std::array<std::string_view, 7> kSqlKeys = {"timeout_ms",          "max_result_rows",
+constexpr std::array<std::string_view, 8> kSqlKeys = {"timeout_ms",          "max_result_rows",
                                                        "max_result_bytes",    "result_ttl_ms",
                                                        "max_jobs_per_secret", "job_heartbeat_ms",
-                                                       "job_lease_ms"};
+                                                       "job_lease_ms",        "job_history_ms"};
 
 bool IsSqlKey(std::string_view key) { return std::find(kSqlKeys.begin(), kSqlKeys.end(), key) != kSqlKeys.end(); }
 
@@ -343,6 +343,8 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
       AQ_ASSIGN_OR_RETURN(options.sql.job_heartbeat_ms, ToInt(setting, 10, int64_t{3600} * 1000));
     } else if (key == "job_lease_ms") {
       AQ_ASSIGN_OR_RETURN(options.sql.job_lease_ms, ToInt(setting, 30, kDayMs));
+    } else if (key == "job_history_ms") {
+      AQ_ASSIGN_OR_RETURN(options.sql.job_history_ms, ToInt(setting, 0, 3650 * kDayMs));
     }
   }
   if (options.sql.job_lease_ms <= options.sql.job_heartbeat_ms) {
