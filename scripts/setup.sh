@@ -93,6 +93,8 @@ fi
 
 # The Kafka broker's jars (Maven Central, cached in .cache/kafka/; seconds when cached).
 bash "$ROOT/scripts/peers/kafka" fetch
+# The Cassandra node's jars (Maven Central, cached in .cache/cassandra/; ~30 s cold, seconds when cached).
+bash "$ROOT/scripts/peers/cassandra" fetch
 
 # playwright-core (drives Debian's chromium in tests/console; it downloads no browser), into the
 # ignored tests/console/node_modules, at the version package-lock.json pins.
