@@ -1,5 +1,6 @@
 #include "aquifer/drivers/builtin.h"
 
+#include "aquifer/drivers/cassandra/register.h"
 #include "aquifer/drivers/duckdb/warehouse.h"
 #include "aquifer/drivers/kafka/register.h"
 #include "aquifer/drivers/mock/warehouse.h"
@@ -16,6 +17,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   mock::Register(registry);
   postgres::Register(registry);
   kafka::Register(registry);
+  cassandra::Register(registry);
 }
 
 }  // namespace aquifer::drivers
