@@ -12,6 +12,7 @@
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/cassandra/register.h"
 #include "aquifer/drivers/cassandra/testing.h"
+#include "lookup_conformance.h"
 #include "usage_conformance.h"
 
 namespace aquifer::conformance {
@@ -37,6 +38,16 @@ INSTANTIATE_TEST_SUITE_P(
       return CassandraRegistry().MakeUsageService("cassandra", config, {});
     }}),
     UsageDriverFactoryName);
+
+INSTANTIATE_TEST_SUITE_P(
+    Cassandra, LookupConformance,
+    ::testing::Values(LookupDriverFactory{"cassandra", [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::LookupService>> {
+      AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+      driver::DriverContext context;
+      context.clock = clock;
+      return CassandraRegistry().MakeLookupService("cassandra", config, context);
+    }}),
+    LookupDriverFactoryName);
 
 }  // namespace
 }  // namespace aquifer::conformance

@@ -4,7 +4,7 @@
 
 namespace aquifer::drivers::cassandra {
 
-// Registers "cassandra" for the interfaces this folder serves (UsageService).
+// Registers "cassandra" for the interfaces this folder serves (UsageService, LookupService).
 // The factories read the keys of options.h. Called once from RegisterBuiltinDrivers.
 void Register(driver::Registry* registry);
 
