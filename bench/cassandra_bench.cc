@@ -1,10 +1,15 @@
-// cassandra_bench: the Cassandra UsageService write path against raw
-// prepared-statement writes of the same rows through the same CQL client, in
-// the same run (issue 14 item 4, for the driver that exists so far: the
-// LookupService is not written yet). Figures are printed, never asserted; the
-// goal is driver ≥ 80% of raw.
+// cassandra_bench: the Cassandra LookupService and UsageService write paths
+// against raw prepared-statement writes of the same rows through the same CQL
+// client, in the same run (issue 14 item 4). Figures are printed, never
+// asserted; the goal is driver ≥ 80% of raw.
 //
 // Workloads, run in alternating rounds so load on a shared machine hits both alike:
+//   lookup/driver  LookupService::WriteRecords of 1000 records (~100 B Avro,
+//                  fresh keys) with one record group: log + index + applied id,
+//                  under the instance's write lease (3 LWTs per call)
+//   lookup/raw     the same 1000 (ts, key, avro) rows as prepared INSERTs into a
+//                  plain log table keyed like the driver's, in unlogged batches
+//                  of the driver's size (64 rows / 32 KiB), one thread
 //   usage/driver   UsageService::WriteUsage: one counter UPDATE of 8 columns
 //   usage/raw      the same UPDATE, prepared once, executed with the same values
 //                  through the same cql::Session type and pool size
@@ -31,9 +36,13 @@
 
 #include "aquifer/base/uuid.h"
 #include "aquifer/driver/usage_service.h"
+#include "aquifer/driver/lookup_service.h"
+#include "aquifer/drivers/cassandra/lookup_service.h"
 #include "aquifer/drivers/cassandra/options.h"
 #include "aquifer/drivers/cassandra/testing.h"
 #include "aquifer/drivers/cassandra/usage_service.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/schema.h"
 
 namespace {
 
@@ -42,6 +51,7 @@ namespace cql = aquifer::drivers::cassandra::cql;
 using Clock = std::chrono::steady_clock;
 using aquifer::driver::UsageCounters;
 using aquifer::driver::UsagePeriod;
+using aquifer::Status;
 
 [[noreturn]] void Die(const std::string& what) {
   fmt::print(stderr, "cassandra_bench: {}\n", what);
@@ -148,6 +158,83 @@ int main(int argc, char** argv) {
       ++failures;
     }
   });
+  // ---- lookup: 1000-record batches, driver vs raw, alternating ----
+  auto lookup_options = cas::ParseLookupOptions(*config);
+  if (!lookup_options.ok()) Die(lookup_options.status().ToString());
+  auto lookup = cas::MakeLookupService(*lookup_options, nullptr);
+  if (!lookup.ok()) Die(lookup.status().ToString());
+  auto schema = aquifer::schema::Schema::Parse(
+      R"({"type": "record", "name": "r", "fields": [{"name": "k", "type": "string"}]})", {"k"});
+  if (!schema.ok()) Die(schema.status().ToString());
+  aquifer::driver::InstanceInfo instance;
+  instance.instance_id = aquifer::Uuid::Random();
+  instance.schema = *schema;
+  if (!(*lookup)->RegisterInstance(instance).ok()) Die("registering the instance");
+  made = (*session)->Query(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {}.raw_log (instance_id uuid, bucket bigint, log_offset bigint, ts bigint, key blob, "
+      "avro blob, PRIMARY KEY ((instance_id, bucket), log_offset))", options->keyspace));
+  if (!made.ok()) Die(made.status().ToString());
+  auto raw_insert = (*session)->Prepare(fmt::format(
+      "INSERT INTO {}.raw_log (instance_id, bucket, log_offset, ts, key, avro) VALUES (?, ?, ?, ?, ?, ?)", options->keyspace));
+  if (!raw_insert.ok()) Die(raw_insert.status().ToString());
+  constexpr int kBatch = 1000;
+  int64_t next_key = 0, raw_offset = 0;
+  auto make_batch = [&] {
+    std::vector<aquifer::driver::Record> batch(kBatch);
+    for (auto& record : batch) {
+      aquifer::keys::AppendString(&record.key, fmt::format("key-{:012}", next_key++));
+      record.avro = std::string(100, 'a');
+      record.timestamp_ms = 1'700'000'000'000 + next_key;
+    }
+    return batch;
+  };
+  Stats lookup_driver, lookup_raw;
+  int group_idx = 0;
+  while (lookup_driver.seconds < seconds || lookup_raw.seconds < seconds) {
+    auto batch = make_batch();
+    std::vector<aquifer::driver::RecordGroup> groups = {{fmt::format("group-{}", group_idx++), batch.size()}};
+    Round(1, 1, &lookup_driver, [&](int, int) {
+      Status done = (*lookup)->WriteRecords(instance, batch, groups);
+      if (!done.ok()) {
+        fmt::print(stderr, "{}\n", done.ToString());
+        ++failures;
+      }
+    });
+    batch = make_batch();
+    Round(1, 1, &lookup_raw, [&](int, int) {
+      const cql::Value id = cql::Blob{std::string(reinterpret_cast<const char*>(instance.instance_id.bytes.data()), 16)};
+      std::vector<cql::BatchEntry> entries;
+      size_t bytes = 0;
+      int64_t bucket = raw_offset / 4096;
+      auto flush = [&] {
+        if (!entries.empty() && !(*session)->Batch(cql::BatchType::kUnlogged, entries).ok()) ++failures;
+        entries.clear();
+        bytes = 0;
+      };
+      for (const auto& record : batch) {
+        const int64_t offset = raw_offset++;
+        const size_t size = record.key.size() + record.avro.size() + 64;
+        if (offset / 4096 != bucket || entries.size() >= 64 || bytes + size > 32 * 1024) flush();
+        bucket = offset / 4096;
+        entries.push_back(cql::BatchEntry{raw_insert->get(), "",
+                                          {id, bucket, offset, record.timestamp_ms, cql::Blob{record.key}, cql::Blob{record.avro}}});
+        bytes += size;
+      }
+      flush();
+    });
+  }
+  auto records_per_s = [](const Stats& stats) { return stats.ops * kBatch / stats.seconds; };
+  std::sort(lookup_raw.latencies_us.begin(), lookup_raw.latencies_us.end());
+  std::sort(lookup_driver.latencies_us.begin(), lookup_driver.latencies_us.end());
+  fmt::print("lookup/raw       {:>6} batches of {} {:>9.0f} records/s  p50 {:>7.1f} ms  max {:>7.1f} ms\n", lookup_raw.ops, kBatch,
+             records_per_s(lookup_raw), 0.001 * lookup_raw.latencies_us[lookup_raw.latencies_us.size() / 2],
+             0.001 * *std::max_element(lookup_raw.latencies_us.begin(), lookup_raw.latencies_us.end()));
+  fmt::print("lookup/driver    {:>6} batches of {} {:>9.0f} records/s  p50 {:>7.1f} ms  max {:>7.1f} ms  {:>5.1f}% of raw\n",
+             lookup_driver.ops, kBatch, records_per_s(lookup_driver),
+             0.001 * lookup_driver.latencies_us[lookup_driver.latencies_us.size() / 2],
+             0.001 * *std::max_element(lookup_driver.latencies_us.begin(), lookup_driver.latencies_us.end()),
+             100.0 * records_per_s(lookup_driver) / records_per_s(lookup_raw));
+
   const double raw_rate = raw_stats.ops / raw_stats.seconds;
   Print("usage/raw", raw_stats, 0);
   Print("usage/driver", driver_stats, raw_rate);
