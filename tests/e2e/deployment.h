@@ -106,6 +106,9 @@ struct DeploymentOptions {
   // When set, [queue] is exactly these lines (another queue driver, e.g.
   // Kafka) instead of the Postgres driver's; queue_lines are not used then.
   std::vector<std::string> queue_section;
+  // The same for [lookup] and [usage] (e.g. Cassandra).
+  std::vector<std::string> lookup_section;
+  std::vector<std::string> usage_section;
 };
 
 // One deployment: the config file every process reads, and its processes.
@@ -128,8 +131,12 @@ class Deployment {
     for (const auto& line : options_.server_lines) text += line + "\n";
     for (const char* section : {"queue", "lookup", "warehouse", "usage"}) {
       text += std::string("\n[") + section + "]\n";
-      if (std::string(section) == "queue" && !options_.queue_section.empty()) {
-        for (const auto& line : options_.queue_section) text += line + "\n";
+      const std::vector<std::string>* own = std::string(section) == "queue"    ? &options_.queue_section
+                                            : std::string(section) == "lookup" ? &options_.lookup_section
+                                            : std::string(section) == "usage"  ? &options_.usage_section
+                                                                               : nullptr;
+      if (own != nullptr && !own->empty()) {
+        for (const auto& line : *own) text += line + "\n";
         continue;
       }
       text += "driver = \"postgres\"\n";

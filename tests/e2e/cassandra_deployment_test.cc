@@ -1,0 +1,225 @@
+// Several processes with the lookup and usage services on Cassandra (the node
+// of AQUIFER_TEST_CASSANDRA, a keyspace per test, dropped at the end) and the
+// catalog, queue and warehouse on Postgres (AQUIFER_TEST_POSTGRES): two
+// gateways and two workers (`aquifer serve --role ...`).
+//
+//   - writes through gateway 1 with wait=index are read (index) and replayed
+//     (log, in write order) through gateway 2, and usage is counted;
+//   - a worker SIGKILLed in the middle of an ingest loses no acknowledged
+//     write: the other takes over the instances it was writing (its write
+//     lease expires after lease_ms), and every acknowledged record is in the
+//     index and the log exactly once.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "aquifer/drivers/cassandra/testing.h"
+#include "deployment.h"
+
+namespace aquifer::e2e {
+namespace {
+
+namespace cassandra_testing = aquifer::drivers::cassandra::testing;
+
+json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
+  json batch = json::array();
+  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 0.5 * (first_seq + i)));
+  return batch;
+}
+
+class CassandraDeployment : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = TestPostgresUrl();
+    ASSERT_FALSE(url_.empty());
+    auto contact = cassandra_testing::ContactPoint();
+    ASSERT_TRUE(contact.ok()) << contact.status().ToString();
+    contact_ = *contact;
+    keyspace_ = cassandra_testing::KeyspaceFor(UniqueName("e2e"));
+  }
+  void TearDown() override {
+    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
+    deployment_.reset();  // the processes stop before their keyspace goes
+    auto options = cassandra_testing::TestClientOptions();
+    if (!options.ok()) return;
+    auto session = drivers::cassandra::cql::Session::Connect(*options);
+    if (session.ok()) (void)(*session)->Query("DROP KEYSPACE IF EXISTS " + keyspace_);
+  }
+
+  Deployment& Deploy() {
+    std::vector<std::string> cassandra = {
+        "driver = \"cassandra\"", "contact_point = \"" + contact_ + "\"", "keyspace = \"" + keyspace_ + "\"",
+        "username = \"cassandra\"", "password = \"cassandra\"", "consistency = \"ONE\""};
+    std::vector<std::string> lookup = cassandra;
+    lookup.push_back("lease_ms = 5000");  // a killed worker's instances pass on after 5 s
+    deployment_ = std::make_unique<Deployment>(DeploymentOptions{.postgres_url = url_,
+                                                                 .server_lines = {"worker_ack_timeout_ms = 3000"},
+                                                                 .queue_lines = {},
+                                                                 .queue_section = {},
+                                                                 .lookup_section = lookup,
+                                                                 .usage_section = cassandra});
+    return *deployment_;
+  }
+
+  static std::string MakeProject(Client& admin) {
+    std::string name = UniqueName("p");
+    auto r = admin.Post("/v1/projects", {{"name", name}});
+    EXPECT_EQ(r.status, 201) << r.Describe();
+    return name;
+  }
+  static std::string MakeTable(Client& admin, const std::string& project) {
+    std::string name = UniqueName("t");
+    auto r = admin.Post("/v1/projects/" + project + "/tables",
+                        {{"name", name}, {"schema", EventSchema()}, {"key", EventKey()}});
+    EXPECT_EQ(r.status, 201) << r.Describe();
+    return name;
+  }
+
+  std::string url_, contact_, keyspace_;
+  std::unique_ptr<Deployment> deployment_;
+};
+
+TEST_F(CassandraDeployment, WritesThroughOneGatewayAreReadAndReplayedThroughTheOther) {
+  Deployment& d = Deploy();
+  Server& gw1 = d.Start("gateway");
+  Server& gw2 = d.Start("gateway");
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client c1(gw1, kAdminSecretForDeployments), c2(gw2, kAdminSecretForDeployments);
+  const std::string p = MakeProject(c1), t = MakeTable(c1, p);
+  ASSERT_FALSE(HasFailure());
+
+  constexpr int kBatches = 6, kPerBatch = 25, kTotal = kBatches * kPerBatch;
+  for (int b = 0; b < kBatches; ++b) {
+    auto r = c1.Post(TablePath(p, t) + "/records?wait=index", EventBatch(b * kPerBatch, kPerBatch));
+    AQ_ASSERT_STATUS(r, 200);
+    auto q = c2.Get(TablePath(p, t) + "/records?limit=1&filter=" +
+                    UrlEncode(json{{"user", "u"}, {"seq", (b + 1) * kPerBatch - 1}}.dump()));
+    AQ_ASSERT_STATUS(q, 200);
+    ASSERT_EQ(q.j()["data"].size(), 1u) << "wait=index answered before the index had the write: " << q.Describe();
+  }
+  std::string error;
+  auto index = ReadWholeIndex(c2, p, t, &error);
+  ASSERT_TRUE(error.empty()) << error;
+  auto log = ReadWholeLog(c2, p, t, &error);
+  ASSERT_TRUE(error.empty()) << error;
+  ASSERT_EQ(index.size(), static_cast<size_t>(kTotal));
+  ASSERT_EQ(log.size(), static_cast<size_t>(kTotal));
+  for (int i = 0; i < kTotal; ++i) {
+    EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "the log is not in write order at " << i;
+    EXPECT_EQ(index[i].value("seq", int64_t{-1}), i) << "the index (key order) at " << i;
+  }
+  // Usage went to Cassandra's counters (each process flushes its meter every
+  // second), read back through the other gateway: this hour's bucket, and the
+  // same from a range read of the last hours.
+  Response usage;
+  int64_t hour_writes = -1, range_writes = -1;
+  for (int attempt = 0; attempt < 100 && (hour_writes < kTotal || range_writes < kTotal); ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(200ms);
+    usage = c2.Get("/v1/usage?hours=2");
+    AQ_ASSERT_STATUS(usage, 200);
+    for (const json& project : usage.j()["projects"]) {
+      if (project.value("project", "") != p) continue;
+      hour_writes = project["hour"].value("write_records", int64_t{0});
+      range_writes = project["hours"].back().value("write_records", int64_t{0});
+    }
+  }
+  EXPECT_EQ(hour_writes, kTotal) << usage.Describe();
+  EXPECT_EQ(range_writes, kTotal) << usage.Describe();
+  for (Server* s : {&gw1, &gw2, &w1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+}
+
+TEST_F(CassandraDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheOtherCarriesOn) {
+  Deployment& d = Deploy();
+  Server& gw1 = d.Start("gateway");
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client admin(gw1, kAdminSecretForDeployments);
+  const std::string p = MakeProject(admin);
+  std::vector<std::string> tables;
+  for (int i = 0; i < 3; ++i) tables.push_back(MakeTable(admin, p));
+  ASSERT_FALSE(HasFailure());
+
+  constexpr int kPerBatch = 20;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> next_seq{0};
+  std::mutex mu;
+  std::map<std::string, std::set<int64_t>> acked;  // guarded by mu
+  std::vector<std::string> refusals;               // guarded by mu
+  auto writer = [&](int which) {
+    Client c(gw1, kAdminSecretForDeployments);
+    for (int n = 0; !stop.load(); ++n) {
+      const std::string& t = tables[(n + which) % tables.size()];
+      int64_t first = next_seq.fetch_add(kPerBatch);
+      auto r = c.Post(TablePath(p, t) + "/records", EventBatch(first, kPerBatch));
+      std::lock_guard lock(mu);
+      if (r.status == 202) {
+        for (int i = 0; i < kPerBatch; ++i) acked[t].insert(first + i);
+      } else {
+        refusals.push_back(r.Describe());
+      }
+    }
+  };
+  auto acked_count = [&] {
+    std::lock_guard lock(mu);
+    size_t n = 0;
+    for (const auto& [t, seqs] : acked) n += seqs.size();
+    return n;
+  };
+  std::thread writer1(writer, 0), writer2(writer, 1);
+  auto processed = [](Server& worker) -> int64_t {
+    Client c(worker, kAdminSecretForDeployments);
+    auto m = c.Get("/metrics");
+    const std::string name = "aquifer_queue_processed_total ";
+    size_t at = m.body.find("\n" + name);
+    return at == std::string::npos ? -1 : std::stoll(m.body.substr(at + 1 + name.size()));
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while ((processed(w1) <= 0 || processed(w2) <= 0 || acked_count() < 400) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(processed(w1), 0) << "worker 1 never applied a write";
+  w1.Kill();
+  const size_t acked_at_kill = acked_count();
+  while (acked_count() < acked_at_kill + 400 && std::chrono::steady_clock::now() < deadline + 30s) {
+    std::this_thread::sleep_for(50ms);
+  }
+  stop = true;
+  writer1.join();
+  writer2.join();
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(refusals.empty()) << refusals.size() << " writes refused, first: " << refusals.front();
+  }
+  ASSERT_GT(acked_count(), acked_at_kill) << "no write was acknowledged after the worker died";
+
+  // Worker 2 takes over (after the ack timeout and, where worker 1 died
+  // inside a write, the lease): a write waiting for the index comes back 200.
+  for (const auto& t : tables) {
+    auto r = admin.Post(TablePath(p, t) + "/records?wait=index", EventBatch(0, 1, "last"));
+    AQ_ASSERT_STATUS(r, 200);
+  }
+  for (const auto& t : tables) {
+    std::set<int64_t> expected;
+    {
+      std::lock_guard lock(mu);
+      expected = acked[t];
+    }
+    std::string error;
+    auto index = ReadWholeIndex(admin, p, t, &error);
+    ASSERT_TRUE(error.empty()) << error;
+    auto log = ReadWholeLog(admin, p, t, &error);
+    ASSERT_TRUE(error.empty()) << error;
+    std::multiset<int64_t> index_seqs, log_seqs;
+    for (const auto& rec : index) if (rec.value("user", "") == "u") index_seqs.insert(rec.value("seq", int64_t{-1}));
+    for (const auto& rec : log) if (rec.value("user", "") == "u") log_seqs.insert(rec.value("seq", int64_t{-1}));
+    EXPECT_EQ(index_seqs, std::multiset<int64_t>(expected.begin(), expected.end())) << "index of " << t;
+    EXPECT_EQ(log_seqs, std::multiset<int64_t>(expected.begin(), expected.end())) << "log of " << t;
+  }
+  for (Server* s : {&gw1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+}
+
+}  // namespace
+}  // namespace aquifer::e2e
