@@ -57,10 +57,16 @@ int64_t BackoffMs(int32_t attempt) {
   return std::min(backoff, kMaxBackoffMs);
 }
 
-int64_t MessageBytes(const WriteMessage& message) {
-  int64_t bytes = 0;
-  for (const auto& record : message.records) bytes += static_cast<int64_t>(record.avro.size());
-  return bytes;
+// The report of a message's write (its stores set when written).
+WriteReport ReportOf(const WriteMessage& message) {
+  WriteReport report;
+  report.write_id = message.write_id;
+  report.instance_id = message.instance_id;
+  report.part = message.part;
+  report.parts = message.parts;
+  report.records = static_cast<int64_t>(message.records.size());
+  for (const auto& record : message.records) report.bytes += static_cast<int64_t>(record.avro.size());
+  return report;
 }
 
 }  // namespace
@@ -195,15 +201,18 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
 
   std::vector<driver::Record> records;
   std::vector<driver::RecordGroup> groups;
-  std::vector<const WriteMessage*> originals;
+  std::vector<WriteReport> reports;
   records.reserve(total);
   groups.reserve(messages.size());
+  reports.reserve(messages.size());
   for (auto& message : messages) {
     groups.push_back({WriteMessageId(message), message.records.size()});
-    originals.push_back(&message);
-    records.insert(records.end(), message.records.begin(), message.records.end());
+    reports.push_back(ReportOf(message));
+    // Moved, not copied: the decoded messages are this chunk's own.
+    records.insert(records.end(), std::make_move_iterator(message.records.begin()),
+                   std::make_move_iterator(message.records.end()));
   }
-  Applied applied = Apply(lookup, *instance, records, groups, originals);
+  Applied applied = Apply(lookup, *instance, records, groups, reports);
   switch (applied.failure) {
     case Failure::kNone:
       return {run.size(), false};
@@ -267,7 +276,7 @@ WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued, bool looku
     return Outcome::kRetry;
   }
   const driver::RecordGroup group{WriteMessageId(message), message.records.size()};
-  Applied applied = Apply(lookup, *instance, message.records, std::span(&group, 1), {&message});
+  Applied applied = Apply(lookup, *instance, message.records, std::span(&group, 1), {ReportOf(message)});
   const std::string what = fmt::format("write {} part {} ({} records of {}.{})",
                                        HexEncode(message.write_id), message.part,
                                        message.records.size(), instance->project, instance->table);
@@ -314,13 +323,13 @@ void WorkerPool::LogOutage(size_t messages, const driver::InstanceInfo& instance
 WorkerPool::Applied WorkerPool::Apply(bool lookup, const driver::InstanceInfo& instance,
                                       std::span<const driver::Record> records,
                                       std::span<const driver::RecordGroup> groups,
-                                      const std::vector<const WriteMessage*>& messages) {
+                                      std::vector<WriteReport> reports) {
   // Each store has its own consumers (and position in the queue): this
   // thread writes only its store, and an instance without it has nothing
   // to write here.
   const bool uses_store = lookup ? (instance.use_log || instance.use_index) : instance.use_warehouse;
   if (!uses_store) return {};
-  Applied applied = WriteAndReport(lookup, instance, records, groups, messages);
+  Applied applied = WriteAndReport(lookup, instance, records, groups, std::move(reports));
   if (applied.failure == Failure::kInstanceGone) {
     // The table was deleted meanwhile; the other store's write may have
     // landed after the deletion removed its data.
@@ -338,7 +347,7 @@ WorkerPool::Applied WorkerPool::Apply(bool lookup, const driver::InstanceInfo& i
 WorkerPool::Applied WorkerPool::WriteAndReport(bool lookup, const driver::InstanceInfo& instance,
                                                std::span<const driver::Record> records,
                                                std::span<const driver::RecordGroup> groups,
-                                               const std::vector<const WriteMessage*>& messages) {
+                                               std::vector<WriteReport> reports) {
   EngineMetrics& metrics = *deps_.metrics;
   const auto count = static_cast<int64_t>(records.size());
   Applied applied = WriteStore(lookup, instance, records, groups);
@@ -352,7 +361,7 @@ WorkerPool::Applied WorkerPool::WriteAndReport(bool lookup, const driver::Instan
   } else {
     metrics.records_warehouse.fetch_add(count, std::memory_order_relaxed);
   }
-  PublishReports(messages, stores);
+  PublishReports(std::move(reports), stores);
   return {};
 }
 
@@ -446,19 +455,8 @@ bool WorkerPool::DeadLetter(const driver::Message& queued, std::string_view stor
   return true;
 }
 
-void WorkerPool::PublishReports(const std::vector<const WriteMessage*>& messages, uint8_t stores) {
-  std::vector<WriteReport> reports;
-  reports.reserve(messages.size());
-  for (const WriteMessage* message : messages) {
-    WriteReport& report = reports.emplace_back();
-    report.write_id = message->write_id;
-    report.instance_id = message->instance_id;
-    report.part = message->part;
-    report.parts = message->parts;
-    report.stores = stores;
-    report.records = static_cast<int64_t>(message->records.size());
-    report.bytes = MessageBytes(*message);
-  }
+void WorkerPool::PublishReports(std::vector<WriteReport> reports, uint8_t stores) {
+  for (WriteReport& report : reports) report.stores = stores;
   // This process's own waiters and subscribers first, directly: no queue
   // round trip (a synced publish, then the listener's pull) between a store
   // write and a `wait=` answer or a subscriber's read. The listener sees the

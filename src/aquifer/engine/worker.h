@@ -215,8 +215,7 @@ class WorkerPool {
   // or warehouse, if it keeps one, exactly once per message, publishing
   // reports; then checks that the instance was not deleted meanwhile.
   Applied Apply(bool lookup, const driver::InstanceInfo& instance, std::span<const driver::Record> records,
-                std::span<const driver::RecordGroup> groups,
-                const std::vector<const WriteMessage*>& messages);
+                std::span<const driver::RecordGroup> groups, std::vector<WriteReport> reports);
   // One store's write, registering the instance again once on NotFound or
   // FailedPrecondition when the catalog still has it.
   Applied WriteStore(bool lookup, const driver::InstanceInfo& instance,
@@ -232,10 +231,11 @@ class WorkerPool {
   Applied WriteAndReport(bool lookup, const driver::InstanceInfo& instance,
                          std::span<const driver::Record> records,
                          std::span<const driver::RecordGroup> groups,
-                         const std::vector<const WriteMessage*>& messages);
-  // Reports that `stores` have `messages` (all of one instance): to this
-  // process's waiters and hub directly, and in one publish on "write-reports".
-  void PublishReports(const std::vector<const WriteMessage*>& messages, uint8_t stores);
+                         std::vector<WriteReport> reports);
+  // Reports that `stores` have the reported messages (all of one instance):
+  // to this process's waiters and hub directly, and in one publish on
+  // "write-reports".
+  void PublishReports(std::vector<WriteReport> reports, uint8_t stores);
   // Sleeps up to `ms`, returning early when stopping.
   void Backoff(int64_t ms);
 
