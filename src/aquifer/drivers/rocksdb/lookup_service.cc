@@ -42,10 +42,14 @@ constexpr size_t kPruneMinPerWrite = 64;
 constexpr uint64_t kMaxPayloadKeySize = 1 << 20;
 // Folding index merge operands: index keys hash into kMergeSlots counters;
 // the write that brings a counter to kFoldAfterMerges reads its key's row and
-// Puts the winner, which replaces every operand before it. So about one index
-// row in kFoldAfterMerges is read before its write (against one in one before
-// the merge operator), and a key rewritten more often than its slot neighbours
-// never gathers a long chain of operands for reads to fold.
+// Puts the winner, which replaces every operand before it. The counters start
+// again at 0 when the index family's active memtable is switched: a flush
+// folds each key's operands of one memtable into one, so only the operands of
+// the active memtable (and those of the few memtables and level-0 files not
+// yet flushed or compacted: one each) can gather in a chain. So a key hot
+// within one memtable never gathers a long chain for reads to fold, while
+// keys rewritten at the pace of a whole batch's keyspace (each a few times
+// per memtable) are not read before their write at all.
 constexpr size_t kMergeSlots = size_t{1} << 16;
 constexpr uint32_t kFoldAfterMerges = 32;
 
@@ -428,9 +432,22 @@ class RocksDbLookupService final : public driver::LookupService {
   // Last prune per instance; read and written under that instance's lock.
   std::mutex pruned_mu_;
   std::unordered_map<Uuid, int64_t, UuidHash> pruned_ms_;  // guarded by pruned_mu_
-  // Index merges per key hash slot since its last fold (kFoldAfterMerges);
-  // races between instances only move a fold a little.
+  // Index merges per key hash slot since its last fold (kFoldAfterMerges)
+  // in the index family's active memtable; races between instances only move
+  // a fold a little.
   std::unique_ptr<std::atomic<uint32_t>[]> merge_counts_{new std::atomic<uint32_t>[kMergeSlots]()};
+  // Entries of the index family's active memtable at the last write: fewer
+  // now means it was switched (NoteIndexMemtable).
+  std::atomic<uint64_t> index_memtable_entries_{0};
+
+  // Starts the fold counters again when the index's active memtable was
+  // switched since the last write (its operands are then folded by the flush).
+  void NoteIndexMemtable() {
+    uint64_t entries = 0;
+    if (!db_->GetIntProperty(index_, ::rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries)) return;
+    if (index_memtable_entries_.exchange(entries, std::memory_order_relaxed) <= entries) return;
+    for (size_t slot = 0; slot < kMergeSlots; ++slot) merge_counts_[slot].store(0, std::memory_order_relaxed);
+  }
 };
 
 Result<std::vector<bool>> RocksDbLookupService::FreshGroups(const InstanceInfo& instance,
@@ -555,6 +572,7 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
         it->second = record_idx;
       }
     }
+    NoteIndexMemtable();
     // No read of the stored row: the merge operator (LatestIndexRow) keeps
     // whichever of it and this row is later, atomically with the batch. Now
     // and then a key is folded instead (kFoldAfterMerges): read, and the
