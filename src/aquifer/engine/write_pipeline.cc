@@ -116,6 +116,9 @@ Status SplitRecords(std::string_view body, std::vector<std::string_view>* record
 }
 
 TimestampField ScanTimestamp(std::string_view json, int64_t* ms) {
+  // Member names are compared as written (escapes included), so a record
+  // without an '@' has no "@timestamp" member: one memchr instead of a scan.
+  if (json.find('@') == std::string_view::npos) return TimestampField::kAbsent;
   size_t pos = 0;
   SkipSpace(json, &pos);
   if (pos >= json.size() || json[pos] != '{') return TimestampField::kAbsent;
