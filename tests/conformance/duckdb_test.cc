@@ -261,5 +261,59 @@ TEST_F(DuckDBLimits, EverySettingIsCheckedAtOpen) {
   EXPECT_EQ(Run("SELECT 1").status, driver::JobStatus::kDone);
 }
 
+// Writes without group ids are deduplicated against the fingerprints of the
+// last `dedup_window` records: a record still in the window is skipped, one
+// that left it is stored again. 3000 records through a window of 100 move
+// fingerprints in and out of the driver's table many times.
+TEST_F(DuckDBLimits, TheDedupWindowForgetsTheOldestFingerprints) {
+  ASSERT_TRUE(Open({{"dedup_window", "100"}}).ok());
+  auto schema = schema::Schema::Parse(
+      R"({"type": "record", "name": "r", "fields": [{"name": "id", "type": "long"}]})", {"id"});
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = *schema;
+  instance.use_warehouse = true;
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  auto record = [&](int64_t id) {
+    auto value = schema::ParseJsonRecord(**schema, "{\"id\": " + std::to_string(id) + "}");
+    EXPECT_TRUE(value.ok());
+    driver::Record out;
+    EXPECT_TRUE(schema::EncodeAvro(**schema, *value, &out.avro).ok());
+    out.key = *keys::EncodeKey(**schema, *value);
+    out.timestamp_ms = 1'700'000'000'000;
+    return out;
+  };
+  auto write = [&](std::vector<driver::Record> records) {
+    Status written = warehouse_->WriteToWarehouse(instance, records, {});
+    EXPECT_TRUE(written.ok()) << written.ToString();
+  };
+  auto count = [&] {
+    driver::Job job = Run("SELECT count(*) FROM " + warehouse_->TableName(instance));
+    EXPECT_EQ(job.status, driver::JobStatus::kDone) << job.error;
+    auto page = warehouse_->ReadJobRows(job.job_id, "", 10);
+    EXPECT_TRUE(page.ok());
+    return page.ok() && page->rows.size() == 1 ? page->rows[0] : std::string("?");
+  };
+  for (int64_t first = 0; first < 3000; first += 10) {
+    std::vector<driver::Record> batch;
+    for (int64_t id = first; id < first + 10; ++id) batch.push_back(record(id));
+    write(std::move(batch));
+  }
+  // Duplicates within one write are stored once.
+  write({record(5000), record(5000)});
+  EXPECT_EQ(count(), "[3001]");
+  // The window holds ids 2901..2999 and 5000: all skipped.
+  for (int64_t id = 2901; id < 3000; ++id) write({record(id)});
+  write({record(5000)});
+  EXPECT_EQ(count(), "[3001]");
+  // 2900 left the window: stored again, pushing 2901 out, which then is
+  // stored again too (pushing 2902 out).
+  write({record(2900)});
+  write({record(2901)});
+  write({record(2903), record(0), record(1999)});  // 2903 still in; 0 and 1999 long gone
+  EXPECT_EQ(count(), "[3005]");
+}
+
 }  // namespace
 }  // namespace aquifer::conformance

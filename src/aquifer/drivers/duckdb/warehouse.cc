@@ -249,10 +249,82 @@ int64_t VectorBytes(duckdb_vector vector, duckdb_logical_type type, idx_t count)
   }
 }
 
-// Remembers fingerprints of the most recent records written to one instance.
+// A set of nonzero 64-bit fingerprints: open addressing, linear probing,
+// backward-shift deletion (no tombstones), in one flat array kept at most
+// half full. Fingerprints are hashes already, so their low bits index it.
+class FingerprintSet {
+ public:
+  bool Contains(uint64_t fp) const {
+    if (slots_.empty()) return false;
+    for (size_t at = fp & mask(); slots_[at] != 0; at = (at + 1) & mask()) {
+      if (slots_[at] == fp) return true;
+    }
+    return false;
+  }
+  // False when it was there already.
+  bool Insert(uint64_t fp) {
+    if (2 * (count_ + 1) > slots_.size()) Grow();
+    size_t at = fp & mask();
+    for (; slots_[at] != 0; at = (at + 1) & mask()) {
+      if (slots_[at] == fp) return false;
+    }
+    slots_[at] = fp;
+    ++count_;
+    return true;
+  }
+  void Erase(uint64_t fp) {
+    if (slots_.empty()) return;
+    size_t at = fp & mask();
+    for (; slots_[at] != fp; at = (at + 1) & mask()) {
+      if (slots_[at] == 0) return;
+    }
+    // Shift back the entries of the run after the hole that may sit there.
+    for (size_t next = (at + 1) & mask(); slots_[next] != 0; next = (next + 1) & mask()) {
+      const size_t home = slots_[next] & mask();
+      // Movable when its home is not within (at, next] cyclically.
+      if (((next - home) & mask()) >= ((next - at) & mask())) {
+        slots_[at] = slots_[next];
+        at = next;
+      }
+    }
+    slots_[at] = 0;
+    --count_;
+  }
+  void Reserve(size_t n) {
+    while (2 * n > slots_.size()) Grow();
+  }
+
+ private:
+  size_t mask() const { return slots_.size() - 1; }
+  void Grow() {
+    std::vector<uint64_t> old = std::move(slots_);
+    slots_.assign(old.empty() ? 64 : 2 * old.size(), 0);
+    count_ = 0;
+    for (uint64_t fp : old) {
+      if (fp != 0) Insert(fp);
+    }
+  }
+  std::vector<uint64_t> slots_;  // 0 = empty; the size a power of two
+  size_t count_ = 0;
+};
+
+// Remembers fingerprints of the most recent records written to one instance:
+// the set, and the same fingerprints in insertion order (a ring once full).
 struct DedupWindow {
-  std::unordered_set<uint64_t> seen;
-  std::deque<uint64_t> order;
+  FingerprintSet seen;
+  std::vector<uint64_t> order;
+  size_t oldest = 0;  // ring position of the oldest once `order` is full
+
+  void Add(uint64_t fp, size_t capacity) {
+    if (capacity == 0 || !seen.Insert(fp)) return;
+    if (order.size() < capacity) {
+      order.push_back(fp);
+      return;
+    }
+    seen.Erase(order[oldest]);
+    order[oldest] = fp;
+    oldest = (oldest + 1) % order.size();
+  }
 };
 
 uint64_t Fingerprint(const driver::Record& record) {
@@ -261,7 +333,7 @@ uint64_t Fingerprint(const driver::Record& record) {
   uint64_t h = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
   h ^= static_cast<uint64_t>(record.timestamp_ms) * 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
-  return h;
+  return h == 0 ? 1 : h;  // 0 marks an empty slot in FingerprintSet
 }
 
 struct JobState {
@@ -699,8 +771,8 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   // Fingerprints are the best effort for writes without group ids; with ids
   // the applied-id table is exact (and equal records of two writes are two rows).
   DedupWindow* window = dedup_window_ > 0 && groups.empty() ? &dedup_[instance.instance_id] : nullptr;
-  std::unordered_set<uint64_t> in_batch;
-  if (window != nullptr) in_batch.reserve(records.size());
+  FingerprintSet in_batch;
+  if (window != nullptr) in_batch.Reserve(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
     const driver::Record& record = records[i];
     if (!record_fresh.empty() && !record_fresh[i]) continue;
@@ -713,7 +785,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
     }
     if (window != nullptr) {
       const uint64_t fp = Fingerprint(record);
-      if (window->seen.contains(fp) || !in_batch.insert(fp).second) continue;
+      if (window->seen.Contains(fp) || !in_batch.Insert(fp)) continue;
       fingerprints.push_back(fp);
     }
     keep.push_back(i);
@@ -797,13 +869,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
     return status.WithContext("duckdb: commit");
   }
   if (window != nullptr) {
-    for (uint64_t fp : fingerprints) {
-      if (window->seen.insert(fp).second) window->order.push_back(fp);
-    }
-    while (static_cast<int64_t>(window->order.size()) > dedup_window_) {
-      window->seen.erase(window->order.front());
-      window->order.pop_front();
-    }
+    for (uint64_t fp : fingerprints) window->Add(fp, static_cast<size_t>(dedup_window_));
   }
   return Status::OK();
 }
