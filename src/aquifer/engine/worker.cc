@@ -212,7 +212,7 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
     records.insert(records.end(), std::make_move_iterator(message.records.begin()),
                    std::make_move_iterator(message.records.end()));
   }
-  Applied applied = Apply(lookup, *instance, records, groups, reports);
+  Applied applied = Apply(lookup, *instance, records, groups, std::move(reports));
   switch (applied.failure) {
     case Failure::kNone:
       return {run.size(), false};
