@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "aquifer/engine/catalog.h"
+#include "aquifer/engine/checksum_vfs.h"
 #include "catalog_conformance.h"
 
 namespace aquifer::conformance {
@@ -20,7 +21,9 @@ std::string CatalogFile(const std::string& place) { return place + "/catalog.db"
 
 Result<CatalogRows> QueryFile(const std::string& place, const std::string& sql) {
   sqlite3* db = nullptr;
-  if (sqlite3_open(CatalogFile(place).c_str(), &db) != SQLITE_OK) {
+  // On the catalog's checksum VFS: a write here keeps the pages' checksums.
+  if (sqlite3_open_v2(CatalogFile(place).c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      engine::ChecksumVfsName()) != SQLITE_OK) {
     std::string message = sqlite3_errmsg(db);
     sqlite3_close(db);
     return Unavailable("opening {}: {}", CatalogFile(place), message);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/engine/checksum_vfs.h"
 #include "aquifer/schema/schema.h"
 
 // The SQLite catalog. One connection, serialized by one mutex: catalog calls
@@ -168,6 +170,13 @@ constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 Status SqliteError(int code, sqlite3* db, std::string_view doing) {
   std::string message = fmt::format("catalog: {}: {} (sqlite code {})", doing,
                                     db ? sqlite3_errmsg(db) : sqlite3_errstr(code), code);
+  // A page that failed its checksum (checksum_vfs.h) is damage, not an outage.
+  // The VFS said which page of which file; SQLite's own text is only "disk I/O error".
+  if (code == SQLITE_IOERR_DATA || (code & 0xff) == SQLITE_CORRUPT) {
+    std::string fault = TakeChecksumFault();
+    if (!fault.empty()) message += ": " + fault;
+    if (code == SQLITE_IOERR_DATA) return Status(StatusCode::kCorruption, std::move(message));
+  }
   switch (code & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -192,12 +201,38 @@ Status SqliteError(int code, sqlite3* db, std::string_view doing) {
   }
 }
 
+// A catalog file found damaged (a page failing its checksum, or SQLite's
+// "malformed"). From then on the catalog fails closed: every statement
+// answers this Corruption, naming the file, instead of serving anything read
+// from it (a cached answer included) until the process restarts on a
+// repaired file. Guarded by the catalog's mutex.
+struct Damage {
+  std::string path;
+  Status status;
+
+  // `cause` if it is not corruption; else the catalog's lasting Corruption.
+  Status Note(Status cause) {
+    if (cause.code() != StatusCode::kCorruption) return cause;
+    if (status.ok()) {
+      status = Status(StatusCode::kCorruption,
+                      fmt::format("the catalog file {} is damaged; nothing more is read from it "
+                                  "until Aquifer restarts on a repaired or restored file: {}",
+                                  path, cause.message()));
+      AQ_LOG(Error, "{}", status.message());
+    }
+    return status;
+  }
+};
+
 // A cached prepared statement in use: binds parameters in order, steps, reads
 // columns, and resets itself for the next user when it goes out of scope.
 class Statement {
  public:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  // `stmt` null: one that could not be prepared, failing with `failed`.
+  Statement(sqlite3* db, sqlite3_stmt* stmt, Damage* damage, Status failed = Status::OK())
+      : db_(db), stmt_(stmt), damage_(damage), bind_status_(std::move(failed)) {}
   ~Statement() {
+    if (stmt_ == nullptr) return;
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
   }
@@ -213,10 +248,11 @@ class Statement {
   // True when a row is ready, false when the statement is done.
   Result<bool> Step() {
     if (!bind_status_.ok()) return bind_status_;
+    if (!damage_->status.ok()) return damage_->status;
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    return SqliteError(sqlite3_extended_errcode(db_), db_, sqlite3_sql(stmt_));
+    return damage_->Note(SqliteError(sqlite3_extended_errcode(db_), db_, sqlite3_sql(stmt_)));
   }
   // Runs a statement that returns no rows.
   Status Run() {
@@ -273,8 +309,9 @@ class Statement {
 
   sqlite3* db_;
   sqlite3_stmt* stmt_;
-  int next_param_ = 0;
+  Damage* damage_;
   Status bind_status_;
+  int next_param_ = 0;
 };
 
 std::string_view JobStatusText(JobStatus status) { return driver::JobStatusName(status); }
@@ -324,8 +361,10 @@ Result<std::vector<std::string>> ParseKeyJson(const std::string& text) {
 
 class SqliteCatalog final : public Catalog {
  public:
-  SqliteCatalog(sqlite3* db, const SqliteCatalogOptions& options)
-      : db_(db), clock_(options.clock), secret_key_(options.secret_key) {}
+  SqliteCatalog(sqlite3* db, std::string path, const SqliteCatalogOptions& options)
+      : db_(db), clock_(options.clock), secret_key_(options.secret_key) {
+    damage_.path = std::move(path);
+  }
 
   ~SqliteCatalog() override {
     for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
@@ -333,10 +372,15 @@ class SqliteCatalog final : public Catalog {
   }
 
   // Sets the connection up and migrates. Called once, before sharing.
-  Status Init(int busy_timeout_ms) {
+  // `checksums`: the connection runs on the checksum VFS (a file, not ":memory:").
+  Status Init(int busy_timeout_ms, bool checksums) {
     std::lock_guard lock(mu_);
     AQ_RETURN_IF_ERROR(Exec(fmt::format("PRAGMA busy_timeout = {}", busy_timeout_ms)));
     AQ_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
+    // A new file reserves the checksum's bytes in every page from its first
+    // write on (the reserve can be set only while the file is empty).
+    AQ_ASSIGN_OR_RETURN(int64_t pages, QueryInt("PRAGMA page_count"));
+    if (checksums && pages == 0) AQ_RETURN_IF_ERROR(ReserveChecksumBytes());
     // In-memory databases answer "memory" and keep it; files switch to WAL,
     // which is persistent in the file.
     // Several processes opening a fresh file at once race to switch it; SQLite
@@ -349,6 +393,7 @@ class SqliteCatalog final : public Catalog {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     AQ_RETURN_IF_ERROR(Exec("PRAGMA synchronous = FULL"));
+    if (checksums && pages > 0) AQ_RETURN_IF_ERROR(AddPageChecksums(pages));
     return Migrate();
   }
 
@@ -1061,14 +1106,87 @@ class SqliteCatalog final : public Catalog {
   }
 
   // Requires mu_.
-  Status Exec(const std::string& sql) {
+  Status Exec(const std::string& sql, int (*callback)(void*, int, char**, char**) = nullptr,
+              void* callback_arg = nullptr) {
+    // A damaged file is not read again; a transaction already open still rolls back.
+    if (!damage_.status.ok() && sql != "ROLLBACK") return damage_.status;
     char* error = nullptr;
-    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+    int rc = sqlite3_exec(db_, sql.c_str(), callback, callback_arg, &error);
     if (rc == SQLITE_OK) return Status::OK();
     std::string message = error ? error : sqlite3_errstr(rc);
     sqlite3_free(error);
     Status status = SqliteError(sqlite3_extended_errcode(db_), nullptr, sql);
+    if (status.code() == StatusCode::kCorruption) return damage_.Note(std::move(status));
     return Status(status.code(), fmt::format("catalog: {}: {}", sql.substr(0, 80), message));
+  }
+
+  // The single integer `sql` answers (through Exec: the first statement of
+  // a connection reads the schema, which may be damaged). Requires mu_.
+  Result<int64_t> QueryInt(const std::string& sql) {
+    int64_t value = -1;
+    AQ_RETURN_IF_ERROR(Exec(
+        sql,
+        [](void* out, int columns, char** values, char**) {
+          if (columns > 0 && values[0] != nullptr) {
+            *static_cast<int64_t*>(out) = std::strtoll(values[0], nullptr, 10);
+          }
+          return 0;
+        },
+        &value));
+    if (value < 0) return Internal("catalog: {} returned no row", sql);
+    return value;
+  }
+
+  // --- Page checksums (checksum_vfs.h) ------------------------------------------------------
+
+  // The bytes each page reserves, as SQLite sees the file (WAL included);
+  // valid once a statement has read it. Requires mu_.
+  int ReservedBytes() {
+    int reserve = -1;  // -1: only ask
+    sqlite3_file_control(db_, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve);
+    return reserve;
+  }
+
+  // Asks for the checksum's bytes on every page SQLite lays out from now on
+  // (a new file's, or a VACUUM's). Requires mu_.
+  Status ReserveChecksumBytes() {
+    int reserve = kChecksumReserveBytes;
+    int rc = sqlite3_file_control(db_, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve);
+    if (rc != SQLITE_OK) return SqliteError(rc, db_, "reserving the page checksum bytes");
+    return Status::OK();
+  }
+
+  // A file made before page checksums (no reserved bytes) gets them: the
+  // reserve is raised, then VACUUM rewrites every page in the new layout. The
+  // VACUUM is one write transaction of a WAL database: a crash or an error
+  // leaves the file as it was, never half-converted, and other processes
+  // sharing the file wait for it as for any write. The pages land in the
+  // main file, checksummed, at the checkpoint that follows. If the
+  // conversion fails for any reason other than damage, the file is used
+  // unchecked as before (logged) and the next open tries again. Requires mu_.
+  Status AddPageChecksums(int64_t pages) {
+    const int reserve = ReservedBytes();
+    if (reserve == kChecksumReserveBytes) return Status::OK();
+    if (reserve != 0) {
+      AQ_LOG(Warn,
+             "catalog: {} reserves {} bytes per page for something else; its pages are not "
+             "checksummed",
+             damage_.path, reserve);
+      return Status::OK();
+    }
+    AQ_RETURN_IF_ERROR(ReserveChecksumBytes());
+    Status vacuum = Exec("VACUUM");
+    if (vacuum.code() == StatusCode::kCorruption) return vacuum;
+    if (!vacuum.ok()) {
+      AQ_LOG(Warn,
+             "catalog: adding page checksums to {} failed ({}); it is used without them, the "
+             "next start tries again",
+             damage_.path, vacuum.ToString());
+      return Status::OK();
+    }
+    (void)Exec("PRAGMA wal_checkpoint(TRUNCATE)");  // busy (a reader): a later checkpoint does it
+    AQ_LOG(Info, "catalog: added page checksums to {} ({} pages rewritten)", damage_.path, pages);
+    return Status::OK();
   }
 
   // The cached statement for `sql`, prepared on first use. Requires mu_. A
@@ -1080,11 +1198,20 @@ class SqliteCatalog final : public Catalog {
       int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()) + 1,
                                   SQLITE_PREPARE_PERSISTENT, &it->second, nullptr);
       if (rc != SQLITE_OK) {
+        const int code = sqlite3_extended_errcode(db_);
+        if ((code & 0xff) != SQLITE_ERROR) {
+          // Not the SQL: preparing reads the schema, which may meet a damaged
+          // page (or a busy or failing disk). The statement fails when run.
+          Status status = damage_.Note(SqliteError(code, db_, sql));
+          sqlite3_finalize(it->second);
+          statements_.erase(it);
+          return std::make_unique<Statement>(db_, nullptr, &damage_, std::move(status));
+        }
         fmt::print(stderr, "catalog: cannot prepare '{}': {}\n", sql, sqlite3_errmsg(db_));
         std::abort();
       }
     }
-    return std::make_unique<Statement>(db_, it->second);
+    return std::make_unique<Statement>(db_, it->second, &damage_);
   }
 
   Status Migrate() {
@@ -1343,6 +1470,7 @@ class SqliteCatalog final : public Catalog {
 
   std::mutex mu_;
   sqlite3* const db_;                                                // guarded by mu_
+  Damage damage_;                                                    // guarded by mu_
   Clock* const clock_;
   const std::string secret_key_;  // of the stored secret hashes
   std::unordered_map<std::string, sqlite3_stmt*> statements_;        // guarded by mu_
@@ -1369,18 +1497,22 @@ int SqliteCatalogSchemaVersion() { return kSchemaVersion; }
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path,
                                                    const SqliteCatalogOptions& options) {
   if (options.clock == nullptr) return InvalidArgument("catalog: options.clock is null");
+  // A file runs on the checksum VFS; ":memory:" and file: URIs of memory
+  // databases never touch a file.
+  const bool in_memory = path.empty() || path == ":memory:" || path.starts_with("file::memory:");
+  const bool checksums = options.page_checksums && !in_memory;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+                           checksums ? ChecksumVfsName() : nullptr);
   if (rc != SQLITE_OK) {
     Status status = SqliteError(rc, db, fmt::format("opening '{}'", path));
     sqlite3_close_v2(db);
     return status;
   }
   sqlite3_extended_result_codes(db, 1);
-  auto catalog = std::make_unique<SqliteCatalog>(db, options);
-  Status status = catalog->Init(options.busy_timeout_ms);
+  auto catalog = std::make_unique<SqliteCatalog>(db, path, options);
+  Status status = catalog->Init(options.busy_timeout_ms, checksums);
   if (!status.ok()) return status.WithContext(fmt::format("opening catalog '{}'", path));
   return std::unique_ptr<Catalog>(std::move(catalog));
 }

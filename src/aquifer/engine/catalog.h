@@ -344,6 +344,10 @@ struct SqliteCatalogOptions {
   // Empty only in tests.
   std::string secret_key = {};
   int busy_timeout_ms = 5000;      // how long a write waits for another process's lock
+  // Page checksums (checksum_vfs.h): the file runs on the checksum VFS, and a
+  // file made without them is converted at open. false opens it as binaries
+  // before page checksums did (tests make such files with it).
+  bool page_checksums = true;
 };
 
 // Opens (creating if needed) a SQLite catalog at `path`, or ":memory:" for a
@@ -351,6 +355,9 @@ struct SqliteCatalogOptions {
 // this binary knows that the file lacks are applied in one transaction.
 // FailedPrecondition if the file was migrated by a newer binary. The
 // connection uses WAL journaling (files only), a busy timeout and foreign keys.
+// Every page of a file carries a checksum (SqliteCatalogOptions::page_checksums);
+// a page that fails it, like any damage SQLite reports, makes this call and
+// every later one answer Corruption naming the file.
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path,
                                                    const SqliteCatalogOptions& options);
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& path);
