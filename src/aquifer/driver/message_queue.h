@@ -49,6 +49,11 @@ struct MessageQueueCapabilities {
   // False when no other process can use the same queue (the embedded one
   // locks its files): what this process publishes only it can read.
   bool shared_between_processes = true;
+  // True when a subscription hands out messages of different ordering keys
+  // (and without a key) in publish order too, as far as nothing holds them
+  // back; false when the queue is split into parts fetched independently
+  // (Kafka with partitions > 1): then only the order per key is promised.
+  bool publish_order_across_keys = true;
 };
 
 struct OutgoingMessage {

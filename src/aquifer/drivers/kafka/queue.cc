@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -132,22 +133,75 @@ class Producer {
 // assignment of its own) and what it fetched, handed out to the local
 // Subscription objects that share it.
 
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+
+// A fetched message, held as librdkafka returned it (no copy: its payload and
+// key stay in the fetch buffer until the message is acked or dropped).
 struct Entry {
-  enum State { kReady, kOut, kAcked };
-  std::string data;
-  std::string key;
+  enum State : uint8_t { kReady, kOut, kAcked };
+  int64_t offset = 0;
+  MessagePtr message;  // reset once acked
   int64_t publish_time_ms = 0;
   uint64_t sequence = 0;  // the publishing process's counter (header aq.seq): orders ties of publish_time_ms
-  State state = kReady;
   int64_t deadline_ms = 0;
   int32_t attempts = 0;
+  State state = kReady;
+
+  std::string_view key() const {
+    return message == nullptr || message->key == nullptr
+               ? std::string_view()
+               : std::string_view(static_cast<const char*>(message->key), message->key_len);
+  }
+  size_t size() const { return message == nullptr ? 0 : message->len; }
 };
 
+// Delivery attempts survive a change of owner: the committed offset's metadata
+// carries the attempt counts of the first kCarriedAttempts unacked messages at
+// and after it that were handed out, as ";a=<offset - committed>:<attempts>,..."
+// after the `ordered` setting; the partition's next owner (another member, or
+// this process after a restart) reads them back on assignment and counts on.
+constexpr size_t kCarriedAttempts = 64;
+
 struct PartitionState {
-  std::map<int64_t, Entry> entries;  // by offset; only unacked ones and acked ones behind them
+  std::deque<Entry> entries;         // by offset; unacked ones, and acked ones behind an unacked one
   int64_t commit_offset = -1;        // next offset to read once everything before is acked
-  bool dirty = false;                // commit_offset not committed yet
+  bool dirty = false;                // commit_offset or the carried attempts not committed yet
+  std::map<int64_t, int32_t> carried;  // attempts handed out by earlier owners, by offset (until fetched)
+
+  // The entry at `offset`, or nullptr.
+  Entry* Find(int64_t offset) {
+    auto it = std::lower_bound(entries.begin(), entries.end(), offset,
+                               [](const Entry& e, int64_t o) { return e.offset < o; });
+    return it != entries.end() && it->offset == offset ? &*it : nullptr;
+  }
 };
+
+std::string OrderedSetting(std::string_view metadata) { return std::string(metadata.substr(0, metadata.find(';'))); }
+
+// The carried attempts of committed metadata, by offset (base: the committed offset).
+std::map<int64_t, int32_t> ParseCarriedAttempts(std::string_view metadata, int64_t base) {
+  std::map<int64_t, int32_t> carried;
+  const size_t at = metadata.find(";a=");
+  if (at == std::string_view::npos || base < 0) return carried;
+  std::string_view rest = metadata.substr(at + 3);
+  while (!rest.empty()) {
+    const size_t comma = std::min(rest.find(','), rest.size());
+    std::string_view pair = rest.substr(0, comma);
+    rest = rest.substr(std::min(comma + 1, rest.size()));
+    const size_t colon = pair.find(':');
+    if (colon == std::string_view::npos) continue;
+    int64_t delta = 0;
+    int32_t attempts = 0;
+    auto [d_end, d_ec] = std::from_chars(pair.data(), pair.data() + colon, delta);
+    auto [a_end, a_ec] = std::from_chars(pair.data() + colon + 1, pair.data() + pair.size(), attempts);
+    if (d_ec != std::errc() || a_ec != std::errc() || delta < 0 || attempts < 1) continue;
+    carried[base + delta] = attempts;
+  }
+  return carried;
+}
 
 class Member {
  public:
@@ -162,6 +216,8 @@ class Member {
     if (rk_ != nullptr) {
       if (persistent_) CommitDirty(/*sync=*/true);
       rd_kafka_consumer_close(rk_.get());  // leaves the group at once (revoking: the callback commits)
+      std::lock_guard<std::mutex> lock(mu_);
+      parts_.clear();  // the held messages go before their handle
     }
   }
 
@@ -263,7 +319,7 @@ class Member {
       if (tp.offset < 0) continue;
       any = true;
       std::string_view metadata(static_cast<const char*>(tp.metadata), tp.metadata_size);
-      if (metadata == OrderedMetadata(!ordered_)) {
+      if (OrderedSetting(metadata) == OrderedMetadata(!ordered_)) {
         return FailedPrecondition("subscription '{}' of '{}' exists with ordered={}, asked for ordered={}",
                                   group_, topic_, !ordered_, ordered_);
       }
@@ -273,31 +329,67 @@ class Member {
     for (int p = 0; p < partitions; ++p) {
       auto watermarks = Watermarks(rk_.get(), options_.client, kafka_topic_, p);
       if (!watermarks.ok()) return watermarks.status().WithContext(Describe("creating"));
-      AddCommit(marks.get(), p, watermarks->first);
+      AddCommit(marks.get(), p, watermarks->first, OrderedMetadata(ordered_));
     }
     err = rd_kafka_commit(rk_.get(), marks.get(), /*async=*/0);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaError(err, Describe("creating"));
     return Status::OK();
   }
 
-  void AddCommit(rd_kafka_topic_partition_list_t* list, int32_t partition, int64_t offset) const {
+  void AddCommit(rd_kafka_topic_partition_list_t* list, int32_t partition, int64_t offset,
+                 const std::string& metadata) const {
     rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(list, kafka_topic_.c_str(), partition);
     tp->offset = offset;
-    const std::string metadata = OrderedMetadata(ordered_);
     tp->metadata = malloc(metadata.size());  // freed by the list
     memcpy(tp->metadata, metadata.data(), metadata.size());
     tp->metadata_size = metadata.size();
   }
 
-  // Commits the acked prefixes that moved since the last commit.
+  // Under mu_: the offset to commit for a partition and its metadata (the
+  // `ordered` setting, then the attempts of the first messages handed out at
+  // and after it); offset -1 when there is nothing to commit.
+  std::pair<int64_t, std::string> CommitPoint(const PartitionState& state) const {
+    const int64_t base = state.commit_offset >= 0    ? state.commit_offset
+                         : !state.entries.empty()    ? state.entries.front().offset
+                                                     : -1;
+    std::string metadata = OrderedMetadata(ordered_);
+    if (base < 0) return {base, metadata};
+    size_t carried = 0;
+    const char* separator = ";a=";
+    for (const Entry& entry : state.entries) {
+      if (carried == kCarriedAttempts) break;
+      if (entry.state == Entry::kAcked || entry.attempts == 0 || entry.offset < base) continue;
+      metadata += separator;
+      separator = ",";
+      metadata += std::to_string(entry.offset - base);
+      metadata += ':';
+      metadata += std::to_string(entry.attempts);
+      ++carried;
+    }
+    // Attempts of earlier owners not fetched again yet stay carried.
+    for (const auto& [offset, attempts] : state.carried) {
+      if (carried == kCarriedAttempts) break;
+      if (offset < base) continue;
+      metadata += separator;
+      separator = ",";
+      metadata += std::to_string(offset - base);
+      metadata += ':';
+      metadata += std::to_string(attempts);
+      ++carried;
+    }
+    return {base, metadata};
+  }
+
+  // Commits the acked prefixes and carried attempts that moved since the last commit.
   void CommitDirty(bool sync) {
     PartitionList list(rd_kafka_topic_partition_list_new(4));
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [partition, state] : parts_) {
         if (!state.dirty) continue;
-        AddCommit(list.get(), partition, state.commit_offset);
         state.dirty = false;
+        auto [offset, metadata] = CommitPoint(state);
+        if (offset >= 0) AddCommit(list.get(), partition, offset, metadata);
       }
     }
     if (list->cnt == 0) return;
@@ -309,6 +401,11 @@ class Member {
                           void* opaque) {
     auto* self = static_cast<Member*>(opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      // The committed offsets' metadata carries the delivery attempts of the
+      // earlier owners (CommitPoint). Failing to read them only restarts the count.
+      PartitionList committed(rd_kafka_topic_partition_list_copy(partitions));
+      rd_kafka_resp_err_t read =
+          rd_kafka_committed(rk, committed.get(), static_cast<int>(self->options_.client.request_timeout_ms));
       {
         std::lock_guard<std::mutex> lock(self->mu_);
         ++self->epoch_;
@@ -316,6 +413,12 @@ class Member {
         self->buffered_ = 0;
         self->buffered_bytes_ = 0;
         for (int i = 0; i < partitions->cnt; ++i) self->parts_[partitions->elems[i].partition];
+        for (int i = 0; read == RD_KAFKA_RESP_ERR_NO_ERROR && i < committed->cnt; ++i) {
+          const rd_kafka_topic_partition_t& tp = committed->elems[i];
+          if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR || tp.metadata == nullptr) continue;
+          self->parts_[tp.partition].carried = ParseCarriedAttempts(
+              std::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size), tp.offset);
+        }
         self->assigned_ = true;
         self->paused_ = false;
       }
@@ -341,9 +444,10 @@ class Member {
   // callback), files messages, commits moved prefixes, pauses while full.
   void Fetch() {
     auto last_commit = Steady::now();
+    std::vector<rd_kafka_message_t*> batch;
     while (!stopping_) {
       // What one fetch brought is filed at once, so a Pull sees it whole.
-      std::vector<rd_kafka_message_t*> batch;
+      batch.clear();
       for (rd_kafka_message_t* message = rd_kafka_consumer_poll(rk_.get(), 50); message != nullptr;
            message = batch.size() < 10'000 ? rd_kafka_consumer_poll(rk_.get(), 0) : nullptr) {
         batch.push_back(message);
@@ -351,9 +455,8 @@ class Member {
       if (!batch.empty()) {
         {
           std::lock_guard<std::mutex> lock(mu_);
-          for (rd_kafka_message_t* message : batch) File(message);
+          for (rd_kafka_message_t* message : batch) File(MessagePtr(message));
         }
-        for (rd_kafka_message_t* message : batch) rd_kafka_message_destroy(message);
         changed_.notify_all();
       }
       if (persistent_ && Steady::now() - last_commit > std::chrono::milliseconds(20)) {
@@ -364,34 +467,45 @@ class Member {
     }
   }
 
-  // Under mu_.
-  void File(rd_kafka_message_t* message) {
+  // Under mu_: keeps a fetched message (or notes its error).
+  void File(MessagePtr message) {
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
       if (fetch_error_.empty()) fetch_error_since_ = Steady::now();
-      fetch_error_ = fmt::format("{} ({})", rd_kafka_message_errstr(message), rd_kafka_err2name(message->err));
+      fetch_error_ = fmt::format("{} ({})", rd_kafka_message_errstr(message.get()), rd_kafka_err2name(message->err));
       return;
     }
-    fetch_error_.clear();
-    fetch_error_since_ = {};
+    if (!fetch_error_.empty()) {
+      fetch_error_.clear();
+      fetch_error_since_ = {};
+    }
     auto part = parts_.find(message->partition);
     if (part == parts_.end()) return;  // revoked meanwhile
-    auto [it, inserted] = part->second.entries.try_emplace(message->offset);
-    if (!inserted) return;
-    Entry& entry = it->second;
-    if (message->payload != nullptr) entry.data.assign(static_cast<const char*>(message->payload), message->len);
-    if (message->key != nullptr) entry.key.assign(static_cast<const char*>(message->key), message->key_len);
+    PartitionState& state = part->second;
+    const int64_t offset = message->offset;
+    // A partition's messages come in offset order; anything at or below what
+    // is held already (a fetch repeated after a pause) is a duplicate.
+    if (!state.entries.empty() && offset <= state.entries.back().offset) return;
+    if (state.commit_offset >= 0 && offset < state.commit_offset) return;
+    Entry& entry = state.entries.emplace_back();
+    entry.offset = offset;
+    if (!state.carried.empty()) {
+      auto carried = state.carried.find(offset);
+      if (carried != state.carried.end()) entry.attempts = carried->second;
+      state.carried.erase(state.carried.begin(), state.carried.upper_bound(offset));
+    }
     rd_kafka_timestamp_type_t type;
-    entry.publish_time_ms = rd_kafka_message_timestamp(message, &type);
+    entry.publish_time_ms = rd_kafka_message_timestamp(message.get(), &type);
     rd_kafka_headers_t* headers = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    if (rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (rd_kafka_message_headers(message.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_header_get_last(headers, kSequenceHeader, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR && size == 8) {
       for (size_t b = 0; b < 8; ++b) entry.sequence = (entry.sequence << 8) | static_cast<const unsigned char*>(value)[b];
     }
     ++buffered_;
-    buffered_bytes_ += entry.data.size();
+    buffered_bytes_ += message->len;
+    entry.message = std::move(message);
   }
 
   void Throttle() {
@@ -414,53 +528,71 @@ class Member {
     if (resume) rd_kafka_resume_partitions(rk_.get(), owned.get());
   }
 
+  // The ack id of a delivery: "<epoch>:<partition>:<offset>:<attempt>".
+  std::string AckId(int32_t partition, int64_t offset, int32_t attempts) const {
+    char buffer[96];
+    char* end = buffer + sizeof(buffer);
+    char* at = std::to_chars(buffer, end, epoch_).ptr;
+    *at++ = ':';
+    at = std::to_chars(at, end, partition).ptr;
+    *at++ = ':';
+    at = std::to_chars(at, end, offset).ptr;
+    *at++ = ':';
+    at = std::to_chars(at, end, attempts).ptr;
+    return std::string(buffer, at);
+  }
+
   // Under mu_: hands out up to `max` ready messages, oldest first (merged
   // across partitions by publish time and sequence), marking them out until now + ack timeout.
   std::vector<Message> Dispatch(int64_t ack_timeout_ms, size_t max) {
     std::vector<Message> out;
-    if (max == 0) return out;
+    if (max == 0 || buffered_ == 0) return out;
+    out.reserve(std::min(max, buffered_));
     const int64_t now = clock_->NowMillis();
-    std::set<std::string> blocked;  // ordered: keys with an earlier message out, or skipped
-    using It = std::map<int64_t, Entry>::iterator;
-    std::vector<std::tuple<int32_t, It, It>> cursors;
+    std::set<std::string_view> blocked;  // ordered: keys with an earlier message out, or skipped
+    using It = std::deque<Entry>::iterator;
+    struct Cursor {
+      int32_t partition;
+      PartitionState* state;
+      It it, end;
+    };
+    std::vector<Cursor> cursors;
     for (auto& [partition, state] : parts_) {
-      if (!state.entries.empty()) cursors.emplace_back(partition, state.entries.begin(), state.entries.end());
+      if (!state.entries.empty()) cursors.push_back({partition, &state, state.entries.begin(), state.entries.end()});
     }
     while (out.size() < max) {
       // The cursor whose next entry was published first.
-      int best = -1;
-      for (size_t i = 0; i < cursors.size(); ++i) {
-        auto& [partition, it, end] = cursors[i];
-        if (it == end) continue;
-        const Entry& other = best < 0 ? it->second : std::get<1>(cursors[best])->second;
-        if (best < 0 || std::tie(it->second.publish_time_ms, it->second.sequence) <
-                            std::tie(other.publish_time_ms, other.sequence)) {
-          best = static_cast<int>(i);
+      Cursor* best = nullptr;
+      for (Cursor& cursor : cursors) {
+        if (cursor.it == cursor.end) continue;
+        if (best == nullptr || std::tie(cursor.it->publish_time_ms, cursor.it->sequence) <
+                                   std::tie(best->it->publish_time_ms, best->it->sequence)) {
+          best = &cursor;
         }
       }
-      if (best < 0) break;
-      auto& [partition, it, end] = cursors[best];
-      const int64_t offset = it->first;
-      Entry& entry = it->second;
-      ++it;
+      if (best == nullptr) break;
+      Entry& entry = *best->it;
+      const size_t index = static_cast<size_t>(best->it - best->state->entries.begin());
+      ++best->it;
       if (entry.state == Entry::kAcked) continue;
       const bool ready = entry.state == Entry::kReady || entry.deadline_ms <= now;
-      const bool keyed = ordered_ && !entry.key.empty();
+      const bool keyed = ordered_ && entry.message->key_len > 0;
       if (!ready) {
-        if (keyed) blocked.insert(entry.key);
+        if (keyed) blocked.insert(entry.key());
         continue;
       }
-      if (keyed && blocked.count(entry.key) != 0) continue;
+      if (keyed && blocked.count(entry.key()) != 0) continue;
       entry.state = Entry::kOut;
       entry.deadline_ms = now + ack_timeout_ms;
       ++entry.attempts;
-      Message message;
-      message.data = entry.data;
-      message.ordering_key = entry.key;
+      if (persistent_ && index < kCarriedAttempts) best->state->dirty = true;  // the count is carried
+      Message& message = out.emplace_back();
+      const rd_kafka_message_t* m = entry.message.get();
+      if (m->payload != nullptr) message.data.assign(static_cast<const char*>(m->payload), m->len);
+      message.ordering_key = entry.key();
       message.publish_time_ms = entry.publish_time_ms;
       message.delivery_attempt = entry.attempts;
-      message.ack_id = fmt::format("{}:{}:{}:{}", epoch_, partition, offset, entry.attempts);
-      out.push_back(std::move(message));
+      message.ack_id = AckId(best->partition, entry.offset, entry.attempts);
     }
     return out;
   }
@@ -486,25 +618,23 @@ class Member {
         if (!ok || static_cast<uint64_t>(fields[0]) != epoch_) continue;  // unknown, or before a rebalance
         auto part = parts_.find(static_cast<int32_t>(fields[1]));
         if (part == parts_.end()) continue;
-        auto found = part->second.entries.find(fields[2]);
-        if (found == part->second.entries.end()) continue;
-        Entry& entry = found->second;
-        if (entry.state == Entry::kAcked || entry.attempts != fields[3]) continue;  // a later delivery is out
+        PartitionState& state = part->second;
+        Entry* entry = state.Find(fields[2]);
+        if (entry == nullptr) continue;
+        if (entry->state == Entry::kAcked || entry->attempts != fields[3]) continue;  // a later delivery is out
         changed = true;
         if (!ack) {
-          if (entry.state == Entry::kOut) entry.state = Entry::kReady;
+          if (entry->state == Entry::kOut) entry->state = Entry::kReady;
           continue;
         }
-        entry.state = Entry::kAcked;
-        buffered_bytes_ -= std::min(buffered_bytes_, entry.data.size());
-        entry.data.clear();
-        entry.data.shrink_to_fit();
+        entry->state = Entry::kAcked;
+        buffered_bytes_ -= std::min(buffered_bytes_, entry->size());
+        entry->message.reset();
         --buffered_;
-        PartitionState& state = part->second;
-        while (!state.entries.empty() && state.entries.begin()->second.state == Entry::kAcked) {
-          state.commit_offset = state.entries.begin()->first + 1;
+        while (!state.entries.empty() && state.entries.front().state == Entry::kAcked) {
+          state.commit_offset = state.entries.front().offset + 1;
           state.dirty = persistent_;
-          state.entries.erase(state.entries.begin());
+          state.entries.pop_front();
         }
       }
     }
@@ -579,6 +709,8 @@ class KafkaMessageQueue final : public driver::MessageQueue {
     caps.max_message_size = options_.max_message_size;
     caps.durable_publish = true;
     caps.shared_between_processes = true;
+    // Partitions are fetched independently: with several, only the order per key holds.
+    caps.publish_order_across_keys = options_.partitions == 1;
     return caps;
   }
 

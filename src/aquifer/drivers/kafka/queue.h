@@ -25,8 +25,9 @@
 //     prefix of messages that were all acked, so whatever was not acked when a
 //     member goes away (closed, crashed, or its partitions moved to another
 //     member in a rebalance) is fetched again by the partition's next owner,
-//     from the first unacked message on (at-least-once). Such a redelivery
-//     after a rebalance starts again at delivery_attempt 1.
+//     from the first unacked message on (at-least-once). The committed
+//     offset's metadata carries the attempt counts of the first unacked
+//     messages handed out, so the next owner's delivery_attempt counts on.
 //   - After a rebalance the revoked partitions' unacked messages are dropped
 //     from memory (their acks are ignored); until the old owner notices, the
 //     new owner may run a message of a key while the old one still does.

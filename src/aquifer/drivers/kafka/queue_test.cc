@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -194,6 +195,140 @@ TEST(KafkaQueue, AMemberThatGoesAwayHandsItsPartitionsAndUnackedMessagesToTheOth
   }
   EXPECT_EQ(have, want);
   EXPECT_THAT(order_errors, ::testing::IsEmpty());
+}
+
+// Pulls one message within `ms` (real time), or fails.
+std::optional<Message> PullOne(driver::Subscription* sub, int64_t ms = 20'000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = sub->Pull(1, 200);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return std::nullopt;
+    if (!r->empty()) return std::move(r->front());
+  }
+  return std::nullopt;
+}
+
+SubscriptionOptions Expiring(const std::string& name, int64_t ack_timeout_ms) {
+  SubscriptionOptions options = Persistent(name);
+  options.ack_timeout_ms = ack_timeout_ms;
+  return options;
+}
+
+// A message's delivery_attempt counts on when its partition moves to another
+// member (a rebalance, or the next process after a close): the committed
+// offset's metadata carries it. Nack, an expired ack deadline and a handover
+// each add one.
+TEST(KafkaQueue, DeliveryAttemptsContinueOnTheNextOwnerOfAPartition) {
+  const std::string unique = Unique("attempts");
+  auto a = Open(unique);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->RegisterTopic("writes").ok());
+  auto sub_a = a->Subscribe("writes", Expiring("workers", 500));
+  ASSERT_TRUE(sub_a.ok()) << sub_a.status().ToString();
+  std::vector<OutgoingMessage> out = {{"poison", "k"}};
+  ASSERT_TRUE(a->Publish("writes", out).ok());
+  auto first = PullOne(sub_a->get());
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->delivery_attempt, 1);
+  ASSERT_TRUE((*sub_a)->Nack(std::vector<std::string>{first->ack_id}).ok());
+  auto second = PullOne(sub_a->get());
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->delivery_attempt, 2);
+
+  // B joins while A holds the message (a rebalance), then A goes away: the
+  // partition ends up with B, and the count goes on from A's.
+  auto b = Open(unique);
+  ASSERT_NE(b, nullptr);
+  auto sub_b = b->Subscribe("writes", Expiring("workers", 500));
+  ASSERT_TRUE(sub_b.ok()) << sub_b.status().ToString();
+  sub_a->reset();
+  a.reset();
+  auto third = PullOne(sub_b->get(), 30'000);
+  ASSERT_TRUE(third.has_value()) << "B never got the message";
+  EXPECT_EQ(third->data, "poison");
+  EXPECT_EQ(third->delivery_attempt, 3);
+  // Not acked: its deadline passes and B hands it out again.
+  auto fourth = PullOne(sub_b->get());
+  ASSERT_TRUE(fourth.has_value());
+  EXPECT_EQ(fourth->delivery_attempt, 4);
+  sub_b->reset();
+  b.reset();
+
+  // A restarted process goes on from there too; once acked, nothing comes back.
+  auto c = Open(unique);
+  ASSERT_NE(c, nullptr);
+  auto sub_c = c->Subscribe("writes", Expiring("workers", 500));
+  ASSERT_TRUE(sub_c.ok()) << sub_c.status().ToString();
+  auto fifth = PullOne(sub_c->get());
+  ASSERT_TRUE(fifth.has_value());
+  EXPECT_EQ(fifth->delivery_attempt, 5);
+  ASSERT_TRUE((*sub_c)->Ack(std::vector<std::string>{fifth->ack_id}).ok());
+  EXPECT_FALSE(PullOne(sub_c->get(), 1'500).has_value());
+}
+
+// What the engine's workers do with a message that keeps failing (worker.cc:
+// dead-letter it at delivery_attempt >= max_delivery_attempts), with a worker
+// process that dies on it every time: each attempt is made by another queue
+// object, and the message still ends dead-lettered after max attempts, while
+// the messages around it go through once.
+TEST(KafkaQueue, AMessageThatKillsEveryWorkerIsDeadLetteredAfterMaxAttempts) {
+  constexpr int kMaxAttempts = 4;
+  const std::string unique = Unique("poison");
+  {
+    auto q = Open(unique, {{"partitions", "2"}});
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(q->RegisterTopic("writes").ok());
+    ASSERT_TRUE(q->RegisterTopic("dead-letters").ok());
+    auto sub = q->Subscribe("writes", Persistent("workers", /*ordered=*/true));  // the group starts at the beginning
+    ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+    std::vector<OutgoingMessage> out = {{"before", "k"}, {"poison", "k"}, {"after", "k"}, {"other", "j"}};
+    ASSERT_TRUE(q->Publish("writes", out).ok());
+  }
+  std::vector<std::string> applied, dead;
+  int processes = 0;
+  while (processes < 3 * kMaxAttempts && dead.empty()) {
+    ++processes;
+    auto q = Open(unique, {{"partitions", "2"}});
+    ASSERT_NE(q, nullptr);
+    auto sub = q->Subscribe("writes", Persistent("workers", /*ordered=*/true));
+    ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+    bool died = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!died && std::chrono::steady_clock::now() < deadline) {
+      auto got = (*sub)->Pull(10, 300);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      if (got->empty() && applied.size() == 3) break;  // nothing else left
+      for (const Message& m : *got) {
+        if (m.data == "poison" && m.delivery_attempt < kMaxAttempts) {
+          died = true;  // the process dies: no ack, nothing after it
+          break;
+        }
+        if (m.data == "poison") {
+          std::vector<OutgoingMessage> letter = {{m.data, ""}};
+          ASSERT_TRUE(q->Publish("dead-letters", letter).ok());
+          dead.push_back(m.data + "@" + std::to_string(m.delivery_attempt));
+        } else {
+          applied.push_back(m.data);
+        }
+        ASSERT_TRUE((*sub)->Ack(std::vector<std::string>{m.ack_id}).ok());
+      }
+    }
+  }
+  EXPECT_EQ(processes, kMaxAttempts);
+  EXPECT_THAT(dead, ::testing::ElementsAre("poison@" + std::to_string(kMaxAttempts)));
+  EXPECT_THAT(applied, ::testing::UnorderedElementsAre("before", "after", "other"));
+  // Nothing is left for the next worker, and the letter is there.
+  auto q = Open(unique, {{"partitions", "2"}});
+  ASSERT_NE(q, nullptr);
+  auto sub = q->Subscribe("writes", Persistent("workers", /*ordered=*/true));
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  EXPECT_FALSE(PullOne(sub->get(), 2'000).has_value());
+  auto letters = q->Subscribe("dead-letters", Persistent("operators"));
+  ASSERT_TRUE(letters.ok()) << letters.status().ToString();
+  auto letter = PullOne(letters->get());
+  ASSERT_TRUE(letter.has_value());
+  EXPECT_EQ(letter->data, "poison");
 }
 
 // A queue whose brokers cannot be reached answers Unavailable (503 at the API)
