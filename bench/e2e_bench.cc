@@ -30,9 +30,13 @@
 //                    clients, sustained for `postgres_seconds`; then the queue
 //                    backlog (aquifer_queue_lag, and warehouse rows behind the
 //                    index) at the end and how long it takes to drain
+//   ingest/kafka     the same with the queue on Kafka (AQUIFER_TEST_KAFKA, one
+//                    partition) and the other stores embedded
 //
-// Usage: e2e_bench [ingest_seconds=30] [seconds_per_read_run=10] [postgres_seconds=30]
-// AQUIFER_TEST_POSTGRES: the server for ingest/postgres (scripts/bench.sh starts one).
+// Usage: e2e_bench [ingest_seconds=30] [seconds_per_read_run=10] [postgres_seconds=30 (also kafka)]
+// AQUIFER_E2E_BENCH_ONLY=postgres,kafka: only those second-server runs (no main server).
+// AQUIFER_TEST_POSTGRES: the server for ingest/postgres, AQUIFER_TEST_KAFKA the
+// broker for ingest/kafka (scripts/bench.sh starts both).
 // AQUIFER_BENCH_DIR: scratch dir (else $TMPDIR); the server binary is AQUIFER_BIN (compiled in)
 // unless AQUIFER_BENCH_SERVER names another (to compare builds in the same conditions).
 
@@ -50,6 +54,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -414,35 +420,30 @@ Backlog ReadBacklog(Client& client) {
   return b;
 }
 
-// Sustained ingest with wait=index into a server whose four drivers are on Postgres.
-void IngestPostgres(const std::string& scratch, double seconds) {
-  const char* url = std::getenv("AQUIFER_TEST_POSTGRES");
-  if (url == nullptr || *url == '\0') {
-    std::printf("ingest/postgres: not run: AQUIFER_TEST_POSTGRES is not set (`make bench` starts a server)\n");
-    return;
-  }
+// Sustained ingest with wait=index into a second server whose drivers are set
+// by `env` ("AQUIFER_<SERVICE>_<KEY>=value"), then the backlog at the end and
+// how long the workers take to drain it. `name` labels the row.
+void IngestOnDrivers(const char* name, const std::string& data_dir, const std::vector<std::string>& env,
+                     double seconds) {
   ServerOptions options;
-  options.data_dir = scratch + "/server-postgres";
-  for (const char* service : {"QUEUE", "LOOKUP", "WAREHOUSE", "USAGE"}) {
-    options.extra_env.push_back(std::string("AQUIFER_") + service + "_DRIVER=postgres");
-    options.extra_env.push_back(std::string("AQUIFER_") + service + "_URL=" + url);
-  }
+  options.data_dir = data_dir;
+  options.extra_env = env;
   Server server(options);
   try {
     server.Start();
   } catch (const std::exception& e) {
-    std::printf("ingest/postgres: FAILED to start the server: %s\n", e.what());
+    std::printf("%s: FAILED to start the server: %s\n", name, e.what());
     return;
   }
   Client admin(server, server.admin_secret());
   const std::string path = "/v1/projects/pgbench/tables/ingest";
   if (auto r = admin.Post("/v1/projects", {{"name", "pgbench"}}); r.status != 201) {
-    std::printf("ingest/postgres: FAILED to create a project: %s\n", r.Describe().c_str());
+    std::printf("%s: FAILED to create a project: %s\n", name, r.Describe().c_str());
     return;
   }
   if (auto r = admin.Post("/v1/projects/pgbench/tables", {{"name", "ingest"}, {"schema", BenchSchema()}, {"key", {"user", "id"}}});
       r.status != 201) {
-    std::printf("ingest/postgres: FAILED to create a table: %s\n", r.Describe().c_str());
+    std::printf("%s: FAILED to create a table: %s\n", name, r.Describe().c_str());
     return;
   }
   std::vector<std::thread> threads;
@@ -493,7 +494,7 @@ void IngestPostgres(const std::string& scratch, double seconds) {
   rate.max_ms = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
   rate.errors = errors;
   rate.first_error = first_error;
-  std::printf("%-22s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", "ingest/postgres", rate.per_s, "records/s", rate.p50_ms,
+  std::printf("%-22s %12.0f %-10s %9.2f %9.2f %9.2f %7lld\n", name, rate.per_s, "records/s", rate.p50_ms,
               rate.p99_ms, rate.max_ms, static_cast<long long>(rate.errors));
   if (!rate.first_error.empty()) std::printf("  first error: %s\n", rate.first_error.c_str());
   std::printf("  %lld records in %.1f s, %d clients; backlog at the end: queue lag %lld messages, "
@@ -502,6 +503,38 @@ void IngestPostgres(const std::string& scratch, double seconds) {
               static_cast<long long>(at_end.index - at_end.warehouse), drain_s,
               now.lag == 0 && now.warehouse >= now.index ? "" : " (NOT drained after 300 s)");
   server.Stop();
+}
+
+// ingest/postgres: all four drivers on Postgres (catalog in SQLite).
+void IngestPostgres(const std::string& scratch, double seconds) {
+  const char* url = std::getenv("AQUIFER_TEST_POSTGRES");
+  if (url == nullptr || *url == '\0') {
+    std::printf("ingest/postgres: not run: AQUIFER_TEST_POSTGRES is not set (`make bench` starts a server)\n");
+    return;
+  }
+  std::vector<std::string> env;
+  for (const char* service : {"QUEUE", "LOOKUP", "WAREHOUSE", "USAGE"}) {
+    env.push_back(std::string("AQUIFER_") + service + "_DRIVER=postgres");
+    env.push_back(std::string("AQUIFER_") + service + "_URL=" + url);
+  }
+  IngestOnDrivers("ingest/postgres", scratch + "/server-postgres", env, seconds);
+}
+
+// ingest/kafka: the queue on the Kafka broker (one partition, the driver's
+// defaults, a topic prefix of its own), the other stores embedded.
+void IngestKafka(const std::string& scratch, double seconds) {
+  const char* brokers = std::getenv("AQUIFER_TEST_KAFKA");
+  if (brokers == nullptr || *brokers == '\0') {
+    std::printf("ingest/kafka: not run: AQUIFER_TEST_KAFKA is not set (`make bench` starts a broker)\n");
+    return;
+  }
+  char prefix[64];
+  std::snprintf(prefix, sizeof prefix, "e2e-bench-%d-%lld.", static_cast<int>(getpid()),
+                static_cast<long long>(NowUs()));
+  IngestOnDrivers("ingest/kafka", scratch + "/server-kafka",
+                  {"AQUIFER_QUEUE_DRIVER=kafka", std::string("AQUIFER_QUEUE_BROKERS=") + brokers,
+                   std::string("AQUIFER_QUEUE_TOPIC_PREFIX=") + prefix},
+                  seconds);
 }
 
 void PrintRow(const char* name, const Rate& r, const char* unit) {
@@ -528,6 +561,14 @@ int main(int argc, char** argv) {
     char load[64] = {0};
     if (std::fgets(load, sizeof load, f) != nullptr) std::printf("load average at the start: %s", load);
     std::fclose(f);
+  }
+
+  // AQUIFER_E2E_BENCH_ONLY=postgres,kafka: only those runs on a second server.
+  if (const char* only = std::getenv("AQUIFER_E2E_BENCH_ONLY"); only != nullptr && *only != 0) {
+    const std::string runs = only;
+    if (runs.find("postgres") != std::string::npos) IngestPostgres(scratch.path(), postgres_seconds);
+    if (runs.find("kafka") != std::string::npos) IngestKafka(scratch.path(), postgres_seconds);
+    return 0;
   }
 
   ServerOptions options;
@@ -622,5 +663,6 @@ int main(int argc, char** argv) {
 
   std::printf("\n");
   IngestPostgres(scratch.path(), postgres_seconds);
+  IngestKafka(scratch.path(), postgres_seconds);
   return 0;
 }
