@@ -163,7 +163,10 @@ struct Entry {
 // and after it that were handed out, as ";a=<offset - committed>:<attempts>,..."
 // after the `ordered` setting; the partition's next owner (another member, or
 // this process after a restart) reads them back on assignment and counts on.
+// The metadata stays near kMaxCarriedMetadata bytes (brokers refuse a commit
+// whose metadata exceeds offset.metadata.max.bytes, 4096 by default).
 constexpr size_t kCarriedAttempts = 64;
+constexpr size_t kMaxCarriedMetadata = 1024;
 
 struct PartitionState {
   std::deque<Entry> entries;         // by offset; unacked ones, and acked ones behind an unacked one
@@ -357,7 +360,7 @@ class Member {
     size_t carried = 0;
     const char* separator = ";a=";
     for (const Entry& entry : state.entries) {
-      if (carried == kCarriedAttempts) break;
+      if (carried == kCarriedAttempts || metadata.size() > kMaxCarriedMetadata) break;
       if (entry.state == Entry::kAcked || entry.attempts == 0 || entry.offset < base) continue;
       metadata += separator;
       separator = ",";
@@ -368,7 +371,7 @@ class Member {
     }
     // Attempts of earlier owners not fetched again yet stay carried.
     for (const auto& [offset, attempts] : state.carried) {
-      if (carried == kCarriedAttempts) break;
+      if (carried == kCarriedAttempts || metadata.size() > kMaxCarriedMetadata) break;
       if (offset < base) continue;
       metadata += separator;
       separator = ",";
@@ -530,16 +533,14 @@ class Member {
 
   // The ack id of a delivery: "<epoch>:<partition>:<offset>:<attempt>".
   std::string AckId(int32_t partition, int64_t offset, int32_t attempts) const {
-    char buffer[96];
-    char* end = buffer + sizeof(buffer);
-    char* at = std::to_chars(buffer, end, epoch_).ptr;
-    *at++ = ':';
-    at = std::to_chars(at, end, partition).ptr;
-    *at++ = ':';
-    at = std::to_chars(at, end, offset).ptr;
-    *at++ = ':';
-    at = std::to_chars(at, end, attempts).ptr;
-    return std::string(buffer, at);
+    std::string id;
+    const fmt::format_int parts[] = {fmt::format_int(epoch_), fmt::format_int(partition), fmt::format_int(offset),
+                                     fmt::format_int(attempts)};
+    for (const auto& part : parts) {
+      if (!id.empty()) id += ':';
+      id.append(part.data(), part.size());
+    }
+    return id;
   }
 
   // Under mu_: hands out up to `max` ready messages, oldest first (merged
