@@ -297,6 +297,132 @@ TEST_F(KafkaLookupProcesses, ExpiredRecordsAreHiddenThroughEveryProcessAndPurged
   }
 }
 
+// Deletes the records of `topic` (partition 0) below `before` at the broker
+// (DeleteRecords: what retention does to closed segments, on demand).
+// Answers the error text, empty when done.
+std::string DeleteRecordsBefore(const std::string& brokers, const std::string& topic, int64_t before) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof(errstr));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) return errstr;
+  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(offsets, topic.c_str(), 0)->offset = before;
+  rd_kafka_DeleteRecords_t* request = rd_kafka_DeleteRecords_new(offsets);
+  rd_kafka_topic_partition_list_destroy(offsets);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteRecords(rk, &request, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 15'000);
+  std::string error;
+  if (event == nullptr) {
+    error = "DeleteRecords timed out";
+  } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    const rd_kafka_topic_partition_list_t* result =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event));
+    if (result == nullptr || result->cnt != 1) {
+      error = "DeleteRecords: no result";
+    } else if (result->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      error = rd_kafka_err2str(result->elems[0].err);
+    } else if (result->elems[0].offset != before) {
+      error = fmt::format("DeleteRecords: the log now starts at {}, not {}", result->elems[0].offset, before);
+    }
+  }
+  if (event != nullptr) rd_kafka_event_destroy(event);
+  rd_kafka_DeleteRecords_destroy(request);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_destroy(rk);
+  return error;
+}
+
+std::vector<int64_t> OffsetsOf(const std::vector<driver::Record>& records) {
+  std::vector<int64_t> out;
+  for (const auto& record : records) out.push_back(record.offset);
+  return out;
+}
+
+// Every page of a payload (a cursor made by any process), read through `service`.
+std::vector<driver::Record> ReadPayload(driver::LookupService& service, const driver::InstanceInfo& instance,
+                                        std::string payload, bool change = false) {
+  std::vector<driver::Record> out;
+  while (!payload.empty()) {
+    auto page = service.ReadCursor(instance, payload, {}, driver::ReadOptions{.limit = 2});
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) break;
+    out.insert(out.end(), page->records.begin(), page->records.end());
+    payload = page->next;
+    if (change && page->records.empty()) break;  // a change feed never ends: stop at its head
+  }
+  return out;
+}
+
+// Offsets are the log topic's Kafka offsets (README.md, "Offsets"): a skipped
+// duplicate group and a marker leave gaps, and every process numbers every
+// record alike, also one that rebuilt its store after the broker deleted the
+// head of the log (retention; here DeleteRecords), so a cursor one process
+// minted reads the same records through another.
+TEST_F(KafkaLookupProcesses, OffsetsAreTheTopicsSoCursorsAgreeAcrossProcessesAfterTheHeadWasDeleted) {
+  driver::InstanceInfo instance = NewInstance();
+  std::vector<driver::Record> first = {MakeRecord(1, "a", 5), MakeRecord(2, "b", 5)};
+  std::vector<driver::RecordGroup> group = {{"message-1", 2}};
+  ASSERT_TRUE(a_->WriteRecords(instance, first, group).ok());                      // Kafka offsets 0, 1
+  ASSERT_TRUE(b_->WriteRecords(instance, first, group).ok());                      // 2, 3: skipped
+  ASSERT_TRUE(a_->WriteRecords(instance, {}, std::vector<driver::RecordGroup>{{"empty", 0}}).ok());  // 4: marker
+  ASSERT_TRUE(b_->WriteRecords(instance, std::vector{MakeRecord(3, "c", 6), MakeRecord(4, "d", 6)}, {}).ok());  // 5, 6
+  const std::vector<int64_t> expected = {0, 1, 5, 6};
+  EXPECT_EQ(OffsetsOf(ReadAll(*a_, instance, driver::QueryKind::kLog)), expected);
+  EXPECT_EQ(OffsetsOf(ReadAll(*b_, instance, driver::QueryKind::kLog)), expected);
+
+  // A change cursor of a, read through b after more writes.
+  driver::QueryRequest log_request;
+  log_request.kind = driver::QueryKind::kLog;
+  auto from_a = a_->Query(instance, log_request);
+  ASSERT_TRUE(from_a.ok()) << from_a.status().ToString();
+  ASSERT_TRUE(a_->WriteRecords(instance, std::vector{MakeRecord(5, "e", 7), MakeRecord(6, "f", 7)}, {}).ok());  // 7, 8
+  std::vector<driver::Record> changes = ReadPayload(*b_, instance, from_a->change, /*change=*/true);
+  EXPECT_EQ(OffsetsOf(changes), (std::vector<int64_t>{7, 8}));
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].avro, MakeRecord(5, "e", 7).avro);
+
+  // The broker drops the log's head up to offset 6 (what retention does);
+  // a third process rebuilds its store from what is left.
+  const std::string brokers = std::getenv(kBrokersVariable);
+  const std::string log_topic = "aquifer.test." + std::filesystem::path(scratch_.path()).filename().string() +
+                                ".lookup." + instance.instance_id.ToString() + ".log";
+  ASSERT_EQ(DeleteRecordsBefore(brokers, log_topic, 6), "");
+  auto config = ConfigFor(scratch_.path());
+  ASSERT_TRUE(config.ok());
+  (*config)["state_dir"] = scratch_.path() + "/c";
+  auto made = KafkaRegistry().MakeLookupService("kafka", *config, {});
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  driver::LookupService& c = **made;
+  std::vector<driver::Record> rebuilt = ReadAll(c, instance, driver::QueryKind::kLog);
+  EXPECT_EQ(OffsetsOf(rebuilt), (std::vector<int64_t>{6, 7, 8}));
+  std::vector<driver::Record> whole = ReadAll(*a_, instance, driver::QueryKind::kLog);
+  ASSERT_EQ(OffsetsOf(whole), (std::vector<int64_t>{0, 1, 5, 6, 7, 8}));  // a applied the head before
+  ASSERT_EQ(rebuilt.size(), 3u);
+  for (size_t i = 0; i < rebuilt.size(); ++i) EXPECT_EQ(rebuilt[i].avro, whole[i + 3].avro) << "offset " << rebuilt[i].offset;
+
+  // Cursors cross over both ways: a's replay (made before the deletion) and
+  // a rewind read through c find what c has at the same offsets; c's change
+  // cursor read through a finds the next writes at the same offsets.
+  EXPECT_EQ(OffsetsOf(ReadPayload(c, instance, from_a->replay)), (std::vector<int64_t>{6}));
+  auto peek_a = a_->Peek(instance);
+  ASSERT_TRUE(peek_a.ok());
+  EXPECT_EQ(OffsetsOf(ReadPayload(c, instance, peek_a->rewind)), (std::vector<int64_t>{8, 7, 6}));
+  auto from_c = c.Query(instance, log_request);
+  ASSERT_TRUE(from_c.ok()) << from_c.status().ToString();
+  auto peek_c = c.Peek(instance);
+  ASSERT_TRUE(peek_c.ok());
+  EXPECT_EQ(peek_c->change, peek_a->change);  // the same head in both
+  ASSERT_TRUE(b_->WriteRecords(instance, std::vector{MakeRecord(7, "g", 8)}, {}).ok());  // 9
+  for (driver::LookupService* reader : {a_.get(), b_.get(), &c}) {
+    std::vector<driver::Record> next = ReadPayload(*reader, instance, from_c->change, /*change=*/true);
+    EXPECT_EQ(OffsetsOf(next), (std::vector<int64_t>{9}));
+  }
+}
+
 // An unreachable broker: writes and reads answer Unavailable within the
 // configured bound, never hang.
 TEST(KafkaLookup, AnUnreachableBrokerGivesUnavailable) {

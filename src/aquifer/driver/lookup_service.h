@@ -4,7 +4,9 @@
 //
 //  - Log: every record written, in write order, addressed by a per-instance
 //    offset the service assigns (0, 1, 2, ...; a redelivered batch is logged
-//    again at new offsets).
+//    again at new offsets). Offsets only increase; a driver may leave gaps
+//    (Kafka: its topic's offsets, where a skipped group sat), so readers must
+//    not count on density.
 //  - Index: per primary key, the record with the highest timestamp; equal
 //    timestamps are broken by the higher log offset (so re-applying a batch
 //    changes nothing, and a later write of the same timestamp wins).

@@ -355,6 +355,7 @@ class KafkaLookupService final : public driver::LookupService {
   std::thread poller_;  // serves the producer's delivery reports
   std::string store_path_;
   std::shared_ptr<driver::LookupService> store_;
+  rocksdb::PositionedWriter* positioned_ = nullptr;  // store_, writing at Kafka offsets
   std::mutex map_mu_;
   std::unordered_map<Uuid, std::shared_ptr<InstanceState>, UuidHash> instances_;  // guarded by map_mu_
 };
@@ -421,6 +422,8 @@ Status KafkaLookupService::Open() {
   store_options.applied_window_ms = options_.applied_window_ms;
   store_options.clock = options_.clock;
   AQ_ASSIGN_OR_RETURN(store_, rocksdb::MakeLookupService(store_options));
+  positioned_ = dynamic_cast<rocksdb::PositionedWriter*>(store_.get());
+  if (positioned_ == nullptr) return Internal("kafka lookup: the RocksDB store takes no offsets");
   return Status::OK();
 }
 
@@ -838,23 +841,34 @@ Status KafkaLookupService::CatchUpStream(const InstanceInfo& instance, InstanceS
 // records without the group (compaction may have removed the last message of
 // a complete group there).
 Status KafkaLookupService::Apply(const InstanceInfo& instance, Stream* stream, std::vector<Message> messages) {
+  if (messages.empty()) return Status::OK();
   const InstanceInfo local = stream->is_log ? LogStore(instance, true) : IndexStore(instance);
   const size_t limit = options_.limits.max_records_in_batch;
   std::vector<Record> records;
+  std::vector<int64_t> offsets;  // the Kafka offset of each record: its offset in the store too
   std::vector<driver::RecordGroup> groups;
   bool grouped = false;
-  auto flush = [&]() -> Status {
-    if (records.empty() && groups.empty()) return Status::OK();
-    Status status = store_->WriteRecords(local, records, grouped ? std::span<const driver::RecordGroup>(groups)
-                                                                 : std::span<const driver::RecordGroup>());
+  int64_t upto = 0;  // one past the last message that the pending records account for
+  // Writes the pending records at their Kafka offsets and moves the store's
+  // sequence to `next` (at least `upto`): offsets are the topic's, the same
+  // in every process however much of the topic it read.
+  auto flush = [&](int64_t next) -> Status {
+    if (records.empty() && groups.empty() && next <= upto) return Status::OK();  // nothing pending
+    next = std::max(next, upto);
+    Status status = positioned_->WriteRecordsAt(
+        local, records, grouped ? std::span<const driver::RecordGroup>(groups) : std::span<const driver::RecordGroup>(),
+        offsets, next);
     records.clear();
+    offsets.clear();
     groups.clear();
     return status;
   };
-  auto add_plain = [&](Record&& record) -> Status {
-    if (grouped || records.size() >= limit) AQ_RETURN_IF_ERROR(flush());
+  auto add_plain = [&](Message&& message) -> Status {
+    if (grouped || records.size() >= limit) AQ_RETURN_IF_ERROR(flush(upto));
     grouped = false;
-    records.push_back(std::move(record));
+    records.push_back(std::move(message.record));
+    offsets.push_back(message.offset);
+    upto = message.offset + 1;
     return Status::OK();
   };
   auto close_run = [&](bool complete) -> Status {
@@ -864,15 +878,18 @@ Status KafkaLookupService::Apply(const InstanceInfo& instance, Stream* stream, s
     if (complete) {
       size_t count = 0;
       for (const Message& message : run) count += message.marker ? 0 : 1;
-      if (!grouped || records.size() + count > limit) AQ_RETURN_IF_ERROR(flush());
+      if (!grouped || records.size() + count > limit) AQ_RETURN_IF_ERROR(flush(upto));
       grouped = true;
       groups.push_back({*run.front().group, count});
       for (Message& message : run) {
-        if (!message.marker) records.push_back(std::move(message.record));
+        if (message.marker) continue;
+        records.push_back(std::move(message.record));
+        offsets.push_back(message.offset);
       }
+      upto = run.back().offset + 1;
     } else if (!stream->is_log) {
       for (Message& message : run) {
-        if (!message.marker) AQ_RETURN_IF_ERROR(add_plain(std::move(message.record)));
+        if (!message.marker) AQ_RETURN_IF_ERROR(add_plain(std::move(message)));
       }
     }
     return Status::OK();
@@ -880,7 +897,7 @@ Status KafkaLookupService::Apply(const InstanceInfo& instance, Stream* stream, s
   for (Message& message : messages) {
     if (!message.group) {
       AQ_RETURN_IF_ERROR(close_run(false));
-      if (!message.marker) AQ_RETURN_IF_ERROR(add_plain(std::move(message.record)));
+      if (!message.marker) AQ_RETURN_IF_ERROR(add_plain(std::move(message)));
       continue;
     }
     if (!stream->run.empty() &&
@@ -891,7 +908,9 @@ Status KafkaLookupService::Apply(const InstanceInfo& instance, Stream* stream, s
     stream->run.push_back(std::move(message));
     if (end) AQ_RETURN_IF_ERROR(close_run(true));
   }
-  return flush();
+  // The sequence stops below a group still open at the end of the topic (its
+  // records take their offsets when its last message arrives).
+  return flush(stream->run.empty() ? stream->next : stream->run.front().offset);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -303,7 +304,7 @@ Result<Payload> DecodePayload(std::string_view bytes) {
 
 // ---- the service --------------------------------------------------------------
 
-class RocksDbLookupService final : public driver::LookupService {
+class RocksDbLookupService final : public driver::LookupService, public PositionedWriter {
  public:
   RocksDbLookupService(LookupOptions options, std::shared_ptr<RocksDbHandle> handle,
                        ::rocksdb::ColumnFamilyHandle* log, ::rocksdb::ColumnFamilyHandle* index,
@@ -337,7 +338,12 @@ class RocksDbLookupService final : public driver::LookupService {
   }
 
   Status WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
-                      std::span<const driver::RecordGroup> groups) override;
+                      std::span<const driver::RecordGroup> groups) override {
+    return WriteGrouped(instance, records, groups, {}, std::nullopt);
+  }
+  Status WriteRecordsAt(const InstanceInfo& instance, std::span<const Record> records,
+                        std::span<const driver::RecordGroup> groups, std::span<const int64_t> offsets,
+                        int64_t next_offset) override;
 
   Result<driver::QueryCursors> Query(const InstanceInfo& instance,
                                      const driver::QueryRequest& request) override;
@@ -395,6 +401,13 @@ class RocksDbLookupService final : public driver::LookupService {
     }
     return GetBigEndian64(value.data());
   }
+
+  // WriteRecords and WriteRecordsAt: with `next_offset`, records[i] goes to
+  // offsets[i] and the sequence to *next_offset; without, the records take
+  // the next offsets of the sequence.
+  Status WriteGrouped(const InstanceInfo& instance, std::span<const Record> all_records,
+                      std::span<const driver::RecordGroup> groups, std::span<const int64_t> offsets,
+                      std::optional<uint64_t> next_offset);
 
   // Which groups to write: false for a group whose id is stored as applied
   // (or repeats an earlier group of the call). Requires the instance lock.
@@ -502,8 +515,27 @@ Status RocksDbLookupService::PruneApplied(const InstanceInfo& instance, std::str
   return Status::OK();
 }
 
-Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> all_records,
-                                          std::span<const driver::RecordGroup> groups) {
+Status RocksDbLookupService::WriteRecordsAt(const InstanceInfo& instance, std::span<const Record> records,
+                                            std::span<const driver::RecordGroup> groups,
+                                            std::span<const int64_t> offsets, int64_t next_offset) {
+  if (offsets.size() != records.size()) {
+    return InvalidArgument("{}: {} offsets for {} records", Describe("writing to", instance), offsets.size(),
+                           records.size());
+  }
+  for (size_t record_idx = 0; record_idx < offsets.size(); ++record_idx) {
+    if (offsets[record_idx] < 0 || (record_idx > 0 && offsets[record_idx] <= offsets[record_idx - 1])) {
+      return InvalidArgument("{}: offsets not increasing at record {}", Describe("writing to", instance), record_idx);
+    }
+  }
+  if (next_offset < 0 || (!offsets.empty() && next_offset <= offsets.back())) {
+    return InvalidArgument("{}: next offset {} not above the records'", Describe("writing to", instance), next_offset);
+  }
+  return WriteGrouped(instance, records, groups, offsets, static_cast<uint64_t>(next_offset));
+}
+
+Status RocksDbLookupService::WriteGrouped(const InstanceInfo& instance, std::span<const Record> all_records,
+                                          std::span<const driver::RecordGroup> groups,
+                                          std::span<const int64_t> offsets, std::optional<uint64_t> next_offset) {
   const driver::Limits& limits = options_.limits;
   std::span<const Record> records = all_records;
   if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
@@ -512,12 +544,21 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
   if (Status checked = driver::CheckRecordLimits(instance.instance_id, records, limits); !checked.ok()) {
     return checked;
   }
-  if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
+  const bool positioned = next_offset.has_value();
+  if (!positioned && groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) {
+    return Status::OK();
+  }
 
   const std::string prefix = InstancePrefix(instance);
   auto lock = LockInstance(instance);
+  AQ_ASSIGN_OR_RETURN(uint64_t first_offset, ReadSequence(instance, prefix));
+  if (positioned && !offsets.empty() && static_cast<uint64_t>(offsets.front()) < first_offset) {
+    return InvalidArgument("{}: offset {} is below the sequence {}", Describe("writing to", instance), offsets.front(),
+                           first_offset);
+  }
   // Exactly once: drop the groups already applied, keep the rest in order.
   std::vector<Record> kept;
+  std::vector<int64_t> kept_offsets;
   std::vector<size_t> fresh_groups;
   if (!groups.empty()) {
     AQ_ASSIGN_OR_RETURN(std::vector<bool> fresh, FreshGroups(instance, prefix, groups));
@@ -527,15 +568,26 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
       if (fresh[group_idx]) {
         fresh_groups.push_back(group_idx);
         kept.insert(kept.end(), records.begin() + begin, records.begin() + begin + groups[group_idx].records);
+        if (positioned) {
+          kept_offsets.insert(kept_offsets.end(), offsets.begin() + begin,
+                              offsets.begin() + begin + groups[group_idx].records);
+        }
       } else {
         all_fresh = false;
       }
       begin += groups[group_idx].records;
     }
-    if (fresh_groups.empty()) return Status::OK();
-    if (!all_fresh) records = kept;
+    if (!all_fresh) {
+      records = kept;
+      offsets = kept_offsets;
+    }
+    if (fresh_groups.empty()) records = {};
   }
-  AQ_ASSIGN_OR_RETURN(uint64_t first_offset, ReadSequence(instance, prefix));
+  if (!positioned && fresh_groups.empty() && !groups.empty()) return Status::OK();
+  // The offset of records[record_idx].
+  auto offset_of = [&](size_t record_idx) -> uint64_t {
+    return positioned ? static_cast<uint64_t>(offsets[record_idx]) : first_offset + record_idx;
+  };
 
   size_t payload_bytes = 0;
   for (const Record& record : records) payload_bytes += record.key.size() + record.avro.size();
@@ -546,7 +598,7 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
     for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
       const Record& record = records[record_idx];
       key = prefix;
-      PutBigEndian64(&key, first_offset + record_idx);
+      PutBigEndian64(&key, offset_of(record_idx));
       value.clear();
       value.reserve(12 + record.key.size() + record.avro.size());
       PutBigEndian64(&value, static_cast<uint64_t>(record.timestamp_ms));
@@ -591,7 +643,7 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
       }
       value.clear();
       PutBigEndian64(&value, static_cast<uint64_t>(record.timestamp_ms));
-      PutBigEndian64(&value, first_offset + record_idx);
+      PutBigEndian64(&value, offset_of(record_idx));
       value.append(record.avro);
       ::rocksdb::Status status = batch.Merge(index_, key, value);
       if (!status.ok()) return FromRocksStatus(status, Describe("batching index rows for", instance));
@@ -605,7 +657,7 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
       std::vector<::rocksdb::Status> statuses = db_->MultiGet(::rocksdb::ReadOptions(), families, slices, &existing);
       for (size_t fold_idx = 0; fold_idx < folds.size(); ++fold_idx) {
         const Record& record = records[folds[fold_idx].second];
-        const int64_t offset = static_cast<int64_t>(first_offset + folds[fold_idx].second);
+        const int64_t offset = static_cast<int64_t>(offset_of(folds[fold_idx].second));
         ::rocksdb::Status status;
         if (statuses[fold_idx].ok()) {
           AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(existing[fold_idx]));
@@ -629,7 +681,7 @@ Status RocksDbLookupService::WriteRecords(const InstanceInfo& instance, std::spa
     }
   }
   std::string next;
-  PutBigEndian64(&next, first_offset + records.size());
+  PutBigEndian64(&next, positioned ? std::max(first_offset, *next_offset) : first_offset + records.size());
   ::rocksdb::Status status = batch.Put(meta_, SequenceKey(prefix), next);
   if (!status.ok()) return FromRocksStatus(status, Describe("batching the offset sequence of", instance));
   if (!fresh_groups.empty()) {

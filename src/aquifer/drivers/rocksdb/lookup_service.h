@@ -13,7 +13,9 @@
 // (10000), applied_window_ms (how long applied group ids are remembered for
 // exactly-once writes; default 7 days). UsageService: path, sync.
 
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "aquifer/base/clock.h"
@@ -48,6 +50,29 @@ Result<LookupOptions> ParseLookupOptions(const driver::Config& config,
                                          const driver::DriverContext& context);
 
 Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options);
+
+// For a driver that keeps this store as a cache of another system's log and
+// numbers records by that log's positions (drivers/kafka: the Kafka offsets of
+// the instance's topic), so every process numbers them alike. What a store of
+// MakeLookupService also is (dynamic_cast). Not part of the LookupService
+// contract.
+class PositionedWriter {
+ public:
+  // WriteRecords (the same checks, exactly-once groups and index rule), but
+  // records[i] is logged (and its index row carries) offset offsets[i]
+  // instead of the next of the sequence: offsets strictly increasing and not
+  // below the instance's sequence, else InvalidArgument and nothing written.
+  // The sequence (the end of a log replay, the start of a change feed) moves
+  // to `next_offset` (above the last offset given; a gap where a skipped group
+  // or a marker sat), also when every group was skipped or nothing is given;
+  // it never moves back.
+  virtual Status WriteRecordsAt(const driver::InstanceInfo& instance, std::span<const driver::Record> records,
+                                std::span<const driver::RecordGroup> groups, std::span<const int64_t> offsets,
+                                int64_t next_offset) = 0;
+
+ protected:
+  ~PositionedWriter() = default;
+};
 
 // The column-family options of the lookup families (a no-op for other names):
 // lookup_index gets the merge operator that keeps the latest row per key (by
