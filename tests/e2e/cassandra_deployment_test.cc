@@ -22,12 +22,6 @@ namespace {
 
 namespace cassandra_testing = aquifer::drivers::cassandra::testing;
 
-json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
-  json batch = json::array();
-  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 0.5 * (first_seq + i)));
-  return batch;
-}
-
 class CassandraDeployment : public ::testing::Test {
  protected:
   void SetUp() override {

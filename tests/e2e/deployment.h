@@ -1,6 +1,7 @@
 #pragma once
 
-// A multi-process deployment on Postgres for the e2e suites (gtest helpers):
+// A multi-process deployment on Postgres (the queue and the lookup on Kafka if
+// asked) for the e2e suites (gtest helpers):
 //
 //   OwnPostgres  a PostgreSQL server of the test's own, started and stopped
 //                with scripts/peers/postgres (AQUIFER_PG_PEER_SCRIPT), which
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -227,6 +229,91 @@ inline json SqlRows(Client& c, const std::string& query) {
     return json::array();
   }
   return rows.j()["data"];
+}
+
+// `count` events of user `user` with seq first_seq, first_seq + 1, ...
+inline json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
+  json batch = json::array();
+  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 0.5 * (first_seq + i)));
+  return batch;
+}
+
+// A fresh project, and a fresh events table in it, made through `admin`.
+inline std::string MakeProject(Client& admin) {
+  std::string name = UniqueName("p");
+  auto r = admin.Post("/v1/projects", {{"name", name}});
+  EXPECT_EQ(r.status, 201) << r.Describe();
+  return name;
+}
+inline std::string MakeTable(Client& admin, const std::string& project) {
+  std::string name = UniqueName("t");
+  auto r = admin.Post("/v1/projects/" + project + "/tables",
+                      {{"name", name}, {"schema", EventSchema()}, {"key", EventKey()}});
+  EXPECT_EQ(r.status, 201) << r.Describe();
+  return name;
+}
+
+// The worker's aquifer_queue_processed_total (-1 when missing).
+inline int64_t QueueProcessed(Server& worker) {
+  Client c(worker, kAdminSecretForDeployments);
+  auto m = c.Get("/metrics");
+  const std::string name = "aquifer_queue_processed_total ";
+  size_t at = m.body.find("\n" + name);
+  return at == std::string::npos ? -1 : std::stoll(m.body.substr(at + 1 + name.size()));
+}
+
+// Every page of a table's log (or index: `what` = "records") through
+// `first`, then after the first page through `rest`: a cursor one gateway
+// signed is continued through another.
+inline std::vector<json> ReadAcross(Client& first, Client& rest, const std::string& project, const std::string& table,
+                                    const std::string& what, int page_size, std::string* error) {
+  std::vector<json> out;
+  auto r = first.Get(TablePath(project, table) + "/" + what + "?limit=" + std::to_string(page_size));
+  for (int pages = 0; pages < 100000; ++pages) {
+    if (r.status != 200 || !r.is_json || !r.j().contains("data")) {
+      *error = r.Describe();
+      return out;
+    }
+    for (const auto& rec : r.j()["data"]) out.push_back(rec);
+    const auto& next = r.j().value("next_cursor", json());
+    if (!next.is_string() || next.get<std::string>().empty()) break;
+    r = rest.Get("/v1/cursor?limit=" + std::to_string(page_size) + "&cursor=" + UrlEncode(next.get<std::string>()));
+  }
+  return out;
+}
+
+// Every acknowledged seq (of user "u") of each table is in its index and its
+// log exactly once, as `reader` reads them. Writes refused with 503 may still
+// have reached the queue (README "Guarantees"): unless `exact`, the index and
+// log may hold more than the acknowledged seqs (each once), never fewer.
+inline void ExpectEachOnce(Client& reader, const std::string& p, const std::map<std::string, std::set<int64_t>>& acked,
+                           bool exact) {
+  for (const auto& [t, expected] : acked) {
+    std::string error;
+    auto index = ReadWholeIndex(reader, p, t, &error);
+    ASSERT_TRUE(error.empty()) << error;
+    auto log = ReadWholeLog(reader, p, t, &error);
+    ASSERT_TRUE(error.empty()) << error;
+    std::multiset<int64_t> index_seqs, log_seqs;
+    for (const auto& rec : index) if (rec.value("user", "") == "u") index_seqs.insert(rec.value("seq", int64_t{-1}));
+    for (const auto& rec : log) if (rec.value("user", "") == "u") log_seqs.insert(rec.value("seq", int64_t{-1}));
+    const std::multiset<int64_t> want(expected.begin(), expected.end());
+    if (exact) {
+      EXPECT_EQ(index_seqs, want) << "index of " << t;
+      EXPECT_EQ(log_seqs, want) << "log of " << t;
+      continue;
+    }
+    std::vector<int64_t> missing, doubled;
+    for (int64_t seq : expected) {
+      if (index_seqs.count(seq) == 0 || log_seqs.count(seq) == 0) missing.push_back(seq);
+      if (index_seqs.count(seq) > 1 || log_seqs.count(seq) > 1) doubled.push_back(seq);
+    }
+    EXPECT_TRUE(missing.empty()) << missing.size() << " acknowledged records missing from " << t << ", first "
+                                 << missing.front();
+    EXPECT_TRUE(doubled.empty()) << doubled.size() << " acknowledged records twice in " << t << ", first "
+                                 << doubled.front();
+    EXPECT_GE(index_seqs.size(), want.size());
+  }
 }
 
 // The `seq` values of records, as a multiset.

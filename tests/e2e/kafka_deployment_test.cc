@@ -1,11 +1,15 @@
-// Several processes with the Kafka MessageQueue (the other three drivers and
-// the catalog on Postgres): gateway and worker processes (`aquifer serve
-// --role ...`) whose writes travel through a real Kafka broker.
+// Several processes with the Kafka MessageQueue, and the Kafka LookupService
+// or the Postgres one (the warehouse, usage and catalog on Postgres): gateway
+// and worker processes (`aquifer serve --role ...`) whose writes travel
+// through a real Kafka broker. The first two tests run twice: with the lookup
+// on Postgres (`.../postgres_lookup`) and on Kafka (`.../kafka_lookup`: every
+// gateway materialises the lookup topics the workers produce to).
 //
-//   - writes through gateway 1 are read (index, log) and subscribed to through
-//     gateway 2; Kafka's own console consumer (the
-//     org.apache.kafka.tools.consumer.ConsoleConsumer class of the broker's
-//     jars) reads the write topic;
+//   - writes through gateway 1 (`wait=index`) are read (index, log; pages
+//     continued through the other gateway with its cursors) and subscribed to
+//     (a change cursor gateway 1 signed) through gateway 2; Kafka's own
+//     console consumer (the org.apache.kafka.tools.consumer.ConsoleConsumer
+//     class of the broker's jars) reads the write topic;
 //   - a worker SIGKILLed in the middle of an ingest is replaced by the other
 //     through a consumer-group rebalance: every acknowledged write is in the
 //     index and the log exactly once;
@@ -25,12 +29,6 @@
 
 namespace aquifer::e2e {
 namespace {
-
-json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
-  json batch = json::array();
-  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 0.5 * (first_seq + i)));
-  return batch;
-}
 
 std::string ExportedValue(const std::string& exports, const std::string& name) {
   std::string prefix = "export " + name + "=";
@@ -86,60 +84,25 @@ class KafkaDeployment : public ::testing::Test {
     if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
   }
 
-  // All drivers but the queue on Postgres; the queue on `brokers` under a
-  // fresh prefix, two partitions per topic (so two workers share the writes),
-  // a dead worker's partitions move after 6 s.
-  Deployment& Deploy(const std::string& brokers) {
+  // All drivers but the queue (and the lookup, with `lookup_on_kafka`) on
+  // Postgres; the queue on `brokers` under a fresh prefix, two partitions per
+  // topic (so two workers share the writes), a dead worker's partitions move
+  // after 6 s; the lookup topics under the same prefix.
+  Deployment& Deploy(const std::string& brokers, bool lookup_on_kafka = false) {
     prefix_ = UniqueName("e2e") + ".";
+    std::vector<std::string> lookup;
+    if (lookup_on_kafka) {
+      lookup = {"driver = \"kafka\"", "brokers = \"" + brokers + "\"", "topic_prefix = \"" + prefix_ + "\"",
+                "request_timeout_ms = 5000", "catchup_timeout_ms = 20000"};
+    }
     deployment_ = std::make_unique<Deployment>(DeploymentOptions{
         .postgres_url = url_,
         .server_lines = {"worker_ack_timeout_ms = 3000"},
         .queue_lines = {},
         .queue_section = {"driver = \"kafka\"", "brokers = \"" + brokers + "\"", "topic_prefix = \"" + prefix_ + "\"",
-                          "partitions = 2", "session_timeout_ms = 6000", "request_timeout_ms = 5000"}});
+                          "partitions = 2", "session_timeout_ms = 6000", "request_timeout_ms = 5000"},
+        .lookup_section = lookup});
     return *deployment_;
-  }
-
-  static std::string MakeProject(Client& admin) {
-    std::string name = UniqueName("p");
-    auto r = admin.Post("/v1/projects", {{"name", name}});
-    EXPECT_EQ(r.status, 201) << r.Describe();
-    return name;
-  }
-  static std::string MakeTable(Client& admin, const std::string& project) {
-    std::string name = UniqueName("t");
-    auto r = admin.Post("/v1/projects/" + project + "/tables",
-                        {{"name", name}, {"schema", EventSchema()}, {"key", EventKey()}});
-    EXPECT_EQ(r.status, 201) << r.Describe();
-    return name;
-  }
-
-  // Every acknowledged seq of each table is in its index and its log exactly once.
-  void ExpectEachOnce(Client& reader, const std::string& p, const std::map<std::string, std::set<int64_t>>& acked) {
-    for (const auto& [t, expected] : acked) {
-      std::string error;
-      auto index = ReadWholeIndex(reader, p, t, &error);
-      ASSERT_TRUE(error.empty()) << error;
-      auto log = ReadWholeLog(reader, p, t, &error);
-      ASSERT_TRUE(error.empty()) << error;
-      std::multiset<int64_t> index_seqs, log_seqs;
-      for (const auto& rec : index) if (rec.value("user", "") == "u") index_seqs.insert(rec.value("seq", int64_t{-1}));
-      for (const auto& rec : log) if (rec.value("user", "") == "u") log_seqs.insert(rec.value("seq", int64_t{-1}));
-      std::multiset<int64_t> want(expected.begin(), expected.end());
-      // Writes refused with 503 may still have reached the queue (README "Guarantees"):
-      // the index may hold more than the acknowledged seqs, never fewer.
-      std::vector<int64_t> missing, doubled;
-      for (int64_t seq : expected) {
-        if (index_seqs.count(seq) == 0) missing.push_back(seq);
-        if (index_seqs.count(seq) > 1 || log_seqs.count(seq) > 1) doubled.push_back(seq);
-        if (log_seqs.count(seq) == 0) missing.push_back(seq);
-      }
-      EXPECT_TRUE(missing.empty()) << missing.size() << " acknowledged records missing from " << t << ", first "
-                                   << missing.front();
-      EXPECT_TRUE(doubled.empty()) << doubled.size() << " acknowledged records twice in " << t << ", first "
-                                   << doubled.front();
-      EXPECT_GE(index_seqs.size(), want.size());
-    }
   }
 
   std::string url_;
@@ -147,11 +110,19 @@ class KafkaDeployment : public ::testing::Test {
   std::unique_ptr<Deployment> deployment_;
 };
 
-TEST_F(KafkaDeployment, WritesThroughOneGatewayAreReadAndSubscribedThroughTheOtherAndKafkaToolsReadTheTopic) {
+// The same tests with the lookup on Postgres (false) and on Kafka (true).
+class KafkaDeploymentLookups : public KafkaDeployment, public ::testing::WithParamInterface<bool> {};
+
+INSTANTIATE_TEST_SUITE_P(Lookup, KafkaDeploymentLookups, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "kafka_lookup" : "postgres_lookup";
+                         });
+
+TEST_P(KafkaDeploymentLookups, WritesThroughOneGatewayAreReadAndSubscribedThroughTheOtherAndKafkaToolsReadTheTopic) {
   const std::string brokers = EnvOrFail("AQUIFER_TEST_KAFKA");
   const std::string lib = EnvOrFail("AQUIFER_KAFKA_LIB");
   ASSERT_FALSE(brokers.empty() || lib.empty());
-  Deployment& d = Deploy(brokers);
+  Deployment& d = Deploy(brokers, GetParam());
   Server& gw1 = d.Start("gateway");
   Server& gw2 = d.Start("gateway");
   Server& w1 = d.Start("worker");
@@ -190,6 +161,15 @@ TEST_F(KafkaDeployment, WritesThroughOneGatewayAreReadAndSubscribedThroughTheOth
   ASSERT_EQ(index.size(), static_cast<size_t>(kTotal));
   ASSERT_EQ(log.size(), static_cast<size_t>(kTotal));
   for (int i = 0; i < kTotal; ++i) EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "log order at " << i;
+  // Pages of 30: the first through gateway 1, the rest through gateway 2 on
+  // the cursors gateway 1 signed (with the lookup on Kafka: offsets that both
+  // gateways' state stores give alike).
+  for (const char* what : {"log", "records"}) {
+    auto across = ReadAcross(c1, c2, p, t, what, 30, &error);
+    ASSERT_TRUE(error.empty()) << what << ": " << error;
+    ASSERT_EQ(across.size(), static_cast<size_t>(kTotal)) << what;
+    for (int i = 0; i < kTotal; ++i) EXPECT_EQ(across[i].value("seq", int64_t{-1}), i) << what << " at " << i;
+  }
 
   std::vector<int64_t> streamed;
   while (streamed.size() < static_cast<size_t>(kTotal)) {
@@ -225,10 +205,10 @@ TEST_F(KafkaDeployment, WritesThroughOneGatewayAreReadAndSubscribedThroughTheOth
   for (Server* s : {&gw1, &gw2, &w1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
 }
 
-TEST_F(KafkaDeployment, AWorkerKilledMidIngestIsReplacedThroughARebalance) {
+TEST_P(KafkaDeploymentLookups, AWorkerKilledMidIngestIsReplacedThroughARebalance) {
   const std::string brokers = EnvOrFail("AQUIFER_TEST_KAFKA");
   ASSERT_FALSE(brokers.empty());
-  Deployment& d = Deploy(brokers);
+  Deployment& d = Deploy(brokers, GetParam());
   Server& gw1 = d.Start("gateway");
   Server& gw2 = d.Start("gateway");
   Server& w1 = d.Start("worker");
@@ -266,13 +246,7 @@ TEST_F(KafkaDeployment, AWorkerKilledMidIngestIsReplacedThroughARebalance) {
     for (const auto& [t, seqs] : acked) n += seqs.size();
     return n;
   };
-  auto processed = [](Server& worker) -> int64_t {
-    Client c(worker, kAdminSecretForDeployments);
-    auto m = c.Get("/metrics");
-    const std::string name = "aquifer_queue_processed_total ";
-    size_t at = m.body.find("\n" + name);
-    return at == std::string::npos ? -1 : std::stoll(m.body.substr(at + 1 + name.size()));
-  };
+  auto processed = QueueProcessed;
   std::thread writer1(writer, &gw1, 0), writer2(writer, &gw2, 1);
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while ((processed(w1) <= 0 || processed(w2) <= 0 || acked_count() < 600) &&
@@ -306,7 +280,7 @@ TEST_F(KafkaDeployment, AWorkerKilledMidIngestIsReplacedThroughARebalance) {
     std::lock_guard lock(mu);
     expected = acked;
   }
-  ExpectEachOnce(reader, p, expected);
+  ExpectEachOnce(reader, p, expected, /*exact=*/false);
   for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
 }
 
@@ -375,7 +349,7 @@ TEST_F(KafkaDeployment, TheBrokerKilledAndRestartedMidIngestLosesNoAcknowledgedW
     std::lock_guard lock(mu);
     expected = acked;
   }
-  ExpectEachOnce(admin, p, expected);
+  ExpectEachOnce(admin, p, expected, /*exact=*/false);
   for (Server* s : {&gw, &w}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
 }
 

@@ -20,12 +20,6 @@
 namespace aquifer::e2e {
 namespace {
 
-json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
-  json batch = json::array();
-  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 0.5 * (first_seq + i)));
-  return batch;
-}
-
 class PostgresDeployment : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -42,20 +36,6 @@ class PostgresDeployment : public ::testing::Test {
     deployment_ = std::make_unique<Deployment>(DeploymentOptions{
         .postgres_url = url_, .server_lines = {"worker_ack_timeout_ms = 3000"}, .queue_lines = {}});
     return *deployment_;
-  }
-
-  static std::string MakeProject(Client& admin) {
-    std::string name = UniqueName("p");
-    auto r = admin.Post("/v1/projects", {{"name", name}});
-    EXPECT_EQ(r.status, 201) << r.Describe();
-    return name;
-  }
-  static std::string MakeTable(Client& admin, const std::string& project) {
-    std::string name = UniqueName("t");
-    auto r = admin.Post("/v1/projects/" + project + "/tables",
-                        {{"name", name}, {"schema", EventSchema()}, {"key", EventKey()}});
-    EXPECT_EQ(r.status, 201) << r.Describe();
-    return name;
   }
 
   std::string url_;
@@ -208,13 +188,7 @@ TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheO
   std::thread writer1(writer, &gw1, 0), writer2(writer, &gw2, 1);
 
   // Both workers are applying writes when worker 1 dies.
-  auto processed = [](Server& worker) -> int64_t {
-    Client c(worker, kAdminSecretForDeployments);
-    auto m = c.Get("/metrics");
-    const std::string name = "aquifer_queue_processed_total ";
-    size_t at = m.body.find("\n" + name);
-    return at == std::string::npos ? -1 : std::stoll(m.body.substr(at + 1 + name.size()));
-  };
+  auto processed = QueueProcessed;
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while ((processed(w1) <= 0 || processed(w2) <= 0 || acked_count() < 600) &&
          std::chrono::steady_clock::now() < deadline) {
@@ -247,22 +221,13 @@ TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheO
   // applied everything queued before it on each table: every acknowledged
   // record is in the index, the log and the warehouse exactly once.
   Client reader(gw2, kAdminSecretForDeployments);
-  for (const auto& t : tables) {
-    std::set<int64_t> expected;
-    {
-      std::lock_guard lock(mu);
-      expected = acked[t];
-    }
-    std::string error;
-    auto index = ReadWholeIndex(reader, p, t, &error);
-    ASSERT_TRUE(error.empty()) << error;
-    auto log = ReadWholeLog(reader, p, t, &error);
-    ASSERT_TRUE(error.empty()) << error;
-    std::multiset<int64_t> index_seqs, log_seqs;
-    for (const auto& rec : index) if (rec.value("user", "") == "u") index_seqs.insert(rec.value("seq", int64_t{-1}));
-    for (const auto& rec : log) if (rec.value("user", "") == "u") log_seqs.insert(rec.value("seq", int64_t{-1}));
-    EXPECT_EQ(index_seqs, std::multiset<int64_t>(expected.begin(), expected.end())) << "index of " << t;
-    EXPECT_EQ(log_seqs, std::multiset<int64_t>(expected.begin(), expected.end())) << "log of " << t;
+  std::map<std::string, std::set<int64_t>> all_acked;
+  {
+    std::lock_guard lock(mu);
+    all_acked = acked;
+  }
+  ExpectEachOnce(reader, p, all_acked, /*exact=*/true);
+  for (const auto& [t, expected] : all_acked) {
     json rows = SqlRows(reader, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." + t +
                                     " WHERE \"user\" = 'u'");
     ASSERT_EQ(rows.size(), 1u);
