@@ -23,12 +23,6 @@
 namespace aquifer::e2e {
 namespace {
 
-json EventBatch(int64_t first_seq, int count, const std::string& user = "u") {
-  json batch = json::array();
-  for (int i = 0; i < count; ++i) batch.push_back(Event(user, first_seq + i, 1.0 * (first_seq + i)));
-  return batch;
-}
-
 struct Outcome {
   int64_t first_seq = 0;
   Response response;
