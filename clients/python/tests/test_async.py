@@ -77,6 +77,10 @@ def test_async_every_method(server: AquiferServer, tmp_path: Any) -> None:
             assert (await c.job(job_id))["rows"] == 10
             rows = await c.job_rows(job_id, limit=3)
             assert [row[0] async for p in c.pages(rows, 3) for row in p.data] == list(range(10))
+            answer = await c.run_sql(f"SELECT seq FROM {table} WHERE seq < 10 ORDER BY seq", limit=4)
+            assert answer["status"] == "done" and answer["data"] == [[0], [1], [2], [3]]
+            assert (await c.job(answer["job_id"]))["rows"] == 10
+            assert len((await c.page(answer["next_cursor"], limit=10)).data) == 6
 
             reader = await c.create_secret(project, read=["*"])
             async with aquifer.AsyncClient(server.url, reader) as r:

@@ -347,6 +347,36 @@ def test_sql_rows_dataframe_dry_run_and_jobs(client: aquifer.Client, table: str)
     assert client.sql(f"SELECT seq FROM {table} ORDER BY seq", page_size=4).rows == [[i] for i in range(30)]
 
 
+def test_sql_answers_small_queries_in_the_submission(client: aquifer.Client, table: str) -> None:
+    client.write(table, events(30), wait="warehouse")
+    # run_sql: POST /v1/sql with wait_ms; the job's status and first rows in one answer
+    answer = client.run_sql(f"SELECT seq FROM {table} ORDER BY seq", wait_ms=10_000, limit=7)
+    assert answer["status"] == "done" and answer["rows"] == 30
+    assert [c["name"] for c in answer["columns"]] == ["seq"]
+    assert answer["data"] == [[i] for i in range(7)] and answer["next_cursor"]
+    # the job is recorded: its status and every page, as for any job
+    assert client.job(answer["job_id"])["status"] == "done"
+    rest = [row[0] for p in client.pages(answer["next_cursor"], 7) for row in p.data]
+    assert rest == list(range(7, 30))
+    # sql() sends one request for a small result: the job is never polled
+    calls = []
+    original = client._request
+
+    def counting(method: str, path: str, **kwargs: object) -> object:
+        calls.append((method, path))
+        return original(method, path, **kwargs)
+
+    client._request = counting  # type: ignore[method-assign]
+    try:
+        result = client.sql(f"SELECT count(*) AS n FROM {table}")
+    finally:
+        client._request = original  # type: ignore[method-assign]
+    assert result.rows == [[30]] and result.column_names == ["n"]
+    assert calls == [("POST", "/v1/sql")]
+    failed = client.run_sql(f"SELECT CAST(note AS INTEGER) FROM {table}")
+    assert failed["status"] == "failed" and failed["error"]
+
+
 def test_sql_errors(client: aquifer.Client, table: str) -> None:
     client.write(table, events(3), wait="warehouse")
     with pytest.raises(aquifer.BadRequest):

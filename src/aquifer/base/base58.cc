@@ -20,25 +20,55 @@ constexpr std::array<int8_t, 256> kDecode = MakeDecodeTable();
 }  // namespace
 
 std::string Base58Encode(std::string_view bytes) {
+  // The number is built in limbs of base 58^5 (< 2^30), least significant
+  // first, taking the input 32 bits at a time: about 1/20 of the steps of a
+  // byte-by-digit loop, for the same digits.
+  constexpr uint64_t kLimbBase = 58ull * 58 * 58 * 58 * 58;  // 656,356,768
   size_t zeros = 0;
   while (zeros < bytes.size() && bytes[zeros] == 0) ++zeros;
-  // log(256)/log(58) ~ 1.366: upper bound on the digits needed.
-  std::vector<uint8_t> digits((bytes.size() - zeros) * 138 / 100 + 1, 0);
-  size_t used = 0;
-  for (size_t i = zeros; i < bytes.size(); ++i) {
-    uint32_t carry = static_cast<uint8_t>(bytes[i]);
-    size_t j = 0;
-    for (auto it = digits.rbegin(); (carry != 0 || j < used) && it != digits.rend(); ++it, ++j) {
-      carry += 256u * *it;
-      *it = static_cast<uint8_t>(carry % 58);
-      carry /= 58;
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  std::vector<uint32_t> limbs;
+  limbs.reserve((bytes.size() - zeros) * 138 / 500 + 2);
+  auto push = [&limbs](uint64_t value, uint64_t multiplier) {
+    uint64_t carry = value;
+    for (uint32_t& limb : limbs) {
+      const uint64_t t = static_cast<uint64_t>(limb) * multiplier + carry;
+      limb = static_cast<uint32_t>(t % kLimbBase);
+      carry = t / kLimbBase;
     }
-    used = j;
+    while (carry != 0) {
+      limbs.push_back(static_cast<uint32_t>(carry % kLimbBase));
+      carry /= kLimbBase;
+    }
+  };
+  size_t i = zeros;
+  const size_t head = (bytes.size() - zeros) % 4;
+  if (head != 0) {
+    uint64_t value = 0;
+    for (size_t k = 0; k < head; ++k) value = (value << 8) | data[i++];
+    push(value, uint64_t{1} << (8 * head));
   }
-  auto it = digits.begin() + static_cast<std::ptrdiff_t>(digits.size() - used);
+  for (; i < bytes.size(); i += 4) {
+    const uint64_t value = (uint64_t{data[i]} << 24) | (uint64_t{data[i + 1]} << 16) |
+                           (uint64_t{data[i + 2]} << 8) | uint64_t{data[i + 3]};
+    push(value, uint64_t{1} << 32);
+  }
   std::string out(zeros, '1');
-  out.reserve(zeros + used);
-  for (; it != digits.end(); ++it) out.push_back(kAlphabet[*it]);
+  out.reserve(zeros + limbs.size() * 5);
+  bool leading = true;  // no leading zero digits: they would decode as zero bytes
+  for (auto it = limbs.rbegin(); it != limbs.rend(); ++it) {
+    char digits[5];
+    uint32_t limb = *it;
+    for (int d = 4; d >= 0; --d) {
+      digits[d] = kAlphabet[limb % 58];
+      limb /= 58;
+    }
+    for (char digit : digits) {
+      if (leading && digit == '1') continue;
+      leading = false;
+      out.push_back(digit);
+    }
+  }
   return out;
 }
 

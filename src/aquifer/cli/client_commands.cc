@@ -612,6 +612,14 @@ std::string JobError(const json& job) {
 void Sql(ServerClient& server, const State& s) {
   if (s.query.empty()) UsageError("give the query, e.g. aquifer sql \"SELECT count(*) FROM p.t\"");
   json body = {{"query", s.query}, {"dry_run", s.dry_run}};
+  if (!s.dry_run) {
+    // The server waits this long for the job and answers its first rows with
+    // it (a small result needs no second request); a slower job is polled.
+    int64_t wait_ms = 10'000;
+    if (s.timeout_s > 0) wait_ms = std::min<int64_t>(wait_ms, int64_t{s.timeout_s} * 1000);
+    body["wait_ms"] = wait_ms;
+    body["limit"] = 1000;
+  }
   json answer = server.Call("POST", "/v1/sql", &body);
   if (s.dry_run) {
     if (s.json_out) return PrintJson(answer, false);
@@ -637,9 +645,10 @@ void Sql(ServerClient& server, const State& s) {
   // asked about once a second.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(s.timeout_s);
   std::chrono::milliseconds delay(10);
-  json job;
+  json job = answer;  // with wait_ms the answer is the job's status (and its first rows when done)
+  bool answered = StringOr(answer, "status") == "done" && answer.contains("columns");
   while (true) {
-    job = server.Call("GET", job_path);
+    if (StringOr(job, "status").empty()) job = server.Call("GET", job_path);
     std::string status = StringOr(job, "status");
     if (status == "done") break;
     if (status == "failed") throw CommandError(kExitServerError, "job " + job_id + " failed: " + JobError(job));
@@ -649,6 +658,7 @@ void Sql(ServerClient& server, const State& s) {
     }
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(1000));
+    job = json::object();
   }
 
   json columns = json::array();
@@ -656,10 +666,10 @@ void Sql(ServerClient& server, const State& s) {
   std::string next;
   bool first = true;
   while (first || !next.empty()) {
-    std::string path = job_path + "/rows";
-    if (!first) path += "?cursor=" + UrlEncode(next);
+    std::string path = job_path + "/rows?limit=1000";
+    if (!first) path += "&cursor=" + UrlEncode(next);
+    json page = first && answered ? answer : server.Call("GET", path);
     first = false;
-    json page = server.Call("GET", path);
     if (page.contains("columns") && page["columns"].is_array() && !page["columns"].empty()) {
       columns = page["columns"];
     }

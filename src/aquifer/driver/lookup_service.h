@@ -76,6 +76,11 @@ namespace aquifer::driver {
 
 struct LookupCapabilities {
   Limits limits;
+  // Reads are served from this process's memory and local disk, never over
+  // the network nor by waiting for another system (RocksDB: true; Postgres,
+  // and Kafka, whose reads wait for the topics' end offsets: false). A
+  // gateway may then run short reads on its network threads.
+  bool local_reads = false;
 };
 
 enum class QueryKind : uint8_t {

@@ -101,6 +101,19 @@ struct RowPage {
   std::string next;               // page token; empty when no more rows
 };
 
+// RunSmall's bounds: a query answered at once must stay within all three.
+struct SmallQueryLimits {
+  int64_t timeout_ms = 1'000;     // wall time
+  int64_t max_rows = 1'000;       // result rows
+  int64_t max_bytes = 1 << 20;    // result size, counted as for JobLimits::max_result_bytes
+};
+
+// A small query's whole result: columns and rows as ReadJobRows gives them.
+struct SmallResult {
+  std::vector<Column> columns;
+  std::vector<std::string> rows;  // each a JSON array of the row's values, in column order
+};
+
 class WarehouseService {
  public:
   virtual ~WarehouseService() = default;
@@ -145,6 +158,20 @@ class WarehouseService {
   // NotFound for an unknown job, InvalidArgument for a malformed page token.
   // FailedPrecondition too once the rows expired (JobLimits::result_ttl_ms).
   virtual Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) = 0;
+  // Runs `sql` at once on the calling thread, without a job or a stored
+  // result, and returns its whole result (the same columns, types and JSON
+  // rows a job's ReadJobRows would give) when it stays within `limits`.
+  // NotSupported when this driver (or this query's column types) cannot
+  // answer so: the caller runs a job instead. TooLarge past max_rows or
+  // max_bytes, Timeout past timeout_ms (the query is interrupted); the
+  // caller then runs a job. InvalidArgument with the backend's message when
+  // the query fails at run time (a job would fail with it). Retention holds
+  // as for jobs: no expired row is read.
+  virtual Result<SmallResult> RunSmall(std::string_view sql, const SmallQueryLimits& limits) {
+    (void)sql;
+    (void)limits;
+    return NotSupported("this warehouse driver runs every query as a job");
+  }
 
   // Deletes the instance's expired rows now ("Retention" above) and returns
   // how many it deleted; remembers the instance's retention for later jobs.

@@ -100,6 +100,9 @@ class WarehouseServiceWrapper : public WarehouseService {
     return target_->StartQuery(job_id, sql, options);
   }
   Result<Job> PollJob(const Uuid& job_id) override { return target_->PollJob(job_id); }
+  Result<SmallResult> RunSmall(std::string_view sql, const SmallQueryLimits& limits) override {
+    return target_->RunSmall(sql, limits);
+  }
   Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override {
     return target_->ReadJobRows(job_id, page, limit);
   }

@@ -161,6 +161,13 @@ ALTER TABLE secrets ADD COLUMN hash_kind TEXT NOT NULL DEFAULT 'sha256';
     {6, "jobs_unfinished: index of the pending and running jobs", R"sql(
 CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (secret_id, updated_ms) WHERE status IN ('pending', 'running');
 )sql"},
+    // Jobs answered inline (POST /v1/sql with wait_ms) keep their few rows
+    // here, so every process sharing the catalog pages them: NULL for a job
+    // whose rows are in the warehouse, '' once they expired (result_ttl_ms).
+    {7, "jobs.result_text: the rows of jobs answered inline", R"sql(
+ALTER TABLE jobs ADD COLUMN result_text TEXT;
+CREATE INDEX IF NOT EXISTS jobs_with_result ON jobs (updated_ms) WHERE result_text IS NOT NULL AND result_text <> '';
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -303,6 +310,13 @@ class Statement {
     if (value) BindOne(*value); else BindOne(std::nullopt);
   }
   void BindOne(const Uuid& id) { BindOne(id.ToString()); }
+  void BindOne(const std::optional<std::string>& text) {
+    if (text) {
+      BindOne(std::string_view(*text));
+    } else {
+      BindOne(std::nullopt);
+    }
+  }
   void BindOne(const std::optional<Uuid>& id) {
     if (id) BindOne(*id); else BindOne(std::nullopt);
   }
@@ -817,9 +831,29 @@ class SqliteCatalog final : public Catalog {
     info.tables = job.tables;
     info.sql = job.sql;
     info.created_ms = info.updated_ms = clock_->NowMillis();
+    std::optional<std::string> result;
+    if (job.finished) {
+      info.status = job.finished->status;
+      info.error = job.finished->error;
+      info.bytes_scanned = job.finished->bytes_scanned;
+      info.rows = job.finished->rows;
+      if (info.status == JobStatus::kDone) result = job.finished->result;
+      info.result_in_catalog = result.has_value();
+    }
     std::lock_guard lock(mu_);
+    // A commit nobody needs on stable storage (NewJob::sync): synchronous=NORMAL
+    // for it (WAL mode: the file stays consistent; a power cut may lose it),
+    // FULL again after it. The next synced commit makes it durable too.
+    struct Relaxed {
+      SqliteCatalog* self;
+      bool on;
+      ~Relaxed() {
+        if (on) (void)self->Exec("PRAGMA synchronous = FULL");
+      }
+    } relaxed{this, !job.sync};
+    if (relaxed.on) AQ_RETURN_IF_ERROR(Exec("PRAGMA synchronous = NORMAL"));
     AQ_ASSIGN_OR_RETURN(auto txn, Begin());  // BEGIN IMMEDIATE: the count below cannot go stale
-    if (job.max_unfinished > 0) {
+    if (job.max_unfinished > 0 && !job.finished) {
       auto stmt = Prepare("SELECT COUNT(*) FROM jobs WHERE secret_id = ? AND status IN ('pending', 'running')");
       stmt->Bind(job.secret_id);
       AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
@@ -828,9 +862,9 @@ class SqliteCatalog final : public Catalog {
     }
     AQ_RETURN_IF_ERROR(
         Prepare("INSERT INTO jobs (id, secret_id, sql_text, status, error, bytes_scanned, "
-                "row_count, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                "row_count, created_ms, updated_ms, result_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             ->Bind(info.job_id, info.secret_id, info.sql, JobStatusText(info.status),
-                   info.error, info.bytes_scanned, info.rows, info.created_ms, info.updated_ms)
+                   info.error, info.bytes_scanned, info.rows, info.created_ms, info.updated_ms, result)
             .Run());
     for (size_t position = 0; position < info.tables.size(); ++position) {
       const JobTable& table = info.tables[position];
@@ -908,13 +942,36 @@ class SqliteCatalog final : public Catalog {
     return count;
   }
 
+  Result<std::optional<std::string>> GetJobResult(const Uuid& job_id) override {
+    std::lock_guard lock(mu_);
+    auto stmt = Prepare("SELECT result_text FROM jobs WHERE id = ? AND result_text IS NOT NULL");
+    stmt->Bind(job_id);
+    AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) return NotFound("job {} keeps no rows in the catalog", job_id.ToString());
+    std::string text = stmt->Text(0);
+    if (text.empty()) return std::optional<std::string>();
+    return std::optional<std::string>(std::move(text));
+  }
+
+  Result<int64_t> ExpireJobResults(int64_t finished_before_ms) override {
+    std::lock_guard lock(mu_);
+    AQ_ASSIGN_OR_RETURN(auto txn, Begin());
+    AQ_RETURN_IF_ERROR(Prepare("UPDATE jobs SET result_text = '' WHERE result_text IS NOT NULL AND "
+                               "result_text <> '' AND updated_ms < ?")
+                           ->Bind(finished_before_ms)
+                           .Run());
+    const int64_t expired = sqlite3_changes64(db_);
+    AQ_RETURN_IF_ERROR(txn.Commit());
+    return expired;
+  }
+
   Result<JobInfo> GetJob(const Uuid& job_id) override {
     std::lock_guard lock(mu_);
     AQ_ASSIGN_OR_RETURN(auto txn, Begin(/*write=*/false));
     JobInfo info;
     {
       auto stmt = Prepare("SELECT secret_id, sql_text, status, error, bytes_scanned, row_count, "
-                          "created_ms, updated_ms FROM jobs WHERE id = ?");
+                          "created_ms, updated_ms, result_text IS NOT NULL FROM jobs WHERE id = ?");
       stmt->Bind(job_id);
       AQ_ASSIGN_OR_RETURN(bool row, stmt->Step());
       if (!row) return NotFound("job {} not found", job_id.ToString());
@@ -927,6 +984,7 @@ class SqliteCatalog final : public Catalog {
       info.rows = stmt->Int(5);
       info.created_ms = stmt->Int(6);
       info.updated_ms = stmt->Int(7);
+      info.result_in_catalog = stmt->Int(8) != 0;
     }
     {
       auto stmt = Prepare("SELECT project, table_name, instance_id FROM job_tables "

@@ -116,6 +116,23 @@ struct NewJob {
   // this many jobs pending or running, counted in the transaction that
   // inserts the job, so processes submitting together never exceed it.
   int64_t max_unfinished = 0;
+  // Set: the job already ran (POST /v1/sql with wait_ms, SqlService::Submit's
+  // inline path) and is recorded finished, with this status, error, counters
+  // and, when done, its rows (`result`, JobResultText's format). It is never
+  // pending or running, so it does not count against max_unfinished.
+  struct Finished {
+    driver::JobStatus status = driver::JobStatus::kDone;
+    std::string error = {};
+    int64_t bytes_scanned = 0;
+    int64_t rows = 0;
+    std::string result = {};  // done: the rows; failed: empty
+  };
+  std::optional<Finished> finished = std::nullopt;
+  // false: the commit need not reach stable storage before CreateJob returns
+  // (SQLite: synchronous=NORMAL for this commit, Postgres: synchronous_commit
+  // off). Only for finished jobs whose answer the client already holds: a
+  // crash of the machine may forget the record, nothing else.
+  bool sync = true;
 };
 
 struct JobInfo {
@@ -129,6 +146,9 @@ struct JobInfo {
   int64_t rows = 0;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  // The job's rows are kept in the catalog (NewJob::finished), not in the
+  // warehouse: read them with Catalog::GetJobResult.
+  bool result_in_catalog = false;
 };
 
 struct JobUpdate {
@@ -279,6 +299,13 @@ class Catalog {
   // before `finished_before_ms`; GetJob then answers NotFound for them.
   // Returns how many. Pending and running jobs are never deleted.
   virtual Result<int64_t> PurgeFinishedJobs(int64_t finished_before_ms) = 0;
+  // The rows a finished job keeps in the catalog (JobInfo::result_in_catalog):
+  // the text stored by CreateJob, or nullopt once ExpireJobResults dropped it.
+  // NotFound for an unknown job or one without rows in the catalog.
+  virtual Result<std::optional<std::string>> GetJobResult(const Uuid& job_id) = 0;
+  // Drops the catalog rows of jobs that finished before `finished_before_ms`
+  // (result_ttl_ms); the jobs stay, their rows read as expired. Returns how many.
+  virtual Result<int64_t> ExpireJobResults(int64_t finished_before_ms) = 0;
 
   // --- Idempotency keys -------------------------------------------------------------------
 

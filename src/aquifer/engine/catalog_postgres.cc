@@ -162,6 +162,13 @@ CREATE TABLE {s}.shared_keys (
   created_ms  bigint NOT NULL
 );
 )sql"},
+    // Jobs answered inline (POST /v1/sql with wait_ms) keep their few rows
+    // here, so every process pages them: NULL for a job whose rows are in the
+    // warehouse, '' once they expired (result_ttl_ms).
+    {2, "jobs.result_text: the rows of jobs answered inline", R"sql(
+ALTER TABLE {s}.jobs ADD COLUMN IF NOT EXISTS result_text text;
+CREATE INDEX IF NOT EXISTS jobs_with_result ON {s}.jobs (updated_ms) WHERE result_text IS NOT NULL AND result_text <> '';
+)sql"},
 };
 
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -233,6 +240,9 @@ void AddParam(Params& p, const std::optional<Uuid>& value) {
 }
 void AddParam(Params& p, const std::optional<int64_t>& value) {
   if (value) p.Int8(*value); else p.Null(pg::kInt8Oid);
+}
+void AddParam(Params& p, const std::optional<std::string>& value) {
+  if (value) p.Text(*value); else p.Null(pg::kTextOid);
 }
 
 template <typename... Args>
@@ -818,8 +828,21 @@ class PostgresCatalog final : public Catalog {
     info.tables = job.tables;
     info.sql = job.sql;
     info.created_ms = info.updated_ms = clock_->NowMillis();
+    std::optional<std::string> result;
+    if (job.finished) {
+      info.status = job.finished->status;
+      info.error = job.finished->error;
+      info.bytes_scanned = job.finished->bytes_scanned;
+      info.rows = job.finished->rows;
+      if (info.status == JobStatus::kDone) result = job.finished->result;
+      info.result_in_catalog = result.has_value();
+    }
     AQ_RETURN_IF_ERROR(Run("creating a job", kWrite, [&](Connection& c) -> Status {
-      if (job.max_unfinished > 0) {
+      if (!job.sync) {
+        // Nobody needs this commit on stable storage (NewJob::sync).
+        AQ_RETURN_IF_ERROR(Exec(c, "SET LOCAL synchronous_commit = off", P()).status());
+      }
+      if (job.max_unfinished > 0 && !job.finished) {
         // One submission per secret at a time counts and inserts (a
         // transaction-scoped lock: released at commit or rollback).
         AQ_RETURN_IF_ERROR(Exec(c, "SELECT pg_advisory_xact_lock(" + std::to_string(kJobsLockClass) +
@@ -835,11 +858,12 @@ class PostgresCatalog final : public Catalog {
       }
       AQ_RETURN_IF_ERROR(Exec(c,
                               "INSERT INTO {s}.jobs (id, secret_id, sql_text, status, error, "
-                              "bytes_scanned, row_count, created_ms, updated_ms) "
-                              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                              "bytes_scanned, row_count, created_ms, updated_ms, result_text) "
+                              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                               P(info.job_id, info.secret_id, info.sql,
                                 driver::JobStatusName(info.status), info.error,
-                                info.bytes_scanned, info.rows, info.created_ms, info.updated_ms))
+                                info.bytes_scanned, info.rows, info.created_ms, info.updated_ms,
+                                result))
                              .status());
       for (size_t position = 0; position < info.tables.size(); ++position) {
         const JobTable& table = info.tables[position];
@@ -918,7 +942,8 @@ class PostgresCatalog final : public Catalog {
       AQ_ASSIGN_OR_RETURN(PgResult r,
                           Exec(c,
                                "SELECT secret_id, sql_text, status, error, bytes_scanned, "
-                               "row_count, created_ms, updated_ms FROM {s}.jobs WHERE id = $1",
+                               "row_count, created_ms, updated_ms, result_text IS NOT NULL "
+                               "FROM {s}.jobs WHERE id = $1",
                                P(job_id)));
       found = r.rows() > 0;
       if (!found) return Status::OK();
@@ -932,6 +957,7 @@ class PostgresCatalog final : public Catalog {
       AQ_ASSIGN_OR_RETURN(info.rows, row.Int(5));
       AQ_ASSIGN_OR_RETURN(info.created_ms, row.Int(6));
       AQ_ASSIGN_OR_RETURN(info.updated_ms, row.Int(7));
+      info.result_in_catalog = row.Text(8) == "t";
       AQ_ASSIGN_OR_RETURN(PgResult tables,
                           Exec(c,
                                "SELECT project, table_name, instance_id FROM {s}.job_tables "
@@ -948,6 +974,38 @@ class PostgresCatalog final : public Catalog {
     }));
     if (!found) return NotFound("job {} not found", job_id.ToString());
     return info;
+  }
+
+  Result<std::optional<std::string>> GetJobResult(const Uuid& job_id) override {
+    std::optional<std::string> text;
+    bool found = false;
+    AQ_RETURN_IF_ERROR(Run("reading a job's rows", kNone, [&](Connection& c) -> Status {
+      AQ_ASSIGN_OR_RETURN(PgResult r, Exec(c,
+                                           "SELECT result_text FROM {s}.jobs WHERE id = $1 AND "
+                                           "result_text IS NOT NULL",
+                                           P(job_id)));
+      found = r.rows() > 0;
+      if (found) {
+        std::string stored = Row(r, 0).Text(0);
+        text = stored.empty() ? std::nullopt : std::optional<std::string>(std::move(stored));
+      }
+      return Status::OK();
+    }));
+    if (!found) return NotFound("job {} keeps no rows in the catalog", job_id.ToString());
+    return text;
+  }
+
+  Result<int64_t> ExpireJobResults(int64_t finished_before_ms) override {
+    int64_t expired = 0;
+    AQ_RETURN_IF_ERROR(Run("expiring job rows", kWrite, [&](Connection& c) -> Status {
+      AQ_ASSIGN_OR_RETURN(PgResult r, Exec(c,
+                                           "UPDATE {s}.jobs SET result_text = '' WHERE result_text "
+                                           "IS NOT NULL AND result_text <> '' AND updated_ms < $1",
+                                           P(finished_before_ms)));
+      expired = r.AffectedRows();
+      return Status::OK();
+    }));
+    return expired;
   }
 
   Status CanReadJob(const Principal& principal, const JobInfo& job) override {

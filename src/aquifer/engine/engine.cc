@@ -348,6 +348,9 @@ class EngineImpl final : public Engine {
                          std::vector<RecordError>* details) override;
 
   Result<RecordPage> QueryIndex(const Principal& who, const IndexQuery& query) override;
+  bool LocalReads() const override {
+    return lookup_->capabilities().local_reads && !IsPostgresCatalogUrl(options_.catalog);
+  }
   Result<RecordPage> QueryLog(const Principal& who, const LogQuery& query) override;
   Result<std::string> ReadCursorJson(const Principal& who, std::string_view cursor,
                                      int32_t limit) override;
@@ -365,6 +368,12 @@ class EngineImpl final : public Engine {
 
   Result<SqlAnalysis> AnalyzeSql(const Principal& who, std::string_view sql) override;
   Result<std::string> SubmitSql(const Principal& who, std::string_view sql) override;
+  Result<SqlAnswer> SubmitSqlAndWait(const Principal& who, std::string_view sql, int64_t wait_ms,
+                                     int32_t limit) override;
+  // Analyze, then the scan quota of every project the query reads.
+  Result<std::pair<SqlAnalysisResult, std::vector<ProjectInfo>>> AnalyzeForSubmit(const Principal& who,
+                                                                                  std::string_view sql);
+  void ChargeScan(const Principal& who, const SqlAnalysisResult& analysis, const std::vector<ProjectInfo>& projects);
   Result<std::string> GetJobJson(const Principal& who, std::string_view job_id) override {
     return sql_.JobJson(who, job_id);
   }
@@ -1911,7 +1920,8 @@ Result<SqlAnalysis> EngineImpl::AnalyzeSql(const Principal& who, std::string_vie
   return SqlAnalysis{std::move(analysis.tables), analysis.bytes_scanned_estimate};
 }
 
-Result<std::string> EngineImpl::SubmitSql(const Principal& who, std::string_view sql) {
+Result<std::pair<SqlAnalysisResult, std::vector<ProjectInfo>>> EngineImpl::AnalyzeForSubmit(
+    const Principal& who, std::string_view sql) {
   // Scan usage is charged from the estimate, to every project the query reads;
   // the quota check comes first so an over-quota project starts nothing.
   AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, sql_.Analyze(who, sql));
@@ -1923,14 +1933,51 @@ Result<std::string> EngineImpl::SubmitSql(const Principal& who, std::string_view
     AQ_RETURN_IF_ERROR(CheckQuota(project, QuotaKind::kScan, analysis.bytes_scanned_estimate));
     projects.push_back(std::move(project));
   }
-  AQ_ASSIGN_OR_RETURN(JobInfo job, sql_.Submit(who, sql));
+  return std::pair{std::move(analysis), std::move(projects)};
+}
+
+void EngineImpl::ChargeScan(const Principal& who, const SqlAnalysisResult& analysis,
+                            const std::vector<ProjectInfo>& projects) {
   metrics_.sql_jobs.fetch_add(1, std::memory_order_relaxed);
   UsageCounters usage;
   usage.scan_ops = 1;
   usage.scan_bytes = analysis.bytes_scanned_estimate;
   meter_.Record(who.secret_id, usage);
   for (const auto& project : projects) meter_.Record(project.project_id, usage);
+}
+
+Result<std::string> EngineImpl::SubmitSql(const Principal& who, std::string_view sql) {
+  AQ_ASSIGN_OR_RETURN(auto analyzed, AnalyzeForSubmit(who, sql));
+  AQ_ASSIGN_OR_RETURN(JobInfo job, sql_.Submit(who, sql, analyzed.first));
+  ChargeScan(who, analyzed.first, analyzed.second);
   return job.job_id.ToString();
+}
+
+Result<SqlAnswer> EngineImpl::SubmitSqlAndWait(const Principal& who, std::string_view sql, int64_t wait_ms,
+                                               int32_t limit) {
+  AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
+  if (wait_ms < 0 || wait_ms > kMaxSqlWaitMs) {
+    return InvalidArgument("wait_ms must be 0..{}, got {}", kMaxSqlWaitMs, wait_ms);
+  }
+  AQ_ASSIGN_OR_RETURN(auto analyzed, AnalyzeForSubmit(who, sql));
+  AQ_ASSIGN_OR_RETURN(SqlWaited waited, sql_.SubmitAndWait(who, sql, analyzed.first, wait_ms, limit));
+  ChargeScan(who, analyzed.first, analyzed.second);
+  SqlAnswer answer;
+  answer.job_id = waited.job.job_id.ToString();
+  answer.finished = waited.job.status == driver::JobStatus::kDone || waited.job.status == driver::JobStatus::kFailed;
+  std::string out = JobInfoJson(waited.job);
+  if (waited.rows) {
+    out.pop_back();  // the closing brace: the first page's members follow
+    out += ",\"columns\":";
+    out += waited.rows->columns_json.empty() ? "[]" : waited.rows->columns_json;
+    out += ",\"data\":";
+    out += waited.rows->data_json.empty() ? "[]" : waited.rows->data_json;
+    out += ",\"next_cursor\":";
+    out += waited.rows->next_cursor.empty() ? "null" : "\"" + waited.rows->next_cursor + "\"";  // base58
+    out += "}";
+  }
+  answer.json = std::move(out);
+  return answer;
 }
 
 Result<JobRowsPage> EngineImpl::ReadJobRows(const Principal& who, std::string_view job_id,

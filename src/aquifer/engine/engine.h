@@ -209,6 +209,19 @@ struct JobRowsPage {
   std::string next_cursor;   // empty when done
 };
 
+// The longest wait_ms POST /v1/sql accepts.
+inline constexpr int64_t kMaxSqlWaitMs = 60'000;
+
+// SubmitSqlAndWait's answer.
+struct SqlAnswer {
+  std::string job_id;
+  bool finished = false;  // done or failed within the wait
+  // {"job_id","status","error","bytes_scanned","rows"} as GET /v1/jobs/{id}
+  // answers, plus "columns","data","next_cursor" (the first page, as GET
+  // /v1/jobs/{id}/rows answers) when the job is done.
+  std::string json;
+};
+
 // A subscriber's handle on the hub: the callback runs on a hub thread when
 // new records may exist for the instance; it must not block (set a flag,
 // post to an executor). Destroying the handle unsubscribes.
@@ -288,6 +301,10 @@ class Engine {
 
   // --- Reads ------------------------------------------------------------------------------
   virtual Result<RecordPage> QueryIndex(const Principal& who, const IndexQuery& query) = 0;
+  // True when a read needs no network round trip: the lookup driver reads
+  // locally (LookupCapabilities::local_reads) and the catalog is SQLite. The
+  // gateway then answers short index reads on its network threads.
+  virtual bool LocalReads() const = 0;
   virtual Result<RecordPage> QueryLog(const Principal& who, const LogQuery& query) = 0;
   // GET /v1/cursor: the full JSON response body for any cursor kind, checked
   // against the principal's grants: records {"data","next_cursor","residual"};
@@ -318,6 +335,12 @@ class Engine {
   virtual Result<SqlAnalysis> AnalyzeSql(const Principal& who, std::string_view sql) = 0;
   // Starts a job; returns its id (string form of the UUID).
   virtual Result<std::string> SubmitSql(const Principal& who, std::string_view sql) = 0;
+  // SubmitSql, then up to `wait_ms` for the job to finish, answering its
+  // status and, when done, the first `limit` rows (SqlService::SubmitAndWait:
+  // small results are run at once, without a warehouse job). The job is
+  // recorded either way: GET /v1/jobs/{id} and its rows work as for any job.
+  virtual Result<SqlAnswer> SubmitSqlAndWait(const Principal& who, std::string_view sql, int64_t wait_ms,
+                                             int32_t limit) = 0;
   // {"job_id","status","error","bytes_scanned","rows"}
   virtual Result<std::string> GetJobJson(const Principal& who, std::string_view job_id) = 0;
   // FailedPrecondition (409) while the job is not done or when it failed.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -115,6 +116,23 @@ void SqlService::HeartbeatLoop() {
 }
 
 void SqlService::Heartbeat() {
+  // Rows of inline jobs past result_ttl_ms leave the catalog (once a minute;
+  // CatalogRows already answers "expired" for them before).
+  if (options_.job.result_ttl_ms > 0) {
+    const int64_t now = clock_->NowMillis();
+    bool due = false;
+    {
+      std::lock_guard lock(mu_);
+      if (now - last_result_expiry_ms_ >= 60'000) {
+        last_result_expiry_ms_ = now;
+        due = true;
+      }
+    }
+    if (due) {
+      Result<int64_t> expired = catalog_->ExpireJobResults(now - options_.job.result_ttl_ms);
+      if (!expired.ok()) AQ_LOG(Warn, "sql: expiring inline job rows: {}", expired.status().ToString());
+    }
+  }
   std::vector<Uuid> jobs;
   {
     std::lock_guard lock(mu_);
@@ -243,6 +261,188 @@ Result<SqlAnalysisResult> SqlService::Analyze(const Principal& who, std::string_
 
 Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, Analyze(who, sql));
+  return Submit(who, sql, analysis);
+}
+
+namespace {
+
+std::string ColumnsJson(const std::vector<driver::Column>& columns) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const driver::Column& column : columns) out.push_back({{"name", column.name}, {"type", column.type}});
+  return out.dump();
+}
+
+// Rows [begin, end) of `rows` as one JSON array, joined without re-parsing.
+template <typename Rows>
+std::string JoinRows(const Rows& rows, size_t begin, size_t end) {
+  size_t total = 2;
+  for (size_t i = begin; i < end; ++i) total += rows[i].size() + 1;
+  std::string out;
+  out.reserve(total);
+  out.push_back('[');
+  for (size_t i = begin; i < end; ++i) {
+    if (i > begin) out.push_back(',');
+    out += rows[i];
+  }
+  out.push_back(']');
+  return out;
+}
+
+// The catalog's text of an inline job's rows: the columns' JSON on the first
+// line, then one row (a JSON array, which holds no raw newline) per line.
+std::string ResultText(const driver::SmallResult& result) {
+  std::string text = ColumnsJson(result.columns);
+  for (const std::string& row : result.rows) {
+    text.push_back('\n');
+    text += row;
+  }
+  return text;
+}
+
+// The page token of catalog rows: "c" and the decimal offset of the page's first row.
+Result<int64_t> CatalogOffset(std::string_view page) {
+  if (page.empty()) return int64_t{0};
+  if (page.size() < 2 || page.size() > 20 || page[0] != 'c' ||
+      !std::all_of(page.begin() + 1, page.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return InvalidArgument("the job cursor carries a malformed page");
+  }
+  return std::stoll(std::string(page.substr(1)));
+}
+
+}  // namespace
+
+Result<SqlJobRows> SqlService::CatalogRows(const JobInfo& job, std::string_view page, int32_t limit) {
+  AQ_ASSIGN_OR_RETURN(int64_t offset, CatalogOffset(page));
+  auto expired = [&] {
+    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms); "
+                              "submit the query again",
+                              job.job_id.ToString(), options_.job.result_ttl_ms);
+  };
+  if (options_.job.result_ttl_ms > 0 && clock_->NowMillis() - job.updated_ms >= options_.job.result_ttl_ms) {
+    return expired();
+  }
+  AQ_ASSIGN_OR_RETURN(std::optional<std::string> text, catalog_->GetJobResult(job.job_id));
+  if (!text) return expired();
+  std::vector<std::string_view> lines;
+  std::string_view rest(*text);
+  while (true) {
+    size_t newline = rest.find('\n');
+    lines.push_back(rest.substr(0, newline));
+    if (newline == std::string_view::npos) break;
+    rest.remove_prefix(newline + 1);
+  }
+  const int64_t total = static_cast<int64_t>(lines.size()) - 1;
+  if (offset > total) return InvalidArgument("the job cursor points beyond the result");
+  const int64_t end = std::min<int64_t>(total, offset + limit);
+  SqlJobRows rows;
+  rows.columns_json = std::string(lines[0]);
+  rows.data_json = JoinRows(lines, static_cast<size_t>(offset + 1), static_cast<size_t>(end + 1));
+  if (end < total) {
+    rows.next_cursor =
+        cursors_->Encode(driver::Cursor{driver::CursorType::kJob, job.job_id, "c" + std::to_string(end)});
+  }
+  return rows;
+}
+
+Result<SqlWaited> SqlService::SubmitAndWait(const Principal& who, std::string_view sql,
+                                            const SqlAnalysisResult& analysis, int64_t wait_ms, int32_t limit) {
+  if (limit < 1 || limit > kMaxRowsPerPage) {
+    return InvalidArgument("limit must be 1..{}, got {}", kMaxRowsPerPage, limit);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(std::max<int64_t>(wait_ms, 0));
+  if (wait_ms > 0) {
+    // A slot of the secret's job limit for the inline run: the catalog's
+    // unfinished jobs (every process) plus this process's inline runs.
+    bool slot = true;
+    {
+      std::lock_guard submit(submit_mu_);
+      if (options_.max_jobs_per_secret > 0) {
+        SettleLocalJobs(who.secret_id);
+        Result<int64_t> busy = catalog_->CountUnfinishedJobs(who.secret_id);
+        std::lock_guard lock(mu_);
+        auto it = inline_runs_.find(who.secret_id);
+        const int64_t running = it == inline_runs_.end() ? 0 : it->second;
+        // At the limit (or unsure): the job path below gives the usual answer.
+        slot = busy.ok() && *busy + running < options_.max_jobs_per_secret;
+      }
+      if (slot) {
+        std::lock_guard lock(mu_);
+        ++inline_runs_[who.secret_id];
+      }
+    }
+    if (slot) {
+      driver::SmallQueryLimits limits;
+      limits.timeout_ms = options_.job.timeout_ms > 0 ? std::min(wait_ms, options_.job.timeout_ms) : wait_ms;
+      limits.max_rows = options_.job.max_result_rows > 0 ? std::min(kInlineMaxRows, options_.job.max_result_rows)
+                                                         : kInlineMaxRows;
+      limits.max_bytes = options_.job.max_result_bytes > 0
+                             ? std::min(kInlineMaxBytes, options_.job.max_result_bytes)
+                             : kInlineMaxBytes;
+      Result<driver::SmallResult> small = warehouse_->RunSmall(analysis.physical_sql, limits);
+      {
+        std::lock_guard lock(mu_);
+        auto it = inline_runs_.find(who.secret_id);
+        if (it != inline_runs_.end() && --it->second <= 0) inline_runs_.erase(it);
+      }
+      // A result (or a run-time error, which a job would fail with too) is
+      // recorded as a finished job; anything else runs as a job below.
+      if (small.ok() || small.status().code() == StatusCode::kInvalidArgument) {
+        NewJob job;
+        job.secret_id = who.secret_id;
+        job.tables = analysis.resolved;
+        job.sql = std::string(sql);
+        job.sync = false;
+        NewJob::Finished finished;
+        finished.bytes_scanned = analysis.bytes_scanned_estimate;
+        if (small.ok()) {
+          finished.status = driver::JobStatus::kDone;
+          finished.rows = static_cast<int64_t>(small->rows.size());
+          finished.result = ResultText(*small);
+        } else {
+          finished.status = driver::JobStatus::kFailed;
+          finished.error = UserFacing(std::string(small.status().message()), *warehouse_, analysis.resolved);
+        }
+        job.finished = std::move(finished);
+        AQ_ASSIGN_OR_RETURN(JobInfo info, catalog_->CreateJob(job));
+        SqlWaited out;
+        out.inline_answer = true;
+        if (small.ok()) {
+          SqlJobRows rows;
+          rows.columns_json = ColumnsJson(small->columns);
+          const size_t end = std::min(small->rows.size(), static_cast<size_t>(limit));
+          rows.data_json = JoinRows(small->rows, 0, end);
+          if (end < small->rows.size()) {
+            rows.next_cursor =
+                cursors_->Encode(driver::Cursor{driver::CursorType::kJob, info.job_id, "c" + std::to_string(end)});
+          }
+          out.rows = std::move(rows);
+        }
+        out.job = std::move(info);
+        return out;
+      }
+    }
+  }
+  AQ_ASSIGN_OR_RETURN(JobInfo info, Submit(who, sql, analysis));
+  // Wait for the warehouse to finish it (1 ms, doubling to 20 ms between looks).
+  auto pause = std::chrono::milliseconds(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<driver::Job> polled = warehouse_->PollJob(info.job_id);
+    if (!polled.ok() || Finished(polled->status)) break;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        pause, deadline - std::chrono::steady_clock::now()));
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+  SqlWaited out;
+  AQ_ASSIGN_OR_RETURN(out.job, Reconcile(std::move(info)));
+  if (out.job.status == driver::JobStatus::kDone) {
+    AQ_ASSIGN_OR_RETURN(out.rows, RowsFromCursor(who, driver::Cursor{driver::CursorType::kJob, out.job.job_id, ""},
+                                                 limit));
+  }
+  return out;
+}
+
+Result<JobInfo> SqlService::Submit(const Principal& who, std::string_view sql, const SqlAnalysisResult& analysis) {
   NewJob job;
   job.secret_id = who.secret_id;
   job.tables = analysis.resolved;
@@ -345,6 +545,10 @@ Result<std::string> SqlService::JobJson(const Principal& who, std::string_view j
   AQ_ASSIGN_OR_RETURN(Uuid id, ParseJobId(job_id));
   AQ_ASSIGN_OR_RETURN(JobInfo job, ReadableJob(catalog_, who, id));
   AQ_ASSIGN_OR_RETURN(job, Reconcile(std::move(job)));
+  return JobInfoJson(job);
+}
+
+std::string JobInfoJson(const JobInfo& job) {
   nlohmann::json out = {
       {"job_id", job.job_id.ToString()},
       {"status", std::string(driver::JobStatusName(job.status))},
@@ -353,7 +557,7 @@ Result<std::string> SqlService::JobJson(const Principal& who, std::string_view j
       {"rows", job.rows},
   };
   if (job.status == driver::JobStatus::kFailed) out["error"] = job.error;
-  return out.dump();
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<SqlJobRows> SqlService::Rows(const Principal& who, std::string_view job_id, std::string_view cursor,
@@ -388,6 +592,7 @@ Result<SqlJobRows> SqlService::RowsFromCursor(const Principal& who, const driver
     case driver::JobStatus::kDone:
       break;
   }
+  if (job.result_in_catalog) return CatalogRows(job, cursor.payload, limit);
   Result<driver::RowPage> page = warehouse_->ReadJobRows(job.job_id, cursor.payload, limit);
   if (!page.ok()) {
     if (page.status().code() == StatusCode::kFailedPrecondition) {

@@ -89,6 +89,22 @@ struct SqlJobRows {
   std::string next_cursor;   // a signed job cursor (driver::CursorType::kJob); empty at the end
 };
 
+// SubmitAndWait's answer: the job as the catalog records it, and when it is
+// done, the first page of its rows.
+struct SqlWaited {
+  JobInfo job;
+  std::optional<SqlJobRows> rows;  // set when the job is done
+  bool inline_answer = false;      // answered by the warehouse's RunSmall (no warehouse job)
+};
+
+// The bounds of the inline path (POST /v1/sql with wait_ms): results larger
+// than these run as a job.
+inline constexpr int64_t kInlineMaxRows = 1000;
+inline constexpr int64_t kInlineMaxBytes = int64_t{1} << 20;
+
+// {"job_id","status","error","bytes_scanned","rows"} (error null unless failed).
+std::string JobInfoJson(const JobInfo& job);
+
 class SqlService {
  public:
   // Fails the catalog's jobs whose process stopped (job_lease_ms) and starts
@@ -109,6 +125,20 @@ class SqlService {
   // has max_jobs_per_secret jobs pending or running, or the warehouse's
   // queue is full.
   Result<JobInfo> Submit(const Principal& who, std::string_view sql);
+  // The same with the analysis already made (Analyze of the same text and principal).
+  Result<JobInfo> Submit(const Principal& who, std::string_view sql, const SqlAnalysisResult& analysis);
+  // Submit, then wait up to `wait_ms` for the job to finish; when it is done,
+  // the first page of its rows (`limit`) comes with it. A query whose result is
+  // small (kInlineMaxRows, kInlineMaxBytes, within wait_ms and the job
+  // limits) is first run at once by the warehouse (RunSmall) and recorded in
+  // the catalog as a finished job with its rows, in one commit that need not
+  // be synced (the client holds the answer; a machine crash may forget the
+  // record): no warehouse job, no result table. Otherwise, or when the
+  // driver cannot, the query runs as a normal job. The per-secret job limit
+  // holds for both: an inline run counts as an unfinished job of the secret
+  // while it runs (in this process; the catalog counts the others').
+  Result<SqlWaited> SubmitAndWait(const Principal& who, std::string_view sql,
+                                  const SqlAnalysisResult& analysis, int64_t wait_ms, int32_t limit);
   // {"job_id","status","error","bytes_scanned","rows"}; NotFound unless CanReadJob.
   Result<std::string> JobJson(const Principal& who, std::string_view job_id);
   // Rows of a done job: `cursor` empty for the first page or a job cursor from
@@ -146,6 +176,8 @@ class SqlService {
   bool IsLocal(const Uuid& job_id);
   void ForgetLocal(const Uuid& job_id);
   void HeartbeatLoop();
+  // The rows of a job kept in the catalog (JobInfo::result_in_catalog).
+  Result<SqlJobRows> CatalogRows(const JobInfo& job, std::string_view page, int32_t limit);
 
   Catalog* catalog_;
   driver::WarehouseService* warehouse_;
@@ -156,6 +188,8 @@ class SqlService {
   std::mutex submit_mu_;  // serialises count-then-create in Submit (this process)
   std::mutex mu_;
   std::unordered_map<Uuid, LocalJob, UuidHash> local_;  // guarded by mu_
+  std::unordered_map<Uuid, int64_t, UuidHash> inline_runs_;  // guarded by mu_: per secret, in flight
+  int64_t last_result_expiry_ms_ = 0;                   // guarded by mu_
   bool stopping_ = false;                               // guarded by mu_
   std::condition_variable stop_cv_;
   std::thread heartbeat_;  // started last

@@ -84,6 +84,8 @@ Status CheckJsonObjectBody(std::string_view body) {
 struct SqlRequest {
   std::string query;
   bool dry_run = false;
+  std::optional<int64_t> wait_ms;  // set: answer the job's end (and first rows) when within this
+  std::optional<int64_t> limit;    // rows in that first page (1..1000, default 100)
 };
 
 Result<SqlRequest> ParseSqlRequest(std::string_view body) {
@@ -99,12 +101,21 @@ Result<SqlRequest> ParseSqlRequest(std::string_view body) {
     } else if (it.key() == "dry_run") {
       if (!it->is_boolean()) return InvalidArgument("field 'dry_run' must be true or false");
       request.dry_run = it->get<bool>();
+    } else if (it.key() == "wait_ms" || it.key() == "limit") {
+      const bool wait = it.key() == "wait_ms";
+      const int64_t low = wait ? 0 : kMinLimit;
+      const int64_t high = wait ? engine::kMaxSqlWaitMs : kMaxLimit;
+      if (!it->is_number_integer() || it->get<int64_t>() < low || it->get<int64_t>() > high) {
+        return InvalidArgument("field '{}' must be an integer {}..{}", it.key(), low, high);
+      }
+      (wait ? request.wait_ms : request.limit) = it->get<int64_t>();
     } else {
-      return InvalidArgument("unknown field '{}'; POST /v1/sql takes 'query' and 'dry_run'",
-                             it.key());
+      return InvalidArgument(
+          "unknown field '{}'; POST /v1/sql takes 'query', 'dry_run', 'wait_ms' and 'limit'", it.key());
     }
   }
   if (!has_query) return InvalidArgument("missing field 'query' (the SQL text)");
+
   return request;
 }
 
@@ -453,6 +464,12 @@ HttpResponse Api::Dispatch(const RouteSpec& route, const std::vector<std::string
         nlohmann::json body{{"tables", analysis->tables},
                             {"bytes_scanned_estimate", analysis->bytes_scanned_estimate}};
         return JsonResponse(200, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      }
+      if (sql->wait_ms) {
+        Result<engine::SqlAnswer> answer = engine_->SubmitSqlAndWait(
+            who, sql->query, *sql->wait_ms, ToLimit(sql->limit.value_or(kDefaultLimit)));
+        if (!answer.ok()) return ErrorResponse(answer.status());
+        return JsonResponse(answer->finished ? 200 : 202, std::move(answer->json));
       }
       Result<std::string> job_id = engine_->SubmitSql(who, sql->query);
       if (!job_id.ok()) return ErrorResponse(job_id.status());

@@ -441,6 +441,7 @@ Result<QueryPlan> PlanFilter(const schema::Schema& schema, const Filter& filter)
   };
 
   QueryPlan plan;
+  size_t equal_fields = 0;  // leading key fields with one _eq
   std::string prefix;  // the packed equality prefix ("parent")
   std::optional<KeyRange> range;
   for (const schema::KeyField& key : schema.key()) {
@@ -452,6 +453,7 @@ Result<QueryPlan> PlanFilter(const schema::Schema& schema, const Filter& filter)
       Status status = AppendKeyValue(&prefix, *key.type, f.conditions[0].value);
       if (!status.ok()) return status.WithContext(fmt::format("filter on '{}'", f.field));
       covered[i] = true;
+      ++equal_fields;
       continue;
     }
     bool all_bounds = true;
@@ -508,6 +510,8 @@ Result<QueryPlan> PlanFilter(const schema::Schema& schema, const Filter& filter)
     plan.range = std::move(*range);
   } else {
     plan.range = KeyRange{prefix, ElementsUpperBound(prefix)};
+    // Every key field pinned: the range holds one key, `prefix` itself.
+    plan.point = !schema.key().empty() && equal_fields == schema.key().size();
   }
   for (size_t i = 0; i < filter.fields.size(); ++i) {
     if (!covered[i]) plan.residual.fields.push_back(filter.fields[i]);

@@ -61,6 +61,9 @@ struct KeyRange {
 struct QueryPlan {
   KeyRange range;
   Filter residual;  // the conditions the range does not cover
+  // Every key field has an _eq condition: the range holds at most one key,
+  // range.start (the encoded key, as EncodeKey gives it): a point lookup.
+  bool point = false;
   bool has_residual() const { return !residual.empty(); }
 };
 

@@ -327,12 +327,25 @@ class AsyncClient:
         )
         return Page.from_json(body)
 
+    async def run_sql(self, query: str, *, wait_ms: int = 10_000, limit: int = 1000) -> Dict[str, Any]:
+        body = {"query": query, "wait_ms": wait_ms, "limit": limit}
+        return await self._request("POST", "/v1/sql", json_body=body)  # type: ignore[no-any-return]
+
     async def sql(
         self, query: str, *, timeout: Optional[float] = 300.0, page_size: int = 1000
     ) -> SqlResult:
-        job_id = await self.start_sql(query)
-        status = await self.wait_job(job_id, timeout)
-        first = await self.job_rows(job_id, limit=page_size)
+        page_size = max(1, min(1000, page_size))
+        started = time.monotonic()
+        answer = await self.run_sql(query, wait_ms=_core.sql_wait_ms(timeout), limit=page_size)
+        job_id = str(answer["job_id"])
+        if answer.get("status") == "failed":
+            raise JobFailed(job_id, str(answer.get("error")))
+        if answer.get("status") == "done" and "columns" in answer:
+            status, first = answer, Page.from_json(answer)
+        else:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            status = await self.wait_job(job_id, left)
+            first = await self.job_rows(job_id, limit=page_size)
         rows: List[List[Any]] = []
         async for page in self.pages(first, page_size):
             rows.extend(page.data)

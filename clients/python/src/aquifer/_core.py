@@ -212,6 +212,14 @@ class SqlResult:
         return pd.DataFrame(self.rows, columns=self.column_names)
 
 
+def sql_wait_ms(timeout: Optional[float]) -> int:
+    """How long ``sql()`` asks the server to wait for a job (``wait_ms``): 10 s, or less
+    within ``timeout``."""
+    if timeout is None:
+        return 10_000
+    return max(0, min(10_000, int(timeout * 1000)))
+
+
 def require_pandas() -> Any:
     try:
         import pandas as pd

@@ -387,11 +387,27 @@ class Client:
         )
         return Page.from_json(body)
 
+    def run_sql(self, query: str, *, wait_ms: int = 10_000, limit: int = 1000) -> Dict[str, Any]:
+        """``POST /v1/sql`` with ``wait_ms``: the job's status once it finished (or ``wait_ms``
+        passed) and, when done, its first ``limit`` rows (``columns``, ``data``, ``next_cursor``)."""
+        body = {"query": query, "wait_ms": wait_ms, "limit": limit}
+        return self._request("POST", "/v1/sql", json_body=body)  # type: ignore[no-any-return]
+
     def sql(self, query: str, *, timeout: Optional[float] = 300.0, page_size: int = 1000) -> SqlResult:
-        """Runs a query as a job, waits for it and fetches every row."""
-        job_id = self.start_sql(query)
-        status = self.wait_job(job_id, timeout)
-        first = self.job_rows(job_id, limit=page_size)
+        """Runs a query, waits for it and fetches every row. The server answers a quick query's
+        first page with the submission (``wait_ms``); a slower job is polled."""
+        page_size = max(1, min(1000, page_size))
+        started = time.monotonic()
+        answer = self.run_sql(query, wait_ms=_core.sql_wait_ms(timeout), limit=page_size)
+        job_id = str(answer["job_id"])
+        if answer.get("status") == "failed":
+            raise JobFailed(job_id, str(answer.get("error")))
+        if answer.get("status") == "done" and "columns" in answer:
+            status, first = answer, Page.from_json(answer)
+        else:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            status = self.wait_job(job_id, left)
+            first = self.job_rows(job_id, limit=page_size)
         rows: List[List[Any]] = []
         for page in self.pages(first, page_size):
             rows.extend(page.data)

@@ -498,6 +498,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     return job;
   }
   Result<RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
+  Result<driver::SmallResult> RunSmall(std::string_view sql, const driver::SmallQueryLimits& limits) override;
   Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
     std::lock_guard lock(write_mu_);
     NoteRetention(instance);
@@ -654,6 +655,18 @@ class DuckDBWarehouse final : public driver::WarehouseService {
       idle_cv_.wait_for(lock, std::chrono::milliseconds(10));
     }
   }
+
+  // RunSmall: connections kept for reuse (guarded by small_mu_), and the runs
+  // in flight with their deadlines (guarded by jobs_mu_; the watchdog
+  // interrupts a run past its deadline like a job).
+  struct SmallRun {
+    duckdb_connection conn = nullptr;
+    std::chrono::steady_clock::time_point deadline;
+    bool timed_out = false;
+  };
+  std::mutex small_mu_;
+  std::vector<Connection> small_conns_;
+  std::vector<SmallRun*> small_runs_;
 
   std::condition_variable jobs_cv_;      // work queued, or stopping
   std::condition_variable watchdog_cv_;  // a deadline changed, or stopping
@@ -1241,6 +1254,15 @@ void DuckDBWarehouse::WatchdogLoop() {
   while (!stopping_) {
     auto next = std::chrono::steady_clock::time_point::max();
     const auto now = std::chrono::steady_clock::now();
+    for (SmallRun* run : small_runs_) {
+      if (run->timed_out || run->deadline <= now) {
+        run->timed_out = true;
+        duckdb_interrupt(run->conn);
+        next = std::min(next, now + std::chrono::milliseconds(50));
+      } else {
+        next = std::min(next, run->deadline);
+      }
+    }
     for (auto& slot : slots_) {
       if (!slot->current) continue;
       if (slot->timed_out || slot->deadline <= now) {
@@ -1259,6 +1281,165 @@ void DuckDBWarehouse::WatchdogLoop() {
       watchdog_cv_.wait_until(lock, next);
     }
   }
+}
+
+namespace {
+
+// DuckDB's name of a result column's type, as duckdb_columns() spells it for
+// a job's result table; empty for the types RunSmall leaves to jobs (nested,
+// enums, aliases, and those WriteCell does not encode).
+std::string SmallTypeName(duckdb_logical_type type) {
+  if (char* alias = duckdb_logical_type_get_alias(type); alias != nullptr) {
+    duckdb_free(alias);
+    return {};
+  }
+  if (!NativelyEncoded(type)) return {};
+  switch (duckdb_get_type_id(type)) {
+    case DUCKDB_TYPE_BOOLEAN: return "BOOLEAN";
+    case DUCKDB_TYPE_TINYINT: return "TINYINT";
+    case DUCKDB_TYPE_SMALLINT: return "SMALLINT";
+    case DUCKDB_TYPE_INTEGER: return "INTEGER";
+    case DUCKDB_TYPE_BIGINT: return "BIGINT";
+    case DUCKDB_TYPE_UTINYINT: return "UTINYINT";
+    case DUCKDB_TYPE_USMALLINT: return "USMALLINT";
+    case DUCKDB_TYPE_UINTEGER: return "UINTEGER";
+    case DUCKDB_TYPE_UBIGINT: return "UBIGINT";
+    case DUCKDB_TYPE_HUGEINT: return "HUGEINT";
+    case DUCKDB_TYPE_UHUGEINT: return "UHUGEINT";
+    case DUCKDB_TYPE_FLOAT: return "FLOAT";
+    case DUCKDB_TYPE_DOUBLE: return "DOUBLE";
+    case DUCKDB_TYPE_VARCHAR: return "VARCHAR";
+    case DUCKDB_TYPE_BLOB: return "BLOB";
+    case DUCKDB_TYPE_UUID: return "UUID";
+    case DUCKDB_TYPE_TIMESTAMP: return "TIMESTAMP";
+    case DUCKDB_TYPE_TIMESTAMP_S: return "TIMESTAMP_S";
+    case DUCKDB_TYPE_TIMESTAMP_MS: return "TIMESTAMP_MS";
+    case DUCKDB_TYPE_TIMESTAMP_NS: return "TIMESTAMP_NS";
+    case DUCKDB_TYPE_TIMESTAMP_TZ: return "TIMESTAMP WITH TIME ZONE";
+    case DUCKDB_TYPE_DECIMAL:
+      return fmt::format("DECIMAL({},{})", duckdb_decimal_width(type), duckdb_decimal_scale(type));
+    default: return {};
+  }
+}
+
+}  // namespace
+
+Result<driver::SmallResult> DuckDBWarehouse::RunSmall(std::string_view sql_in,
+                                                      const driver::SmallQueryLimits& limits) {
+  AQ_RETURN_IF_ERROR(PurgeReferenced(sql_in));
+  Connection conn;
+  {
+    std::lock_guard lock(small_mu_);
+    if (!small_conns_.empty()) {
+      conn = std::move(small_conns_.back());
+      small_conns_.pop_back();
+    }
+  }
+  if (!conn) {
+    AQ_ASSIGN_OR_RETURN(conn, Connect());
+  }
+  struct GiveBack {
+    DuckDBWarehouse* self;
+    Connection* conn;
+    ~GiveBack() {
+      std::lock_guard lock(self->small_mu_);
+      if (self->small_conns_.size() < 8) self->small_conns_.push_back(std::move(*conn));
+    }
+  } give_back{this, &conn};
+
+  const std::string sql(TrimStatement(sql_in));
+  Prepared prepared;
+  if (duckdb_prepare(conn.get(), sql.c_str(), prepared.out()) == DuckDBError) {
+    const char* message = duckdb_prepare_error(prepared.get());
+    return InvalidArgument("{}", message != nullptr ? message : "duckdb: cannot prepare the query");
+  }
+  driver::SmallResult result;
+  const idx_t column_count = duckdb_prepared_statement_column_count(prepared.get());
+  std::vector<idx_t> visible;
+  for (idx_t c = 0; c < column_count; ++c) {
+    const char* raw_name = duckdb_prepared_statement_column_name(prepared.get(), c);
+    std::string name = raw_name != nullptr ? raw_name : "";
+    if (raw_name != nullptr) duckdb_free(const_cast<char*>(raw_name));
+    if (name.starts_with("__")) continue;  // hidden, as in a job's result
+    LogicalType type(duckdb_prepared_statement_column_logical_type(prepared.get(), c));
+    std::string type_name = SmallTypeName(type.get());
+    if (type_name.empty()) return NotSupported("duckdb: a result column's type needs a job");
+    for (const driver::Column& seen : result.columns) {
+      if (seen.name == name) return NotSupported("duckdb: duplicate result column names need a job");
+    }
+    result.columns.push_back(driver::Column{std::move(name), std::move(type_name)});
+    visible.push_back(c);
+  }
+
+  SmallRun run;
+  run.conn = conn.get();
+  run.deadline = limits.timeout_ms > 0 ? std::chrono::steady_clock::now() + std::chrono::milliseconds(limits.timeout_ms)
+                                       : std::chrono::steady_clock::time_point::max();
+  {
+    std::lock_guard lock(jobs_mu_);
+    if (stopping_) return Unavailable("duckdb: shutting down");
+    small_runs_.push_back(&run);
+  }
+  watchdog_cv_.notify_all();
+  struct Unregister {
+    DuckDBWarehouse* self;
+    SmallRun* run;
+    ~Unregister() {
+      std::lock_guard lock(self->jobs_mu_);
+      std::erase(self->small_runs_, run);
+    }
+  } unregister{this, &run};
+  auto timed_out = [&] {
+    std::lock_guard lock(jobs_mu_);
+    return run.timed_out;
+  };
+
+  QueryResult stream;
+  if (duckdb_execute_prepared_streaming(prepared.get(), stream.out()) == DuckDBError) {
+    if (timed_out()) return Timeout("duckdb: the query took over {} ms", limits.timeout_ms);
+    const char* message = duckdb_result_error(stream.get());
+    return InvalidArgument("{}", message != nullptr ? message : "duckdb: the query failed");
+  }
+  std::vector<LogicalType> types;
+  for (idx_t c = 0; c < duckdb_column_count(stream.get()); ++c) {
+    types.emplace_back(duckdb_column_logical_type(stream.get(), c));
+  }
+  if (types.size() != column_count) return NotSupported("duckdb: the result's columns changed");
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  while (true) {
+    DataChunk chunk(duckdb_fetch_chunk(stream.ref()));
+    if (!chunk) {
+      if (const char* message = duckdb_result_error(stream.get()); message != nullptr) {
+        if (timed_out()) return Timeout("duckdb: the query took over {} ms", limits.timeout_ms);
+        return InvalidArgument("{}", message);
+      }
+      break;
+    }
+    const idx_t n = duckdb_data_chunk_get_size(chunk.get());
+    rows += static_cast<int64_t>(n);
+    if (limits.max_rows > 0 && rows > limits.max_rows) {
+      return TooLarge("duckdb: the result has over {} rows", limits.max_rows);
+    }
+    for (idx_t c = 0; c < column_count; ++c) {
+      bytes += VectorBytes(duckdb_data_chunk_get_vector(chunk.get(), c), types[c].get(), n);
+    }
+    if (limits.max_bytes > 0 && bytes > limits.max_bytes) {
+      return TooLarge("duckdb: the result has over {} bytes", limits.max_bytes);
+    }
+    for (idx_t r = 0; r < n; ++r) {
+      std::string row = "[";
+      for (size_t v = 0; v < visible.size(); ++v) {
+        if (v > 0) row += ',';
+        const idx_t c = visible[v];
+        WriteCell(&row, duckdb_data_chunk_get_vector(chunk.get(), c), types[c].get(), r);
+      }
+      row += ']';
+      result.rows.push_back(std::move(row));
+    }
+  }
+  if (timed_out()) return Timeout("duckdb: the query took over {} ms", limits.timeout_ms);
+  return result;
 }
 
 Result<RowPage> DuckDBWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {

@@ -314,7 +314,7 @@ class RocksDbLookupService final : public driver::LookupService, public Position
     write_options_.sync = options_.sync;
   }
 
-  driver::LookupCapabilities capabilities() const override { return {options_.limits}; }
+  driver::LookupCapabilities capabilities() const override { return {options_.limits, /*local_reads=*/true}; }
 
   Status RegisterInstance(const InstanceInfo& instance) override {
     if (instance.schema == nullptr) {
@@ -772,6 +772,31 @@ Result<driver::ReadResult> RocksDbLookupService::ReadIndex(const InstanceInfo& i
   // Every read is confined to the instance's prefix: the payload holds only
   // the part after it, and the bounds below never leave [prefix, successor).
   const std::string prefix = InstancePrefix(instance);
+  // Rows older than the retention are hidden until PurgeExpired deletes them.
+  const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, options_.clock->NowMillis());
+
+  // A point lookup (every key field equal) on its first page: one Get, which
+  // the table files' bloom filters answer, instead of an iterator over every
+  // level; the range holds no other key, so there is never a next page.
+  if (plan.point && payload.start == plan.range.start && payload.end == plan.range.end && options.limit >= 1 &&
+      options.scan_budget >= 1) {
+    std::string value;
+    ::rocksdb::Status got = db_->Get(::rocksdb::ReadOptions(), index_, prefix + payload.start, &value);
+    if (got.IsNotFound()) return result;
+    if (!got.ok()) return FromRocksStatus(got, Describe("reading the index of", instance));
+    ++result.scanned;
+    AQ_ASSIGN_OR_RETURN(IndexValue stored, DecodeIndexValue(value));
+    result.scanned_bytes += static_cast<int64_t>(stored.avro.size());
+    if (stored.timestamp_ms < horizon) return result;
+    if (plan.has_residual()) {
+      auto decoded = schema::DecodeAvro(schema, stored.avro);
+      if (!decoded.ok()) return decoded.status().WithContext(Describe("decoding an index row of", instance));
+      if (!keys::Matches(schema, plan.residual, *decoded)) return result;
+    }
+    result.records.push_back(Record{payload.start, std::string(stored.avro), stored.timestamp_ms, stored.offset});
+    return result;
+  }
+
   std::string lower = prefix + payload.start;
   std::string upper = payload.end.empty() ? keys::PrefixSuccessor(prefix) : prefix + payload.end;
   ::rocksdb::Slice upper_slice(upper);
@@ -779,8 +804,6 @@ Result<driver::ReadResult> RocksDbLookupService::ReadIndex(const InstanceInfo& i
   if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
   std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(read_options, index_));
 
-  // Rows older than the retention are hidden until PurgeExpired deletes them.
-  const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, options_.clock->NowMillis());
   std::string last_key;
   bool examined_any = false;
   for (it->Seek(lower); it->Valid(); it->Next()) {
