@@ -804,6 +804,69 @@ TEST_F(Routes, SqlDryRunJobStatusAndPagedRowsHaveTheDesignShapes) {
   AQ_EXPECT_STATUS(c.Get("/v1/jobs/00000000-0000-4000-8000-000000000000"), 404);
 }
 
+// POST /v1/sql with wait_ms (an addition): the job's status and its first
+// page in one answer; the job is recorded like any other, so its status and
+// every page of its rows are read the usual ways.
+TEST_F(Routes, SqlWithWaitMsAnswersTheJobAndItsFirstRowsAtOnce) {
+  std::string p = MakeProject(), t = MakeTable(p);
+  std::vector<json> batch;
+  for (int i = 0; i < 30; ++i) batch.push_back(Event(i % 2 ? "odd" : "even", i, i));
+  AQ_ASSERT_STATUS(Write(p, t, batch, "?wait=warehouse"), 200);
+  auto c = Admin();
+  std::string sql = "SELECT seq, value FROM " + p + "." + t + " ORDER BY seq";
+  auto answer = c.Post("/v1/sql", {{"query", sql}, {"wait_ms", 10000}, {"limit", 12}});
+  AQ_ASSERT_STATUS(answer, 200);
+  for (const char* field : {"job_id", "status", "error", "bytes_scanned", "rows", "columns", "data", "next_cursor"}) {
+    EXPECT_TRUE(answer.j().contains(field)) << "answer lacks " << field << ": " << answer.Describe();
+  }
+  EXPECT_EQ(answer.j().value("status", ""), "done") << answer.Describe();
+  EXPECT_EQ(answer.j().value("rows", -1), 30) << answer.Describe();
+  ASSERT_EQ(answer.j()["columns"].size(), 2u) << answer.Describe();
+  EXPECT_EQ(answer.j()["columns"][0].value("name", ""), "seq");
+  std::vector<int64_t> seqs;
+  for (const auto& row : answer.j()["data"]) seqs.push_back(row[0].get<int64_t>());
+  EXPECT_EQ(seqs.size(), 12u);
+  std::string id = answer.j().value("job_id", "");
+  json status = WaitJob(c, id);  // GET /v1/jobs/{id}
+  EXPECT_EQ(status.value("status", ""), "done") << status.dump();
+  EXPECT_EQ(status.value("rows", -1), 30) << status.dump();
+  std::string next = answer.j().value("next_cursor", "");
+  ASSERT_FALSE(next.empty()) << answer.Describe();
+  auto page2 = c.Get("/v1/jobs/" + id + "/rows?limit=12&cursor=" + UrlEncode(next));
+  AQ_ASSERT_STATUS(page2, 200);
+  for (const auto& row : page2.j()["data"]) seqs.push_back(row[0].get<int64_t>());
+  auto page3 = c.Get("/v1/cursor?limit=12&cursor=" + UrlEncode(page2.j().value("next_cursor", "")));
+  AQ_ASSERT_STATUS(page3, 200);
+  for (const auto& row : page3.j()["data"]) seqs.push_back(row[0].get<int64_t>());
+  std::vector<int64_t> want(30);
+  for (int i = 0; i < 30; ++i) want[i] = i;
+  EXPECT_EQ(seqs, want);
+  auto whole = c.Get("/v1/jobs/" + id + "/rows?limit=1000");
+  AQ_ASSERT_STATUS(whole, 200);
+  EXPECT_EQ(whole.j()["data"].size(), 30u) << whole.Describe();
+
+  // A run-time error: 200 with the failed job; its rows answer 409.
+  auto failed = c.Post("/v1/sql", {{"query", "SELECT CAST(\"user\" AS INTEGER) AS n FROM " + p + "." + t},
+                                   {"wait_ms", 10000}});
+  AQ_ASSERT_STATUS(failed, 200);
+  EXPECT_EQ(failed.j().value("status", ""), "failed") << failed.Describe();
+  EXPECT_TRUE(failed.j()["error"].is_string()) << failed.Describe();
+  EXPECT_FALSE(failed.j().contains("data")) << failed.Describe();
+  AQ_EXPECT_STATUS(c.Get("/v1/jobs/" + failed.j().value("job_id", "") + "/rows"), 409);
+
+  // wait_ms 0: 202 with the job's status at once (no inline run).
+  auto later = c.Post("/v1/sql", {{"query", sql}, {"wait_ms", 0}});
+  EXPECT_TRUE(later.status == 202 || later.status == 200) << later.Describe();
+  EXPECT_TRUE(later.j().contains("status")) << later.Describe();
+  EXPECT_EQ(WaitJob(c, later.j().value("job_id", "")).value("status", ""), "done");
+
+  Expect400(c.Post("/v1/sql", {{"query", sql}, {"wait_ms", -1}}), "negative wait_ms", "wait_ms");
+  Expect400(c.Post("/v1/sql", {{"query", sql}, {"wait_ms", 60001}}), "wait_ms over the maximum", "wait_ms");
+  Expect400(c.Post("/v1/sql", {{"query", sql}, {"wait_ms", "5"}}), "wait_ms of the wrong type", "wait_ms");
+  Expect400(c.Post("/v1/sql", {{"query", sql}, {"wait_ms", 5}, {"limit", 0}}), "limit 0", "limit");
+  Expect400(c.Post("/v1/sql", {{"query", sql}, {"wait_ms", 5}, {"limit", 1001}}), "limit over 1000", "limit");
+}
+
 TEST_F(Routes, ARunTimeSqlErrorFailsTheJobAndItsRowsAnswer409) {
   std::string p = MakeProject(), t = MakeTable(p);
   AQ_ASSERT_STATUS(Write(p, t, json::array({Event("ada", 1, 1)}), "?wait=warehouse"), 200);
