@@ -587,5 +587,153 @@ TEST_F(SqlServiceTest, TablesWithoutAWarehouseCopyAreRefused) {
   EXPECT_THAT(analysis.status().message(), HasSubstr("use_warehouse"));
 }
 
+
+// --- The inline path (POST /v1/sql with wait_ms) --------------------------------------------
+
+// Every row and the columns of a job, through Rows() and its cursors.
+std::pair<nlohmann::json, nlohmann::json> RowsOf(SqlService& service, const Principal& who, const Uuid& job_id,
+                                                 std::string first_cursor, int32_t limit) {
+  nlohmann::json columns, rows = nlohmann::json::array();
+  std::string cursor = std::move(first_cursor);
+  for (int guard = 0; guard < 100; ++guard) {
+    auto page = service.Rows(who, job_id.ToString(), cursor, limit);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) break;
+    columns = nlohmann::json::parse(page->columns_json);
+    for (auto& row : nlohmann::json::parse(page->data_json)) rows.push_back(row);
+    if (page->next_cursor.empty()) break;
+    cursor = page->next_cursor;
+  }
+  return {columns, rows};
+}
+
+TEST_F(SqlServiceTest, SmallResultsAreAnsweredInlineWithTheRowsAJobWouldGive) {
+  const std::string sql =
+      "SELECT user, n, amount, n * 2 AS twice, CAST(n AS DECIMAL(10,2)) AS d, n::INTEGER AS i, "
+      "user = 'u2' AS b, sum(n) OVER () AS total FROM shop.orders ORDER BY n";
+  auto analysis = service_->Analyze(admin_, sql);
+  ASSERT_TRUE(analysis.ok()) << analysis.status().ToString();
+  auto waited = service_->SubmitAndWait(admin_, sql, *analysis, 10'000, 2);
+  ASSERT_TRUE(waited.ok()) << waited.status().ToString();
+  EXPECT_TRUE(waited->inline_answer);
+  EXPECT_EQ(waited->job.status, driver::JobStatus::kDone);
+  EXPECT_EQ(waited->job.rows, 5);
+  EXPECT_TRUE(waited->job.result_in_catalog);
+  ASSERT_TRUE(waited->rows.has_value());
+  auto first = nlohmann::json::parse(waited->rows->data_json);
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_FALSE(waited->rows->next_cursor.empty());
+
+  // The same query as a job: the same columns (names and types) and rows.
+  const Uuid job = SubmitAndWait(admin_, sql);
+  auto [job_columns, job_rows] = RowsOf(*service_, admin_, job, "", 1000);
+  EXPECT_EQ(nlohmann::json::parse(waited->rows->columns_json), job_columns);
+  auto [columns, rest] = RowsOf(*service_, admin_, waited->job.job_id, waited->rows->next_cursor, 2);
+  EXPECT_EQ(columns, job_columns);
+  nlohmann::json all = first;
+  for (auto& row : rest) all.push_back(row);
+  EXPECT_EQ(all, job_rows);
+  EXPECT_EQ(all.size(), 5u);
+
+  // Another process sharing the catalog (and the warehouse's database) sees
+  // the job and pages its rows: nothing lives in this service's memory.
+  auto text = service_->JobJson(admin_, waited->job.job_id.ToString());
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(nlohmann::json::parse(*text)["status"], "done");
+  SqlService other(catalog_.get(), warehouse_.get(), &cursors_, Clock::System());
+  auto [other_columns, other_rows] = RowsOf(other, admin_, waited->job.job_id, "", 3);
+  EXPECT_EQ(other_columns, job_columns);
+  EXPECT_EQ(other_rows, job_rows);
+  // Its cursor does not page another job, and a forged page is refused.
+  auto foreign = service_->Rows(admin_, job.ToString(), waited->rows->next_cursor, 10);
+  EXPECT_EQ(foreign.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SqlServiceTest, InlineRunTimeErrorsFailTheJobLikeAJob) {
+  const std::string sql = "SELECT CAST(user AS INTEGER) AS broken FROM shop.orders";
+  auto analysis = service_->Analyze(admin_, sql);
+  ASSERT_TRUE(analysis.ok()) << analysis.status().ToString();
+  auto waited = service_->SubmitAndWait(admin_, sql, *analysis, 10'000, 100);
+  ASSERT_TRUE(waited.ok()) << waited.status().ToString();
+  EXPECT_EQ(waited->job.status, driver::JobStatus::kFailed);
+  EXPECT_THAT(waited->job.error, HasSubstr("u1"));
+  EXPECT_THAT(waited->job.error, Not(HasSubstr(orders_.primary.instance_id.Hex())));
+  EXPECT_FALSE(waited->rows.has_value());
+  auto rows = service_->Rows(admin_, waited->job.job_id.ToString(), "", 10);
+  EXPECT_EQ(rows.status().code(), StatusCode::kFailedPrecondition);
+  auto text = service_->JobJson(admin_, waited->job.job_id.ToString());
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(nlohmann::json::parse(*text)["status"], "failed");
+}
+
+TEST_F(SqlServiceTest, LargeResultsAndOtherTypesRunAsJobsWithinTheWait) {
+  // Over kInlineMaxRows: a job, still answered with its first page when it ends in time.
+  const std::string sql = "SELECT r.range AS v FROM range(2500) AS r, shop.other ORDER BY v";
+  auto analysis = service_->Analyze(admin_, sql);
+  ASSERT_TRUE(analysis.ok()) << analysis.status().ToString();
+  auto waited = service_->SubmitAndWait(admin_, sql, *analysis, 30'000, 1000);
+  ASSERT_TRUE(waited.ok()) << waited.status().ToString();
+  EXPECT_FALSE(waited->inline_answer);
+  EXPECT_FALSE(waited->job.result_in_catalog);
+  ASSERT_EQ(waited->job.status, driver::JobStatus::kDone);
+  EXPECT_EQ(waited->job.rows, 2500);
+  ASSERT_TRUE(waited->rows.has_value());
+  EXPECT_EQ(nlohmann::json::parse(waited->rows->data_json).size(), 1000u);
+  EXPECT_FALSE(waited->rows->next_cursor.empty());
+
+  // A column type the inline path leaves to jobs (a list).
+  const std::string lists = "SELECT [n, n] AS pair FROM shop.orders ORDER BY n";
+  auto list_analysis = service_->Analyze(admin_, lists);
+  ASSERT_TRUE(list_analysis.ok()) << list_analysis.status().ToString();
+  auto list_waited = service_->SubmitAndWait(admin_, lists, *list_analysis, 30'000, 10);
+  ASSERT_TRUE(list_waited.ok()) << list_waited.status().ToString();
+  EXPECT_FALSE(list_waited->inline_answer);
+  ASSERT_EQ(list_waited->job.status, driver::JobStatus::kDone);
+  EXPECT_EQ(nlohmann::json::parse(list_waited->rows->data_json)[0], nlohmann::json::parse("[[1,1]]"));
+
+  // wait_ms 0: no inline run, the job's status at once.
+  auto now = service_->SubmitAndWait(admin_, "SELECT n FROM shop.orders", *service_->Analyze(admin_, "SELECT n FROM shop.orders"), 0, 10);
+  ASSERT_TRUE(now.ok()) << now.status().ToString();
+  EXPECT_FALSE(now->inline_answer);
+  WaitForJob(admin_, now->job.job_id);
+}
+
+TEST_F(SqlServiceTest, InlineRowsExpireAfterTheResultTtl) {
+  SqlOptions options;
+  options.job.result_ttl_ms = 50;
+  Reopen(options);
+  const std::string sql = "SELECT n FROM shop.orders ORDER BY n";
+  auto waited = service_->SubmitAndWait(admin_, sql, *service_->Analyze(admin_, sql), 10'000, 100);
+  ASSERT_TRUE(waited.ok()) << waited.status().ToString();
+  ASSERT_TRUE(waited->inline_answer);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  auto rows = service_->Rows(admin_, waited->job.job_id.ToString(), "", 10);
+  EXPECT_EQ(rows.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(rows.status().message(), HasSubstr("expired"));
+  // The catalog drops the text; the job stays done.
+  auto expired = catalog_->ExpireJobResults(Clock::System()->NowMillis());
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  EXPECT_GE(*expired, 1);
+  auto text = catalog_->GetJobResult(waited->job.job_id);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_FALSE(text->has_value());
+  auto job = catalog_->GetJob(waited->job.job_id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->status, driver::JobStatus::kDone);
+}
+
+TEST_F(SqlServiceTest, InlineRunsCountAgainstTheSecretsJobLimit) {
+  SqlOptions options;
+  options.max_jobs_per_secret = 1;
+  Reopen(options);
+  // One unfinished job of the secret (recorded, never started): the next
+  // submission, inline or not, is over the limit.
+  ASSERT_TRUE(catalog_->CreateJob({.secret_id = admin_.secret_id, .tables = {}, .sql = "SELECT 1"}).ok());
+  const std::string sql = "SELECT n FROM shop.orders";
+  auto waited = service_->SubmitAndWait(admin_, sql, *service_->Analyze(admin_, sql), 10'000, 100);
+  ASSERT_FALSE(waited.ok());
+  EXPECT_EQ(waited.status().code(), StatusCode::kResourceExhausted);
+}
+
 }  // namespace
 }  // namespace aquifer::engine
