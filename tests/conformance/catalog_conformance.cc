@@ -891,6 +891,67 @@ TEST_P(CatalogConformance, PurgeFinishedJobsDeletesOnlyJobsThatEndedBeforeTheCut
   EXPECT_EQ(*catalog->CountUnfinishedJobs(secret), 2);
 }
 
+// Jobs answered inline (POST /v1/sql with wait_ms) are recorded finished,
+// with their rows, in one commit that need not be synced; every process sees
+// them; their rows expire while the job stays done.
+TEST_P(CatalogConformance, FinishedJobsKeepTheirRowsForEveryProcessUntilExpired) {
+  auto catalog = Open();
+  ASSERT_NE(catalog, nullptr);
+  const Uuid secret = Uuid::Random();
+  engine::NewJob done{.secret_id = secret, .tables = {}, .sql = "SELECT 1", .max_unfinished = 1};
+  done.finished = engine::NewJob::Finished{.status = driver::JobStatus::kDone, .bytes_scanned = 7, .rows = 2,
+                                   .result = "[{\"name\":\"a\",\"type\":\"INTEGER\"}]\n[1]\n[2]"};
+  done.sync = false;
+  auto created = catalog->CreateJob(done);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->status, driver::JobStatus::kDone);
+  EXPECT_TRUE(created->result_in_catalog);
+  // Finished jobs do not count against the limit, and do not need a slot.
+  EXPECT_EQ(*catalog->CountUnfinishedJobs(secret), 0);
+  ASSERT_TRUE(catalog->CreateJob(done).ok());
+  engine::NewJob failed = done;
+  failed.finished = engine::NewJob::Finished{.status = driver::JobStatus::kFailed, .error = "boom", .result = "ignored"};
+  auto failed_job = catalog->CreateJob(failed);
+  ASSERT_TRUE(failed_job.ok()) << failed_job.status().ToString();
+  EXPECT_FALSE(failed_job->result_in_catalog);
+  auto pending = catalog->CreateJob({.secret_id = secret, .tables = {}, .sql = "SELECT 2"});
+  ASSERT_TRUE(pending.ok());
+  EXPECT_FALSE(pending->result_in_catalog);
+
+  auto other = Open();  // another process
+  auto seen = other->GetJob(created->job_id);
+  ASSERT_TRUE(seen.ok()) << seen.status().ToString();
+  EXPECT_EQ(seen->status, driver::JobStatus::kDone);
+  EXPECT_EQ(seen->rows, 2);
+  EXPECT_EQ(seen->bytes_scanned, 7);
+  EXPECT_TRUE(seen->result_in_catalog);
+  auto text = other->GetJobResult(created->job_id);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  ASSERT_TRUE(text->has_value());
+  EXPECT_EQ(**text, done.finished->result);
+  auto failed_seen = other->GetJob(failed_job->job_id);
+  ASSERT_TRUE(failed_seen.ok());
+  EXPECT_EQ(failed_seen->status, driver::JobStatus::kFailed);
+  EXPECT_EQ(failed_seen->error, "boom");
+  EXPECT_FALSE(failed_seen->result_in_catalog);
+  EXPECT_EQ(other->GetJobResult(failed_job->job_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(other->GetJobResult(pending->job_id).status().code(), StatusCode::kNotFound);
+  // A finished job does not change.
+  EXPECT_EQ(other->UpdateJob(created->job_id, {.status = driver::JobStatus::kRunning}).code(),
+            StatusCode::kFailedPrecondition);
+
+  // Nothing finished before this instant: nothing expires.
+  EXPECT_EQ(*catalog->ExpireJobResults(created->updated_ms), 0);
+  auto expired = catalog->ExpireJobResults(created->updated_ms + 1'000'000);
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  EXPECT_EQ(*expired, 2);
+  auto gone = other->GetJobResult(created->job_id);
+  ASSERT_TRUE(gone.ok()) << gone.status().ToString();
+  EXPECT_FALSE(gone->has_value());
+  EXPECT_EQ(other->GetJob(created->job_id)->status, driver::JobStatus::kDone);
+  EXPECT_EQ(*catalog->ExpireJobResults(created->updated_ms + 1'000'000), 0);
+}
+
 TEST_P(CatalogConformance, CountUnfinishedJobsCountsPendingAndRunningJobsOfOneSecret) {
   auto catalog = Open();
   ASSERT_NE(catalog, nullptr);
