@@ -375,6 +375,30 @@ TEST(PlanFilter, EmptyFilterIsTheWholeKeySpace) {
   EXPECT_FALSE(plan->range.IsEmpty());
 }
 
+TEST(PlanFilter, EveryKeyFieldEqualIsAPointAtTheEncodedKey) {
+  auto s = EventSchema();
+  Result<QueryPlan> plan = PlanFilter(*s, MustParse(*s, R"({"ts": 7, "user": "ada"})"));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(plan->point);
+  std::string key;
+  AppendString(&key, "ada");
+  AppendInt(&key, 7);
+  EXPECT_EQ(plan->range.start, key);
+  EXPECT_TRUE(plan->range.Contains(key));
+  // A residual on a non-key field keeps it a point (one key, then the residual).
+  plan = PlanFilter(*s, MustParse(*s, R"({"ts": 7, "user": "ada", "score": {"_gt": 1}})"));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(plan->point);
+  EXPECT_TRUE(plan->has_residual());
+  // Not every key field pinned, or a range: not a point.
+  for (const char* filter : {R"({"user": "ada"})", R"({"user": "ada", "ts": {"_gte": 7, "_lte": 7}})",
+                             R"({"ts": 7})", "{}", R"({"user": {"_prefix": "ada"}, "ts": 7})"}) {
+    plan = PlanFilter(*s, MustParse(*s, filter));
+    ASSERT_TRUE(plan.ok()) << filter;
+    EXPECT_FALSE(plan->point) << filter;
+  }
+}
+
 TEST(PlanFilter, UsesEqualityPrefixThenOneRangeAndLeavesTheRestResidual) {
   auto s = EventSchema();
   Result<QueryPlan> plan = PlanFilter(*s, MustParse(*s, R"({"ts": {"_gte": 5, "_lt": 9}, "user": "ada"})"));
