@@ -957,7 +957,7 @@ class PostgresCatalog final : public Catalog {
       AQ_ASSIGN_OR_RETURN(info.rows, row.Int(5));
       AQ_ASSIGN_OR_RETURN(info.created_ms, row.Int(6));
       AQ_ASSIGN_OR_RETURN(info.updated_ms, row.Int(7));
-      info.result_in_catalog = row.Text(8) == "t";
+      AQ_ASSIGN_OR_RETURN(info.result_in_catalog, row.Bool(8));
       AQ_ASSIGN_OR_RETURN(PgResult tables,
                           Exec(c,
                                "SELECT project, table_name, instance_id FROM {s}.job_tables "
