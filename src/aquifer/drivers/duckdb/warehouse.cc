@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <cctype>
@@ -25,6 +26,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "aquifer/base/logging.h"
 #include "aquifer/drivers/duckdb/cells.h"
 #include "aquifer/drivers/duckdb/handles.h"
 #include "aquifer/drivers/duckdb/plan.h"
@@ -618,6 +620,26 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   // gone), SyncWalEntry() syncs the directory: one stat per write, an fsync
   // per checkpoint. No-op for ":memory:".
   Status SyncWalEntry(bool force = false);
+
+  // DuckDB 1.4.4 reverts the rows of a commit that failed (its WAL write or
+  // fsync failed: EIO, ENOSPC) but not the bytes they added to the string
+  // dictionary of the table's in-memory segment, so the next string appended
+  // to that segment reads back as the reverted strings and itself
+  // concatenated, in the table and in the WAL (an applied group id of 80 hex
+  // digits instead of 40: the message was applied again after a restart; see
+  // README, Durability). A CHECKPOINT rewrites every table from its rows and
+  // drops the damaged segments. So a failed commit sets checkpoint_needed_,
+  // and nothing is appended (writes, stored job results) until a CHECKPOINT
+  // has succeeded: CheckpointIfNeeded() runs it first, and fails the write
+  // (Unavailable, retried by the engine) when it cannot.
+  std::atomic<bool> checkpoint_needed_{false};
+  // Requires write_mu_.
+  Status CheckpointIfNeeded();
+  // A failed COMMIT (or auto-committed append): the status, after marking.
+  Status CommitFailed(Status status) {
+    checkpoint_needed_.store(true);
+    return status;
+  }
   Status WriteCommitted(const InstanceInfo& instance, std::span<const driver::Record> records,
                         std::span<const driver::RecordGroup> groups);
   std::string db_dir_;    // empty for ":memory:"
@@ -751,6 +773,17 @@ Status DuckDBWarehouse::SyncWalEntry(bool force) {
   return Status::OK();
 }
 
+Status DuckDBWarehouse::CheckpointIfNeeded() {
+  if (!checkpoint_needed_.load()) return Status::OK();
+  if (Status status = Exec(write_conn_.get(), "CHECKPOINT"); !status.ok()) {
+    return Unavailable("duckdb: a commit failed earlier and the checkpoint that must follow it failed: {}",
+                       status.message());
+  }
+  checkpoint_needed_.store(false);
+  AQ_LOG(Info, "duckdb: checkpointed after a failed commit");
+  return SyncWalEntry();  // the checkpoint removed the WAL
+}
+
 Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
                                        std::span<const driver::Record> records,
                                        std::span<const driver::RecordGroup> groups) {
@@ -763,6 +796,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   const int64_t now_ms = clock_->NowMillis();
 
   std::unique_lock lock(write_mu_);
+  AQ_RETURN_IF_ERROR(CheckpointIfNeeded());
   NoteRetention(instance);
   // Exactly once: which records belong to groups not applied yet.
   std::vector<bool> fresh;
@@ -813,7 +847,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
     }
     if (Status status = Exec(write_conn_.get(), "COMMIT"); !status.ok()) {
       (void)Exec(write_conn_.get(), "ROLLBACK");
-      return status.WithContext("duckdb: commit");
+      return CommitFailed(status.WithContext("duckdb: commit"));
     }
     return Status::OK();
   }
@@ -879,7 +913,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   }
   if (Status status = Exec(conn, "COMMIT"); !status.ok()) {
     (void)Exec(conn, "ROLLBACK");
-    return status.WithContext("duckdb: commit");
+    return CommitFailed(status.WithContext("duckdb: commit"));
   }
   if (window != nullptr) {
     for (uint64_t fp : fingerprints) window->Add(fp, static_cast<size_t>(dedup_window_));
@@ -1026,10 +1060,19 @@ void DuckDBWarehouse::WorkerLoop(Slot* slot) {
       stored.rows = result.rows;
       stored.bytes_scanned = result.bytes_scanned;
       stored.finished_ms = finished_ms;
-      Status recorded = Exec(slot->conn.get(), fmt::format("INSERT INTO {} (job_id, expires_ms, expired, meta) "
-                                                           "VALUES ({}, {}, false, {})",
-                                                           ResultsTable(), QuoteLiteral(job->id.Hex()), expires_ms,
-                                                           QuoteLiteral(ResultMeta(stored))));
+      Status recorded;
+      {
+        // Under write_mu_, as appends are: none after a failed commit before its checkpoint.
+        std::lock_guard write_lock(write_mu_);
+        recorded = CheckpointIfNeeded();
+        if (recorded.ok()) {
+          recorded = Exec(slot->conn.get(), fmt::format("INSERT INTO {} (job_id, expires_ms, expired, meta) "
+                                                        "VALUES ({}, {}, false, {})",
+                                                        ResultsTable(), QuoteLiteral(job->id.Hex()), expires_ms,
+                                                        QuoteLiteral(ResultMeta(stored))));
+          if (!recorded.ok()) (void)CommitFailed(recorded);
+        }
+      }
       if (recorded.ok()) recorded = SyncWalEntry();
       if (!recorded.ok()) {
         (void)Exec(slot->conn.get(), "DROP TABLE IF EXISTS " + JobTableName(job->id));
