@@ -452,6 +452,9 @@ class EngineImpl final : public Engine {
     RecordPage page;
     std::string next_driver;
     int64_t bytes = 0;
+    // RecordsMessage(page.data_json, page.next_cursor), made by the first
+    // reader when the page has records and a next cursor.
+    std::shared_ptr<const std::string> message;
   };
   struct SharedSlot {
     uint64_t generation = 0;
@@ -1776,6 +1779,37 @@ class EngineImpl::Feed final : public ChangeFeed {
   void set_filter_key(std::string key) { filter_key_ = std::move(key); }
 
   Result<RecordPage> Read(int32_t limit) override {
+    AQ_ASSIGN_OR_RETURN(Shared shared, ReadShared(limit));
+    RecordPage page = shared.page != nullptr ? shared.page->page : std::move(shared.own);
+    if (page.next_cursor.empty()) page.next_cursor = cursor_;
+    return page;
+  }
+
+  Result<ChangeBatch> ReadBatch(int32_t limit) override {
+    AQ_ASSIGN_OR_RETURN(Shared shared, ReadShared(limit));
+    const RecordPage& page = shared.page != nullptr ? shared.page->page : shared.own;
+    ChangeBatch batch;
+    batch.count = page.count;
+    batch.more = page.more;
+    batch.next_cursor = page.next_cursor.empty() ? cursor_ : page.next_cursor;
+    if (batch.count > 0) {
+      batch.message = shared.page != nullptr && shared.page->message != nullptr
+                          ? shared.page->message
+                          : std::make_shared<const std::string>(
+                                RecordsMessage(page.data_json, batch.next_cursor));
+    }
+    return batch;
+  }
+
+ private:
+  // A read's answer: the shared page, or (no position to share yet, or the
+  // first reader failed) a page read alone.
+  struct Shared {
+    std::shared_ptr<const SharedPage> page;
+    RecordPage own;
+  };
+
+  Result<Shared> ReadShared(int32_t limit) {
     AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
     const uint64_t epoch = engine_->catalog_epoch_.load(std::memory_order_acquire);
     const int64_t now_us = engine_->clock_->MonotonicMicros();
@@ -1786,17 +1820,15 @@ class EngineImpl::Feed final : public ChangeFeed {
       AQ_RETURN_IF_ERROR(engine_->CheckQuota(target_.project, QuotaKind::kRead, 0));
     }
     std::string next_driver;
-    AQ_ASSIGN_OR_RETURN(RecordPage page, SharedRead(limit, &next_driver));
-    if (page.next_cursor.empty()) {
-      page.next_cursor = cursor_;
-    } else {
+    AQ_ASSIGN_OR_RETURN(Shared shared, SharedRead(limit, &next_driver));
+    const RecordPage& page = shared.page != nullptr ? shared.page->page : shared.own;
+    if (!page.next_cursor.empty()) {
       cursor_ = page.next_cursor;
       payload_.driver = std::move(next_driver);
     }
-    return page;
+    return shared;
   }
 
- private:
   // Resolves the instance, the grants and the project again (and the read quota).
   Status Recheck(uint64_t epoch, int64_t now_us) {
     engine_->change_feed_checks_.fetch_add(1, std::memory_order_relaxed);
@@ -1817,9 +1849,11 @@ class EngineImpl::Feed final : public ChangeFeed {
   // whose notification is on its way, fewer: that notification then wakes it
   // again). The age limit bounds what a missed notification (they are
   // at-most-once) can hold back.
-  Result<RecordPage> SharedRead(int32_t limit, std::string* next_driver) {
+  Result<Shared> SharedRead(int32_t limit, std::string* next_driver) {
+    Shared out;
     if (payload_.driver.empty()) {
-      return engine_->ReadPage(who_, target_, payload_, filter_, limit, next_driver);
+      AQ_ASSIGN_OR_RETURN(out.own, engine_->ReadPage(who_, target_, payload_, filter_, limit, next_driver));
+      return out;
     }
     EngineImpl& engine = *engine_;
     std::string key = target_.instance.instance_id.ToString();
@@ -1862,10 +1896,12 @@ class EngineImpl::Feed final : public ChangeFeed {
         usage.read_bytes = hit->bytes;
         engine.Meter(who_, target_.project.project_id, usage);
         *next_driver = hit->next_driver;
-        return hit->page;
+        out.page = std::move(hit);
+        return out;
       }
       // The first reader failed: read alone (and get its error, if it persists).
-      return engine.ReadPage(who_, target_, payload_, filter_, limit, next_driver);
+      AQ_ASSIGN_OR_RETURN(out.own, engine.ReadPage(who_, target_, payload_, filter_, limit, next_driver));
+      return out;
     }
     engine.shared_page_reads_.fetch_add(1, std::memory_order_relaxed);
     auto result = std::make_shared<SharedPage>();
@@ -1877,10 +1913,15 @@ class EngineImpl::Feed final : public ChangeFeed {
       engine.shared_pages_.erase(key);
       return page.status();
     }
-    result->page = *page;
+    result->page = std::move(*page);
+    if (result->page.count > 0 && !result->page.next_cursor.empty()) {
+      result->message = std::make_shared<const std::string>(
+          RecordsMessage(result->page.data_json, result->page.next_cursor));
+    }
     *next_driver = result->next_driver;
+    out.page = result;
     mine.set_value(std::move(result));
-    return page;
+    return out;
   }
   static constexpr int64_t kSharedPageMicros = 200'000;
 
@@ -1894,6 +1935,29 @@ class EngineImpl::Feed final : public ChangeFeed {
   uint64_t epoch_;
   int64_t checked_us_;
 };
+
+std::string RecordsMessage(std::string_view data_json, std::string_view cursor) {
+  std::string message;
+  message.reserve(data_json.size() + cursor.size() + 48);
+  message += "{\"type\":\"records\",\"data\":";
+  message += data_json;
+  message += ",\"cursor\":\"";
+  message += cursor;  // base58: nothing to escape
+  message += "\"}";
+  return message;
+}
+
+Result<ChangeBatch> ChangeFeed::ReadBatch(int32_t limit) {
+  AQ_ASSIGN_OR_RETURN(RecordPage page, Read(limit));
+  ChangeBatch batch;
+  batch.count = page.count;
+  batch.more = page.more;
+  batch.next_cursor = std::move(page.next_cursor);
+  if (batch.count > 0) {
+    batch.message = std::make_shared<const std::string>(RecordsMessage(page.data_json, batch.next_cursor));
+  }
+  return batch;
+}
 
 Result<std::unique_ptr<ChangeFeed>> EngineImpl::OpenChangeFeed(const Principal& who,
                                                                std::string_view cursor,

@@ -237,6 +237,20 @@ class Listener {
 // at once after a DeleteTable through this engine: a deleted table (NotFound)
 // or a lost grant (NotFound/PermissionDenied) ends the feed then. Not
 // thread-safe (one reader at a time); must not outlive its Engine.
+// The WebSocket "records" message of a page (DESIGN.md: subscribe):
+// {"type":"records","data":[...],"cursor":"..."}.
+std::string RecordsMessage(std::string_view data_json, std::string_view cursor);
+
+// A change feed's page as the message a subscriber is sent. Feeds that share
+// a page (same instance, position and filters) share one message: one render,
+// one buffer, refcounted, whatever the number of subscribers.
+struct ChangeBatch {
+  int64_t count = 0;
+  bool more = false;          // as RecordPage::more
+  std::string next_cursor;    // the feed's new position
+  std::shared_ptr<const std::string> message;  // RecordsMessage; null when count == 0
+};
+
 class ChangeFeed {
  public:
   virtual ~ChangeFeed() = default;
@@ -245,6 +259,9 @@ class ChangeFeed {
   // next_cursor is the new position (the resume point to hand a client);
   // `more` says to read again without waiting for a notification.
   virtual Result<RecordPage> Read(int32_t limit) = 0;
+  // The same read, answered as the records message (shared between feeds
+  // at the same position). This default renders it from Read().
+  virtual Result<ChangeBatch> ReadBatch(int32_t limit);
 };
 
 class Engine {

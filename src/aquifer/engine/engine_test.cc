@@ -582,6 +582,65 @@ TEST_F(EngineTest, ChangeFeedsAtTheSamePositionShareOnePageAndStillSeeEveryWrite
   }
 }
 
+// ReadBatch answers the records message itself: feeds at one position share
+// one buffer (one render for every subscriber), and it is exactly the message
+// a Read of the same page renders, with the same cursor and position.
+TEST_F(EngineTest, ChangeFeedsAtTheSamePositionShareOneRecordsMessage) {
+  Open(Options());
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  Principal reader = Secret("p", {{"read", {"t"}}});
+  auto a = engine_->OpenChangeFeed(admin_, query->change_cursor, "");
+  auto b = engine_->OpenChangeFeed(reader, query->change_cursor, "");
+  // "{}" filters nothing but is another filter text: this feed reads its own pages.
+  auto plain = engine_->OpenChangeFeed(admin_, query->change_cursor, "{}");
+  auto filtered = engine_->OpenChangeFeed(admin_, query->change_cursor, R"({"n":{"_gte":2}})");
+  ASSERT_TRUE(a.ok() && b.ok() && plain.ok() && filtered.ok()) << plain.status().ToString();
+  auto empty = (*a)->ReadBatch(100);
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->count, 0);
+  EXPECT_EQ(empty->message, nullptr);
+  EXPECT_FALSE(empty->next_cursor.empty());
+  for (auto* feed : {&*b, &*plain, &*filtered}) ASSERT_EQ((**feed).Read(100)->count, 0);
+
+  for (int round = 1; round <= 3; ++round) {
+    ASSERT_TRUE(Write(R"([{"user":"a","n":)" + std::to_string(round) + R"(},{"user":"b","n":)" +
+                          std::to_string(round + 10) + "}]",
+                      {.log = true})
+                    .ok());
+    const int64_t shared = Metric(*engine_, "aquifer_change_pages_shared_total");
+    auto from_a = (*a)->ReadBatch(100);
+    auto from_b = (*b)->ReadBatch(100);
+    auto from_filtered = (*filtered)->ReadBatch(100);
+    ASSERT_TRUE(from_a.ok() && from_b.ok() && from_filtered.ok());
+    ASSERT_EQ(from_a->count, 2) << "round " << round;
+    ASSERT_NE(from_a->message, nullptr);
+    EXPECT_EQ(from_b->message.get(), from_a->message.get()) << "b rendered its own message";
+    EXPECT_EQ(from_b->next_cursor, from_a->next_cursor);
+    EXPECT_EQ(Metric(*engine_, "aquifer_change_pages_shared_total"), shared + 1);
+    // The same page read alone renders the same message.
+    const int64_t reads = Metric(*engine_, "aquifer_change_pages_read_total");
+    auto page = (*plain)->Read(100);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    EXPECT_EQ(Metric(*engine_, "aquifer_change_pages_read_total"), reads + 1);
+    EXPECT_EQ(page->next_cursor, from_a->next_cursor);
+    EXPECT_EQ(*from_a->message, RecordsMessage(page->data_json, page->next_cursor));
+    json message = json::parse(*from_a->message);
+    EXPECT_EQ(message["type"], "records");
+    EXPECT_EQ(message["data"][0]["n"], round);
+    EXPECT_EQ(message["data"][1]["n"], round + 10);
+    EXPECT_EQ(message["cursor"], from_a->next_cursor);
+    // The filtered feed, reading other records, has a message of its own.
+    ASSERT_NE(from_filtered->message, nullptr);
+    EXPECT_NE(from_filtered->message.get(), from_a->message.get());
+    EXPECT_EQ(json::parse(*from_filtered->message)["data"].size(), round >= 2 ? 2u : 1u);
+    // Each feed moved on: nothing new at the next read.
+    EXPECT_EQ((*a)->ReadBatch(100)->count, 0);
+    EXPECT_EQ((*b)->ReadBatch(100)->count, 0);
+  }
+}
+
 TEST_F(EngineTest, AChangeFeedRechecksTheCatalogWhenItsIntervalHasPassed) {
   EngineOptions options = Options();
   options.change_feed_recheck_ms = 0;  // due on every read
