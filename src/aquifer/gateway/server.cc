@@ -207,6 +207,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
  private:
   awaitable<void> SendErrorAndClose(const Status& status);
   awaitable<bool> Send(std::string message);
+  awaitable<bool> Send(std::shared_ptr<const std::string> message);  // kept alive by the coroutine
 
   Server::Impl* server_;
   websocket::stream<beast::tcp_stream> ws_;
@@ -219,9 +220,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 };
 
 awaitable<bool> WsSession::Send(std::string message) {
+  co_return co_await Send(std::make_shared<const std::string>(std::move(message)));
+}
+
+awaitable<bool> WsSession::Send(std::shared_ptr<const std::string> message) {
   beast::error_code ec;
   ws_.text(true);
-  co_await ws_.async_write(asio::buffer(message), asio::redirect_error(use_awaitable, ec));
+  co_await ws_.async_write(asio::buffer(*message), asio::redirect_error(use_awaitable, ec));
   co_return !ec;
 }
 
@@ -426,8 +431,8 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   // fallback (notifications are at-most-once).
   while (!error_ && !server->stopping.load()) {
     wake_->store(false);
-    Result<engine::RecordPage> page = co_await RunBlocking<Result<engine::RecordPage>>(
-        server->feed_pool, [reader] { return reader->Read(1000); });
+    Result<engine::ChangeBatch> page = co_await RunBlocking<Result<engine::ChangeBatch>>(
+        server->feed_pool, [reader] { return reader->ReadBatch(1000); });
     server->metrics.ChangeRead();
     if (error_) break;
     if (!page.ok()) {
@@ -436,14 +441,9 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     }
     if (!page->next_cursor.empty()) cursor = page->next_cursor;
     if (page->count > 0) {
-      std::string batch;
-      batch.reserve(page->data_json.size() + cursor.size() + 48);
-      batch += "{\"type\":\"records\",\"data\":";
-      batch += page->data_json;
-      batch += ",\"cursor\":\"";
-      batch += cursor;  // base58: nothing to escape
-      batch += "\"}";
-      if (!co_await Send(std::move(batch))) {
+      // The message is shared with every session at the same position
+      // (engine::ChangeBatch): written from the shared buffer, never copied.
+      if (!co_await Send(std::move(page->message))) {
         peer_closed_ = true;
         break;
       }
