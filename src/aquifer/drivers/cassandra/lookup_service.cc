@@ -13,6 +13,7 @@
 
 #include "aquifer/base/text.h"
 #include "aquifer/driver/offset_payload.h"
+#include "aquifer/driver/record_limits.h"
 #include "aquifer/keys/filter.h"
 #include "aquifer/schema/codec.h"
 
@@ -306,25 +307,7 @@ Status CassandraLookupService::WriteRecords(const InstanceInfo& instance, std::s
   if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
     return checked.WithContext(Describe("writing to", instance));
   }
-  const driver::Limits& limits = options_.limits;
-  if (records.size() > limits.max_records_in_batch) {
-    return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
-                           instance.instance_id.ToString(), records.size(), limits.max_records_in_batch);
-  }
-  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
-    const Record& record = records[record_idx];
-    if (record.key.empty()) {
-      return InvalidArgument("writing to {}: record {}: empty key", instance.instance_id.ToString(), record_idx);
-    }
-    if (record.key.size() > limits.max_key_size) {
-      return InvalidArgument("writing to {}: record {}: key of {} bytes exceeds the limit of {} bytes",
-                             instance.instance_id.ToString(), record_idx, record.key.size(), limits.max_key_size);
-    }
-    if (record.avro.size() > limits.max_record_size) {
-      return InvalidArgument("writing to {}: record {}: record of {} bytes exceeds the limit of {} bytes",
-                             instance.instance_id.ToString(), record_idx, record.avro.size(), limits.max_record_size);
-    }
-  }
+  AQ_RETURN_IF_ERROR(driver::CheckRecordLimits(instance.instance_id, records, options_.limits));
   if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
   const std::string context = Describe("writing records to", instance);
   const Value id = UuidValue(instance.instance_id);

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "aquifer/driver/offset_payload.h"
+#include "aquifer/driver/record_limits.h"
 #include "aquifer/drivers/postgres/script.h"
 #include "aquifer/keys/filter.h"
 #include "aquifer/keys/tuple.h"
@@ -186,25 +187,7 @@ Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<con
   if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
     return checked.WithContext(Describe("writing to", instance));
   }
-  const driver::Limits& limits = options_.limits;
-  if (records.size() > limits.max_records_in_batch) {
-    return InvalidArgument("writing to {}: batch of {} records exceeds the limit of {} records",
-                           instance.instance_id.ToString(), records.size(), limits.max_records_in_batch);
-  }
-  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
-    const Record& record = records[record_idx];
-    if (record.key.empty()) {
-      return InvalidArgument("writing to {}: record {}: empty key", instance.instance_id.ToString(), record_idx);
-    }
-    if (record.key.size() > limits.max_key_size) {
-      return InvalidArgument("writing to {}: record {}: key of {} bytes exceeds the limit of {} bytes",
-                             instance.instance_id.ToString(), record_idx, record.key.size(), limits.max_key_size);
-    }
-    if (record.avro.size() > limits.max_record_size) {
-      return InvalidArgument("writing to {}: record {}: record of {} bytes exceeds the limit of {} bytes",
-                             instance.instance_id.ToString(), record_idx, record.avro.size(), limits.max_record_size);
-    }
-  }
+  AQ_RETURN_IF_ERROR(driver::CheckRecordLimits(instance.instance_id, records, options_.limits));
   if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
   const int64_t now_ms = clock_->NowMillis();
   if (instance.use_log) {
