@@ -24,4 +24,14 @@ Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, 
   return Status::OK();
 }
 
+Status CheckReadOptions(const Uuid& instance, const ReadOptions& options) {
+  if (options.limit < 1 || options.limit > 1000) {
+    return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.ToString(), options.limit);
+  }
+  if (options.scan_budget < 1) {
+    return InvalidArgument("reading {}: scan budget {} must be positive", instance.ToString(), options.scan_budget);
+  }
+  return Status::OK();
+}
+
 }  // namespace aquifer::driver

@@ -1,11 +1,13 @@
 #pragma once
 
-// The checks every lookup driver runs on a write before storing anything.
+// The checks every lookup driver runs on a write before storing anything,
+// and on a read's options before reading.
 
 #include <span>
 
 #include "aquifer/base/status.h"
 #include "aquifer/base/uuid.h"
+#include "aquifer/driver/lookup_service.h"
 #include "aquifer/driver/types.h"
 
 namespace aquifer::driver {
@@ -14,5 +16,8 @@ namespace aquifer::driver {
 // max_key_size, every Avro record within max_record_size. InvalidArgument
 // naming `instance` (its id), the record index and the sizes; OK otherwise.
 Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, const Limits& limits);
+// A limit within 1..1000 and a positive scan budget; InvalidArgument naming
+// `instance` otherwise.
+Status CheckReadOptions(const Uuid& instance, const ReadOptions& options);
 
 }  // namespace aquifer::driver

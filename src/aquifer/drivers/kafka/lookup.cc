@@ -219,10 +219,7 @@ class KafkaLookupService final : public driver::LookupService {
 
   Result<driver::ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload,
                                         const keys::Filter& filter, const driver::ReadOptions& options) override {
-    if (options.limit < 1 || options.limit > 1000) {
-      return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.instance_id.ToString(),
-                             options.limit);
-    }
+    AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
     if (payload.empty()) return driver::ReadResult{};
     // The local store's payloads (drivers/rocksdb/README.md): kind 1 is an
     // index replay, read from the index stream's instance; the rest read the log.

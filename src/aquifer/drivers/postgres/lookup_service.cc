@@ -474,13 +474,7 @@ Result<driver::PeekCursors> PgLookupService::Peek(const InstanceInfo& instance) 
 
 Result<driver::ReadResult> PgLookupService::ReadCursor(const InstanceInfo& instance, std::string_view payload,
                                                        const keys::Filter& filter, const driver::ReadOptions& options) {
-  if (options.limit < 1 || options.limit > 1000) {
-    return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.instance_id.ToString(), options.limit);
-  }
-  if (options.scan_budget < 1) {
-    return InvalidArgument("reading {}: scan budget {} must be positive", instance.instance_id.ToString(),
-                           options.scan_budget);
-  }
+  AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
   if (payload.empty()) return driver::ReadResult{};
   if (instance.schema == nullptr) return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
   AQ_ASSIGN_OR_RETURN(Payload decoded, DecodePayload(payload));

@@ -740,13 +740,7 @@ Result<driver::ReadResult> RocksDbLookupService::ReadCursor(const InstanceInfo& 
                                                             std::string_view payload,
                                                             const keys::Filter& filter,
                                                             const driver::ReadOptions& options) {
-  if (options.limit < 1 || options.limit > 1000) {
-    return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.instance_id.ToString(), options.limit);
-  }
-  if (options.scan_budget < 1) {
-    return InvalidArgument("reading {}: scan budget {} must be positive", instance.instance_id.ToString(),
-                           options.scan_budget);
-  }
+  AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
   if (payload.empty()) return driver::ReadResult{};
   if (instance.schema == nullptr) {
     return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
