@@ -20,7 +20,6 @@ void PutU32(std::string* out, uint32_t value) {
   out->append(buf, 4);
 }
 
-
 class PayloadReader {
  public:
   explicit PayloadReader(std::string_view data) : data_(data) {}
@@ -74,7 +73,6 @@ std::string RewindPayload(uint64_t before) {
   PutBigEndian64(&out, before);
   return out;
 }
-
 
 Result<OffsetPayload> DecodePayload(std::string_view bytes) {
   auto bad = [&](std::string_view why) {
