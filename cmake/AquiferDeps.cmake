@@ -12,6 +12,17 @@ find_package(CURL REQUIRED)
 find_package(Boost 1.74 REQUIRED)  # header-only: Beast/Asio
 pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)  # Postgres drivers
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka>=2.0)  # Kafka drivers (librdkafka's C API)
+# Google Cloud drivers (Bigtable, Pub/Sub): Debian's gRPC and protobuf; code generated from proto/
+# at build time (aquifer_proto_library in AquiferHelpers.cmake).
+pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++>=1.51)
+pkg_check_modules(PROTOBUF REQUIRED IMPORTED_TARGET protobuf>=3.21)
+find_program(AQUIFER_PROTOC protoc REQUIRED)
+find_program(AQUIFER_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+find_path(AQUIFER_PROTOBUF_INCLUDE_DIR google/protobuf/any.proto REQUIRED)
+add_library(aquifer_ext_protobuf INTERFACE)
+target_link_libraries(aquifer_ext_protobuf INTERFACE PkgConfig::PROTOBUF)
+add_library(aquifer_ext_grpc INTERFACE)
+target_link_libraries(aquifer_ext_grpc INTERFACE PkgConfig::GRPCPP aquifer_ext_protobuf)
 
 find_path(ROCKSDB_INCLUDE_DIR rocksdb/db.h REQUIRED)
 find_library(ROCKSDB_LIBRARY rocksdb REQUIRED)

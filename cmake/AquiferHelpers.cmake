@@ -41,3 +41,39 @@ function(aquifer_test name)
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
 endfunction()
+
+# aquifer_proto_library(NAME PROTOS paths... [GRPC] [DEPS targets...])
+#   Generates C++ for .proto files under proto/ (paths relative to it, e.g.
+#   google/rpc/status.proto) into build/proto/ at build time and builds them into one static
+#   library. GRPC also runs grpc_cpp_plugin (for files declaring services). Include the
+#   generated headers by their proto path: "google/rpc/status.pb.h".
+function(aquifer_proto_library name)
+  cmake_parse_arguments(ARG "GRPC" "" "PROTOS;DEPS" ${ARGN})
+  set(out ${CMAKE_BINARY_DIR}/proto)
+  set(srcs)
+  foreach(proto ${ARG_PROTOS})
+    string(REGEX REPLACE "\\.proto$" "" base ${proto})
+    set(generated ${out}/${base}.pb.cc ${out}/${base}.pb.h)
+    set(plugin_args)
+    if(ARG_GRPC)
+      list(APPEND generated ${out}/${base}.grpc.pb.cc ${out}/${base}.grpc.pb.h)
+      set(plugin_args --grpc_out=${out} --plugin=protoc-gen-grpc=${AQUIFER_GRPC_CPP_PLUGIN})
+    endif()
+    add_custom_command(
+      OUTPUT ${generated}
+      COMMAND ${CMAKE_COMMAND} -E make_directory ${out}
+      COMMAND ${AQUIFER_PROTOC} -I${CMAKE_SOURCE_DIR}/proto -I${AQUIFER_PROTOBUF_INCLUDE_DIR}
+              --cpp_out=${out} ${plugin_args} ${CMAKE_SOURCE_DIR}/proto/${proto}
+      DEPENDS ${CMAKE_SOURCE_DIR}/proto/${proto}
+      COMMENT "protoc ${proto}"
+      VERBATIM)
+    list(APPEND srcs ${generated})
+  endforeach()
+  add_library(${name} STATIC ${srcs})
+  target_include_directories(${name} SYSTEM PUBLIC ${out})
+  target_compile_options(${name} PRIVATE -w)  # generated code: not ours to warn about
+  target_link_libraries(${name} PUBLIC aquifer_ext_protobuf ${ARG_DEPS})
+  if(ARG_GRPC)
+    target_link_libraries(${name} PUBLIC aquifer_ext_grpc)
+  endif()
+endfunction()

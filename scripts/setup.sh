@@ -20,6 +20,7 @@ PKGS=(
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev libcurl4-openssl-dev
   libpq-dev librdkafka-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # real peers for the conformance suites (scripts/peers/): Postgres, and Kafka's jars through Maven
   postgresql-15 maven openjdk-17-jdk-headless
   # tests and benchmarks
