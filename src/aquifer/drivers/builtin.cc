@@ -5,6 +5,7 @@
 #include "aquifer/drivers/kafka/register.h"
 #include "aquifer/drivers/mock/warehouse.h"
 #include "aquifer/drivers/postgres/register.h"
+#include "aquifer/drivers/pubsub/register.h"
 #include "aquifer/drivers/rocksdb/lookup_service.h"
 #include "aquifer/drivers/rocksdb/queue.h"
 
@@ -18,6 +19,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   postgres::Register(registry);
   kafka::Register(registry);
   cassandra::Register(registry);
+  pubsub::Register(registry);
 }
 
 }  // namespace aquifer::drivers
