@@ -328,7 +328,7 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
 
  public:
   std::string DeadLetterTopic() const {
-    return fmt::format("projects/{}/topics/{}dead-letter", options_.grpc.project, options_.prefix);
+    return fmt::format("projects/{}/topics/{}~dead-letter", options_.grpc.project, options_.prefix);
   }
   Status PrepareDeadLetter() { return options_.dead_letter_policy ? EnsureDeadLetterTopic() : Status::OK(); }
   std::string SubscriptionPath(std::string_view topic, std::string_view id_tail) const {
@@ -364,7 +364,9 @@ class PubSubSubscription final : public driver::Subscription {
       std::lock_guard<std::mutex> lock(state_->mu);
       if (state_->closed) return FailedPrecondition("pubsub: Pull on a closed subscription");
     }
-    AQ_RETURN_IF_ERROR(queue_->MaintainLeases(state_.get()));
+    // A failed release or extension is not this Pull's failure: the lease then simply ends
+    // on its own (redelivery a little later); an unreachable service shows in the Pull below.
+    (void)queue_->MaintainLeases(state_.get());
     std::vector<Message> out;
     if (max_messages == 0) return out;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0));

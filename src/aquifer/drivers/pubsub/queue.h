@@ -23,7 +23,7 @@
 // released as by a Nack). What a closed or crashed consumer held comes back when its last
 // lease ends (at most max(10 s, ack_timeout_ms) later). Delivery attempts are Pub/Sub's
 // (subscriptions carry a dead-letter policy, which makes the service count them; the
-// dead-letter topic `<prefix>dead-letter` only receives a message after 100 attempts);
+// dead-letter topic `<prefix>~dead-letter` only receives a message after 100 attempts);
 // where the service reports none, this process counts them.
 //
 // Config keys: those of gcp::ParseGrpcOptions (endpoint, project, emulator, token_env,
