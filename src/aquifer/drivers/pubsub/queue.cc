@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -130,7 +131,7 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
         bytes += size;
         ++i;
       }
-      AQ_RETURN_IF_ERROR(PublishBatch(request, topic));
+      AQ_RETURN_IF_ERROR(PublishGrouped(&request, bytes, topic));
     }
     return Status::OK();
   }
@@ -268,6 +269,76 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
     return gcp::FromGrpc(s, fmt::format("pubsub CreateTopic {}", topic));
   }
 
+  // Group commit: concurrent Publish calls on one topic share Publish calls. One caller at a
+  // time per topic sends (the leader); the others queue their requests, and the leader sends
+  // the queued ones in order, merged up to the request limits, and hands each its outcome. A
+  // lone caller sends its own request at once.
+  struct Pending {
+    pb::PublishRequest* request;
+    size_t bytes;
+    bool done = false;
+    Status status;
+  };
+  struct Lane {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool busy = false;
+    std::deque<Pending*> queue;
+  };
+
+  Lane* LaneOf(const std::string& path) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& lane = lanes_[path];
+    if (!lane) lane = std::make_unique<Lane>();
+    return lane.get();
+  }
+
+  Status PublishGrouped(pb::PublishRequest* request, size_t bytes, std::string_view topic) {
+    Lane* lane = LaneOf(request->topic());
+    Pending mine{request, bytes};
+    std::unique_lock<std::mutex> lock(lane->mu);
+    lane->queue.push_back(&mine);
+    while (!mine.done) {
+      if (lane->busy) {
+        lane->cv.wait(lock);
+        continue;
+      }
+      lane->busy = true;
+      std::vector<Pending*> group;
+      size_t count = 0, total = 0;
+      while (!lane->queue.empty()) {
+        Pending* next = lane->queue.front();
+        size_t n = static_cast<size_t>(next->request->messages_size());
+        if (!group.empty() && (count + n > kMaxPublishMessages || total + next->bytes > kMaxPublishBytes)) break;
+        group.push_back(next);
+        count += n;
+        total += next->bytes;
+        lane->queue.pop_front();
+      }
+      lock.unlock();
+      Status s;
+      if (group.size() == 1) {
+        s = PublishBatch(*group[0]->request, topic);
+      } else {
+        pb::PublishRequest merged;
+        merged.set_topic(request->topic());
+        merged.mutable_messages()->Reserve(static_cast<int>(count));
+        for (Pending* g : group) {
+          for (auto& m : *g->request->mutable_messages()) *merged.add_messages() = std::move(m);
+        }
+        s = PublishBatch(merged, topic);
+      }
+      lock.lock();
+      for (Pending* g : group) {
+        g->status = s;
+        g->done = true;
+      }
+      lane->busy = false;
+      lane->cv.notify_all();
+    }
+    return mine.status;
+  }
+
   Status PublishBatch(const pb::PublishRequest& request, std::string_view topic) {
     // Only UNAVAILABLE is retried (the call most likely never reached the service); a retry
     // after anything else could publish twice.
@@ -350,6 +421,7 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
   bool dead_letter_ready_ = false;
   std::vector<std::weak_ptr<SubState>> live_;
   std::map<std::string, int32_t> attempts_;
+  std::map<std::string, std::unique_ptr<Lane>> lanes_;
   std::thread keeper_;
 };
 

@@ -5,7 +5,9 @@
 
 #include "aquifer/drivers/pubsub/queue.h"
 
+#include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,6 +171,49 @@ TEST_F(PubSubQueueTest, EphemeralSubscriptionsAreDeletedOnCloseAndStaleOnesByRes
   ASSERT_EQ(ListMine(stub.get()).size(), 1u);
   ASSERT_TRUE(q->Reset().ok());
   EXPECT_TRUE(ListMine(stub.get()).empty());
+}
+
+TEST_F(PubSubQueueTest, ConcurrentPublishersSharingCallsEachGetTheOutcome) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(q->RegisterTopic("events").ok());
+  auto sub = q->Subscribe("events", Options("worker"));
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  // Calls on one topic are grouped; a failing group (unregistered topic) fails every caller
+  // in it, and the good topic's callers all succeed, each message once.
+  constexpr int kThreads = 4, kPerThread = 50;
+  std::atomic<int> ok{0}, not_found{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string data = std::to_string(t) + "-" + std::to_string(i);
+        Status good = q->Publish("events", std::vector<OutgoingMessage>{{data, ""}});
+        Status bad = q->Publish("missing", std::vector<OutgoingMessage>{{data, ""}});
+        (good.ok() ? ok : other)++;
+        (bad.code() == StatusCode::kNotFound && bad.message().find("missing") != std::string::npos ? not_found : other)++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), kThreads * kPerThread);
+  EXPECT_EQ(not_found.load(), kThreads * kPerThread);
+  EXPECT_EQ(other.load(), 0);
+  std::set<std::string> seen;
+  int total = 0;
+  for (int round = 0; round < 200 && total < kThreads * kPerThread; ++round) {
+    auto r = (*sub)->Pull(500, 200);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    std::vector<std::string> ids;
+    for (const auto& m : *r) {
+      seen.insert(m.data);
+      ids.push_back(m.ack_id);
+    }
+    total += static_cast<int>(r->size());
+    ASSERT_TRUE((*sub)->Ack(ids).ok());
+  }
+  EXPECT_EQ(total, kThreads * kPerThread);
+  EXPECT_EQ(seen.size(), size_t{kThreads * kPerThread});
 }
 
 TEST_F(PubSubQueueTest, BadConfigIsRefusedNamingTheKey) {
