@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/base/text.h"
 #include "aquifer/base/uuid.h"
 #include "google/pubsub/v1/pubsub.grpc.pb.h"
 
@@ -44,6 +45,60 @@ std::string Escape(std::string_view name) {
     }
   }
   return out;
+}
+
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF): what the service's protobuf parser demands of a string field.
+bool IsUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // truncated sequence
+    for (size_t j = 1; j <= n; ++j) {
+      unsigned char d = static_cast<unsigned char>(s[i + j]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)) return false;
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// Ordering keys are strings on the wire (UTF-8), Aquifer's are bytes (the engine's are
+// 16-byte instance ids). A key that is not UTF-8, or starts with the marker, is sent as the
+// marker plus its base64; received keys are decoded back, so every key round-trips.
+constexpr std::string_view kBinaryKeyMarker = "~b64~";
+
+std::string EncodeKey(std::string_view key) {
+  if (IsUtf8(key) && !key.starts_with(kBinaryKeyMarker)) return std::string(key);
+  return std::string(kBinaryKeyMarker) + Base64Encode(key);
+}
+
+std::string DecodeKey(const std::string& key) {
+  std::string out;
+  if (key.starts_with(kBinaryKeyMarker) && Base64Decode(std::string_view(key).substr(kBinaryKeyMarker.size()), &out)) {
+    return out;
+  }
+  return key;
 }
 
 int64_t ToMillis(const ::google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
@@ -109,9 +164,15 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
         return InvalidArgument("pubsub: a message of {} bytes is over max_message_size ({} bytes); nothing was published",
                                m.data.size(), options_.max_message_size);
       }
-      if (m.ordering_key.size() > kMaxOrderingKey) {
-        return InvalidArgument("pubsub: an ordering key of {} bytes is over Pub/Sub's limit of {} bytes; nothing was published",
-                               m.ordering_key.size(), kMaxOrderingKey);
+    }
+    std::vector<std::string> keys;
+    keys.reserve(messages.size());
+    for (const auto& m : messages) {
+      keys.push_back(EncodeKey(m.ordering_key));
+      if (keys.back().size() > kMaxOrderingKey) {
+        return InvalidArgument(
+            "pubsub: an ordering key of {} bytes ({} as sent) is over Pub/Sub's limit of {} bytes; nothing was published",
+            m.ordering_key.size(), keys.back().size(), kMaxOrderingKey);
       }
     }
     const std::string path = TopicPath(topic);
@@ -121,13 +182,11 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
       request.set_topic(path);
       size_t bytes = 0;
       while (i < messages.size() && static_cast<size_t>(request.messages_size()) < kMaxPublishMessages) {
-        size_t size = messages[i].data.size() + messages[i].ordering_key.size() + 64;
+        size_t size = messages[i].data.size() + keys[i].size() + 64;
         if (request.messages_size() > 0 && bytes + size > kMaxPublishBytes) break;
         pb::PubsubMessage* m = request.add_messages();
         m->set_data(messages[i].data.data(), messages[i].data.size());
-        if (!messages[i].ordering_key.empty()) {
-          m->set_ordering_key(messages[i].ordering_key.data(), messages[i].ordering_key.size());
-        }
+        if (!keys[i].empty()) m->set_ordering_key(std::move(keys[i]));
         bytes += size;
         ++i;
       }
@@ -507,7 +566,7 @@ class PubSubSubscription final : public driver::Subscription {
     for (const auto& r : response.received_messages()) {
       Message m;
       m.data = r.message().data();
-      m.ordering_key = r.message().ordering_key();
+      m.ordering_key = DecodeKey(r.message().ordering_key());
       m.ack_id = r.ack_id();
       m.publish_time_ms = ToMillis(r.message().publish_time());
       int32_t counted = queue_->CountDelivery(state_->path, r.message().message_id());
