@@ -4,8 +4,9 @@
 // `<prefix><topic>` of the configured project, created by RegisterTopic.
 //
 // Publish sends the messages in Publish calls of at most 1000 messages and ~9 MB (the
-// ordering key as Pub/Sub's ordering_key; one that is not UTF-8 goes as "~b64~" + base64) and returns once the service answered every call
-// with message ids: Pub/Sub acknowledges a publish only after storing it in several zones.
+// ordering key as Pub/Sub's ordering_key; one that is not UTF-8 goes as "~b64~" + base64)
+// and returns once the service answered every call with message ids: Pub/Sub acknowledges a
+// publish only after storing it in several zones.
 // Concurrent Publish calls on one topic share calls (group commit: while one call is out,
 // the others' messages queue and go together in the next, in the order they came).
 //
