@@ -354,7 +354,7 @@ class PubSubQueue final : public driver::MessageQueue, public std::enable_shared
 
   Status PublishGrouped(pb::PublishRequest* request, size_t bytes, std::string_view topic) {
     Lane* lane = LaneOf(request->topic());
-    Pending mine{request, bytes};
+    Pending mine{request, bytes, false, Status::OK()};
     std::unique_lock<std::mutex> lock(lane->mu);
     lane->queue.push_back(&mine);
     while (!mine.done) {
