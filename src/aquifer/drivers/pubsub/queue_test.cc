@@ -250,8 +250,12 @@ TEST_F(PubSubQueueTest, BinaryOrderingKeysRoundTripAndKeepTheirOrder) {
       EXPECT_TRUE(m.ordering_key == binary) << "key of " << m.data << " came back as " << m.ordering_key.size() << " bytes";
       binary_order.push_back(m.data);
     }
-    if (m.data == "m1") EXPECT_EQ(m.ordering_key, marker_like);
-    if (m.data == "t1") EXPECT_EQ(m.ordering_key, text);
+    if (m.data == "m1") {
+      EXPECT_EQ(m.ordering_key, marker_like);
+    }
+    if (m.data == "t1") {
+      EXPECT_EQ(m.ordering_key, text);
+    }
   }
   EXPECT_EQ(binary_order, (std::vector<std::string>{"b1", "b2"}));
 }
