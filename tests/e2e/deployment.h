@@ -16,13 +16,17 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fixtures.h"
@@ -103,14 +107,15 @@ inline std::string TestPostgresUrl() {
 
 struct DeploymentOptions {
   std::string postgres_url;
-  std::vector<std::string> server_lines;  // more `key = value` lines for [server]
-  std::vector<std::string> queue_lines;   // more lines for [queue]
+  std::vector<std::string> server_lines = {};  // more `key = value` lines for [server]
+  std::vector<std::string> queue_lines = {};   // more lines for [queue]
   // When set, [queue] is exactly these lines (another queue driver, e.g.
   // Kafka) instead of the Postgres driver's; queue_lines are not used then.
-  std::vector<std::string> queue_section;
-  // The same for [lookup] and [usage] (e.g. Cassandra).
-  std::vector<std::string> lookup_section;
-  std::vector<std::string> usage_section;
+  std::vector<std::string> queue_section = {};
+  // The same for [lookup], [warehouse] and [usage] (e.g. Cassandra).
+  std::vector<std::string> lookup_section = {};
+  std::vector<std::string> warehouse_section = {};
+  std::vector<std::string> usage_section = {};
 };
 
 // One deployment: the config file every process reads, and its processes.
@@ -136,7 +141,7 @@ class Deployment {
       const std::vector<std::string>* own = std::string(section) == "queue"    ? &options_.queue_section
                                             : std::string(section) == "lookup" ? &options_.lookup_section
                                             : std::string(section) == "usage"  ? &options_.usage_section
-                                                                               : nullptr;
+                                                                               : &options_.warehouse_section;
       if (own != nullptr && !own->empty()) {
         for (const auto& line : *own) text += line + "\n";
         continue;
@@ -321,6 +326,79 @@ inline std::multiset<int64_t> Seqs(const std::vector<json>& records) {
   std::multiset<int64_t> out;
   for (const auto& rec : records) out.insert(rec.value("seq", int64_t{-1}));
   return out;
+}
+
+// The worker-kill scenario every deployment suite runs: one writer thread per
+// gateway posts batches of distinct seqs (user "u", no wait: 202 = durable in
+// the queue) round robin over `tables`; once both workers have applied writes
+// and `before_kill` records are acknowledged, `victim` is SIGKILLed, and the
+// ingest goes on until `after_kill` more are. Fails the test on any refused
+// write or when a worker never applied one; answers the acknowledged seqs per
+// table (the caller checks where they landed).
+struct WorkerKill {
+  std::vector<Server*> gateways;
+  Server* victim = nullptr;
+  Server* survivor = nullptr;
+  std::string project;
+  std::vector<std::string> tables;
+  size_t before_kill = 600;
+  size_t after_kill = 600;
+  std::chrono::seconds patience{30};  // for each of the two phases
+};
+
+inline std::map<std::string, std::set<int64_t>> IngestWhileKillingAWorker(const WorkerKill& scenario) {
+  constexpr int kPerBatch = 20;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> next_seq{0};
+  std::mutex mu;
+  std::map<std::string, std::set<int64_t>> acked;  // guarded by mu
+  std::vector<std::string> refusals;               // guarded by mu
+  auto writer = [&](Server* gateway, size_t which) {
+    Client c(*gateway, kAdminSecretForDeployments);
+    for (size_t n = 0; !stop.load(); ++n) {
+      const std::string& t = scenario.tables[(n + which) % scenario.tables.size()];
+      int64_t first = next_seq.fetch_add(kPerBatch);
+      auto r = c.Post(TablePath(scenario.project, t) + "/records", EventBatch(first, kPerBatch));
+      std::lock_guard lock(mu);
+      if (r.status == 202) {
+        for (int i = 0; i < kPerBatch; ++i) acked[t].insert(first + i);
+      } else {
+        refusals.push_back(r.Describe());
+      }
+    }
+  };
+  auto acked_count = [&] {
+    std::lock_guard lock(mu);
+    size_t n = 0;
+    for (const auto& [t, seqs] : acked) n += seqs.size();
+    return n;
+  };
+  std::vector<std::thread> writers;
+  for (size_t g = 0; g < scenario.gateways.size(); ++g) writers.emplace_back(writer, scenario.gateways[g], g);
+
+  // Both workers are applying writes when the victim dies.
+  auto deadline = std::chrono::steady_clock::now() + scenario.patience;
+  while ((QueueProcessed(*scenario.victim) <= 0 || QueueProcessed(*scenario.survivor) <= 0 ||
+          acked_count() < scenario.before_kill) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(QueueProcessed(*scenario.victim), 0) << "the worker to kill never applied a write";
+  EXPECT_GT(QueueProcessed(*scenario.survivor), 0) << "the surviving worker never applied a write";
+  scenario.victim->Kill();
+  const size_t acked_at_kill = acked_count();
+  deadline = std::chrono::steady_clock::now() + scenario.patience;
+  while (acked_count() < acked_at_kill + scenario.after_kill && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop = true;
+  for (auto& w : writers) w.join();
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(refusals.empty()) << refusals.size() << " writes refused, first: " << refusals.front();
+  size_t total = 0;
+  for (const auto& [t, seqs] : acked) total += seqs.size();
+  EXPECT_GT(total, acked_at_kill) << "no write was acknowledged after the worker died";
+  return acked;
 }
 
 }  // namespace aquifer::e2e

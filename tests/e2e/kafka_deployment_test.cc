@@ -223,54 +223,11 @@ TEST_P(KafkaDeploymentLookups, AWorkerKilledMidIngestIsReplacedThroughARebalance
   for (int i = 0; i < 10; ++i) tables.push_back(MakeTable(admin, p));
   ASSERT_FALSE(HasFailure());
 
-  constexpr int kPerBatch = 20;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> next_seq{0};
-  std::mutex mu;
-  std::map<std::string, std::set<int64_t>> acked;
-  std::vector<std::string> refusals;
-  auto writer = [&](Server* gateway, int which) {
-    Client c(*gateway, kAdminSecretForDeployments);
-    for (int n = 0; !stop.load(); ++n) {
-      const std::string& t = tables[(n + which) % tables.size()];
-      int64_t first = next_seq.fetch_add(kPerBatch);
-      auto r = c.Post(TablePath(p, t) + "/records", EventBatch(first, kPerBatch));
-      std::lock_guard lock(mu);
-      if (r.status == 202) {
-        for (int i = 0; i < kPerBatch; ++i) acked[t].insert(first + i);
-      } else {
-        refusals.push_back(r.Describe());
-      }
-    }
-  };
-  auto acked_count = [&] {
-    std::lock_guard lock(mu);
-    size_t n = 0;
-    for (const auto& [t, seqs] : acked) n += seqs.size();
-    return n;
-  };
-  auto processed = QueueProcessed;
-  std::thread writer1(writer, &gw1, 0), writer2(writer, &gw2, 1);
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while ((processed(w1) <= 0 || processed(w2) <= 0 || acked_count() < 600) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_GT(processed(w1), 0) << "worker 1 never applied a write (it got no partition)";
-  EXPECT_GT(processed(w2), 0) << "worker 2 never applied a write (it got no partition)";
-  w1.Kill();  // SIGKILL: no LeaveGroup; its partitions move after the session timeout
-  const size_t acked_at_kill = acked_count();
-  while (acked_count() < acked_at_kill + 600 && std::chrono::steady_clock::now() < deadline + 30s) {
-    std::this_thread::sleep_for(50ms);
-  }
-  stop = true;
-  writer1.join();
-  writer2.join();
-  {
-    std::lock_guard lock(mu);
-    EXPECT_TRUE(refusals.empty()) << refusals.size() << " writes refused, first: " << refusals.front();
-  }
-  ASSERT_GT(acked_count(), acked_at_kill);
+  // SIGKILL: no LeaveGroup; worker 1's partitions move after the session timeout.
+  const std::map<std::string, std::set<int64_t>> expected = IngestWhileKillingAWorker(
+      {.gateways = {&gw1, &gw2}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables,
+       .patience = std::chrono::seconds(60)});
+  ASSERT_FALSE(HasFailure());
   // Worker 2 owns every partition now: a write that waits for every store
   // comes back 200 on each table only once it applied what was queued before.
   for (const auto& t : tables) {
@@ -278,11 +235,6 @@ TEST_P(KafkaDeploymentLookups, AWorkerKilledMidIngestIsReplacedThroughARebalance
     AQ_ASSERT_STATUS(r, 200);
   }
   Client reader(gw2, kAdminSecretForDeployments);
-  std::map<std::string, std::set<int64_t>> expected;
-  {
-    std::lock_guard lock(mu);
-    expected = acked;
-  }
   ExpectEachOnce(reader, p, expected, /*exact=*/false);
   for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
 }

@@ -10,10 +10,7 @@
 //   - a worker SIGKILLed in the middle of an ingest loses no acknowledged
 //     write: the other worker carries on, and every acknowledged record is
 //     in the index, the log and the warehouse exactly once.
-#include <atomic>
 #include <map>
-#include <mutex>
-#include <thread>
 
 #include "deployment.h"
 
@@ -157,59 +154,10 @@ TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheO
   for (int i = 0; i < 3; ++i) tables.push_back(MakeTable(admin, p));
   ASSERT_FALSE(HasFailure());
 
-  // Writers through both gateways, batches of distinct seqs, no wait (202 =
-  // durable in the queue). Acknowledged seqs are remembered per table.
-  constexpr int kPerBatch = 20;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> next_seq{0};
-  std::mutex mu;
-  std::map<std::string, std::set<int64_t>> acked;  // guarded by mu
-  std::vector<std::string> refusals;               // guarded by mu
-  auto writer = [&](Server* gateway, int which) {
-    Client c(*gateway, kAdminSecretForDeployments);
-    for (int n = 0; !stop.load(); ++n) {
-      const std::string& t = tables[(n + which) % tables.size()];
-      int64_t first = next_seq.fetch_add(kPerBatch);
-      auto r = c.Post(TablePath(p, t) + "/records", EventBatch(first, kPerBatch));
-      std::lock_guard lock(mu);
-      if (r.status == 202) {
-        for (int i = 0; i < kPerBatch; ++i) acked[t].insert(first + i);
-      } else {
-        refusals.push_back(r.Describe());
-      }
-    }
-  };
-  auto acked_count = [&] {
-    std::lock_guard lock(mu);
-    size_t n = 0;
-    for (const auto& [t, seqs] : acked) n += seqs.size();
-    return n;
-  };
-  std::thread writer1(writer, &gw1, 0), writer2(writer, &gw2, 1);
-
-  // Both workers are applying writes when worker 1 dies.
-  auto processed = QueueProcessed;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while ((processed(w1) <= 0 || processed(w2) <= 0 || acked_count() < 600) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_GT(processed(w1), 0) << "worker 1 never applied a write";
-  EXPECT_GT(processed(w2), 0) << "worker 2 never applied a write";
-  w1.Kill();
-  const size_t acked_at_kill = acked_count();
-  // The ingest goes on against the remaining worker.
-  while (acked_count() < acked_at_kill + 600 && std::chrono::steady_clock::now() < deadline + 30s) {
-    std::this_thread::sleep_for(50ms);
-  }
-  stop = true;
-  writer1.join();
-  writer2.join();
-  {
-    std::lock_guard lock(mu);
-    EXPECT_TRUE(refusals.empty()) << refusals.size() << " writes refused, first: " << refusals.front();
-  }
-  ASSERT_GT(acked_count(), acked_at_kill) << "no write was acknowledged after the worker died";
+  // Writers through both gateways; worker 1 dies mid-ingest (deployment.h).
+  const std::map<std::string, std::set<int64_t>> all_acked = IngestWhileKillingAWorker(
+      {.gateways = {&gw1, &gw2}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables});
+  ASSERT_FALSE(HasFailure());
 
   // The surviving worker takes over what worker 1 held (after the ack timeout)
   // and everything after: a write that waits for every store comes back 200.
@@ -221,11 +169,6 @@ TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheO
   // applied everything queued before it on each table: every acknowledged
   // record is in the index, the log and the warehouse exactly once.
   Client reader(gw2, kAdminSecretForDeployments);
-  std::map<std::string, std::set<int64_t>> all_acked;
-  {
-    std::lock_guard lock(mu);
-    all_acked = acked;
-  }
   ExpectEachOnce(reader, p, all_acked, /*exact=*/true);
   for (const auto& [t, expected] : all_acked) {
     json rows = SqlRows(reader, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." + t +
