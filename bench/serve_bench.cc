@@ -680,11 +680,17 @@ void Sql(Server& server, const std::string& scratch, const std::string& project,
     return sql;
   };
   Client client(server, server.admin_secret());
+  // AQUIFER_BENCH_SQL_ROUNDS: alternating runs per query after one warm-up (default 20; more
+  // for a steadier p50 on a loaded machine, or to profile the server).
+  int rounds = 20;
+  if (const char* env = std::getenv("AQUIFER_BENCH_SQL_ROUNDS"); env != nullptr && std::atoi(env) > 0) {
+    rounds = std::atoi(env);
+  }
   for (const auto& q : queries) {
     std::vector<double> engine_ms, direct_ms;
     int64_t engine_rows = 0, direct_rows = 0;
     std::string error;
-    for (int i = 0; i < 21; ++i) {
+    for (int i = 0; i <= rounds; ++i) {
       double e = SqlThroughEngine(client, with(q.sql, logical), &engine_rows, &error);
       double d = SqlDirect(conn, with(q.sql, physical), &direct_rows, &error);
       if (i == 0) continue;  // warm-up

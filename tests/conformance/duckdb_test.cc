@@ -315,5 +315,136 @@ TEST_F(DuckDBLimits, TheDedupWindowForgetsTheOldestFingerprints) {
   EXPECT_EQ(count(), "[3005]");
 }
 
+// --- the analysis cache and RunSmall's prepared statements (README, "Plan cache") ---
+
+constexpr const char* kCountsSchema = R"({"type":"record","name":"Count","fields":[
+  {"name":"n","type":"long"},{"name":"label","type":"string"}]})";
+
+class DuckDBCaches : public DuckDBLimits {
+ protected:
+  driver::InstanceInfo Register() {
+    auto schema = schema::Schema::Parse(kCountsSchema, {"n"});
+    EXPECT_TRUE(schema.ok()) << schema.status().ToString();
+    driver::InstanceInfo instance;
+    instance.instance_id = Uuid::Random();
+    instance.schema = *schema;
+    EXPECT_TRUE(warehouse_->RegisterInstance(instance).ok());
+    return instance;
+  }
+  void Write(const driver::InstanceInfo& instance, int64_t from, int64_t to) {
+    std::vector<driver::Record> records;
+    for (int64_t n = from; n < to; ++n) {
+      auto value = schema::ParseJsonRecord(*instance.schema, fmt::format(R"({{"n":{},"label":"l{}"}})", n, n));
+      ASSERT_TRUE(value.ok()) << value.status().ToString();
+      driver::Record record;
+      ASSERT_TRUE(schema::EncodeAvro(*instance.schema, *value, &record.avro).ok());
+      record.key = *keys::EncodeKey(*instance.schema, *value);
+      record.timestamp_ms = 1'700'000'000'000 + n;
+      records.push_back(std::move(record));
+    }
+    ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, records, {}).ok());
+  }
+  Result<driver::SmallResult> Small(const std::string& sql) {
+    driver::SmallQueryLimits limits;
+    limits.timeout_ms = 30'000;
+    limits.max_rows = 1000;
+    limits.max_bytes = 1 << 20;
+    return warehouse_->RunSmall(sql, limits);
+  }
+};
+
+// A plan checked (and cached) before a table was dropped is not used after:
+// the same text is analyzed again and refused. Then a new table with other
+// rows: the estimate is the new table's.
+TEST_F(DuckDBCaches, TheAnalysisOfADroppedTableIsNotReused) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::InstanceInfo instance = Register();
+  Write(instance, 0, 10);
+  const std::string sql = "SELECT n, label FROM " + warehouse_->TableName(instance) + " WHERE n > 2";
+  for (int i = 0; i < 2; ++i) {  // the second answer comes from the cache
+    auto analysis = warehouse_->AnalyzeQuery(sql);
+    ASSERT_TRUE(analysis.ok()) << analysis.status().ToString();
+    EXPECT_EQ(analysis->tables, std::vector<std::string>{warehouse_->TableName(instance)});
+  }
+  ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok());
+  auto dropped = warehouse_->AnalyzeQuery(sql);
+  ASSERT_FALSE(dropped.ok());
+  EXPECT_EQ(dropped.status().code(), StatusCode::kInvalidArgument) << dropped.status().ToString();
+  auto small = Small(sql);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), StatusCode::kInvalidArgument) << small.status().ToString();
+}
+
+// Reset drops every table: a cached plan and a prepared statement of the
+// same text are not used after it.
+TEST_F(DuckDBCaches, ResetForgetsCachedPlansAndStatements) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::InstanceInfo instance = Register();
+  Write(instance, 0, 3);
+  const std::string sql = "SELECT count(*) AS c FROM " + warehouse_->TableName(instance);
+  ASSERT_TRUE(warehouse_->AnalyzeQuery(sql).ok());
+  auto counted = Small(sql);
+  ASSERT_TRUE(counted.ok()) << counted.status().ToString();
+  EXPECT_EQ(counted->rows, std::vector<std::string>{"[3]"});
+  ASSERT_TRUE(warehouse_->Reset().ok());
+  EXPECT_FALSE(warehouse_->AnalyzeQuery(sql).ok());
+  EXPECT_FALSE(Small(sql).ok());
+}
+
+// The bytes-scanned estimate follows the rows written since the plan was cached.
+TEST_F(DuckDBCaches, TheEstimateFollowsWritesAfterThePlanWasCached) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::InstanceInfo instance = Register();
+  Write(instance, 0, 10);
+  const std::string sql = "SELECT sum(n) FROM " + warehouse_->TableName(instance);
+  auto before = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_EQ(before->bytes_scanned_estimate, 10 * 8);
+  Write(instance, 10, 110);
+  auto after = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->bytes_scanned_estimate, 110 * 8);
+}
+
+// A statement prepared (and kept) while no row matched still finds the rows
+// written after it: no plan made from the table's statistics of the time
+// (DuckDB can turn a filter its statistics rule out into an empty result) is
+// reused. The same for a count, a filter and a join.
+TEST_F(DuckDBCaches, APreparedStatementSeesRowsWrittenAfterIt) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::InstanceInfo instance = Register();
+  driver::InstanceInfo other = Register();
+  Write(instance, 0, 100);
+  Write(other, 0, 2);
+  const std::string t = warehouse_->TableName(instance), o = warehouse_->TableName(other);
+  const std::vector<std::string> queries = {
+      "SELECT count(*) AS c FROM " + t + " WHERE n = 200",
+      "SELECT n, label FROM " + t + " WHERE n >= 200 ORDER BY n",
+      "SELECT count(*) AS c FROM " + t + " JOIN " + o + " USING (n) WHERE n >= 200",
+      "SELECT max(n) AS m FROM " + t,
+  };
+  std::vector<std::string> first;
+  for (const std::string& sql : queries) {
+    for (int i = 0; i < 3; ++i) {  // prepared once, then reused
+      auto rows = Small(sql);
+      ASSERT_TRUE(rows.ok()) << sql << ": " << rows.status().ToString();
+      if (i == 0) first.push_back(testing::PrintToString(rows->rows));
+    }
+  }
+  EXPECT_EQ(first, (std::vector<std::string>{testing::PrintToString(std::vector<std::string>{"[0]"}),
+                                             testing::PrintToString(std::vector<std::string>{}),
+                                             testing::PrintToString(std::vector<std::string>{"[0]"}),
+                                             testing::PrintToString(std::vector<std::string>{"[99]"})}));
+  Write(instance, 200, 201);
+  Write(other, 200, 201);
+  const std::vector<std::vector<std::string>> expected = {
+      {"[1]"}, {R"([200,"l200"])"}, {"[1]"}, {"[200]"}};
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto rows = Small(queries[q]);
+    ASSERT_TRUE(rows.ok()) << queries[q] << ": " << rows.status().ToString();
+    EXPECT_EQ(rows->rows, expected[q]) << queries[q];
+  }
+}
+
 }  // namespace
 }  // namespace aquifer::conformance

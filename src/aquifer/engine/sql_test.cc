@@ -735,5 +735,61 @@ TEST_F(SqlServiceTest, InlineRunsCountAgainstTheSecretsJobLimit) {
   EXPECT_EQ(waited.status().code(), StatusCode::kResourceExhausted);
 }
 
+// The caches on the inline path (the catalog's answers, the warehouse's plan
+// check and prepared statements) never outlive what they answered for: another
+// process sharing the catalog file revokes a secret and drops a table, and
+// rows written meanwhile are counted, each seen by the very next query.
+TEST_F(SqlServiceTest, TheNextInlineQuerySeesAnotherProcesssChangesAndNewRows) {
+  const std::string path = dir_.path() + "/shared-catalog.db";
+  auto mine = OpenSqliteCatalog(path);
+  ASSERT_TRUE(mine.ok()) << mine.status().ToString();
+  auto theirs = OpenSqliteCatalog(path);
+  ASSERT_TRUE(theirs.ok()) << theirs.status().ToString();
+  const std::string admin_secret = "another-admin-secret-of-some-length";
+  ASSERT_TRUE((*mine)->EnsureAdminSecret(admin_secret).ok());
+  ASSERT_TRUE((*mine)->CreateProject("p").ok());
+  TableSpec spec;
+  spec.name = "t";
+  spec.schema_json = kSchema;
+  spec.key = {"user", "n"};
+  auto table = (*mine)->CreateTable("p", spec);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  ASSERT_TRUE(warehouse_->RegisterInstance(table->primary).ok());
+  Write(*table, {R"({"user":"a","n":1,"amount":null})", R"({"user":"b","n":2,"amount":null})"});
+  SecretGrants grants;
+  grants.read = {"t"};
+  auto reader = (*mine)->MintSecret("p", grants);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+
+  SqlService service(mine->get(), warehouse_.get(), &cursors_, Clock::System());
+  const std::string sql = "SELECT count(*) AS c FROM p.t WHERE n >= 2";
+  // As the gateway does per request: the secret resolved, then the query.
+  auto run = [&](const std::string& secret) -> Result<std::string> {
+    AQ_ASSIGN_OR_RETURN(Principal who, (*mine)->ResolveSecret(secret));
+    AQ_ASSIGN_OR_RETURN(SqlAnalysisResult analysis, service.Analyze(who, sql));
+    AQ_ASSIGN_OR_RETURN(SqlWaited waited, service.SubmitAndWait(who, sql, analysis, 10'000, 100));
+    if (!waited.rows) return Internal("no rows answered");
+    return waited.rows->data_json;
+  };
+  for (int i = 0; i < 3; ++i) {  // the later runs from the caches
+    auto rows = run(reader->secret);
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    EXPECT_EQ(*rows, "[[1]]");
+  }
+  Write(*table, {R"({"user":"c","n":3,"amount":null})"});
+  auto more = run(reader->secret);
+  ASSERT_TRUE(more.ok()) << more.status().ToString();
+  EXPECT_EQ(*more, "[[2]]");
+
+  ASSERT_TRUE((*theirs)->DeleteSecret(reader->secret_id).ok());
+  EXPECT_EQ(run(reader->secret).status().code(), StatusCode::kUnauthenticated);
+  auto admin = run(admin_secret);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  EXPECT_EQ(*admin, "[[2]]");
+
+  ASSERT_TRUE((*theirs)->DeleteTable("p", "t").ok());
+  EXPECT_EQ(run(admin_secret).status().code(), StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace aquifer::engine

@@ -451,6 +451,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   Status RegisterInstance(const InstanceInfo& instance) override {
     if (!instance.schema) return InvalidArgument("duckdb: instance {} has no schema", instance.instance_id.ToString());
     std::lock_guard lock(write_mu_);
+    VersionsMove moved{this, /*schema=*/true};
     NoteRetention(instance);
     AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), CreateTableSql(TableName(instance), *instance.schema))
                            .WithContext("duckdb: register instance"));
@@ -462,6 +463,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
 
   Status RemoveInstance(const InstanceInfo& instance) override {
     std::lock_guard lock(write_mu_);
+    VersionsMove moved{this, /*schema=*/true};
     dedup_.erase(instance.instance_id);
     pruned_ms_.erase(instance.instance_id);
     retention_ms_.erase(TableName(instance));
@@ -474,6 +476,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
 
   Status WriteToWarehouse(const InstanceInfo& instance, std::span<const driver::Record> records,
                           std::span<const driver::RecordGroup> groups) override {
+    VersionsMove moved{this, /*schema=*/false, TableBaseName(instance.instance_id)};
     AQ_RETURN_IF_ERROR(WriteCommitted(instance, records, groups));
     return SyncWalEntry();
   }
@@ -531,6 +534,8 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   // Deletes the rows of `table` older than the retention; returns how many.
   // Requires write_mu_.
   Result<int64_t> DeleteExpired(const std::string& table, int64_t retention_ms, bool missing_ok) {
+    VersionsMove moved{this, /*schema=*/false,
+                       table.size() > 2 && table.front() == '"' ? table.substr(1, table.size() - 2) : table};
     const int64_t horizon = driver::RetentionHorizon(retention_ms, clock_->NowMillis());
     // __timestamp is in microseconds; a horizon outside the type's range keeps everything.
     if (horizon <= std::numeric_limits<int64_t>::min() / 1000) return int64_t{0};
@@ -582,6 +587,16 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   }
 
   Result<QueryAnalysis> Analyze(duckdb_connection conn, std::string_view sql);
+  // The checked plan's scans of a trimmed SELECT (statement checks, EXPLAIN),
+  // from plans_ while the schema version has not moved.
+  Result<std::vector<PlanScan>> PlanOf(duckdb_connection conn, const std::string& sql);
+  // A table's row count (while the data version holds) and column widths
+  // (while the schema version holds), for the bytes-scanned estimate.
+  struct TableStats {
+    int64_t rows = 0;
+    std::vector<std::pair<std::string, int64_t>> widths;  // lower-cased column name → nominal width
+  };
+  Result<TableStats> StatsOf(duckdb_connection conn, const std::string& table);
   void WorkerLoop(Slot* slot);
   void WatchdogLoop();
   // Runs one job on the slot's connections; fills status/error/rows/columns of `result`.
@@ -661,6 +676,73 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   std::mutex admin_mu_;  // guards admin_conn_ (analysis, reset)
   Connection admin_conn_;
 
+  // The analysis cache and RunSmall's prepared statements (README.md, "Plan
+  // cache"). A plan DuckDB makes depends on the schema and on the statistics
+  // of the rows of the tables it reads (a filter the statistics rule out
+  // becomes an empty result), so what is cached for a SQL text holds while
+  // its Stamp holds: the schema version, which moves after every DDL on the
+  // tables user SQL reads (register, remove, reset), and the data versions
+  // of the tables the text names (every table user SQL may read is named in
+  // it as "i_<hex>": the engine's rewrite), each moving after every change of
+  // that table's rows (writes, retention deletes). Versions move after the
+  // change has committed, and a stamp is read before the work it stamps, so
+  // nothing computed across a change is used after it. Versions only grow:
+  // the sum over the named tables moves whenever one of them does.
+  static constexpr size_t kMaxCachedPlans = 512;
+  struct Stamp {
+    uint64_t schema = 0;
+    uint64_t data = 0;  // sum of the named tables' data versions
+    bool operator==(const Stamp&) const = default;
+  };
+  struct CachedPlan {
+    Stamp stamp;
+    std::vector<PlanScan> scans;
+  };
+  struct CachedStats {
+    bool has_rows = false, has_widths = false;
+    uint64_t schema_version = 0, data_version = 0;
+    TableStats stats;
+  };
+  // The stamp of `sql` now.
+  Stamp StampOf(std::string_view sql) {
+    Stamp stamp;
+    stamp.schema = schema_version_.load(std::memory_order_acquire);
+    std::lock_guard lock(plan_mu_);
+    if (table_versions_.empty()) return stamp;
+    for (size_t at = sql.find("i_"); at != std::string_view::npos; at = sql.find("i_", at + 2)) {
+      if (at + 34 > sql.size()) break;
+      auto it = table_versions_.find(std::string(sql.substr(at, 34)));
+      if (it != table_versions_.end()) stamp.data += it->second;
+    }
+    return stamp;
+  }
+  uint64_t DataVersion(const std::string& table) {
+    std::lock_guard lock(plan_mu_);
+    auto it = table_versions_.find(table);
+    return it == table_versions_.end() ? 0 : it->second;
+  }
+  std::atomic<uint64_t> schema_version_{0};
+  std::atomic<int64_t> plan_hits_{0}, plan_misses_{0};
+  std::mutex plan_mu_;  // guards the three below
+  std::unordered_map<std::string, uint64_t> table_versions_;  // table name (unquoted) → data version
+  std::unordered_map<std::string, CachedPlan> plans_;         // trimmed physical SQL → its plan's scans
+  std::unordered_map<std::string, CachedStats> stats_;        // table name (unquoted) → its stats
+  // Moves the schema version, or one table's data version, when it goes out
+  // of scope (after the change, on every path).
+  struct VersionsMove {
+    DuckDBWarehouse* self;
+    bool schema;
+    std::string table = {};  // unquoted; for a data change
+    ~VersionsMove() {
+      if (schema) {
+        self->schema_version_.fetch_add(1, std::memory_order_acq_rel);
+      } else {
+        std::lock_guard lock(self->plan_mu_);
+        ++self->table_versions_[table];
+      }
+    }
+  };
+
   std::mutex jobs_mu_;  // guards everything below
   // Interrupts every running job until all have returned. A job runs several
   // statements, and an interrupt that lands between two of them is lost, so
@@ -686,8 +768,21 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     std::chrono::steady_clock::time_point deadline;
     bool timed_out = false;
   };
+  // Each keeps up to kMaxStatementsPerConn prepared statements by SQL text.
+  struct SmallStatement {
+    Stamp stamp;  // of its text when it was prepared
+    Prepared prepared;
+    idx_t column_count = 0;
+    std::vector<driver::Column> columns;  // the visible ones
+    std::vector<idx_t> visible;           // their indexes in the result
+  };
+  struct SmallConn {
+    Connection conn;  // declared first: closed after its statements
+    std::unordered_map<std::string, std::unique_ptr<SmallStatement>> statements;
+  };
+  static constexpr size_t kMaxStatementsPerConn = 64;
   std::mutex small_mu_;
-  std::vector<Connection> small_conns_;
+  std::vector<std::unique_ptr<SmallConn>> small_conns_;
   std::vector<SmallRun*> small_runs_;
 
   std::condition_variable jobs_cv_;      // work queued, or stopping
@@ -921,9 +1016,18 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   return Status::OK();
 }
 
-Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::string_view sql_in) {
-  const std::string sql(TrimStatement(sql_in));
-  if (sql.empty()) return InvalidArgument("duckdb: empty query");
+Result<std::vector<PlanScan>> DuckDBWarehouse::PlanOf(duckdb_connection conn, const std::string& sql) {
+  // The stamp before the work: a change that lands meanwhile moves it after
+  // it commits, so what is stored below is never used past that change.
+  const Stamp stamp = StampOf(sql);
+  {
+    std::lock_guard lock(plan_mu_);
+    auto it = plans_.find(sql);
+    if (it != plans_.end() && it->second.stamp == stamp) {
+      plan_hits_.fetch_add(1, std::memory_order_relaxed);
+      return it->second.scans;
+    }
+  }
   Extracted extracted;
   const idx_t count = duckdb_extract_statements(conn, sql.c_str(), extracted.out());
   if (count == 0) {
@@ -958,11 +1062,65 @@ Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::stri
   if (plan_json.empty()) return Internal("duckdb: EXPLAIN returned no physical plan for the query");
   Result<std::vector<PlanScan>> scans = ParsePlanScans(plan_json);
   if (!scans.ok()) return Internal("cannot check the query plan: {}", scans.status().message());
+  plan_misses_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(plan_mu_);
+  if (plans_.size() >= kMaxCachedPlans) plans_.clear();
+  plans_.insert_or_assign(sql, CachedPlan{stamp, *scans});
+  return scans;
+}
+
+Result<DuckDBWarehouse::TableStats> DuckDBWarehouse::StatsOf(duckdb_connection conn, const std::string& table) {
+  const uint64_t schema_version = schema_version_.load(std::memory_order_acquire);
+  const uint64_t data_version = DataVersion(table);
+  CachedStats cached;
+  {
+    std::lock_guard lock(plan_mu_);
+    auto it = stats_.find(table);
+    if (it != stats_.end()) cached = it->second;
+  }
+  const bool widths_fresh = cached.has_widths && cached.schema_version == schema_version;
+  const bool rows_fresh = cached.has_rows && cached.data_version == data_version && widths_fresh;
+  if (widths_fresh && rows_fresh) return cached.stats;
+  if (!rows_fresh) {
+    // Row count from the catalog (exact for append-only tables).
+    AQ_ASSIGN_OR_RETURN(cached.stats.rows,
+                        QueryInt(conn, "SELECT coalesce(max(estimated_size), 0)::BIGINT FROM duckdb_tables() "
+                                       "WHERE database_name = current_database() AND schema_name = 'main' "
+                                       "AND table_name = " + QuoteLiteral(table)));
+    cached.has_rows = true;
+    cached.data_version = data_version;
+  }
+  if (!widths_fresh) {
+    // Column widths from the types.
+    cached.stats.widths.clear();
+    cached.has_widths = false;
+    Result<QueryResult> empty = Query(conn, "SELECT * FROM " + QuoteIdent(table) + " LIMIT 0");
+    if (empty.ok()) {
+      for (idx_t c = 0; c < duckdb_column_count(empty->get()); ++c) {
+        std::string name = duckdb_column_name(empty->get(), c);
+        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        LogicalType type(duckdb_column_logical_type(empty->get(), c));
+        cached.stats.widths.emplace_back(std::move(name), NominalWidth(type.get()));
+      }
+      cached.has_widths = true;  // a failed read is asked again next time
+    }
+    cached.schema_version = schema_version;
+  }
+  std::lock_guard lock(plan_mu_);
+  if (stats_.size() >= kMaxCachedPlans) stats_.clear();
+  stats_.insert_or_assign(table, cached);
+  return cached.stats;
+}
+
+Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::string_view sql_in) {
+  const std::string sql(TrimStatement(sql_in));
+  if (sql.empty()) return InvalidArgument("duckdb: empty query");
+  AQ_ASSIGN_OR_RETURN(std::vector<PlanScan> scans, PlanOf(conn, sql));
 
   QueryAnalysis analysis;
   std::set<std::string> seen;
-  std::map<std::string, std::pair<int64_t, std::vector<std::pair<std::string, int64_t>>>> table_info;
-  for (const PlanScan& scan : *scans) {
+  std::map<std::string, TableStats> table_info;
+  for (const PlanScan& scan : scans) {
     if (!scan.function.empty()) {
       // A table function: only row generators may run, and the rows they
       // generate count towards the estimate (8 bytes a row, one BIGINT).
@@ -978,28 +1136,14 @@ Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::stri
     if (seen.insert(scan.table).second) analysis.tables.push_back(QuoteIdent(scan.table));
     auto it = table_info.find(scan.table);
     if (it == table_info.end()) {
-      // Row count from the catalog (exact for append-only tables), column widths from the types.
-      AQ_ASSIGN_OR_RETURN(int64_t rows,
-                          QueryInt(conn, "SELECT coalesce(max(estimated_size), 0)::BIGINT FROM duckdb_tables() "
-                                         "WHERE database_name = current_database() AND schema_name = 'main' "
-                                         "AND table_name = " + QuoteLiteral(scan.table)));
-      std::vector<std::pair<std::string, int64_t>> widths;
-      Result<QueryResult> empty = Query(conn, "SELECT * FROM " + QuoteIdent(scan.table) + " LIMIT 0");
-      if (empty.ok()) {
-        for (idx_t c = 0; c < duckdb_column_count(empty->get()); ++c) {
-          std::string name = duckdb_column_name(empty->get(), c);
-          std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
-          LogicalType type(duckdb_column_logical_type(empty->get(), c));
-          widths.emplace_back(std::move(name), NominalWidth(type.get()));
-        }
-      }
-      it = table_info.emplace(scan.table, std::make_pair(rows, std::move(widths))).first;
+      AQ_ASSIGN_OR_RETURN(TableStats stats, StatsOf(conn, scan.table));
+      it = table_info.emplace(scan.table, std::move(stats)).first;
     }
     int64_t row_width = 0;
-    for (const auto& [name, width] : it->second.second) {
+    for (const auto& [name, width] : it->second.widths) {
       if (scan.tokens.contains(name)) row_width += width;
     }
-    analysis.bytes_scanned_estimate += it->second.first * row_width;
+    analysis.bytes_scanned_estimate += it->second.rows * row_width;
   }
   return analysis;
 }
@@ -1370,52 +1514,80 @@ std::string SmallTypeName(duckdb_logical_type type) {
 Result<driver::SmallResult> DuckDBWarehouse::RunSmall(std::string_view sql_in,
                                                       const driver::SmallQueryLimits& limits) {
   AQ_RETURN_IF_ERROR(PurgeReferenced(sql_in));
-  Connection conn;
+  std::unique_ptr<SmallConn> small;
   {
     std::lock_guard lock(small_mu_);
     if (!small_conns_.empty()) {
-      conn = std::move(small_conns_.back());
+      small = std::move(small_conns_.back());
       small_conns_.pop_back();
     }
   }
-  if (!conn) {
-    AQ_ASSIGN_OR_RETURN(conn, Connect());
+  if (!small) {
+    small = std::make_unique<SmallConn>();
+    AQ_ASSIGN_OR_RETURN(small->conn, Connect());
+  }
+  const std::string sql(TrimStatement(sql_in));
+  // A statement prepared on this connection is reused while the stamp of
+  // its text holds: DuckDB 1.4.4 keeps a prepared plan made from the
+  // statistics of the time (rows written later can be missed), and rebinds
+  // on schema changes only (tests/conformance/duckdb_test.cc, DuckDBCaches).
+  const Stamp stamp = StampOf(sql);
+  if (small->statements.size() >= kMaxStatementsPerConn) small->statements.clear();
+  // The statement leaves the connection's cache while it runs and goes back
+  // only when the run succeeded (after an error or an interrupt the next run
+  // prepares afresh).
+  std::unique_ptr<SmallStatement> statement;
+  if (auto it = small->statements.find(sql); it != small->statements.end()) {
+    if (it->second->stamp == stamp) statement = std::move(it->second);
+    small->statements.erase(it);
   }
   struct GiveBack {
     DuckDBWarehouse* self;
-    Connection* conn;
+    std::unique_ptr<SmallConn>* small;
+    const std::string* sql;
+    std::unique_ptr<SmallStatement>* statement;
+    bool keep_statement = false;
     ~GiveBack() {
+      if (keep_statement && *statement) (*small)->statements.emplace(*sql, std::move(*statement));
+      statement->reset();  // before its connection may close
       std::lock_guard lock(self->small_mu_);
-      if (self->small_conns_.size() < 8) self->small_conns_.push_back(std::move(*conn));
+      if (self->small_conns_.size() < 8) self->small_conns_.push_back(std::move(*small));
     }
-  } give_back{this, &conn};
+  } give_back{this, &small, &sql, &statement};
+  duckdb_connection conn = small->conn.get();
 
-  const std::string sql(TrimStatement(sql_in));
-  Prepared prepared;
-  if (duckdb_prepare(conn.get(), sql.c_str(), prepared.out()) == DuckDBError) {
-    const char* message = duckdb_prepare_error(prepared.get());
-    return InvalidArgument("{}", message != nullptr ? message : "duckdb: cannot prepare the query");
-  }
-  driver::SmallResult result;
-  const idx_t column_count = duckdb_prepared_statement_column_count(prepared.get());
-  std::vector<idx_t> visible;
-  for (idx_t c = 0; c < column_count; ++c) {
-    const char* raw_name = duckdb_prepared_statement_column_name(prepared.get(), c);
-    std::string name = raw_name != nullptr ? raw_name : "";
-    if (raw_name != nullptr) duckdb_free(const_cast<char*>(raw_name));
-    if (name.starts_with("__")) continue;  // hidden, as in a job's result
-    LogicalType type(duckdb_prepared_statement_column_logical_type(prepared.get(), c));
-    std::string type_name = SmallTypeName(type.get());
-    if (type_name.empty()) return NotSupported("duckdb: a result column's type needs a job");
-    for (const driver::Column& seen : result.columns) {
-      if (seen.name == name) return NotSupported("duckdb: duplicate result column names need a job");
+  if (!statement) {
+    auto fresh = std::make_unique<SmallStatement>();
+    fresh->stamp = stamp;
+    if (duckdb_prepare(conn, sql.c_str(), fresh->prepared.out()) == DuckDBError) {
+      const char* message = duckdb_prepare_error(fresh->prepared.get());
+      return InvalidArgument("{}", message != nullptr ? message : "duckdb: cannot prepare the query");
     }
-    result.columns.push_back(driver::Column{std::move(name), std::move(type_name)});
-    visible.push_back(c);
+    fresh->column_count = duckdb_prepared_statement_column_count(fresh->prepared.get());
+    for (idx_t c = 0; c < fresh->column_count; ++c) {
+      const char* raw_name = duckdb_prepared_statement_column_name(fresh->prepared.get(), c);
+      std::string name = raw_name != nullptr ? raw_name : "";
+      if (raw_name != nullptr) duckdb_free(const_cast<char*>(raw_name));
+      if (name.starts_with("__")) continue;  // hidden, as in a job's result
+      LogicalType type(duckdb_prepared_statement_column_logical_type(fresh->prepared.get(), c));
+      std::string type_name = SmallTypeName(type.get());
+      if (type_name.empty()) return NotSupported("duckdb: a result column's type needs a job");
+      for (const driver::Column& seen : fresh->columns) {
+        if (seen.name == name) return NotSupported("duckdb: duplicate result column names need a job");
+      }
+      fresh->columns.push_back(driver::Column{std::move(name), std::move(type_name)});
+      fresh->visible.push_back(c);
+    }
+    statement = std::move(fresh);
   }
+  duckdb_prepared_statement prepared = statement->prepared.get();
+  const idx_t column_count = statement->column_count;
+  const std::vector<idx_t>& visible = statement->visible;
+  driver::SmallResult result;
+  result.columns = statement->columns;
 
   SmallRun run;
-  run.conn = conn.get();
+  run.conn = conn;
   run.deadline = limits.timeout_ms > 0 ? std::chrono::steady_clock::now() + std::chrono::milliseconds(limits.timeout_ms)
                                        : std::chrono::steady_clock::time_point::max();
   {
@@ -1438,7 +1610,7 @@ Result<driver::SmallResult> DuckDBWarehouse::RunSmall(std::string_view sql_in,
   };
 
   QueryResult stream;
-  if (duckdb_execute_prepared_streaming(prepared.get(), stream.out()) == DuckDBError) {
+  if (duckdb_execute_prepared_streaming(prepared, stream.out()) == DuckDBError) {
     if (timed_out()) return Timeout("duckdb: the query took over {} ms", limits.timeout_ms);
     const char* message = duckdb_result_error(stream.get());
     return InvalidArgument("{}", message != nullptr ? message : "duckdb: the query failed");
@@ -1482,6 +1654,7 @@ Result<driver::SmallResult> DuckDBWarehouse::RunSmall(std::string_view sql_in,
     }
   }
   if (timed_out()) return Timeout("duckdb: the query took over {} ms", limits.timeout_ms);
+  give_back.keep_statement = true;
   return result;
 }
 
@@ -1576,6 +1749,7 @@ Status DuckDBWarehouse::Reset() {
     InterruptUntilIdle(lock);
   }
   std::lock_guard write_lock(write_mu_);
+  VersionsMove moved{this, /*schema=*/true};
   dedup_.clear();
   pruned_ms_.clear();
   std::lock_guard admin_lock(admin_mu_);
