@@ -534,11 +534,16 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   // Deletes the rows of `table` older than the retention; returns how many.
   // Requires write_mu_.
   Result<int64_t> DeleteExpired(const std::string& table, int64_t retention_ms, bool missing_ok) {
+    // Moves the table's data version unless nothing was deleted (the purge
+    // before every query of a table with a retention keeps its cached plans).
     VersionsMove moved{this, /*schema=*/false,
                        table.size() > 2 && table.front() == '"' ? table.substr(1, table.size() - 2) : table};
     const int64_t horizon = driver::RetentionHorizon(retention_ms, clock_->NowMillis());
     // __timestamp is in microseconds; a horizon outside the type's range keeps everything.
-    if (horizon <= std::numeric_limits<int64_t>::min() / 1000) return int64_t{0};
+    if (horizon <= std::numeric_limits<int64_t>::min() / 1000) {
+      moved.table.clear();
+      return int64_t{0};
+    }
     const int64_t micros = std::min(horizon, std::numeric_limits<int64_t>::max() / 1000) * 1000;
     QueryResult result;
     if (duckdb_query(write_conn_.get(),
@@ -549,7 +554,9 @@ class DuckDBWarehouse final : public driver::WarehouseService {
       if (missing_ok && message.find("does not exist") != std::string::npos) return int64_t{0};
       return Internal("duckdb: deleting expired rows of {}: {}", table, message);
     }
-    return static_cast<int64_t>(duckdb_rows_changed(result.get()));
+    const int64_t deleted = static_cast<int64_t>(duckdb_rows_changed(result.get()));
+    if (deleted == 0) moved.table.clear();
+    return deleted;
   }
   // Before a job runs: deletes the expired rows of every table with a
   // retention that its SQL names (the engine spells tables as TableName()),
@@ -588,7 +595,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
 
   Result<QueryAnalysis> Analyze(duckdb_connection conn, std::string_view sql);
   // The checked plan's scans of a trimmed SELECT (statement checks, EXPLAIN),
-  // from plans_ while the schema version has not moved.
+  // from plans_ while the text's Stamp holds.
   Result<std::vector<PlanScan>> PlanOf(duckdb_connection conn, const std::string& sql);
   // A table's row count (while the data version holds) and column widths
   // (while the schema version holds), for the bytes-scanned estimate.
@@ -732,11 +739,11 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   struct VersionsMove {
     DuckDBWarehouse* self;
     bool schema;
-    std::string table = {};  // unquoted; for a data change
+    std::string table = {};  // unquoted; for a data change (cleared: no change)
     ~VersionsMove() {
       if (schema) {
         self->schema_version_.fetch_add(1, std::memory_order_acq_rel);
-      } else {
+      } else if (!table.empty()) {
         std::lock_guard lock(self->plan_mu_);
         ++self->table_versions_[table];
       }
