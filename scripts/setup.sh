@@ -78,6 +78,14 @@ if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("
   "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VER"
 fi
 
+# moto: the S3 server the Redshift driver's staging upload is tested against (scripts/peers/moto).
+MOTO_VER=5.2.5
+if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" != "$MOTO_VER" ] ||
+   ! "$VENV/bin/python" -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+  echo "setup: installing moto $MOTO_VER (S3 server mode) into $VENV"
+  "$VENV/bin/pip" install -q "moto[s3,server]==$MOTO_VER"
+fi
+
 # The Python client (clients/python, ctest python_client): its dependencies, the pandas
 # extra, pytest, and wheel (its suite builds the package offline, --no-build-isolation).
 PYCLIENT_PINS=(httpx==0.28.1 websockets==17.4 pandas==3.1.1 pytest==9.2.0 wheel==0.45.1)

@@ -6,6 +6,7 @@
 #include "aquifer/drivers/mock/warehouse.h"
 #include "aquifer/drivers/postgres/register.h"
 #include "aquifer/drivers/pubsub/register.h"
+#include "aquifer/drivers/redshift/register.h"
 #include "aquifer/drivers/rocksdb/lookup_service.h"
 #include "aquifer/drivers/rocksdb/queue.h"
 
@@ -20,6 +21,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   kafka::Register(registry);
   cassandra::Register(registry);
   pubsub::Register(registry);
+  redshift::Register(registry);
 }
 
 }  // namespace aquifer::drivers

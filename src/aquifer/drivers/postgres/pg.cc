@@ -156,6 +156,7 @@ Params& Params::Int2(int16_t value) {
 Params& Params::Bool(bool value) { return Add(kBoolOid, std::string(1, value ? '\1' : '\0'), 1); }
 Params& Params::Bytea(std::string_view value) { return Add(kByteaOid, std::string(value), 1); }
 Params& Params::Text(std::string_view value) { return Add(kTextOid, std::string(value), 0); }
+Params& Params::Untyped(std::string_view value) { return Add(0, std::string(value), 0); }
 Params& Params::Uuid(const aquifer::Uuid& value) { return Add(kUuidOid, std::string(value.AsBytes()), 1); }
 
 Params& Params::Null(unsigned type_oid) {

@@ -98,6 +98,9 @@ class Params {
   Params& Bool(bool value);
   Params& Bytea(std::string_view value);
   Params& Text(std::string_view value);
+  // Text whose type the server infers from where $n stands (type OID 0), e.g.
+  // an INSERT's column: one statement text serves every column type.
+  Params& Untyped(std::string_view value);
   Params& Uuid(const aquifer::Uuid& value);
   Params& Null(unsigned type_oid);
   // One-dimensional arrays in Postgres' binary array format, for
