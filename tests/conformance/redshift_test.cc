@@ -28,6 +28,7 @@
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/testing_schemas.h"
+#include "lookup_conformance.h"  // ScratchDir
 #include "warehouse_conformance.h"
 
 namespace aquifer::conformance {
@@ -183,7 +184,7 @@ TEST(RedshiftStaging, TheUploadedObjectHoldsTheCopyFilesBytes) {
   ASSERT_TRUE(s3.DeleteObject(key).ok());
   EXPECT_EQ(s3.GetObject(key).status().code(), StatusCode::kNotFound);
   drivers::redshift::S3Client nowhere(S3For(*endpoint, "no-such-bucket-" + Uuid::Random().Hex().substr(0, 8)));
-  EXPECT_EQ(nowhere.PutObject("k", "v").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(nowhere.PutObject("k", "v").code(), StatusCode::kNotFound);
 }
 
 // With a bucket configured, a PostgreSQL server still gets its rows by
