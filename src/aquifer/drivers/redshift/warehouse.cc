@@ -201,8 +201,8 @@ class RedshiftWarehouse final : public driver::WarehouseService {
   }
 
   // Inside the write's transaction: the ids of `groups` not applied before
-  // (the first of repeated ids), recorded as applied now. A table lock makes
-  // concurrent writers of the same ids take turns (Redshift has no ON
+  // (the first of repeated ids), recorded as applied now. A lock makes
+  // concurrent writers of the instance take turns (Redshift has no ON
   // CONFLICT and enforces no unique key), so each id commits once.
   Result<std::set<std::string>> ClaimGroups(Connection& conn, const InstanceInfo& instance,
                                             std::span<const driver::RecordGroup> groups, int64_t now);
@@ -229,9 +229,16 @@ class RedshiftWarehouse final : public driver::WarehouseService {
 Result<std::set<std::string>> RedshiftWarehouse::ClaimGroups(Connection& conn, const InstanceInfo& instance,
                                                              std::span<const driver::RecordGroup> groups,
                                                              int64_t now) {
-  AQ_RETURN_IF_ERROR(conn.ExecScript(server_ == Server::kRedshift
-                                         ? "LOCK " + applied_
-                                         : "LOCK TABLE " + applied_ + " IN SHARE ROW EXCLUSIVE MODE"));
+  // Redshift: a table lock (it has no advisory locks); PostgreSQL: a
+  // transaction-scoped advisory lock per instance, so writers of different
+  // instances do not wait for each other.
+  if (server_ == Server::kRedshift) {
+    AQ_RETURN_IF_ERROR(conn.ExecScript("LOCK " + applied_));
+  } else {
+    AQ_RETURN_IF_ERROR(conn.ExecScript(fmt::format("SELECT pg_advisory_xact_lock(hashtext({}))",
+                                                   Literal("aquifer redshift applied " + schema_ + " " +
+                                                           instance.instance_id.Hex()))));
+  }
   // Only hex digits reach the SQL text.
   std::string ids;
   for (const driver::RecordGroup& group : groups) ids += (ids.empty() ? "'" : ", '") + HexEncode(group.id) + "'";
