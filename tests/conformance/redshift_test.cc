@@ -96,7 +96,23 @@ WarehouseDriverFactory RedshiftWarehouse() {
   return factory;
 }
 
-INSTANTIATE_TEST_SUITE_P(Redshift, WarehouseConformance, ::testing::Values(RedshiftWarehouse()), WarehouseDriverName);
+// The same driver with `jobs = portable`: the job, dry-run and paging code a
+// Redshift server runs (jobs.h), here against PostgreSQL.
+WarehouseDriverFactory RedshiftPortableJobs() {
+  WarehouseDriverFactory factory = RedshiftWarehouse();
+  factory.name = "redshift_portable_jobs";
+  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
+    AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
+    config["jobs"] = "portable";
+    driver::DriverContext context;
+    context.clock = clock;
+    return RedshiftRegistry().MakeWarehouseService("redshift", config, context);
+  };
+  return factory;
+}
+
+INSTANTIATE_TEST_SUITE_P(Redshift, WarehouseConformance, ::testing::Values(RedshiftWarehouse(), RedshiftPortableJobs()),
+                         WarehouseDriverName);
 
 constexpr const char* kRichRecord = R"json({
   "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,

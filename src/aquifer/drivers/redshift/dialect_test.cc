@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "aquifer/drivers/redshift/jobs.h"
 #include "aquifer/drivers/redshift/warehouse.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/testing_schemas.h"
@@ -182,6 +183,51 @@ TEST(RedshiftDialect, OptionsParseAndCheck) {
   config["ingest"] = "sometimes";
   EXPECT_EQ(ParseWarehouseOptions(config).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(StagingKey("p/", Uuid(), Uuid()), "p/00000000000000000000000000000000/00000000000000000000000000000000.json");
+}
+
+}  // namespace
+}  // namespace aquifer::drivers::redshift
+
+namespace aquifer::drivers::redshift {
+namespace {
+
+// EXPLAIN's text plan: Redshift's example from its EXPLAIN page ("XN" nodes)
+// and PostgreSQL's, with a join, an alias, quoting and a modifying node.
+TEST(RedshiftJobs, ExplainTextGivesTheScannedRelationsAndAByteEstimate) {
+  ExplainSummary redshift = ParseExplain({
+      "XN Hash Join DS_DIST_NONE  (cost=112.50..14142.59 rows=170771 width=84)",
+      "  Hash Cond: (\"outer\".venueid = \"inner\".venueid)",
+      "  ->  XN Seq Scan on event  (cost=0.00..87.98 rows=8798 width=17)",
+      "  ->  XN Hash  (cost=90.00..90.00 rows=9000 width=67)",
+      "        ->  XN Seq Scan on venue  (cost=0.00..90.00 rows=9000 width=67)"});
+  EXPECT_EQ(redshift.relations, (std::vector<std::string>{"event", "venue"}));
+  EXPECT_EQ(redshift.bytes, 8798 * 17 + 9000 * 67);
+  EXPECT_FALSE(redshift.modifies);
+  ExplainSummary postgres = ParseExplain({
+      "Nested Loop  (cost=0.00..3.30 rows=4 width=8)",
+      "  ->  Seq Scan on i_0123 a  (cost=0.00..1.05 rows=5 width=4)",
+      "  ->  Index Scan using k on \"Mixed Case\" b  (cost=0.14..0.40 rows=1 width=4)",
+      "  ->  Seq Scan on i_0123 c  (cost=0.00..1.05 rows=5 width=4)"});
+  EXPECT_EQ(postgres.relations, (std::vector<std::string>{"i_0123", "Mixed Case"}));
+  EXPECT_EQ(postgres.bytes, 5 * 4 + 1 * 4 + 5 * 4);
+  EXPECT_TRUE(ParseExplain({"Insert on t  (cost=0.00..0.01 rows=0 width=0)", "  ->  Result  (cost=0.00..0.01 rows=1 width=4)"})
+                  .modifies);
+  EXPECT_TRUE(ParseExplain({"XN Delete on t (cost=0.00..0.01 rows=0 width=0)"}).modifies);
+}
+
+TEST(RedshiftJobs, ValuesRenderAsTheCodecsJson) {
+  EXPECT_EQ(*RenderValue(20, std::string_view("-9007199254740993")), "-9007199254740993");
+  EXPECT_EQ(*RenderValue(16, std::string_view("t")), "true");
+  EXPECT_EQ(*RenderValue(701, std::string_view("NaN")), "\"NaN\"");
+  EXPECT_EQ(*RenderValue(1700, std::string_view("-12345.6789")), "-12345.6789");
+  EXPECT_EQ(*RenderValue(17, std::string_view("\\x000102ff")), "\"AAEC/w==\"");  // PostgreSQL bytea
+  EXPECT_EQ(*RenderValue(6551, std::string_view("000102ff")), "\"AAEC/w==\"");    // Redshift VARBYTE
+  EXPECT_EQ(*RenderValue(1184, std::string_view("2023-11-14 22:13:20.123+00")), "1700000000123");
+  EXPECT_EQ(*RenderValue(1184, std::string_view("1969-12-31 23:59:59.999+00")), "-1");
+  EXPECT_EQ(*RenderValue(1184, std::string_view("2023-11-14 23:13:20+01")), "1700000000000");
+  EXPECT_EQ(*RenderValue(4000, std::string_view("{\"a\":[1,null]}")), "{\"a\":[1,null]}");  // SUPER
+  EXPECT_EQ(*RenderValue(1043, std::string_view("a\"b\n")), "\"a\\\"b\\n\"");
+  EXPECT_EQ(*RenderValue(23, std::nullopt), "null");
 }
 
 }  // namespace

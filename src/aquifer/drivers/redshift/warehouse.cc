@@ -10,6 +10,7 @@
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
 #include "aquifer/drivers/postgres/warehouse.h"
+#include "aquifer/drivers/redshift/jobs.h"
 #include "aquifer/schema/codec.h"
 
 namespace aquifer::drivers::redshift {
@@ -27,12 +28,6 @@ using postgres::QuoteIdent;
 
 // The PostgreSQL protocol carries at most 65535 parameters per statement.
 constexpr size_t kMaxParams = 65535;
-
-Status NotOnRedshift(std::string_view what) {
-  return NotSupported("{} on a Redshift server is not implemented yet (drivers/redshift/README.md): "
-                      "only ingest and table management run there",
-                      what);
-}
 
 class RedshiftWarehouse final : public driver::WarehouseService {
  public:
@@ -67,6 +62,13 @@ class RedshiftWarehouse final : public driver::WarehouseService {
       pg.limits = options_.limits;
       pg.applied_window_ms = options_.applied_window_ms;
       AQ_ASSIGN_OR_RETURN(pg_, postgres::MakeWarehouseService(pg, clock_));
+    }
+    if (server_ == Server::kRedshift || options_.portable_jobs) {
+      jobs_ = std::make_unique<PortableJobs>(&pool_, schema_, server_, clock_,
+                                             [this](Connection& conn, std::string_view sql) {
+                                               return PurgeReferenced(conn, sql);
+                                             });
+      AQ_RETURN_IF_ERROR(jobs_->Init());
     }
     // The applied group ids (exactly once), in types both servers have.
     return Ddl(fmt::format("CREATE TABLE IF NOT EXISTS {} (instance_id CHAR(32) NOT NULL, "
@@ -111,20 +113,14 @@ class RedshiftWarehouse final : public driver::WarehouseService {
                           std::span<const driver::RecordGroup> groups) override;
 
   Result<driver::QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
-    if (!pg_) return NotOnRedshift("a dry run");
-    return pg_->AnalyzeQuery(sql);
+    return jobs_ ? jobs_->Analyze(sql) : pg_->AnalyzeQuery(sql);
   }
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override {
-    if (!pg_) return NotOnRedshift("a job");
-    return pg_->StartQuery(job_id, sql, options);
+    return jobs_ ? jobs_->Start(job_id, sql, options) : pg_->StartQuery(job_id, sql, options);
   }
-  Result<Job> PollJob(const Uuid& job_id) override {
-    if (!pg_) return NotOnRedshift("a job");
-    return pg_->PollJob(job_id);
-  }
+  Result<Job> PollJob(const Uuid& job_id) override { return jobs_ ? jobs_->Poll(job_id) : pg_->PollJob(job_id); }
   Result<driver::RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override {
-    if (!pg_) return NotOnRedshift("a job");
-    return pg_->ReadJobRows(job_id, page, limit);
+    return jobs_ ? jobs_->ReadRows(job_id, page, limit) : pg_->ReadJobRows(job_id, page, limit);
   }
 
   Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
@@ -135,15 +131,7 @@ class RedshiftWarehouse final : public driver::WarehouseService {
     if (pg_) return pg_->PurgeExpired(instance);
     if (instance.warehouse_retention_ms <= 0) return int64_t{0};
     AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
-    const int64_t horizon = driver::RetentionHorizon(instance.warehouse_retention_ms, clock_->NowMillis());
-    auto deleted = conn->Exec(fmt::format("DELETE FROM {} WHERE __timestamp < TIMESTAMPTZ 'epoch' + {} * "
-                                          "INTERVAL '1 millisecond'",
-                                          TableName(instance), horizon));
-    if (!deleted.ok()) {
-      if (deleted.status().code() == StatusCode::kNotFound) return int64_t{0};
-      return deleted.status().WithContext("deleting the expired rows of " + TableName(instance));
-    }
-    return deleted->AffectedRows();
+    return DeleteExpired(*conn, TableName(instance), instance.warehouse_retention_ms);
   }
 
   Result<int64_t> CountStoredRows(const InstanceInfo& instance) override {
@@ -165,6 +153,7 @@ class RedshiftWarehouse final : public driver::WarehouseService {
       std::lock_guard<std::mutex> lock(mu_);
       retention_ms_.clear();
     }
+    if (jobs_) AQ_RETURN_IF_ERROR(jobs_->Reset());
     if (pg_) return pg_->Reset();
     AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
     AQ_ASSIGN_OR_RETURN(PgResult tables, conn->Exec(fmt::format(
@@ -177,6 +166,32 @@ class RedshiftWarehouse final : public driver::WarehouseService {
   }
 
  private:
+  // Deletes the rows of `table` older than the retention (a missing table has none).
+  Result<int64_t> DeleteExpired(Connection& conn, const std::string& table, int64_t retention_ms) {
+    const int64_t horizon = driver::RetentionHorizon(retention_ms, clock_->NowMillis());
+    auto deleted = conn.Exec(fmt::format("DELETE FROM {} WHERE __timestamp < TIMESTAMPTZ 'epoch' + {} * "
+                                         "INTERVAL '1 millisecond'",
+                                         table, horizon));
+    if (!deleted.ok()) {
+      if (deleted.status().code() == StatusCode::kNotFound) return int64_t{0};
+      return deleted.status().WithContext("deleting the expired rows of " + table);
+    }
+    return deleted->AffectedRows();
+  }
+  // Portable jobs: before the job's transaction, the expired rows of every
+  // table with a retention its SQL names are deleted, so it never reads one.
+  Status PurgeReferenced(Connection& conn, std::string_view sql) {
+    std::vector<std::pair<std::string, int64_t>> named;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [table, retention] : retention_ms_) {
+        if (retention > 0 && sql.find(table) != std::string_view::npos) named.emplace_back(table, retention);
+      }
+    }
+    for (const auto& [table, retention] : named) AQ_RETURN_IF_ERROR(DeleteExpired(conn, table, retention).status());
+    return Status::OK();
+  }
+
   // DDL: on PostgreSQL under the schema's advisory lock (postgres::EnsureSchema),
   // on Redshift (no advisory locks) in one transaction.
   Status Ddl(const std::string& sql) {
@@ -221,6 +236,7 @@ class RedshiftWarehouse final : public driver::WarehouseService {
   Server server_ = Server::kPostgres;
   bool use_copy_ = false;
   std::shared_ptr<driver::WarehouseService> pg_;  // on PostgreSQL only
+  std::unique_ptr<PortableJobs> jobs_;             // on Redshift, or with jobs = portable
   std::mutex mu_;
   std::map<std::string, int64_t> retention_ms_;  // TableName → retention last told; guarded by mu_
   int64_t last_prune_ms_ = 0;                    // guarded by mu_
@@ -412,6 +428,12 @@ Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
   if (!options.layout.distkey.empty() && config.count("diststyle") == 0) options.layout.diststyle = "key";
   if (config.count("sortkey") > 0) options.layout.sortkey = SplitList(config.at("sortkey"));
   AQ_RETURN_IF_ERROR(CheckLayout(options.layout));
+  const std::string jobs = driver::ConfigString(config, "jobs", "auto");
+  if (jobs == "portable") {
+    options.portable_jobs = true;
+  } else if (jobs != "auto") {
+    return InvalidArgument("config 'jobs': must be auto or portable, got '{}'", jobs);
+  }
   const std::string ingest = driver::ConfigString(config, "ingest", "auto");
   if (ingest == "copy") {
     options.ingest = Ingest::kCopy;

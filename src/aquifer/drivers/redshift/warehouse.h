@@ -37,13 +37,16 @@ struct WarehouseOptions {
   std::string s3_prefix = "aquifer/";
   CopyAuthorization copy_auth;   // iam_role, else the S3 keys
   size_t insert_batch_rows = 1000;
+  // Jobs in SQL both servers run (jobs.h) also on PostgreSQL (config `jobs =
+  // portable`; `auto`: the Postgres warehouse's jobs there). Always on Redshift.
+  bool portable_jobs = false;
 };
 
 // Keys: url, schema, pool_size, applied_window_ms, server (auto | redshift |
 // postgres), diststyle, distkey, sortkey (comma-separated), ingest (auto |
 // copy | insert), s3_bucket, s3_prefix, s3_region, s3_endpoint,
 // s3_access_key_id, s3_secret_access_key, s3_session_token, iam_role,
-// insert_batch_rows. README.md has the defaults.
+// insert_batch_rows, jobs (auto | portable). README.md has the defaults.
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config);
 
 Result<std::shared_ptr<driver::WarehouseService>> MakeWarehouseService(const WarehouseOptions& options, Clock* clock);

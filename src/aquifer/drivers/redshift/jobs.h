@@ -1,0 +1,103 @@
+#pragma once
+
+// Jobs, dry runs and paged results in SQL both Redshift and PostgreSQL run
+// (the "portable" jobs), for a Redshift server, where the Postgres warehouse's
+// job code cannot run (EXPLAIN (FORMAT JSON), json_build_array, uuid/bytea
+// tables). On PostgreSQL the driver uses the Postgres warehouse's jobs unless
+// `jobs = portable`, which the conformance suite sets for a second run so
+// this code is tested against a real server too.
+//
+// - Dry run: the statement's first keyword must be SELECT or WITH; `EXPLAIN
+//   <sql>` (text: Redshift's "XN Seq Scan on t  (cost=... rows=R width=W)",
+//   PostgreSQL's "Seq Scan on t ..."); a plan node that inserts, updates or
+//   deletes is refused; the tables are the relations scanned, the bytes
+//   estimate the sum of rows × width over the scans (ParseExplain).
+// - Job: a thread with its own connection; `BEGIN READ ONLY`, `SET timezone
+//   TO 'UTC'`, `SET statement_timeout` before each statement (what is left of
+//   the job's timeout), the dry run's checks, then the query through a
+//   cursor, FETCH FORWARD 1000 rows at a time in text format, each row
+//   rendered as a JSON array in the driver by the column's type (RenderValue:
+//   timestamps as epoch ms, bytes as base64, numbers exact, SUPER/json as
+//   JSON). The caps stop the fetch as for the Postgres warehouse.
+// - Results: `redshift_job_results` (one row per done job) and
+//   `redshift_job_rows` (row JSON in parts of at most 60000 bytes, Redshift's
+//   VARCHAR tops at 65535), so every process sharing the database pages a
+//   done job's rows, also after a restart. Tokens `o<offset>`.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "aquifer/base/clock.h"
+#include "aquifer/base/status.h"
+#include "aquifer/driver/warehouse_service.h"
+#include "aquifer/drivers/postgres/pg.h"
+#include "aquifer/drivers/redshift/dialect.h"
+
+typedef struct pg_cancel PGcancel;
+
+namespace aquifer::drivers::redshift {
+
+struct ExplainSummary {
+  std::vector<std::string> relations;  // as EXPLAIN names them, each once, in plan order
+  int64_t bytes = 0;                   // sum of rows × width over the scan nodes
+  bool modifies = false;               // an Insert/Update/Delete node
+};
+ExplainSummary ParseExplain(const std::vector<std::string>& lines);
+
+// One value of a text-format result as JSON, by the column's type OID; `null`
+// for SQL NULL.
+Result<std::string> RenderValue(unsigned type_oid, std::optional<std::string_view> text);
+std::string TypeName(unsigned type_oid);
+
+class PortableJobs {
+ public:
+  // `purge(conn, sql)`: deletes the expired rows of the tables `sql` names
+  // (retention), on the job's connection before its transaction.
+  using Purge = std::function<Status(postgres::Connection& conn, std::string_view sql)>;
+
+  PortableJobs(postgres::Pool* pool, std::string schema, Server server, Clock* clock, Purge purge);
+  ~PortableJobs();
+
+  Status Init();  // creates the result tables
+  Result<driver::QueryAnalysis> Analyze(std::string_view sql);
+  Result<driver::Job> Start(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options);
+  Result<driver::Job> Poll(const Uuid& job_id);
+  Result<driver::RowPage> ReadRows(const Uuid& job_id, std::string_view page, int32_t limit);
+  Status Reset();  // cancels running jobs, empties the result tables
+
+ private:
+  struct State {
+    driver::Job job;
+    PGcancel* cancel = nullptr;
+    bool finished = false;
+    std::thread thread;
+  };
+  Result<driver::QueryAnalysis> AnalyzeOn(postgres::Connection& conn, std::string_view sql);
+  void Run(std::shared_ptr<State> state, std::string sql, driver::JobOptions options);
+  void Finish(const std::shared_ptr<State>& state, Status status);
+  Status Store(postgres::Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
+               const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms);
+  void DropExpired();
+  void StopAll();
+
+  postgres::Pool* const pool_;
+  const std::string schema_;
+  const Server server_;
+  Clock* const clock_;
+  const Purge purge_;
+  const std::string results_;  // quoted schema.redshift_job_results
+  const std::string rows_;     // quoted schema.redshift_job_rows
+  std::mutex mu_;
+  std::map<Uuid, std::shared_ptr<State>> jobs_;  // guarded by mu_
+  int64_t last_expire_ms_ = 0;                   // guarded by mu_
+};
+
+}  // namespace aquifer::drivers::redshift
