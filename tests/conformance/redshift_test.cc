@@ -9,6 +9,7 @@
 // - the Redshift SQL itself is checked in src/aquifer/drivers/redshift/dialect_test.cc.
 // Without either server every test here fails and says how to start it.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -175,18 +176,36 @@ TEST(RedshiftStaging, TheUploadedObjectHoldsTheCopyFilesBytes) {
   Rich rich = RichRecord();
   auto row = drivers::redshift::RowValues(*rich.schema, rich.json, rich.record.key, rich.record.timestamp_ms);
   ASSERT_TRUE(row.ok()) << row.status().ToString();
-  std::string body;
-  for (int copy = 0; copy < 3; ++copy) body += drivers::redshift::JsonLine(*rich.schema, *row);
+  std::vector<const std::vector<std::optional<std::string>>*> rows(3, &*row);
+  auto body = drivers::redshift::StagingBody(*rich.schema, rows, /*gzip=*/false);
+  ASSERT_TRUE(body.ok()) << body.status().ToString();
   const Uuid instance = Uuid::Random();
   const std::string key = drivers::redshift::StagingKey("aquifer/", instance, Uuid::Random());
-  Status put = s3.PutObject(key, body);
+  Status put = s3.PutObject(key, *body);
   ASSERT_TRUE(put.ok()) << put.ToString();
   auto got = s3.GetObject(key);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, body);
+  EXPECT_EQ(*got, *body);
+  EXPECT_EQ(std::count(got->begin(), got->end(), '\n'), 3);
+  // The driver's default: gzip (COPY ... GZIP); the object gunzips to the same lines.
+  auto zipped = drivers::redshift::StagingBody(*rich.schema, rows, /*gzip=*/true);
+  ASSERT_TRUE(zipped.ok()) << zipped.status().ToString();
+  const std::string zipped_key = drivers::redshift::StagingKey("aquifer/", instance, Uuid::Random(), /*gzip=*/true);
+  EXPECT_TRUE(zipped_key.ends_with(".json.gz")) << zipped_key;
+  ASSERT_TRUE(s3.PutObject(zipped_key, *zipped).ok());
+  auto got_zipped = s3.GetObject(zipped_key);
+  ASSERT_TRUE(got_zipped.ok()) << got_zipped.status().ToString();
+  EXPECT_EQ(*got_zipped, *zipped);
+  EXPECT_EQ(got_zipped->substr(0, 2), std::string("\x1f\x8b", 2));  // the gzip magic
+  EXPECT_LT(got_zipped->size(), body->size());
+  auto unzipped = drivers::redshift::Gunzip(*got_zipped);
+  ASSERT_TRUE(unzipped.ok()) << unzipped.status().ToString();
+  EXPECT_EQ(*unzipped, *body);
   auto keys = s3.ListKeys("aquifer/" + instance.Hex() + "/");
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
-  EXPECT_EQ(*keys, std::vector<std::string>{key});
+  std::vector<std::string> expected_keys{key, zipped_key};
+  std::sort(expected_keys.begin(), expected_keys.end());
+  EXPECT_EQ(*keys, expected_keys);
   // The line's values: SUPER columns as JSON, bytes as hex, timestamps as text.
   nlohmann::json line = nlohmann::json::parse(got->substr(0, got->find('\n')));
   EXPECT_EQ(line["items"][0]["sku"], "a\"b");

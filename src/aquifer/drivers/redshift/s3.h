@@ -48,6 +48,10 @@ class S3Client {
   S3Options options_;
 };
 
+// gzip (RFC 1952) of `data`, as COPY ... GZIP reads a staging file, and back.
+Result<std::string> Gzip(std::string_view data);
+Result<std::string> Gunzip(std::string_view data);
+
 // Percent-encodes an object key for the URL path (RFC 3986 unreserved
 // characters and '/' stay as they are).
 std::string EncodeKey(std::string_view key);

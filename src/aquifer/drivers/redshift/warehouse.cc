@@ -307,13 +307,12 @@ Status RedshiftWarehouse::InsertRows(Connection& conn, const InstanceInfo& insta
 Status RedshiftWarehouse::CopyRows(Connection& conn, const InstanceInfo& instance,
                                    const std::vector<const std::vector<std::optional<std::string>>*>& rows,
                                    std::string* staged_key) {
-  std::string body;
-  for (const auto* row : rows) body += JsonLine(*instance.schema, *row);
-  *staged_key = StagingKey(options_.s3_prefix, instance.instance_id, Uuid::Random());
+  AQ_ASSIGN_OR_RETURN(std::string body, StagingBody(*instance.schema, rows, options_.s3_gzip));
+  *staged_key = StagingKey(options_.s3_prefix, instance.instance_id, Uuid::Random(), options_.s3_gzip);
   Status put = s3_->PutObject(*staged_key, body);
   if (!put.ok()) return put.WithContext("staging the rows for COPY");
   return conn.ExecScript(CopySql(TableName(instance), *instance.schema, s3_->options().bucket, *staged_key,
-                                 options_.copy_auth, s3_->options().region, /*gzip=*/false));
+                                 options_.copy_auth, s3_->options().region, options_.s3_gzip));
 }
 
 Status RedshiftWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -403,8 +402,16 @@ std::vector<std::string> SplitList(std::string_view text) {
 
 }  // namespace
 
-std::string StagingKey(std::string_view prefix, const Uuid& instance_id, const Uuid& batch_id) {
-  return fmt::format("{}{}/{}.json", prefix, instance_id.Hex(), batch_id.Hex());
+std::string StagingKey(std::string_view prefix, const Uuid& instance_id, const Uuid& batch_id, bool gzip) {
+  return fmt::format("{}{}/{}.json{}", prefix, instance_id.Hex(), batch_id.Hex(), gzip ? ".gz" : "");
+}
+
+Result<std::string> StagingBody(const schema::Schema& schema,
+                                const std::vector<const std::vector<std::optional<std::string>>*>& rows, bool gzip) {
+  std::string body;
+  for (const auto* row : rows) body += JsonLine(schema, *row);
+  if (!gzip) return body;
+  return Gzip(body);
 }
 
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
@@ -461,6 +468,7 @@ Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
     options.s3 = std::move(s3);
   }
   options.copy_auth.iam_role = driver::ConfigString(config, "iam_role", "");
+  AQ_ASSIGN_OR_RETURN(options.s3_gzip, driver::ConfigBool(config, "s3_gzip", options.s3_gzip));
   options.s3_prefix = driver::ConfigString(config, "s3_prefix", options.s3_prefix);
   AQ_ASSIGN_OR_RETURN(int64_t batch, driver::ConfigInt(config, "insert_batch_rows",
                                                        static_cast<int64_t>(options.insert_batch_rows)));

@@ -36,6 +36,7 @@ struct WarehouseOptions {
   std::optional<S3Options> s3;   // set when s3_bucket is configured
   std::string s3_prefix = "aquifer/";
   CopyAuthorization copy_auth;   // iam_role, else the S3 keys
+  bool s3_gzip = true;           // staging files gzip-compressed (COPY ... GZIP)
   size_t insert_batch_rows = 1000;
   // Jobs in SQL both servers run (jobs.h) also on PostgreSQL (config `jobs =
   // portable`; `auto`: the Postgres warehouse's jobs there). Always on Redshift.
@@ -45,13 +46,17 @@ struct WarehouseOptions {
 // Keys: url, schema, pool_size, applied_window_ms, server (auto | redshift |
 // postgres), diststyle, distkey, sortkey (comma-separated), ingest (auto |
 // copy | insert), s3_bucket, s3_prefix, s3_region, s3_endpoint,
-// s3_access_key_id, s3_secret_access_key, s3_session_token, iam_role,
+// s3_access_key_id, s3_secret_access_key, s3_session_token, s3_gzip, iam_role,
 // insert_batch_rows, jobs (auto | portable). README.md has the defaults.
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config);
 
 Result<std::shared_ptr<driver::WarehouseService>> MakeWarehouseService(const WarehouseOptions& options, Clock* clock);
 
-// The staging object's key for one COPY: <prefix><instance hex>/<uuid>.json.
-std::string StagingKey(std::string_view prefix, const Uuid& instance_id, const Uuid& batch_id);
+// The staging object's key for one COPY: <prefix><instance hex>/<uuid>.json[.gz].
+std::string StagingKey(std::string_view prefix, const Uuid& instance_id, const Uuid& batch_id, bool gzip = false);
+
+// The staging file of rows (RowValues): their JsonLine()s, gzip-compressed when `gzip`.
+Result<std::string> StagingBody(const schema::Schema& schema,
+                                const std::vector<const std::vector<std::optional<std::string>>*>& rows, bool gzip);
 
 }  // namespace aquifer::drivers::redshift
