@@ -213,6 +213,9 @@ TEST(RedshiftJobs, ExplainTextGivesTheScannedRelationsAndAByteEstimate) {
   EXPECT_TRUE(ParseExplain({"Insert on t  (cost=0.00..0.01 rows=0 width=0)", "  ->  Result  (cost=0.00..0.01 rows=1 width=4)"})
                   .modifies);
   EXPECT_TRUE(ParseExplain({"XN Delete on t (cost=0.00..0.01 rows=0 width=0)"}).modifies);
+  // count(*): the scan returns no column (width 0) but reads its rows.
+  EXPECT_EQ(ParseExplain({"XN Aggregate  (cost=0.10..0.10 rows=1 width=8)",
+                          "  ->  XN Seq Scan on t  (cost=0.00..0.08 rows=8 width=0)"}).bytes, 8);
 }
 
 TEST(RedshiftJobs, ValuesRenderAsTheCodecsJson) {

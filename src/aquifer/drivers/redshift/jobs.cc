@@ -122,7 +122,8 @@ ExplainSummary ParseExplain(const std::vector<std::string>& lines) {
     std::string relation = match[2].str();
     if (relation.size() >= 2 && relation.front() == '"') relation = relation.substr(1, relation.size() - 2);
     if (seen.insert(relation).second) summary.relations.push_back(relation);
-    summary.bytes += std::stoll(match[3].str()) * std::stoll(match[4].str());
+    // A scan that returns no column (count(*)) still reads its rows: at least a byte each.
+    summary.bytes += std::stoll(match[3].str()) * std::max<int64_t>(1, std::stoll(match[4].str()));
   }
   return summary;
 }
