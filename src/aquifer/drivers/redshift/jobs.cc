@@ -191,18 +191,20 @@ PortableJobs::PortableJobs(postgres::Pool* pool, std::string schema, Server serv
 
 PortableJobs::~PortableJobs() { StopAll(); }
 
-Status PortableJobs::Init() {
-  return postgres::InTransaction(*pool_, [&](Connection& conn) -> Status {
-    AQ_RETURN_IF_ERROR(conn.ExecScript("CREATE SCHEMA IF NOT EXISTS " + QuoteIdent(schema_)));
-    AQ_RETURN_IF_ERROR(conn.ExecScript(fmt::format(
-        "CREATE TABLE IF NOT EXISTS {} (job_id CHAR(32) NOT NULL, columns VARCHAR(65535) NOT NULL, "
-        "row_count BIGINT NOT NULL, bytes_scanned BIGINT NOT NULL, finished_ms BIGINT NOT NULL, "
-        "expires_ms BIGINT NOT NULL)",
-        results_)));
-    return conn.ExecScript(fmt::format("CREATE TABLE IF NOT EXISTS {} (job_id CHAR(32) NOT NULL, row_no BIGINT NOT NULL, "
-                                       "part INTEGER NOT NULL, chunk VARCHAR(65535) NOT NULL)",
-                                       rows_));
-  });
+Status PortableJobs::Init(const std::function<Status(const std::string&)>& ddl) {
+  const bool rs = server_ == Server::kRedshift;
+  AQ_RETURN_IF_ERROR(ddl(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {} (job_id CHAR(32) NOT NULL, columns VARCHAR(65535) NOT NULL, "
+      "row_count BIGINT NOT NULL, bytes_scanned BIGINT NOT NULL, finished_ms BIGINT NOT NULL, "
+      "expires_ms BIGINT NOT NULL){}",
+      results_, rs ? " SORTKEY (job_id)" : "")));
+  // Pages are read by (job_id, row_no): an index on PostgreSQL, the sort key on Redshift.
+  const std::string rows_ddl = fmt::format("CREATE TABLE IF NOT EXISTS {} (job_id CHAR(32) NOT NULL, row_no BIGINT NOT NULL, "
+                                           "part INTEGER NOT NULL, chunk VARCHAR(65535) NOT NULL){}",
+                                           rows_, rs ? " COMPOUND SORTKEY (job_id, row_no)" : "");
+  if (rs) return ddl(rows_ddl);
+  return ddl(rows_ddl + "; CREATE INDEX IF NOT EXISTS redshift_job_rows_page ON " + rows_ + " (job_id, row_no, part); " +
+             "CREATE INDEX IF NOT EXISTS redshift_job_results_id ON " + results_ + " (job_id)");
 }
 
 Result<driver::QueryAnalysis> PortableJobs::AnalyzeOn(Connection& conn, std::string_view sql) {

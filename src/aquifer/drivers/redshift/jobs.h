@@ -66,7 +66,9 @@ class PortableJobs {
   PortableJobs(postgres::Pool* pool, std::string schema, Server server, Clock* clock, Purge purge);
   ~PortableJobs();
 
-  Status Init();  // creates the result tables
+  // Creates the result tables through `ddl` (the driver's: the schema created too,
+  // under a lock on PostgreSQL).
+  Status Init(const std::function<Status(const std::string&)>& ddl);
   Result<driver::QueryAnalysis> Analyze(std::string_view sql);
   Result<driver::Job> Start(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options);
   Result<driver::Job> Poll(const Uuid& job_id);

@@ -68,12 +68,18 @@ class RedshiftWarehouse final : public driver::WarehouseService {
                                              [this](Connection& conn, std::string_view sql) {
                                                return PurgeReferenced(conn, sql);
                                              });
-      AQ_RETURN_IF_ERROR(jobs_->Init());
+      AQ_RETURN_IF_ERROR(jobs_->Init([this](const std::string& ddl) { return Ddl(ddl); }));
     }
-    // The applied group ids (exactly once), in types both servers have.
-    return Ddl(fmt::format("CREATE TABLE IF NOT EXISTS {} (instance_id CHAR(32) NOT NULL, "
-                           "group_id VARCHAR({}) NOT NULL, applied_ms BIGINT NOT NULL)",
-                           applied_, 2 * driver::kMaxRecordGroupIdSize));
+    // The applied group ids (exactly once), in types both servers have; looked
+    // up by (instance_id, group_id): an index on PostgreSQL, the sort key on Redshift.
+    const std::string applied_ddl = fmt::format(
+        "CREATE TABLE IF NOT EXISTS {} (instance_id CHAR(32) NOT NULL, group_id VARCHAR({}) NOT NULL, "
+        "applied_ms BIGINT NOT NULL){}",
+        applied_, 2 * driver::kMaxRecordGroupIdSize,
+        server_ == Server::kRedshift ? " COMPOUND SORTKEY (instance_id, group_id)" : "");
+    if (server_ == Server::kRedshift) return Ddl(applied_ddl);
+    return Ddl(applied_ddl + "; CREATE INDEX IF NOT EXISTS redshift_applied_ids ON " + applied_ +
+               " (instance_id, group_id)");
   }
 
   driver::WarehouseCapabilities capabilities() const override {
