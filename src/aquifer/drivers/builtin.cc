@@ -1,5 +1,6 @@
 #include "aquifer/drivers/builtin.h"
 
+#include "aquifer/drivers/bigquery/warehouse.h"
 #include "aquifer/drivers/cassandra/register.h"
 #include "aquifer/drivers/duckdb/warehouse.h"
 #include "aquifer/drivers/kafka/register.h"
@@ -22,6 +23,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   cassandra::Register(registry);
   pubsub::Register(registry);
   redshift::Register(registry);
+  bigquery::Register(registry);
 }
 
 }  // namespace aquifer::drivers
