@@ -521,7 +521,7 @@ Status BqWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     if (!groups.empty()) row["__group"] = group_of[idx];
     rows[idx] = std::move(row);
   }
-  // Exactly once (README.md): the groups already in the table are skipped.
+  // Exactly once (README.md): the rows of a group the table already holds are skipped.
   // Writes of one instance are serialised here, so a group checked absent
   // is not inserted twice by this process.
   std::shared_ptr<std::mutex> write_lock;
@@ -531,7 +531,8 @@ Status BqWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     hold = std::unique_lock<std::mutex>(*write_lock);
     std::string list;
     for (const driver::RecordGroup& group : groups) list += (list.empty() ? "'" : ", '") + HexEncode(group.id) + "'";
-    auto applied = Query(fmt::format("SELECT DISTINCT __group FROM {} WHERE __group IN ({})", TableName(instance), list));
+    auto applied = Query(fmt::format("SELECT __group, count(*) FROM {} WHERE __group IN ({}) GROUP BY __group",
+                                     TableName(instance), list));
     if (!applied.ok()) {
       if (IsMissingTable(instance)) {
         return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
@@ -539,13 +540,19 @@ Status BqWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
       }
       return applied.status().WithContext(fmt::format("writing to {}: reading its applied groups", who));
     }
-    std::set<std::string> done;
+    // A group's rows are sent in order, in sequential requests: what the
+    // table holds of a group is a prefix of its rows, skipped here.
+    std::map<std::string, int64_t> stored;
     for (const json& row : applied->value("rows", json::array())) {
       const json v = row["f"][0].value("v", json());
-      if (v.is_string()) done.insert(v.get<std::string>());
+      const json n = CellValue({{"type", "INTEGER"}}, row["f"][1].value("v", json()));
+      if (v.is_string() && n.is_number_integer()) stored[v.get<std::string>()] = n.get<int64_t>();
     }
     for (size_t idx = 0; idx < records.size(); ++idx) {
-      if (done.count(group_of[idx]) > 0) rows[idx].reset();
+      auto it = stored.find(group_of[idx]);
+      if (it == stored.end() || !rows[idx] || it->second <= 0) continue;
+      rows[idx].reset();
+      --it->second;
     }
   }
   // insertAll in chunks; a row's insertId is its group and place in it, or
