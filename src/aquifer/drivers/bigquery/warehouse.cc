@@ -62,13 +62,10 @@ json FieldSchema(const std::string& name, const Type& type, bool in_array = fals
     case Kind::kBytes:
     case Kind::kFixed:
       if (type.logical == Logical::kDecimal) {
-        if (type.scale <= 9 && type.precision - type.scale <= 29) {
-          field["type"] = "NUMERIC";
-        } else if (type.scale <= 38 && type.precision - type.scale <= 38) {
-          field["type"] = "BIGNUMERIC";
-        } else {
-          field["type"] = "STRING";
-        }
+        // NUMERIC holds 29 integer and 9 fractional digits; wider decimals
+        // keep their exact text in STRING (CAST(x AS BIGNUMERIC) reads them;
+        // bqemulator has no BIGNUMERIC columns).
+        field["type"] = type.scale <= 9 && type.precision - type.scale <= 29 ? "NUMERIC" : "STRING";
       } else {
         field["type"] = "BYTES";
       }
