@@ -1,0 +1,197 @@
+// bigquery_bench: the BigQuery WarehouseService write path against raw
+// tabledata.insertAll calls of the same rows into a table of the same
+// columns, on the same server, in the same run (issue 13 item 7). Figures are
+// printed, never asserted.
+//
+// Each batch is 1000 records of ~100 B Avro (fresh keys, rising timestamps).
+// Per batch, in alternating order so load on a shared machine hits every
+// workload alike:
+//   driver/groups   WriteToWarehouse with one record group, as the worker
+//                   passes one queued message (the applied-groups query, then
+//                   insertAll)
+//   driver/plain    WriteToWarehouse without groups (insertAll only)
+//   raw             insertAll of the very rows the driver sends (the same
+//                   JSON, insertIds, and 500-row requests), built before the
+//                   clock starts, through the same libcurl client
+// The loop runs until every workload has spent `seconds` writing.
+//
+// Usage: bigquery_bench [seconds=10]
+// AQUIFER_TEST_BIGQUERY, AQUIFER_TEST_BIGQUERY_PROJECT: the emulator
+// (scripts/bench.sh starts one with scripts/peers/bigquery).
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "aquifer/base/text.h"
+#include "aquifer/base/uuid.h"
+#include "aquifer/driver/warehouse_service.h"
+#include "aquifer/drivers/bigquery/rest.h"
+#include "aquifer/drivers/bigquery/warehouse.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+#include "aquifer/schema/schema.h"
+
+namespace {
+
+namespace bq = aquifer::drivers::bigquery;
+using Clock = std::chrono::steady_clock;
+using aquifer::driver::Record;
+using aquifer::driver::RecordGroup;
+using nlohmann::json;
+
+constexpr int kBatchSize = 1000;
+constexpr size_t kRequestRows = 500;
+
+constexpr const char* kSchema = R"json({
+  "type": "record", "name": "Event",
+  "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "username", "type": "string"},
+    {"name": "amount", "type": "double"},
+    {"name": "note", "type": ["null", "string"], "default": null},
+    {"name": "tags", "type": {"type": "array", "items": "string"}}
+  ]
+})json";
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+[[noreturn]] void Die(const std::string& what) {
+  fmt::print(stderr, "bigquery_bench: {}\n", what);
+  std::exit(1);
+}
+
+template <typename T>
+T Check(aquifer::Result<T> result, const char* what) {
+  if (!result.ok()) Die(fmt::format("{}: {}", what, result.status().ToString()));
+  return std::move(*result);
+}
+
+void Check(const aquifer::Status& status, const char* what) {
+  if (!status.ok()) Die(fmt::format("{}: {}", what, status.ToString()));
+}
+
+std::string IsoMillis(int64_t ms) {
+  std::time_t t = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+}
+
+struct Workload {
+  const char* name;
+  Clock::duration spent{};
+  int64_t records = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double seconds = argc > 1 ? std::atof(argv[1]) : 10.0;
+  const char* endpoint = std::getenv("AQUIFER_TEST_BIGQUERY");
+  const char* project = std::getenv("AQUIFER_TEST_BIGQUERY_PROJECT");
+  if (endpoint == nullptr || project == nullptr) {
+    Die("AQUIFER_TEST_BIGQUERY / AQUIFER_TEST_BIGQUERY_PROJECT are not set: eval \"$(scripts/peers/bigquery start)\"");
+  }
+  auto schema = Check(aquifer::schema::Schema::Parse(kSchema, {"id"}), "schema");
+  const std::string dataset = "bench_" + aquifer::Uuid::Random().Hex().substr(0, 12);
+  aquifer::driver::Config config{{"endpoint", endpoint}, {"project", project}, {"dataset", dataset}};
+  auto options = Check(bq::ParseWarehouseOptions(config), "options");
+  auto warehouse = Check(bq::MakeWarehouseService(options, nullptr), "driver");
+  aquifer::driver::InstanceInfo grouped, plain;
+  grouped.instance_id = aquifer::Uuid::Random();
+  grouped.schema = schema;
+  plain.instance_id = aquifer::Uuid::Random();
+  plain.schema = schema;
+  Check(warehouse->RegisterInstance(grouped), "register");
+  Check(warehouse->RegisterInstance(plain), "register");
+  // The raw table: the same columns as the driver's (its schema, read back).
+  bq::RestClient rest(options.rest);
+  const std::string raw_table = "raw_events";
+  {
+    json table = Check(rest.Call("GET", fmt::format("/datasets/{}/tables/i_{}", dataset, plain.instance_id.Hex())),
+                       "read the driver's table");
+    json body = {{"tableReference", {{"projectId", project}, {"datasetId", dataset}, {"tableId", raw_table}}},
+                 {"schema", table["schema"]}};
+    Check(rest.Call("POST", fmt::format("/datasets/{}/tables", dataset), &body).status(), "create the raw table");
+  }
+
+  Workload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw{"raw insertAll"};
+  int64_t next_id = 0;
+  int batch_no = 0;
+  while (Seconds(driver_groups.spent) < seconds || Seconds(driver_plain.spent) < seconds ||
+         Seconds(raw.spent) < seconds) {
+    // One batch of fresh records, and the insertAll bodies of the same rows.
+    std::vector<Record> records;
+    std::vector<json> bodies;
+    json rows = json::array();
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    for (int i = 0; i < kBatchSize; ++i, ++next_id) {
+      json j = {{"id", next_id}, {"username", fmt::format("user{}", next_id % 97)}, {"amount", next_id * 0.25},
+                {"note", next_id % 3 == 0 ? json("n") : json()}, {"tags", {"a", "b"}}};
+      auto value = Check(aquifer::schema::ParseJsonRecord(*schema, j.dump()), "record");
+      Record record;
+      record.timestamp_ms = now + i;
+      Check(aquifer::schema::EncodeAvro(*schema, value, &record.avro), "encode");
+      record.key = Check(aquifer::keys::EncodeKey(*schema, value), "key");
+      json row = j;
+      row["__key"] = aquifer::Base64Encode(record.key);
+      row["__timestamp"] = IsoMillis(record.timestamp_ms);  // as the driver sends TIMESTAMPs
+      rows.push_back({{"insertId", fmt::format("raw-{}", next_id)}, {"json", std::move(row)}});
+      if (rows.size() == kRequestRows) {
+        bodies.push_back({{"rows", std::move(rows)}});
+        rows = json::array();
+      }
+      records.push_back(std::move(record));
+    }
+    if (!rows.empty()) bodies.push_back({{"rows", std::move(rows)}});
+    const std::vector<RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
+    auto run_driver_groups = [&] {
+      auto start = Clock::now();
+      Check(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
+      driver_groups.spent += Clock::now() - start;
+      driver_groups.records += kBatchSize;
+    };
+    auto run_driver_plain = [&] {
+      auto start = Clock::now();
+      Check(warehouse->WriteToWarehouse(plain, records, {}), "driver write");
+      driver_plain.spent += Clock::now() - start;
+      driver_plain.records += kBatchSize;
+    };
+    auto run_raw = [&] {
+      auto start = Clock::now();
+      for (const json& body : bodies) {
+        json answer = Check(rest.Call("POST", fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table), &body),
+                            "raw insertAll");
+        if (!answer.value("insertErrors", json::array()).empty()) Die("raw insertAll: " + answer.dump());
+      }
+      raw.spent += Clock::now() - start;
+      raw.records += kBatchSize;
+    };
+    switch (batch_no % 3) {
+      case 0: run_driver_groups(); run_driver_plain(); run_raw(); break;
+      case 1: run_driver_plain(); run_raw(); run_driver_groups(); break;
+      default: run_raw(); run_driver_groups(); run_driver_plain(); break;
+    }
+    ++batch_no;
+  }
+  Check(warehouse->Reset(), "reset");
+  (void)rest.Call("DELETE", fmt::format("/datasets/{}?deleteContents=true", dataset));
+
+  auto rate = [](const Workload& w) { return w.records / Seconds(w.spent); };
+  fmt::print("bigquery_bench: {} batches of {} records, against {}\n", batch_no, kBatchSize, endpoint);
+  fmt::print("{:<16} {:>12} {:>14} {:>10}\n", "workload", "records", "records/s", "vs raw");
+  for (const Workload* w : {&driver_groups, &driver_plain, &raw}) {
+    fmt::print("{:<16} {:>12} {:>14.0f} {:>9.0f}%\n", w->name, w->records, rate(*w), 100.0 * rate(*w) / rate(raw));
+  }
+  return 0;
+}
