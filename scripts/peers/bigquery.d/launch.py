@@ -7,7 +7,7 @@ query (the conformance suite's timeout tests join a table with itself 7 and 8
 times, on purpose) would freeze the emulator for hours and every test after
 it. Real BigQuery ends such a job (jobTimeoutMs, its own 6 h limit); here a
 timer interrupts the statement after AQUIFER_BQ_STATEMENT_LIMIT_S seconds
-(default 10) through DuckDB's own Connection.interrupt(), and the job fails.
+(default 5) through DuckDB's own Connection.interrupt(), and the job fails.
 Nothing else about the emulator changes.
 """
 
@@ -17,7 +17,7 @@ import threading
 
 from bqemulator.storage import engine as _engine
 
-_LIMIT_S = float(os.environ.get("AQUIFER_BQ_STATEMENT_LIMIT_S", "10"))
+_LIMIT_S = float(os.environ.get("AQUIFER_BQ_STATEMENT_LIMIT_S", "5"))
 _local = threading.local()
 
 
