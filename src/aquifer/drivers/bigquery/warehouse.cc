@@ -693,7 +693,12 @@ Result<Job> BqWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   std::lock_guard<std::mutex> lock(mu_);
   if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
   size_t running = 0;
-  for (const auto& [id, other] : jobs_) running += other->finished ? 0 : 1;
+  for (const auto& [id, other] : jobs_) {
+    running += other->finished ? 0 : 1;
+    // A finished job's thread only returns from Finish: joined here, so
+    // threads do not pile up over a long run.
+    if (other->finished && other->thread.joinable()) other->thread.join();
+  }
   if (running >= kMaxRunningJobs) {
     return ResourceExhausted("{} warehouse jobs are running, the most this driver runs at once; retry later", running);
   }
