@@ -408,10 +408,10 @@ class BqWarehouse final : public driver::WarehouseService {
   }
   // BigQuery's id of a job: the dataset names it, so Reset finds this driver's jobs.
   std::string BqJobId(const Uuid& job_id) const { return "aq_" + options_.dataset + "_" + job_id.Hex(); }
-  std::string JobPath(const std::string& bq_job_id) const {
-    std::string path = "/jobs/" + bq_job_id;
-    if (!options_.location.empty()) path += "?location=" + options_.location;
-    return path;
+  std::string JobPath(const std::string& bq_job_id) const { return "/jobs/" + bq_job_id + LocationParam("?"); }
+  // "<separator>location=<location>", or nothing without a location.
+  std::string LocationParam(const char* separator) const {
+    return options_.location.empty() ? std::string() : separator + std::string("location=") + options_.location;
   }
 
   bool IsMissingTable(const InstanceInfo& instance) {
@@ -427,7 +427,7 @@ class BqWarehouse final : public driver::WarehouseService {
     while (!answer.value("jobComplete", true)) {
       const std::string id = answer["jobReference"].value("jobId", "");
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.poll_interval_ms));
-      AQ_ASSIGN_OR_RETURN(answer, rest_.Call("GET", "/queries/" + id + "?timeoutMs=10000"));
+      AQ_ASSIGN_OR_RETURN(answer, rest_.Call("GET", "/queries/" + id + "?timeoutMs=10000" + LocationParam("&")));
     }
     return answer;
   }
@@ -732,7 +732,7 @@ Status BqWarehouse::RunJobBody(const std::shared_ptr<JobState>& state) {
   auto give_up = [&](Status status) -> Status {
     if (status.code() == StatusCode::kTimeout || timed_out()) {
       // Best effort: the emulator runs queries to their end regardless.
-      (void)rest_.Call("POST", "/jobs/" + bq_id + "/cancel", nullptr, 2'000);
+      (void)rest_.Call("POST", "/jobs/" + bq_id + "/cancel" + LocationParam("?"), nullptr, 2'000);
       return Timeout("query exceeded its timeout of {} ms", options.timeout_ms);
     }
     return status;
@@ -966,7 +966,7 @@ Status BqWarehouse::Reset() {
     token = listed.value("nextPageToken", "");
   } while (!token.empty());
   for (const std::string& id : jobs) {
-    auto gone = rest_.Call("DELETE", "/jobs/" + id + "/delete");
+    auto gone = rest_.Call("DELETE", "/jobs/" + id + "/delete" + LocationParam("?"));
     if (!gone.ok() && gone.status().code() != StatusCode::kNotFound) return gone.status().WithContext("resetting the warehouse");
   }
   return Status::OK();
