@@ -105,7 +105,8 @@ bash "$ROOT/scripts/peers/kafka" fetch
 # The Cassandra node's jars (Maven Central, cached in .cache/cassandra/; ~30 s cold, seconds when cached).
 bash "$ROOT/scripts/peers/cassandra" fetch
 # The BigQuery emulator (bqemulator from PyPI, in its own virtual environment .cache/bqemulator/venv,
-# apart from .venv: it pins its own DuckDB and ~590 MB of packages; ~2.5-6 min cold, seconds when ready).
+# apart from .venv: ~590 MB of packages the other Python suites must not run on; ~2.5-6 min cold,
+# seconds when ready).
 bash "$ROOT/scripts/peers/bigquery" fetch
 
 # playwright-core (drives Debian's chromium in tests/console; it downloads no browser), into the
