@@ -4,6 +4,7 @@
 // its own, named after its scratch directory, so a reopen finds the same
 // data and parallel tests never meet.
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -123,6 +124,31 @@ TEST(BigQueryWarehouse, ARetryCompletesAGroupStoredInPart) {
   std::vector<int64_t> ids;
   for (const auto& row : rows) ids.push_back(row[0].get<int64_t>());
   EXPECT_EQ(ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
+// Writes of one group at the same moment in one process (a redelivery
+// racing the first attempt) store it once: the driver serialises an
+// instance's grouped writes between the applied-groups check and the insert.
+TEST(BigQueryWarehouse, ConcurrentWritesOfOneGroupStoreItOnce) {
+  auto warehouse = OpenDriver(UniqueName());
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  const std::vector<driver::Record> records = EventRecords(0, 5);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{{"G", 5}});
+      if (!written.ok()) ++failures;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto rows = RunJob(**warehouse, "SELECT count(*) FROM " + (*warehouse)->TableName(instance));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][0], 5);
   ASSERT_TRUE((*warehouse)->Reset().ok());
 }
 
