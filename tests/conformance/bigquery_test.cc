@@ -226,7 +226,7 @@ TEST(BigQueryWarehouse, OptionsAreCheckedAndCredentialsGoOnlyOverTls) {
   auto real = ParseWarehouseOptions({{"project", "p"}});
   ASSERT_TRUE(real.ok());
   EXPECT_EQ(real->rest.endpoint, "https://bigquery.googleapis.com");
-  EXPECT_EQ(real->rest.token_env, "AQUIFER_BIGQUERY_TOKEN");
+  EXPECT_EQ(real->rest.token_env, "GOOGLE_OAUTH_ACCESS_TOKEN");
   // Without the token the driver refuses before sending anything.
   ::unsetenv("AQUIFER_TEST_NO_SUCH_TOKEN");
   auto opened = BigQueryRegistry().MakeWarehouseService(

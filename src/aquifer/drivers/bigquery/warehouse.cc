@@ -1004,7 +1004,7 @@ Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
     return InvalidArgument("config 'endpoint': '{}' is not an http:// or https:// URL", options.rest.endpoint);
   }
   // Credentials only over TLS: an http:// endpoint is an emulator.
-  options.rest.token_env = https ? driver::ConfigString(config, "token_env", "AQUIFER_BIGQUERY_TOKEN") : "";
+  options.rest.token_env = https ? driver::ConfigString(config, "token_env", "GOOGLE_OAUTH_ACCESS_TOKEN") : "";
   AQ_ASSIGN_OR_RETURN(options.rest.timeout_ms, driver::ConfigInt(config, "request_timeout_ms", options.rest.timeout_ms));
   if (options.rest.timeout_ms < 1) return InvalidArgument("config 'request_timeout_ms': must be positive");
   AQ_ASSIGN_OR_RETURN(options.dry_run_bytes, driver::ConfigBool(config, "dry_run_bytes", options.dry_run_bytes));
