@@ -1787,6 +1787,48 @@ class EngineImpl::Feed final : public ChangeFeed {
 
   Result<ChangeBatch> ReadBatch(int32_t limit) override {
     AQ_ASSIGN_OR_RETURN(Shared shared, ReadShared(limit));
+    return ToBatch(shared);
+  }
+
+  std::optional<ChangeBatch> TryReadBatch(int32_t limit) override {
+    if (!CheckReadLimit(limit).ok() || payload_.driver.empty()) return std::nullopt;
+    const uint64_t epoch = engine_->catalog_epoch_.load(std::memory_order_acquire);
+    const int64_t now_us = engine_->clock_->MonotonicMicros();
+    if (epoch != epoch_ || now_us - checked_us_ >= engine_->options_.change_feed_recheck_ms * 1000 ||
+        target_.project.quotas.read_bytes.has_value()) {  // the quota check may read the usage store
+      return std::nullopt;
+    }
+    EngineImpl& engine = *engine_;
+    const std::string key = SharedKey(limit);
+    const uint64_t generation = engine.hub_.generation();
+    std::shared_ptr<const SharedPage> hit;
+    {
+      std::lock_guard lock(engine.shared_pages_mu_);
+      auto it = engine.shared_pages_.find(key);
+      if (it == engine.shared_pages_.end() || it->second.generation != generation ||
+          now_us - it->second.made_us >= kSharedPageMicros ||
+          it->second.page.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        return std::nullopt;
+      }
+      hit = it->second.page.get();
+    }
+    if (hit == nullptr) return std::nullopt;  // the first reader failed: read alone
+    Shared shared;
+    std::string next_driver;
+    TakeShared(std::move(hit), &shared, &next_driver);
+    Advance(shared, std::move(next_driver));
+    return ToBatch(shared);
+  }
+
+ private:
+  // A read's answer: the shared page, or (no position to share yet, or the
+  // first reader failed) a page read alone.
+  struct Shared {
+    std::shared_ptr<const SharedPage> page;
+    RecordPage own;
+  };
+
+  ChangeBatch ToBatch(const Shared& shared) const {
     const RecordPage& page = shared.page != nullptr ? shared.page->page : shared.own;
     ChangeBatch batch;
     batch.count = page.count;
@@ -1801,13 +1843,43 @@ class EngineImpl::Feed final : public ChangeFeed {
     return batch;
   }
 
- private:
-  // A read's answer: the shared page, or (no position to share yet, or the
-  // first reader failed) a page read alone.
-  struct Shared {
-    std::shared_ptr<const SharedPage> page;
-    RecordPage own;
-  };
+  // The feed's new position after `shared`.
+  void Advance(const Shared& shared, std::string next_driver) {
+    const RecordPage& page = shared.page != nullptr ? shared.page->page : shared.own;
+    if (!page.next_cursor.empty()) {
+      cursor_ = page.next_cursor;
+      payload_.driver = std::move(next_driver);
+    }
+  }
+
+  // The shared-page key of the feed's position: instance, limit, start, filters, driver position.
+  std::string SharedKey(int32_t limit) const {
+    std::string key = target_.instance.instance_id.ToString();
+    key += '|';
+    key += std::to_string(limit);
+    key += '|';
+    key += std::to_string(payload_.from_ms);
+    key += '|';
+    key += filter_key_;
+    key += '|';
+    key += payload_.driver;
+    return key;
+  }
+
+  // Takes another feed's page: metered and counted as this feed's read.
+  void TakeShared(std::shared_ptr<const SharedPage> hit, Shared* out, std::string* next_driver) {
+    EngineImpl& engine = *engine_;
+    engine.shared_page_hits_.fetch_add(1, std::memory_order_relaxed);
+    engine.metrics_.reads.fetch_add(1, std::memory_order_relaxed);
+    engine.metrics_.records_read.fetch_add(hit->page.count, std::memory_order_relaxed);
+    UsageCounters usage;
+    usage.read_ops = 1;
+    usage.read_records = hit->page.count;
+    usage.read_bytes = hit->bytes;
+    engine.Meter(who_, target_.project.project_id, usage);
+    *next_driver = hit->next_driver;
+    out->page = std::move(hit);
+  }
 
   Result<Shared> ReadShared(int32_t limit) {
     AQ_RETURN_IF_ERROR(CheckReadLimit(limit));
@@ -1821,11 +1893,7 @@ class EngineImpl::Feed final : public ChangeFeed {
     }
     std::string next_driver;
     AQ_ASSIGN_OR_RETURN(Shared shared, SharedRead(limit, &next_driver));
-    const RecordPage& page = shared.page != nullptr ? shared.page->page : shared.own;
-    if (!page.next_cursor.empty()) {
-      cursor_ = page.next_cursor;
-      payload_.driver = std::move(next_driver);
-    }
+    Advance(shared, std::move(next_driver));
     return shared;
   }
 
@@ -1856,15 +1924,7 @@ class EngineImpl::Feed final : public ChangeFeed {
       return out;
     }
     EngineImpl& engine = *engine_;
-    std::string key = target_.instance.instance_id.ToString();
-    key += '|';
-    key += std::to_string(limit);
-    key += '|';
-    key += std::to_string(payload_.from_ms);
-    key += '|';
-    key += filter_key_;
-    key += '|';
-    key += payload_.driver;
+    const std::string key = SharedKey(limit);
     const uint64_t generation = engine.hub_.generation();
     const int64_t now_us = engine.clock_->MonotonicMicros();
     std::shared_future<std::shared_ptr<const SharedPage>> shared;
@@ -1887,16 +1947,7 @@ class EngineImpl::Feed final : public ChangeFeed {
     if (shared.valid()) {
       std::shared_ptr<const SharedPage> hit = shared.get();
       if (hit != nullptr) {
-        engine.shared_page_hits_.fetch_add(1, std::memory_order_relaxed);
-        engine.metrics_.reads.fetch_add(1, std::memory_order_relaxed);
-        engine.metrics_.records_read.fetch_add(hit->page.count, std::memory_order_relaxed);
-        UsageCounters usage;
-        usage.read_ops = 1;
-        usage.read_records = hit->page.count;
-        usage.read_bytes = hit->bytes;
-        engine.Meter(who_, target_.project.project_id, usage);
-        *next_driver = hit->next_driver;
-        out.page = std::move(hit);
+        TakeShared(std::move(hit), &out, next_driver);
         return out;
       }
       // The first reader failed: read alone (and get its error, if it persists).
@@ -1958,6 +2009,8 @@ Result<ChangeBatch> ChangeFeed::ReadBatch(int32_t limit) {
   }
   return batch;
 }
+
+std::optional<ChangeBatch> ChangeFeed::TryReadBatch(int32_t) { return std::nullopt; }
 
 Result<std::unique_ptr<ChangeFeed>> EngineImpl::OpenChangeFeed(const Principal& who,
                                                                std::string_view cursor,

@@ -262,6 +262,12 @@ class ChangeFeed {
   // The same read, answered as the records message (shared between feeds
   // at the same position). This default renders it from Read().
   virtual Result<ChangeBatch> ReadBatch(int32_t limit);
+  // The same read when it needs no I/O and cannot block: another feed at the
+  // same position (same instance, filters and limit) already read and
+  // rendered the page since the last change notification, and no catalog
+  // recheck or quota lookup is due. Advances the position like ReadBatch.
+  // nullopt: call ReadBatch (on a thread that may block). This default: never.
+  virtual std::optional<ChangeBatch> TryReadBatch(int32_t limit);
 };
 
 class Engine {

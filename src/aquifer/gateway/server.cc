@@ -4,8 +4,11 @@
 
 #include "aquifer/gateway/server.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -94,7 +97,9 @@ struct Server::Impl {
         io_threads(options.io_threads > 0
                        ? options.io_threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+        ws_threads(options.ws_threads > 0 ? options.ws_threads : io_threads),
         ioc(io_threads),
+        ws_ioc(ws_threads),
         pool(static_cast<size_t>(std::max(1, options.handler_threads))),
         feed_pool(static_cast<size_t>(std::max(1, options.feed_threads))),
         acceptor(ioc),
@@ -153,6 +158,7 @@ struct Server::Impl {
   GatewayMetrics metrics;
   Api api;
   int io_threads;
+  int ws_threads;
   std::atomic<uint16_t> bound_port{0};
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> requests_in_flight{0};
@@ -162,11 +168,37 @@ struct Server::Impl {
   // Destruction order matters: members are destroyed bottom-up, so the pool
   // (whose queued handlers hold strand executors) goes before the io_context.
   asio::io_context ioc;
+  // WebSocket sessions after the upgrade (ServerOptions::ws_threads): their
+  // wake-ups, reads and writes never queue in front of an HTTP request's
+  // completion on `ioc`.
+  asio::io_context ws_ioc;
   asio::thread_pool pool;
   asio::thread_pool feed_pool;  // WebSocket sessions' change reads (ServerOptions::feed_threads)
   tcp::acceptor acceptor;
   const bool local_reads;  // Engine::LocalReads(): short index reads run inline
   std::vector<std::thread> threads;
+  std::vector<std::thread> ws_thread_list;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> ws_work;  // ws_ioc idles until Stop
+
+  // The upgraded connection, moved onto ws_ioc (a strand of its own): the
+  // socket's descriptor is duplicated onto a socket of ws_ioc and the
+  // original closed. Falls back to the connection as it is if that fails.
+  beast::tcp_stream MoveToSubscriptions(beast::tcp_stream& stream) {
+    beast::error_code ec;
+    tcp::socket& socket = stream.socket();
+    const tcp::endpoint local = socket.local_endpoint(ec);
+    const int fd = ec ? -1 : ::dup(socket.native_handle());
+    if (fd >= 0) {
+      tcp::socket moved(asio::make_strand(ws_ioc));
+      moved.assign(local.protocol(), fd, ec);
+      if (!ec) {
+        socket.close(ec);
+        return beast::tcp_stream(std::move(moved));
+      }
+      ::close(fd);
+    }
+    return std::move(stream);
+  }
 
   std::mutex sessions_mu;
   std::unordered_map<WsSession*, std::weak_ptr<WsSession>> sessions;  // GUARDED_BY(sessions_mu)
@@ -431,8 +463,16 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   // fallback (notifications are at-most-once).
   while (!error_ && !server->stopping.load()) {
     wake_->store(false);
-    Result<engine::ChangeBatch> page = co_await RunBlocking<Result<engine::ChangeBatch>>(
-        server->feed_pool, [reader] { return reader->ReadBatch(1000); });
+    // A page another session at this position already read is taken here, on
+    // the session's strand; a read (I/O) goes to the feed pool.
+    std::optional<engine::ChangeBatch> ready = reader->TryReadBatch(1000);
+    Result<engine::ChangeBatch> page = engine::ChangeBatch{};
+    if (ready) {
+      page = std::move(*ready);
+    } else {
+      page = co_await RunBlocking<Result<engine::ChangeBatch>>(
+          server->feed_pool, [reader] { return reader->ReadBatch(1000); });
+    }
     server->metrics.ChangeRead();
     if (error_) break;
     if (!page.ok()) {
@@ -519,8 +559,14 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     if (IsSubscribeUpgrade(header, options.api.role)) {
       co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
-      auto session = std::make_shared<WsSession>(this, std::move(stream));
-      co_await session->Run(parser.release());
+      // The session runs on ws_ioc from here; this coroutine ends.
+      auto session = std::make_shared<WsSession>(this, MoveToSubscriptions(stream));
+      asio::co_spawn(
+          session->executor(),
+          [session, upgrade = parser.release()]() mutable -> awaitable<void> {
+            co_await session->Run(std::move(upgrade));
+          },
+          asio::detached);
       co_return;
     }
     requests_in_flight.fetch_add(1);
@@ -621,6 +667,10 @@ Status Server::Start() {
   for (int thread_idx = 0; thread_idx < impl.io_threads; ++thread_idx) {
     impl.threads.emplace_back([&impl] { impl.ioc.run(); });
   }
+  impl.ws_work.emplace(asio::make_work_guard(impl.ws_ioc));
+  for (int thread_idx = 0; thread_idx < impl.ws_threads; ++thread_idx) {
+    impl.ws_thread_list.emplace_back([&impl] { impl.ws_ioc.run(); });
+  }
   return Status::OK();
 }
 
@@ -647,8 +697,11 @@ void Server::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   impl.ioc.stop();
+  impl.ws_ioc.stop();
   for (std::thread& thread : impl.threads) thread.join();
   impl.threads.clear();
+  for (std::thread& thread : impl.ws_thread_list) thread.join();
+  impl.ws_thread_list.clear();
   {
     // No strand runs now: drop the hub's listeners before the io_context goes.
     std::lock_guard lock(impl.sessions_mu);
