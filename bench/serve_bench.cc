@@ -2,11 +2,13 @@
 // process) against baselines measured in the same run (DESIGN.md "Targets",
 // issue 10 goals 2-5). Figures are printed, never asserted.
 //
-// Workloads (AQUIFER_BENCH_ONLY=latency,lookup,idle,memory,sql picks some):
+// Workloads (AQUIFER_BENCH_ONLY=latency,lookup,idle,memory,sql picks some;
+// `fanout` alone runs only latency's 1-subscriber / 1000-subscriber / 1-subscriber
+// runs at 1,000 records/s):
 //   latency   write → subscriber: one writer paced at 10,000 records/s
 //             (NDJSON batches of 10 every 1 ms, no wait), each record
 //             carrying its send time; N WebSocket subscribers on the table
-//             (all on one client thread, epoll via Asio) take arrival - send
+//             (on two client threads, epoll via Asio) take arrival - send
 //             per record. Runs with 1, 1000, then 1 subscriber again, back to
 //             back: the writer's request latency and achieved rate with 1000
 //             subscribers against the 1-subscriber runs is "no slowdown of
@@ -49,9 +51,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -78,6 +82,9 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 constexpr int kClients = 4;
+// The warehouse's DuckDB memory_limit, set by the bench (AQUIFER_WAREHOUSE_MEMORY_LIMIT;
+// also the driver's default) so the memory run knows the bound it is held to.
+constexpr int64_t kDuckDbMemoryLimit = int64_t{1} << 30;
 
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -141,7 +148,8 @@ int64_t Metric(const Server& server, const std::string& sample) {
 
 // --- many WebSocket subscribers on one client thread ------------------------------------------
 
-// N subscriptions on one io_context (one thread): each connects, upgrades,
+// N subscriptions on kThreads io_contexts (one thread each, the
+// subscriptions spread round-robin): each connects, upgrades,
 // sends its subscribe message and reads; a records message is scanned for
 // "sent_us": values (no JSON parse: 1000 subscribers receive a lot) and each
 // gives one latency sample, arrival - sent, in ms.
@@ -153,14 +161,19 @@ class Subscribers {
   // Opens `n` more subscriptions; answers once all are subscribed (handshake
   // and subscribe message written) or failed.
   void Open(int n) {
+    if (threads_.empty()) {
+      for (int t = 0; t < kThreads; ++t) {
+        iocs_.push_back(std::make_unique<asio::io_context>(1));
+        work_.emplace_back(asio::make_work_guard(*iocs_.back()));
+      }
+    }
     for (int i = 0; i < n; ++i) {
-      auto sub = std::make_shared<Sub>(ioc_);
+      auto sub = std::make_shared<Sub>(*iocs_[subs_.size() % iocs_.size()]);
       subs_.push_back(sub);
       Start(sub);
     }
-    if (!thread_.joinable()) {
-      work_.emplace(asio::make_work_guard(ioc_));
-      thread_ = std::thread([this] { ioc_.run(); });
+    if (threads_.empty()) {
+      for (auto& ioc : iocs_) threads_.emplace_back([&ioc] { ioc->run(); });
     }
     auto deadline = SteadyClock::now() + std::chrono::seconds(120);
     while (ready_.load() + failed_.load() < static_cast<int64_t>(subs_.size()) && SteadyClock::now() < deadline) {
@@ -168,16 +181,15 @@ class Subscribers {
     }
   }
   void Stop() {
-    if (!thread_.joinable()) return;
-    asio::post(ioc_, [this] {
-      for (auto& sub : subs_) {
-        beast::error_code ec;
-        beast::get_lowest_layer(sub->ws).socket().close(ec);
-      }
-    });
-    work_.reset();
-    ioc_.stop();
-    thread_.join();
+    if (threads_.empty()) return;
+    for (auto& ioc : iocs_) ioc->stop();
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
+    for (auto& sub : subs_) {
+      beast::error_code ec;
+      beast::get_lowest_layer(sub->ws).socket().close(ec);
+    }
+    work_.clear();
   }
   void set_recording(bool on) { recording_ = on; }
   int64_t ready() const { return ready_.load(); }
@@ -262,11 +274,15 @@ class Subscribers {
     });
   }
 
+  // Client threads, each an epoll loop over its share of the subscriptions:
+  // one thread reading 1000 sockets would itself be the bottleneck.
+  static constexpr int kThreads = 2;
+
   const Server& server_;
   std::string cursor_;
-  asio::io_context ioc_{1};
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::thread thread_;
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
   std::vector<std::shared_ptr<Sub>> subs_;
   std::atomic<int64_t> ready_{0}, failed_{0}, records_{0};
   std::atomic<bool> recording_{false};
@@ -455,6 +471,63 @@ void IdleSubscriptions(const Server& server, const std::string& path) {
   subs.Stop();
 }
 
+// The memory the server's configuration lets its stores hold, in bytes:
+// DuckDB's memory_limit (as the bench configures it) and, per RocksDB
+// database under the data directory (its newest OPTIONS file: the options the
+// server opened it with), every column family's memtables (write_buffer_size
+// x max_write_buffer_number) plus the block cache RocksDB 7 makes when none is
+// configured (8 MiB per database). `detail` says what it counted.
+int64_t ConfiguredCacheBytes(const std::string& data_dir, int64_t duckdb_limit, std::string* detail) {
+  int64_t total = duckdb_limit;
+  *detail = "DuckDB memory_limit " + std::to_string(duckdb_limit >> 20) + " MiB";
+  std::map<std::string, std::filesystem::path> newest;  // database dir -> newest OPTIONS file
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(data_dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("OPTIONS-", 0) != 0 || name.find(".dbtmp") != std::string::npos) continue;
+    auto number = [](const std::filesystem::path& p) { return std::atoll(p.filename().string().c_str() + 8); };
+    auto& slot = newest[it->path().parent_path().string()];
+    if (slot.empty() || number(it->path()) > number(slot)) slot = it->path();
+  }
+  for (const auto& [dir, file] : newest) {
+    std::ifstream in(file);
+    std::string line;
+    int64_t families = 0, memtables = 0, write_buffer = 0, buffers = 0;
+    bool in_family = false;
+    auto close_family = [&] {
+      if (in_family) memtables += write_buffer * buffers;
+      in_family = false;
+    };
+    while (std::getline(in, line)) {
+      if (line.rfind("[", 0) == 0) {
+        close_family();
+        if (line.rfind("[CFOptions", 0) == 0) {
+          in_family = true;
+          ++families;
+          write_buffer = 64 << 20;  // RocksDB's defaults, unless the file says otherwise
+          buffers = 2;
+        }
+        continue;
+      }
+      if (!in_family) continue;
+      auto value = [&](const char* key) -> int64_t {
+        size_t at = line.find(key);
+        return at == std::string::npos ? -1 : std::atoll(line.c_str() + at + std::strlen(key));
+      };
+      if (int64_t v = value(" write_buffer_size="); v >= 0) write_buffer = v;
+      if (int64_t v = value(" max_write_buffer_number="); v >= 0) buffers = v;
+    }
+    close_family();
+    const int64_t block_cache = 8 << 20;
+    total += memtables + block_cache;
+    *detail += "; RocksDB " + std::filesystem::relative(dir, data_dir).string() + ": " +
+               std::to_string(families) + " families, memtables up to " + std::to_string(memtables >> 20) +
+               " MiB + block cache 8 MiB";
+  }
+  return total;
+}
+
 // Ingests `records` records with wait=index and samples the server's RSS.
 void MemoryIngest(const Server& server, const std::string& path, int64_t records) {
   std::atomic<int64_t> next{0}, written{0}, errors{0};
@@ -501,8 +574,18 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
   done = true;
   sampler.join();
   samples.emplace_back(written.load(), RssKiB(server.pid()));
-  int64_t max_rss = 0;
-  for (auto& [n, rss] : samples) max_rss = std::max(max_rss, rss);
+  int64_t max_rss = 0, min_rss = std::numeric_limits<int64_t>::max();
+  for (auto& [n, rss] : samples) {
+    max_rss = std::max(max_rss, rss);
+    min_rss = std::min(min_rss, rss);
+  }
+  // Flat: the highest RSS of the last third of the run against that of the first third.
+  const size_t third = std::max<size_t>(1, samples.size() / 3);
+  int64_t first_max = 0, last_max = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (i < third) first_max = std::max(first_max, samples[i].second);
+    if (i >= samples.size() - third) last_max = std::max(last_max, samples[i].second);
+  }
   std::printf("memory/ingest: %lld records in %.0f s (%.0f rec/s, wait=index, %lld errors); server RSS (MiB) at "
               "each tenth of the run:",
               static_cast<long long>(written.load()), s, static_cast<double>(written.load()) / s,
@@ -514,6 +597,17 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
     std::printf(" %.0f", it->second / 1024.0);
   }
   std::printf("; max %.0f MiB   (target: flat, <= 512 MiB + configured caches)\n", max_rss / 1024.0);
+  std::string detail;
+  const int64_t caches = ConfiguredCacheBytes(server.data_dir(), kDuckDbMemoryLimit, &detail);
+  const double bound_mib = 512.0 + static_cast<double>(caches) / (1 << 20);
+  const bool flat = last_max <= first_max + first_max / 10;
+  std::printf("memory/bound: configured caches %.0f MiB (%s): bound %.0f MiB\n",
+              static_cast<double>(caches) / (1 << 20), detail.c_str(), bound_mib);
+  std::printf("memory/rss: min %.0f, max %.0f, last %.0f MiB over %zu samples: %s the bound; highest of the first "
+              "third %.0f MiB, of the last third %.0f MiB: %s\n",
+              min_rss / 1024.0, max_rss / 1024.0, samples.back().second / 1024.0, samples.size(),
+              max_rss / 1024.0 <= bound_mib ? "under" : "OVER", first_max / 1024.0, last_max / 1024.0,
+              flat ? "flat (within 10%)" : "GROWING (last third over the first by more than 10%)");
   if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
 }
 
@@ -744,7 +838,8 @@ int main(int argc, char** argv) {
   options.data_dir = scratch.path() + "/server";
   if (const char* bin = std::getenv("AQUIFER_BENCH_SERVER"); bin != nullptr && *bin != 0) options.binary = bin;
   options.start_timeout = std::chrono::seconds(600);  // a restart on 10 M records replays and opens a lot
-  options.extra_env = {"AQUIFER_SERVER_MAX_SUBSCRIPTIONS=20000", "AQUIFER_SERVER_MAX_SUBSCRIPTIONS_PER_SECRET=20000"};
+  options.extra_env = {"AQUIFER_SERVER_MAX_SUBSCRIPTIONS=20000", "AQUIFER_SERVER_MAX_SUBSCRIPTIONS_PER_SECRET=20000",
+                       "AQUIFER_WAREHOUSE_MEMORY_LIMIT=" + std::to_string(kDuckDbMemoryLimit >> 30) + "GiB"};
   std::printf("serve_bench: server %s; %.0f s per latency run, %lld records for the memory run\n",
               options.binary.empty() ? AQUIFER_BIN : options.binary.c_str(), seconds,
               static_cast<long long>(records));
@@ -779,9 +874,10 @@ int main(int argc, char** argv) {
   }
   auto path = [&](const std::string& table) { return "/v1/projects/" + project + "/tables/" + table; };
 
-  if (Wanted("latency")) {
+  const bool fanout_only = !Wanted("latency") && Wanted("fanout");
+  if (Wanted("latency") || fanout_only) {
     std::printf("\n-- write -> subscriber at 10,000 records/s (load %s)\n", LoadAverage().c_str());
-    PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds));
+    if (!fanout_only) PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds));
     // 1000 subscribers at 10,000 records/s is 10 million records (~1 GB of JSON) a second to
     // deliver: more than this bench's client thread (and the 2 cores it shares) can read. The
     // fan-out runs at 1,000 records/s, with the same writer and 1 subscriber as its baseline.
@@ -798,9 +894,11 @@ int main(int argc, char** argv) {
                   static_cast<long long>(read1 - read0), static_cast<long long>(shared1 - shared0));
     }
     PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds, 1000));
-    PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds));
-    std::printf("without a warehouse copy (use_warehouse false):\n");
-    PrintLatency(WriteToSubscribers(server, path("latency_nowh"), 1, seconds));
+    if (!fanout_only) {
+      PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds));
+      std::printf("without a warehouse copy (use_warehouse false):\n");
+      PrintLatency(WriteToSubscribers(server, path("latency_nowh"), 1, seconds));
+    }
     std::printf("  targets: 1 subscriber at 10,000/s p50 <= 1 ms, p99 <= 5 ms; 1000 subscribers p99 <= 50 ms, "
                 "writer as with 1\n");
   }
@@ -815,7 +913,7 @@ int main(int argc, char** argv) {
   int64_t mem_records = 200'000;
   if (Wanted("memory")) {
     mem_records = records;
-    std::printf("\n-- memory while ingesting (load %s; DuckDB memory_limit 1 GiB, RocksDB default caches)\n",
+    std::printf("\n-- memory while ingesting (load %s; DuckDB memory_limit 1 GiB, RocksDB as the server opens it)\n",
                 LoadAverage().c_str());
     MemoryIngest(server, path("mem"), records);
   } else if (Wanted("sql")) {
