@@ -6,7 +6,10 @@
 
 #include "aquifer/gateway/console.h"
 
+#include <atomic>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -494,6 +497,146 @@ TEST_F(ServerTest, AnIdleSubscriptionReadsNothingUntilAWriteWakesIt) {
       << "a woken subscription asked the catalog again";
   beast::error_code ec;
   ws.close(websocket::close_code::normal, ec);
+}
+
+// Many sessions on one table at different positions, some catching up while
+// others are live and all sharing pages (one read per position, taken without
+// a read by the sessions that follow, on two WebSocket threads): each gets
+// every record after its cursor exactly once, in write order.
+TEST_F(ServerTest, ManySubscribersAtDifferentPositionsGetEveryRecordOnceInWriteOrder) {
+  EnsureTable();
+  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
+    "name": "fanout",
+    "schema": {"type": "record", "name": "Order", "fields": [
+      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
+    "key": ["id"]})");
+  ASSERT_EQ(table.status, 201) << table.body;
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/fanout/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  const std::string start_cursor = read.Json()["change_cursor"];
+  ServerOptions options;
+  options.port = 0;
+  options.io_threads = 1;
+  options.ws_threads = 2;
+  options.handler_threads = 4;
+  options.max_body_bytes = kMaxBody;
+  options.ws_poll_interval = std::chrono::hours(1);  // only the hub's wake-ups deliver
+  Server server(engine_, options);
+  ASSERT_TRUE(server.Start().ok());
+
+  constexpr int kTotal = 600, kPerWrite = 5, kGroups = 4, kPerGroup = 8;
+  struct Sub {
+    explicit Sub(asio::io_context& ioc) : ws(ioc) {}
+    websocket::stream<beast::tcp_stream> ws;
+    beast::flat_buffer buffer;
+    int64_t first = 0;              // the first record it must get
+    std::vector<int64_t> seen;      // on the client thread only
+    std::atomic<int64_t> last{-1};  // the last record seen
+    std::string error;
+  };
+  asio::io_context ioc;
+  auto work = asio::make_work_guard(ioc);
+  std::vector<std::unique_ptr<Sub>> subs;
+  subs.reserve(kGroups * kPerGroup);
+  Sub* leader = nullptr;  // its cursors start the later groups
+  std::mutex checkpoints_mu;
+  std::vector<std::pair<int64_t, std::string>> checkpoints;  // (last record, cursor after it)
+  std::function<void(Sub*)> read_next = [&](Sub* sub) {
+    sub->ws.async_read(sub->buffer, [&, sub](beast::error_code ec, size_t) {
+      if (ec) {
+        sub->error = ec.message();
+        return;
+      }
+      json message = json::parse(beast::buffers_to_string(sub->buffer.data()), nullptr, false);
+      sub->buffer.consume(sub->buffer.size());
+      if (!message.is_object() || message.value("type", "") != "records" || !message["cursor"].is_string()) {
+        sub->error = "unexpected message: " + message.dump().substr(0, 300);
+        return;
+      }
+      for (const json& record : message["data"]) sub->seen.push_back(record["qty"].get<int64_t>());
+      if (!sub->seen.empty()) sub->last = sub->seen.back();
+      if (sub == leader && !sub->seen.empty()) {
+        std::lock_guard lock(checkpoints_mu);
+        checkpoints.emplace_back(sub->seen.back(), message["cursor"].get<std::string>());
+      }
+      read_next(sub);
+    });
+  };
+  auto open_group = [&](const std::string& cursor, int64_t first) {
+    for (int i = 0; i < kPerGroup; ++i) {
+      auto sub = std::make_unique<Sub>(ioc);
+      sub->first = first;
+      Subscribe(sub->ws, server.port(), cursor);
+      Sub* raw = sub.get();
+      subs.push_back(std::move(sub));
+      asio::post(ioc, [&, raw] { read_next(raw); });
+    }
+  };
+  open_group(start_cursor, 0);
+  leader = subs.front().get();
+  std::thread client([&] { ioc.run(); });
+
+  std::atomic<bool> write_failed{false};
+  std::string write_error;
+  std::thread writer([&] {
+    for (int sent = 0; sent < kTotal && !write_failed; sent += kPerWrite) {
+      json batch = json::array();
+      for (int i = sent; i < sent + kPerWrite; ++i) batch.push_back({{"id", "f" + std::to_string(i)}, {"qty", i}});
+      Reply write = Send(http::verb::post, "/v1/projects/shop/tables/fanout/records", batch.dump());
+      if (write.status != 202) {
+        write_error = write.body;
+        write_failed = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  // Each later group starts from the leader's cursor after a later record, while records flow.
+  for (int group = 1; group < kGroups && !write_failed; ++group) {
+    const int64_t after = group * kTotal / kGroups / 2;
+    std::optional<std::pair<int64_t, std::string>> start;
+    for (int attempt = 0; attempt < 6000 && !start; ++attempt) {
+      {
+        std::lock_guard lock(checkpoints_mu);
+        for (const auto& checkpoint : checkpoints) {
+          if (checkpoint.first >= after) {
+            start = checkpoint;
+            break;
+          }
+        }
+      }
+      if (!start) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_TRUE(start.has_value()) << "the first subscribers never got past record " << after;
+    open_group(start->second, start->first + 1);
+  }
+  writer.join();
+  ASSERT_FALSE(write_failed.load()) << write_error;
+  auto all_done = [&] {
+    for (const auto& sub : subs) {
+      if (sub->last.load() < kTotal - 1) return false;
+    }
+    return true;
+  };
+  for (int attempt = 0; attempt < 6000 && !all_done(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything repeated after the last record
+  for (const auto& sub : subs) {
+    asio::post(ioc, [raw = sub.get()] {
+      beast::error_code ec;
+      beast::get_lowest_layer(raw->ws).socket().close(ec);
+    });
+  }
+  work.reset();
+  client.join();
+  ASSERT_EQ(subs.size(), static_cast<size_t>(kGroups * kPerGroup));
+  for (size_t i = 0; i < subs.size(); ++i) {
+    const Sub& sub = *subs[i];
+    std::vector<int64_t> want;
+    for (int64_t seq = sub.first; seq < kTotal; ++seq) want.push_back(seq);
+    EXPECT_EQ(sub.seen, want) << "subscriber " << i << " (from record " << sub.first
+                              << ") did not get every record once in write order; error: " << sub.error;
+  }
 }
 
 TEST_F(ServerTest, DeletingTheTableEndsItsIdleSubscriptionsAtOnce) {
