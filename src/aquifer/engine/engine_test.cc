@@ -641,6 +641,44 @@ TEST_F(EngineTest, ChangeFeedsAtTheSamePositionShareOneRecordsMessage) {
   }
 }
 
+// TryReadBatch (what a WebSocket session asks on its own strand) takes the
+// page another feed at its position read since the last notification, without
+// a read, and moves the feed on exactly as ReadBatch would; before that read,
+// or once a write has been notified, it answers nothing (then the caller reads).
+TEST_F(EngineTest, AChangeFeedTakesAPageAlreadyReadAtItsPositionWithoutAReadOfItsOwn) {
+  EngineOptions options = Options();
+  options.change_feed_recheck_ms = 3'600'000;  // no recheck due during the test
+  Open(options);
+  CreateProjectAndTable();
+  auto query = engine_->QueryIndex(admin_, IndexQuery{"p", "t", "", 10});
+  ASSERT_TRUE(query.ok()) << query.status().ToString();
+  auto a = engine_->OpenChangeFeed(admin_, query->change_cursor, "");
+  auto b = engine_->OpenChangeFeed(admin_, query->change_cursor, "");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ((*a)->ReadBatch(100)->count, 0);
+  ASSERT_EQ((*b)->ReadBatch(100)->count, 0);
+  for (int round = 1; round <= 3; ++round) {
+    ASSERT_TRUE(Write(R"([{"user":"a","n":)" + std::to_string(round) + R"(},{"user":"b","n":)" +
+                          std::to_string(round + 10) + "}]",
+                      {.log = true})
+                    .ok());
+    EXPECT_FALSE((*b)->TryReadBatch(100).has_value()) << "round " << round << ": nothing was read since the write";
+    const int64_t reads = Metric(*engine_, "aquifer_change_pages_read_total");
+    auto from_a = (*a)->ReadBatch(100);
+    ASSERT_TRUE(from_a.ok()) << from_a.status().ToString();
+    ASSERT_EQ(from_a->count, 2) << "round " << round;
+    std::optional<ChangeBatch> taken = (*b)->TryReadBatch(100);
+    ASSERT_TRUE(taken.has_value()) << "round " << round << ": the page read at b's position was not taken";
+    EXPECT_EQ(taken->count, 2);
+    EXPECT_EQ(taken->message.get(), from_a->message.get());
+    EXPECT_EQ(taken->next_cursor, from_a->next_cursor);
+    EXPECT_EQ(Metric(*engine_, "aquifer_change_pages_read_total"), reads + 1) << "b read the page itself";
+    // Both moved past the page: nothing new for either.
+    EXPECT_EQ((*a)->ReadBatch(100)->count, 0);
+    EXPECT_EQ((*b)->ReadBatch(100)->count, 0) << "round " << round << ": b got the page again";
+  }
+}
+
 TEST_F(EngineTest, AChangeFeedRechecksTheCatalogWhenItsIntervalHasPassed) {
   EngineOptions options = Options();
   options.change_feed_recheck_ms = 0;  // due on every read
