@@ -1,6 +1,9 @@
 #include "aquifer/drivers/duckdb/handles.h"
 
+#include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace aquifer::drivers::duckdb {
 
@@ -12,6 +15,48 @@ Result<QueryResult> Query(duckdb_connection conn, std::string_view sql, StatusCo
     return Status(code, message != nullptr ? message : "duckdb: unknown error");
   }
   return result;
+}
+
+Result<QueryResult> QueryYielding(duckdb_connection conn, std::string_view sql, StatusCode code) {
+  auto fail = [&](const char* message) { return Status(code, message != nullptr ? message : "duckdb: unknown error"); };
+  std::string text(sql);
+  Prepared prepared;
+  if (duckdb_prepare(conn, text.c_str(), prepared.out()) == DuckDBError) {
+    return fail(duckdb_prepare_error(prepared.get()));
+  }
+  PendingResult pending;
+  if (duckdb_pending_prepared(prepared.get(), pending.out()) == DuckDBError) {
+    return fail(duckdb_pending_error(pending.get()));
+  }
+  auto nap = std::chrono::microseconds(0);
+  while (true) {
+    const duckdb_pending_state state = duckdb_pending_execute_task(pending.get());
+    if (state == DUCKDB_PENDING_ERROR) return fail(duckdb_pending_error(pending.get()));
+    if (duckdb_pending_execution_is_finished(state)) break;
+    if (state != DUCKDB_PENDING_NO_TASKS_AVAILABLE) {
+      nap = std::chrono::microseconds(0);  // progress: try the next task at once
+      continue;
+    }
+    // Another thread runs the task: wait for it without polling.
+    if (nap.count() == 0) {
+      std::this_thread::yield();
+      nap = std::chrono::microseconds(10);
+    } else {
+      std::this_thread::sleep_for(nap);
+      nap = std::min(nap * 2, std::chrono::microseconds(100));
+    }
+  }
+  QueryResult result;
+  if (duckdb_execute_pending(pending.get(), result.out()) == DuckDBError) {
+    return fail(duckdb_result_error(result.get()));
+  }
+  return result;
+}
+
+Status ExecYielding(duckdb_connection conn, std::string_view sql, StatusCode code) {
+  AQ_ASSIGN_OR_RETURN(QueryResult result, QueryYielding(conn, sql, code));
+  (void)result;
+  return Status::OK();
 }
 
 Status Exec(duckdb_connection conn, std::string_view sql, StatusCode code) {

@@ -55,6 +55,7 @@ inline void DestroyAppender(duckdb_appender* appender) { (void)duckdb_appender_d
 using Database = Handle<duckdb_database, duckdb_close>;
 using Connection = Handle<duckdb_connection, duckdb_disconnect>;
 using Prepared = Handle<duckdb_prepared_statement, duckdb_destroy_prepare>;
+using PendingResult = Handle<duckdb_pending_result, duckdb_destroy_pending>;
 using Extracted = Handle<duckdb_extracted_statements, duckdb_destroy_extracted>;
 using LogicalType = Handle<duckdb_logical_type, duckdb_destroy_logical_type>;
 using DataChunk = Handle<duckdb_data_chunk, duckdb_destroy_data_chunk>;
@@ -125,6 +126,17 @@ Status Exec(duckdb_connection conn, std::string_view sql, StatusCode code = Stat
 // Runs a query and returns its materialised result, or Status(code, DuckDB's message).
 Result<QueryResult> Query(duckdb_connection conn, std::string_view sql,
                           StatusCode code = StatusCode::kInternal);
+
+// Query / Exec for the write path: the same result, but while another thread
+// runs the statement's task (DuckDB's scheduler threads compete with the
+// caller for it; a COMMIT's WAL write and fsync are such a task) the caller
+// sleeps in short steps (yield, then 10 µs doubling to 100 µs) instead of
+// polling the task queue, which `duckdb_query` does at full speed: under CPU
+// contention that polling was most of a warehouse write's CPU time
+// (README.md, "Writes"). Adds at most ~100 µs of latency to a statement.
+Result<QueryResult> QueryYielding(duckdb_connection conn, std::string_view sql,
+                                  StatusCode code = StatusCode::kInternal);
+Status ExecYielding(duckdb_connection conn, std::string_view sql, StatusCode code = StatusCode::kInternal);
 
 // Reads one int64 scalar (first column of the first row; 0 when there is no row).
 Result<int64_t> QueryInt(duckdb_connection conn, std::string_view sql);

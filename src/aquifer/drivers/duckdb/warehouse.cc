@@ -810,7 +810,7 @@ Result<std::vector<bool>> DuckDBWarehouse::FreshGroups(const InstanceInfo& insta
     if (!list.empty()) list += ", ";
     list += QuoteLiteral(HexOf(group.id));
   }
-  auto found = Query(write_conn_.get(), "SELECT id FROM " + AppliedTableName(instance.instance_id) +
+  auto found = QueryYielding(write_conn_.get(), "SELECT id FROM " + AppliedTableName(instance.instance_id) +
                                             " WHERE id IN (" + list + ")");
   if (!found.ok()) {
     return FailedPrecondition("duckdb: reading the applied ids of {} (instance not registered?): {}",
@@ -842,13 +842,13 @@ Status DuckDBWarehouse::RecordApplied(const InstanceInfo& instance, std::span<co
     values += fmt::format("({}, {})", QuoteLiteral(HexOf(groups[group_idx].id)), now_ms);
   }
   if (!values.empty()) {
-    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "INSERT INTO " + table + " VALUES " + values)
+    AQ_RETURN_IF_ERROR(ExecYielding(write_conn_.get(), "INSERT INTO " + table + " VALUES " + values)
                            .WithContext("duckdb: recording applied ids"));
   }
   int64_t& last = pruned_ms_[instance.instance_id];
   if (last == 0 || now_ms - last >= kPruneIntervalMs) {
     last = now_ms;
-    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), fmt::format("DELETE FROM {} WHERE applied_ms < {}", table,
+    AQ_RETURN_IF_ERROR(ExecYielding(write_conn_.get(), fmt::format("DELETE FROM {} WHERE applied_ms < {}", table,
                                                            now_ms - applied_window_ms_))
                            .WithContext("duckdb: pruning applied ids"));
   }
@@ -942,13 +942,13 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   if (keep.empty()) {
     if (groups.empty()) return Status::OK();
     // Nothing to append (every record expired), but the groups are applied.
-    AQ_RETURN_IF_ERROR(Exec(write_conn_.get(), "BEGIN TRANSACTION"));
+    AQ_RETURN_IF_ERROR(ExecYielding(write_conn_.get(), "BEGIN TRANSACTION"));
     if (Status status = RecordApplied(instance, groups, fresh, now_ms); !status.ok()) {
-      (void)Exec(write_conn_.get(), "ROLLBACK");
+      (void)ExecYielding(write_conn_.get(), "ROLLBACK");
       return status;
     }
-    if (Status status = Exec(write_conn_.get(), "COMMIT"); !status.ok()) {
-      (void)Exec(write_conn_.get(), "ROLLBACK");
+    if (Status status = ExecYielding(write_conn_.get(), "COMMIT"); !status.ok()) {
+      (void)ExecYielding(write_conn_.get(), "ROLLBACK");
       return CommitFailed(status.WithContext("duckdb: commit"));
     }
     return Status::OK();
@@ -975,10 +975,10 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
     types.push_back(owned_types.back().get());
   }
 
-  AQ_RETURN_IF_ERROR(Exec(conn, "BEGIN TRANSACTION"));
+  AQ_RETURN_IF_ERROR(ExecYielding(conn, "BEGIN TRANSACTION"));
   auto fail = [&](Status status) {
     appender.Reset();
-    (void)Exec(conn, "ROLLBACK");
+    (void)ExecYielding(conn, "ROLLBACK");
     return status;
   };
   // One chunk, reset and refilled per duckdb_vector_size() rows; each record's
@@ -1013,8 +1013,8 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
   if (!groups.empty()) {
     if (Status status = RecordApplied(instance, groups, fresh, now_ms); !status.ok()) return fail(status);
   }
-  if (Status status = Exec(conn, "COMMIT"); !status.ok()) {
-    (void)Exec(conn, "ROLLBACK");
+  if (Status status = ExecYielding(conn, "COMMIT"); !status.ok()) {
+    (void)ExecYielding(conn, "ROLLBACK");
     return CommitFailed(status.WithContext("duckdb: commit"));
   }
   if (window != nullptr) {
