@@ -1,6 +1,7 @@
 #include "aquifer/drivers/builtin.h"
 
 #include "aquifer/drivers/bigquery/warehouse.h"
+#include "aquifer/drivers/bigtable/register.h"
 #include "aquifer/drivers/cassandra/register.h"
 #include "aquifer/drivers/duckdb/warehouse.h"
 #include "aquifer/drivers/kafka/register.h"
@@ -24,6 +25,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   pubsub::Register(registry);
   redshift::Register(registry);
   bigquery::Register(registry);
+  bigtable::Register(registry);
 }
 
 }  // namespace aquifer::drivers
