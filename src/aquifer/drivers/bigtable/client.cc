@@ -206,6 +206,7 @@ Status Client::MutateBatch(const std::string& table_name, std::vector<v2::Mutate
   for (int attempt = 0;; ++attempt) {
     grpc::ClientContext context;
     AQ_RETURN_IF_ERROR(gcp::PrepareContext(&context, options_.grpc));
+    mutate_calls_.fetch_add(1, std::memory_order_relaxed);
     auto reader = data_->MutateRows(&context, request);
     std::vector<bool> done(static_cast<size_t>(request.entries_size()), false);
     Status permanent;

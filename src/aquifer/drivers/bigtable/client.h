@@ -13,6 +13,7 @@
 //  - CheckAndMutateRow and ReadModifyWriteRow are never retried (not idempotent): a timeout
 //    reports Timeout, the call may have happened.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -73,6 +74,9 @@ class Client {
   Result<bool> CheckAndMutateRow(v2::CheckAndMutateRowRequest request);
   Result<v2::Row> ReadModifyWriteRow(v2::ReadModifyWriteRowRequest request);
 
+  // MutateRows calls sent so far, retries included (tests and benchmarks).
+  int64_t mutate_calls() const { return mutate_calls_.load(std::memory_order_relaxed); }
+
  private:
   Status MutateBatch(const std::string& table_name, std::vector<v2::MutateRowsRequest::Entry>* entries);
 
@@ -80,6 +84,7 @@ class Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v2::Bigtable::Stub> data_;
   std::unique_ptr<admin::BigtableTableAdmin::Stub> admin_;
+  std::atomic<int64_t> mutate_calls_{0};
 };
 
 // Filters and mutations the drivers build often.
