@@ -2,6 +2,7 @@
 # Runs every benchmark binary in $BUILD/bench and prints its table, after the machine it ran on.
 # Figures are printed, never asserted (DESIGN.md "Targets"). Starts the peers the benches use
 # (scripts/peers/<name>: a throwaway PostgreSQL, fsync on, a Kafka broker, a Cassandra node, the Pub/Sub emulator and the BigQuery emulator) and stops them on exit; a bench that
+# (scripts/peers/<name>: a throwaway PostgreSQL, fsync on, a Kafka broker, a Cassandra node, the Pub/Sub and Bigtable emulators) and stops them on exit; a bench that
 # fails is reported and the others still run (the script then exits 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ BUILD=${BUILD:-build}
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-PEERS=(postgres kafka cassandra pubsub moto bigquery)   # names under scripts/peers/ whose servers the benches need
+PEERS=(postgres kafka cassandra pubsub moto bigquery bigtable)   # names under scripts/peers/ whose servers the benches need
 stop_peers() {
   for p in "${PEERS[@]}"; do bash "scripts/peers/$p" stop || true; done
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -155,7 +156,8 @@ class BigtableLookupService final : public driver::LookupService {
     return slot;
   }
   Result<Sequence> ReadSequence(const InstanceInfo& instance);
-  Result<int64_t> AcquireLease(const InstanceInfo& instance, const std::string& lease);
+  // Takes the write lease; returns the committed end (read after taking it) and the lease value.
+  Result<Sequence> AcquireLease(const InstanceInfo& instance, const std::string& token);
   Status CommitOrRelease(const InstanceInfo& instance, const std::string& lease, std::optional<int64_t> end, bool* held);
   Result<driver::ReadResult> ReadIndex(const InstanceInfo& instance, const Payload& payload, const keys::Filter& filter,
                                        const driver::ReadOptions& options);
@@ -194,12 +196,16 @@ Result<Sequence> BigtableLookupService::ReadSequence(const InstanceInfo& instanc
 
 // Takes the lease ("<token>:<until ms>"), the row's only conditional state: absent → set
 // (predicate: the lease cell exists → nothing); expired → replaced (predicate: it still
-// holds the value read). Returns the committed end.
-Result<int64_t> BigtableLookupService::AcquireLease(const InstanceInfo& instance, const std::string& token) {
+// holds the value read). The end is read again once the lease is ours: another process may
+// have committed between the first read and the take.
+Result<Sequence> BigtableLookupService::AcquireLease(const InstanceInfo& instance, const std::string& token) {
   const std::string context = Describe("taking the write lease of", instance);
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.lease_ms * 2);
+  Sequence sequence;  // the first try assumes no lease is held (the common case) and reads nothing
   for (int attempt = 0;; ++attempt) {
-    AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
+    if (attempt > 0) {
+      AQ_ASSIGN_OR_RETURN(sequence, ReadSequence(instance));
+    }
     const int64_t now = WallMillis();
     int64_t held_until = 0;
     if (!sequence.lease.empty()) {
@@ -223,8 +229,13 @@ Result<int64_t> BigtableLookupService::AcquireLease(const InstanceInfo& instance
       auto matched = client_.CheckAndMutateRow(std::move(request));
       if (!matched.ok()) return matched.status().WithContext(context);
       if (*matched != sequence.lease.empty()) {
-        AQ_ASSIGN_OR_RETURN(Sequence after, ReadSequence(instance));
-        if (after.lease == mine) return after.next;
+        auto after = ReadSequence(instance);
+        if (!after.ok()) {  // ours but unreadable: give it back rather than block others for lease_ms
+          bool held = false;
+          (void)CommitOrRelease(instance, mine, std::nullopt, &held);
+          return after.status().WithContext(context);
+        }
+        if (after->lease == mine) return *after;
       }
     }
     if (std::chrono::steady_clock::now() > give_up) return Unavailable("{}: another writer holds it (retry later)", context);
@@ -265,9 +276,8 @@ Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::sp
   const std::string token = HexToken();
   auto leased = AcquireLease(instance, token);
   if (!leased.ok()) return leased.status().WithContext(context);
-  const int64_t first = *leased;
-  AQ_ASSIGN_OR_RETURN(Sequence held_sequence, ReadSequence(instance));
-  const std::string lease = held_sequence.lease;
+  const int64_t first = leased->next;
+  const std::string lease = leased->lease;
 
   bool committed = false;
   Status done = [&]() -> Status {
@@ -304,7 +314,9 @@ Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::sp
       if (fresh_ids.empty()) return Status::OK();
     }
 
-    std::vector<Entry> entries;
+    // The log rows and applied ids go out while the index rows are read and decided (the log
+    // does not depend on them); the commit waits for both.
+    std::vector<Entry> entries, index_entries;
     if (instance.use_log) {
       for (size_t kept_idx = 0; kept_idx < kept.size(); ++kept_idx) {
         const Record& record = *kept[kept_idx];
@@ -315,6 +327,18 @@ Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::sp
         AddSetCell(entry.mutable_mutations(), kData, "v", record.avro);
       }
     }
+    const int64_t end = first + static_cast<int64_t>(kept.size());
+    // Applied ids: cell timestamps are the write time, so family `a`'s age rule forgets them.
+    const int64_t now_micros = WallMillis() * 1000;
+    for (const std::string& group_id : fresh_ids) {
+      Entry& entry = entries.emplace_back();
+      entry.set_row_key(Prefix(instance, kAppliedKind) + group_id);
+      AddSetCell(entry.mutable_mutations(), kApplied, "e", EncodeInt64(end), now_micros);
+    }
+    std::future<Status> log_write = std::async(std::launch::async, [this, log = std::move(entries)]() mutable {
+      return client_.MutateRows(table_, std::move(log));
+    });
+    // From here on every return waits for log_write (a future from std::async joins in its destructor).
     // The index: per key the highest (timestamp, offset) of the call, written where it beats the stored row.
     if (instance.use_index && !kept.empty()) {
       std::unordered_map<std::string_view, size_t> winner_of;
@@ -346,22 +370,17 @@ Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::sp
         if (auto it = stored.find(record.key); it != stored.end() && std::pair{record.timestamp_ms, offset} <= it->second) {
           continue;
         }
-        Entry& entry = entries.emplace_back();
+        Entry& entry = index_entries.emplace_back();
         entry.set_row_key(IndexKey(instance, record.key));
         AddSetCell(entry.mutable_mutations(), kData, "t", EncodeInt64(record.timestamp_ms));
         AddSetCell(entry.mutable_mutations(), kData, "o", EncodeInt64(offset));
         AddSetCell(entry.mutable_mutations(), kData, "v", record.avro);
       }
     }
-    const int64_t end = first + static_cast<int64_t>(kept.size());
-    // Applied ids: cell timestamps are the write time, so family `a`'s age rule forgets them.
-    const int64_t now_micros = WallMillis() * 1000;
-    for (const std::string& group_id : fresh_ids) {
-      Entry& entry = entries.emplace_back();
-      entry.set_row_key(Prefix(instance, kAppliedKind) + group_id);
-      AddSetCell(entry.mutable_mutations(), kApplied, "e", EncodeInt64(end), now_micros);
-    }
-    AQ_RETURN_IF_ERROR(client_.MutateRows(table_, std::move(entries)));
+    Status index_done = index_entries.empty() ? Status::OK() : client_.MutateRows(table_, std::move(index_entries));
+    Status log_done = log_write.get();
+    AQ_RETURN_IF_ERROR(log_done);
+    AQ_RETURN_IF_ERROR(index_done);
     bool held = false;
     AQ_RETURN_IF_ERROR(CommitOrRelease(instance, lease, end, &held));
     if (!held) return Aborted("the write lease was taken over before the commit (the write took longer than lease_ms)");
