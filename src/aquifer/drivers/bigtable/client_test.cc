@@ -14,7 +14,7 @@
 namespace aquifer::drivers::bigtable {
 namespace {
 
-class ClientTest : public ::testing::Test {
+class BigtableClientTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_NO_FATAL_FAILURE(Open(3 << 20)); }
   void Open(int64_t max_request_bytes) {
@@ -49,7 +49,7 @@ class ClientTest : public ::testing::Test {
   std::string table_;
 };
 
-TEST_F(ClientTest, MutateRowsSplitsCallsAtTheServiceMutationLimit) {
+TEST_F(BigtableClientTest, MutateRowsSplitsCallsAtTheServiceMutationLimit) {
   // Three rows of 40,000 mutations of one cell (the emulator is slow with many columns per
   // row): 120,000 mutations, more than one call may carry.
   std::vector<v2::MutateRowsRequest::Entry> entries;
@@ -77,7 +77,7 @@ TEST_F(ClientTest, MutateRowsSplitsCallsAtTheServiceMutationLimit) {
   EXPECT_EQ(client_->mutate_calls(), 2) << "nothing sent";
 }
 
-TEST_F(ClientTest, MutateRowsSplitsCallsByBytes) {
+TEST_F(BigtableClientTest, MutateRowsSplitsCallsByBytes) {
   ASSERT_NO_FATAL_FAILURE(Open(2048));
   std::vector<v2::MutateRowsRequest::Entry> entries;
   for (int row_idx = 0; row_idx < 100; ++row_idx) entries.push_back(SetEntry(fmt::format("k{:03}", row_idx), std::string(100, 'x')));
@@ -86,7 +86,7 @@ TEST_F(ClientTest, MutateRowsSplitsCallsByBytes) {
   EXPECT_EQ(ReadAll().size(), 100u);
 }
 
-TEST_F(ClientTest, AnEntryFailingForGoodIsReportedAndTheOthersAreApplied) {
+TEST_F(BigtableClientTest, AnEntryFailingForGoodIsReportedAndTheOthersAreApplied) {
   std::vector<v2::MutateRowsRequest::Entry> entries;
   entries.push_back(SetEntry("a", "1"));
   auto& bad = entries.emplace_back();
@@ -103,7 +103,7 @@ TEST_F(ClientTest, AnEntryFailingForGoodIsReportedAndTheOthersAreApplied) {
   EXPECT_EQ(rows[1].key, "c");
 }
 
-TEST_F(ClientTest, ReadRowsHonoursRangesLimitsAndFilters) {
+TEST_F(BigtableClientTest, ReadRowsHonoursRangesLimitsAndFilters) {
   std::vector<v2::MutateRowsRequest::Entry> entries;
   for (int row_idx = 0; row_idx < 20; ++row_idx) {
     auto entry = SetEntry(fmt::format("k{:02}", row_idx), std::to_string(row_idx));
@@ -134,7 +134,7 @@ TEST_F(ClientTest, ReadRowsHonoursRangesLimitsAndFilters) {
   EXPECT_EQ(rows[1].key, "k19");
 }
 
-TEST_F(ClientTest, CheckAndMutateRowAppliesTheBranchThePredicateChooses) {
+TEST_F(BigtableClientTest, CheckAndMutateRowAppliesTheBranchThePredicateChooses) {
   auto set_if = [&](std::string_view expected, std::string_view next) {
     v2::CheckAndMutateRowRequest request;
     request.set_table_name(table_);
