@@ -15,7 +15,8 @@ void Backoff(int attempt) {
 
 size_t EntryBytes(const v2::MutateRowsRequest::Entry& entry) { return entry.ByteSizeLong() + 8; }
 
-// What is left of `rows` after every key up to and including `last` was read.
+}  // namespace
+
 v2::RowSet RemainingRows(const v2::RowSet& rows, const std::string& last) {
   v2::RowSet left;
   for (const std::string& key : rows.row_keys()) {
@@ -32,8 +33,6 @@ v2::RowSet RemainingRows(const v2::RowSet& rows, const std::string& last) {
   }
   return left;
 }
-
-}  // namespace
 
 Result<ClientOptions> ParseClientOptions(const driver::Config& config) {
   ClientOptions options;

@@ -87,6 +87,11 @@ class Client {
   std::atomic<int64_t> mutate_calls_{0};
 };
 
+// What is left of `rows` after every key up to and including `last` was read (how a broken
+// ReadRows stream is resumed). Empty when nothing is left: the caller must not send it (an empty
+// row set means the whole table).
+v2::RowSet RemainingRows(const v2::RowSet& rows, const std::string& last);
+
 // Filters and mutations the drivers build often.
 v2::RowFilter LatestCellFilter();  // the newest cell of each column
 v2::RowFilter ColumnFilter(std::string_view family, std::string_view qualifier);  // that column only, newest cell

@@ -159,6 +159,29 @@ TEST_F(BigtableClientTest, CheckAndMutateRowAppliesTheBranchThePredicateChooses)
   EXPECT_EQ(rows[0].Find("f", "c")->value, "v2");
 }
 
+TEST(BigtableResume, TheRowSetLeftAfterABrokenStreamStartsPastTheLastRowRead) {
+  v2::RowSet rows;
+  for (const char* key : {"a", "c", "e"}) rows.add_row_keys(key);
+  auto* before = rows.add_row_ranges();  // wholly read
+  before->set_start_key_closed("a");
+  before->set_end_key_open("c");
+  auto* across = rows.add_row_ranges();  // read up to "c"
+  across->set_start_key_closed("b");
+  across->set_end_key_closed("m");
+  auto* after = rows.add_row_ranges();  // not reached
+  after->set_start_key_open("x");
+  v2::RowSet left = RemainingRows(rows, "c");
+  ASSERT_EQ(left.row_keys_size(), 1);
+  EXPECT_EQ(left.row_keys(0), "e");
+  ASSERT_EQ(left.row_ranges_size(), 2);
+  EXPECT_EQ(left.row_ranges(0).start_key_open(), "c");
+  EXPECT_EQ(left.row_ranges(0).end_key_closed(), "m");
+  EXPECT_EQ(left.row_ranges(1).start_key_open(), "x");
+  EXPECT_FALSE(left.row_ranges(1).has_end_key_open() || left.row_ranges(1).has_end_key_closed());
+  v2::RowSet nothing = RemainingRows(rows, "z");
+  EXPECT_EQ(nothing.row_keys_size() + nothing.row_ranges_size(), 1) << "only the open-ended range is left";
+}
+
 TEST(BigtableCodec, IntegersAreEightBytesBigEndian) {
   EXPECT_EQ(EncodeInt64(1), std::string("\0\0\0\0\0\0\0\1", 8));
   for (int64_t value : {int64_t{0}, int64_t{-1}, int64_t{1} << 40, INT64_MIN, INT64_MAX}) {
