@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark binary in $BUILD/bench and prints its table, after the machine it ran on.
 # Figures are printed, never asserted (DESIGN.md "Targets"). Starts the peers the benches use
-# (scripts/peers/<name>: a throwaway PostgreSQL, fsync on, a Kafka broker, a Cassandra node, the Pub/Sub emulator and the BigQuery emulator) and stops them on exit; a bench that
-# (scripts/peers/<name>: a throwaway PostgreSQL, fsync on, a Kafka broker, a Cassandra node, the Pub/Sub and Bigtable emulators) and stops them on exit; a bench that
+# (scripts/peers/<name>: a throwaway PostgreSQL, fsync on, a Kafka broker, a Cassandra node,
+# moto's S3, the Pub/Sub, Bigtable and BigQuery emulators) and stops them on exit; a bench that
 # fails is reported and the others still run (the script then exits 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
