@@ -105,19 +105,7 @@ TEST_F(CassandraDeployment, WritesThroughOneGatewayAreReadAndReplayedThroughTheO
   // second), read back through the other gateway: this hour's bucket, and the
   // same from a range read of the last hours.
   Response usage;
-  int64_t hour_writes = -1, range_writes = -1;
-  for (int attempt = 0; attempt < 100 && (hour_writes < kTotal || range_writes < kTotal); ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(200ms);
-    usage = c2.Get("/v1/usage?hours=2");
-    AQ_ASSERT_STATUS(usage, 200);
-    for (const json& project : usage.j()["projects"]) {
-      if (project.value("project", "") != p) continue;
-      hour_writes = project["hour"].value("write_records", int64_t{0});
-      range_writes = project["hours"].back().value("write_records", int64_t{0});
-    }
-  }
-  EXPECT_EQ(hour_writes, kTotal) << usage.Describe();
-  EXPECT_EQ(range_writes, kTotal) << usage.Describe();
+  EXPECT_EQ(UsageWrites(c2, p, kTotal, &usage), std::make_pair(int64_t{kTotal}, int64_t{kTotal})) << usage.Describe();
   for (Server* s : {&gw1, &gw2, &w1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
 }
 
@@ -140,10 +128,8 @@ TEST_F(CassandraDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndThe
 
   // Worker 2 takes over (after the ack timeout and, where worker 1 died
   // inside a write, the lease): a write waiting for the index comes back 200.
-  for (const auto& t : tables) {
-    auto r = admin.Post(TablePath(p, t) + "/records?wait=index", EventBatch(0, 1, "last"));
-    AQ_ASSERT_STATUS(r, 200);
-  }
+  WriteLastAndWait(admin, p, tables, "index");
+  ASSERT_FALSE(HasFailure());
   ExpectEachOnce(admin, p, acked, /*exact=*/true);
   for (Server* s : {&gw1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
 }

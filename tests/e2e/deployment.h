@@ -401,4 +401,34 @@ inline std::map<std::string, std::set<int64_t>> IngestWhileKillingAWorker(const 
   return acked;
 }
 
+// After IngestWhileKillingAWorker: one record of user "last" (seq 0) written with
+// `?wait=<wait>` to each table comes back 200 once the surviving worker applied what was
+// queued on that table before it (its report can only come from that worker).
+inline void WriteLastAndWait(Client& c, const std::string& project, const std::vector<std::string>& tables,
+                             const std::string& wait) {
+  for (const auto& t : tables) {
+    auto r = c.Post(TablePath(project, t) + "/records?wait=" + wait, EventBatch(0, 1, "last"));
+    EXPECT_EQ(r.status, 200) << "the last write to " << t << ": " << r.Describe();
+  }
+}
+
+// `project`'s write_records in this hour's usage bucket and in the newest bucket of a
+// two-hour range read, polled through `c` until both reach `want` (each process flushes its
+// meter every second) or about 20 s pass. Answers the last pair read; `last` the response.
+inline std::pair<int64_t, int64_t> UsageWrites(Client& c, const std::string& project, int64_t want,
+                                               Response* last) {
+  int64_t hour_writes = -1, range_writes = -1;
+  for (int attempt = 0; attempt < 100 && (hour_writes < want || range_writes < want); ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    *last = c.Get("/v1/usage?hours=2");
+    if (last->status != 200 || !last->is_json) break;
+    for (const json& entry : last->j()["projects"]) {
+      if (entry.value("project", "") != project) continue;
+      hour_writes = entry["hour"].value("write_records", int64_t{0});
+      range_writes = entry["hours"].back().value("write_records", int64_t{0});
+    }
+  }
+  return {hour_writes, range_writes};
+}
+
 }  // namespace aquifer::e2e

@@ -230,10 +230,8 @@ TEST_P(KafkaDeploymentLookups, AWorkerKilledMidIngestIsReplacedThroughARebalance
   ASSERT_FALSE(HasFailure());
   // Worker 2 owns every partition now: a write that waits for every store
   // comes back 200 on each table only once it applied what was queued before.
-  for (const auto& t : tables) {
-    auto r = admin.Post(TablePath(p, t) + "/records?wait=index,warehouse", EventBatch(0, 1, "last"));
-    AQ_ASSERT_STATUS(r, 200);
-  }
+  WriteLastAndWait(admin, p, tables, "index,warehouse");
+  ASSERT_FALSE(HasFailure());
   Client reader(gw2, kAdminSecretForDeployments);
   ExpectEachOnce(reader, p, expected, /*exact=*/false);
   for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();

@@ -161,10 +161,8 @@ TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheO
 
   // The surviving worker takes over what worker 1 held (after the ack timeout)
   // and everything after: a write that waits for every store comes back 200.
-  for (const auto& t : tables) {
-    auto r = admin.Post(TablePath(p, t) + "/records?wait=index,warehouse", EventBatch(0, 1, "last"));
-    AQ_ASSERT_STATUS(r, 200);
-  }
+  WriteLastAndWait(admin, p, tables, "index,warehouse");
+  ASSERT_FALSE(HasFailure());
   // The reports of that write came from worker 2 (worker 1 is dead), so it
   // applied everything queued before it on each table: every acknowledged
   // record is in the index, the log and the warehouse exactly once.
