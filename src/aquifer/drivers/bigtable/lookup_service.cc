@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/driver/offset_lookup.h"
 #include "aquifer/driver/offset_payload.h"
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/keys/filter.h"
@@ -22,11 +23,7 @@ namespace {
 
 using driver::InstanceInfo;
 using driver::Record;
-using driver::ChangePayload;
-using driver::DecodePayload;
 using driver::IndexPayload;
-using driver::LogPayload;
-using driver::RewindPayload;
 using driver::PayloadKind;
 using Payload = driver::OffsetPayload;
 using Entry = v2::MutateRowsRequest::Entry;
@@ -120,25 +117,13 @@ class BigtableLookupService final : public driver::LookupService {
                       std::span<const driver::RecordGroup> groups) override;
   Result<driver::QueryCursors> Query(const InstanceInfo& instance, const driver::QueryRequest& request) override;
   Result<driver::PeekCursors> Peek(const InstanceInfo& instance) override {
-    if (!instance.use_log) return InvalidArgument("peeking {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-    AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
-    driver::PeekCursors cursors;
-    if (sequence.next > 0) cursors.rewind = RewindPayload(static_cast<uint64_t>(sequence.next));
-    cursors.change = ChangePayload(static_cast<uint64_t>(sequence.next), 0);
-    return cursors;
+    return driver::PeekOffsetCursors(instance, [&] { return CommittedEnd(instance); });
   }
   Result<driver::ReadResult> ReadCursor(const InstanceInfo& instance, std::string_view payload, const keys::Filter& filter,
                                         const driver::ReadOptions& options) override {
-    AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
-    if (payload.empty()) return driver::ReadResult{};
-    if (instance.schema == nullptr) return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
-    AQ_ASSIGN_OR_RETURN(Payload decoded, DecodePayload(payload));
-    if (decoded.kind == PayloadKind::kIndexReplay) {
-      if (!instance.use_index) return InvalidArgument("reading {}: the table has no index (use_index is off)", instance.instance_id.ToString());
-      return ReadIndex(instance, decoded, filter, options);
-    }
-    if (!instance.use_log) return InvalidArgument("reading {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-    return ReadLog(instance, decoded, filter, options);
+    return driver::ReadOffsetCursor(
+        instance, payload, options, [&](const Payload& decoded) { return ReadIndex(instance, decoded, filter, options); },
+        [&](const Payload& decoded) { return ReadLog(instance, decoded, filter, options); });
   }
   Result<int64_t> PurgeExpired(const InstanceInfo& instance) override;
   Result<driver::StoredRecords> CountStored(const InstanceInfo& instance) override;
@@ -156,6 +141,10 @@ class BigtableLookupService final : public driver::LookupService {
     return slot;
   }
   Result<Sequence> ReadSequence(const InstanceInfo& instance);
+  Result<uint64_t> CommittedEnd(const InstanceInfo& instance) {
+    AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
+    return static_cast<uint64_t>(sequence.next);
+  }
   // Takes the write lease; returns the committed end (read after taking it) and the lease value.
   Result<Sequence> AcquireLease(const InstanceInfo& instance, const std::string& token);
   Status CommitOrRelease(const InstanceInfo& instance, const std::string& lease, std::optional<int64_t> end, bool* held);
@@ -395,21 +384,7 @@ Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::sp
 }
 
 Result<driver::QueryCursors> BigtableLookupService::Query(const InstanceInfo& instance, const driver::QueryRequest& request) {
-  if (instance.schema == nullptr) return InvalidArgument("querying {}: no schema", instance.instance_id.ToString());
-  driver::QueryCursors cursors;
-  if (request.kind == driver::QueryKind::kIndex) {
-    if (!instance.use_index) return InvalidArgument("querying {}: the table has no index (use_index is off)", instance.instance_id.ToString());
-    AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, request.filter));
-    AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
-    if (!plan.range.IsEmpty()) cursors.replay = IndexPayload(plan.range.start, plan.range.end);
-    cursors.change = ChangePayload(static_cast<uint64_t>(sequence.next), 0);
-  } else {
-    if (!instance.use_log) return InvalidArgument("querying {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-    AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
-    if (sequence.next > 0) cursors.replay = LogPayload(0, static_cast<uint64_t>(sequence.next), request.from_timestamp_ms);
-    cursors.change = ChangePayload(static_cast<uint64_t>(sequence.next), request.from_timestamp_ms);
-  }
-  return cursors;
+  return driver::QueryOffsetCursors(instance, request, [&] { return CommittedEnd(instance); });
 }
 
 Result<driver::ReadResult> BigtableLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
@@ -479,20 +454,8 @@ Result<driver::ReadResult> BigtableLookupService::ReadLog(const InstanceInfo& in
   AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
   const int64_t committed = sequence.next;
   const bool descending = payload.kind == PayloadKind::kRewind;
-  int64_t low = 0, high = 0;
-  switch (payload.kind) {
-    case PayloadKind::kLogReplay:
-      low = static_cast<int64_t>(payload.next);
-      high = std::min<int64_t>(static_cast<int64_t>(payload.end_offset), committed);
-      break;
-    case PayloadKind::kRewind:
-      high = std::min<int64_t>(static_cast<int64_t>(payload.before), committed);
-      break;
-    default:
-      low = static_cast<int64_t>(payload.next);
-      high = committed;
-      break;
-  }
+  const driver::LogSpan span = driver::LogSpanToRead(payload, committed);
+  int64_t low = span.low, high = span.high;  // the offsets still to read: [low, high)
   auto full = [&] { return static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine; };
   auto take = [&](const Row& row) -> Status {
     AQ_ASSIGN_OR_RETURN(int64_t offset, DecodeInt64(std::string_view(row.key).substr(kPrefixSize)));
@@ -552,18 +515,7 @@ Result<driver::ReadResult> BigtableLookupService::ReadLog(const InstanceInfo& in
       }
     }
   }
-  switch (payload.kind) {
-    case PayloadKind::kLogReplay:
-      if (low < high) result.next = LogPayload(static_cast<uint64_t>(low), payload.end_offset, payload.from_timestamp_ms);
-      break;
-    case PayloadKind::kRewind:
-      if (low < high) result.next = RewindPayload(static_cast<uint64_t>(high));
-      break;
-    default:
-      result.next = ChangePayload(static_cast<uint64_t>(std::max<int64_t>(low, static_cast<int64_t>(payload.next))),
-                                  payload.from_timestamp_ms);
-      break;
-  }
+  result.next = driver::NextLogPayload(payload, low, high);
   return result;
 }
 

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "aquifer/base/text.h"
+#include "aquifer/driver/offset_lookup.h"
 #include "aquifer/driver/offset_payload.h"
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/keys/filter.h"
@@ -49,11 +50,7 @@ int64_t WallMillis() {
 }
 
 // Cursor payloads: driver/offset_payload.h (the byte layout shared with the other offset-numbered drivers).
-using driver::ChangePayload;
-using driver::DecodePayload;
 using driver::IndexPayload;
-using driver::LogPayload;
-using driver::RewindPayload;
 using driver::PayloadKind;
 using Payload = driver::OffsetPayload;
 
@@ -153,6 +150,10 @@ class CassandraLookupService final : public driver::LookupService {
   Result<int64_t> Committed(const InstanceInfo& instance) {
     AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
     return sequence.next;
+  }
+  Result<uint64_t> CommittedEnd(const InstanceInfo& instance) {
+    AQ_ASSIGN_OR_RETURN(int64_t next, Committed(instance));
+    return static_cast<uint64_t>(next);  // never negative: ReadSequence checks it
   }
   // Takes the instance's write lease; returns the committed next offset.
   Result<int64_t> AcquireLease(const InstanceInfo& instance, const std::string& token);
@@ -438,55 +439,19 @@ Status CassandraLookupService::WriteRecords(const InstanceInfo& instance, std::s
 
 Result<driver::QueryCursors> CassandraLookupService::Query(const InstanceInfo& instance,
                                                            const driver::QueryRequest& request) {
-  if (instance.schema == nullptr) return InvalidArgument("querying {}: no schema", instance.instance_id.ToString());
-  driver::QueryCursors cursors;
-  if (request.kind == driver::QueryKind::kIndex) {
-    if (!instance.use_index) {
-      return InvalidArgument("querying {}: the table has no index (use_index is off)", instance.instance_id.ToString());
-    }
-    AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, request.filter));
-    AQ_ASSIGN_OR_RETURN(int64_t stable, Committed(instance));
-    if (!plan.range.IsEmpty()) cursors.replay = IndexPayload(plan.range.start, plan.range.end);
-    cursors.change = ChangePayload(static_cast<uint64_t>(stable), 0);
-  } else {
-    if (!instance.use_log) {
-      return InvalidArgument("querying {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-    }
-    AQ_ASSIGN_OR_RETURN(int64_t stable, Committed(instance));
-    if (stable > 0) cursors.replay = LogPayload(0, static_cast<uint64_t>(stable), request.from_timestamp_ms);
-    cursors.change = ChangePayload(static_cast<uint64_t>(stable), request.from_timestamp_ms);
-  }
-  return cursors;
+  return driver::QueryOffsetCursors(instance, request, [&] { return CommittedEnd(instance); });
 }
 
 Result<driver::PeekCursors> CassandraLookupService::Peek(const InstanceInfo& instance) {
-  if (!instance.use_log) {
-    return InvalidArgument("peeking {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-  }
-  AQ_ASSIGN_OR_RETURN(int64_t stable, Committed(instance));
-  driver::PeekCursors cursors;
-  if (stable > 0) cursors.rewind = RewindPayload(static_cast<uint64_t>(stable));
-  cursors.change = ChangePayload(static_cast<uint64_t>(stable), 0);
-  return cursors;
+  return driver::PeekOffsetCursors(instance, [&] { return CommittedEnd(instance); });
 }
 
 Result<driver::ReadResult> CassandraLookupService::ReadCursor(const InstanceInfo& instance, std::string_view payload,
                                                               const keys::Filter& filter,
                                                               const driver::ReadOptions& options) {
-  AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
-  if (payload.empty()) return driver::ReadResult{};
-  if (instance.schema == nullptr) return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
-  AQ_ASSIGN_OR_RETURN(Payload decoded, DecodePayload(payload));
-  if (decoded.kind == PayloadKind::kIndexReplay) {
-    if (!instance.use_index) {
-      return InvalidArgument("reading {}: the table has no index (use_index is off)", instance.instance_id.ToString());
-    }
-    return ReadIndex(instance, decoded, filter, options);
-  }
-  if (!instance.use_log) {
-    return InvalidArgument("reading {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-  }
-  return ReadLog(instance, decoded, filter, options);
+  return driver::ReadOffsetCursor(
+      instance, payload, options, [&](const Payload& decoded) { return ReadIndex(instance, decoded, filter, options); },
+      [&](const Payload& decoded) { return ReadLog(instance, decoded, filter, options); });
 }
 
 Result<driver::ReadResult> CassandraLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
@@ -546,20 +511,8 @@ Result<driver::ReadResult> CassandraLookupService::ReadLog(const InstanceInfo& i
   const int64_t examine = filter.empty() ? std::min<int64_t>(options.limit, options.scan_budget) : options.scan_budget;
   AQ_ASSIGN_OR_RETURN(int64_t committed, Committed(instance));
   const bool descending = payload.kind == PayloadKind::kRewind;
-  int64_t low = 0, high = 0;  // the offsets still to read: [low, high)
-  switch (payload.kind) {
-    case PayloadKind::kLogReplay:
-      low = static_cast<int64_t>(payload.next);
-      high = std::min<int64_t>(static_cast<int64_t>(payload.end_offset), committed);
-      break;
-    case PayloadKind::kRewind:
-      high = std::min<int64_t>(static_cast<int64_t>(payload.before), committed);
-      break;
-    default:
-      low = static_cast<int64_t>(payload.next);
-      high = committed;
-      break;
-  }
+  const driver::LogSpan span = driver::LogSpanToRead(payload, committed);
+  int64_t low = span.low, high = span.high;  // the offsets still to read: [low, high)
   bool stopped = false;  // a limit or the budget ended the page before [low, high) did
   while (low < high && !stopped) {
     const int64_t bucket = BucketOf(descending ? high - 1 : low);
@@ -606,18 +559,7 @@ Result<driver::ReadResult> CassandraLookupService::ReadLog(const InstanceInfo& i
     }
     if (descending) high = bucket_low; else low = bucket_high;  // the rest of the bucket is empty (purged)
   }
-  switch (payload.kind) {
-    case PayloadKind::kLogReplay:
-      if (low < high) result.next = LogPayload(static_cast<uint64_t>(low), payload.end_offset, payload.from_timestamp_ms);
-      break;
-    case PayloadKind::kRewind:
-      if (low < high) result.next = RewindPayload(static_cast<uint64_t>(high));
-      break;
-    default:
-      result.next = ChangePayload(static_cast<uint64_t>(std::max<int64_t>(low, static_cast<int64_t>(payload.next))),
-                                  payload.from_timestamp_ms);
-      break;
-  }
+  result.next = driver::NextLogPayload(payload, low, high);
   return result;
 }
 

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "aquifer/driver/offset_lookup.h"
 #include "aquifer/driver/offset_payload.h"
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/drivers/postgres/script.h"
@@ -31,7 +32,6 @@ std::string Describe(std::string_view what, const InstanceInfo& instance) {
 
 // Cursor payloads: driver/offset_payload.h (the byte layout shared with the other offset-numbered drivers).
 using driver::ChangePayload;
-using driver::DecodePayload;
 using driver::IndexPayload;
 using driver::LogPayload;
 using driver::RewindPayload;
@@ -440,54 +440,18 @@ Result<uint64_t> PgLookupService::ReadSequence(const InstanceInfo& instance) {
 
 Result<driver::QueryCursors> PgLookupService::Query(const InstanceInfo& instance,
                                                     const driver::QueryRequest& request) {
-  if (instance.schema == nullptr) return InvalidArgument("querying {}: no schema", instance.instance_id.ToString());
-  driver::QueryCursors cursors;
-  if (request.kind == driver::QueryKind::kIndex) {
-    if (!instance.use_index) {
-      return InvalidArgument("querying {}: the table has no index (use_index is off)", instance.instance_id.ToString());
-    }
-    AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, request.filter));
-    AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance));
-    if (!plan.range.IsEmpty()) cursors.replay = IndexPayload(plan.range.start, plan.range.end);
-    cursors.change = ChangePayload(stable, 0);
-  } else {
-    if (!instance.use_log) {
-      return InvalidArgument("querying {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-    }
-    AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance));
-    if (stable > 0) cursors.replay = LogPayload(0, stable, request.from_timestamp_ms);
-    cursors.change = ChangePayload(stable, request.from_timestamp_ms);
-  }
-  return cursors;
+  return driver::QueryOffsetCursors(instance, request, [&] { return ReadSequence(instance); });
 }
 
 Result<driver::PeekCursors> PgLookupService::Peek(const InstanceInfo& instance) {
-  if (!instance.use_log) {
-    return InvalidArgument("peeking {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-  }
-  AQ_ASSIGN_OR_RETURN(uint64_t stable, ReadSequence(instance));
-  driver::PeekCursors cursors;
-  if (stable > 0) cursors.rewind = RewindPayload(stable);
-  cursors.change = ChangePayload(stable, 0);
-  return cursors;
+  return driver::PeekOffsetCursors(instance, [&] { return ReadSequence(instance); });
 }
 
 Result<driver::ReadResult> PgLookupService::ReadCursor(const InstanceInfo& instance, std::string_view payload,
                                                        const keys::Filter& filter, const driver::ReadOptions& options) {
-  AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
-  if (payload.empty()) return driver::ReadResult{};
-  if (instance.schema == nullptr) return InvalidArgument("reading {}: no schema", instance.instance_id.ToString());
-  AQ_ASSIGN_OR_RETURN(Payload decoded, DecodePayload(payload));
-  if (decoded.kind == PayloadKind::kIndexReplay) {
-    if (!instance.use_index) {
-      return InvalidArgument("reading {}: the table has no index (use_index is off)", instance.instance_id.ToString());
-    }
-    return ReadIndex(instance, decoded, filter, options);
-  }
-  if (!instance.use_log) {
-    return InvalidArgument("reading {}: the table has no log (use_log is off)", instance.instance_id.ToString());
-  }
-  return ReadLog(instance, decoded, filter, options);
+  return driver::ReadOffsetCursor(
+      instance, payload, options, [&](const Payload& decoded) { return ReadIndex(instance, decoded, filter, options); },
+      [&](const Payload& decoded) { return ReadLog(instance, decoded, filter, options); });
 }
 
 // Both reads fetch one row more than they may examine: whether it exists says

@@ -1,0 +1,55 @@
+#pragma once
+
+// The parts of a LookupService that are the same for every driver numbering an
+// instance's log by offset and using the offset_payload.h layout (Postgres,
+// Cassandra, Bigtable): the checks and cursors of Query and Peek from the
+// committed end of the log, the dispatch of ReadCursor to the index or the log,
+// and the [low, high) offsets a log read still has to cover and the payload
+// that continues it. Reading storage stays with the driver (the callbacks).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "aquifer/base/status.h"
+#include "aquifer/driver/lookup_service.h"
+#include "aquifer/driver/offset_payload.h"
+#include "aquifer/driver/types.h"
+
+namespace aquifer::driver {
+
+// The committed end of an instance's log: the offset the next record gets.
+using CommittedEnd = std::function<Result<uint64_t>()>;
+
+// Query: InvalidArgument without a schema, for an index query with use_index
+// off, for a log query with use_log off; else the filter is planned (index),
+// `committed` is read once and the cursors are: index replay of the planned
+// range (none if empty) and change from the end; log replay of [0, end) (none
+// if the log is empty) and change from the end, both from request's timestamp.
+Result<QueryCursors> QueryOffsetCursors(const InstanceInfo& instance, const QueryRequest& request,
+                                        const CommittedEnd& committed);
+// Peek: InvalidArgument with use_log off; else rewind from the end (none if the
+// log is empty) and change from the end.
+Result<PeekCursors> PeekOffsetCursors(const InstanceInfo& instance, const CommittedEnd& committed);
+
+using PayloadRead = std::function<Result<ReadResult>(const OffsetPayload& payload)>;
+// ReadCursor: CheckReadOptions; an empty payload reads nothing; InvalidArgument
+// without a schema, for a malformed payload, for an index payload with
+// use_index off and a log payload with use_log off; else read_index or read_log.
+Result<ReadResult> ReadOffsetCursor(const InstanceInfo& instance, std::string_view payload, const ReadOptions& options,
+                                    const PayloadRead& read_index, const PayloadRead& read_log);
+
+// The offsets [low, high) a log payload (log replay, rewind, change) still has
+// to read, given the committed end: replay [next, min(end, committed)), rewind
+// [0, min(before, committed)), change [next, committed).
+struct LogSpan {
+  int64_t low = 0, high = 0;
+};
+LogSpan LogSpanToRead(const OffsetPayload& payload, int64_t committed);
+// The payload continuing `payload` once [low, high) is what is left unread:
+// replay and rewind continue while low < high (else empty: exhausted); change
+// always continues, from max(low, payload.next).
+std::string NextLogPayload(const OffsetPayload& payload, int64_t low, int64_t high);
+
+}  // namespace aquifer::driver

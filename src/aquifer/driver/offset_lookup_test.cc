@@ -1,0 +1,80 @@
+#include "aquifer/driver/offset_lookup.h"
+
+#include <gtest/gtest.h>
+
+
+namespace aquifer::driver {
+namespace {
+
+OffsetPayload Decoded(const std::string& bytes) {
+  auto payload = DecodePayload(bytes);
+  EXPECT_TRUE(payload.ok()) << payload.status().ToString();
+  return payload.ok() ? *payload : OffsetPayload{};
+}
+
+TEST(OffsetLookup, LogSpanIsWhatThePayloadStillCoversBelowTheCommittedEnd) {
+  LogSpan replay = LogSpanToRead(Decoded(LogPayload(3, 10, 0)), 7);
+  EXPECT_EQ(replay.low, 3);
+  EXPECT_EQ(replay.high, 7);
+  replay = LogSpanToRead(Decoded(LogPayload(3, 10, 0)), 20);
+  EXPECT_EQ(replay.high, 10);
+  LogSpan rewind = LogSpanToRead(Decoded(RewindPayload(9)), 5);
+  EXPECT_EQ(rewind.low, 0);
+  EXPECT_EQ(rewind.high, 5);
+  LogSpan change = LogSpanToRead(Decoded(ChangePayload(4, 0)), 12);
+  EXPECT_EQ(change.low, 4);
+  EXPECT_EQ(change.high, 12);
+}
+
+TEST(OffsetLookup, NextPayloadContinuesWhatIsLeft) {
+  const OffsetPayload replay = Decoded(LogPayload(3, 10, 77));
+  EXPECT_EQ(NextLogPayload(replay, 6, 10), LogPayload(6, 10, 77));
+  EXPECT_EQ(NextLogPayload(replay, 10, 10), "");  // exhausted
+  const OffsetPayload rewind = Decoded(RewindPayload(9));
+  EXPECT_EQ(NextLogPayload(rewind, 0, 4), RewindPayload(4));
+  EXPECT_EQ(NextLogPayload(rewind, 0, 0), "");
+  const OffsetPayload change = Decoded(ChangePayload(5, 33));
+  EXPECT_EQ(NextLogPayload(change, 8, 8), ChangePayload(8, 33));
+  EXPECT_EQ(NextLogPayload(change, 2, 8), ChangePayload(5, 33));  // never behind where it started
+}
+
+TEST(OffsetLookup, PeekAndReadCheckTheInstance) {
+  InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  int reads = 0;
+  CommittedEnd end = [&]() -> Result<uint64_t> {
+    ++reads;
+    return uint64_t{4};
+  };
+  auto peek = PeekOffsetCursors(instance, end);
+  ASSERT_TRUE(peek.ok()) << peek.status().ToString();
+  EXPECT_EQ(peek->rewind, RewindPayload(4));
+  EXPECT_EQ(peek->change, ChangePayload(4, 0));
+  EXPECT_EQ(reads, 1);
+  auto empty = PeekOffsetCursors(instance, [] { return Result<uint64_t>(uint64_t{0}); });
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->rewind, "");
+  instance.use_log = false;
+  auto no_log = PeekOffsetCursors(instance, end);
+  ASSERT_FALSE(no_log.ok());
+  EXPECT_EQ(no_log.status().message(),
+            "peeking " + instance.instance_id.ToString() + ": the table has no log (use_log is off)");
+
+  PayloadRead fail = [](const OffsetPayload&) -> Result<ReadResult> { return Internal("not to be read"); };
+  auto nothing = ReadOffsetCursor(instance, "", ReadOptions{}, fail, fail);
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_EQ(nothing->next, "");
+  auto no_schema = ReadOffsetCursor(instance, ChangePayload(0, 0), ReadOptions{}, fail, fail);
+  ASSERT_FALSE(no_schema.ok());
+  EXPECT_EQ(no_schema.status().message(), "reading " + instance.instance_id.ToString() + ": no schema");
+  ReadOptions bad;
+  bad.limit = 0;
+  EXPECT_EQ(ReadOffsetCursor(instance, ChangePayload(0, 0), bad, fail, fail).status().code(),
+            StatusCode::kInvalidArgument);
+  auto no_query = QueryOffsetCursors(instance, QueryRequest{}, end);
+  ASSERT_FALSE(no_query.ok());
+  EXPECT_EQ(no_query.status().message(), "querying " + instance.instance_id.ToString() + ": no schema");
+}
+
+}  // namespace
+}  // namespace aquifer::driver
