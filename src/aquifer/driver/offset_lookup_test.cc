@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "aquifer/driver/record_limits.h"
 
 namespace aquifer::driver {
 namespace {
@@ -74,6 +75,19 @@ TEST(OffsetLookup, PeekAndReadCheckTheInstance) {
   auto no_query = QueryOffsetCursors(instance, QueryRequest{}, end);
   ASSERT_FALSE(no_query.ok());
   EXPECT_EQ(no_query.status().message(), "querying " + instance.instance_id.ToString() + ": no schema");
+}
+
+TEST(RecordLimits, ConfigureLimitsKeepsUnsetKeysAndBoundsSetOnes) {
+  Limits limits;
+  // Defaults: 1024 bytes per key, 1 MiB per record, 10,000 records per batch.
+  const Limits maxima{.max_key_size = 2000, .max_record_size = 1000, .max_records_in_batch = 10'000};
+  ASSERT_TRUE(ConfigureLimits({{"max_record_size", "500"}}, maxima, &limits).ok());
+  EXPECT_EQ(limits.max_key_size, Limits{}.max_key_size);
+  EXPECT_EQ(limits.max_record_size, 500u);
+  Status over = ConfigureLimits({{"max_key_size", "2001"}}, maxima, &limits);
+  EXPECT_EQ(over.message(), "config 'max_key_size': 2001 is outside 1..2000");
+  Status zero = ConfigureLimits({{"max_records_in_batch", "0"}}, maxima, &limits);
+  EXPECT_EQ(zero.message(), "config 'max_records_in_batch': 0 is outside 1..10000");
 }
 
 }  // namespace

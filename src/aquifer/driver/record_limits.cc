@@ -24,6 +24,26 @@ Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, 
   return Status::OK();
 }
 
+Result<int64_t> ConfigIntWithin(const Config& config, const std::string& key, int64_t fallback, int64_t max) {
+  AQ_ASSIGN_OR_RETURN(int64_t value, ConfigInt(config, key, fallback));
+  if (value < 1 || value > max) return InvalidArgument("config '{}': {} is outside 1..{}", key, value, max);
+  return value;
+}
+
+Status ConfigureLimits(const Config& config, const Limits& maxima, Limits* limits) {
+  auto within = [&](const char* key, size_t current, size_t max) {
+    return ConfigIntWithin(config, key, static_cast<int64_t>(current), static_cast<int64_t>(max));
+  };
+  AQ_ASSIGN_OR_RETURN(int64_t key_size, within("max_key_size", limits->max_key_size, maxima.max_key_size));
+  AQ_ASSIGN_OR_RETURN(int64_t record_size, within("max_record_size", limits->max_record_size, maxima.max_record_size));
+  AQ_ASSIGN_OR_RETURN(int64_t batch,
+                      within("max_records_in_batch", limits->max_records_in_batch, maxima.max_records_in_batch));
+  limits->max_key_size = static_cast<size_t>(key_size);
+  limits->max_record_size = static_cast<size_t>(record_size);
+  limits->max_records_in_batch = static_cast<size_t>(batch);
+  return Status::OK();
+}
+
 Status CheckReadOptions(const Uuid& instance, const ReadOptions& options) {
   if (options.limit < 1 || options.limit > 1000) {
     return InvalidArgument("reading {}: limit {} is outside 1..1000", instance.ToString(), options.limit);

@@ -19,5 +19,12 @@ Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, 
 // A limit within 1..1000 and a positive scan budget; InvalidArgument naming
 // `instance` otherwise.
 Status CheckReadOptions(const Uuid& instance, const ReadOptions& options);
+// ConfigInt within 1..max: InvalidArgument "config '<key>': <value> is outside
+// 1..<max>" otherwise.
+Result<int64_t> ConfigIntWithin(const Config& config, const std::string& key, int64_t fallback, int64_t max);
+// Sets `limits` from a driver's config (max_key_size, max_record_size,
+// max_records_in_batch; unset: as they are), each within 1 and the same field
+// of `maxima` (ConfigIntWithin's InvalidArgument otherwise; nothing changed).
+Status ConfigureLimits(const Config& config, const Limits& maxima, Limits* limits);
 
 }  // namespace aquifer::driver

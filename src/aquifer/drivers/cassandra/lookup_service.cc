@@ -657,20 +657,12 @@ Result<driver::StoredRecords> CassandraLookupService::CountStored(const Instance
 Result<LookupOptions> ParseLookupOptions(const driver::Config& config) {
   LookupOptions options;
   AQ_ASSIGN_OR_RETURN(options.base, ParseOptions(config));
-  auto positive = [&](const char* name, int64_t fallback, int64_t max) -> Result<int64_t> {
-    AQ_ASSIGN_OR_RETURN(int64_t value, driver::ConfigInt(config, name, fallback));
-    if (value < 1 || value > max) return InvalidArgument("config '{}': {} is outside 1..{}", name, value, max);
-    return value;
-  };
   // A clustering key (the index's `key`) is at most 64 KiB in Cassandra.
-  AQ_ASSIGN_OR_RETURN(int64_t key_size, positive("max_key_size", static_cast<int64_t>(options.limits.max_key_size), 65'535));
-  AQ_ASSIGN_OR_RETURN(int64_t record_size, positive("max_record_size", static_cast<int64_t>(options.limits.max_record_size), 16 << 20));
-  AQ_ASSIGN_OR_RETURN(int64_t batch, positive("max_records_in_batch", static_cast<int64_t>(options.limits.max_records_in_batch), 1'000'000));
-  options.limits.max_key_size = static_cast<size_t>(key_size);
-  options.limits.max_record_size = static_cast<size_t>(record_size);
-  options.limits.max_records_in_batch = static_cast<size_t>(batch);
-  AQ_ASSIGN_OR_RETURN(options.applied_window_ms, positive("applied_window_ms", options.applied_window_ms, int64_t{1} << 45));
-  AQ_ASSIGN_OR_RETURN(options.lease_ms, positive("lease_ms", options.lease_ms, 3'600'000));
+  const driver::Limits maxima{.max_key_size = 65'535, .max_record_size = 16 << 20, .max_records_in_batch = 1'000'000};
+  AQ_RETURN_IF_ERROR(driver::ConfigureLimits(config, maxima, &options.limits));
+  AQ_ASSIGN_OR_RETURN(options.applied_window_ms,
+                      driver::ConfigIntWithin(config, "applied_window_ms", options.applied_window_ms, int64_t{1} << 45));
+  AQ_ASSIGN_OR_RETURN(options.lease_ms, driver::ConfigIntWithin(config, "lease_ms", options.lease_ms, 3'600'000));
   return options;
 }
 
