@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "aquifer/driver/bounded_add.h"
 #include "aquifer/driver/record_limits.h"
 
 namespace aquifer::driver {
@@ -88,6 +89,46 @@ TEST(RecordLimits, ConfigureLimitsKeepsUnsetKeysAndBoundsSetOnes) {
   EXPECT_EQ(over.message(), "config 'max_key_size': 2001 is outside 1..2000");
   Status zero = ConfigureLimits({{"max_records_in_batch", "0"}}, maxima, &limits);
   EXPECT_EQ(zero.message(), "config 'max_records_in_batch': 0 is outside 1..10000");
+}
+
+TEST(BoundedAdd, RetriesAMissAndRefusesPastTheLimit) {
+  UsageCounters stored;  // the bucket's bounded counters
+  int version = 0, misses = 2;
+  int read_version = -1;
+  auto read = [&](UsageCounters* plain, UsageCounters* bounded) -> Status {
+    plain->write_bytes = 10;
+    *bounded = stored;
+    read_version = version;
+    return Status::OK();
+  };
+  auto write = [&](const UsageCounters& next) -> Result<bool> {
+    if (misses > 0) {  // another reserver got in between
+      --misses;
+      ++version;
+      return false;
+    }
+    if (read_version != version) return false;
+    stored = next;
+    ++version;
+    return true;
+  };
+  UsageCounters add;
+  add.write_bytes = 5;
+  auto added = AddWithinOptimistically(add, UsageField::kWriteBytes, 15, "ctx", read, write);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_TRUE(added->added);
+  EXPECT_EQ(added->counters.write_bytes, 15);
+  EXPECT_EQ(stored.write_bytes, 5);
+  auto refused = AddWithinOptimistically(add, UsageField::kWriteBytes, 15, "ctx", read, write);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_FALSE(refused->added);
+  EXPECT_EQ(refused->counters.write_bytes, 15);
+  EXPECT_EQ(stored.write_bytes, 5);
+  auto never = AddWithinOptimistically(add, UsageField::kWriteBytes, 100, "ctx", read,
+                                       [](const UsageCounters&) -> Result<bool> { return false; });
+  ASSERT_FALSE(never.ok());
+  EXPECT_EQ(never.status().code(), StatusCode::kAborted);
+  EXPECT_EQ(never.status().message(), "ctx: the bucket kept changing under 200 attempts");
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include "aquifer/drivers/bigtable/usage_service.h"
 
 #include <array>
-#include <chrono>
-#include <thread>
 
 #include <fmt/format.h>
+
+#include "aquifer/driver/bounded_add.h"
 
 namespace aquifer::drivers::bigtable {
 namespace {
@@ -17,7 +17,6 @@ constexpr char kPlain[] = "p";
 constexpr char kBounded[] = "b";
 constexpr std::array<const char*, 8> kNames = {"read_ops",      "read_records", "read_bytes", "write_ops",
                                                "write_records", "write_bytes",  "scan_ops",   "scan_bytes"};
-constexpr int kMaxBoundedAttempts = 200;
 
 std::array<int64_t*, 8> Fields(UsageCounters& c) {
   return {&c.read_ops, &c.read_records, &c.read_bytes, &c.write_ops, &c.write_records, &c.write_bytes, &c.scan_ops, &c.scan_bytes};
@@ -96,23 +95,19 @@ class BigtableUsageService final : public driver::UsageService {
                                             int64_t limit) override {
     AQ_ASSIGN_OR_RETURN(std::string key, RowKey(owner, period, time_ms));
     const std::string context = fmt::format("reserving usage of {}", owner.ToString());
-    for (int attempt = 0; attempt < kMaxBoundedAttempts; ++attempt) {
+    std::string version;  // decimal text; empty: none yet
+    auto read = [&](UsageCounters* plain, UsageCounters* bounded) -> Status {
       auto row = ReadRow(key);
       if (!row.ok()) return row.status().WithContext(context);
-      UsageCounters plain, bounded;
-      std::string version;  // decimal text; empty: none yet
+      version.clear();
       if (*row) {
-        AQ_ASSIGN_OR_RETURN(plain, CountersOf(**row, kPlain));
-        AQ_ASSIGN_OR_RETURN(bounded, CountersOf(**row, kBounded));
+        AQ_ASSIGN_OR_RETURN(*plain, CountersOf(**row, kPlain));
+        AQ_ASSIGN_OR_RETURN(*bounded, CountersOf(**row, kBounded));
         if (const Cell* cell = (*row)->Find(kBounded, "version"); cell != nullptr) version = cell->value;
       }
-      driver::BoundedAdd result;
-      result.counters = plain;
-      result.counters += bounded;
-      if (driver::FieldOf(result.counters, field) > limit - driver::FieldOf(counters, field)) return result;
-
-      UsageCounters next = bounded;
-      next += counters;
+      return Status::OK();
+    };
+    auto write = [&](const UsageCounters& next) -> Result<bool> {
       v2::CheckAndMutateRowRequest request;
       request.set_table_name(table_);
       request.set_row_key(key);
@@ -130,14 +125,9 @@ class BigtableUsageService final : public driver::UsageService {
       auto matched = client_.CheckAndMutateRow(std::move(request));
       // A timed-out call may have been applied: report it rather than risk counting twice.
       if (!matched.ok()) return matched.status().WithContext(context);
-      if (*matched != version.empty()) {
-        result.added = true;
-        result.counters += counters;
-        return result;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(200 * (1 + attempt % 8)));
-    }
-    return Aborted("{}: the bucket kept changing under {} attempts", context, kMaxBoundedAttempts);
+      return *matched != version.empty();
+    };
+    return driver::AddWithinOptimistically(counters, field, limit, context, read, write);
   }
 
   Result<UsageCounters> ReadUsage(const Uuid& owner, UsagePeriod period, int64_t time_ms) override {

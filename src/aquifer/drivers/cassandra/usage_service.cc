@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <map>
-#include <thread>
 
 #include <fmt/format.h>
+
+#include "aquifer/driver/bounded_add.h"
 
 namespace aquifer::drivers::cassandra {
 namespace {
@@ -21,9 +21,6 @@ constexpr const char* kColumns =
     "read_ops, read_records, read_bytes, write_ops, write_records, write_bytes, scan_ops, scan_bytes";
 constexpr std::array<const char*, 8> kColumnNames = {"read_ops",      "read_records", "read_bytes", "write_ops",
                                                      "write_records", "write_bytes",  "scan_ops",   "scan_bytes"};
-// LWT attempts per bounded add before giving up with Aborted (each failed one
-// means another reserver changed the bucket in between: progress was made).
-constexpr int kMaxBoundedAttempts = 200;
 
 std::array<int64_t, 8> Fields(const UsageCounters& c) {
   return {c.read_ops, c.read_records, c.read_bytes, c.write_ops, c.write_records, c.write_bytes, c.scan_ops, c.scan_bytes};
@@ -129,32 +126,28 @@ class CassandraUsageService final : public driver::UsageService {
     const int64_t start = driver::PeriodStart(period, time_ms);
     const std::vector<Value> key = {OwnerValue(owner), code, start};
     const std::string context = fmt::format("reserving usage of {}", owner.ToString());
-    for (int attempt = 0; attempt < kMaxBoundedAttempts; ++attempt) {
+    std::optional<int64_t> version;
+    auto read = [&](UsageCounters* plain, UsageCounters* bounded) -> Status {
       cql::QueryOptions serial;
       serial.consistency = cql::Consistency::kSerial;  // sees every applied LWT
       auto bounded_rows = session_->Execute(*read_bounded_, key, serial);
       if (!bounded_rows.ok()) return bounded_rows.status().WithContext(context);
       auto counter_rows = session_->Execute(*read_counters_, key);
       if (!counter_rows.ok()) return counter_rows.status().WithContext(context);
-      UsageCounters plain, bounded;
-      std::optional<int64_t> version;
+      version.reset();
       if (!counter_rows->rows.empty()) {
-        AQ_ASSIGN_OR_RETURN(plain, CountersAt(counter_rows->rows[0], 0));
+        AQ_ASSIGN_OR_RETURN(*plain, CountersAt(counter_rows->rows[0], 0));
       }
       if (!bounded_rows->rows.empty()) {
         const cql::Row& row = bounded_rows->rows[0];
-        AQ_ASSIGN_OR_RETURN(bounded, CountersAt(row, 0));
+        AQ_ASSIGN_OR_RETURN(*bounded, CountersAt(row, 0));
         if (row[8]) {
           AQ_ASSIGN_OR_RETURN(version, cql::DecodeBigint(*row[8]));
         }
       }
-      driver::BoundedAdd result;
-      result.counters = plain;
-      result.counters += bounded;
-      if (driver::FieldOf(result.counters, field) > limit - driver::FieldOf(counters, field)) return result;
-
-      UsageCounters next = bounded;
-      next += counters;
+      return Status::OK();
+    };
+    auto write = [&](const UsageCounters& next) -> Result<bool> {
       std::vector<Value> values;
       Result<cql::Rows> applied = cql::Rows{};
       cql::QueryOptions lwt;
@@ -177,15 +170,9 @@ class CassandraUsageService final : public driver::UsageService {
         return applied.status().WithContext(context);
       }
       if (applied->rows.empty() || !applied->rows[0][0]) return Internal("{}: the LWT answered no [applied]", context);
-      AQ_ASSIGN_OR_RETURN(bool ok, cql::DecodeBoolean(*applied->rows[0][0]));
-      if (ok) {
-        result.added = true;
-        result.counters += counters;
-        return result;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(200 * (1 + attempt % 8)));
-    }
-    return Aborted("{}: the bucket kept changing under {} attempts", context, kMaxBoundedAttempts);
+      return cql::DecodeBoolean(*applied->rows[0][0]);
+    };
+    return driver::AddWithinOptimistically(counters, field, limit, context, read, write);
   }
 
   Result<UsageCounters> ReadUsage(const Uuid& owner, UsagePeriod period, int64_t time_ms) override {
