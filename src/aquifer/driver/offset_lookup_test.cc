@@ -91,6 +91,26 @@ TEST(RecordLimits, ConfigureLimitsKeepsUnsetKeysAndBoundsSetOnes) {
   EXPECT_EQ(zero.message(), "config 'max_records_in_batch': 0 is outside 1..10000");
 }
 
+TEST(RecordLimits, KeepNewGroupsSkipsAppliedAndRepeatedIds) {
+  std::vector<Record> records(5);
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) records[record_idx].key = std::to_string(record_idx);
+  const std::vector<RecordGroup> groups = {{"a", 2}, {"b", 1}, {"a", 1}, {"c", 1}};
+  std::set<std::string, std::less<>> applied = {"b"};
+  std::vector<const Record*> kept;
+  std::vector<std::string> fresh;
+  KeepNewGroups(records, groups, &applied, &kept, &fresh);
+  EXPECT_EQ(fresh, (std::vector<std::string>{"a", "c"}));
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0]->key, "0");
+  EXPECT_EQ(kept[1]->key, "1");
+  EXPECT_EQ(kept[2]->key, "4");
+  InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  Status bad = CheckWrite(instance, records, std::vector<RecordGroup>{{"a", 4}}, Limits{});
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.ToString().find("writing to " + instance.instance_id.ToString()), std::string::npos) << bad.ToString();
+}
+
 TEST(BoundedAdd, RetriesAMissAndRefusesPastTheLimit) {
   UsageCounters stored;  // the bucket's bounded counters
   int version = 0, misses = 2;

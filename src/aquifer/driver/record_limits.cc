@@ -1,5 +1,7 @@
 #include "aquifer/driver/record_limits.h"
 
+#include <fmt/format.h>
+
 namespace aquifer::driver {
 
 Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, const Limits& limits) {
@@ -22,6 +24,28 @@ Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, 
     }
   }
   return Status::OK();
+}
+
+Status CheckWrite(const InstanceInfo& instance, std::span<const Record> records, std::span<const RecordGroup> groups,
+                  const Limits& limits) {
+  if (Status checked = CheckRecordGroups(records.size(), groups); !checked.ok()) {
+    return checked.WithContext(fmt::format("writing to {}", instance.instance_id.ToString()));
+  }
+  return CheckRecordLimits(instance.instance_id, records, limits);
+}
+
+void KeepNewGroups(std::span<const Record> records, std::span<const RecordGroup> groups,
+                   std::set<std::string, std::less<>>* applied, std::vector<const Record*>* kept,
+                   std::vector<std::string>* fresh_ids) {
+  size_t begin = 0;
+  for (const RecordGroup& group : groups) {
+    if (!applied->count(group.id)) {
+      applied->insert(group.id);  // a repeat within the call is skipped
+      fresh_ids->push_back(group.id);
+      for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) kept->push_back(&records[record_idx]);
+    }
+    begin += group.records;
+  }
 }
 
 Result<int64_t> ConfigIntWithin(const Config& config, const std::string& key, int64_t fallback, int64_t max) {

@@ -3,7 +3,11 @@
 // The checks every lookup driver runs on a write before storing anything,
 // and on a read's options before reading.
 
+#include <functional>
+#include <set>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "aquifer/base/status.h"
 #include "aquifer/base/uuid.h"
@@ -16,6 +20,17 @@ namespace aquifer::driver {
 // max_key_size, every Avro record within max_record_size. InvalidArgument
 // naming `instance` (its id), the record index and the sizes; OK otherwise.
 Status CheckRecordLimits(const Uuid& instance, std::span<const Record> records, const Limits& limits);
+// A write's checks before anything is stored: CheckRecordGroups (its error in
+// the context "writing to <instance id>"), then CheckRecordLimits.
+Status CheckWrite(const InstanceInfo& instance, std::span<const Record> records, std::span<const RecordGroup> groups,
+                  const Limits& limits);
+// Exactly once: the records of the groups whose id is not in `applied` (the
+// ids already applied), in order, into `kept`, and those ids into `fresh_ids`.
+// A group id repeated within the call is kept once (the first); `applied`
+// gets every id of the call.
+void KeepNewGroups(std::span<const Record> records, std::span<const RecordGroup> groups,
+                   std::set<std::string, std::less<>>* applied, std::vector<const Record*>* kept,
+                   std::vector<std::string>* fresh_ids);
 // A limit within 1..1000 and a positive scan budget; InvalidArgument naming
 // `instance` otherwise.
 Status CheckReadOptions(const Uuid& instance, const ReadOptions& options);

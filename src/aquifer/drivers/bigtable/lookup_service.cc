@@ -253,10 +253,7 @@ Status BigtableLookupService::CommitOrRelease(const InstanceInfo& instance, cons
 
 Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
                                            std::span<const driver::RecordGroup> groups) {
-  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
-    return checked.WithContext(Describe("writing to", instance));
-  }
-  AQ_RETURN_IF_ERROR(driver::CheckRecordLimits(instance.instance_id, records, options_.limits));
+  AQ_RETURN_IF_ERROR(driver::CheckWrite(instance, records, groups, options_.limits));
   if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
   const std::string context = Describe("writing records to", instance);
 
@@ -291,15 +288,7 @@ Status BigtableLookupService::WriteRecords(const InstanceInfo& instance, std::sp
         AQ_ASSIGN_OR_RETURN(int64_t end_offset, DecodeInt64(end->value));
         if (end_offset <= first) applied.insert(row.key.substr(kPrefixSize));
       }
-      size_t begin = 0;
-      for (const driver::RecordGroup& group : groups) {
-        if (!applied.count(group.id)) {
-          applied.insert(group.id);  // a repeat within the call is skipped
-          fresh_ids.push_back(group.id);
-          for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) kept.push_back(&records[record_idx]);
-        }
-        begin += group.records;
-      }
+      driver::KeepNewGroups(records, groups, &applied, &kept, &fresh_ids);
       if (fresh_ids.empty()) return Status::OK();
     }
 

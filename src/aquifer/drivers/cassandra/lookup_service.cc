@@ -305,10 +305,7 @@ void CassandraLookupService::ReleaseLease(const InstanceInfo& instance, const st
 
 Status CassandraLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
                                             std::span<const driver::RecordGroup> groups) {
-  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
-    return checked.WithContext(Describe("writing to", instance));
-  }
-  AQ_RETURN_IF_ERROR(driver::CheckRecordLimits(instance.instance_id, records, options_.limits));
+  AQ_RETURN_IF_ERROR(driver::CheckWrite(instance, records, groups, options_.limits));
   if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
   const std::string context = Describe("writing records to", instance);
   const Value id = UuidValue(instance.instance_id);
@@ -343,15 +340,7 @@ Status CassandraLookupService::WriteRecords(const InstanceInfo& instance, std::s
           if (end <= first) applied.emplace(BlobCell(row, 0));
         }
       }
-      size_t begin = 0;
-      for (const driver::RecordGroup& group : groups) {
-        if (!applied.count(group.id)) {
-          applied.insert(group.id);  // a repeat within the call is skipped
-          fresh_ids.push_back(group.id);
-          for (size_t record_idx = begin; record_idx < begin + group.records; ++record_idx) kept.push_back(&records[record_idx]);
-        }
-        begin += group.records;
-      }
+      driver::KeepNewGroups(records, groups, &applied, &kept, &fresh_ids);
       if (fresh_ids.empty()) return Status::OK();
     }
 

@@ -184,10 +184,7 @@ void PgLookupService::PruneApplied(Connection& conn, int64_t now_ms) {
 
 Status PgLookupService::WriteRecords(const InstanceInfo& instance, std::span<const Record> records,
                                      std::span<const driver::RecordGroup> groups) {
-  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
-    return checked.WithContext(Describe("writing to", instance));
-  }
-  AQ_RETURN_IF_ERROR(driver::CheckRecordLimits(instance.instance_id, records, options_.limits));
+  AQ_RETURN_IF_ERROR(driver::CheckWrite(instance, records, groups, options_.limits));
   if (groups.empty() && (records.empty() || (!instance.use_log && !instance.use_index))) return Status::OK();
   const int64_t now_ms = clock_->NowMillis();
   if (instance.use_log) {
