@@ -2,8 +2,11 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/keys/filter.h"
+#include "aquifer/schema/codec.h"
 
 namespace aquifer::driver {
 
@@ -89,6 +92,45 @@ std::string NextLogPayload(const OffsetPayload& payload, int64_t low, int64_t hi
       return ChangePayload(static_cast<uint64_t>(std::max<int64_t>(low, static_cast<int64_t>(payload.next))),
                            payload.from_timestamp_ms);
   }
+}
+
+int64_t IndexExamine(const keys::QueryPlan& plan, const ReadOptions& options) {
+  return plan.has_residual() ? options.scan_budget : std::min<int64_t>(options.limit, options.scan_budget);
+}
+
+Result<ReadResult> ReadIndexPage(const InstanceInfo& instance, const keys::QueryPlan& plan, const OffsetPayload& payload,
+                                 const ReadOptions& options, int64_t horizon, size_t row_count,
+                                 const std::function<IndexRowView(size_t)>& row,
+                                 const std::function<Result<int64_t>(size_t)>& ts,
+                                 const std::function<Result<int64_t>(size_t)>& offset) {
+  const schema::Schema& schema = *instance.schema;
+  const int64_t examine = IndexExamine(plan, options);
+  ReadResult result;
+  result.residual = plan.has_residual();
+  std::string last_key;
+  size_t row_idx = 0;
+  for (; row_idx < row_count; ++row_idx) {
+    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine) break;
+    const auto [key, avro] = row(row_idx);
+    ++result.scanned;
+    result.scanned_bytes += static_cast<int64_t>(avro.size());
+    last_key.assign(key);
+    AQ_ASSIGN_OR_RETURN(int64_t row_ts, ts(row_idx));
+    if (row_ts < horizon) continue;
+    if (!plan.range.Contains(key)) continue;
+    if (plan.has_residual()) {
+      auto value = schema::DecodeAvro(schema, avro);
+      if (!value.ok()) {
+        return value.status().WithContext(fmt::format("decoding an index row of {}", instance.instance_id.ToString()));
+      }
+      if (!keys::Matches(schema, plan.residual, *value)) continue;
+    }
+    AQ_ASSIGN_OR_RETURN(int64_t row_offset, offset(row_idx));
+    result.records.push_back(Record{std::string(key), std::string(avro), row_ts, row_offset});
+  }
+  // Resume strictly after the last examined key: its immediate successor.
+  if (row_idx < row_count) result.next = IndexPayload(result.scanned > 0 ? last_key + '\0' : payload.start, payload.end);
+  return result;
 }
 
 }  // namespace aquifer::driver

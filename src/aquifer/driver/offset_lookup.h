@@ -16,6 +16,7 @@
 #include "aquifer/driver/lookup_service.h"
 #include "aquifer/driver/offset_payload.h"
 #include "aquifer/driver/types.h"
+#include "aquifer/keys/filter.h"
 
 namespace aquifer::driver {
 
@@ -51,5 +52,24 @@ LogSpan LogSpanToRead(const OffsetPayload& payload, int64_t committed);
 // replay and rewind continue while low < high (else empty: exhausted); change
 // always continues, from max(low, payload.next).
 std::string NextLogPayload(const OffsetPayload& payload, int64_t low, int64_t high);
+
+// An index page: rows examined at most (without a residual filter every
+// examined row is returned, so min(limit, budget); else the budget). A driver
+// fetches up to examine + 1 rows in key order from payload.start: whether the
+// extra row exists says if a next payload is needed.
+int64_t IndexExamine(const keys::QueryPlan& plan, const ReadOptions& options);
+struct IndexRowView {
+  std::string_view key, avro;
+};
+// Walks the `row_count` rows fetched (row(i): key and Avro; ts(i), offset(i):
+// the cells, read only when needed) until the limit or the budget: rows older
+// than `horizon`, outside the planned range or not matching the residual
+// filter are examined but not returned ("decoding an index row of <id>" on a
+// bad record). The next payload resumes just after the last examined key.
+Result<ReadResult> ReadIndexPage(const InstanceInfo& instance, const keys::QueryPlan& plan, const OffsetPayload& payload,
+                                 const ReadOptions& options, int64_t horizon, size_t row_count,
+                                 const std::function<IndexRowView(size_t)>& row,
+                                 const std::function<Result<int64_t>(size_t)>& ts,
+                                 const std::function<Result<int64_t>(size_t)>& offset);
 
 }  // namespace aquifer::driver

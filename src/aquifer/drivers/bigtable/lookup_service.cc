@@ -23,7 +23,6 @@ namespace {
 
 using driver::InstanceInfo;
 using driver::Record;
-using driver::IndexPayload;
 using driver::PayloadKind;
 using Payload = driver::OffsetPayload;
 using Entry = v2::MutateRowsRequest::Entry;
@@ -378,11 +377,8 @@ Result<driver::QueryCursors> BigtableLookupService::Query(const InstanceInfo& in
 
 Result<driver::ReadResult> BigtableLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                                             const keys::Filter& filter, const driver::ReadOptions& options) {
-  const schema::Schema& schema = *instance.schema;
-  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(schema, filter));
-  driver::ReadResult result;
-  result.residual = plan.has_residual();
-  const int64_t examine = plan.has_residual() ? options.scan_budget : std::min<int64_t>(options.limit, options.scan_budget);
+  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, filter));
+  const int64_t examine = driver::IndexExamine(plan, options);
   v2::ReadRowsRequest request;
   request.set_table_name(table_);
   AddRange(&request, IndexKey(instance, payload.start),
@@ -394,29 +390,13 @@ Result<driver::ReadResult> BigtableLookupService::ReadIndex(const InstanceInfo& 
   if (!read.ok()) return read.WithContext(Describe("scanning the index of", instance));
 
   const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, clock_->NowMillis());
-  std::string last_key;
-  size_t row_idx = 0;
-  for (; row_idx < rows.size(); ++row_idx) {
-    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine) break;
-    const Row& row = rows[row_idx];
-    std::string_view key = std::string_view(row.key).substr(kPrefixSize);
-    std::string_view avro = BytesCell(row, "v");
-    ++result.scanned;
-    result.scanned_bytes += static_cast<int64_t>(avro.size());
-    last_key.assign(key);
-    AQ_ASSIGN_OR_RETURN(int64_t ts, IntCell(row, "t"));
-    if (ts < horizon) continue;
-    if (!plan.range.Contains(key)) continue;
-    if (plan.has_residual()) {
-      auto value = schema::DecodeAvro(schema, avro);
-      if (!value.ok()) return value.status().WithContext(Describe("decoding an index row of", instance));
-      if (!keys::Matches(schema, plan.residual, *value)) continue;
-    }
-    AQ_ASSIGN_OR_RETURN(int64_t offset, IntCell(row, "o"));
-    result.records.push_back(Record{std::string(key), std::string(avro), ts, offset});
-  }
-  if (row_idx < rows.size()) result.next = IndexPayload(result.scanned > 0 ? last_key + '\0' : payload.start, payload.end);
-  return result;
+  return driver::ReadIndexPage(
+      instance, plan, payload, options, horizon, rows.size(),
+      [&](size_t row_idx) {
+        return driver::IndexRowView{std::string_view(rows[row_idx].key).substr(kPrefixSize), BytesCell(rows[row_idx], "v")};
+      },
+      [&](size_t row_idx) { return IntCell(rows[row_idx], "t"); },
+      [&](size_t row_idx) { return IntCell(rows[row_idx], "o"); });
 }
 
 Status BigtableLookupService::ScanLog(const InstanceInfo& instance, int64_t low, int64_t high, int64_t limit,

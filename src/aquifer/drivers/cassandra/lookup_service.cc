@@ -50,7 +50,6 @@ int64_t WallMillis() {
 }
 
 // Cursor payloads: driver/offset_payload.h (the byte layout shared with the other offset-numbered drivers).
-using driver::IndexPayload;
 using driver::PayloadKind;
 using Payload = driver::OffsetPayload;
 
@@ -446,11 +445,8 @@ Result<driver::ReadResult> CassandraLookupService::ReadCursor(const InstanceInfo
 Result<driver::ReadResult> CassandraLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                                              const keys::Filter& filter,
                                                              const driver::ReadOptions& options) {
-  const schema::Schema& schema = *instance.schema;
-  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(schema, filter));
-  driver::ReadResult result;
-  result.residual = plan.has_residual();
-  const int64_t examine = plan.has_residual() ? options.scan_budget : std::min<int64_t>(options.limit, options.scan_budget);
+  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, filter));
+  const int64_t examine = driver::IndexExamine(plan, options);
   const int32_t fetch = static_cast<int32_t>(std::min<int64_t>(examine + 1, std::numeric_limits<int32_t>::max()));
   std::vector<Value> values = {UuidValue(instance.instance_id), Blob{payload.start}};
   if (!payload.end.empty()) values.push_back(Blob{payload.end});
@@ -461,29 +457,11 @@ Result<driver::ReadResult> CassandraLookupService::ReadIndex(const InstanceInfo&
   if (!rows.ok()) return rows.status().WithContext(Describe("scanning the index of", instance));
 
   const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, clock_->NowMillis());
-  std::string last_key;
-  size_t row_idx = 0;
-  for (; row_idx < rows->size(); ++row_idx) {
-    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine) break;
-    const cql::Row& row = (*rows)[row_idx];
-    std::string_view key = BlobCell(row, 0);
-    std::string_view avro = BlobCell(row, 3);
-    ++result.scanned;
-    result.scanned_bytes += static_cast<int64_t>(avro.size());
-    last_key.assign(key);
-    AQ_ASSIGN_OR_RETURN(int64_t row_ts, BigintCell(row, 1));
-    if (row_ts < horizon) continue;
-    if (!plan.range.Contains(key)) continue;
-    if (plan.has_residual()) {
-      auto value = schema::DecodeAvro(schema, avro);
-      if (!value.ok()) return value.status().WithContext(Describe("decoding an index row of", instance));
-      if (!keys::Matches(schema, plan.residual, *value)) continue;
-    }
-    AQ_ASSIGN_OR_RETURN(int64_t offset, BigintCell(row, 2));
-    result.records.push_back(Record{std::string(key), std::string(avro), row_ts, offset});
-  }
-  if (row_idx < rows->size()) result.next = IndexPayload(result.scanned > 0 ? last_key + '\0' : payload.start, payload.end);
-  return result;
+  return driver::ReadIndexPage(
+      instance, plan, payload, options, horizon, rows->size(),
+      [&](size_t row_idx) { return driver::IndexRowView{BlobCell((*rows)[row_idx], 0), BlobCell((*rows)[row_idx], 3)}; },
+      [&](size_t row_idx) { return BigintCell((*rows)[row_idx], 1); },
+      [&](size_t row_idx) { return BigintCell((*rows)[row_idx], 2); });
 }
 
 // Walks the log bucket by bucket (one partition per 4096 offsets), never past

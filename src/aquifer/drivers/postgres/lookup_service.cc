@@ -32,7 +32,6 @@ std::string Describe(std::string_view what, const InstanceInfo& instance) {
 
 // Cursor payloads: driver/offset_payload.h (the byte layout shared with the other offset-numbered drivers).
 using driver::ChangePayload;
-using driver::IndexPayload;
 using driver::LogPayload;
 using driver::RewindPayload;
 using driver::PayloadKind;
@@ -456,11 +455,8 @@ Result<driver::ReadResult> PgLookupService::ReadCursor(const InstanceInfo& insta
 // is returned, so at most min(limit, budget) rows are examined.
 Result<driver::ReadResult> PgLookupService::ReadIndex(const InstanceInfo& instance, const Payload& payload,
                                                       const keys::Filter& filter, const driver::ReadOptions& options) {
-  const schema::Schema& schema = *instance.schema;
-  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(schema, filter));
-  driver::ReadResult result;
-  result.residual = plan.has_residual();
-  const int64_t examine = plan.has_residual() ? options.scan_budget : std::min<int64_t>(options.limit, options.scan_budget);
+  AQ_ASSIGN_OR_RETURN(keys::QueryPlan plan, keys::PlanFilter(*instance.schema, filter));
+  const int64_t examine = driver::IndexExamine(plan, options);
 
   Params params;
   params.Uuid(instance.instance_id).Bytea(payload.start).Int8(examine + 1);
@@ -476,29 +472,13 @@ Result<driver::ReadResult> PgLookupService::ReadIndex(const InstanceInfo& instan
 
   // Rows older than the retention are hidden until PurgeExpired deletes them.
   const int64_t horizon = driver::RetentionHorizon(instance.index_retention_ms, clock_->NowMillis());
-  std::string last_key;
-  int row = 0;
-  for (; row < rows->rows(); ++row) {
-    if (static_cast<int64_t>(result.records.size()) >= options.limit || result.scanned >= examine) break;
-    std::string_view key = rows->Bytes(row, 0);
-    std::string_view avro = rows->Bytes(row, 3);
-    ++result.scanned;
-    result.scanned_bytes += static_cast<int64_t>(avro.size());
-    last_key.assign(key);
-    AQ_ASSIGN_OR_RETURN(int64_t row_ts, rows->Int(row, 1));
-    if (row_ts < horizon) continue;
-    if (!plan.range.Contains(key)) continue;
-    if (plan.has_residual()) {
-      auto value = schema::DecodeAvro(schema, avro);
-      if (!value.ok()) return value.status().WithContext(Describe("decoding an index row of", instance));
-      if (!keys::Matches(schema, plan.residual, *value)) continue;
-    }
-    AQ_ASSIGN_OR_RETURN(int64_t offset, rows->Int(row, 2));
-    result.records.push_back(Record{std::string(key), std::string(avro), row_ts, offset});
-  }
-  // Resume strictly after the last examined key: its immediate successor.
-  if (row < rows->rows()) result.next = IndexPayload(result.scanned > 0 ? last_key + '\0' : payload.start, payload.end);
-  return result;
+  return driver::ReadIndexPage(
+      instance, plan, payload, options, horizon, static_cast<size_t>(rows->rows()),
+      [&](size_t row) {
+        return driver::IndexRowView{rows->Bytes(static_cast<int>(row), 0), rows->Bytes(static_cast<int>(row), 3)};
+      },
+      [&](size_t row) { return rows->Int(static_cast<int>(row), 1); },
+      [&](size_t row) { return rows->Int(static_cast<int>(row), 2); });
 }
 
 Result<driver::ReadResult> PgLookupService::ReadLog(const InstanceInfo& instance, const Payload& payload,
