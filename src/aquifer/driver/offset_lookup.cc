@@ -94,6 +94,16 @@ std::string NextLogPayload(const OffsetPayload& payload, int64_t low, int64_t hi
   }
 }
 
+int64_t LogFromTimestamp(const InstanceInfo& instance, const OffsetPayload& payload, const ReadOptions& options,
+                         int64_t now_ms) {
+  return std::max({payload.from_timestamp_ms, options.from_timestamp_ms,
+                   RetentionHorizon(instance.log_retention_ms, now_ms)});
+}
+
+int64_t LogExamine(const keys::Filter& filter, const ReadOptions& options) {
+  return filter.empty() ? std::min<int64_t>(options.limit, options.scan_budget) : options.scan_budget;
+}
+
 int64_t IndexExamine(const keys::QueryPlan& plan, const ReadOptions& options) {
   return plan.has_residual() ? options.scan_budget : std::min<int64_t>(options.limit, options.scan_budget);
 }

@@ -53,6 +53,15 @@ LogSpan LogSpanToRead(const OffsetPayload& payload, int64_t committed);
 // always continues, from max(low, payload.next).
 std::string NextLogPayload(const OffsetPayload& payload, int64_t low, int64_t high);
 
+// A log page: records before max(payload's from, options' from, the log's
+// retention horizon at now_ms) are skipped (so a cursor into the expired head
+// continues from the oldest record kept), and at most LogExamine rows are
+// examined: min(limit, budget) without a filter (nearly every row is
+// returned), else the budget.
+int64_t LogFromTimestamp(const InstanceInfo& instance, const OffsetPayload& payload, const ReadOptions& options,
+                         int64_t now_ms);
+int64_t LogExamine(const keys::Filter& filter, const ReadOptions& options);
+
 // An index page: rows examined at most (without a residual filter every
 // examined row is returned, so min(limit, budget); else the budget). A driver
 // fetches up to examine + 1 rows in key order from payload.start: whether the

@@ -417,9 +417,8 @@ Result<driver::ReadResult> BigtableLookupService::ReadLog(const InstanceInfo& in
   const schema::Schema& schema = *instance.schema;
   driver::ReadResult result;
   result.residual = !filter.empty();
-  const int64_t from_ts = std::max({payload.from_timestamp_ms, options.from_timestamp_ms,
-                                    driver::RetentionHorizon(instance.log_retention_ms, clock_->NowMillis())});
-  const int64_t examine = filter.empty() ? std::min<int64_t>(options.limit, options.scan_budget) : options.scan_budget;
+  const int64_t from_ts = driver::LogFromTimestamp(instance, payload, options, clock_->NowMillis());
+  const int64_t examine = driver::LogExamine(filter, options);
   AQ_ASSIGN_OR_RETURN(Sequence sequence, ReadSequence(instance));
   const int64_t committed = sequence.next;
   const bool descending = payload.kind == PayloadKind::kRewind;

@@ -489,12 +489,10 @@ Result<driver::ReadResult> PgLookupService::ReadLog(const InstanceInfo& instance
   // Records older than the retention are skipped like those before `from`,
   // so a cursor into the expired (or purged) head continues from the oldest
   // record kept.
-  const int64_t from_ts =
-      std::max({payload.from_timestamp_ms, options.from_timestamp_ms,
-                driver::RetentionHorizon(instance.log_retention_ms, clock_->NowMillis())});
+  const int64_t from_ts = driver::LogFromTimestamp(instance, payload, options, clock_->NowMillis());
   // Without a filter nearly every row is returned (a row older than from_ts
   // only makes the page shorter), so fetch no more than a page.
-  const int64_t examine = filter.empty() ? std::min<int64_t>(options.limit, options.scan_budget) : options.scan_budget;
+  const int64_t examine = driver::LogExamine(filter, options);
 
   Params params;
   params.Uuid(instance.instance_id).Int8(examine + 1);
