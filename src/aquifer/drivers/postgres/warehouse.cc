@@ -19,6 +19,7 @@
 
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
+#include "aquifer/drivers/postgres/jobs.h"
 #include "aquifer/drivers/postgres/script.h"
 #include "aquifer/schema/codec.h"
 
@@ -36,10 +37,6 @@ using schema::Type;
 
 constexpr unsigned kTimestampOid = 1114;
 constexpr unsigned kTimestamptzOid = 1184;
-constexpr int32_t kMaxPageRows = 100'000;
-// Jobs running at once, each on a connection of its own; more are refused
-// with ResourceExhausted (the interface's "queue is full").
-constexpr size_t kMaxRunningJobs = 16;
 
 // ---- schema → columns ---------------------------------------------------------------
 
@@ -235,29 +232,6 @@ Result<std::optional<std::string>> FlatFieldText(const Type& type, const schema:
 
 // ---- SQL checks -------------------------------------------------------------------------
 
-// The first keyword, skipping whitespace, comments and opening parentheses.
-std::string FirstKeyword(std::string_view sql) {
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
-      ++pos;
-    } else if (sql.substr(pos, 2) == "--") {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  std::string word;
-  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
-    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
-  }
-  return word;
-}
-
 // Walks an EXPLAIN (FORMAT JSON, VERBOSE) plan: relations read, and whether
 // any node modifies data (a data-modifying CTE, INSERT, UPDATE, DELETE).
 void WalkPlan(const json& node, std::set<std::pair<std::string, std::string>>* relations, bool* modifies) {
@@ -276,29 +250,8 @@ void WalkPlan(const json& node, std::set<std::pair<std::string, std::string>>* r
   }
 }
 
-// The statement without trailing semicolons and whitespace, so it can be
-// wrapped in a subquery.
-std::string TrimStatement(std::string_view sql) {
-  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
-    sql.remove_suffix(1);
-  }
-  return std::string(sql);
-}
-
 // ---- jobs -------------------------------------------------------------------------------------
 
-// A job this process started. A done job's rows are not kept here: they are
-// in the results tables (see PgWarehouse::Init), where any process sharing
-// the database reads them, also after a restart.
-struct JobState {
-  Job job;
-  PGcancel* cancel = nullptr;  // while the query runs; guarded by the service's mutex
-  bool finished = false;       // guarded by the service's mutex
-  std::thread thread;
-};
-
-// How often (by the driver's clock) expired results are deleted at most.
-constexpr int64_t kExpireIntervalMs = 1000;
 // Result rows sent per INSERT.
 constexpr size_t kStoreBatchRows = 1000;
 
@@ -309,9 +262,17 @@ class PgWarehouse final : public driver::WarehouseService {
         schema_(options.connection.schema),
         applied_(QuoteIdent(options.connection.schema) + ".warehouse_applied"),
         results_(QuoteIdent(options.connection.schema) + ".warehouse_job_results"),
-        result_rows_(QuoteIdent(options.connection.schema) + ".warehouse_job_rows") {}
+        result_rows_(QuoteIdent(options.connection.schema) + ".warehouse_job_rows"),
+        jobs_(pool_.conninfo(), clock_,
+              {.run = [this](Connection& conn, const Uuid& job_id, const std::string& sql,
+                             const driver::JobOptions& options, const std::function<int64_t()>& remaining_ms) {
+                 return RunJob(conn, job_id, sql, options, remaining_ms);
+               },
+               .find_stored = [this](const Uuid& job_id) { return FindStoredJob(job_id); },
+               .drop_expired = [this](int64_t now_ms) { return DropExpiredRows(now_ms); },
+               .name = "postgres warehouse"}) {}
 
-  ~PgWarehouse() override { StopJobs(); }
+  ~PgWarehouse() override { jobs_.StopAll(); }
 
   Status Init() {
     return EnsureSchema(pool_, schema_, fmt::format(R"sql(
@@ -402,7 +363,7 @@ class PgWarehouse final : public driver::WarehouseService {
   Result<driver::RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
 
   Status Reset() override {
-    StopJobs();
+    jobs_.StopAll();
     AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
     Params schema;
     schema.Text(schema_);
@@ -423,12 +384,14 @@ class PgWarehouse final : public driver::WarehouseService {
   void PruneApplied(Connection& conn, int64_t now_ms);
   // The COPY ... FROM STDIN of the instance's table (text format, every column).
   std::string CopySql(const InstanceInfo& instance) const;
-  void RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options);
-  void Finish(const std::shared_ptr<JobState>& state, Status status);
-  void StopJobs();
-  // Deletes the rows of done jobs past their expiry (every process's), at
-  // most every kExpireIntervalMs. Best effort: readers check the expiry themselves.
-  void DropExpiredRows();
+  // A job (JobRunner::Hooks::run): the query on its own connection, its result stored.
+  Result<JobRunner::Totals> RunJob(Connection& conn, const Uuid& job_id, const std::string& sql,
+                                   const driver::JobOptions& options, const std::function<int64_t()>& remaining_ms);
+  // A done job of any process sharing the database, from the results table.
+  Result<Job> FindStoredJob(const Uuid& job_id);
+  // Deletes the rows of done jobs past their expiry by `now_ms` (every
+  // process's); JobRunner calls it at most every kExpireIntervalMs.
+  Status DropExpiredRows(int64_t now_ms);
   // Stores a done job's rows and columns, in one transaction on `conn`.
   Status StoreResult(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                      const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms);
@@ -483,9 +446,8 @@ class PgWarehouse final : public driver::WarehouseService {
   const std::string result_rows_;  // quoted schema.warehouse_job_rows: (job_id, row_no) -> JSON array
   std::mutex mu_;
   int64_t last_prune_ms_ = 0;  // guarded by mu_
-  int64_t last_expire_ms_ = std::numeric_limits<int64_t>::min();  // guarded by mu_
-  std::map<Uuid, std::shared_ptr<JobState>> jobs_;  // guarded by mu_
   std::map<std::string, int64_t> retention_ms_;     // TableName → warehouse_retention_ms (> 0); guarded by mu_
+  JobRunner jobs_;  // last: stopped (its threads use the members above) before they go
 };
 
 Status PgWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -616,11 +578,7 @@ Result<driver::QueryAnalysis> PgWarehouse::Analyze(Connection& conn, std::string
   }
   // One statement only: the extended protocol refuses several.
   auto plan = conn.Exec(fmt::format("EXPLAIN (FORMAT JSON, VERBOSE) {}", sql));
-  if (!plan.ok()) {
-    Status status = plan.status();
-    if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kTimeout) return status;
-    return InvalidArgument("{}", status.message());
-  }
+  if (!plan.ok()) return ExplainError(plan.status());
   if (plan->rows() != 1) return Internal("EXPLAIN returned {} rows", plan->rows());
   json parsed = json::parse(plan->Bytes(0, 0), nullptr, false);
   std::set<std::pair<std::string, std::string>> relations;
@@ -658,153 +616,81 @@ Result<driver::QueryAnalysis> PgWarehouse::AnalyzeQuery(std::string_view sql) {
 }
 
 Result<Job> PgWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
-  auto state = std::make_shared<JobState>();
-  state->job.job_id = job_id;
-  DropExpiredRows();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-    size_t running = 0;
-    for (const auto& [id, other] : jobs_) running += other->finished ? 0 : 1;
-    if (running >= kMaxRunningJobs) {
-      return ResourceExhausted("{} warehouse jobs are running, the most this server runs at once; retry later",
-                               running);
-    }
-    jobs_[job_id] = state;
-    state->thread = std::thread([this, state, text = TrimStatement(sql), options] { RunJob(state, text, options); });
-    return state->job;
-  }
+  return jobs_.Start(job_id, sql, options);
 }
 
-void PgWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (state->cancel != nullptr) {
-    PQfreeCancel(state->cancel);
-    state->cancel = nullptr;
-  }
-  state->finished = true;
-  state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
-  if (!status.ok()) state->job.error = status.message();
-}
-
-// A job: its own connection (a long query never holds a pool slot), a READ
-// ONLY transaction with statement_timeout, the same checks as a dry run, then
-// the query wrapped so the server renders each row as one JSON array.
-void PgWarehouse::RunJob(std::shared_ptr<JobState> state, std::string sql, driver::JobOptions options) {
-  auto opened = Connection::Open(pool_.conninfo());
-  if (!opened.ok()) return Finish(state, opened.status());
-  Connection& conn = **opened;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (state->finished) return;  // stopped before it started
-    state->job.status = JobStatus::kRunning;
-    state->cancel = PQgetCancel(conn.raw());
-  }
-  const auto started = std::chrono::steady_clock::now();
-  // statement_timeout counts per statement; the job's timeout is wall time
-  // from its start, so each statement gets what is left (0 = no limit).
-  auto remaining_ms = [&]() -> int64_t {
-    if (options.timeout_ms <= 0) return 0;
-    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-    return std::max<int64_t>(1, options.timeout_ms - spent.count());
-  };
+// A job: its own connection (JobRunner's), a READ ONLY transaction with
+// statement_timeout, the same checks as a dry run, then the query wrapped so
+// the server renders each row as one JSON array.
+Result<JobRunner::Totals> PgWarehouse::RunJob(Connection& conn, const Uuid& job_id, const std::string& sql,
+                                              const driver::JobOptions& options,
+                                              const std::function<int64_t()>& remaining_ms) {
   auto limit_time = [&]() {
     return conn.ExecScript(fmt::format("SET LOCAL statement_timeout = {}", remaining_ms()));
   };
-  Status status = [&]() -> Status {
-    AQ_RETURN_IF_ERROR(PurgeReferenced(conn, sql));
-    AQ_RETURN_IF_ERROR(conn.ExecScript("BEGIN READ ONLY; SET LOCAL TimeZone = 'UTC'"));
-    AQ_RETURN_IF_ERROR(limit_time());
-    AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(conn, sql));
-    if (options.max_bytes_scanned > 0 && analysis.bytes_scanned_estimate > options.max_bytes_scanned) {
-      return ResourceExhausted("the query would scan about {} bytes, over the job's cap of {}",
-                               analysis.bytes_scanned_estimate, options.max_bytes_scanned);
+  AQ_RETURN_IF_ERROR(PurgeReferenced(conn, sql));
+  AQ_RETURN_IF_ERROR(conn.ExecScript("BEGIN READ ONLY; SET LOCAL TimeZone = 'UTC'"));
+  AQ_RETURN_IF_ERROR(limit_time());
+  AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(conn, sql));
+  AQ_RETURN_IF_ERROR(CheckScanCap(options, analysis.bytes_scanned_estimate));
+  AQ_ASSIGN_OR_RETURN(PgResult shape, conn.Exec(fmt::format("SELECT * FROM ({}) AS q LIMIT 0", sql)));
+  const int n = shape.columns();
+  std::vector<driver::Column> columns;
+  std::string aliases, values;
+  std::vector<int64_t> oids, typmods;
+  std::vector<int> visible;
+  for (int column = 0; column < n; ++column) {
+    aliases += fmt::format("{}c{}", column == 0 ? "" : ", ", column);
+    std::string name = shape.ColumnName(column);
+    if (name.starts_with("__")) continue;
+    visible.push_back(column);
+    oids.push_back(shape.ColumnType(column));
+    typmods.push_back(shape.ColumnTypmod(column));
+    const unsigned oid = shape.ColumnType(column);
+    std::string ref = fmt::format("q.c{}", column);
+    if (oid == kByteaOid) {
+      ref = fmt::format("encode({}, 'base64')", ref);
+    } else if (oid == kTimestampOid || oid == kTimestamptzOid) {
+      ref = fmt::format("(extract(epoch FROM {}) * 1000)::int8", ref);
     }
-    AQ_ASSIGN_OR_RETURN(PgResult shape, conn.Exec(fmt::format("SELECT * FROM ({}) AS q LIMIT 0", sql)));
-    const int n = shape.columns();
-    std::vector<driver::Column> columns;
-    std::string aliases, values;
-    std::vector<int64_t> oids, typmods;
-    std::vector<int> visible;
-    for (int column = 0; column < n; ++column) {
-      aliases += fmt::format("{}c{}", column == 0 ? "" : ", ", column);
-      std::string name = shape.ColumnName(column);
-      if (name.starts_with("__")) continue;
-      visible.push_back(column);
-      oids.push_back(shape.ColumnType(column));
-      typmods.push_back(shape.ColumnTypmod(column));
-      const unsigned oid = shape.ColumnType(column);
-      std::string ref = fmt::format("q.c{}", column);
-      if (oid == kByteaOid) {
-        ref = fmt::format("encode({}, 'base64')", ref);
-      } else if (oid == kTimestampOid || oid == kTimestamptzOid) {
-        ref = fmt::format("(extract(epoch FROM {}) * 1000)::int8", ref);
-      }
-      values += (values.empty() ? "" : ", ") + ref;
-      columns.push_back({name, ""});
-    }
-    if (!oids.empty()) {
-      Params types;
-      types.Int8Array(oids).Int8Array(typmods);
-      AQ_ASSIGN_OR_RETURN(PgResult names, conn.Exec(
-          "SELECT format_type(t::oid, m::int4) FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(t, m, o) ORDER BY o",
-          types));
-      for (int row = 0; row < names.rows() && row < static_cast<int>(columns.size()); ++row) {
-        columns[row].type = std::string(names.Bytes(row, 0));
-      }
-    }
-    std::string wrapped = n == 0 ? fmt::format("SELECT '[]'::text FROM ({}) AS q", sql)
-                                 : fmt::format("SELECT json_build_array({})::text FROM ({}) AS q({})", values, sql, aliases);
-    // Fetched in chunks through a cursor, so the result caps stop the query
-    // as soon as it has more rows or bytes than allowed: nothing beyond the
-    // cap is materialised. A row's size is its JSON text plus 16 bytes.
-    AQ_RETURN_IF_ERROR(limit_time());
-    AQ_RETURN_IF_ERROR(conn.ExecScript("DECLARE aquifer_job NO SCROLL CURSOR FOR " + wrapped));
-    constexpr int64_t kChunkRows = 1000;
-    std::vector<std::string> out;
-    int64_t bytes = 0;
-    while (true) {
-      int64_t chunk = kChunkRows;
-      if (options.max_result_rows > 0) {
-        chunk = std::min<int64_t>(chunk, options.max_result_rows + 1 - static_cast<int64_t>(out.size()));
-      }
-      AQ_RETURN_IF_ERROR(limit_time());
-      AQ_ASSIGN_OR_RETURN(PgResult rows, conn.Exec(fmt::format("FETCH FORWARD {} FROM aquifer_job", chunk)));
-      for (int row = 0; row < rows.rows(); ++row) {
-        out.emplace_back(rows.Bytes(row, 0));
-        bytes += static_cast<int64_t>(out.back().size()) + 16;
-      }
-      if (options.max_result_rows > 0 && static_cast<int64_t>(out.size()) > options.max_result_rows) {
-        return ResourceExhausted("result exceeds {} rows; add LIMIT", options.max_result_rows);
-      }
-      if (options.max_result_bytes > 0 && bytes > options.max_result_bytes) {
-        return ResourceExhausted("result exceeds {} bytes; add LIMIT or select fewer columns", options.max_result_bytes);
-      }
-      if (rows.rows() < chunk) break;
-    }
-    AQ_RETURN_IF_ERROR(conn.Commit());
-    // Stored before the job reads as done: a done job always has its rows.
-    AQ_RETURN_IF_ERROR(StoreResult(conn, state->job.job_id, columns, out, analysis.bytes_scanned_estimate,
-                                   options.result_ttl_ms));
-    std::lock_guard<std::mutex> lock(mu_);
-    state->job.rows = static_cast<int64_t>(out.size());
-    state->job.bytes_scanned = analysis.bytes_scanned_estimate;
-    return Status::OK();
-  }();
-  if (status.code() == StatusCode::kTimeout && options.timeout_ms > 0) {
-    status = Timeout("query exceeded its timeout of {} ms", options.timeout_ms);
+    values += (values.empty() ? "" : ", ") + ref;
+    columns.push_back({name, ""});
   }
-  Finish(state, status);
+  if (!oids.empty()) {
+    Params types;
+    types.Int8Array(oids).Int8Array(typmods);
+    AQ_ASSIGN_OR_RETURN(PgResult names, conn.Exec(
+        "SELECT format_type(t::oid, m::int4) FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(t, m, o) ORDER BY o",
+        types));
+    for (int row = 0; row < names.rows() && row < static_cast<int>(columns.size()); ++row) {
+      columns[row].type = std::string(names.Bytes(row, 0));
+    }
+  }
+  std::string wrapped = n == 0 ? fmt::format("SELECT '[]'::text FROM ({}) AS q", sql)
+                               : fmt::format("SELECT json_build_array({})::text FROM ({}) AS q({})", values, sql, aliases);
+  // Fetched in chunks through a cursor, so the result caps stop the query (FetchCapped).
+  AQ_RETURN_IF_ERROR(limit_time());
+  AQ_RETURN_IF_ERROR(conn.ExecScript("DECLARE aquifer_job NO SCROLL CURSOR FOR " + wrapped));
+  std::vector<std::string> out;
+  AQ_RETURN_IF_ERROR(FetchCapped(options, limit_time,
+                                 [&](int64_t chunk, std::vector<std::string>* rows_out) -> Result<int64_t> {
+                                   AQ_ASSIGN_OR_RETURN(PgResult rows, conn.Exec(fmt::format(
+                                       "FETCH FORWARD {} FROM aquifer_job", chunk)));
+                                   for (int row = 0; row < rows.rows(); ++row) rows_out->emplace_back(rows.Bytes(row, 0));
+                                   return rows.rows();
+                                 },
+                                 &out));
+  AQ_RETURN_IF_ERROR(conn.Commit());
+  // Stored before the job reads as done: a done job always has its rows.
+  AQ_RETURN_IF_ERROR(StoreResult(conn, job_id, columns, out, analysis.bytes_scanned_estimate, options.result_ttl_ms));
+  return JobRunner::Totals{static_cast<int64_t>(out.size()), analysis.bytes_scanned_estimate};
 }
 
 Status PgWarehouse::StoreResult(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                                 const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms) {
-  json names = json::array();
-  for (const driver::Column& column : columns) names.push_back({{"name", column.name}, {"type", column.type}});
   const int64_t finished_ms = clock_->NowMillis();
-  const int64_t expires_ms = result_ttl_ms > 0 ? finished_ms + std::min(result_ttl_ms, int64_t{1} << 50) : 0;
-  Status stored = [&]() -> Status {
-    AQ_RETURN_IF_ERROR(conn.Begin());
+  const int64_t expires_ms = ExpiresMs(finished_ms, result_ttl_ms);
+  return StoreInTransaction(conn, [&]() -> Status {
     for (size_t first = 0; first < rows.size(); first += kStoreBatchRows) {
       const size_t end = std::min(rows.size(), first + kStoreBatchRows);
       std::vector<std::string_view> batch(rows.begin() + static_cast<ptrdiff_t>(first),
@@ -819,55 +705,30 @@ Status PgWarehouse::StoreResult(Connection& conn, const Uuid& job_id, const std:
                              .status());
     }
     Params params;
-    params.Uuid(job_id).Text(names.dump()).Int8(static_cast<int64_t>(rows.size())).Int8(bytes_scanned)
+    params.Uuid(job_id).Text(StoredColumns(columns)).Int8(static_cast<int64_t>(rows.size())).Int8(bytes_scanned)
         .Int8(finished_ms).Int8(expires_ms);
     AQ_RETURN_IF_ERROR(conn.Exec(fmt::format("INSERT INTO {} (job_id, columns, row_count, bytes_scanned, "
                                              "finished_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
                                              results_),
                                  params)
                            .status());
-    return conn.Commit();
-  }();
-  if (!stored.ok()) {
-    conn.Rollback();
-    return stored.WithContext("storing the job's result");
-  }
-  return Status::OK();
+    return Status::OK();
+  });
 }
 
-Result<Job> PgWarehouse::PollJob(const Uuid& job_id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) return it->second->job;
-  }
-  // Not started here: done by any process sharing the database, or unknown.
+Result<Job> PgWarehouse::PollJob(const Uuid& job_id) { return jobs_.Poll(job_id); }
+
+Result<Job> PgWarehouse::FindStoredJob(const Uuid& job_id) {
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
   Params id;
   id.Uuid(job_id);
   AQ_ASSIGN_OR_RETURN(PgResult found,
                       conn->Exec(fmt::format("SELECT row_count, bytes_scanned FROM {} WHERE job_id = $1", results_), id));
-  if (found.rows() == 0) return NotFound("job {} not found", job_id.ToString());
-  Job job;
-  job.job_id = job_id;
-  job.status = JobStatus::kDone;
-  AQ_ASSIGN_OR_RETURN(job.rows, found.Int(0, 0));
-  AQ_ASSIGN_OR_RETURN(job.bytes_scanned, found.Int(0, 1));
-  return job;
+  return StoredJob(job_id, found);
 }
 
 Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end() && it->second->job.status != JobStatus::kDone) {
-      const Job& job = it->second->job;
-      return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(job.status),
-                                job.error.empty() ? "" : ": " + job.error);
-    }
-  }
-  if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
-  DropExpiredRows();
+  AQ_RETURN_IF_ERROR(jobs_.CheckReadable(job_id, limit));
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
   Params id;
   id.Uuid(job_id);
@@ -881,22 +742,12 @@ Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string
   AQ_ASSIGN_OR_RETURN(int64_t expires_ms, found.Int(0, 3));
   AQ_ASSIGN_OR_RETURN(bool expired, found.Bool(0, 4));
   if (expired || (expires_ms > 0 && clock_->NowMillis() >= expires_ms)) {
-    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)",
-                              job_id.ToString(), expires_ms - finished_ms);
+    return ResultExpired(job_id, finished_ms, expires_ms);
   }
   // Page tokens are "o<offset>" into the job's rows.
-  int64_t offset = 0;
-  if (!page.empty()) {
-    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
-                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
-    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > total) {
-      return InvalidArgument("malformed page token for job {}", job_id.ToString());
-    }
-  }
+  AQ_ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(page, total, job_id));
   driver::RowPage out;
-  json columns = json::parse(found.Bytes(0, 0), nullptr, /*allow_exceptions=*/false);
-  if (!columns.is_array()) return Corruption("the stored columns of job {} do not parse", job_id.ToString());
-  for (const json& column : columns) out.columns.push_back({column.value("name", ""), column.value("type", "")});
+  AQ_ASSIGN_OR_RETURN(out.columns, ParseStoredColumns(found.Bytes(0, 0), job_id));
   const int64_t stop = std::min<int64_t>(total, offset + limit);
   if (offset < stop) {
     Params range;
@@ -907,29 +758,18 @@ Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string
                                                   range));
     if (rows.rows() != stop - offset) {
       // Deleted under us: the expiry ran between the two reads.
-      return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)",
-                                job_id.ToString(), expires_ms - finished_ms);
+      return ResultExpired(job_id, finished_ms, expires_ms);
     }
     for (int row = 0; row < rows.rows(); ++row) out.rows.emplace_back(rows.Bytes(row, 0));
   }
-  if (stop < total) out.next = fmt::format("o{}", stop);
+  if (stop < total) out.next = PageToken(stop);
   return out;
 }
 
-void PgWarehouse::DropExpiredRows() {
-  const int64_t now = clock_->NowMillis();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    // (last_expire_ms_ starts at the minimum: compare without subtracting from it)
-    if (now >= last_expire_ms_ && now < last_expire_ms_ + kExpireIntervalMs &&
-        last_expire_ms_ != std::numeric_limits<int64_t>::min()) {
-      return;
-    }
-    last_expire_ms_ = now;
-  }
-  Status dropped = InTransaction(pool_, [&](Connection& conn) -> Status {
+Status PgWarehouse::DropExpiredRows(int64_t now_ms) {
+  return InTransaction(pool_, [&](Connection& conn) -> Status {
     Params params;
-    params.Int8(now);
+    params.Int8(now_ms);
     return conn.Exec(fmt::format("WITH gone AS (UPDATE {} SET expired = true WHERE NOT expired AND expires_ms > 0 "
                                  "AND expires_ms <= $1 RETURNING job_id) "
                                  "DELETE FROM {} WHERE job_id IN (SELECT job_id FROM gone)",
@@ -937,36 +777,6 @@ void PgWarehouse::DropExpiredRows() {
                      params)
         .status();
   });
-  if (!dropped.ok()) AQ_LOG(Warn, "postgres warehouse: deleting expired job results: {}", dropped.ToString());
-}
-
-void PgWarehouse::StopJobs() {
-  std::map<Uuid, std::shared_ptr<JobState>> jobs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs.swap(jobs_);
-  }
-  // A cancel that lands between two statements of a job is lost, so cancel
-  // until the job has finished.
-  for (auto& [id, state] : jobs) {
-    while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (state->finished) break;
-        if (state->cancel != nullptr) {
-          char message[256];
-          PQcancel(state->cancel, message, sizeof(message));
-        } else if (state->job.status == JobStatus::kPending) {
-          state->finished = true;
-          state->job.status = JobStatus::kFailed;
-          state->job.error = "stopped";
-          break;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (state->thread.joinable()) state->thread.join();
-  }
 }
 
 }  // namespace

@@ -26,41 +26,8 @@ using postgres::PgResult;
 using postgres::PooledConnection;
 using postgres::QuoteIdent;
 
-constexpr int32_t kMaxPageRows = 100'000;
-constexpr size_t kMaxRunningJobs = 16;
-constexpr int64_t kChunkRows = 1000;
 constexpr size_t kPartBytes = 60'000;  // under Redshift's VARCHAR(65535)
 constexpr size_t kStoreBatchRows = 500;
-constexpr int64_t kExpireIntervalMs = 1000;
-
-std::string FirstKeyword(std::string_view sql) {
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
-      ++pos;
-    } else if (sql.substr(pos, 2) == "--") {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  std::string word;
-  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
-    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
-  }
-  return word;
-}
-
-std::string TrimStatement(std::string_view sql) {
-  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
-    sql.remove_suffix(1);
-  }
-  return std::string(sql);
-}
 
 // "YYYY-MM-DD HH:MM:SS[.fff][+HH[:MM]]" (the server's output in UTC) → ms since the epoch.
 Result<int64_t> ParseTimestamp(std::string_view text) {
@@ -187,9 +154,17 @@ Result<std::string> RenderValue(unsigned oid, std::optional<std::string_view> te
 
 PortableJobs::PortableJobs(postgres::Pool* pool, std::string schema, Server server, Clock* clock, Purge purge)
     : pool_(pool), schema_(std::move(schema)), server_(server), clock_(clock), purge_(std::move(purge)),
-      results_(QuoteIdent(schema_) + ".redshift_job_results"), rows_(QuoteIdent(schema_) + ".redshift_job_rows") {}
+      results_(QuoteIdent(schema_) + ".redshift_job_results"), rows_(QuoteIdent(schema_) + ".redshift_job_rows"),
+      runner_(pool_->conninfo(), clock_,
+              {.run = [this](Connection& conn, const Uuid& job_id, const std::string& sql,
+                             const driver::JobOptions& options, const std::function<int64_t()>& remaining_ms) {
+                 return Run(conn, job_id, sql, options, remaining_ms);
+               },
+               .find_stored = [this](const Uuid& job_id) { return FindStored(job_id); },
+               .drop_expired = [this](int64_t now_ms) { return DropExpired(now_ms); },
+               .name = "redshift warehouse"}) {}
 
-PortableJobs::~PortableJobs() { StopAll(); }
+PortableJobs::~PortableJobs() { runner_.StopAll(); }
 
 Status PortableJobs::Init(const std::function<Status(const std::string&)>& ddl) {
   const bool rs = server_ == Server::kRedshift;
@@ -208,16 +183,12 @@ Status PortableJobs::Init(const std::function<Status(const std::string&)>& ddl) 
 }
 
 Result<driver::QueryAnalysis> PortableJobs::AnalyzeOn(Connection& conn, std::string_view sql) {
-  const std::string keyword = FirstKeyword(sql);
+  const std::string keyword = postgres::FirstKeyword(sql);
   if (keyword != "SELECT" && keyword != "WITH") {
     return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
   }
   auto plan = conn.Exec("EXPLAIN " + std::string(sql));
-  if (!plan.ok()) {
-    Status status = plan.status();
-    if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kTimeout) return status;
-    return InvalidArgument("{}", status.message());
-  }
+  if (!plan.ok()) return postgres::ExplainError(plan.status());
   std::vector<std::string> lines;
   for (int row = 0; row < plan->rows(); ++row) lines.emplace_back(plan->Bytes(row, 0));
   ExplainSummary summary = ParseExplain(lines);
@@ -236,144 +207,79 @@ Result<driver::QueryAnalysis> PortableJobs::AnalyzeOn(Connection& conn, std::str
 
 Result<driver::QueryAnalysis> PortableJobs::Analyze(std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_->Acquire());
-  return AnalyzeOn(*conn, TrimStatement(sql));
+  return AnalyzeOn(*conn, postgres::TrimStatement(sql));
 }
 
 Result<Job> PortableJobs::Start(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
-  DropExpired();
-  auto state = std::make_shared<State>();
-  state->job.job_id = job_id;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-  size_t running = 0;
-  for (const auto& [id, other] : jobs_) running += other->finished ? 0 : 1;
-  if (running >= kMaxRunningJobs) {
-    return ResourceExhausted("{} warehouse jobs are running, the most this server runs at once; retry later", running);
-  }
-  jobs_[job_id] = state;
-  state->thread = std::thread([this, state, text = TrimStatement(sql), options] { Run(state, text, options); });
-  return state->job;
+  return runner_.Start(job_id, sql, options);
 }
 
-void PortableJobs::Finish(const std::shared_ptr<State>& state, Status status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (state->cancel != nullptr) {
-    PQfreeCancel(state->cancel);
-    state->cancel = nullptr;
-  }
-  state->finished = true;
-  state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
-  if (!status.ok()) state->job.error = status.message();
-}
-
-void PortableJobs::Run(std::shared_ptr<State> state, std::string sql, driver::JobOptions options) {
-  auto opened = Connection::Open(pool_->conninfo());
-  if (!opened.ok()) return Finish(state, opened.status());
-  Connection& conn = **opened;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (state->finished) return;
-    state->job.status = JobStatus::kRunning;
-    state->cancel = PQgetCancel(conn.raw());
-  }
-  const auto started = std::chrono::steady_clock::now();
-  auto limit_time = [&]() {
-    int64_t left = 0;
-    if (options.timeout_ms > 0) {
-      auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-      left = std::max<int64_t>(1, options.timeout_ms - spent.count());
+Result<postgres::JobRunner::Totals> PortableJobs::Run(Connection& conn, const Uuid& job_id, const std::string& sql,
+                                                      const driver::JobOptions& options,
+                                                      const std::function<int64_t()>& remaining_ms) {
+  auto limit_time = [&]() { return conn.ExecScript(fmt::format("SET statement_timeout TO {}", remaining_ms())); };
+  AQ_RETURN_IF_ERROR(limit_time());
+  if (purge_) AQ_RETURN_IF_ERROR(purge_(conn, sql));
+  AQ_RETURN_IF_ERROR(conn.ExecScript("SET timezone TO 'UTC'"));
+  AQ_RETURN_IF_ERROR(conn.ExecScript("BEGIN READ ONLY"));
+  AQ_RETURN_IF_ERROR(limit_time());
+  AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, AnalyzeOn(conn, sql));
+  AQ_RETURN_IF_ERROR(postgres::CheckScanCap(options, analysis.bytes_scanned_estimate));
+  AQ_RETURN_IF_ERROR(limit_time());
+  AQ_RETURN_IF_ERROR(conn.ExecScript("DECLARE aquifer_job CURSOR FOR " + sql));
+  std::vector<driver::Column> columns;
+  std::vector<int> visible;
+  std::vector<unsigned> oids;
+  bool shaped = false;
+  std::vector<std::string> out;
+  auto fetch = [&](int64_t chunk, std::vector<std::string>* rows_out) -> Result<int64_t> {
+    // Text format (the simple protocol): every type renders, Redshift's too.
+    PGresult* raw = PQexec(conn.raw(), fmt::format("FETCH FORWARD {} FROM aquifer_job", chunk).c_str());
+    PgResult rows(raw);
+    if (raw == nullptr || PQresultStatus(raw) != PGRES_TUPLES_OK) {
+      const char* state_code = raw != nullptr ? PQresultErrorField(raw, PG_DIAG_SQLSTATE) : nullptr;
+      return postgres::StatusFromSqlState(state_code != nullptr ? state_code : "", "running the job",
+                                          raw != nullptr ? PQresultErrorMessage(raw) : PQerrorMessage(conn.raw()));
     }
-    return conn.ExecScript(fmt::format("SET statement_timeout TO {}", left));
+    if (!shaped) {
+      shaped = true;
+      for (int column = 0; column < rows.columns(); ++column) {
+        std::string name = rows.ColumnName(column);
+        if (name.starts_with("__")) continue;
+        visible.push_back(column);
+        oids.push_back(rows.ColumnType(column));
+        columns.push_back({name, TypeName(rows.ColumnType(column))});
+      }
+    }
+    for (int row = 0; row < rows.rows(); ++row) {
+      std::string line = "[";
+      for (size_t i = 0; i < visible.size(); ++i) {
+        if (i > 0) line.push_back(',');
+        const int column = visible[i];
+        std::optional<std::string_view> text;
+        if (!rows.IsNull(row, column)) text = rows.Bytes(row, column);
+        AQ_ASSIGN_OR_RETURN(std::string value, RenderValue(oids[i], text));
+        line += value;
+      }
+      line.push_back(']');
+      rows_out->push_back(std::move(line));
+    }
+    return rows.rows();
   };
-  Status status = [&]() -> Status {
-    AQ_RETURN_IF_ERROR(limit_time());
-    if (purge_) AQ_RETURN_IF_ERROR(purge_(conn, sql));
-    AQ_RETURN_IF_ERROR(conn.ExecScript("SET timezone TO 'UTC'"));
-    AQ_RETURN_IF_ERROR(conn.ExecScript("BEGIN READ ONLY"));
-    AQ_RETURN_IF_ERROR(limit_time());
-    AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, AnalyzeOn(conn, sql));
-    if (options.max_bytes_scanned > 0 && analysis.bytes_scanned_estimate > options.max_bytes_scanned) {
-      return ResourceExhausted("the query would scan about {} bytes, over the job's cap of {}",
-                               analysis.bytes_scanned_estimate, options.max_bytes_scanned);
-    }
-    AQ_RETURN_IF_ERROR(limit_time());
-    AQ_RETURN_IF_ERROR(conn.ExecScript("DECLARE aquifer_job CURSOR FOR " + sql));
-    std::vector<driver::Column> columns;
-    std::vector<int> visible;
-    std::vector<unsigned> oids;
-    bool shaped = false;
-    std::vector<std::string> out;
-    int64_t bytes = 0;
-    while (true) {
-      int64_t chunk = kChunkRows;
-      if (options.max_result_rows > 0) {
-        chunk = std::min<int64_t>(chunk, options.max_result_rows + 1 - static_cast<int64_t>(out.size()));
-      }
-      AQ_RETURN_IF_ERROR(limit_time());
-      // Text format (the simple protocol): every type renders, Redshift's too.
-      PGresult* raw = PQexec(conn.raw(), fmt::format("FETCH FORWARD {} FROM aquifer_job", chunk).c_str());
-      PgResult rows(raw);
-      if (raw == nullptr || PQresultStatus(raw) != PGRES_TUPLES_OK) {
-        const char* state_code = raw != nullptr ? PQresultErrorField(raw, PG_DIAG_SQLSTATE) : nullptr;
-        return postgres::StatusFromSqlState(state_code != nullptr ? state_code : "", "running the job",
-                                            raw != nullptr ? PQresultErrorMessage(raw) : PQerrorMessage(conn.raw()));
-      }
-      if (!shaped) {
-        shaped = true;
-        for (int column = 0; column < rows.columns(); ++column) {
-          std::string name = rows.ColumnName(column);
-          if (name.starts_with("__")) continue;
-          visible.push_back(column);
-          oids.push_back(rows.ColumnType(column));
-          columns.push_back({name, TypeName(rows.ColumnType(column))});
-        }
-      }
-      for (int row = 0; row < rows.rows(); ++row) {
-        std::string line = "[";
-        for (size_t i = 0; i < visible.size(); ++i) {
-          if (i > 0) line.push_back(',');
-          const int column = visible[i];
-          std::optional<std::string_view> text;
-          if (!rows.IsNull(row, column)) text = rows.Bytes(row, column);
-          AQ_ASSIGN_OR_RETURN(std::string value, RenderValue(oids[i], text));
-          line += value;
-        }
-        line.push_back(']');
-        bytes += static_cast<int64_t>(line.size()) + 16;
-        out.push_back(std::move(line));
-      }
-      if (options.max_result_rows > 0 && static_cast<int64_t>(out.size()) > options.max_result_rows) {
-        return ResourceExhausted("result exceeds {} rows; add LIMIT", options.max_result_rows);
-      }
-      if (options.max_result_bytes > 0 && bytes > options.max_result_bytes) {
-        return ResourceExhausted("result exceeds {} bytes; add LIMIT or select fewer columns", options.max_result_bytes);
-      }
-      if (rows.rows() < chunk) break;
-    }
-    AQ_RETURN_IF_ERROR(conn.ExecScript("CLOSE aquifer_job; COMMIT"));
-    AQ_RETURN_IF_ERROR(conn.ExecScript("SET statement_timeout TO 0"));
-    AQ_RETURN_IF_ERROR(Store(conn, state->job.job_id, columns, out, analysis.bytes_scanned_estimate,
-                             options.result_ttl_ms));
-    std::lock_guard<std::mutex> lock(mu_);
-    state->job.rows = static_cast<int64_t>(out.size());
-    state->job.bytes_scanned = analysis.bytes_scanned_estimate;
-    return Status::OK();
-  }();
-  if (status.code() == StatusCode::kTimeout && options.timeout_ms > 0) {
-    status = Timeout("query exceeded its timeout of {} ms", options.timeout_ms);
-  }
-  Finish(state, status);
+  AQ_RETURN_IF_ERROR(postgres::FetchCapped(options, limit_time, fetch, &out));
+  AQ_RETURN_IF_ERROR(conn.ExecScript("CLOSE aquifer_job; COMMIT"));
+  AQ_RETURN_IF_ERROR(conn.ExecScript("SET statement_timeout TO 0"));
+  AQ_RETURN_IF_ERROR(Store(conn, job_id, columns, out, analysis.bytes_scanned_estimate,
+                           options.result_ttl_ms));
+  return postgres::JobRunner::Totals{static_cast<int64_t>(out.size()), analysis.bytes_scanned_estimate};
 }
 
 Status PortableJobs::Store(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                            const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms) {
-  nlohmann::json names = nlohmann::json::array();
-  for (const driver::Column& column : columns) names.push_back({{"name", column.name}, {"type", column.type}});
   const int64_t finished_ms = clock_->NowMillis();
-  const int64_t expires_ms = result_ttl_ms > 0 ? finished_ms + std::min(result_ttl_ms, int64_t{1} << 50) : 0;
+  const int64_t expires_ms = postgres::ExpiresMs(finished_ms, result_ttl_ms);
   const std::string id = job_id.Hex();
-  Status stored = [&]() -> Status {
-    AQ_RETURN_IF_ERROR(conn.Begin());
+  return postgres::StoreInTransaction(conn, [&]() -> Status {
     std::string sql;
     Params params;
     size_t pending = 0;
@@ -396,51 +302,27 @@ Status PortableJobs::Store(Connection& conn, const Uuid& job_id, const std::vect
     }
     AQ_RETURN_IF_ERROR(flush());
     Params result;
-    result.Untyped(names.dump());
+    result.Untyped(postgres::StoredColumns(columns));
     AQ_RETURN_IF_ERROR(conn.Exec(fmt::format("INSERT INTO {} (job_id, columns, row_count, bytes_scanned, finished_ms, "
                                              "expires_ms) VALUES ('{}', $1, {}, {}, {}, {})",
                                              results_, id, rows.size(), bytes_scanned, finished_ms, expires_ms),
                                  result)
                            .status());
-    return conn.Commit();
-  }();
-  if (!stored.ok()) {
-    conn.Rollback();
-    return stored.WithContext("storing the job's result");
-  }
-  return Status::OK();
+    return Status::OK();
+  });
 }
 
-Result<Job> PortableJobs::Poll(const Uuid& job_id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) return it->second->job;
-  }
+Result<Job> PortableJobs::Poll(const Uuid& job_id) { return runner_.Poll(job_id); }
+
+Result<Job> PortableJobs::FindStored(const Uuid& job_id) {
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_->Acquire());
   AQ_ASSIGN_OR_RETURN(PgResult found, conn->Exec(fmt::format("SELECT row_count, bytes_scanned FROM {} WHERE job_id = '{}'",
                                                              results_, job_id.Hex())));
-  if (found.rows() == 0) return NotFound("job {} not found", job_id.ToString());
-  Job job;
-  job.job_id = job_id;
-  job.status = JobStatus::kDone;
-  AQ_ASSIGN_OR_RETURN(job.rows, found.Int(0, 0));
-  AQ_ASSIGN_OR_RETURN(job.bytes_scanned, found.Int(0, 1));
-  return job;
+  return postgres::StoredJob(job_id, found);
 }
 
 Result<driver::RowPage> PortableJobs::ReadRows(const Uuid& job_id, std::string_view page, int32_t limit) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end() && it->second->job.status != JobStatus::kDone) {
-      const Job& job = it->second->job;
-      return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(job.status),
-                                job.error.empty() ? "" : ": " + job.error);
-    }
-  }
-  if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
-  DropExpired();
+  AQ_RETURN_IF_ERROR(runner_.CheckReadable(job_id, limit));
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_->Acquire());
   const std::string id = job_id.Hex();
   AQ_ASSIGN_OR_RETURN(PgResult found, conn->Exec(fmt::format(
@@ -450,23 +332,10 @@ Result<driver::RowPage> PortableJobs::ReadRows(const Uuid& job_id, std::string_v
   AQ_ASSIGN_OR_RETURN(int64_t total, found.Int(0, 1));
   AQ_ASSIGN_OR_RETURN(int64_t finished_ms, found.Int(0, 2));
   AQ_ASSIGN_OR_RETURN(int64_t expires_ms, found.Int(0, 3));
-  auto expired = [&]() {
-    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)", job_id.ToString(),
-                              expires_ms - finished_ms);
-  };
-  if (expires_ms > 0 && clock_->NowMillis() >= expires_ms) return expired();
-  int64_t offset = 0;
-  if (!page.empty()) {
-    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
-                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
-    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > total) {
-      return InvalidArgument("malformed page token for job {}", job_id.ToString());
-    }
-  }
+  if (expires_ms > 0 && clock_->NowMillis() >= expires_ms) return postgres::ResultExpired(job_id, finished_ms, expires_ms);
+  AQ_ASSIGN_OR_RETURN(int64_t offset, postgres::ParsePageToken(page, total, job_id));
   driver::RowPage out;
-  nlohmann::json columns = nlohmann::json::parse(found.Bytes(0, 0), nullptr, false);
-  if (!columns.is_array()) return Corruption("the stored columns of job {} do not parse", job_id.ToString());
-  for (const auto& column : columns) out.columns.push_back({column.value("name", ""), column.value("type", "")});
+  AQ_ASSIGN_OR_RETURN(out.columns, postgres::ParseStoredColumns(found.Bytes(0, 0), job_id));
   const int64_t stop = std::min<int64_t>(total, offset + limit);
   if (offset < stop) {
     AQ_ASSIGN_OR_RETURN(PgResult rows, conn->Exec(fmt::format(
@@ -481,56 +350,22 @@ Result<driver::RowPage> PortableJobs::ReadRows(const Uuid& job_id, std::string_v
       }
       out.rows.back() += rows.Bytes(row, 1);
     }
-    if (static_cast<int64_t>(out.rows.size()) != stop - offset) return expired();  // deleted under us
+    if (static_cast<int64_t>(out.rows.size()) != stop - offset) return postgres::ResultExpired(job_id, finished_ms, expires_ms);  // deleted under us
   }
-  if (stop < total) out.next = fmt::format("o{}", stop);
+  if (stop < total) out.next = postgres::PageToken(stop);
   return out;
 }
 
-void PortableJobs::DropExpired() {
-  const int64_t now = clock_->NowMillis();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (last_expire_ms_ != 0 && now >= last_expire_ms_ && now < last_expire_ms_ + kExpireIntervalMs) return;
-    last_expire_ms_ = now;
-  }
+Status PortableJobs::DropExpired(int64_t now_ms) {
   auto conn = pool_->Acquire();
-  if (!conn.ok()) return;
-  Status dropped = (*conn)->ExecScript(fmt::format(
+  if (!conn.ok()) return Status::OK();  // best effort: the next call tries again
+  return (*conn)->ExecScript(fmt::format(
       "DELETE FROM {} WHERE job_id IN (SELECT job_id FROM {} WHERE expires_ms > 0 AND expires_ms <= {})", rows_,
-      results_, now));
-  if (!dropped.ok()) AQ_LOG(Warn, "redshift warehouse: deleting expired job results: {}", dropped.ToString());
-}
-
-void PortableJobs::StopAll() {
-  std::map<Uuid, std::shared_ptr<State>> jobs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs.swap(jobs_);
-  }
-  for (auto& [id, state] : jobs) {
-    while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (state->finished) break;
-        if (state->cancel != nullptr) {
-          char message[256];
-          PQcancel(state->cancel, message, sizeof(message));
-        } else if (state->job.status == JobStatus::kPending) {
-          state->finished = true;
-          state->job.status = JobStatus::kFailed;
-          state->job.error = "stopped";
-          break;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (state->thread.joinable()) state->thread.join();
-  }
+      results_, now_ms));
 }
 
 Status PortableJobs::Reset() {
-  StopAll();
+  runner_.StopAll();
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_->Acquire());
   return conn->ExecScript(fmt::format("TRUNCATE {}; TRUNCATE {}", results_, rows_));
 }

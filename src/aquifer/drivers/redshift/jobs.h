@@ -26,22 +26,18 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
 #include "aquifer/driver/warehouse_service.h"
+#include "aquifer/drivers/postgres/jobs.h"
 #include "aquifer/drivers/postgres/pg.h"
 #include "aquifer/drivers/redshift/dialect.h"
-
-typedef struct pg_cancel PGcancel;
 
 namespace aquifer::drivers::redshift {
 
@@ -76,19 +72,15 @@ class PortableJobs {
   Status Reset();  // cancels running jobs, empties the result tables
 
  private:
-  struct State {
-    driver::Job job;
-    PGcancel* cancel = nullptr;
-    bool finished = false;
-    std::thread thread;
-  };
   Result<driver::QueryAnalysis> AnalyzeOn(postgres::Connection& conn, std::string_view sql);
-  void Run(std::shared_ptr<State> state, std::string sql, driver::JobOptions options);
-  void Finish(const std::shared_ptr<State>& state, Status status);
+  // A job (postgres::JobRunner::Hooks::run): the query on its own connection, its result stored.
+  Result<postgres::JobRunner::Totals> Run(postgres::Connection& conn, const Uuid& job_id, const std::string& sql,
+                                          const driver::JobOptions& options,
+                                          const std::function<int64_t()>& remaining_ms);
   Status Store(postgres::Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms);
-  void DropExpired();
-  void StopAll();
+  Result<driver::Job> FindStored(const Uuid& job_id);  // a done job of any process, from redshift_job_results
+  Status DropExpired(int64_t now_ms);
 
   postgres::Pool* const pool_;
   const std::string schema_;
@@ -97,9 +89,7 @@ class PortableJobs {
   const Purge purge_;
   const std::string results_;  // quoted schema.redshift_job_results
   const std::string rows_;     // quoted schema.redshift_job_rows
-  std::mutex mu_;
-  std::map<Uuid, std::shared_ptr<State>> jobs_;  // guarded by mu_
-  int64_t last_expire_ms_ = 0;                   // guarded by mu_
+  postgres::JobRunner runner_;  // last: stopped (its threads use the members above) before they go
 };
 
 }  // namespace aquifer::drivers::redshift
