@@ -299,17 +299,10 @@ class PgWarehouse final : public driver::WarehouseService {
     )sql", applied_, results_, result_rows_));
   }
 
-  driver::WarehouseCapabilities capabilities() const override {
-    driver::WarehouseCapabilities caps;
-    caps.limits = options_.limits;
-    caps.dry_run_bytes = true;
-    caps.stores_rows = true;
-    caps.dedups_retries = false;
-    return caps;
-  }
+  driver::WarehouseCapabilities capabilities() const override { return StoredRowsCapabilities(options_.limits); }
 
   std::string TableName(const InstanceInfo& instance) const override {
-    return QuoteIdent(schema_) + "." + QuoteIdent("i_" + instance.instance_id.Hex());
+    return InstanceTable(schema_, instance.instance_id);
   }
 
   Status RegisterInstance(const InstanceInfo& instance) override {
@@ -780,6 +773,19 @@ Status PgWarehouse::DropExpiredRows(int64_t now_ms) {
 }
 
 }  // namespace
+
+std::string InstanceTable(std::string_view schema, const Uuid& instance_id) {
+  return QuoteIdent(schema) + "." + QuoteIdent("i_" + instance_id.Hex());
+}
+
+driver::WarehouseCapabilities StoredRowsCapabilities(const driver::Limits& limits) {
+  driver::WarehouseCapabilities caps;
+  caps.limits = limits;
+  caps.dry_run_bytes = true;
+  caps.stores_rows = true;
+  caps.dedups_retries = false;
+  return caps;
+}
 
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
   WarehouseOptions options;

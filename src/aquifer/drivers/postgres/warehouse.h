@@ -12,6 +12,8 @@
 // more connection of its own, outside the pool.
 
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
@@ -27,6 +29,13 @@ struct WarehouseOptions {
 };
 
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config);
+
+// An instance's table: "<schema>"."i_<32 hex digits>". The Redshift driver
+// names its tables so too (on PostgreSQL this warehouse runs its jobs on them).
+std::string InstanceTable(std::string_view schema, const Uuid& instance_id);
+// The capabilities of a warehouse whose jobs' rows are stored in the database
+// (this one, Redshift's): dry runs estimate bytes, retries are not deduplicated.
+driver::WarehouseCapabilities StoredRowsCapabilities(const driver::Limits& limits);
 
 Result<std::shared_ptr<driver::WarehouseService>> MakeWarehouseService(const WarehouseOptions& options, Clock* clock);
 

@@ -83,16 +83,11 @@ class RedshiftWarehouse final : public driver::WarehouseService {
   }
 
   driver::WarehouseCapabilities capabilities() const override {
-    driver::WarehouseCapabilities caps;
-    caps.limits = options_.limits;
-    caps.dry_run_bytes = true;
-    caps.stores_rows = true;
-    caps.dedups_retries = false;
-    return caps;
+    return postgres::StoredRowsCapabilities(options_.limits);
   }
 
   std::string TableName(const InstanceInfo& instance) const override {
-    return QuoteIdent(schema_) + "." + QuoteIdent("i_" + instance.instance_id.Hex());
+    return postgres::InstanceTable(schema_, instance.instance_id);
   }
 
   Status RegisterInstance(const InstanceInfo& instance) override {
