@@ -407,6 +407,29 @@ TEST_F(DuckDBCaches, TheEstimateFollowsWritesAfterThePlanWasCached) {
   EXPECT_EQ(after->bytes_scanned_estimate, 110 * 8);
 }
 
+// The row count behind the estimate is tracked across appends, and read
+// again after a table is dropped and made again under the same name: a count
+// kept across that would estimate rows that are gone.
+TEST_F(DuckDBCaches, TheEstimateCountsTheRowsOfATableMadeAgain) {
+  ASSERT_TRUE(Open({}).ok());
+  driver::InstanceInfo instance = Register();
+  Write(instance, 0, 10);
+  const std::string sql = "SELECT sum(n) FROM " + warehouse_->TableName(instance);
+  auto first = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->bytes_scanned_estimate, 10 * 8);
+  ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok());
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
+  Write(instance, 0, 3);
+  auto again = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->bytes_scanned_estimate, 3 * 8);
+  Write(instance, 3, 5);
+  auto more = warehouse_->AnalyzeQuery(sql);
+  ASSERT_TRUE(more.ok()) << more.status().ToString();
+  EXPECT_EQ(more->bytes_scanned_estimate, 5 * 8);
+}
+
 // Rows a retention purges before a query are gone from the next answer of
 // the same text (its cached statement is prepared again), and a purge that
 // deletes nothing keeps the cache (nothing to see: the answers stay right).

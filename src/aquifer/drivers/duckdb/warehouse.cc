@@ -545,6 +545,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
       return int64_t{0};
     }
     const int64_t micros = std::min(horizon, std::numeric_limits<int64_t>::max() / 1000) * 1000;
+    RowChange rows{this, moved.table};
     QueryResult result;
     if (duckdb_query(write_conn_.get(),
                      fmt::format("DELETE FROM {} WHERE __timestamp < make_timestamp({})", table, micros).c_str(),
@@ -555,7 +556,10 @@ class DuckDBWarehouse final : public driver::WarehouseService {
       return Internal("duckdb: deleting expired rows of {}: {}", table, message);
     }
     const int64_t deleted = static_cast<int64_t>(duckdb_rows_changed(result.get()));
-    if (deleted == 0) moved.table.clear();
+    if (deleted == 0) {
+      moved.table.clear();
+      rows.added = 0;
+    }
     return deleted;
   }
   // Before a job runs: deletes the expired rows of every table with a
@@ -597,8 +601,10 @@ class DuckDBWarehouse final : public driver::WarehouseService {
   // The checked plan's scans of a trimmed SELECT (statement checks, EXPLAIN),
   // from plans_ while the text's Stamp holds.
   Result<std::vector<PlanScan>> PlanOf(duckdb_connection conn, const std::string& sql);
-  // A table's row count (while the data version holds) and column widths
-  // (while the schema version holds), for the bytes-scanned estimate.
+  // The statement checks of a trimmed text: one statement, a SELECT, no parameters.
+  Status CheckStatement(duckdb_connection conn, const std::string& sql);
+  // A table's row count (RowCount) and column widths (while the schema
+  // version holds), for the bytes-scanned estimate.
   struct TableStats {
     int64_t rows = 0;
     std::vector<std::pair<std::string, int64_t>> widths;  // lower-cased column name → nominal width
@@ -706,9 +712,23 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     std::vector<PlanScan> scans;
   };
   struct CachedStats {
-    bool has_rows = false, has_widths = false;
-    uint64_t schema_version = 0, data_version = 0;
-    TableStats stats;
+    bool has_widths = false;
+    uint64_t schema_version = 0;
+    TableStats stats;  // its widths (the rows come from row_counts_)
+  };
+  // A table's row count as the driver tracks it, for the estimate: read once
+  // from duckdb_tables().estimated_size, then moved by the rows each
+  // committed append adds (exactly what estimated_size would say for these
+  // append-only tables), so a write does not cost the next query a catalog
+  // read. Unknown again (read afresh) after a write that failed or deleted
+  // rows, and after every schema change. A count read while a change was
+  // under way, or across the start of one, is not kept (writes are
+  // serialised by write_mu_; `changes` moves when one begins).
+  struct RowCount {
+    bool known = false;
+    bool changing = false;
+    int64_t rows = 0;
+    uint64_t changes = 0;
   };
   // The stamp of `sql` now.
   Stamp StampOf(std::string_view sql) {
@@ -723,17 +743,13 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     }
     return stamp;
   }
-  uint64_t DataVersion(const std::string& table) {
-    std::lock_guard lock(plan_mu_);
-    auto it = table_versions_.find(table);
-    return it == table_versions_.end() ? 0 : it->second;
-  }
   std::atomic<uint64_t> schema_version_{0};
   std::atomic<int64_t> plan_hits_{0}, plan_misses_{0};
-  std::mutex plan_mu_;  // guards the three below
+  std::mutex plan_mu_;  // guards the four below
   std::unordered_map<std::string, uint64_t> table_versions_;  // table name (unquoted) → data version
   std::unordered_map<std::string, CachedPlan> plans_;         // trimmed physical SQL → its plan's scans
-  std::unordered_map<std::string, CachedStats> stats_;        // table name (unquoted) → its stats
+  std::unordered_map<std::string, CachedStats> stats_;        // table name (unquoted) → its widths
+  std::unordered_map<std::string, RowCount> row_counts_;      // table name (unquoted) → its row count
   // Moves the schema version, or one table's data version, when it goes out
   // of scope (after the change, on every path).
   struct VersionsMove {
@@ -742,10 +758,44 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     std::string table = {};  // unquoted; for a data change (cleared: no change)
     ~VersionsMove() {
       if (schema) {
+        {
+          std::lock_guard lock(self->plan_mu_);
+          for (auto& [name, count] : self->row_counts_) {
+            ++count.changes;
+            count.known = false;
+          }
+        }
         self->schema_version_.fetch_add(1, std::memory_order_acq_rel);
       } else if (!table.empty()) {
         std::lock_guard lock(self->plan_mu_);
         ++self->table_versions_[table];
+      }
+    }
+  };
+
+  // Marks a change of a table's rows under way (under write_mu_) and, when
+  // it goes out of scope, moves the tracked count by `added` rows, or makes
+  // it unknown (added < 0: a failed write, a delete).
+  struct RowChange {
+    DuckDBWarehouse* self;
+    std::string table;  // unquoted
+    int64_t added = -1;
+    RowChange(DuckDBWarehouse* self_in, std::string table_in) : self(self_in), table(std::move(table_in)) {
+      std::lock_guard lock(self->plan_mu_);
+      RowCount& count = self->row_counts_[table];
+      count.changing = true;
+      ++count.changes;
+    }
+    RowChange(const RowChange&) = delete;
+    RowChange& operator=(const RowChange&) = delete;
+    ~RowChange() {
+      std::lock_guard lock(self->plan_mu_);
+      RowCount& count = self->row_counts_[table];
+      count.changing = false;
+      if (added >= 0 && count.known) {
+        count.rows += added;
+      } else {
+        count.known = false;
       }
     }
   };
@@ -975,6 +1025,7 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
     types.push_back(owned_types.back().get());
   }
 
+  RowChange row_change{this, table};
   AQ_RETURN_IF_ERROR(ExecYielding(conn, "BEGIN TRANSACTION"));
   auto fail = [&](Status status) {
     appender.Reset();
@@ -1017,24 +1068,14 @@ Status DuckDBWarehouse::WriteCommitted(const InstanceInfo& instance,
     (void)ExecYielding(conn, "ROLLBACK");
     return CommitFailed(status.WithContext("duckdb: commit"));
   }
+  row_change.added = static_cast<int64_t>(keep.size());
   if (window != nullptr) {
     for (uint64_t fp : fingerprints) window->Add(fp, static_cast<size_t>(dedup_window_));
   }
   return Status::OK();
 }
 
-Result<std::vector<PlanScan>> DuckDBWarehouse::PlanOf(duckdb_connection conn, const std::string& sql) {
-  // The stamp before the work: a change that lands meanwhile moves it after
-  // it commits, so what is stored below is never used past that change.
-  const Stamp stamp = StampOf(sql);
-  {
-    std::lock_guard lock(plan_mu_);
-    auto it = plans_.find(sql);
-    if (it != plans_.end() && it->second.stamp == stamp) {
-      plan_hits_.fetch_add(1, std::memory_order_relaxed);
-      return it->second.scans;
-    }
-  }
+Status DuckDBWarehouse::CheckStatement(duckdb_connection conn, const std::string& sql) {
   Extracted extracted;
   const idx_t count = duckdb_extract_statements(conn, sql.c_str(), extracted.out());
   if (count == 0) {
@@ -1052,7 +1093,29 @@ Result<std::vector<PlanScan>> DuckDBWarehouse::PlanOf(duckdb_connection conn, co
     return InvalidArgument("duckdb: only SELECT statements are accepted, got {}", StatementTypeName(type));
   }
   if (duckdb_nparams(prepared.get()) > 0) return InvalidArgument("duckdb: query parameters are not supported");
+  return Status::OK();
+}
 
+Result<std::vector<PlanScan>> DuckDBWarehouse::PlanOf(duckdb_connection conn, const std::string& sql) {
+  // The stamp before the work: a change that lands meanwhile moves it after
+  // it commits, so what is stored below is never used past that change.
+  const Stamp stamp = StampOf(sql);
+  // Whether the statement checks passed for this text under this schema:
+  // they depend on the text (and on the schema, for the prepare), not on the
+  // rows, so after a write only the EXPLAIN runs again.
+  bool checked = false;
+  {
+    std::lock_guard lock(plan_mu_);
+    auto it = plans_.find(sql);
+    if (it != plans_.end()) {
+      if (it->second.stamp == stamp) {
+        plan_hits_.fetch_add(1, std::memory_order_relaxed);
+        return it->second.scans;
+      }
+      checked = it->second.stamp.schema == stamp.schema;
+    }
+  }
+  if (!checked) AQ_RETURN_IF_ERROR(CheckStatement(conn, sql));
   AQ_ASSIGN_OR_RETURN(QueryResult plan, Query(conn, "EXPLAIN (FORMAT JSON) " + sql, StatusCode::kInvalidArgument));
   std::string plan_json;
   while (true) {
@@ -1078,25 +1141,32 @@ Result<std::vector<PlanScan>> DuckDBWarehouse::PlanOf(duckdb_connection conn, co
 
 Result<DuckDBWarehouse::TableStats> DuckDBWarehouse::StatsOf(duckdb_connection conn, const std::string& table) {
   const uint64_t schema_version = schema_version_.load(std::memory_order_acquire);
-  const uint64_t data_version = DataVersion(table);
   CachedStats cached;
+  bool rows_known = false;
+  bool rows_keepable = false;  // no change under way when the count is read
+  uint64_t changes = 0;
   {
     std::lock_guard lock(plan_mu_);
     auto it = stats_.find(table);
     if (it != stats_.end()) cached = it->second;
+    RowCount& count = row_counts_[table];
+    if (count.known) {
+      cached.stats.rows = count.rows;
+      rows_known = true;
+    } else {
+      rows_keepable = !count.changing;
+      changes = count.changes;
+    }
   }
-  const bool widths_fresh = cached.has_widths && cached.schema_version == schema_version;
-  const bool rows_fresh = cached.has_rows && cached.data_version == data_version && widths_fresh;
-  if (widths_fresh && rows_fresh) return cached.stats;
-  if (!rows_fresh) {
-    // Row count from the catalog (exact for append-only tables).
+  if (!rows_known) {
+    // Row count from the catalog (exact for append-only tables), then moved
+    // by the appends (RowCount).
     AQ_ASSIGN_OR_RETURN(cached.stats.rows,
                         QueryInt(conn, "SELECT coalesce(max(estimated_size), 0)::BIGINT FROM duckdb_tables() "
                                        "WHERE database_name = current_database() AND schema_name = 'main' "
                                        "AND table_name = " + QuoteLiteral(table)));
-    cached.has_rows = true;
-    cached.data_version = data_version;
   }
+  const bool widths_fresh = cached.has_widths && cached.schema_version == schema_version;
   if (!widths_fresh) {
     // Column widths from the types.
     cached.stats.widths.clear();
@@ -1114,8 +1184,17 @@ Result<DuckDBWarehouse::TableStats> DuckDBWarehouse::StatsOf(duckdb_connection c
     cached.schema_version = schema_version;
   }
   std::lock_guard lock(plan_mu_);
-  if (stats_.size() >= kMaxCachedPlans) stats_.clear();
-  stats_.insert_or_assign(table, cached);
+  if (!rows_known && rows_keepable) {
+    RowCount& count = row_counts_[table];
+    if (!count.changing && count.changes == changes) {
+      count.known = true;
+      count.rows = cached.stats.rows;
+    }
+  }
+  if (!widths_fresh) {
+    if (stats_.size() >= kMaxCachedPlans) stats_.clear();
+    stats_.insert_or_assign(table, cached);
+  }
   return cached.stats;
 }
 
