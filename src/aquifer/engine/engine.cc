@@ -35,6 +35,7 @@
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
 #include "aquifer/driver/cursor.h"
+#include "aquifer/driver/store_metrics.h"
 #include "aquifer/drivers/builtin.h"
 #include "aquifer/engine/catalog_postgres.h"
 #include "aquifer/engine/health.h"
@@ -2239,6 +2240,7 @@ std::string EngineImpl::MetricsText() {
          "Usage buckets whose flush failed (kept and retried).", meter_.flush_errors());
   metric("aquifer_usage_pending_buckets", "gauge", "Usage buckets not yet flushed.",
          static_cast<int64_t>(meter_.pending()));
+  out += driver::StoreMetricsText();  // the stores' own gauges (RocksDB caches and memtables)
   return out;
 }
 

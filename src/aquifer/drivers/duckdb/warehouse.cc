@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/driver/store_metrics.h"
 #include "aquifer/drivers/duckdb/cells.h"
 #include "aquifer/drivers/duckdb/handles.h"
 #include "aquifer/drivers/duckdb/plan.h"
@@ -373,6 +374,7 @@ class DuckDBWarehouse final : public driver::WarehouseService {
         applied_window_ms_(applied_window_ms) {}
 
   ~DuckDBWarehouse() override {
+    gauges_.reset();  // waits for a /metrics render using metrics_conn_
     {
       std::unique_lock lock(jobs_mu_);
       stopping_ = true;
@@ -421,6 +423,17 @@ class DuckDBWarehouse final : public driver::WarehouseService {
     AQ_ASSIGN_OR_RETURN(write_conn_, Connect());
     AQ_ASSIGN_OR_RETURN(read_conn_, Connect());
     AQ_ASSIGN_OR_RETURN(admin_conn_, Connect());
+    AQ_ASSIGN_OR_RETURN(metrics_conn_, Connect());
+    gauges_ = driver::RegisterGaugeSource([this](std::vector<driver::Gauge>* out) {
+      // DuckDB's buffer manager: what its memory_limit bounds (a read of counters, no scan).
+      std::lock_guard lock(metrics_mu_);
+      auto used = QueryInt(metrics_conn_.get(), "SELECT sum(memory_usage_bytes)::BIGINT FROM duckdb_memory()");
+      if (used.ok()) {
+        out->push_back(driver::Gauge{"aquifer_duckdb_memory_bytes",
+                                     "Memory DuckDB's buffer manager holds (duckdb_memory()), bounded by memory_limit.",
+                                     "", *used});
+      }
+    });
     AQ_RETURN_IF_ERROR(LoadResults());
     // The database file (maybe just made) and its WAL are durable entries.
     AQ_RETURN_IF_ERROR(SyncWalEntry(/*force=*/true));
@@ -688,6 +701,10 @@ class DuckDBWarehouse final : public driver::WarehouseService {
 
   std::mutex admin_mu_;  // guards admin_conn_ (analysis, reset)
   Connection admin_conn_;
+
+  std::mutex metrics_mu_;  // guards metrics_conn_ (the /metrics gauge)
+  Connection metrics_conn_;
+  std::unique_ptr<driver::GaugeRegistration> gauges_;  // released first in the destructor
 
   // The analysis cache and RunSmall's prepared statements (README.md, "Plan
   // cache"). A plan DuckDB makes depends on the schema and on the statistics

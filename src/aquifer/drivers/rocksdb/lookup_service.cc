@@ -1047,6 +1047,7 @@ Result<LookupOptions> ParseLookupOptions(const driver::Config& config, const dri
   if (options.applied_window_ms < 1) {
     return InvalidArgument("config 'applied_window_ms': must be positive, got {}", options.applied_window_ms);
   }
+  AQ_ASSIGN_OR_RETURN(options.block_cache_size, ParseBlockCacheSize(config, kDefaultLookupBlockCacheSize));
   if (context.clock != nullptr) options.clock = context.clock;
   return options;
 }
@@ -1054,7 +1055,7 @@ Result<LookupOptions> ParseLookupOptions(const driver::Config& config, const dri
 Result<std::shared_ptr<driver::LookupService>> MakeLookupService(const LookupOptions& options) {
   if (options.path.empty()) return InvalidArgument("rocksdb lookup service: empty path");
   if (options.clock == nullptr) return InvalidArgument("rocksdb lookup service: no clock");
-  AQ_ASSIGN_OR_RETURN(std::shared_ptr<RocksDbHandle> handle, RocksDbHandle::Open(options.path));
+  AQ_ASSIGN_OR_RETURN(std::shared_ptr<RocksDbHandle> handle, RocksDbHandle::Open(options.path, HandleOptions{.block_cache_size = options.block_cache_size}));
   AQ_ASSIGN_OR_RETURN(auto* log, handle->ColumnFamily(kLogFamily));
   AQ_ASSIGN_OR_RETURN(auto* index, handle->ColumnFamily(kIndexFamily));
   AQ_ASSIGN_OR_RETURN(auto* meta, handle->ColumnFamily(kMetaFamily));

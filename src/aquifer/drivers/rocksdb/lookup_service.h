@@ -43,6 +43,7 @@ struct LookupOptions {
   driver::Limits limits;
   int64_t applied_window_ms = driver::kDefaultAppliedWindowMs;
   Clock* clock = Clock::System();  // applied-id times
+  size_t block_cache_size = size_t{64} << 20;  // the database's block cache (rocksdb_handle.h)
 };
 
 // Reads the config keys above; `path` defaults to `<context.data_dir>/lookup`.

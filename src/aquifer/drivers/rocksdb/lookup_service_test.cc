@@ -15,7 +15,9 @@
 
 #include "aquifer/base/clock.h"
 #include "aquifer/driver/registry.h"
+#include "aquifer/driver/store_metrics.h"
 #include "aquifer/drivers/rocksdb/rocksdb_handle.h"
+#include "aquifer/drivers/rocksdb/usage_service.h"
 #include "aquifer/keys/filter.h"
 #include "aquifer/keys/tuple.h"
 
@@ -23,6 +25,7 @@ namespace aquifer::drivers::rocksdb {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class TempDir {
  public:
@@ -192,6 +195,58 @@ TEST(RocksDbLookup, ConfigSetsPathSyncAndLimits) {
   ASSERT_TRUE(defaults.ok());
   EXPECT_TRUE(defaults->sync);
   EXPECT_EQ(defaults->path, context.data_dir + "/lookup");
+}
+
+TEST(RocksDbLookup, BlockCacheSizeIsParsedAndHoldsThePinnedIndexAndFilterBlocks) {
+  TempDir dir;
+  driver::DriverContext context;
+  context.data_dir = dir.path();
+  auto defaults = ParseLookupOptions({}, context);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->block_cache_size, size_t{64} << 20);
+  for (const char* bad : {"0", "1048575", "-5", "lots"}) {
+    auto refused = ParseLookupOptions({{"block_cache_size", bad}}, context);
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(refused.status().message(), HasSubstr("block_cache_size")) << bad;
+    auto usage = ParseUsageOptions({{"block_cache_size", bad}}, context);
+    EXPECT_EQ(usage.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  auto usage = ParseUsageOptions({{"block_cache_size", "8388608"}}, context);
+  ASSERT_TRUE(usage.ok()) << usage.status().ToString();
+  EXPECT_EQ(usage->block_cache_size, size_t{8} << 20);
+
+  auto options = ParseLookupOptions({{"path", dir.path() + "/sized"}, {"block_cache_size", "33554432"}}, context);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  EXPECT_EQ(options->block_cache_size, size_t{32} << 20);
+  auto service = MakeLookupService(*options);
+  ASSERT_TRUE(service.ok()) << service.status().ToString();
+  std::string metrics = driver::StoreMetricsText();
+  EXPECT_THAT(metrics, HasSubstr("aquifer_rocksdb_block_cache_capacity_bytes{db=\"sized\"} 33554432\n"));
+  // Four families (default, log, index, meta; no usage here) of 64 MiB x 2 memtables.
+  EXPECT_THAT(metrics, HasSubstr(fmt::format("aquifer_rocksdb_memtables_limit_bytes{{db=\"sized\"}} {}\n",
+                                             int64_t{4} * 2 * (64 << 20))));
+
+  // A flushed table file's index and filter blocks are in the cache (pinned: L0), not
+  // in the table reader's own memory.
+  std::vector<driver::Record> two = {RecordFor("a", 1), RecordFor("b", 2)};
+  ASSERT_TRUE((*service)->WriteRecords(Instance(), two, {}).ok());
+  auto handle = RocksDbHandle::Open(dir.path() + "/sized");
+  ASSERT_TRUE(handle.ok());
+  ASSERT_TRUE((*handle)->db()->Flush(::rocksdb::FlushOptions(), *(*handle)->ColumnFamily(kIndexFamily)).ok());
+  auto gauge = [&](const std::string& name) -> int64_t {
+    std::string text = driver::StoreMetricsText();
+    std::string prefix = name + "{db=\"sized\"} ";
+    size_t at = text.find(prefix);
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + prefix.size());
+  };
+  EXPECT_GT(gauge("aquifer_rocksdb_block_cache_pinned_bytes"), 0);
+  EXPECT_GE(gauge("aquifer_rocksdb_block_cache_usage_bytes"), gauge("aquifer_rocksdb_block_cache_pinned_bytes"));
+  EXPECT_GE(gauge("aquifer_rocksdb_table_readers_bytes"), 0);
+  EXPECT_GT(gauge("aquifer_rocksdb_memtables_bytes"), 0);
+
+  handle->reset();
+  service->reset();
+  EXPECT_THAT(driver::StoreMetricsText(), Not(HasSubstr("db=\"sized\""))) << "closed databases report nothing";
 }
 
 TEST(RocksDbLookup, DamagedStoredRowsAreCorruptionNotACrash) {

@@ -19,6 +19,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 namespace aquifer::drivers::rocksdb {
@@ -153,6 +154,7 @@ struct Options {
   int32_t max_delivery_attempts = 0;
   int64_t poll_interval_ms = 50;
   uint64_t gc_min_messages = 1024;
+  size_t block_cache_size = kDefaultQueueBlockCacheSize;
 };
 
 // Read but unacked messages above the floor of one subscription.
@@ -240,6 +242,7 @@ class RocksQueue final : public MessageQueue, public std::enable_shared_from_thi
     state_options_.sync = false;  // acks and trims: losing them only means redelivery
   }
   ~RocksQueue() override {
+    gauges_.reset();  // before the database closes
     if (db_) (void)db_->Close();
   }
 
@@ -283,6 +286,7 @@ class RocksQueue final : public MessageQueue, public std::enable_shared_from_thi
   ::rocksdb::WriteOptions publish_options_;
   ::rocksdb::WriteOptions state_options_;
   std::unique_ptr<::rocksdb::DB> db_;
+  std::unique_ptr<driver::GaugeRegistration> gauges_;
   WriteErrorState write_error_;  // an I/O error stopped RocksDB (ResumeAfterWriteError)
 
   mutable std::shared_mutex topics_mu_;
@@ -294,6 +298,9 @@ Status RocksQueue::Open() {
   db_options.create_if_missing = true;
   db_options.max_background_jobs = 2;
   ApplyStorageOptions(&db_options);  // checksums, and the test file system when one is set
+  ::rocksdb::BlockBasedTableOptions table;
+  std::shared_ptr<::rocksdb::Cache> cache = ApplyBlockCache(&table, options_.block_cache_size);
+  db_options.table_factory.reset(::rocksdb::NewBlockBasedTableFactory(table));
   std::error_code ec;
   std::filesystem::create_directories(options_.path, ec);  // RocksDB makes only the last level
   if (ec) return Unavailable("creating the queue folder '{}': {}", options_.path, ec.message());
@@ -303,6 +310,8 @@ Status RocksQueue::Open() {
     return Unavailable("opening the queue database at '{}': {}", options_.path, s.ToString());
   }
   db_.reset(raw);
+  gauges_ = RegisterDatabaseGauges(db_.get(), std::move(cache), "queue",
+                                   [db = db_.get()] { return std::vector{db->DefaultColumnFamily()}; });
 
   std::unique_ptr<::rocksdb::Iterator> it(db_->NewIterator(::rocksdb::ReadOptions()));
   // Topics and their next sequence numbers.
@@ -827,6 +836,7 @@ Result<std::shared_ptr<MessageQueue>> OpenQueue(const driver::Config& config,
   AQ_ASSIGN_OR_RETURN(int64_t attempts, driver::ConfigInt(config, "max_delivery_attempts", 0));
   AQ_ASSIGN_OR_RETURN(options.poll_interval_ms, driver::ConfigInt(config, "poll_interval_ms", 50));
   AQ_ASSIGN_OR_RETURN(int64_t gc_min, driver::ConfigInt(config, "gc_min_messages", 1024));
+  AQ_ASSIGN_OR_RETURN(options.block_cache_size, ParseBlockCacheSize(config, kDefaultQueueBlockCacheSize));
   if (max_size <= 0) return InvalidArgument("queue config max_message_size must be positive, got {}", max_size);
   if (attempts < 0) return InvalidArgument("queue config max_delivery_attempts must be >= 0, got {}", attempts);
   if (options.poll_interval_ms <= 0) {

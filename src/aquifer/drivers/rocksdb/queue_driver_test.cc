@@ -14,6 +14,7 @@
 #include <rocksdb/db.h>
 
 #include "aquifer/driver/registry.h"
+#include "aquifer/driver/store_metrics.h"
 #include "aquifer/drivers/rocksdb/queue.h"
 
 namespace aquifer::drivers::rocksdb {
@@ -123,6 +124,23 @@ TEST_F(QueueDriverTest, RegistryKnowsTheQueueAsRocksdbAndEmbedded) {
   auto q = registry.MakeMessageQueue("rocksdb", {}, context);
   ASSERT_TRUE(q.ok()) << q.status().ToString();
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/queue/CURRENT"));
+}
+
+TEST_F(QueueDriverTest, BlockCacheSizeIsParsedAndReported) {
+  for (const char* bad : {"0", "1000", "big"}) {
+    auto refused = Make({{"block_cache_size", bad}});
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("block_cache_size")) << bad;
+  }
+  auto q = MustMake({{"block_cache_size", "2097152"}});
+  ASSERT_NE(q, nullptr);
+  EXPECT_THAT(driver::StoreMetricsText(),
+              ::testing::HasSubstr("aquifer_rocksdb_block_cache_capacity_bytes{db=\"queue\"} 2097152\n"));
+  q.reset();
+  auto defaults = MustMake();
+  ASSERT_NE(defaults, nullptr);
+  EXPECT_THAT(driver::StoreMetricsText(),
+              ::testing::HasSubstr("aquifer_rocksdb_block_cache_capacity_bytes{db=\"queue\"} 16777216\n"));
 }
 
 TEST_F(QueueDriverTest, PathOverridesTheDataDir) {

@@ -1,8 +1,10 @@
 #include "aquifer/drivers/rocksdb/rocksdb_handle.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
+#include <rocksdb/cache.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -114,6 +116,59 @@ Status FromRocksStatus(const ::rocksdb::Status& status, std::string_view context
   }
 }
 
+std::shared_ptr<::rocksdb::Cache> ApplyBlockCache(::rocksdb::BlockBasedTableOptions* table, size_t capacity) {
+  // num_shard_bits -1: RocksDB picks (about 512 KiB per shard); high-priority pool 0.5.
+  std::shared_ptr<::rocksdb::Cache> cache = ::rocksdb::NewLRUCache(capacity, -1, false, 0.5);
+  table->block_cache = cache;
+  table->cache_index_and_filter_blocks = true;
+  table->cache_index_and_filter_blocks_with_high_priority = true;
+  table->pin_l0_filter_and_index_blocks_in_cache = true;
+  return cache;
+}
+
+Result<size_t> ParseBlockCacheSize(const driver::Config& config, size_t fallback) {
+  AQ_ASSIGN_OR_RETURN(int64_t value, driver::ConfigInt(config, "block_cache_size", static_cast<int64_t>(fallback)));
+  if (value < static_cast<int64_t>(kMinBlockCacheSize)) {
+    return InvalidArgument("config 'block_cache_size': bytes of the RocksDB block cache, at least {} (1 MiB), got {}",
+                           kMinBlockCacheSize, value);
+  }
+  return static_cast<size_t>(value);
+}
+
+std::unique_ptr<driver::GaugeRegistration> RegisterDatabaseGauges(
+    ::rocksdb::DB* db, std::shared_ptr<::rocksdb::Cache> cache, std::string label,
+    std::function<std::vector<::rocksdb::ColumnFamilyHandle*>()> families) {
+  return driver::RegisterGaugeSource([db, cache = std::move(cache), labels = fmt::format("db=\"{}\"", label),
+                                      families = std::move(families)](std::vector<driver::Gauge>* out) {
+    auto add = [&](const char* name, const char* help, uint64_t value) {
+      out->push_back(driver::Gauge{name, help, labels, static_cast<int64_t>(value)});
+    };
+    auto property = [&](const std::string& name) {
+      uint64_t value = 0;
+      return db->GetAggregatedIntProperty(name, &value) ? value : 0;
+    };
+    add("aquifer_rocksdb_block_cache_capacity_bytes", "Capacity of an embedded RocksDB database's block cache.",
+        cache->GetCapacity());
+    add("aquifer_rocksdb_block_cache_usage_bytes",
+        "Bytes in an embedded RocksDB database's block cache (data, index and filter blocks).", cache->GetUsage());
+    add("aquifer_rocksdb_block_cache_pinned_bytes",
+        "Bytes of the block cache pinned (L0 index and filter blocks, blocks in use).", cache->GetPinnedUsage());
+    add("aquifer_rocksdb_table_readers_bytes",
+        "Memory of open table files outside the block cache (rocksdb.estimate-table-readers-mem).",
+        property(::rocksdb::DB::Properties::kEstimateTableReadersMem));
+    add("aquifer_rocksdb_memtables_bytes", "Memtables' current size, all families (rocksdb.cur-size-all-mem-tables).",
+        property(::rocksdb::DB::Properties::kCurSizeAllMemTables));
+    uint64_t limit = 0;
+    for (::rocksdb::ColumnFamilyHandle* cf : families()) {
+      ::rocksdb::ColumnFamilyOptions options = db->GetOptions(cf);
+      limit += static_cast<uint64_t>(options.write_buffer_size) *
+               static_cast<uint64_t>(std::max(options.max_write_buffer_number, 1));
+    }
+    add("aquifer_rocksdb_memtables_limit_bytes",
+        "Most the memtables can hold: write_buffer_size x max_write_buffer_number, summed over families.", limit);
+  });
+}
+
 Result<std::shared_ptr<RocksDbHandle>> RocksDbHandle::Open(const std::string& path,
                                                            const HandleOptions& options) {
   std::error_code ec;
@@ -152,6 +207,7 @@ Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string&
   db_options.write_buffer_size = options.write_buffer_size;
   ::rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(::rocksdb::NewBloomFilterPolicy(10));
+  handle->block_cache_ = ApplyBlockCache(&table, options.block_cache_size);
   db_options.table_factory.reset(::rocksdb::NewBlockBasedTableFactory(table));
   // A whole-key bloom filter in the memtable makes point misses (new keys
   // looked up before an index insert) cheap.
@@ -170,6 +226,14 @@ Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string&
       ::rocksdb::DB::Open(::rocksdb::DBOptions(db_options), path, descriptors, &opened, &handle->db_);
   if (!status.ok()) return FromRocksStatus(status, fmt::format("opening rocksdb at '{}'", path));
   for (auto* cf : opened) handle->families_[cf->GetName()] = cf;
+  RocksDbHandle* self = handle.get();
+  handle->gauges_ = RegisterDatabaseGauges(
+      handle->db_, handle->block_cache_, std::filesystem::path(path).filename().string(), [self] {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        std::vector<::rocksdb::ColumnFamilyHandle*> families;
+        for (auto& [name, cf] : self->families_) families.push_back(cf);
+        return families;
+      });
   return handle;
 }
 
@@ -182,6 +246,7 @@ Result<std::unique_ptr<RocksDbHandle>> RocksDbHandle::OpenNew(const std::string&
 }
 
 RocksDbHandle::~RocksDbHandle() {
+  gauges_.reset();  // waits for a /metrics render reading this database
   if (db_ == nullptr) return;
   for (auto& [name, cf] : families_) {
     (void)db_->DestroyColumnFamilyHandle(cf);

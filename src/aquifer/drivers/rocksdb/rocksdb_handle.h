@@ -19,6 +19,7 @@
 // Thread-safe: db() and ColumnFamily() may be called from any thread.
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,12 +27,16 @@
 #include <string_view>
 #include <vector>
 
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/options.h>
 #include <rocksdb/status.h>
+#include <rocksdb/table.h>
 
 #include "aquifer/base/status.h"
+#include "aquifer/driver/store_metrics.h"
+#include "aquifer/driver/types.h"
 
 namespace aquifer::drivers::rocksdb {
 
@@ -76,11 +81,40 @@ void SetFileSystemForTesting(std::shared_ptr<::rocksdb::FileSystem> fs);
 // file system given to SetFileSystemForTesting (kept alive for the process).
 ::rocksdb::Env* DatabaseEnv();
 
+// The block cache of the lookup/usage database unless configured
+// (`block_cache_size`), and of the queue's database.
+inline constexpr size_t kDefaultLookupBlockCacheSize = size_t{64} << 20;
+inline constexpr size_t kDefaultQueueBlockCacheSize = size_t{16} << 20;
+inline constexpr size_t kMinBlockCacheSize = size_t{1} << 20;
+
 // Tuning shared by every user of a handle; only the first Open of a path applies it.
 struct HandleOptions {
   size_t write_buffer_size = 64 << 20;
   int parallelism = 2;
+  size_t block_cache_size = kDefaultLookupBlockCacheSize;
 };
+
+// Puts a database's table files' memory under one sized LRU block cache
+// (returned): data blocks and the index and filter blocks, which RocksDB
+// otherwise keeps outside any cache for every open table file (memory that
+// grows with the data without bound). Index and filter blocks go in with high
+// priority (half the cache is kept for them) and those of L0 files stay
+// pinned, so a point lookup in fresh data never reads its filter from disk.
+std::shared_ptr<::rocksdb::Cache> ApplyBlockCache(::rocksdb::BlockBasedTableOptions* table, size_t capacity);
+
+// Reads config key `block_cache_size` (bytes, at least kMinBlockCacheSize),
+// `fallback` when absent.
+Result<size_t> ParseBlockCacheSize(const driver::Config& config, size_t fallback);
+
+// Registers the /metrics gauges of an open database, labelled db="<label>":
+// its block cache's capacity, usage and pinned bytes, its table readers'
+// memory outside the cache, its memtables' current size and their limit
+// (write_buffer_size x max_write_buffer_number per family). `families`
+// answers the open column families. The registration must be destroyed
+// before the database closes.
+std::unique_ptr<driver::GaugeRegistration> RegisterDatabaseGauges(
+    ::rocksdb::DB* db, std::shared_ptr<::rocksdb::Cache> cache, std::string label,
+    std::function<std::vector<::rocksdb::ColumnFamilyHandle*>()> families);
 
 class RocksDbHandle {
  public:
@@ -109,6 +143,8 @@ class RocksDbHandle {
 
   std::string path_;
   ::rocksdb::DB* db_ = nullptr;
+  std::shared_ptr<::rocksdb::Cache> block_cache_;
+  std::unique_ptr<driver::GaugeRegistration> gauges_;  // released before db_ closes
   ::rocksdb::ColumnFamilyOptions cf_options_;
   std::mutex mu_;
   std::map<std::string, ::rocksdb::ColumnFamilyHandle*> families_;  // guarded by mu_

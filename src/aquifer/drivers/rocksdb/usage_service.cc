@@ -182,12 +182,13 @@ Result<UsageOptions> ParseUsageOptions(const driver::Config& config, const drive
   UsageOptions options;
   options.path = driver::ConfigString(config, "path", context.data_dir + "/lookup");
   AQ_ASSIGN_OR_RETURN(options.sync, driver::ConfigBool(config, "sync", true));
+  AQ_ASSIGN_OR_RETURN(options.block_cache_size, ParseBlockCacheSize(config, kDefaultLookupBlockCacheSize));
   return options;
 }
 
 Result<std::shared_ptr<driver::UsageService>> MakeUsageService(const UsageOptions& options) {
   if (options.path.empty()) return InvalidArgument("rocksdb usage service: empty path");
-  AQ_ASSIGN_OR_RETURN(std::shared_ptr<RocksDbHandle> handle, RocksDbHandle::Open(options.path));
+  AQ_ASSIGN_OR_RETURN(std::shared_ptr<RocksDbHandle> handle, RocksDbHandle::Open(options.path, HandleOptions{.block_cache_size = options.block_cache_size}));
   AQ_ASSIGN_OR_RETURN(auto* cf, handle->ColumnFamily(kUsageFamily));
   return std::shared_ptr<driver::UsageService>(
       std::make_shared<RocksDbUsageService>(std::move(handle), cf, options.sync));

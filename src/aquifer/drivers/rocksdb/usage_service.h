@@ -20,6 +20,7 @@ namespace aquifer::drivers::rocksdb {
 struct UsageOptions {
   std::string path;  // the database directory; default <data_dir>/lookup (shared with lookup)
   bool sync = true;
+  size_t block_cache_size = size_t{64} << 20;  // used when usage opens the database first
 };
 
 Result<UsageOptions> ParseUsageOptions(const driver::Config& config,
