@@ -140,6 +140,42 @@ int64_t MetricValue(const std::string& metrics, const std::string& sample) {
   return -1;
 }
 
+// The sum of every sample of metric `name` (any labels), or -1 if none.
+int64_t MetricSum(const std::string& metrics, const std::string& name) {
+  int64_t sum = -1;
+  size_t pos = 0;
+  while ((pos = metrics.find(name, pos)) != std::string::npos) {
+    const size_t end = pos + name.size();
+    if ((pos == 0 || metrics[pos - 1] == '\n') && end < metrics.size() && (metrics[end] == ' ' || metrics[end] == '{')) {
+      size_t value = metrics.find(' ', metrics[end] == '{' ? metrics.find('}', end) : end);
+      if (value != std::string::npos) sum = std::max<int64_t>(sum, 0) + std::atoll(metrics.c_str() + value + 1);
+    }
+    pos = end;
+  }
+  return sum;
+}
+
+std::string MetricsText(const Server& server) {
+  Client client(server, server.admin_secret());
+  auto r = client.Get("/metrics");
+  return r.status == 200 ? r.body : std::string();
+}
+
+// The stores' memory as the server reports it (drivers' gauges; empty when the
+// server has none): RocksDB block caches (all databases), table readers'
+// memory outside them, memtables, DuckDB's buffer manager.
+std::string StoreMemory(const std::string& metrics) {
+  auto mib = [&](const char* name) { return static_cast<double>(MetricSum(metrics, name)) / (1 << 20); };
+  if (MetricSum(metrics, "aquifer_rocksdb_block_cache_usage_bytes") < 0) return "";
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "RocksDB block caches %.0f MiB (pinned %.0f), table readers %.1f, memtables %.0f; DuckDB %.0f MiB",
+                mib("aquifer_rocksdb_block_cache_usage_bytes"), mib("aquifer_rocksdb_block_cache_pinned_bytes"),
+                mib("aquifer_rocksdb_table_readers_bytes"), mib("aquifer_rocksdb_memtables_bytes"),
+                mib("aquifer_duckdb_memory_bytes"));
+  return text;
+}
+
 int64_t Metric(const Server& server, const std::string& sample) {
   Client client(server, server.admin_secret());
   auto r = client.Get("/metrics");
@@ -477,9 +513,18 @@ void IdleSubscriptions(const Server& server, const std::string& path) {
 // server opened it with), every column family's memtables (write_buffer_size
 // x max_write_buffer_number) plus the block cache RocksDB 7 makes when none is
 // configured (8 MiB per database). `detail` says what it counted.
-int64_t ConfiguredCacheBytes(const std::string& data_dir, int64_t duckdb_limit, std::string* detail) {
+int64_t ConfiguredCacheBytes(const std::string& data_dir, int64_t duckdb_limit, const std::string& metrics,
+                             std::string* detail) {
   int64_t total = duckdb_limit;
   *detail = "DuckDB memory_limit " + std::to_string(duckdb_limit >> 20) + " MiB";
+  // A server that reports its RocksDB caches and memtable limits (/metrics): those.
+  const int64_t caches = MetricSum(metrics, "aquifer_rocksdb_block_cache_capacity_bytes");
+  const int64_t memtables = MetricSum(metrics, "aquifer_rocksdb_memtables_limit_bytes");
+  if (caches >= 0 && memtables >= 0) {
+    *detail += "; RocksDB (all databases, from /metrics): memtables up to " + std::to_string(memtables >> 20) +
+               " MiB + block caches " + std::to_string(caches >> 20) + " MiB";
+    return total + caches + memtables;
+  }
   std::map<std::string, std::filesystem::path> newest;  // database dir -> newest OPTIONS file
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(data_dir, ec);
@@ -562,9 +607,10 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
     while (!done) {
       samples.emplace_back(written.load(), RssKiB(server.pid()));
       if (samples.size() % 15 == 1) {  // every 30 s, so a long run shows its progress
-        std::printf("  memory/ingest: %lld records after %.0f s, server RSS %.0f MiB\n",
+        std::string stores = StoreMemory(MetricsText(server));
+        std::printf("  memory/ingest: %lld records after %.0f s, server RSS %.0f MiB%s%s\n",
                     static_cast<long long>(samples.back().first), Seconds(SteadyClock::now() - start),
-                    samples.back().second / 1024.0);
+                    samples.back().second / 1024.0, stores.empty() ? "" : "; ", stores.c_str());
       }
       for (int i = 0; i < 20 && !done; ++i) std::this_thread::sleep_for(100ms);
     }
@@ -598,7 +644,11 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
   }
   std::printf("; max %.0f MiB   (target: flat, <= 512 MiB + configured caches)\n", max_rss / 1024.0);
   std::string detail;
-  const int64_t caches = ConfiguredCacheBytes(server.data_dir(), kDuckDbMemoryLimit, &detail);
+  const std::string metrics = MetricsText(server);
+  if (std::string stores = StoreMemory(metrics); !stores.empty()) {
+    std::printf("memory/stores at the end: %s\n", stores.c_str());
+  }
+  const int64_t caches = ConfiguredCacheBytes(server.data_dir(), kDuckDbMemoryLimit, metrics, &detail);
   const double bound_mib = 512.0 + static_cast<double>(caches) / (1 << 20);
   const bool flat = last_max <= first_max + first_max / 10;
   std::printf("memory/bound: configured caches %.0f MiB (%s): bound %.0f MiB\n",
