@@ -658,6 +658,19 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
               min_rss / 1024.0, max_rss / 1024.0, samples.back().second / 1024.0, samples.size(),
               max_rss / 1024.0 <= bound_mib ? "under" : "OVER", first_max / 1024.0, last_max / 1024.0,
               flat ? "flat (within 10%)" : "GROWING (last third over the first by more than 10%)");
+  // The peaks above follow the memtables filling and flushing (up to ~150 MiB here); the
+  // medians of the same thirds show a trend under that swing.
+  auto median = [&](size_t from, size_t to) {
+    std::vector<int64_t> values;
+    for (size_t i = from; i < to && i < samples.size(); ++i) values.push_back(samples[i].second);
+    if (values.empty()) return int64_t{0};
+    std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
+    return values[values.size() / 2];
+  };
+  const int64_t first_median = median(0, third), last_median = median(samples.size() - third, samples.size());
+  std::printf("memory/trend: median RSS of the first third %.0f MiB, of the last third %.0f MiB: %s\n",
+              first_median / 1024.0, last_median / 1024.0,
+              last_median <= first_median + first_median / 10 ? "level (within 10%)" : "rising (by more than 10%)");
   if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
 }
 
