@@ -38,8 +38,12 @@
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/schema.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
+using aquifer::bench::Must;
 
 namespace bq = aquifer::drivers::bigquery;
 using Clock = std::chrono::steady_clock;
@@ -62,21 +66,6 @@ constexpr const char* kSchema = R"json({
 })json";
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "bigquery_bench: {}\n", what);
-  std::exit(1);
-}
-
-template <typename T>
-T Check(aquifer::Result<T> result, const char* what) {
-  if (!result.ok()) Die(fmt::format("{}: {}", what, result.status().ToString()));
-  return std::move(*result);
-}
-
-void Check(const aquifer::Status& status, const char* what) {
-  if (!status.ok()) Die(fmt::format("{}: {}", what, status.ToString()));
-}
 
 std::string IsoMillis(int64_t ms) {
   std::time_t t = ms / 1000;
@@ -101,27 +90,27 @@ int main(int argc, char** argv) {
   if (endpoint == nullptr || project == nullptr) {
     Die("AQUIFER_TEST_BIGQUERY / AQUIFER_TEST_BIGQUERY_PROJECT are not set: eval \"$(scripts/peers/bigquery start)\"");
   }
-  auto schema = Check(aquifer::schema::Schema::Parse(kSchema, {"id"}), "schema");
+  auto schema = Must(aquifer::schema::Schema::Parse(kSchema, {"id"}), "schema");
   const std::string dataset = "bench_" + aquifer::Uuid::Random().Hex().substr(0, 12);
   aquifer::driver::Config config{{"endpoint", endpoint}, {"project", project}, {"dataset", dataset}};
-  auto options = Check(bq::ParseWarehouseOptions(config), "options");
-  auto warehouse = Check(bq::MakeWarehouseService(options, nullptr), "driver");
+  auto options = Must(bq::ParseWarehouseOptions(config), "options");
+  auto warehouse = Must(bq::MakeWarehouseService(options, nullptr), "driver");
   aquifer::driver::InstanceInfo grouped, plain;
   grouped.instance_id = aquifer::Uuid::Random();
   grouped.schema = schema;
   plain.instance_id = aquifer::Uuid::Random();
   plain.schema = schema;
-  Check(warehouse->RegisterInstance(grouped), "register");
-  Check(warehouse->RegisterInstance(plain), "register");
+  Must(warehouse->RegisterInstance(grouped), "register");
+  Must(warehouse->RegisterInstance(plain), "register");
   // The raw table: the same columns as the driver's (its schema, read back).
   bq::RestClient rest(options.rest);
   const std::string raw_table = "raw_events";
   {
-    json table = Check(rest.Call("GET", fmt::format("/datasets/{}/tables/i_{}", dataset, plain.instance_id.Hex())),
+    json table = Must(rest.Call("GET", fmt::format("/datasets/{}/tables/i_{}", dataset, plain.instance_id.Hex())),
                        "read the driver's table");
     json body = {{"tableReference", {{"projectId", project}, {"datasetId", dataset}, {"tableId", raw_table}}},
                  {"schema", table["schema"]}};
-    Check(rest.Call("POST", fmt::format("/datasets/{}/tables", dataset), &body).status(), "create the raw table");
+    Must(rest.Call("POST", fmt::format("/datasets/{}/tables", dataset), &body).status(), "create the raw table");
   }
 
   Workload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw{"raw insertAll"};
@@ -138,11 +127,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < kBatchSize; ++i, ++next_id) {
       json j = {{"id", next_id}, {"username", fmt::format("user{}", next_id % 97)}, {"amount", next_id * 0.25},
                 {"note", next_id % 3 == 0 ? json("n") : json()}, {"tags", {"a", "b"}}};
-      auto value = Check(aquifer::schema::ParseJsonRecord(*schema, j.dump()), "record");
+      auto value = Must(aquifer::schema::ParseJsonRecord(*schema, j.dump()), "record");
       Record record;
       record.timestamp_ms = now + i;
-      Check(aquifer::schema::EncodeAvro(*schema, value, &record.avro), "encode");
-      record.key = Check(aquifer::keys::EncodeKey(*schema, value), "key");
+      Must(aquifer::schema::EncodeAvro(*schema, value, &record.avro), "encode");
+      record.key = Must(aquifer::keys::EncodeKey(*schema, value), "key");
       json row = j;
       row["__key"] = aquifer::Base64Encode(record.key);
       row["__timestamp"] = IsoMillis(record.timestamp_ms);  // as the driver sends TIMESTAMPs
@@ -157,20 +146,20 @@ int main(int argc, char** argv) {
     const std::vector<RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
     auto run_driver_groups = [&] {
       auto start = Clock::now();
-      Check(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
+      Must(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
       driver_groups.spent += Clock::now() - start;
       driver_groups.records += kBatchSize;
     };
     auto run_driver_plain = [&] {
       auto start = Clock::now();
-      Check(warehouse->WriteToWarehouse(plain, records, {}), "driver write");
+      Must(warehouse->WriteToWarehouse(plain, records, {}), "driver write");
       driver_plain.spent += Clock::now() - start;
       driver_plain.records += kBatchSize;
     };
     auto run_raw = [&] {
       auto start = Clock::now();
       for (const json& body : bodies) {
-        json answer = Check(rest.Call("POST", fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table), &body),
+        json answer = Must(rest.Call("POST", fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table), &body),
                             "raw insertAll");
         if (!answer.value("insertErrors", json::array()).empty()) Die("raw insertAll: " + answer.dump());
       }
@@ -184,7 +173,7 @@ int main(int argc, char** argv) {
     }
     ++batch_no;
   }
-  Check(warehouse->Reset(), "reset");
+  Must(warehouse->Reset(), "reset");
   (void)rest.Call("DELETE", fmt::format("/datasets/{}?deleteContents=true", dataset));
 
   auto rate = [](const Workload& w) { return w.records / Seconds(w.spent); };

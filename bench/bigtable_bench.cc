@@ -39,19 +39,17 @@
 #include "aquifer/drivers/bigtable/usage_service.h"
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/schema.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
 
 namespace bt = aquifer::drivers::bigtable;
 using Clock = std::chrono::steady_clock;
 using aquifer::Status;
 using aquifer::driver::UsageCounters;
 using aquifer::driver::UsagePeriod;
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "bigtable_bench: {}\n", what);
-  std::exit(1);
-}
 
 struct Stats {
   std::mutex mu;

@@ -43,8 +43,11 @@
 #include "aquifer/drivers/cassandra/usage_service.h"
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/schema.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
 
 namespace cas = aquifer::drivers::cassandra;
 namespace cql = aquifer::drivers::cassandra::cql;
@@ -52,11 +55,6 @@ using Clock = std::chrono::steady_clock;
 using aquifer::driver::UsageCounters;
 using aquifer::driver::UsagePeriod;
 using aquifer::Status;
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "cassandra_bench: {}\n", what);
-  std::exit(1);
-}
 
 struct Stats {
   std::mutex mu;

@@ -33,28 +33,18 @@
 #include "aquifer/base/uuid.h"
 #include "aquifer/drivers/kafka/client.h"
 #include "aquifer/drivers/kafka/queue.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
+using aquifer::bench::Must;
 
 namespace kq = aquifer::drivers::kafka;
 using Steady = std::chrono::steady_clock;
 constexpr int kSpan = 100;
 
 double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "kafka_bench: {}\n", what);
-  std::exit(1);
-}
-
-template <typename T>
-T Must(aquifer::Result<T> r, const char* what) {
-  if (!r.ok()) Die(fmt::format("{}: {}", what, r.status().ToString()));
-  return std::move(r).value();
-}
-void Must(const aquifer::Status& s, const char* what) {
-  if (!s.ok()) Die(fmt::format("{}: {}", what, s.ToString()));
-}
 
 struct Raw {
   int pending = 0;

@@ -40,8 +40,11 @@
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/schema.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
 
 using Clock = std::chrono::steady_clock;
 using aquifer::driver::Record;
@@ -70,11 +73,6 @@ Figures Summarise(std::vector<double> batch_ms, double total_s, size_t records, 
 void PrintRow(const std::string& name, const Figures& f, const std::string& ratio) {
   fmt::print("{:<22} {:>12.0f} {:>9.1f} {:>9.3f} {:>9.3f} {:>9.3f} {:>8}\n", name, f.records_per_s, f.mb_per_s,
              f.p50_ms, f.p99_ms, f.max_ms, ratio);
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "lookup_bench: {}\n", what);
-  std::exit(1);
 }
 
 struct Data {

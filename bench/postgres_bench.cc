@@ -40,8 +40,12 @@
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/schema.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
+using aquifer::bench::Must;
 
 namespace pg = aquifer::drivers::postgres;
 using Clock = std::chrono::steady_clock;
@@ -51,20 +55,6 @@ using aquifer::driver::RecordGroup;
 constexpr int kBatchSize = 1000;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "postgres_bench: {}\n", what);
-  std::exit(1);
-}
-
-template <typename T>
-T Must(aquifer::Result<T> result, std::string_view what) {
-  if (!result.ok()) Die(fmt::format("{}: {}", what, result.status().ToString()));
-  return std::move(*result);
-}
-void Must(const aquifer::Status& status, std::string_view what) {
-  if (!status.ok()) Die(fmt::format("{}: {}", what, status.ToString()));
-}
 
 struct Workload {
   explicit Workload(std::string workload_name) : name(std::move(workload_name)) {}

@@ -28,8 +28,12 @@
 #include "aquifer/drivers/pubsub/queue.h"
 #include "aquifer/drivers/pubsub/testing.h"
 #include "google/pubsub/v1/pubsub.grpc.pb.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
+using aquifer::bench::Must;
 
 namespace pb = ::google::pubsub::v1;
 namespace ps = aquifer::drivers::pubsub;
@@ -40,20 +44,6 @@ constexpr int kMaxSpan = 100;
 int SpanFor(size_t size) { return static_cast<int>(std::min<size_t>(kMaxSpan, 9'000'000 / (size + 64 + 3))); }
 
 double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
-
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "pubsub_bench: {}\n", what);
-  std::exit(1);
-}
-
-template <typename T>
-T Must(aquifer::Result<T> r, const char* what) {
-  if (!r.ok()) Die(fmt::format("{}: {}", what, r.status().ToString()));
-  return std::move(r).value();
-}
-void Must(const aquifer::Status& s, const char* what) {
-  if (!s.ok()) Die(fmt::format("{}: {}", what, s.ToString()));
-}
 
 void RawPublish(pb::Publisher::Stub* stub, const std::string& topic, const std::string& payload, int key_base) {
   const int kSpan = SpanFor(payload.size());

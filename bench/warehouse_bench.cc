@@ -17,8 +17,11 @@
 #include "aquifer/drivers/duckdb/warehouse.h"
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
+#include "bench_util.h"
 
 namespace {
+
+using aquifer::bench::Die;
 
 using namespace aquifer;
 
@@ -41,11 +44,6 @@ struct Row {
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-void Die(const std::string& what) {
-  std::fprintf(stderr, "warehouse_bench: %s\n", what.c_str());
-  std::exit(1);
 }
 
 void Exec(duckdb_connection conn, const std::string& sql) {
