@@ -55,7 +55,10 @@ class GcpDeployment : public ::testing::Test {
   Deployment& Deploy() {
     deployment_ = std::make_unique<Deployment>(DeploymentOptions{
         .postgres_url = url_,
-        .server_lines = {"worker_ack_timeout_ms = 3000"},
+        // After a worker is killed, its Pub/Sub leases end (10 s, the service's shortest ack
+        // deadline) and the survivor works off three tables' backlog through the emulators: on a
+        // loaded machine that took longer than the default 30 s a `wait=` may wait.
+        .server_lines = {"worker_ack_timeout_ms = 3000", "wait_timeout_ms = 120000"},
         .queue_section = SectionLines("pubsub", pubsub_),
         // A killed worker's instances pass on after 5 s.
         .lookup_section = SectionLines("bigtable", bigtable_, {"lease_ms = 5000"}),
