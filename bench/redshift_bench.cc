@@ -61,31 +61,9 @@ constexpr int kBatchSize = 1000;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-struct Workload {
-  explicit Workload(std::string workload_name) : name(std::move(workload_name)) {}
-  std::string name;
-  std::vector<double> batch_ms;
-  double seconds = 0;
-  size_t records = 0, bytes = 0;
-
-  void Add(Clock::duration d, size_t batch_bytes) {
-    double s = Seconds(d);
-    batch_ms.push_back(s * 1e3);
-    seconds += s;
-    records += kBatchSize;
-    bytes += batch_bytes;
-  }
-  double rate() const { return seconds > 0 ? records / seconds : 0; }
-  void Print(const std::string& ratio) const {
-    std::vector<double> sorted = batch_ms;
-    std::sort(sorted.begin(), sorted.end());
-    auto at = [&](double q) {
-      return sorted.empty() ? 0.0 : sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()))];
-    };
-    fmt::print("{:<14} {:>11.0f} {:>7.1f} {:>8.1f} {:>8.2f} {:>8.2f} {:>8.2f} {:>7}\n", name, rate(),
-               seconds > 0 ? bytes / seconds / 1e6 : 0.0, seconds, at(0.5), at(0.99),
-               sorted.empty() ? 0.0 : sorted.back(), ratio);
-  }
+// Timed batches of kBatchSize records, printed with names padded to 14 columns.
+struct Workload : aquifer::bench::BatchWorkload {
+  explicit Workload(std::string workload_name) : BatchWorkload(std::move(workload_name), kBatchSize, 14) {}
 };
 
 struct Batch {
