@@ -53,20 +53,6 @@ class CassandraDeployment : public ::testing::Test {
     return *deployment_;
   }
 
-  static std::string MakeProject(Client& admin) {
-    std::string name = UniqueName("p");
-    auto r = admin.Post("/v1/projects", {{"name", name}});
-    EXPECT_EQ(r.status, 201) << r.Describe();
-    return name;
-  }
-  static std::string MakeTable(Client& admin, const std::string& project) {
-    std::string name = UniqueName("t");
-    auto r = admin.Post("/v1/projects/" + project + "/tables",
-                        {{"name", name}, {"schema", EventSchema()}, {"key", EventKey()}});
-    EXPECT_EQ(r.status, 201) << r.Describe();
-    return name;
-  }
-
   std::string url_, contact_, keyspace_;
   std::unique_ptr<Deployment> deployment_;
 };
@@ -95,12 +81,8 @@ TEST_F(CassandraDeployment, WritesThroughOneGatewayAreReadAndReplayedThroughTheO
   ASSERT_TRUE(error.empty()) << error;
   auto log = ReadWholeLog(c2, p, t, &error);
   ASSERT_TRUE(error.empty()) << error;
-  ASSERT_EQ(index.size(), static_cast<size_t>(kTotal));
-  ASSERT_EQ(log.size(), static_cast<size_t>(kTotal));
-  for (int i = 0; i < kTotal; ++i) {
-    EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "the log is not in write order at " << i;
-    EXPECT_EQ(index[i].value("seq", int64_t{-1}), i) << "the index (key order) at " << i;
-  }
+  ExpectSeqsInOrder(index, log, kTotal);
+  ASSERT_FALSE(HasFailure());
   // Usage went to Cassandra's counters (each process flushes its meter every
   // second), read back through the other gateway: this hour's bucket, and the
   // same from a range read of the last hours.

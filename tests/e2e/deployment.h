@@ -431,4 +431,15 @@ inline std::pair<int64_t, int64_t> UsageWrites(Client& c, const std::string& pro
   return {hour_writes, range_writes};
 }
 
+// The index and the log of a table written with seqs 0 .. total - 1 (user "u", keys in seq
+// order): each holds every record once, the log in write order, the index in key order.
+inline void ExpectSeqsInOrder(const std::vector<json>& index, const std::vector<json>& log, int total) {
+  ASSERT_EQ(index.size(), static_cast<size_t>(total));
+  ASSERT_EQ(log.size(), static_cast<size_t>(total));
+  for (int i = 0; i < total; ++i) {
+    EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "the log is not in write order at " << i;
+    EXPECT_EQ(index[i].value("seq", int64_t{-1}), i) << "the index (key order) at " << i;
+  }
+}
+
 }  // namespace aquifer::e2e

@@ -103,12 +103,8 @@ TEST_F(GcpDeployment, WritesThroughOneGatewayAreReadReplayedQueriedAndCountedThr
   ASSERT_TRUE(error.empty()) << error;
   auto log = ReadAcross(c1, c2, p, t, "log", 30, &error);
   ASSERT_TRUE(error.empty()) << error;
-  ASSERT_EQ(index.size(), static_cast<size_t>(kTotal));
-  ASSERT_EQ(log.size(), static_cast<size_t>(kTotal));
-  for (int i = 0; i < kTotal; ++i) {
-    EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "the log is not in write order at " << i;
-    EXPECT_EQ(index[i].value("seq", int64_t{-1}), i) << "the index (key order) at " << i;
-  }
+  ExpectSeqsInOrder(index, log, kTotal);
+  ASSERT_FALSE(HasFailure());
   EXPECT_EQ(WarehouseCounts(c2, p, t), json::array({kTotal, kTotal})) << "[rows, distinct seqs] in BigQuery";
 
   // Usage went to Bigtable: this hour's bucket, and the same from a range read.

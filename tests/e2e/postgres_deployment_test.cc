@@ -105,12 +105,8 @@ TEST_F(PostgresDeployment, WritesThroughOneGatewayAreReadReplayedSubscribedAndQu
   ASSERT_TRUE(error.empty()) << error;
   auto log = ReadWholeLog(c2, p, t, &error);
   ASSERT_TRUE(error.empty()) << error;
-  ASSERT_EQ(index.size(), static_cast<size_t>(kTotal));
-  ASSERT_EQ(log.size(), static_cast<size_t>(kTotal));
-  for (int i = 0; i < kTotal; ++i) {
-    EXPECT_EQ(log[i].value("seq", int64_t{-1}), i) << "the log is not in write order at " << i;
-    EXPECT_EQ(index[i].value("seq", int64_t{-1}), i) << "the index (key order) at " << i;
-  }
+  ExpectSeqsInOrder(index, log, kTotal);
+  ASSERT_FALSE(HasFailure());
 
   // The subscription on gateway 2 got every record once, in write order.
   std::vector<int64_t> streamed;
