@@ -176,6 +176,18 @@ std::string StoreMemory(const std::string& metrics) {
   return text;
 }
 
+// Bytes the stores' memory gauges report in use (caches, memtables, table
+// readers, DuckDB's buffer pool), or -1 when the server exports none.
+int64_t StoreBytes(const std::string& metrics) {
+  if (MetricSum(metrics, "aquifer_rocksdb_block_cache_usage_bytes") < 0) return -1;
+  int64_t total = 0;
+  for (const char* name : {"aquifer_rocksdb_block_cache_usage_bytes", "aquifer_rocksdb_table_readers_bytes",
+                           "aquifer_rocksdb_memtables_bytes", "aquifer_duckdb_memory_bytes"}) {
+    total += std::max<int64_t>(0, MetricSum(metrics, name));
+  }
+  return total;
+}
+
 int64_t Metric(const Server& server, const std::string& sample) {
   Client client(server, server.admin_secret());
   auto r = client.Get("/metrics");
@@ -602,10 +614,14 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
     });
   }
   std::vector<std::pair<int64_t, int64_t>> samples;  // (records written, RSS KiB)
+  std::vector<int64_t> outside;  // per sample: RSS minus what the stores' gauges hold (KiB)
   std::atomic<bool> done{false};
   std::thread sampler([&] {
     while (!done) {
       samples.emplace_back(written.load(), RssKiB(server.pid()));
+      if (int64_t held = StoreBytes(MetricsText(server)); held >= 0) {
+        outside.push_back(samples.back().second - held / 1024);
+      }
       if (samples.size() % 15 == 1) {  // every 30 s, so a long run shows its progress
         std::string stores = StoreMemory(MetricsText(server));
         std::printf("  memory/ingest: %lld records after %.0f s, server RSS %.0f MiB%s%s\n",
@@ -671,6 +687,18 @@ void MemoryIngest(const Server& server, const std::string& path, int64_t records
   std::printf("memory/trend: median RSS of the first third %.0f MiB, of the last third %.0f MiB: %s\n",
               first_median / 1024.0, last_median / 1024.0,
               last_median <= first_median + first_median / 10 ? "level (within 10%)" : "rising (by more than 10%)");
+  // What the caches and memtables hold grows to their configured limits by
+  // design; the rest of the process (sessions, buffers, queues, allocator
+  // slack) is what must not grow with the records ingested.
+  if (outside.size() >= 3) {
+    const size_t part = outside.size() / 3;
+    const int64_t early = *std::max_element(outside.begin(), outside.begin() + part);
+    const int64_t late = *std::max_element(outside.end() - part, outside.end());
+    std::printf("memory/outside the stores: RSS minus the block caches, memtables, table readers and DuckDB's "
+                "buffer pool: highest of the first third %.0f MiB, of the last third %.0f MiB: %s\n",
+                early / 1024.0, late / 1024.0,
+                late <= early + early / 10 + 16 * 1024 ? "flat (within 10% + 16 MiB)" : "GROWING");
+  }
   if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
 }
 
