@@ -58,6 +58,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -69,6 +70,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <duckdb.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -110,6 +113,27 @@ int64_t RssKiB(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
   }
   return -1;
+}
+
+// CPU time (user + system) a process has used so far, in seconds (-1 if unknown).
+// `pid` 0: this process.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(pid == 0 ? std::string("/proc/self/stat") : "/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {  // field 3 is the state; 14 utime, 15 stime
+    if (i == 14) utime = std::atof(field.c_str());
+    if (i == 15) {
+      stime = std::atof(field.c_str());
+      break;
+    }
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 json BenchSchema() {
@@ -243,9 +267,20 @@ class Subscribers {
   int64_t ready() const { return ready_.load(); }
   int64_t failed() const { return failed_.load(); }
   int64_t records() const { return records_.load(); }
+  int64_t messages() const { return messages_.load(); }
   std::string first_error() {
     std::lock_guard lock(mu_);
     return first_error_;
+  }
+  // Bytes the server has sent that sit unread in the client's receive buffers,
+  // summed over every subscription (FIONREAD): the client's own backlog.
+  int64_t UnreadBytes() {
+    int64_t total = 0;
+    for (auto& sub : subs_) {
+      int n = 0;
+      if (::ioctl(beast::get_lowest_layer(sub->ws).socket().native_handle(), FIONREAD, &n) == 0) total += n;
+    }
+    return total;
   }
   std::vector<double> TakeSamples() {
     std::lock_guard lock(mu_);
@@ -312,6 +347,7 @@ class Subscribers {
           if (recording_ && sent > 0) local.push_back(static_cast<double>(arrival - sent) / 1000.0);
         }
         records_ += n;
+        ++messages_;
         if (!local.empty()) {
           std::lock_guard lock(mu_);
           samples_.insert(samples_.end(), local.begin(), local.end());
@@ -332,7 +368,7 @@ class Subscribers {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::vector<std::shared_ptr<Sub>> subs_;
-  std::atomic<int64_t> ready_{0}, failed_{0}, records_{0};
+  std::atomic<int64_t> ready_{0}, failed_{0}, records_{0}, messages_{0};
   std::atomic<bool> recording_{false};
   std::mutex mu_;
   std::vector<double> samples_;
@@ -354,6 +390,14 @@ struct LatencyRun {
   std::vector<double> write_ms;
   double achieved_per_s = 0;
   int64_t sent = 0, delivered = 0, expected = 0, write_errors = 0, failed = 0;
+  int64_t messages = 0;  // records messages the subscribers received
+  // CPU (core-seconds) of this bench process (writer and subscriber threads) and of
+  // the server from the first write to the last delivery, and that wall time:
+  // with 1000 subscribers the client reads as much as the server sends, on the same cores.
+  double client_cpu_s = 0, server_cpu_s = 0, wall_s = 0;
+  // The client's unread bytes per subscription, sampled every 100 ms while writing
+  // (Subscribers::UnreadBytes): what of the delivery latency is the client's.
+  std::vector<double> unread_per_sub;
   std::string error;
 };
 
@@ -374,12 +418,21 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
   std::this_thread::sleep_for(500ms);  // sessions read their (empty) first page and wait
   subs.set_recording(true);
   const int64_t records_before = subs.records();
+  const int64_t messages_before = subs.messages();
   Client c(server, server.admin_secret());
   // Paced: every 1 ms, the records due by then (per_s / 1000 of them; catching up after a slow request).
   const double per_ms = per_s / 1000.0;
   static std::atomic<int64_t> id_base{0};
   int64_t next_id = 0;
   const int64_t base = id_base.fetch_add(1'000'000'000);
+  const double client_cpu0 = CpuSeconds(0), server_cpu0 = CpuSeconds(server.pid());
+  std::atomic<bool> writing{true};
+  std::thread sampler([&] {
+    while (writing.load()) {
+      std::this_thread::sleep_for(100ms);
+      out.unread_per_sub.push_back(static_cast<double>(subs.UnreadBytes()) / std::max<int64_t>(1, subs.ready()));
+    }
+  });
   auto start = SteadyClock::now();
   while (Seconds(SteadyClock::now() - start) < seconds) {
     const double elapsed_ms = std::floor(Seconds(SteadyClock::now() - start) * 1000.0);
@@ -404,6 +457,8 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
     next_id += n;
   }
   out.achieved_per_s = static_cast<double>(out.sent) / Seconds(SteadyClock::now() - start);
+  writing = false;
+  sampler.join();
   out.expected = out.sent * subs.ready();
   // Until every subscriber has everything (or 20 s).
   auto drain = SteadyClock::now();
@@ -411,6 +466,10 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
     std::this_thread::sleep_for(20ms);
   }
   out.delivered = subs.records() - records_before;
+  out.messages = subs.messages() - messages_before;
+  out.wall_s = Seconds(SteadyClock::now() - start);
+  out.client_cpu_s = CpuSeconds(0) - client_cpu0;
+  out.server_cpu_s = CpuSeconds(server.pid()) - server_cpu0;
   subs.Stop();
   out.delivery_ms = subs.TakeSamples();
   if (out.error.empty() && !subs.first_error().empty()) out.error = subs.first_error();
@@ -425,6 +484,18 @@ void PrintLatency(const LatencyRun& r) {
               r.achieved_per_s, Percentile(r.write_ms, 0.5), Percentile(r.write_ms, 0.99),
               static_cast<long long>(r.delivered), static_cast<long long>(r.expected),
               r.failed > 0 ? (" (" + std::to_string(r.failed) + " subscriptions failed)").c_str() : "");
+  if (r.wall_s > 0) {
+    std::printf("  over %.1f s (first write to last delivery): %lld messages (%.1f records each, %.0f/s); cpu: "
+                "client %.2f cores (%.1f us per message), server %.2f cores\n",
+                r.wall_s, static_cast<long long>(r.messages),
+                r.messages > 0 ? static_cast<double>(r.delivered) / r.messages : 0.0, r.messages / r.wall_s,
+                r.client_cpu_s / r.wall_s, r.messages > 0 ? r.client_cpu_s * 1e6 / r.messages : 0.0,
+                r.server_cpu_s / r.wall_s);
+    std::printf("  unread at the client per subscription (FIONREAD, every 100 ms while writing): p50 %.0f, max %.0f "
+                "bytes\n",
+                Percentile(r.unread_per_sub, 0.5),
+                r.unread_per_sub.empty() ? 0.0 : *std::max_element(r.unread_per_sub.begin(), r.unread_per_sub.end()));
+  }
   if (!r.error.empty()) std::printf("  error: %s\n", r.error.c_str());
 }
 
@@ -976,10 +1047,26 @@ int main(int argc, char** argv) {
       return std::pair{Metric(server, "aquifer_change_pages_read_total"),
                        Metric(server, "aquifer_change_pages_shared_total")};
     };
+    // The sessions' loop: change reads per batch sent, waits, wake-ups.
+    auto session_counts = [&] {
+      std::vector<int64_t> v;
+      for (const char* name : {"aquifer_ws_change_reads_total", "aquifer_ws_batches_sent_total",
+                               "aquifer_ws_idle_waits_total", "aquifer_ws_wakeups_total"}) {
+        v.push_back(Metric(server, name));
+      }
+      return v;
+    };
     PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds, 1000));
     auto [read0, shared0] = pages();
+    const std::vector<int64_t> sessions0 = session_counts();
     PrintLatency(WriteToSubscribers(server, path("latency"), 1000, seconds, 1000));
     auto [read1, shared1] = pages();
+    const std::vector<int64_t> sessions1 = session_counts();
+    if (sessions1[0] >= 0) {
+      std::printf("  sessions: %lld change reads, %lld batches sent, %lld idle waits, %lld wake-ups (aquifer_ws_*_total)\n",
+                  static_cast<long long>(sessions1[0] - sessions0[0]), static_cast<long long>(sessions1[1] - sessions0[1]),
+                  static_cast<long long>(sessions1[2] - sessions0[2]), static_cast<long long>(sessions1[3] - sessions0[3]));
+    }
     if (read1 >= 0) {
       std::printf("  change pages read and rendered: %lld, shared: %lld (aquifer_change_pages_*_total)\n",
                   static_cast<long long>(read1 - read0), static_cast<long long>(shared1 - shared0));

@@ -383,6 +383,11 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     response.set(http::field::server, "aquifer");
   }));
   ws_.read_message_max(server->options.max_ws_message_bytes);
+  // Each message as one frame, written at once: Beast's default splits a
+  // message into 4 KiB frames, each its own write (a send per frame: with 1000
+  // subscribers, 18 sends for a page of 340 records). Clients see the same
+  // messages either way (RFC 6455 §5.4).
+  ws_.auto_fragment(false);
   co_await ws_.async_accept(upgrade, asio::redirect_error(use_awaitable, ec));
   server->metrics.Record(&Route(RouteId::kSubscribe), ec ? 400 : 101, 0);
   if (ec) co_return;
@@ -456,11 +461,12 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   }
   asio::co_spawn(ws_.get_executor(), ReadLoop(self), asio::detached);
 
-  // Read until caught up: a page with records, or one that stopped at its
-  // limit or scan budget (`more`: a selective filter may scan a full budget
-  // and match nothing), is followed by the next read at once. Only a
-  // caught-up session waits: for the hub's wake-up, or ws_poll_interval as a
-  // fallback (notifications are at-most-once).
+  // Read until caught up: a page that stopped at its limit or scan budget
+  // (`more`: a selective filter may scan a full budget and match nothing), or
+  // any page after a wake-up, is followed by the next read at once. A
+  // caught-up session (its page, with records or not, reached the end) waits:
+  // for the hub's wake-up, or ws_poll_interval as a fallback (notifications
+  // are at-most-once).
   while (!error_ && !server->stopping.load()) {
     wake_->store(false);
     // A page another session at this position already read is taken here, on
@@ -488,8 +494,14 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
         break;
       }
       server->metrics.BatchSent();
-      continue;  // there may be more
     }
+    // A page that reached the end of what was stored (no `more`) holds every
+    // record notified before this round's wake_ reset (the hub notifies after
+    // the write; a page shared from another session was read in the same hub
+    // generation); one notified since set wake_. So without `more` or a
+    // wake-up there is nothing to read, also after a page with records: wait
+    // now rather than read an empty page first (with many subscribers that
+    // read was half of every session's rounds).
     if (page->more || wake_->load()) continue;
     server->metrics.IdleWait();
     timer_.expires_after(server->options.ws_poll_interval);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -637,6 +638,74 @@ TEST_F(ServerTest, ManySubscribersAtDifferentPositionsGetEveryRecordOnceInWriteO
     EXPECT_EQ(sub.seen, want) << "subscriber " << i << " (from record " << sub.first
                               << ") did not get every record once in write order; error: " << sub.error;
   }
+}
+
+// A records message larger than Beast's 4 KiB write buffer goes out as one
+// final text frame (one write per message, not one per 4 KiB fragment), and
+// is the whole page in order with its resume cursor. Read as raw frames on
+// the socket: a WebSocket client would reassemble fragments and not tell.
+TEST_F(ServerTest, ALargeRecordsMessageIsOneFrame) {
+  EnsureTable();
+  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
+    "name": "bigpage",
+    "schema": {"type": "record", "name": "Order", "fields": [
+      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
+    "key": ["id"]})");
+  ASSERT_EQ(table.status, 201) << table.body;
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/bigpage/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  const std::string change_cursor = read.Json()["change_cursor"];
+  constexpr int kRecords = 200;  // ~130 bytes of JSON each: ~26 KB, six 4 KiB fragments before
+  json batch = json::array();
+  for (int i = 0; i < kRecords; ++i) {
+    batch.push_back({{"id", "big-" + std::to_string(i) + "-" + std::string(100, 'x')}, {"qty", i}});
+  }
+  Reply write = Send(http::verb::post, "/v1/projects/shop/tables/bigpage/records?wait=log", batch.dump());
+  ASSERT_EQ(write.status, 200) << write.body;
+
+  std::unique_ptr<Server> server = StartServer(engine_, std::chrono::hours(1));
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  Subscribe(ws, server->port(), change_cursor);  // nothing is sent before the subscribe message
+  tcp::socket& socket = beast::get_lowest_layer(ws).socket();
+  auto read_exactly = [&](size_t n) {
+    std::string bytes(n, '\0');
+    asio::read(socket, asio::buffer(bytes.data(), n));
+    return bytes;
+  };
+  const std::string head = read_exactly(2);
+  const auto b0 = static_cast<uint8_t>(head[0]), b1 = static_cast<uint8_t>(head[1]);
+  EXPECT_EQ(b0 & 0x80, 0x80) << "the first frame is not final: the message was fragmented";
+  EXPECT_EQ(b0 & 0x0f, 0x1) << "not a text frame";
+  ASSERT_EQ(b1 & 0x80, 0) << "a server frame is never masked";
+  uint64_t length = b1 & 0x7f;
+  if (length == 126 || length == 127) {
+    const std::string ext = read_exactly(length == 126 ? 2 : 8);
+    length = 0;
+    for (char c : ext) length = (length << 8) | static_cast<uint8_t>(c);
+  }
+  ASSERT_GT(length, 4096u) << "the page should not fit Beast's 4 KiB write buffer";
+  ASSERT_LT(length, 1u << 20);
+  json message = json::parse(read_exactly(static_cast<size_t>(length)), nullptr, false);
+  ASSERT_TRUE(message.is_object()) << "the frame is not a whole JSON message";
+  ASSERT_EQ(message["type"], "records");
+  ASSERT_EQ(message["data"].size(), static_cast<size_t>(kRecords));
+  for (int i = 0; i < kRecords; ++i) EXPECT_EQ(message["data"][i]["qty"], i);
+  ASSERT_TRUE(message["cursor"].is_string());
+  // The cursor resumes after the page: a new subscription from it gets only what follows.
+  Reply next = Send(http::verb::post, "/v1/projects/shop/tables/bigpage/records?wait=log",
+                    R"([{"id":"after","qty":1000}])");
+  ASSERT_EQ(next.status, 200) << next.body;
+  websocket::stream<beast::tcp_stream> resumed(ioc);
+  Subscribe(resumed, server->port(), message["cursor"].get<std::string>());
+  std::string error;
+  std::optional<json> more = ReadWithin(ioc, resumed, std::chrono::seconds(20), &error);
+  ASSERT_TRUE(more.has_value()) << error;
+  ASSERT_EQ((*more)["data"].size(), 1u) << more->dump();
+  EXPECT_EQ((*more)["data"][0]["id"], "after");
+  beast::error_code ec;
+  socket.close(ec);
+  resumed.close(websocket::close_code::normal, ec);
 }
 
 TEST_F(ServerTest, DeletingTheTableEndsItsIdleSubscriptionsAtOnce) {
