@@ -12,7 +12,12 @@
 //             per record. Runs with 1, 1000, then 1 subscriber again, back to
 //             back: the writer's request latency and achieved rate with 1000
 //             subscribers against the 1-subscriber runs is "no slowdown of
-//             the writers".
+//             the writers". Each run also prints the messages received (records
+//             per message), the CPU of this client and of the server over the run
+//             (they share the machine's cores: a client that cannot keep up
+//             shows here), the bytes left unread in the client's sockets
+//             (FIONREAD: the client's own backlog), and for 1000 subscribers the
+//             p99 per second of the run and the sessions' counters.
 //   lookup    index point lookups (GET records?filter={full key}&limit=1)
 //             against GET /healthz on the same server, 4 keep-alive clients,
 //             alternating 2 s rounds of each (5 pairs); the ratio is per pair
@@ -286,6 +291,11 @@ class Subscribers {
     std::lock_guard lock(mu_);
     return std::move(samples_);
   }
+  // The send time (us) of each sample, in the same order.
+  std::vector<int64_t> TakeSentTimes() {
+    std::lock_guard lock(mu_);
+    return std::move(sent_us_);
+  }
 
  private:
   struct Sub {
@@ -338,19 +348,24 @@ class Subscribers {
       } else {
         static constexpr std::string_view kTag = "\"sent_us\":";
         std::vector<double> local;
+        std::vector<int64_t> local_sent;
         size_t pos = 0;
         int64_t n = 0;
         while ((pos = text.find(kTag, pos)) != std::string_view::npos) {
           pos += kTag.size();
           int64_t sent = std::strtoll(text.data() + pos, nullptr, 10);
           ++n;
-          if (recording_ && sent > 0) local.push_back(static_cast<double>(arrival - sent) / 1000.0);
+          if (recording_ && sent > 0) {
+            local.push_back(static_cast<double>(arrival - sent) / 1000.0);
+            local_sent.push_back(sent);
+          }
         }
         records_ += n;
         ++messages_;
         if (!local.empty()) {
           std::lock_guard lock(mu_);
           samples_.insert(samples_.end(), local.begin(), local.end());
+          sent_us_.insert(sent_us_.end(), local_sent.begin(), local_sent.end());
         }
       }
       sub->buffer.consume(sub->buffer.size());
@@ -372,6 +387,7 @@ class Subscribers {
   std::atomic<bool> recording_{false};
   std::mutex mu_;
   std::vector<double> samples_;
+  std::vector<int64_t> sent_us_;
   std::string first_error_;
 };
 
@@ -387,6 +403,7 @@ struct LatencyRun {
   int subscribers = 0;
   int per_s = 0;
   std::vector<double> delivery_ms;
+  std::vector<double> p99_by_second;  // delivery p99 of the records written in each second of the run
   std::vector<double> write_ms;
   double achieved_per_s = 0;
   int64_t sent = 0, delivered = 0, expected = 0, write_errors = 0, failed = 0;
@@ -434,6 +451,7 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
     }
   });
   auto start = SteadyClock::now();
+  const int64_t start_us = NowUs();
   while (Seconds(SteadyClock::now() - start) < seconds) {
     const double elapsed_ms = std::floor(Seconds(SteadyClock::now() - start) * 1000.0);
     int64_t due = static_cast<int64_t>((elapsed_ms + 1) * per_ms);
@@ -472,6 +490,17 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
   out.server_cpu_s = CpuSeconds(server.pid()) - server_cpu0;
   subs.Stop();
   out.delivery_ms = subs.TakeSamples();
+  {
+    const std::vector<int64_t> sent = subs.TakeSentTimes();
+    std::vector<std::vector<double>> by_second;
+    for (size_t i = 0; i < sent.size() && i < out.delivery_ms.size(); ++i) {
+      const int64_t second = (sent[i] - start_us) / 1'000'000;
+      if (second < 0) continue;
+      if (static_cast<size_t>(second) >= by_second.size()) by_second.resize(static_cast<size_t>(second) + 1);
+      by_second[static_cast<size_t>(second)].push_back(out.delivery_ms[i]);
+    }
+    for (const auto& bucket : by_second) out.p99_by_second.push_back(Percentile(bucket, 0.99));
+  }
   if (out.error.empty() && !subs.first_error().empty()) out.error = subs.first_error();
   return out;
 }
@@ -491,6 +520,11 @@ void PrintLatency(const LatencyRun& r) {
                 r.messages > 0 ? static_cast<double>(r.delivered) / r.messages : 0.0, r.messages / r.wall_s,
                 r.client_cpu_s / r.wall_s, r.messages > 0 ? r.client_cpu_s * 1e6 / r.messages : 0.0,
                 r.server_cpu_s / r.wall_s);
+    if (r.subscribers > 1) {
+      std::printf("  delivery p99 of the records written in each second:");
+      for (double p99 : r.p99_by_second) std::printf(" %.0f", p99);
+      std::printf(" ms\n");
+    }
     std::printf("  unread at the client per subscription (FIONREAD, every 100 ms while writing): p50 %.0f, max %.0f "
                 "bytes\n",
                 Percentile(r.unread_per_sub, 0.5),
