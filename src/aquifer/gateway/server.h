@@ -20,7 +20,8 @@
 // subscription per socket; at most one outstanding write per session (a
 // slow client only slows itself); the engine's change hub only flags the
 // session and cancels its wait. A session reads page after page until caught
-// up (no sleep between pages) and only then waits (ws_poll_interval fallback).
+// up (no sleep between pages; a page that reached the end is caught up) and
+// only then waits (ws_poll_interval fallback). A message is one frame.
 // Those reads run on their own pool (feed_threads), not the handler pool.
 //
 // Lifecycle: construct, Start() (binds; port() is then the real port, also
