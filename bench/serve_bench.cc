@@ -2,7 +2,8 @@
 // process) against baselines measured in the same run (DESIGN.md "Targets",
 // issue 10 goals 2-5). Figures are printed, never asserted.
 //
-// Workloads (AQUIFER_BENCH_ONLY=latency,lookup,idle,memory,sql picks some;
+// Workloads (AQUIFER_BENCH_ONLY=latency,lookup,idle,memory,sql picks some; `latency1` alone
+// runs only the 1-subscriber runs at 10,000/s, with and without a warehouse copy, twice;
 // `fanout` alone runs only latency's 1-subscriber / 1000-subscriber / 1-subscriber
 // runs at 1,000 records/s):
 //   latency   write → subscriber: one writer paced at 10,000 records/s
@@ -1117,6 +1118,16 @@ int main(int argc, char** argv) {
   }
   auto path = [&](const std::string& table) { return "/v1/projects/" + project + "/tables/" + table; };
 
+  if (Wanted("latency1") && !Wanted("latency")) {
+    // Only the single-subscriber runs (goal 2's first half), each table twice: a quick A/B.
+    std::printf("\n-- write -> 1 subscriber at 10,000 records/s (load %s)\n", LoadAverage().c_str());
+    for (int round = 0; round < 2; ++round) {
+      PrintLatency(WriteToSubscribers(server, path("latency"), 1, seconds));
+      std::printf("without a warehouse copy (use_warehouse false):\n");
+      PrintLatency(WriteToSubscribers(server, path("latency_nowh"), 1, seconds));
+    }
+    std::printf("  load %s; targets: p50 <= 1 ms, p99 <= 5 ms\n", LoadAverage().c_str());
+  }
   const bool fanout_only = !Wanted("latency") && Wanted("fanout");
   if (Wanted("latency") || fanout_only) {
     std::printf("\n-- write -> subscriber at 10,000 records/s (load %s)\n", LoadAverage().c_str());

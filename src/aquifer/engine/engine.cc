@@ -696,6 +696,7 @@ Status EngineImpl::Start() {
       deps.waiters = &waiters_;
       deps.hub = &hub_;
     }
+    deps.warehouse_write_interval_ms = options_.warehouse_write_interval_ms;
     workers_ = std::make_unique<WorkerPool>(deps);
     Status started = workers_->Start(options_.worker_threads);
     if (!started.ok()) {

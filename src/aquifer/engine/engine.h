@@ -98,6 +98,11 @@ struct EngineOptions {
   // another worker after this long; until then its table's later writes
   // wait behind it (one ordering key per table).
   int64_t worker_ack_timeout_ms = 30'000;
+  // Role all: while writes trickle in, the warehouse's consumers start a
+  // DuckDB write at most this often (worker.h), so its commits stop
+  // delaying the queue's and the lookup service's fsyncs; a full pull or a
+  // `wait=warehouse` writer goes at once. 0: a write per pull.
+  int64_t warehouse_write_interval_ms = 200;
   SqlOptions sql;  // limits on SQL jobs ([sql] in aquifer.toml)
   // A write message still failing at this delivery attempt is dead-lettered
   // (topic "writes-dead"; see worker.h).

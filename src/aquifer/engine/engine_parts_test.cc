@@ -143,6 +143,42 @@ TEST(WritePipelineTest, SplitsLargeWritesIntoNumberedPartsAndWaitsForAllOfThem) 
   EXPECT_EQ(waiters.size(), 0u);
 }
 
+// Issue 10 goal 2: a paced warehouse consumer (worker.cc Run) waits in
+// AwaitWarehouseWaiter; a writer waiting for the warehouse, registered before
+// or during the wait, ends it, and so does a stop.
+TEST(WritePipelineTest, AWarehouseWaiterOrAStopEndsAPacedConsumersWait) {
+  WriteWaiters waiters;
+  const auto never = [] { return false; };
+  const auto far = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  EXPECT_FALSE(waiters.AwaitWarehouseWaiter(std::chrono::steady_clock::now(), never));
+  auto index_only = waiters.Register("i", 1, kStoreIndex);
+  EXPECT_EQ(waiters.warehouse_waiters(), 0);
+  EXPECT_FALSE(waiters.AwaitWarehouseWaiter(std::chrono::steady_clock::now(), never));
+  auto both = waiters.Register("w", 1, kStoreIndex | kStoreWarehouse);
+  auto again = waiters.Register("w", 1, kStoreWarehouse);  // the same write id again: counted once
+  EXPECT_EQ(waiters.warehouse_waiters(), 1);
+  EXPECT_TRUE(waiters.AwaitWarehouseWaiter(far, never)) << "a waiter for the warehouse ends the wait at once";
+  waiters.Unregister("w");
+  waiters.Unregister("w");  // gone already: nothing to count down
+  waiters.Unregister("i");
+  EXPECT_EQ(waiters.warehouse_waiters(), 0);
+
+  std::atomic<bool> woke{false};
+  std::thread consumer([&] { woke = waiters.AwaitWarehouseWaiter(far, never); });
+  auto late = waiters.Register("late", 1, kStoreWarehouse);
+  consumer.join();  // an hour (the test's timeout) if the registration did not wake it
+  EXPECT_TRUE(woke.load());
+  waiters.Unregister("late");
+
+  std::atomic<bool> stop{false};
+  woke = true;
+  std::thread stopped([&] { woke = waiters.AwaitWarehouseWaiter(far, [&] { return stop.load(); }); });
+  stop = true;
+  waiters.WakeWarehouseWait();
+  stopped.join();
+  EXPECT_FALSE(woke.load()) << "a stop is not a waiter";
+}
+
 TEST(EnginePayloadTest, RoundTripsAndChecksTheCursorType) {
   EnginePayload payload{PayloadKind::kChange, 77, R"({"user":"a"})", std::string("\x03\x00\x01", 3)};
   std::string encoded = EncodeEnginePayload(payload);
@@ -407,10 +443,11 @@ class WorkerTest : public PartsWithDriversTest {
     dead_letters_ = std::move(*dead);
   }
   void StartWorkers(int32_t max_attempts = 10, WriteWaiters* waiters = nullptr,
-                    SubscriptionHub* hub = nullptr) {
+                    SubscriptionHub* hub = nullptr, int64_t warehouse_write_interval_ms = 0) {
     WorkerDeps deps{queue_.get(), catalog_.get(), lookup_wrapper_.get(), warehouse_wrapper_.get(),
                     &metrics_};
     deps.waiters = waiters;
+    deps.warehouse_write_interval_ms = warehouse_write_interval_ms;
     deps.hub = hub;
     deps.health = &health_;
     deps.max_delivery_attempts = max_attempts;
@@ -681,6 +718,37 @@ TEST_F(WorkerTest, AWorkerTellsItsOwnWaitersAndHubWithoutTheQueue) {
   EXPECT_TRUE(WaitFor([&] { return notified.load() >= 1; })) << "the hub was notified of the log/index write";
   ASSERT_TRUE(WaitFor([&] { return Processed() == 1; }));
   waiters.Unregister(message.write_id);
+  workers_->Stop();  // before `waiters` goes
+}
+
+// Issue 10 goal 2: with the gateway in the process (waiters), the
+// warehouse's consumers write what trickled in together: after a pull, the
+// next one waits for the interval (here ten minutes) unless a writer waits
+// for the warehouse; the lookup's consumers are not paced; Stop ends the wait.
+TEST_F(WorkerTest, PacedWarehouseConsumersWriteWhatTrickledInTogether) {
+  SetUpStores("duckdb");
+  ASSERT_TRUE(warehouse_->RegisterInstance(instance_).ok());
+  WriteWaiters waiters;
+  StartWorkers(10, &waiters, nullptr, /*warehouse_write_interval_ms=*/600'000);
+  Publish({Message('a', {"a1"})});
+  ASSERT_TRUE(WaitFor([&] { return metrics_.messages_processed_warehouse.load() == 1; }))
+      << "the first write after an idle spell goes at once";
+  Publish({Message('b', {"b1"})});
+  Publish({Message('c', {"c1"})});
+  WriteMessage d = Message('d', {"d1"});
+  Publish({d});
+  ASSERT_TRUE(WaitFor([&] { return metrics_.messages_processed_lookup.load() == 4; }))
+      << "the lookup's consumers are not paced";
+  EXPECT_EQ(metrics_.messages_processed_warehouse.load(), 1) << "a warehouse consumer pulled within the interval";
+  EXPECT_EQ(warehouse_wrapper_->calls.load(), 1);
+  auto waiter = waiters.Register(d.write_id, 1, kStoreWarehouse);
+  EXPECT_TRUE(waiters.Wait(waiter.get(), std::chrono::seconds(30))) << "a wait=warehouse writer ends the pacing";
+  waiters.Unregister(d.write_id);
+  ASSERT_TRUE(WaitFor([&] { return metrics_.messages_processed_warehouse.load() == 4; }));
+  EXPECT_EQ(warehouse_wrapper_->calls.load(), 2) << "b, c and d in one store write";
+  EXPECT_EQ(WarehouseRows(), 4);
+  EXPECT_EQ(metrics_.messages_dead_lettered, 0);
+  workers_->Stop();  // ends the consumers' wait for the next interval (else: ten minutes)
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
@@ -98,6 +99,7 @@ void WorkerPool::Stop() {
     stopping_ = true;
   }
   stop_cv_.notify_all();
+  if (deps_.waiters != nullptr && !threads_.empty()) deps_.waiters->WakeWarehouseWait();  // a paced consumer (Run)
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   for (auto& subscription : subscriptions_) (void)subscription->Close();
@@ -111,8 +113,34 @@ void WorkerPool::Backoff(int64_t ms) {
 
 void WorkerPool::Run(driver::Subscription* subscription, bool lookup) {
   int32_t pull_failures = 0;
+  // Pacing (warehouse consumers in a process that runs the gateway too: one
+  // machine, one disk): the warehouse's consumers pull in turn, and after a
+  // pull that was not full the next pull (by any of them) waits until
+  // warehouse_write_interval_ms after it, so trickling writes reach DuckDB in
+  // a few larger commits instead of one per message. Each commit is a CPU
+  // burst and a synced WAL write, and the queue's and the lookup service's
+  // fsyncs, both on a subscriber's path, queued behind them (README
+  // "Benchmarks"). A full pull (a backlog) is followed by the next at once,
+  // and a `wait=warehouse` writer ends the wait (WriteWaiters).
+  const bool pace = !lookup && deps_.waiters != nullptr && deps_.warehouse_write_interval_ms > 0;
   while (!stopping_) {
+    std::unique_lock<std::mutex> turn;
+    if (pace) {
+      turn = std::unique_lock(warehouse_turn_);
+      if (warehouse_next_pull_) {
+        deps_.waiters->AwaitWarehouseWaiter(*warehouse_next_pull_, [this] { return stopping_.load(); });
+        warehouse_next_pull_.reset();
+      }
+      if (stopping_) break;
+    }
     auto pulled = subscription->Pull(kPullBatch, kPullTimeoutMs);
+    if (pace) {
+      if (pulled.ok() && !pulled->empty() && pulled->size() < kPullBatch) {
+        warehouse_next_pull_ = std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds(deps_.warehouse_write_interval_ms);
+      }
+      turn.unlock();
+    }
     if (!pulled.ok()) {
       deps_.metrics->worker_errors.fetch_add(1, std::memory_order_relaxed);
       AQ_LOG(Warn, "worker: pulling from '{}' failed: {}", kWritesTopic,

@@ -29,6 +29,15 @@
 // queue round trip before a `wait=` answer or a subscriber's read) and to
 // "write-reports" in one publish (other processes' gateways).
 //
+// Role all (the gateway in the same process, one machine and one disk): the
+// warehouse's consumers pull in turn and, while writes trickle in, pull at
+// most once per `warehouse_write_interval_ms` (engine option, 200 ms), so
+// DuckDB commits a few larger runs instead of one per message: its commits
+// (a CPU burst and a synced WAL write each) were what the queue's and the
+// lookup service's fsyncs on a subscriber's path waited behind. A full pull
+// (a backlog) is followed by the next at once, and a registered
+// `wait=warehouse` writer ends the wait (WriteWaiters::AwaitWarehouseWaiter).
+//
 // Exactly once per store: every store write carries the messages' ids
 // (WriteMessageId: write id ‖ part) as driver::RecordGroups, and a store
 // skips a message it already applied, atomically with its data. So a
@@ -84,10 +93,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -166,6 +177,10 @@ struct WorkerDeps {
   // directly; null when no gateway runs here (the queue carries them).
   WriteWaiters* waiters = nullptr;
   SubscriptionHub* hub = nullptr;
+  // With `waiters` (the gateway in this process): after a pull that was not
+  // full, a warehouse consumer pulls again only this long after it, unless a
+  // writer waits for the warehouse (worker.cc Run). 0: at once.
+  int64_t warehouse_write_interval_ms = 0;
 };
 
 class WorkerPool {
@@ -241,6 +256,9 @@ class WorkerPool {
 
   WorkerDeps deps_;
   std::atomic<bool> stopping_{false};
+  // Paced warehouse consumers (Run) pull in turn; the earliest next pull.
+  std::mutex warehouse_turn_;
+  std::optional<std::chrono::steady_clock::time_point> warehouse_next_pull_;  // guarded by warehouse_turn_
   std::mutex mu_;
   std::condition_variable stop_cv_;
   std::vector<std::unique_ptr<driver::Subscription>> subscriptions_;

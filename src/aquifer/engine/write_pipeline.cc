@@ -277,6 +277,7 @@ class WriteWaiters::Waiter {
     }
   }
   bool satisfied() const { return (completed_ & wanted_) == wanted_; }
+  uint8_t wanted() const { return wanted_; }
   uint8_t completed() const { return completed_; }
   std::condition_variable cv;  // waited on with the registry's mutex
 
@@ -292,13 +293,39 @@ std::shared_ptr<WriteWaiters::Waiter> WriteWaiters::Register(const std::string& 
                                                              uint32_t parts, uint8_t stores) {
   auto waiter = std::make_shared<Waiter>(parts, stores);
   std::lock_guard lock(mu_);
-  waiters_[write_id] = waiter;
+  auto& slot = waiters_[write_id];
+  if (slot != nullptr && (slot->wanted() & kStoreWarehouse) != 0) --warehouse_waiters_;
+  slot = waiter;
+  if ((stores & kStoreWarehouse) != 0) {
+    ++warehouse_waiters_;
+    warehouse_cv_.notify_all();
+  }
   return waiter;
 }
 
 void WriteWaiters::Unregister(const std::string& write_id) {
   std::lock_guard lock(mu_);
-  waiters_.erase(write_id);
+  auto it = waiters_.find(write_id);
+  if (it == waiters_.end()) return;
+  if ((it->second->wanted() & kStoreWarehouse) != 0) --warehouse_waiters_;
+  waiters_.erase(it);
+}
+
+bool WriteWaiters::AwaitWarehouseWaiter(std::chrono::steady_clock::time_point deadline,
+                                        const std::function<bool()>& stop) {
+  std::unique_lock lock(mu_);
+  warehouse_cv_.wait_until(lock, deadline, [&] { return warehouse_waiters_ > 0 || stop(); });
+  return warehouse_waiters_ > 0;
+}
+
+void WriteWaiters::WakeWarehouseWait() {
+  std::lock_guard lock(mu_);  // a waiter between its check of stop() and its wait sees the wake
+  warehouse_cv_.notify_all();
+}
+
+int64_t WriteWaiters::warehouse_waiters() const {
+  std::lock_guard lock(mu_);
+  return warehouse_waiters_;
 }
 
 void WriteWaiters::OnReport(const WriteReport& report) {

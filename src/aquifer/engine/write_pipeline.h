@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,10 +84,19 @@ class WriteWaiters {
   // The stores (StoreBits) that have every part so far.
   uint8_t Completed(Waiter* waiter);
   size_t size() const;
+  // Blocks until a registered waiter wants the warehouse (true at once if one
+  // already does), `deadline` passes or `stop()` holds after a
+  // WakeWarehouseWait (false): a paced warehouse consumer waits here between
+  // commits (worker.cc Run), and a `wait=warehouse` writer ends the wait.
+  bool AwaitWarehouseWaiter(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& stop);
+  void WakeWarehouseWait();
+  int64_t warehouse_waiters() const;
 
  private:
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
+  int64_t warehouse_waiters_ = 0;                                     // guarded by mu_
+  std::condition_variable warehouse_cv_;                              // a waiter wants the warehouse
 };
 
 }  // namespace aquifer::engine

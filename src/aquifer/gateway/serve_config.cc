@@ -16,13 +16,13 @@ namespace aquifer::gateway {
 namespace {
 
 constexpr std::array<std::string_view, 4> kDriverSections = {"queue", "lookup", "warehouse", "usage"};
-constexpr std::array<std::string_view, 22> kServerKeys = {
+constexpr std::array<std::string_view, 23> kServerKeys = {
     "host",           "port",           "data",           "role",
     "io_threads",     "handler_threads", "public_metrics", "max_body_bytes",
     "wait_timeout_ms", "catalog",        "worker_threads", "usage_flush_interval_ms",
     "idle_timeout_ms", "request_timeout_ms", "idempotency_lease_ms", "idempotency_wait_ms",
     "keys_dir",       "worker_ack_timeout_ms", "max_subscriptions", "max_subscriptions_per_secret",
-    "rate_limit_per_secret", "rate_limit_burst"};
+    "rate_limit_per_secret", "rate_limit_burst", "warehouse_write_interval_ms"};
 
 // [sql]: limits on SQL jobs (engine::SqlOptions).
 constexpr std::array<std::string_view, 8> kSqlKeys = {"timeout_ms",          "max_result_rows",
@@ -294,6 +294,8 @@ Result<ServeConfig> LoadServeConfig(const ServeFlags& flags,
       options.worker_threads = static_cast<int32_t>(threads);
     } else if (key == "worker_ack_timeout_ms") {
       AQ_ASSIGN_OR_RETURN(options.worker_ack_timeout_ms, ToInt(setting, 100, int64_t{24} * 3600 * 1000));
+    } else if (key == "warehouse_write_interval_ms") {
+      AQ_ASSIGN_OR_RETURN(options.warehouse_write_interval_ms, ToInt(setting, 0, 1'000));
     } else if (key == "usage_flush_interval_ms") {
       AQ_ASSIGN_OR_RETURN(options.usage_flush_interval_ms, ToInt(setting, 1, int64_t{3600} * 1000));
     } else if (key == "idempotency_lease_ms") {
