@@ -49,10 +49,22 @@ int64_t NowMicros() {
       .count();
 }
 
+// The WebSocket sessions' executor, socket, timer and coroutines, by their
+// concrete types: every completion of a session (a write, a wake-up) is
+// dispatched straight to its strand, not through asio::any_io_executor's
+// type erasure (a copy, a virtual call and an atomic per step).
+using WsExecutor = asio::strand<asio::io_context::executor_type>;
+using WsSocket = asio::basic_stream_socket<tcp, WsExecutor>;
+using WsTimer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                           asio::wait_traits<std::chrono::steady_clock>, WsExecutor>;
+template <typename T>
+using WsAwaitable = awaitable<T, WsExecutor>;
+constexpr asio::use_awaitable_t<WsExecutor> ws_awaitable;
+
 // Runs `fn` (a blocking engine call) on `pool` and resumes the calling
 // coroutine on its own executor with the result.
-template <typename T, typename F>
-awaitable<T> RunBlocking(asio::thread_pool& pool, F fn) {
+template <typename T, typename Executor = asio::any_io_executor, typename F>
+awaitable<T, Executor> RunBlocking(asio::thread_pool& pool, F fn) {
   auto initiate = [&pool, fn = std::move(fn)](auto handler) mutable {
     asio::post(pool, [fn = std::move(fn), handler = std::move(handler)]() mutable {
       T result = fn();
@@ -62,8 +74,8 @@ awaitable<T> RunBlocking(asio::thread_pool& pool, F fn) {
       });
     });
   };
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>, void(T)>(
-      std::move(initiate), use_awaitable);
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<Executor>, void(T)>(
+      std::move(initiate), asio::use_awaitable_t<Executor>{});
 }
 
 std::string HeaderString(const http::fields& fields, http::field name) {
@@ -107,8 +119,9 @@ struct Server::Impl {
 
   awaitable<void> Listen();
   awaitable<void> HttpSession(beast::tcp_stream stream);
-  awaitable<bool> WriteResponse(beast::tcp_stream& stream, const HttpResponse& response,
-                                unsigned version, bool keep_alive);
+  template <typename Executor = asio::any_io_executor, typename Stream>
+  awaitable<bool, Executor> WriteResponse(Stream& stream, const HttpResponse& response,
+                                          unsigned version, bool keep_alive);
 
   void Register(WsSession* session, std::weak_ptr<WsSession> handle) {
     std::lock_guard lock(sessions_mu);
@@ -182,22 +195,28 @@ struct Server::Impl {
 
   // The upgraded connection, moved onto ws_ioc (a strand of its own): the
   // socket's descriptor is duplicated onto a socket of ws_ioc and the
-  // original closed. Falls back to the connection as it is if that fails.
-  beast::tcp_stream MoveToSubscriptions(beast::tcp_stream& stream) {
+  // original closed; if no descriptor is free for the duplicate, the original
+  // is released from `ioc` and assigned instead. A session's socket is a
+  // plain socket (no beast::tcp_stream: its per-operation timer bookkeeping
+  // was unused, the WebSocket stream keeps its own timeouts).
+  WsSocket MoveToSubscriptions(beast::tcp_stream& stream) {
     beast::error_code ec;
     tcp::socket& socket = stream.socket();
+    WsSocket moved(asio::make_strand(ws_ioc));
     const tcp::endpoint local = socket.local_endpoint(ec);
-    const int fd = ec ? -1 : ::dup(socket.native_handle());
-    if (fd >= 0) {
-      tcp::socket moved(asio::make_strand(ws_ioc));
+    if (ec) return moved;  // not connected any more: the session ends at its first step
+    if (const int fd = ::dup(socket.native_handle()); fd >= 0) {
       moved.assign(local.protocol(), fd, ec);
       if (!ec) {
         socket.close(ec);
-        return beast::tcp_stream(std::move(moved));
+        return moved;
       }
       ::close(fd);
     }
-    return std::move(stream);
+    const int fd = socket.release(ec);
+    if (!ec) moved.assign(local.protocol(), fd, ec);
+    if (ec && fd >= 0) ::close(fd);
+    return moved;
   }
 
   std::mutex sessions_mu;
@@ -212,9 +231,9 @@ struct Server::Impl {
 // `listener_` (reset by Server::Stop after the io threads have joined).
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(Server::Impl* server, beast::tcp_stream stream)
+  WsSession(Server::Impl* server, WsSocket socket)
       : server_(server),
-        ws_(std::move(stream)),
+        ws_(std::move(socket)),
         timer_(ws_.get_executor()),
         wake_(std::make_shared<std::atomic<bool>>(false)) {
     server_->metrics.SessionOpened();
@@ -224,8 +243,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     server_->metrics.SessionClosed();
   }
 
-  awaitable<void> Run(http::request<http::string_body> upgrade);
-  static awaitable<void> ReadLoop(std::shared_ptr<WsSession> self);
+  WsAwaitable<void> Run(http::request<http::string_body> upgrade);
+  static WsAwaitable<void> ReadLoop(std::shared_ptr<WsSession> self);
 
   // On the strand: end the session (server stopping).
   void Shutdown() {
@@ -234,16 +253,19 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     timer_.cancel();
   }
   void DropListener() { listener_.reset(); }
-  asio::any_io_executor executor() { return ws_.get_executor(); }
+  WsExecutor executor() { return ws_.get_executor(); }
 
  private:
-  awaitable<void> SendErrorAndClose(const Status& status);
-  awaitable<bool> Send(std::string message);
-  awaitable<bool> Send(std::shared_ptr<const std::string> message);  // kept alive by the coroutine
+  WsAwaitable<void> SendErrorAndClose(const Status& status);
+  WsAwaitable<bool> Send(std::string message);
+  WsAwaitable<bool> Send(std::shared_ptr<const std::string> message);  // kept alive by the coroutine
+  // Before the handshake: answers `response` as HTTP (with the request
+  // timeout, over a beast::tcp_stream made of the socket) and closes.
+  WsAwaitable<void> Refuse(const HttpResponse& response, unsigned version);
 
   Server::Impl* server_;
-  websocket::stream<beast::tcp_stream> ws_;
-  asio::steady_timer timer_;
+  websocket::stream<WsSocket> ws_;
+  WsTimer timer_;
   std::shared_ptr<std::atomic<bool>> wake_;
   std::unique_ptr<engine::Listener> listener_;
   std::optional<Status> error_;  // set by ReadLoop or Shutdown: send it and close
@@ -251,18 +273,23 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   bool going_away_ = false;
 };
 
-awaitable<bool> WsSession::Send(std::string message) {
+WsAwaitable<bool> WsSession::Send(std::string message) {
   co_return co_await Send(std::make_shared<const std::string>(std::move(message)));
 }
 
-awaitable<bool> WsSession::Send(std::shared_ptr<const std::string> message) {
+WsAwaitable<bool> WsSession::Send(std::shared_ptr<const std::string> message) {
   beast::error_code ec;
   ws_.text(true);
-  co_await ws_.async_write(asio::buffer(*message), asio::redirect_error(use_awaitable, ec));
+  co_await ws_.async_write(asio::buffer(*message), asio::redirect_error(ws_awaitable, ec));
   co_return !ec;
 }
 
-awaitable<void> WsSession::SendErrorAndClose(const Status& status) {
+WsAwaitable<void> WsSession::Refuse(const HttpResponse& response, unsigned version) {
+  beast::basic_stream<tcp, WsExecutor> stream(std::move(ws_.next_layer()));
+  co_await server_->WriteResponse<WsExecutor>(stream, response, version, false);
+}
+
+WsAwaitable<void> WsSession::SendErrorAndClose(const Status& status) {
   beast::error_code ec;
   if (!peer_closed_ && ws_.is_open()) {
     std::string error = ErrorJson(status);
@@ -275,17 +302,17 @@ awaitable<void> WsSession::SendErrorAndClose(const Status& status) {
                                    : HttpStatusFor(status.code()) >= 500
                                        ? websocket::close_code::internal_error
                                        : websocket::close_code::policy_error;
-      co_await ws_.async_close(code, asio::redirect_error(use_awaitable, ec));
+      co_await ws_.async_close(code, asio::redirect_error(ws_awaitable, ec));
     }
   }
 }
 
-awaitable<void> WsSession::ReadLoop(std::shared_ptr<WsSession> self) {
+WsAwaitable<void> WsSession::ReadLoop(std::shared_ptr<WsSession> self) {
   beast::flat_buffer buffer;
   while (true) {
     beast::error_code ec;
     buffer.clear();
-    co_await self->ws_.async_read(buffer, asio::redirect_error(use_awaitable, ec));
+    co_await self->ws_.async_read(buffer, asio::redirect_error(ws_awaitable, ec));
     if (ec) {
       self->peer_closed_ = ec == websocket::error::closed || !self->ws_.is_open();
       if (!self->error_) self->error_ = Aborted("the connection closed: {}", ec.message());
@@ -301,7 +328,7 @@ awaitable<void> WsSession::ReadLoop(std::shared_ptr<WsSession> self) {
   }
 }
 
-awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
+WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   auto self = shared_from_this();
   beast::error_code ec;
   Server::Impl* server = server_;
@@ -317,14 +344,13 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   std::optional<engine::Principal> principal;
   std::string authorization = HeaderString(upgrade, http::field::authorization);
   if (!authorization.empty()) {
-    Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>>(
+    Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>, WsExecutor>(
         server->pool, [&] { return server->api.Authenticate(authorization); });
     if (!who.ok()) {
       HttpResponse response = ErrorResponse(who.status());
       response.route = &Route(RouteId::kSubscribe);
       server->metrics.Record(response.route, response.status, 0);
-      co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
-                                     false);
+      co_await Refuse(response, upgrade.version());
       co_return;
     }
     principal = std::move(*who);
@@ -336,8 +362,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   if (Status handshake = CheckWebSocketHandshake(upgrade); !handshake.ok()) {
     HttpResponse response = HandshakeErrorResponse(handshake);
     server->metrics.Record(response.route, response.status, 0);
-    co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
-                                   false);
+    co_await Refuse(response, upgrade.version());
     co_return;
   }
 
@@ -367,8 +392,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
       HttpResponse response = ErrorResponse(slot);
       response.route = &Route(RouteId::kSubscribe);
       server->metrics.Record(response.route, response.status, 0);
-      co_await server->WriteResponse(beast::get_lowest_layer(ws_), response, upgrade.version(),
-                                     false);
+      co_await Refuse(response, upgrade.version());
       co_return;
     }
   }
@@ -377,7 +401,6 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   timeouts.handshake_timeout = std::chrono::seconds(30);
   timeouts.idle_timeout = server->options.idle_timeout;
   timeouts.keep_alive_pings = true;  // a ping at half the idle timeout; no answer → closed
-  beast::get_lowest_layer(ws_).expires_never();
   ws_.set_option(timeouts);
   ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
     response.set(http::field::server, "aquifer");
@@ -388,13 +411,13 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   // subscribers, 18 sends for a page of 340 records). Clients see the same
   // messages either way (RFC 6455 §5.4).
   ws_.auto_fragment(false);
-  co_await ws_.async_accept(upgrade, asio::redirect_error(use_awaitable, ec));
+  co_await ws_.async_accept(upgrade, asio::redirect_error(ws_awaitable, ec));
   server->metrics.Record(&Route(RouteId::kSubscribe), ec ? 400 : 101, 0);
   if (ec) co_return;
 
   // The subscribe message.
   beast::flat_buffer buffer;
-  co_await ws_.async_read(buffer, asio::redirect_error(use_awaitable, ec));
+  co_await ws_.async_read(buffer, asio::redirect_error(ws_awaitable, ec));
   if (ec) co_return;
   std::string text = beast::buffers_to_string(buffer.data());
   buffer.consume(buffer.size());
@@ -407,7 +430,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   std::string filter_json = std::move(parsed->filter_json);
   std::string secret = std::move(parsed->secret);
   if (!secret.empty()) {
-    Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>>(
+    Result<engine::Principal> who = co_await RunBlocking<Result<engine::Principal>, WsExecutor>(
         server->pool, [&] { return server->engine->Authenticate(secret); });
     if (!who.ok()) {
       co_await SendErrorAndClose(who.status());
@@ -435,7 +458,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   // The feed resolves the cursor's table, grants and filter once; its reads
   // then do no catalog work (the engine re-checks on an interval).
   using OpenedFeed = Result<std::unique_ptr<engine::ChangeFeed>>;
-  OpenedFeed opened = co_await RunBlocking<OpenedFeed>(server->pool, [&] {
+  OpenedFeed opened = co_await RunBlocking<OpenedFeed, WsExecutor>(server->pool, [&] {
     return server->engine->OpenChangeFeed(*principal, cursor, filter_json);
   });
   if (!opened.ok()) {
@@ -476,7 +499,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     if (ready) {
       page = std::move(*ready);
     } else {
-      page = co_await RunBlocking<Result<engine::ChangeBatch>>(
+      page = co_await RunBlocking<Result<engine::ChangeBatch>, WsExecutor>(
           server->feed_pool, [reader] { return reader->ReadBatch(1000); });
     }
     server->metrics.ChangeRead();
@@ -505,7 +528,7 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     if (page->more || wake_->load()) continue;
     server->metrics.IdleWait();
     timer_.expires_after(server->options.ws_poll_interval);
-    co_await timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await timer_.async_wait(asio::redirect_error(ws_awaitable, ec));
     if (wake_->load()) server->metrics.Wakeup();
   }
   listener_.reset();
@@ -513,12 +536,13 @@ awaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   if (error_ && error_->code() != StatusCode::kAborted) {
     co_await SendErrorAndClose(*error_);
   } else if (!peer_closed_ && ws_.is_open()) {
-    co_await ws_.async_close(websocket::close_code::normal, asio::redirect_error(use_awaitable, ec));
+    co_await ws_.async_close(websocket::close_code::normal, asio::redirect_error(ws_awaitable, ec));
   }
 }
 
-awaitable<bool> Server::Impl::WriteResponse(beast::tcp_stream& stream, const HttpResponse& response,
-                                            unsigned version, bool keep_alive) {
+template <typename Executor, typename Stream>
+awaitable<bool, Executor> Server::Impl::WriteResponse(Stream& stream, const HttpResponse& response,
+                                                      unsigned version, bool keep_alive) {
   http::response<http::string_body> message{static_cast<http::status>(response.status), version};
   message.set(http::field::server, "aquifer");
   if (response.status != 204 && response.status != 304) {
@@ -530,7 +554,8 @@ awaitable<bool> Server::Impl::WriteResponse(beast::tcp_stream& stream, const Htt
   message.prepare_payload();
   beast::error_code ec;
   stream.expires_after(options.request_timeout);
-  co_await http::async_write(stream, message, asio::redirect_error(use_awaitable, ec));
+  co_await http::async_write(stream, message,
+                             asio::redirect_error(asio::use_awaitable_t<Executor>{}, ec));
   co_return !ec;
 }
 
@@ -575,7 +600,7 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
       auto session = std::make_shared<WsSession>(this, MoveToSubscriptions(stream));
       asio::co_spawn(
           session->executor(),
-          [session, upgrade = parser.release()]() mutable -> awaitable<void> {
+          [session, upgrade = parser.release()]() mutable -> WsAwaitable<void> {
             co_await session->Run(std::move(upgrade));
           },
           asio::detached);
