@@ -250,9 +250,12 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void Shutdown() {
     if (!error_) error_ = Unavailable("the server is shutting down");
     going_away_ = true;
-    timer_.cancel();
+    WakeLater();
   }
   void DropListener() { listener_.reset(); }
+  // After the io threads joined: ends a Run still waiting (its frame holds the
+  // session; the io_context would otherwise have destroyed its timer handler).
+  void DropWaiter() { waiter_.reset(); }
   WsExecutor executor() { return ws_.get_executor(); }
 
  private:
@@ -263,9 +266,67 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   // timeout, over a beast::tcp_stream made of the socket) and closes.
   WsAwaitable<void> Refuse(const HttpResponse& response, unsigned version);
 
+  // The caught-up wait. Run suspends in WaitForWake until Wake (the hub's
+  // wake-up, posted to the strand: it resumes Run right there, no timer
+  // cancel and no second hand-off), WakeLater (ReadLoop, Shutdown) or
+  // `interval` after the wait began (the ws_poll_interval fallback). The poll
+  // timer is armed once and left running across waits (re-armed when it fires
+  // before the current wait's deadline), so a wait and a wake-up cost no timer
+  // operation. All on the strand.
+  struct Waiter {
+    virtual ~Waiter() = default;
+    virtual void Resume() = 0;
+  };
+  template <typename Handler>
+  struct WaiterOf final : Waiter {
+    explicit WaiterOf(Handler h) : handler(std::move(h)) {}
+    void Resume() override { std::move(handler)(); }
+    Handler handler;
+  };
+  WsAwaitable<void> WaitForWake(std::chrono::milliseconds interval) {
+    return asio::async_initiate<const asio::use_awaitable_t<WsExecutor>, void()>(
+        [this, interval](auto handler) {
+          waiter_ = std::make_unique<WaiterOf<decltype(handler)>>(std::move(handler));
+          wait_deadline_ = std::chrono::steady_clock::now() + interval;
+          if (!timer_armed_ || timer_.expiry() > wait_deadline_) ArmTimer(wait_deadline_);
+        },
+        ws_awaitable);
+  }
+  void ArmTimer(std::chrono::steady_clock::time_point at) {
+    timer_armed_ = true;
+    const uint64_t arm = ++timer_arms_;
+    timer_.expires_at(at);
+    timer_.async_wait([weak = weak_from_this(), arm](const beast::error_code& ec) {
+      std::shared_ptr<WsSession> self = weak.lock();
+      if (self == nullptr || ec || arm != self->timer_arms_) return;  // cancelled or re-armed
+      self->timer_armed_ = false;
+      if (self->waiter_ == nullptr) return;  // the next wait arms it
+      if (std::chrono::steady_clock::now() >= self->wait_deadline_) {
+        self->Wake();
+      } else {
+        self->ArmTimer(self->wait_deadline_);
+      }
+    });
+  }
+  // On the strand, outside a coroutine of this session: resumes Run now.
+  void Wake() {
+    if (std::unique_ptr<Waiter> waiter = std::move(waiter_)) waiter->Resume();
+  }
+  // On the strand, from within a coroutine (ReadLoop) or Shutdown: resumes Run
+  // from its own strand task.
+  void WakeLater() {
+    if (std::unique_ptr<Waiter> waiter = std::move(waiter_)) {
+      asio::post(ws_.get_executor(), [waiter = std::move(waiter)] { waiter->Resume(); });
+    }
+  }
+
   Server::Impl* server_;
   websocket::stream<WsSocket> ws_;
-  WsTimer timer_;
+  WsTimer timer_;  // the poll fallback of WaitForWake
+  std::unique_ptr<Waiter> waiter_;  // Run, while it waits
+  std::chrono::steady_clock::time_point wait_deadline_;
+  bool timer_armed_ = false;
+  uint64_t timer_arms_ = 0;
   std::shared_ptr<std::atomic<bool>> wake_;
   std::unique_ptr<engine::Listener> listener_;
   std::optional<Status> error_;  // set by ReadLoop or Shutdown: send it and close
@@ -316,7 +377,7 @@ WsAwaitable<void> WsSession::ReadLoop(std::shared_ptr<WsSession> self) {
     if (ec) {
       self->peer_closed_ = ec == websocket::error::closed || !self->ws_.is_open();
       if (!self->error_) self->error_ = Aborted("the connection closed: {}", ec.message());
-      self->timer_.cancel();
+      self->WakeLater();
       co_return;
     }
     if (!self->error_) {
@@ -324,7 +385,7 @@ WsAwaitable<void> WsSession::ReadLoop(std::shared_ptr<WsSession> self) {
           "one subscription per WebSocket: after the subscribe message the server only sends; "
           "open another connection for another subscription");
     }
-    self->timer_.cancel();
+    self->WakeLater();
   }
 }
 
@@ -469,8 +530,8 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   engine::ChangeFeed* reader = feed.get();
 
   // The hub's callback must not block and must not own the session: it sets
-  // the flag and, on the first wake-up since the last read, posts a cancel of
-  // the poll timer to the strand.
+  // the flag and, on the first wake-up since the last read, posts the
+  // session's Wake to the strand.
   {
     auto wake = wake_;
     auto executor = ws_.get_executor();
@@ -478,7 +539,7 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     listener_ = server->engine->Listen(reader->instance_id(), [wake, executor, weak] {
       if (wake->exchange(true)) return;
       asio::post(executor, [weak] {
-        if (auto session = weak.lock()) session->timer_.cancel();
+        if (auto session = weak.lock()) session->Wake();
       });
     });
   }
@@ -508,7 +569,7 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
       error_ = page.status();
       break;
     }
-    if (!page->next_cursor.empty()) cursor = page->next_cursor;
+    // (The position is the feed's own: page->next_cursor is not copied here.)
     if (page->count > 0) {
       // The message is shared with every session at the same position
       // (engine::ChangeBatch): written from the shared buffer, never copied.
@@ -527,11 +588,11 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
     // read was half of every session's rounds).
     if (page->more || wake_->load()) continue;
     server->metrics.IdleWait();
-    timer_.expires_after(server->options.ws_poll_interval);
-    co_await timer_.async_wait(asio::redirect_error(ws_awaitable, ec));
+    co_await WaitForWake(server->options.ws_poll_interval);
     if (wake_->load()) server->metrics.Wakeup();
   }
   listener_.reset();
+  timer_.cancel();
   if (server->stopping.load()) Shutdown();
   if (error_ && error_->code() != StatusCode::kAborted) {
     co_await SendErrorAndClose(*error_);
@@ -740,11 +801,20 @@ void Server::Stop() {
   for (std::thread& thread : impl.ws_thread_list) thread.join();
   impl.ws_thread_list.clear();
   {
-    // No strand runs now: drop the hub's listeners before the io_context goes.
-    std::lock_guard lock(impl.sessions_mu);
-    for (auto& [raw, weak] : impl.sessions) {
-      if (std::shared_ptr<WsSession> session = weak.lock()) session->DropListener();
+    // No strand runs now: drop the hub's listeners before the io_context goes,
+    // and the waits of sessions still open (outside the lock: ending a Run
+    // unregisters it).
+    std::vector<std::shared_ptr<WsSession>> open;
+    {
+      std::lock_guard lock(impl.sessions_mu);
+      for (auto& [raw, weak] : impl.sessions) {
+        if (std::shared_ptr<WsSession> session = weak.lock()) {
+          session->DropListener();
+          open.push_back(std::move(session));
+        }
+      }
     }
+    for (const std::shared_ptr<WsSession>& session : open) session->DropWaiter();
   }
   impl.pool.stop();
   impl.pool.join();

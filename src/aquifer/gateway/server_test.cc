@@ -456,6 +456,44 @@ TEST_F(ServerTest, AFilteredCatchUpReadsPageAfterPageWithoutWaiting) {
   ws.close(websocket::close_code::normal, ec);
 }
 
+// The ws_poll_interval fallback (notifications are at-most-once): a caught-up
+// session re-reads after the interval without a wake-up, also after a
+// wake-up ended an earlier wait (the poll timer is left armed across waits),
+// and neither spins nor stops.
+TEST_F(ServerTest, ACaughtUpSubscriptionReReadsAfterThePollIntervalBeforeAndAfterAWakeUp) {
+  EnsureTable();
+  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/orders/records?limit=1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  std::string change_cursor = read.Json()["change_cursor"];
+  std::unique_ptr<Server> server = StartServer(engine_, std::chrono::milliseconds(100));
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  Subscribe(ws, server->port(), change_cursor);
+  auto reads_reach = [&](uint64_t target) {
+    for (int attempt = 0; attempt < 3000 && server->metrics().ws_change_reads() < target; ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return server->metrics().ws_change_reads() >= target;
+  };
+  ASSERT_TRUE(reads_reach(3)) << "no re-read on the poll interval: " << server->metrics().ws_change_reads();
+  Reply write = Send(http::verb::post, "/v1/projects/shop/tables/orders/records",
+                     R"([{"id":"poll-wake","qty":1}])");
+  ASSERT_EQ(write.status, 202) << write.body;
+  std::string error;
+  std::optional<json> message = ReadWithin(ioc, ws, std::chrono::seconds(20), &error);
+  ASSERT_TRUE(message.has_value()) << error;
+  ASSERT_EQ((*message)["type"], "records") << message->dump();
+  EXPECT_EQ((*message)["data"][0]["id"], "poll-wake");
+  const uint64_t after_wake = server->metrics().ws_change_reads();
+  EXPECT_TRUE(reads_reach(after_wake + 3)) << "no re-read on the poll interval after a wake-up";
+  // Polling, not spinning: a handful of reads a second at 100 ms, never thousands.
+  const uint64_t before_idle = server->metrics().ws_change_reads();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_LT(server->metrics().ws_change_reads() - before_idle, 100u);
+  beast::error_code ec;
+  ws.close(websocket::close_code::normal, ec);
+}
+
 TEST_F(ServerTest, AnIdleSubscriptionReadsNothingUntilAWriteWakesIt) {
   EnsureTable();
   Reply read = Send(http::verb::get, "/v1/projects/shop/tables/orders/records?limit=1");
