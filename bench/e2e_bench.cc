@@ -36,6 +36,7 @@
 //
 // Usage: e2e_bench [ingest_seconds=30] [seconds_per_read_run=10] [postgres_seconds=30 (also kafka)]
 // AQUIFER_E2E_BENCH_ONLY=postgres,kafka: only those second-server runs (no main server).
+// AQUIFER_E2E_BENCH_INGEST=ndjson-new,array-rewrite,...: only those ingest runs on the main server.
 // AQUIFER_TEST_POSTGRES: the server for ingest/postgres, AQUIFER_TEST_KAFKA the
 // broker for ingest/kafka (scripts/bench.sh starts both).
 // AQUIFER_BENCH_DIR: scratch dir (else $TMPDIR); the server binary is AQUIFER_BIN (compiled in)
@@ -160,6 +161,21 @@ int64_t QueueLag(const Server& server) {
   return std::atoll(text.c_str() + at + std::strlen("\naquifer_queue_lag "));
 }
 
+// CPU time (user + system) the process `pid` has used so far, in seconds; -1 if unknown.
+double ProcessCpuSeconds(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return -1;
+  char buf[2048] = {0};
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const char* p = std::strrchr(buf, ')');
+  if (n == 0 || p == nullptr) return -1;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 // Sustained HTTP ingest for `seconds`: kClients clients, 1000 records per request, wait=index.
 Rate IngestHttp(const Server& server, const std::string& table_path, bool array, bool rewrite, double seconds,
                 const std::string& user_prefix) {
@@ -171,6 +187,7 @@ Rate IngestHttp(const Server& server, const std::string& table_path, bool array,
   std::mutex mu;
   const std::string target = table_path + "/records?wait=index";
   const char* type = array ? "application/json" : "application/x-ndjson";
+  const double cpu_start = ProcessCpuSeconds(server.pid());
   auto start = SteadyClock::now();
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&, c] {
@@ -207,6 +224,7 @@ Rate IngestHttp(const Server& server, const std::string& table_path, bool array,
   done = true;
   sampler.join();
   lags.push_back(QueueLag(server));
+  const double cpu_s = ProcessCpuSeconds(server.pid()) - cpu_start;
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   Rate out;
@@ -219,6 +237,14 @@ Rate IngestHttp(const Server& server, const std::string& table_path, bool array,
   out.note = "queue lag (messages of 1000 records) every 5 s:";
   for (int64_t lag : lags) out.note += " " + std::to_string(lag);
   out.note += " (last: at the end)";
+  if (cpu_start >= 0 && records > 0) {
+    // The server's CPU per record: steadier than the rate on a shared machine (includes the
+    // warehouse copy, which the writers do not wait for).
+    char cpu[96];
+    std::snprintf(cpu, sizeof cpu, "; server CPU %.2f us per record (%.2f cores)",
+                  1e6 * cpu_s / static_cast<double>(records.load()), cpu_s / s);
+    out.note += cpu;
+  }
   return out;
 }
 
@@ -613,7 +639,13 @@ int main(int argc, char** argv) {
                            {"ingest/ndjson-rewrite", false, true, "r"},
                            {"ingest/array-new", true, false, "a"},
                            {"ingest/array-rewrite", true, true, "r"}};
+  // AQUIFER_E2E_BENCH_INGEST=ndjson-rewrite,array-new: only those ingest runs (e.g. under perf).
+  const char* picked = std::getenv("AQUIFER_E2E_BENCH_INGEST");
   for (auto& run : runs) {
+    if (picked != nullptr && *picked != 0 &&
+        std::string(picked).find(std::string(run.name).substr(std::strlen("ingest/"))) == std::string::npos) {
+      continue;
+    }
     run.rate = IngestHttp(server, table_path, run.array, run.rewrite, ingest_seconds, run.users);
     PrintRow(run.name, run.rate, "records/s");
   }

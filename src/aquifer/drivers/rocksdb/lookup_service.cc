@@ -536,6 +536,7 @@ Status RocksDbLookupService::WriteRecordsAt(const InstanceInfo& instance, std::s
 Status RocksDbLookupService::WriteGrouped(const InstanceInfo& instance, std::span<const Record> all_records,
                                           std::span<const driver::RecordGroup> groups,
                                           std::span<const int64_t> offsets, std::optional<uint64_t> next_offset) {
+  NoPerfCountersOnThisThread();
   const driver::Limits& limits = options_.limits;
   std::span<const Record> records = all_records;
   if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
@@ -702,6 +703,7 @@ Status RocksDbLookupService::WriteGrouped(const InstanceInfo& instance, std::spa
 
 Result<driver::QueryCursors> RocksDbLookupService::Query(const InstanceInfo& instance,
                                                          const driver::QueryRequest& request) {
+  NoPerfCountersOnThisThread();
   if (instance.schema == nullptr) {
     return InvalidArgument("querying {}: no schema", instance.instance_id.ToString());
   }
@@ -740,6 +742,7 @@ Result<driver::ReadResult> RocksDbLookupService::ReadCursor(const InstanceInfo& 
                                                             std::string_view payload,
                                                             const keys::Filter& filter,
                                                             const driver::ReadOptions& options) {
+  NoPerfCountersOnThisThread();
   AQ_RETURN_IF_ERROR(driver::CheckReadOptions(instance.instance_id, options));
   if (payload.empty()) return driver::ReadResult{};
   if (instance.schema == nullptr) {

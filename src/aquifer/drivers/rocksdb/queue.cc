@@ -391,6 +391,7 @@ Status RocksQueue::RegisterTopic(std::string_view topic) {
 }
 
 Status RocksQueue::Publish(std::string_view topic_name, std::span<const OutgoingMessage> messages) {
+  NoPerfCountersOnThisThread();
   std::shared_ptr<Topic> topic = FindTopic(topic_name);
   if (!topic) return NotFound("queue topic '{}' is not registered", topic_name);
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -577,6 +578,7 @@ Status RocksQueue::DeadLetter(Topic* topic, const StoredMessage& m) {
 
 Result<std::vector<Message>> RocksQueue::TryPull(SubState* st, size_t max_messages,
                                                  int64_t ack_timeout_ms) {
+  NoPerfCountersOnThisThread();
   std::lock_guard<std::mutex> lock(st->mu);
   if (st->dropped) {
     return FailedPrecondition("subscription '{}' on topic '{}' was dropped by Reset", st->name,
@@ -710,6 +712,7 @@ bool ParseAckId(std::string_view id, uint64_t* seq, int32_t* attempt) {
 }
 
 Status RocksQueue::Ack(SubState* st, std::span<const std::string> ack_ids) {
+  NoPerfCountersOnThisThread();
   uint64_t old_floor;
   uint64_t new_floor;
   {

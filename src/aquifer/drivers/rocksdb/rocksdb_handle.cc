@@ -7,6 +7,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/table.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/write_batch.h>
@@ -297,6 +298,14 @@ Status CompactPrefix(::rocksdb::DB* db, ::rocksdb::ColumnFamilyHandle* cf, std::
   ::rocksdb::Status status = db->CompactRange(options, cf, prefix.empty() ? nullptr : &begin_slice,
                                               end.empty() ? nullptr : &end_slice);
   return FromRocksStatus(status, "compacting a deleted range");
+}
+
+void NoPerfCountersOnThisThread() {
+  thread_local const bool disabled = [] {
+    ::rocksdb::SetPerfLevel(::rocksdb::PerfLevel::kDisable);
+    return true;
+  }();
+  (void)disabled;
 }
 
 }  // namespace aquifer::drivers::rocksdb

@@ -47,6 +47,14 @@ namespace aquifer::drivers::rocksdb {
 // anything else → Internal. The message is "context: <rocksdb text>".
 Status FromRocksStatus(const ::rocksdb::Status& status, std::string_view context);
 
+// Turns RocksDB's per-thread perf counters off for the calling thread (once per
+// thread; cheap after). RocksDB counts by default (PerfLevel kEnableCount):
+// every key comparison of a memtable insert or a read then bumps a counter in
+// a thread_local PerfContext, which from the shared library costs a TLS
+// lookup and the thread_local's init check per comparison (~5% of the
+// server's CPU while ingesting rewritten keys). Nothing here reads them.
+void NoPerfCountersOnThisThread();
+
 // The options every embedded database (lookup, usage, queue) is opened with,
 // whatever its tuning: its files go through DatabaseEnv(), and stored data is
 // checked, so damage is reported as Corruption instead of served:
