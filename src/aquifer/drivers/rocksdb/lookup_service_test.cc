@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/perf_level.h>
 
 #include "aquifer/base/clock.h"
 #include "aquifer/driver/registry.h"
@@ -195,6 +197,33 @@ TEST(RocksDbLookup, ConfigSetsPathSyncAndLimits) {
   ASSERT_TRUE(defaults.ok());
   EXPECT_TRUE(defaults->sync);
   EXPECT_EQ(defaults->path, context.data_dir + "/lookup");
+}
+
+// RocksDB counts perf counters per thread by default (kEnableCount), a
+// thread_local update on every key comparison; the drivers turn them off on
+// the threads that write and read, and on RocksDB's flush and compaction
+// threads through a listener (ApplyStorageOptions). Nothing reads them.
+TEST(RocksDbLookup, ThreadsThatWriteCountNoRocksDbPerfCounters) {
+  TempDir dir;
+  driver::DriverContext context;
+  context.data_dir = dir.path();
+  auto options = ParseLookupOptions({}, context);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  auto service = MakeLookupService(*options);
+  ASSERT_TRUE(service.ok()) << service.status().ToString();
+  driver::InstanceInfo instance = Instance();
+  std::thread writer([&] {
+    EXPECT_EQ(::rocksdb::GetPerfLevel(), ::rocksdb::PerfLevel::kEnableCount);  // RocksDB's default
+    std::vector<driver::Record> records = {RecordFor("a", 1), RecordFor("b", 2)};
+    ASSERT_TRUE((*service)->WriteRecords(instance, records, {}).ok());
+    EXPECT_EQ(::rocksdb::GetPerfLevel(), ::rocksdb::PerfLevel::kDisable);
+  });
+  writer.join();
+
+  ::rocksdb::DBOptions db_options;
+  const size_t listeners = db_options.listeners.size();
+  ApplyStorageOptions(&db_options);
+  EXPECT_EQ(db_options.listeners.size(), listeners + 1);  // the one for flush and compaction threads
 }
 
 TEST(RocksDbLookup, BlockCacheSizeIsParsedAndHoldsThePinnedIndexAndFilterBlocks) {
