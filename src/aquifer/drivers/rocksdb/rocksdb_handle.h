@@ -51,7 +51,7 @@ Status FromRocksStatus(const ::rocksdb::Status& status, std::string_view context
 // thread; cheap after). RocksDB counts by default (PerfLevel kEnableCount):
 // every key comparison of a memtable insert or a read then bumps a counter in
 // a thread_local PerfContext, which from the shared library costs a TLS
-// lookup and the thread_local's init check per comparison (~5% of the
+// lookup and the thread_local's init check per comparison (~4% of the
 // server's CPU while ingesting rewritten keys). Nothing here reads them.
 void NoPerfCountersOnThisThread();
 
