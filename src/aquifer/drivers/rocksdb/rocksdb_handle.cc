@@ -142,6 +142,14 @@ std::shared_ptr<::rocksdb::Cache> ApplyBlockCache(::rocksdb::BlockBasedTableOpti
   table->cache_index_and_filter_blocks = true;
   table->cache_index_and_filter_blocks_with_high_priority = true;
   table->pin_l0_filter_and_index_blocks_in_cache = true;
+  // Partitioned index and filters: a read loads the 4 KiB partitions it
+  // needs, not a table file's whole index and filter (megabytes each once a
+  // store holds millions of keys). Whole blocks thrashed the bounded cache
+  // and every point read loaded them again.
+  table->index_type = ::rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+  table->partition_filters = true;
+  table->metadata_block_size = 4096;
+  table->pin_top_level_index_and_filter = true;
   return cache;
 }
 

@@ -108,6 +108,9 @@ struct HandleOptions {
 // grows with the data without bound). Index and filter blocks go in with high
 // priority (half the cache is kept for them) and those of L0 files stay
 // pinned, so a point lookup in fresh data never reads its filter from disk.
+// Index and filters are partitioned (4 KiB partitions under a pinned top
+// level): a read loads only the partitions it needs, so the cache holds a
+// large store's working set instead of thrashing on whole per-file blocks.
 std::shared_ptr<::rocksdb::Cache> ApplyBlockCache(::rocksdb::BlockBasedTableOptions* table, size_t capacity);
 
 // Reads config key `block_cache_size` (bytes, at least kMinBlockCacheSize),
