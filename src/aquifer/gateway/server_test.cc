@@ -118,6 +118,28 @@ class ServerTest : public ::testing::Test {
     created = true;
   }
 
+  // A new table `name` of the same Order schema as "orders" (in project
+  // "shop"); answers its change cursor, or "" after recording a failure.
+  static std::string NewOrderTable(const std::string& name) {
+    EnsureTable();
+    Reply table = Send(http::verb::post, "/v1/projects/shop/tables",
+                       json{{"name", name},
+                            {"schema", json::parse(R"({"type": "record", "name": "Order", "fields": [
+                               {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]})")},
+                            {"key", {"id"}}}
+                           .dump());
+    if (table.status != 201) {
+      ADD_FAILURE() << "creating table " << name << ": " << table.status << " " << table.body;
+      return "";
+    }
+    Reply read = Send(http::verb::get, "/v1/projects/shop/tables/" + name + "/records?limit=1");
+    if (read.status != 200) {
+      ADD_FAILURE() << "reading table " << name << ": " << read.status << " " << read.body;
+      return "";
+    }
+    return read.Json()["change_cursor"];
+  }
+
   static std::string ErrorCode(const Reply& reply) {
     json body = reply.Json();
     if (!body.is_object() || !body.contains("error")) return "<no error body: " + reply.body + ">";
@@ -415,16 +437,8 @@ int64_t EngineMetric(engine::Engine* engine, const std::string& name) {
 }
 
 TEST_F(ServerTest, AFilteredCatchUpReadsPageAfterPageWithoutWaiting) {
-  EnsureTable();
-  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
-    "name": "catchup",
-    "schema": {"type": "record", "name": "Order", "fields": [
-      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
-    "key": ["id"]})");
-  ASSERT_EQ(table.status, 201) << table.body;
-  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/catchup/records?limit=1");
-  ASSERT_EQ(read.status, 200) << read.body;
-  std::string change_cursor = read.Json()["change_cursor"];
+  std::string change_cursor = NewOrderTable("catchup");
+  ASSERT_FALSE(change_cursor.empty());
   // 25,000 records no filter matches, then one that matches: with the
   // driver's scan budget of 10,000 records per read, the catch-up takes three
   // reads, the first two of which return nothing.
@@ -543,16 +557,8 @@ TEST_F(ServerTest, AnIdleSubscriptionReadsNothingUntilAWriteWakesIt) {
 // a read by the sessions that follow, on two WebSocket threads): each gets
 // every record after its cursor exactly once, in write order.
 TEST_F(ServerTest, ManySubscribersAtDifferentPositionsGetEveryRecordOnceInWriteOrder) {
-  EnsureTable();
-  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
-    "name": "fanout",
-    "schema": {"type": "record", "name": "Order", "fields": [
-      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
-    "key": ["id"]})");
-  ASSERT_EQ(table.status, 201) << table.body;
-  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/fanout/records?limit=1");
-  ASSERT_EQ(read.status, 200) << read.body;
-  const std::string start_cursor = read.Json()["change_cursor"];
+  const std::string start_cursor = NewOrderTable("fanout");
+  ASSERT_FALSE(start_cursor.empty());
   ServerOptions options;
   options.port = 0;
   options.io_threads = 1;
@@ -683,16 +689,8 @@ TEST_F(ServerTest, ManySubscribersAtDifferentPositionsGetEveryRecordOnceInWriteO
 // is the whole page in order with its resume cursor. Read as raw frames on
 // the socket: a WebSocket client would reassemble fragments and not tell.
 TEST_F(ServerTest, ALargeRecordsMessageIsOneFrame) {
-  EnsureTable();
-  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
-    "name": "bigpage",
-    "schema": {"type": "record", "name": "Order", "fields": [
-      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
-    "key": ["id"]})");
-  ASSERT_EQ(table.status, 201) << table.body;
-  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/bigpage/records?limit=1");
-  ASSERT_EQ(read.status, 200) << read.body;
-  const std::string change_cursor = read.Json()["change_cursor"];
+  const std::string change_cursor = NewOrderTable("bigpage");
+  ASSERT_FALSE(change_cursor.empty());
   constexpr int kRecords = 200;  // ~130 bytes of JSON each: ~26 KB, six 4 KiB fragments before
   json batch = json::array();
   for (int i = 0; i < kRecords; ++i) {
@@ -747,19 +745,12 @@ TEST_F(ServerTest, ALargeRecordsMessageIsOneFrame) {
 }
 
 TEST_F(ServerTest, DeletingTheTableEndsItsIdleSubscriptionsAtOnce) {
-  EnsureTable();
-  Reply table = Send(http::verb::post, "/v1/projects/shop/tables", R"({
-    "name": "doomed",
-    "schema": {"type": "record", "name": "Order", "fields": [
-      {"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]},
-    "key": ["id"]})");
-  ASSERT_EQ(table.status, 201) << table.body;
-  Reply read = Send(http::verb::get, "/v1/projects/shop/tables/doomed/records?limit=1");
-  ASSERT_EQ(read.status, 200) << read.body;
+  const std::string change_cursor = NewOrderTable("doomed");
+  ASSERT_FALSE(change_cursor.empty());
   std::unique_ptr<Server> server = StartServer(engine_, std::chrono::hours(1));
   asio::io_context ioc;
   websocket::stream<beast::tcp_stream> ws(ioc);
-  Subscribe(ws, server->port(), read.Json()["change_cursor"]);
+  Subscribe(ws, server->port(), change_cursor);
   for (int attempt = 0; attempt < 2000 && server->metrics().ws_idle_waits() == 0; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
