@@ -345,6 +345,16 @@ class DuckDBCaches : public DuckDBLimits {
     }
     ASSERT_TRUE(warehouse_->WriteToWarehouse(instance, records, {}).ok());
   }
+  // AnalyzeQuery's bytes-scanned estimate of `sql`, or -1 after recording
+  // the failure.
+  int64_t Estimate(const std::string& sql) {
+    auto analyzed = warehouse_->AnalyzeQuery(sql);
+    if (!analyzed.ok()) {
+      ADD_FAILURE() << "AnalyzeQuery(" << sql << "): " << analyzed.status().ToString();
+      return -1;
+    }
+    return analyzed->bytes_scanned_estimate;
+  }
   Result<driver::SmallResult> Small(const std::string& sql) {
     driver::SmallQueryLimits limits;
     limits.timeout_ms = 30'000;
@@ -398,13 +408,9 @@ TEST_F(DuckDBCaches, TheEstimateFollowsWritesAfterThePlanWasCached) {
   driver::InstanceInfo instance = Register();
   Write(instance, 0, 10);
   const std::string sql = "SELECT sum(n) FROM " + warehouse_->TableName(instance);
-  auto before = warehouse_->AnalyzeQuery(sql);
-  ASSERT_TRUE(before.ok()) << before.status().ToString();
-  EXPECT_EQ(before->bytes_scanned_estimate, 10 * 8);
+  EXPECT_EQ(Estimate(sql), 10 * 8);
   Write(instance, 10, 110);
-  auto after = warehouse_->AnalyzeQuery(sql);
-  ASSERT_TRUE(after.ok()) << after.status().ToString();
-  EXPECT_EQ(after->bytes_scanned_estimate, 110 * 8);
+  EXPECT_EQ(Estimate(sql), 110 * 8);
 }
 
 // The row count behind the estimate is tracked across appends, and read
@@ -415,19 +421,13 @@ TEST_F(DuckDBCaches, TheEstimateCountsTheRowsOfATableMadeAgain) {
   driver::InstanceInfo instance = Register();
   Write(instance, 0, 10);
   const std::string sql = "SELECT sum(n) FROM " + warehouse_->TableName(instance);
-  auto first = warehouse_->AnalyzeQuery(sql);
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
-  EXPECT_EQ(first->bytes_scanned_estimate, 10 * 8);
+  EXPECT_EQ(Estimate(sql), 10 * 8);
   ASSERT_TRUE(warehouse_->RemoveInstance(instance).ok());
   ASSERT_TRUE(warehouse_->RegisterInstance(instance).ok());
   Write(instance, 0, 3);
-  auto again = warehouse_->AnalyzeQuery(sql);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
-  EXPECT_EQ(again->bytes_scanned_estimate, 3 * 8);
+  EXPECT_EQ(Estimate(sql), 3 * 8);
   Write(instance, 3, 5);
-  auto more = warehouse_->AnalyzeQuery(sql);
-  ASSERT_TRUE(more.ok()) << more.status().ToString();
-  EXPECT_EQ(more->bytes_scanned_estimate, 5 * 8);
+  EXPECT_EQ(Estimate(sql), 5 * 8);
 }
 
 // Rows a retention purges before a query are gone from the next answer of
