@@ -569,7 +569,6 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
       error_ = page.status();
       break;
     }
-    // (The position is the feed's own: page->next_cursor is not copied here.)
     if (page->count > 0) {
       // The message is shared with every session at the same position
       // (engine::ChangeBatch): written from the shared buffer, never copied.
