@@ -27,6 +27,15 @@ for bin in "$BUILD"/bench/*_bench; do
   AQUIFER_BENCH_DIR=$AQUIFER_BENCH_DIR "$bin" || failed+=("$(basename "$bin")")
   rm -rf "$AQUIFER_BENCH_DIR"
 done
+# Memory again with a 64 MiB DuckDB memory_limit: its buffer pool fills within the 10 M
+# records, so RSS itself must level off once every cache is full (issue 10, goal 4).
+if [ -x "$BUILD/bench/serve_bench" ]; then
+  echo; echo "== serve_bench memory, DuckDB memory_limit 64 MiB (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  AQUIFER_BENCH_DIR=$(mktemp -d /tmp/aquifer-bench.XXXXXX)
+  AQUIFER_BENCH_DIR=$AQUIFER_BENCH_DIR AQUIFER_BENCH_DUCKDB_MEMORY_MIB=64 AQUIFER_BENCH_ONLY=memory \
+    "$BUILD/bench/serve_bench" || failed+=("serve_bench (memory, 64 MiB)")
+  rm -rf "$AQUIFER_BENCH_DIR"
+fi
 echo; echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "bench: FAILED: ${failed[*]}"
