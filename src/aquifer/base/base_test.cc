@@ -1,4 +1,7 @@
+#include <pthread.h>
+
 #include <random>
+#include <thread>
 #include <set>
 #include <vector>
 
@@ -8,6 +11,7 @@
 #include "aquifer/base/clock.h"
 #include "aquifer/base/status.h"
 #include "aquifer/base/text.h"
+#include "aquifer/base/thread.h"
 #include "aquifer/base/uuid.h"
 
 namespace aquifer {
@@ -185,6 +189,30 @@ TEST(ManualClock, MovesOnlyWhenTold) {
   clock.SleepForMicros(2500);
   EXPECT_EQ(clock.NowMillis(), 1002);
   EXPECT_EQ(clock.MonotonicMicros(), 1'002'500);
+}
+
+TEST(Thread, NamesAndLowersOnlyTheCallingThread) {
+  const int before = ThisThreadNice();
+  std::string name;
+  int lowered = -100;
+  int kept = -100;
+  bool ok = false;
+  std::thread([&] {
+    NameThisThread("aq-test-thread-with-a-long-name");
+    char buf[32] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof(buf));
+    name = buf;
+    ok = LowerThisThreadPriority(before + 7);
+    lowered = ThisThreadNice();
+    // Never raised again: a smaller value leaves the thread where it is.
+    ok = ok && LowerThisThreadPriority(before + 3);
+    kept = ThisThreadNice();
+  }).join();
+  EXPECT_EQ(name, "aq-test-thread-");  // 15 bytes kept
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(lowered, before + 7);
+  EXPECT_EQ(kept, before + 7);
+  EXPECT_EQ(ThisThreadNice(), before);  // the other threads keep theirs
 }
 
 }  // namespace

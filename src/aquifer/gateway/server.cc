@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/base/thread.h"
 #include "aquifer/gateway/errors.h"
 #include "aquifer/gateway/wire.h"
 
@@ -762,11 +763,17 @@ Status Server::Start() {
   impl.started = true;
   asio::co_spawn(impl.ioc, impl.Listen(), asio::detached);
   for (int thread_idx = 0; thread_idx < impl.io_threads; ++thread_idx) {
-    impl.threads.emplace_back([&impl] { impl.ioc.run(); });
+    impl.threads.emplace_back([&impl] {
+      NameThisThread("aq-http");
+      impl.ioc.run();
+    });
   }
   impl.ws_work.emplace(asio::make_work_guard(impl.ws_ioc));
   for (int thread_idx = 0; thread_idx < impl.ws_threads; ++thread_idx) {
-    impl.ws_thread_list.emplace_back([&impl] { impl.ws_ioc.run(); });
+    impl.ws_thread_list.emplace_back([&impl] {
+      NameThisThread("aq-ws");
+      impl.ws_ioc.run();
+    });
   }
   return Status::OK();
 }
