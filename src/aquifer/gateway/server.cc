@@ -52,9 +52,11 @@ int64_t NowMicros() {
 
 // The WebSocket sessions' executor, socket, timer and coroutines, by their
 // concrete types: every completion of a session (a write, a wake-up) is
-// dispatched straight to its strand, not through asio::any_io_executor's
-// type erasure (a copy, a virtual call and an atomic per step).
-using WsExecutor = asio::strand<asio::io_context::executor_type>;
+// dispatched straight to its io_context, not through asio::any_io_executor's
+// type erasure (a copy, a virtual call and an atomic per step). Each of the
+// ws_threads runs an io_context of its own, so a session (on one of them) is
+// serialized without a strand: no strand queue, lock and invoker per step.
+using WsExecutor = asio::io_context::executor_type;
 using WsSocket = asio::basic_stream_socket<tcp, WsExecutor>;
 using WsTimer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                            asio::wait_traits<std::chrono::steady_clock>, WsExecutor>;
@@ -112,7 +114,7 @@ struct Server::Impl {
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
         ws_threads(options.ws_threads > 0 ? options.ws_threads : io_threads),
         ioc(io_threads),
-        ws_ioc(ws_threads),
+        ws_iocs(MakeWsContexts(ws_threads)),
         pool(static_cast<size_t>(std::max(1, options.handler_threads))),
         feed_pool(static_cast<size_t>(std::max(1, options.feed_threads))),
         acceptor(ioc),
@@ -185,17 +187,25 @@ struct Server::Impl {
   // WebSocket sessions after the upgrade (ServerOptions::ws_threads): their
   // wake-ups, reads and writes never queue in front of an HTTP request's
   // completion on `ioc`.
-  asio::io_context ws_ioc;
+  // One io_context per WebSocket thread (concurrency hint 1), sessions
+  // dealt to them in turn.
+  std::vector<std::unique_ptr<asio::io_context>> ws_iocs;
+  std::atomic<size_t> next_ws_ioc{0};
+  static std::vector<std::unique_ptr<asio::io_context>> MakeWsContexts(int count) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (int i = 0; i < count; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
   asio::thread_pool pool;
   asio::thread_pool feed_pool;  // WebSocket sessions' change reads (ServerOptions::feed_threads)
   tcp::acceptor acceptor;
   const bool local_reads;  // Engine::LocalReads(): short index reads run inline
   std::vector<std::thread> threads;
   std::vector<std::thread> ws_thread_list;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> ws_work;  // ws_ioc idles until Stop
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> ws_work;  // ws_iocs idle until Stop
 
-  // The upgraded connection, moved onto ws_ioc (a strand of its own): the
-  // socket's descriptor is duplicated onto a socket of ws_ioc and the
+  // The upgraded connection, moved onto one of ws_iocs: the
+  // socket's descriptor is duplicated onto a socket of it and the
   // original closed; if no descriptor is free for the duplicate, the original
   // is released from `ioc` and assigned instead. A session's socket is a
   // plain socket (no beast::tcp_stream: its per-operation timer bookkeeping
@@ -203,7 +213,7 @@ struct Server::Impl {
   WsSocket MoveToSubscriptions(beast::tcp_stream& stream) {
     beast::error_code ec;
     tcp::socket& socket = stream.socket();
-    WsSocket moved(asio::make_strand(ws_ioc));
+    WsSocket moved(ws_iocs[next_ws_ioc.fetch_add(1, std::memory_order_relaxed) % ws_iocs.size()]->get_executor());
     const tcp::endpoint local = socket.local_endpoint(ec);
     if (ec) return moved;  // not connected any more: the session ends at its first step
     if (const int fd = ::dup(socket.native_handle()); fd >= 0) {
@@ -226,9 +236,9 @@ struct Server::Impl {
   std::unordered_map<std::string, int> subscriptions_per_secret;      // GUARDED_BY(sessions_mu)
 };
 
-// One WebSocket subscription. Lives on its connection's strand; the
-// coroutines Run() and ReadLoop() share it through shared_ptr. Members are
-// touched only on the strand, except `wake_` (atomic, set by the hub) and
+// One WebSocket subscription. Lives on its connection's io_context (one
+// thread); the coroutines Run() and ReadLoop() share it through shared_ptr.
+// Members are touched only on that thread, except `wake_` (atomic, set by the hub) and
 // `listener_` (reset by Server::Stop after the io threads have joined).
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
@@ -247,7 +257,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   WsAwaitable<void> Run(http::request<http::string_body> upgrade);
   static WsAwaitable<void> ReadLoop(std::shared_ptr<WsSession> self);
 
-  // On the strand: end the session (server stopping).
+  // On the session's thread: end the session (server stopping).
   void Shutdown() {
     if (!error_) error_ = Unavailable("the server is shutting down");
     going_away_ = true;
@@ -268,12 +278,12 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   WsAwaitable<void> Refuse(const HttpResponse& response, unsigned version);
 
   // The caught-up wait. Run suspends in WaitForWake until Wake (the hub's
-  // wake-up, posted to the strand: it resumes Run right there, no timer
+  // wake-up, posted to the session's io_context: it resumes Run right there, no timer
   // cancel and no second hand-off), WakeLater (ReadLoop, Shutdown) or
   // `interval` after the wait began (the ws_poll_interval fallback). The poll
   // timer is armed once and left running across waits (re-armed when it fires
   // before the current wait's deadline), so a wait and a wake-up cost no timer
-  // operation. All on the strand.
+  // operation. All on the session's thread.
   struct Waiter {
     virtual ~Waiter() = default;
     virtual void Resume() = 0;
@@ -309,12 +319,12 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       }
     });
   }
-  // On the strand, outside a coroutine of this session: resumes Run now.
+  // On the session's thread, outside a coroutine of this session: resumes Run now.
   void Wake() {
     if (std::unique_ptr<Waiter> waiter = std::move(waiter_)) waiter->Resume();
   }
-  // On the strand, from within a coroutine (ReadLoop) or Shutdown: resumes Run
-  // from its own strand task.
+  // On the session's thread, from within a coroutine (ReadLoop) or Shutdown:
+  // resumes Run from a task of its own.
   void WakeLater() {
     if (std::unique_ptr<Waiter> waiter = std::move(waiter_)) {
       asio::post(ws_.get_executor(), [waiter = std::move(waiter)] { waiter->Resume(); });
@@ -532,7 +542,7 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
 
   // The hub's callback must not block and must not own the session: it sets
   // the flag and, on the first wake-up since the last read, posts the
-  // session's Wake to the strand.
+  // session's Wake to its io_context.
   {
     auto wake = wake_;
     auto executor = ws_.get_executor();
@@ -555,7 +565,7 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   while (!error_ && !server->stopping.load()) {
     wake_->store(false);
     // A page another session at this position already read is taken here, on
-    // the session's strand; a read (I/O) goes to the feed pool.
+    // the session's thread; a read (I/O) goes to the feed pool.
     std::optional<engine::ChangeBatch> ready = reader->TryReadBatch(1000);
     Result<engine::ChangeBatch> page = engine::ChangeBatch{};
     if (ready) {
@@ -657,7 +667,7 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     if (IsSubscribeUpgrade(header, options.api.role)) {
       co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
-      // The session runs on ws_ioc from here; this coroutine ends.
+      // The session runs on its ws_iocs context from here; this coroutine ends.
       auto session = std::make_shared<WsSession>(this, MoveToSubscriptions(stream));
       asio::co_spawn(
           session->executor(),
@@ -768,11 +778,11 @@ Status Server::Start() {
       impl.ioc.run();
     });
   }
-  impl.ws_work.emplace(asio::make_work_guard(impl.ws_ioc));
-  for (int thread_idx = 0; thread_idx < impl.ws_threads; ++thread_idx) {
-    impl.ws_thread_list.emplace_back([&impl] {
+  for (const auto& context : impl.ws_iocs) {
+    impl.ws_work.push_back(asio::make_work_guard(*context));
+    impl.ws_thread_list.emplace_back([context = context.get()] {
       NameThisThread("aq-ws");
-      impl.ws_ioc.run();
+      context->run();
     });
   }
   return Status::OK();
@@ -801,13 +811,13 @@ void Server::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   impl.ioc.stop();
-  impl.ws_ioc.stop();
+  for (const auto& context : impl.ws_iocs) context->stop();
   for (std::thread& thread : impl.threads) thread.join();
   impl.threads.clear();
   for (std::thread& thread : impl.ws_thread_list) thread.join();
   impl.ws_thread_list.clear();
   {
-    // No strand runs now: drop the hub's listeners before the io_context goes,
+    // No session runs now: drop the hub's listeners before the io_context goes,
     // and the waits of sessions still open (outside the lock: ending a Run
     // unregisters it).
     std::vector<std::shared_ptr<WsSession>> open;
