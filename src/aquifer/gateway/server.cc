@@ -6,7 +6,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -115,6 +117,7 @@ struct Server::Impl {
         ws_threads(options.ws_threads > 0 ? options.ws_threads : io_threads),
         ioc(io_threads),
         ws_iocs(MakeWsContexts(ws_threads)),
+        ws_tables(static_cast<size_t>(ws_threads)),
         pool(static_cast<size_t>(std::max(1, options.handler_threads))),
         feed_pool(static_cast<size_t>(std::max(1, options.feed_threads))),
         acceptor(ioc),
@@ -189,6 +192,7 @@ struct Server::Impl {
   // completion on `ioc`.
   // One io_context per WebSocket thread (concurrency hint 1), sessions
   // dealt to them in turn.
+  bool ws_closed = false;  // set by Stop after the WebSocket threads joined: ws_tables cleared
   std::vector<std::unique_ptr<asio::io_context>> ws_iocs;
   std::atomic<size_t> next_ws_ioc{0};
   static std::vector<std::unique_ptr<asio::io_context>> MakeWsContexts(int count) {
@@ -196,6 +200,30 @@ struct Server::Impl {
     for (int i = 0; i < count; ++i) out.push_back(std::make_unique<asio::io_context>(1));
     return out;
   }
+
+  // The hub's wake-ups, one listener per table per WebSocket thread (not one
+  // per session): the hub's callback, on the thread that applied the write,
+  // posts one task to the thread's io_context (none while one is queued), and
+  // that task marks every session of the table there and resumes those
+  // waiting, each from a task of its own. With 1000 sessions on a table the
+  // writer's thread did 1000 callbacks (a mutex, two atomics and a
+  // cross-thread post that woke a WebSocket thread) for every write; now 2.
+  // Touched only on the context's own thread, and by Stop after the threads
+  // joined.
+  struct WsTable {
+    std::unique_ptr<engine::Listener> listener;
+    std::vector<WsSession*> sessions;
+  };
+  using WsTables = std::unordered_map<Uuid, WsTable, UuidHash>;
+  std::vector<WsTables> ws_tables;  // by ws_iocs index
+  WsTables& TablesOf(const asio::io_context& context) {
+    for (size_t i = 0; i < ws_iocs.size(); ++i) {
+      if (ws_iocs[i].get() == &context) return ws_tables[i];
+    }
+    std::abort();  // every session's socket is made on one of ws_iocs (MoveToSubscriptions)
+  }
+  void JoinTable(WsSession* session, asio::io_context& context, const Uuid& instance);
+  void LeaveTable(WsSession* session, const asio::io_context& context, const Uuid& instance);
   asio::thread_pool pool;
   asio::thread_pool feed_pool;  // WebSocket sessions' change reads (ServerOptions::feed_threads)
   tcp::acceptor acceptor;
@@ -238,19 +266,17 @@ struct Server::Impl {
 
 // One WebSocket subscription. Lives on its connection's io_context (one
 // thread); the coroutines Run() and ReadLoop() share it through shared_ptr.
-// Members are touched only on that thread, except `wake_` (atomic, set by the hub) and
-// `listener_` (reset by Server::Stop after the io threads have joined).
+// Members are touched only on that thread (the hub's wake-ups reach it
+// through Server::Impl::JoinTable's task on the same thread).
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(Server::Impl* server, WsSocket socket)
       : server_(server),
         ws_(std::move(socket)),
-        timer_(ws_.get_executor()),
-        wake_(std::make_shared<std::atomic<bool>>(false)) {
+        timer_(ws_.get_executor()) {
     server_->metrics.SessionOpened();
   }
   ~WsSession() {
-    listener_.reset();
     server_->metrics.SessionClosed();
   }
 
@@ -263,7 +289,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     going_away_ = true;
     WakeLater();
   }
-  void DropListener() { listener_.reset(); }
+  // On the session's thread: a write to its table was notified (JoinTable).
+  void Notified() {
+    notified_ = true;
+    WakeLater();
+  }
   // After the io threads joined: ends a Run still waiting (its frame holds the
   // session; the io_context would otherwise have destroyed its timer handler).
   void DropWaiter() { waiter_.reset(); }
@@ -338,8 +368,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::chrono::steady_clock::time_point wait_deadline_;
   bool timer_armed_ = false;
   uint64_t timer_arms_ = 0;
-  std::shared_ptr<std::atomic<bool>> wake_;
-  std::unique_ptr<engine::Listener> listener_;
+  bool notified_ = false;  // a write was notified since the last read began
   std::optional<Status> error_;  // set by ReadLoop or Shutdown: send it and close
   bool peer_closed_ = false;
   bool going_away_ = false;
@@ -540,20 +569,22 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   std::unique_ptr<engine::ChangeFeed> feed = std::move(*opened);
   engine::ChangeFeed* reader = feed.get();
 
-  // The hub's callback must not block and must not own the session: it sets
-  // the flag and, on the first wake-up since the last read, posts the
-  // session's Wake to its io_context.
-  {
-    auto wake = wake_;
-    auto executor = ws_.get_executor();
-    std::weak_ptr<WsSession> weak = weak_from_this();
-    listener_ = server->engine->Listen(reader->instance_id(), [wake, executor, weak] {
-      if (wake->exchange(true)) return;
-      asio::post(executor, [weak] {
-        if (auto session = weak.lock()) session->Wake();
-      });
-    });
-  }
+  // The hub's wake-ups reach the session through its thread's listener of
+  // the table (JoinTable: Notified, on this thread), until it leaves.
+  asio::io_context& context = ws_.get_executor().context();
+  const Uuid instance = reader->instance_id();
+  server->JoinTable(this, context, instance);
+  struct Leave {
+    Server::Impl* server;
+    WsSession* session;
+    asio::io_context* context;
+    Uuid instance;
+    bool joined = true;
+    void Now() {
+      if (std::exchange(joined, false)) server->LeaveTable(session, *context, instance);
+    }
+    ~Leave() { Now(); }
+  } leave{server, this, &context, instance};
   asio::co_spawn(ws_.get_executor(), ReadLoop(self), asio::detached);
 
   // Read until caught up: a page that stopped at its limit or scan budget
@@ -563,7 +594,7 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   // for the hub's wake-up, or ws_poll_interval as a fallback (notifications
   // are at-most-once).
   while (!error_ && !server->stopping.load()) {
-    wake_->store(false);
+    notified_ = false;
     // A page another session at this position already read is taken here, on
     // the session's thread; a read (I/O) goes to the feed pool.
     std::optional<engine::ChangeBatch> ready = reader->TryReadBatch(1000);
@@ -590,18 +621,18 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
       server->metrics.BatchSent();
     }
     // A page that reached the end of what was stored (no `more`) holds every
-    // record notified before this round's wake_ reset (the hub notifies after
+    // record notified before this round's notified_ reset (the hub notifies after
     // the write; a page shared from another session was read in the same hub
-    // generation); one notified since set wake_. So without `more` or a
+    // generation); one notified since set notified_. So without `more` or a
     // wake-up there is nothing to read, also after a page with records: wait
     // now rather than read an empty page first (with many subscribers that
     // read was half of every session's rounds).
-    if (page->more || wake_->load()) continue;
+    if (page->more || notified_) continue;
     server->metrics.IdleWait();
     co_await WaitForWake(server->options.ws_poll_interval);
-    if (wake_->load()) server->metrics.Wakeup();
+    if (notified_) server->metrics.Wakeup();
   }
-  listener_.reset();
+  leave.Now();
   timer_.cancel();
   if (server->stopping.load()) Shutdown();
   if (error_ && error_->code() != StatusCode::kAborted) {
@@ -609,6 +640,42 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   } else if (!peer_closed_ && ws_.is_open()) {
     co_await ws_.async_close(websocket::close_code::normal, asio::redirect_error(ws_awaitable, ec));
   }
+}
+
+void Server::Impl::JoinTable(WsSession* session, asio::io_context& context, const Uuid& instance) {
+  WsTables& tables = TablesOf(context);
+  WsTable& table = tables[instance];
+  table.sessions.push_back(session);
+  if (table.listener != nullptr) return;
+  // The hub's callback must not block and must not own anything on this
+  // thread: it posts one task while none is queued. The task runs here and
+  // finds the table's sessions at that time (a session that left is gone
+  // from the list; one that joined since reads the table anyway).
+  auto queued = std::make_shared<std::atomic<bool>>(false);
+  table.listener = engine->Listen(instance, [this, queued, context = &context, instance] {
+    if (queued->exchange(true)) return;
+    asio::post(*context, [this, queued, context, instance] {
+      queued->store(false);
+      if (ws_closed) return;
+      WsTables& here = TablesOf(*context);
+      auto it = here.find(instance);
+      if (it == here.end()) return;
+      for (WsSession* member : it->second.sessions) member->Notified();
+    });
+  });
+}
+
+void Server::Impl::LeaveTable(WsSession* session, const asio::io_context& context, const Uuid& instance) {
+  if (ws_closed) return;  // Stop dropped every table (and its listener) already
+  WsTables& tables = TablesOf(context);
+  auto it = tables.find(instance);
+  if (it == tables.end()) return;
+  std::vector<WsSession*>& sessions = it->second.sessions;
+  if (auto at = std::find(sessions.begin(), sessions.end(), session); at != sessions.end()) {
+    *at = sessions.back();
+    sessions.pop_back();
+  }
+  if (sessions.empty()) tables.erase(it);  // and the hub's listener with it
 }
 
 template <typename Executor, typename Stream>
@@ -825,11 +892,12 @@ void Server::Stop() {
       std::lock_guard lock(impl.sessions_mu);
       for (auto& [raw, weak] : impl.sessions) {
         if (std::shared_ptr<WsSession> session = weak.lock()) {
-          session->DropListener();
           open.push_back(std::move(session));
         }
       }
     }
+    impl.ws_closed = true;
+    for (Impl::WsTables& tables : impl.ws_tables) tables.clear();
     for (const std::shared_ptr<WsSession>& session : open) session->DropWaiter();
   }
   impl.pool.stop();

@@ -554,8 +554,9 @@ TEST_F(ServerTest, AnIdleSubscriptionReadsNothingUntilAWriteWakesIt) {
 
 // Many sessions on one table at different positions, some catching up while
 // others are live and all sharing pages (one read per position, taken without
-// a read by the sessions that follow, on two WebSocket threads): each gets
-// every record after its cursor exactly once, in write order.
+// a read by the sessions that follow, on two WebSocket threads, woken through
+// one hub listener per thread): each gets every record after its cursor
+// exactly once, in write order.
 TEST_F(ServerTest, ManySubscribersAtDifferentPositionsGetEveryRecordOnceInWriteOrder) {
   const std::string start_cursor = NewOrderTable("fanout");
   ASSERT_FALSE(start_cursor.empty());
@@ -666,6 +667,11 @@ TEST_F(ServerTest, ManySubscribersAtDifferentPositionsGetEveryRecordOnceInWriteO
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything repeated after the last record
+  // The hub holds one listener of the table per WebSocket thread, not one
+  // per session (a write's notification is one callback per thread).
+  const int64_t listeners = EngineMetric(engine_, "aquifer_subscription_listeners");
+  EXPECT_GE(listeners, 1);
+  EXPECT_LE(listeners, options.ws_threads) << "with " << subs.size() << " sessions on one table";
   for (const auto& sub : subs) {
     asio::post(ioc, [raw = sub.get()] {
       beast::error_code ec;
