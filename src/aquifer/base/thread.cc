@@ -4,11 +4,6 @@
 
 #if defined(__linux__)
 #include <pthread.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
 #endif
 
 namespace aquifer {
@@ -19,27 +14,6 @@ void NameThisThread(std::string_view name) {
   pthread_setname_np(pthread_self(), truncated.c_str());
 #else
   (void)name;
-#endif
-}
-
-int ThisThreadNice() {
-#if defined(__linux__)
-  // On Linux PRIO_PROCESS with a thread id names that thread alone.
-  errno = 0;
-  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
-  return errno == 0 ? nice : 0;
-#else
-  return 0;
-#endif
-}
-
-bool LowerThisThreadPriority(int nice) {
-#if defined(__linux__)
-  if (ThisThreadNice() >= nice) return true;
-  return setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) == 0;
-#else
-  (void)nice;
-  return true;
 #endif
 }
 

@@ -5,18 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <map>
-#include <sstream>
 #include <thread>
 #include <utility>
 
-#include "aquifer/base/thread.h"
 #include "aquifer/driver/registry.h"
 #include "aquifer/driver/wrappers.h"
 #include "aquifer/drivers/builtin.h"
@@ -754,64 +749,6 @@ TEST_F(WorkerTest, PacedWarehouseConsumersWriteWhatTrickledInTogether) {
   EXPECT_EQ(WarehouseRows(), 4);
   EXPECT_EQ(metrics_.messages_dead_lettered, 0);
   workers_->Stop();  // ends the consumers' wait for the next interval (else: ten minutes)
-}
-
-// This process's threads' nice values by thread name (/proc/self/task).
-std::multimap<std::string, int> ThreadNices() {
-  std::multimap<std::string, int> out;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm_file(task.path() / "comm");
-    std::ifstream stat_file(task.path() / "stat");
-    std::string comm;
-    std::string stat;
-    if (!std::getline(comm_file, comm) || !std::getline(stat_file, stat)) continue;  // the thread ended
-    // Fields after the command's closing parenthesis: state is field 3, nice field 19.
-    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i < 19 && fields >> field; ++i) {
-    }
-    int nice = 0;
-    if (fields >> nice) out.emplace(comm, nice);
-  }
-  return out;
-}
-
-// Issue 10 goal 2b: with the gateway in the process, the paced warehouse
-// consumers (DuckDB commits: CPU bursts nobody waits for but a
-// `wait=warehouse` writer) run at kBackgroundNice, so they yield a contended
-// core to the WebSocket threads; the lookup's consumers (a writer's
-// `wait=index` and every subscriber wait on them) keep the process's priority,
-// and so do the warehouse's in a worker-only process (nothing to yield to).
-TEST_F(WorkerTest, PacedWarehouseConsumersRunAtALowerPriority) {
-  SetUpStores("duckdb");
-  const int normal = ThisThreadNice();
-  const int background = std::max(normal, kBackgroundNice);
-  auto named = [](const std::multimap<std::string, int>& nices, const std::string& name) {
-    std::vector<int> values;
-    for (auto [it, end] = nices.equal_range(name); it != end; ++it) values.push_back(it->second);
-    return values;
-  };
-  {
-    WriteWaiters waiters;
-    StartWorkers(10, &waiters, nullptr, /*warehouse_write_interval_ms=*/200);
-    std::multimap<std::string, int> nices;
-    ASSERT_TRUE(WaitFor([&] {
-      nices = ThreadNices();
-      return nices.count("aq-warehouse-wk") == 2 && nices.count("aq-lookup-wk") == 2 &&
-             named(nices, "aq-warehouse-wk") == std::vector<int>{background, background};
-    })) << "warehouse consumers: " << testing::PrintToString(named(nices, "aq-warehouse-wk"));
-    EXPECT_EQ(named(nices, "aq-lookup-wk"), (std::vector<int>{normal, normal}));
-    workers_->Stop();
-    workers_.reset();
-  }
-  StartWorkers();  // no gateway here: not paced
-  std::multimap<std::string, int> nices;
-  ASSERT_TRUE(WaitFor([&] {
-    nices = ThreadNices();
-    return nices.count("aq-warehouse-wk") == 2 && nices.count("aq-lookup-wk") == 2;
-  }));
-  EXPECT_EQ(named(nices, "aq-warehouse-wk"), (std::vector<int>{normal, normal}));
-  EXPECT_EQ(named(nices, "aq-lookup-wk"), (std::vector<int>{normal, normal}));
 }
 
 }  // namespace

@@ -125,12 +125,6 @@ void WorkerPool::Run(driver::Subscription* subscription, bool lookup) {
   // and a `wait=warehouse` writer ends the wait (WriteWaiters).
   const bool pace = !lookup && deps_.waiters != nullptr && deps_.warehouse_write_interval_ms > 0;
   NameThisThread(lookup ? "aq-lookup-wk" : "aq-warehouse-wk");
-  // The same process serves subscribers (the gateway is here): the
-  // warehouse's writes carry no one's latency but a `wait=warehouse` writer's,
-  // and each DuckDB commit is a CPU burst of milliseconds that took a core
-  // from the WebSocket threads (a round of 1000 sessions waited behind it). At
-  // a lower priority it yields a contended core and still gets an idle one.
-  if (pace) LowerThisThreadPriority();
   while (!stopping_) {
     std::unique_lock<std::mutex> turn;
     if (pace) {
