@@ -4,8 +4,8 @@
 //
 // Boost.Beast/Asio with C++20 coroutines. One io_context runs on
 // `io_threads` threads; every connection is a coroutine on its own strand.
-// An upgraded WebSocket connection moves to a second io_context on
-// `ws_threads` threads, so fan-out work never delays HTTP answers.
+// An upgraded WebSocket connection moves to one of `ws_threads` io_contexts
+// (one thread each), so fan-out work never delays HTTP answers.
 // Engine calls block (a `wait=index` write may wait seconds), so requests run
 // them on a separate pool of `handler_threads` and the connection coroutine
 // resumes on its strand when the answer is ready: a slow call never stalls
@@ -48,9 +48,10 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;                  // 0: any free port (see Server::port())
   int io_threads = 0;                    // 0: std::thread::hardware_concurrency()
-  // WebSocket sessions run on an io_context of their own after the upgrade:
-  // a thousand subscribers' wake-ups and writes never queue in front of an
-  // HTTP request (a writer) on the io threads. 0: as many as io_threads.
+  // WebSocket sessions run on io_contexts of their own after the upgrade (one
+  // per thread, sessions dealt in turn): a thousand subscribers' wake-ups and
+  // writes never queue in front of an HTTP request (a writer) on the io
+  // threads. 0: as many as io_threads.
   int ws_threads = 0;
   int handler_threads = 64;              // pool for blocking engine calls
   // A separate pool for the subscriptions' change reads: however many
