@@ -210,9 +210,10 @@ WorkerPool::RunResult WorkerPool::HandleRun(const std::vector<const driver::Mess
       chunk.push_back(run[idx]);
       messages.push_back(std::move(*decoded));
     }
-    RunResult chunk_result = chunk.size() == 1 || messages.size() != chunk.size()
-                                 ? HandleEach(chunk, lookup)
-                                 : HandleChunk(chunk, lookup, std::move(messages));
+    // A chunk of one message goes alone, with the message decoded above (not twice).
+    RunResult chunk_result = messages.size() != chunk.size() ? HandleEach(chunk, lookup)
+                             : chunk.size() == 1             ? HandleEach(chunk, lookup, messages)
+                                                             : HandleChunk(chunk, lookup, std::move(messages));
     result.done += chunk_result.done;
     if (chunk_result.done < chunk.size()) {
       result.slow = chunk_result.slow;
@@ -270,24 +271,30 @@ WorkerPool::RunResult WorkerPool::HandleChunk(const std::vector<const driver::Me
   return {0, false};
 }
 
-WorkerPool::RunResult WorkerPool::HandleEach(const std::vector<const driver::Message*>& run, bool lookup) {
+WorkerPool::RunResult WorkerPool::HandleEach(const std::vector<const driver::Message*>& run, bool lookup,
+                                             std::span<const WriteMessage> decoded) {
   // In order; the first that must be retried stops the run there.
   for (size_t idx = 0; idx < run.size(); ++idx) {
-    Outcome outcome = Handle(*run[idx], lookup);
+    Outcome outcome = Handle(*run[idx], lookup, idx < decoded.size() ? &decoded[idx] : nullptr);
     if (outcome != Outcome::kAck) return {idx, outcome == Outcome::kRetrySlowly};
   }
   return {run.size(), false};
 }
 
-WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued, bool lookup) {
+WorkerPool::Outcome WorkerPool::Handle(const driver::Message& queued, bool lookup, const WriteMessage* decoded) {
   EngineMetrics& metrics = *deps_.metrics;
-  auto decoded = DecodeWriteMessage(queued.data);
-  if (!decoded.ok()) {
-    // Kept for an operator once: by the lookup service's consumers.
-    if (!lookup) return Outcome::kAck;
-    return DeadLetter(queued, "worker", decoded.status(), "an undecodable message")
-               ? Outcome::kAck
-               : Outcome::kRetry;
+  std::optional<WriteMessage> decoded_here;
+  if (decoded == nullptr) {
+    auto result = DecodeWriteMessage(queued.data);
+    if (!result.ok()) {
+      // Kept for an operator once: by the lookup service's consumers.
+      if (!lookup) return Outcome::kAck;
+      return DeadLetter(queued, "worker", result.status(), "an undecodable message")
+                 ? Outcome::kAck
+                 : Outcome::kRetry;
+    }
+    decoded_here = std::move(*result);
+    decoded = &*decoded_here;
   }
   const WriteMessage& message = *decoded;
   auto instance = deps_.catalog->GetInstance(message.instance_id);

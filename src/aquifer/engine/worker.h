@@ -215,14 +215,18 @@ class WorkerPool {
   // `lookup`: this thread's store, the lookup service (subscription
   // "workers") or the warehouse ("workers-warehouse").
   void Run(driver::Subscription* subscription, bool lookup);
-  Outcome Handle(const driver::Message& message, bool lookup);
+  // `decoded`: the message already decoded (HandleRun decodes every message
+  // to chunk them), else it is decoded here.
+  Outcome Handle(const driver::Message& message, bool lookup, const WriteMessage* decoded = nullptr);
   void LogOutage(size_t messages, const driver::InstanceInfo& instance, const Applied& applied,
                  int32_t attempt);
   // A pull's messages of one instance, in publish order, with one write per
   // store. Returns how many leading messages are done (to ack); the rest are
   // handed back for redelivery, in order.
   RunResult HandleRun(const std::vector<const driver::Message*>& run, bool lookup);
-  RunResult HandleEach(const std::vector<const driver::Message*>& run, bool lookup);
+  // `decoded`: empty, or run[i] decoded as decoded[i].
+  RunResult HandleEach(const std::vector<const driver::Message*>& run, bool lookup,
+                       std::span<const WriteMessage> decoded = {});
   // Decoded messages of one instance within the batch limit: one store write.
   RunResult HandleChunk(const std::vector<const driver::Message*>& run, bool lookup,
                         std::vector<WriteMessage> messages);
