@@ -23,6 +23,10 @@ PKGS=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # real peers for the conformance suites (scripts/peers/): Postgres, and Kafka's jars through Maven
   postgresql-15 maven openjdk-17-jdk-headless
+  # ClickHouse 18.16's engine library and its shared libraries; the server binary itself comes
+  # from the clickhouse-server .deb, unpacked by scripts/peers/clickhouse (its postinst would
+  # start a system-wide server on the default ports)
+  clickhouse-common
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv
@@ -104,6 +108,9 @@ fi
 bash "$ROOT/scripts/peers/kafka" fetch
 # The Cassandra node's jars (Maven Central, cached in .cache/cassandra/; ~30 s cold, seconds when cached).
 bash "$ROOT/scripts/peers/cassandra" fetch
+# The ClickHouse 18.16 server binary (Debian's clickhouse-server .deb unpacked into .cache/clickhouse/;
+# a second run returns at once).
+bash "$ROOT/scripts/peers/clickhouse" fetch
 # The BigQuery emulator (bqemulator from PyPI, in its own virtual environment .cache/bqemulator/venv,
 # apart from .venv: ~590 MB of packages the other Python suites must not run on; ~2.5-6 min cold,
 # seconds when ready).
