@@ -657,11 +657,29 @@ TEST_F(EngineTest, AChangeFeedTakesAPageAlreadyReadAtItsPositionWithoutAReadOfIt
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_EQ((*a)->ReadBatch(100)->count, 0);
   ASSERT_EQ((*b)->ReadBatch(100)->count, 0);
+  // A write's notification comes after its `wait=` answer (the worker moves
+  // the hub's generation, answers the waiter, then notifies, which moves it
+  // again): each round waits for it, so a's read below is in the generation
+  // b's take sees (else the page is, rightly, not shared: a slow run under
+  // ASan once read between the two).
+  std::mutex notified_mu;
+  std::condition_variable notified_cv;
+  int notified = 0;
+  auto listener = engine_->Listen((*a)->instance_id(), [&] {
+    std::lock_guard lock(notified_mu);
+    ++notified;
+    notified_cv.notify_all();
+  });
   for (int round = 1; round <= 3; ++round) {
     ASSERT_TRUE(Write(R"([{"user":"a","n":)" + std::to_string(round) + R"(},{"user":"b","n":)" +
                           std::to_string(round + 10) + "}]",
                       {.log = true})
                     .ok());
+    {
+      std::unique_lock lock(notified_mu);
+      ASSERT_TRUE(notified_cv.wait_for(lock, std::chrono::seconds(30), [&] { return notified >= round; }))
+          << "round " << round << ": the write was not notified";
+    }
     EXPECT_FALSE((*b)->TryReadBatch(100).has_value()) << "round " << round << ": nothing was read since the write";
     const int64_t reads = Metric(*engine_, "aquifer_change_pages_read_total");
     auto from_a = (*a)->ReadBatch(100);
