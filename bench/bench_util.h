@@ -9,12 +9,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "aquifer/base/status.h"
 
@@ -33,6 +36,23 @@ T Must(Result<T> result, std::string_view what) {
 
 inline void Must(const Status& status, std::string_view what) {
   if (!status.ok()) Die(fmt::format("{}: {}", what, status.ToString()));
+}
+
+// CPU time (user + system) the process `pid` (0: this one) has used so far, in seconds,
+// from /proc; -1 if unknown.
+inline double ProcessCpuSeconds(pid_t pid) {
+  const std::string path = pid == 0 ? std::string("/proc/self/stat") : "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return -1;
+  char buf[2048] = {0};
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const char* p = std::strrchr(buf, ')');
+  if (n == 0 || p == nullptr) return -1;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // A workload timed batch by batch (`batch_records` records each): its rate, and a row of

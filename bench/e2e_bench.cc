@@ -72,11 +72,13 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include "bench_util.h"
 #include "harness.h"
 
 namespace {
 
 using namespace aquifer::e2e;
+using aquifer::bench::ProcessCpuSeconds;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr int kClients = 4;
@@ -167,21 +169,6 @@ int64_t QueueLag(const Server& server) {
   size_t at = text.find("\naquifer_queue_lag ");
   if (at == std::string::npos) return -1;
   return std::atoll(text.c_str() + at + std::strlen("\naquifer_queue_lag "));
-}
-
-// CPU time (user + system) the process `pid` has used so far, in seconds; -1 if unknown.
-double ProcessCpuSeconds(pid_t pid) {
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (f == nullptr) return -1;
-  char buf[2048] = {0};
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const char* p = std::strrchr(buf, ')');
-  if (n == 0 || p == nullptr) return -1;
-  unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return -1;
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // Sustained HTTP ingest for `seconds`: kClients clients, 1000 records per request, wait=index.

@@ -82,11 +82,13 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "harness.h"
 
 namespace {
 
 using namespace aquifer::e2e;
+using aquifer::bench::ProcessCpuSeconds;
 using SteadyClock = std::chrono::steady_clock;
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -131,27 +133,6 @@ int64_t RssKiB(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
   }
   return -1;
-}
-
-// CPU time (user + system) a process has used so far, in seconds (-1 if unknown).
-// `pid` 0: this process.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(pid == 0 ? std::string("/proc/self/stat") : "/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {  // field 3 is the state; 14 utime, 15 stime
-    if (i == 14) utime = std::atof(field.c_str());
-    if (i == 15) {
-      stime = std::atof(field.c_str());
-      break;
-    }
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 json BenchSchema() {
@@ -502,7 +483,7 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
   static std::atomic<int64_t> id_base{0};
   int64_t next_id = 0;
   const int64_t base = id_base.fetch_add(1'000'000'000);
-  const double client_cpu0 = CpuSeconds(0), server_cpu0 = CpuSeconds(server.pid());
+  const double client_cpu0 = ProcessCpuSeconds(0), server_cpu0 = ProcessCpuSeconds(server.pid());
   std::atomic<bool> writing{true};
   std::thread sampler([&] {
     while (writing.load()) {
@@ -546,8 +527,8 @@ LatencyRun WriteToSubscribers(const Server& server, const std::string& path, int
   out.delivered = subs.records() - records_before;
   out.messages = subs.messages() - messages_before;
   out.wall_s = Seconds(SteadyClock::now() - start);
-  out.client_cpu_s = CpuSeconds(0) - client_cpu0;
-  out.server_cpu_s = CpuSeconds(server.pid()) - server_cpu0;
+  out.client_cpu_s = ProcessCpuSeconds(0) - client_cpu0;
+  out.server_cpu_s = ProcessCpuSeconds(server.pid()) - server_cpu0;
   subs.Stop();
   out.delivery_ms = subs.TakeSamples();
   {
