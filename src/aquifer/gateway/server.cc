@@ -116,8 +116,7 @@ struct Server::Impl {
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
         ws_threads(options.ws_threads > 0 ? options.ws_threads : io_threads),
         ioc(io_threads),
-        ws_iocs(MakeWsContexts(ws_threads)),
-        ws_tables(static_cast<size_t>(ws_threads)),
+        ws_lanes(MakeWsLanes(ws_threads)),
         pool(static_cast<size_t>(std::max(1, options.handler_threads))),
         feed_pool(static_cast<size_t>(std::max(1, options.feed_threads))),
         acceptor(ioc),
@@ -190,17 +189,9 @@ struct Server::Impl {
   // WebSocket sessions after the upgrade (ServerOptions::ws_threads): their
   // wake-ups, reads and writes never queue in front of an HTTP request's
   // completion on `ioc`.
-  // One io_context per WebSocket thread (concurrency hint 1), sessions
-  // dealt to them in turn.
-  bool ws_closed = false;  // set by Stop after the WebSocket threads joined: ws_tables cleared
-  std::vector<std::unique_ptr<asio::io_context>> ws_iocs;
-  std::atomic<size_t> next_ws_ioc{0};
-  static std::vector<std::unique_ptr<asio::io_context>> MakeWsContexts(int count) {
-    std::vector<std::unique_ptr<asio::io_context>> out;
-    for (int i = 0; i < count; ++i) out.push_back(std::make_unique<asio::io_context>(1));
-    return out;
-  }
-
+  // One lane per WebSocket thread: an io_context (concurrency hint 1) and
+  // the tables of the sessions on it; sessions are dealt to the lanes in turn.
+  //
   // The hub's wake-ups, one listener per table per WebSocket thread (not one
   // per session): the hub's callback, on the thread that applied the write,
   // posts one task to the thread's io_context (none while one is queued), and
@@ -214,25 +205,35 @@ struct Server::Impl {
     std::unique_ptr<engine::Listener> listener;
     std::vector<WsSession*> sessions;
   };
-  using WsTables = std::unordered_map<Uuid, WsTable, UuidHash>;
-  std::vector<WsTables> ws_tables;  // by ws_iocs index
-  WsTables& TablesOf(const asio::io_context& context) {
-    for (size_t i = 0; i < ws_iocs.size(); ++i) {
-      if (ws_iocs[i].get() == &context) return ws_tables[i];
-    }
-    std::abort();  // every session's socket is made on one of ws_iocs (MoveToSubscriptions)
+  struct WsLane {
+    asio::io_context context{1};
+    std::unordered_map<Uuid, WsTable, UuidHash> tables;
+  };
+  bool ws_closed = false;  // set by Stop after the WebSocket threads joined: every lane's tables cleared
+  std::vector<std::unique_ptr<WsLane>> ws_lanes;
+  std::atomic<size_t> next_ws_lane{0};
+  static std::vector<std::unique_ptr<WsLane>> MakeWsLanes(int count) {
+    std::vector<std::unique_ptr<WsLane>> out;
+    for (int i = 0; i < count; ++i) out.push_back(std::make_unique<WsLane>());
+    return out;
   }
-  void JoinTable(WsSession* session, asio::io_context& context, const Uuid& instance);
-  void LeaveTable(WsSession* session, const asio::io_context& context, const Uuid& instance);
+  WsLane& LaneOf(const asio::io_context& context) {
+    for (const auto& lane : ws_lanes) {
+      if (&lane->context == &context) return *lane;
+    }
+    std::abort();  // every session's socket is made on a lane's context (MoveToSubscriptions)
+  }
+  void JoinTable(WsSession* session, WsLane& lane, const Uuid& instance);
+  void LeaveTable(WsSession* session, WsLane& lane, const Uuid& instance);
   asio::thread_pool pool;
   asio::thread_pool feed_pool;  // WebSocket sessions' change reads (ServerOptions::feed_threads)
   tcp::acceptor acceptor;
   const bool local_reads;  // Engine::LocalReads(): short index reads run inline
   std::vector<std::thread> threads;
   std::vector<std::thread> ws_thread_list;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> ws_work;  // ws_iocs idle until Stop
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> ws_work;  // the lanes idle until Stop
 
-  // The upgraded connection, moved onto one of ws_iocs: the
+  // The upgraded connection, moved onto a lane's io_context: the
   // socket's descriptor is duplicated onto a socket of it and the
   // original closed; if no descriptor is free for the duplicate, the original
   // is released from `ioc` and assigned instead. A session's socket is a
@@ -241,7 +242,8 @@ struct Server::Impl {
   WsSocket MoveToSubscriptions(beast::tcp_stream& stream) {
     beast::error_code ec;
     tcp::socket& socket = stream.socket();
-    WsSocket moved(ws_iocs[next_ws_ioc.fetch_add(1, std::memory_order_relaxed) % ws_iocs.size()]->get_executor());
+    WsLane& lane = *ws_lanes[next_ws_lane.fetch_add(1, std::memory_order_relaxed) % ws_lanes.size()];
+    WsSocket moved(lane.context.get_executor());
     const tcp::endpoint local = socket.local_endpoint(ec);
     if (ec) return moved;  // not connected any more: the session ends at its first step
     if (const int fd = ::dup(socket.native_handle()); fd >= 0) {
@@ -571,20 +573,20 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
 
   // The hub's wake-ups reach the session through its thread's listener of
   // the table (JoinTable: Notified, on this thread), until it leaves.
-  asio::io_context& context = ws_.get_executor().context();
+  Server::Impl::WsLane& lane = server->LaneOf(ws_.get_executor().context());
   const Uuid instance = reader->instance_id();
-  server->JoinTable(this, context, instance);
+  server->JoinTable(this, lane, instance);
   struct Leave {
     Server::Impl* server;
     WsSession* session;
-    asio::io_context* context;
+    Server::Impl::WsLane* lane;
     Uuid instance;
     bool joined = true;
     void Now() {
-      if (std::exchange(joined, false)) server->LeaveTable(session, *context, instance);
+      if (std::exchange(joined, false)) server->LeaveTable(session, *lane, instance);
     }
     ~Leave() { Now(); }
-  } leave{server, this, &context, instance};
+  } leave{server, this, &lane, instance};
   asio::co_spawn(ws_.get_executor(), ReadLoop(self), asio::detached);
 
   // Read until caught up: a page that stopped at its limit or scan budget
@@ -642,9 +644,8 @@ WsAwaitable<void> WsSession::Run(http::request<http::string_body> upgrade) {
   }
 }
 
-void Server::Impl::JoinTable(WsSession* session, asio::io_context& context, const Uuid& instance) {
-  WsTables& tables = TablesOf(context);
-  WsTable& table = tables[instance];
+void Server::Impl::JoinTable(WsSession* session, WsLane& lane, const Uuid& instance) {
+  WsTable& table = lane.tables[instance];
   table.sessions.push_back(session);
   if (table.listener != nullptr) return;
   // The hub's callback must not block and must not own anything on this
@@ -652,30 +653,28 @@ void Server::Impl::JoinTable(WsSession* session, asio::io_context& context, cons
   // finds the table's sessions at that time (a session that left is gone
   // from the list; one that joined since reads the table anyway).
   auto queued = std::make_shared<std::atomic<bool>>(false);
-  table.listener = engine->Listen(instance, [this, queued, context = &context, instance] {
+  table.listener = engine->Listen(instance, [this, queued, lane = &lane, instance] {
     if (queued->exchange(true)) return;
-    asio::post(*context, [this, queued, context, instance] {
+    asio::post(lane->context, [this, queued, lane, instance] {
       queued->store(false);
       if (ws_closed) return;
-      WsTables& here = TablesOf(*context);
-      auto it = here.find(instance);
-      if (it == here.end()) return;
+      auto it = lane->tables.find(instance);
+      if (it == lane->tables.end()) return;
       for (WsSession* member : it->second.sessions) member->Notified();
     });
   });
 }
 
-void Server::Impl::LeaveTable(WsSession* session, const asio::io_context& context, const Uuid& instance) {
+void Server::Impl::LeaveTable(WsSession* session, WsLane& lane, const Uuid& instance) {
   if (ws_closed) return;  // Stop dropped every table (and its listener) already
-  WsTables& tables = TablesOf(context);
-  auto it = tables.find(instance);
-  if (it == tables.end()) return;
+  auto it = lane.tables.find(instance);
+  if (it == lane.tables.end()) return;
   std::vector<WsSession*>& sessions = it->second.sessions;
   if (auto at = std::find(sessions.begin(), sessions.end(), session); at != sessions.end()) {
     *at = sessions.back();
     sessions.pop_back();
   }
-  if (sessions.empty()) tables.erase(it);  // and the hub's listener with it
+  if (sessions.empty()) lane.tables.erase(it);  // and the hub's listener with it
 }
 
 template <typename Executor, typename Stream>
@@ -734,7 +733,7 @@ awaitable<void> Server::Impl::HttpSession(beast::tcp_stream stream) {
     if (IsSubscribeUpgrade(header, options.api.role)) {
       co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       if (ec) break;
-      // The session runs on its ws_iocs context from here; this coroutine ends.
+      // The session runs on its lane's io_context from here; this coroutine ends.
       auto session = std::make_shared<WsSession>(this, MoveToSubscriptions(stream));
       asio::co_spawn(
           session->executor(),
@@ -845,9 +844,9 @@ Status Server::Start() {
       impl.ioc.run();
     });
   }
-  for (const auto& context : impl.ws_iocs) {
-    impl.ws_work.push_back(asio::make_work_guard(*context));
-    impl.ws_thread_list.emplace_back([context = context.get()] {
+  for (const auto& lane : impl.ws_lanes) {
+    impl.ws_work.push_back(asio::make_work_guard(lane->context));
+    impl.ws_thread_list.emplace_back([context = &lane->context] {
       NameThisThread("aq-ws");
       context->run();
     });
@@ -878,7 +877,7 @@ void Server::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   impl.ioc.stop();
-  for (const auto& context : impl.ws_iocs) context->stop();
+  for (const auto& lane : impl.ws_lanes) lane->context.stop();
   for (std::thread& thread : impl.threads) thread.join();
   impl.threads.clear();
   for (std::thread& thread : impl.ws_thread_list) thread.join();
@@ -897,7 +896,7 @@ void Server::Stop() {
       }
     }
     impl.ws_closed = true;
-    for (Impl::WsTables& tables : impl.ws_tables) tables.clear();
+    for (const auto& lane : impl.ws_lanes) lane->tables.clear();
     for (const std::shared_ptr<WsSession>& session : open) session->DropWaiter();
   }
   impl.pool.stop();
