@@ -3,6 +3,7 @@
 #include "aquifer/drivers/bigquery/warehouse.h"
 #include "aquifer/drivers/bigtable/register.h"
 #include "aquifer/drivers/cassandra/register.h"
+#include "aquifer/drivers/clickhouse/warehouse.h"
 #include "aquifer/drivers/duckdb/warehouse.h"
 #include "aquifer/drivers/kafka/register.h"
 #include "aquifer/drivers/mock/warehouse.h"
@@ -26,6 +27,7 @@ void RegisterBuiltinDrivers(driver::Registry* registry) {
   redshift::Register(registry);
   bigquery::Register(registry);
   bigtable::Register(registry);
+  clickhouse::Register(registry);
 }
 
 }  // namespace aquifer::drivers

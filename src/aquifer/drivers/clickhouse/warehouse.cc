@@ -1,0 +1,833 @@
+#include "aquifer/drivers/clickhouse/warehouse.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "aquifer/base/text.h"
+#include "aquifer/schema/codec.h"
+
+namespace aquifer::drivers::clickhouse {
+namespace {
+
+using driver::InstanceInfo;
+using driver::Job;
+using driver::JobStatus;
+using driver::Record;
+using nlohmann::json;
+using schema::Kind;
+using schema::Type;
+
+constexpr int32_t kMaxPageRows = 100'000;
+constexpr size_t kMaxRunningJobs = 16;
+// One INSERT stays within ClickHouse's squashed block (min_insert_block_size_rows
+// = 1,048,576 rows, 256 MiB), so it lands as one part: all or nothing.
+constexpr size_t kInsertRows = 1'000'000;
+constexpr size_t kInsertBytes = size_t{128} << 20;
+// The settings of every read: bare 64-bit integers in JSON.
+const std::map<std::string, std::string> kReadSettings = {{"output_format_json_quote_64bit_integers", "0"}};
+
+std::string Quote(std::string_view name) {
+  std::string out = "`";
+  for (char c : name) {
+    if (c == '`' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "`";
+}
+
+std::string Literal(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
+std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// ---- schema → table -------------------------------------------------------------------
+
+bool IsScalar(const Type& type) { return type.kind != Kind::kArray && type.kind != Kind::kRecord; }
+
+// A value ClickHouse 18.16 cannot hold in its own types (Nullable(Array),
+// Nullable(Tuple), named tuples inside arrays): JSON text in a String.
+bool AsJson(const Type& type, bool in_array) {
+  if (IsScalar(type)) return false;
+  if (type.nullable) return true;
+  if (type.kind == Kind::kRecord) return in_array;
+  return AsJson(*type.items, /*in_array=*/true);
+}
+
+std::string ColumnType(const Type& type, bool in_array = false) {
+  if (AsJson(type, in_array)) return type.nullable ? "Nullable(String)" : "String";
+  std::string base;
+  switch (type.kind) {
+    case Kind::kBoolean: base = "UInt8"; break;
+    case Kind::kInt: base = "Int32"; break;
+    case Kind::kLong: base = "Int64"; break;
+    case Kind::kFloat: base = "Float32"; break;
+    case Kind::kDouble: base = "Float64"; break;
+    case Kind::kString:
+    case Kind::kEnum:
+    case Kind::kBytes:  // base64, as the codec's JSON spells bytes
+    case Kind::kFixed: base = "String"; break;  // decimals: their exact text
+    case Kind::kArray: return "Array(" + ColumnType(*type.items, true) + ")";
+    case Kind::kRecord: {
+      std::string inner;
+      for (const schema::Field& field : type.fields) {
+        inner += (inner.empty() ? "" : ", ") + Quote(field.name) + " " + ColumnType(*field.type);
+      }
+      return "Tuple(" + inner + ")";
+    }
+  }
+  return type.nullable ? "Nullable(" + base + ")" : base;
+}
+
+// The codec's JSON of a value → JSONEachRow's JSON for the column ColumnType made.
+json RowValue(const Type& type, const json& value, bool in_array = false) {
+  if (value.is_null()) return json();
+  if (AsJson(type, in_array)) return json(Dump(value));
+  switch (type.kind) {
+    case Kind::kBoolean: return json(value.is_boolean() && value.get<bool>() ? 1 : 0);
+    case Kind::kArray: {
+      json out = json::array();
+      for (const json& item : value) out.push_back(RowValue(*type.items, item, true));
+      return out;
+    }
+    case Kind::kRecord: {
+      json out = json::array();
+      for (const schema::Field& field : type.fields) {
+        auto it = value.find(field.name);
+        out.push_back(RowValue(*field.type, it == value.end() ? json() : *it));
+      }
+      return out;
+    }
+    default: return value;
+  }
+}
+
+// ---- SQL checks ------------------------------------------------------------------------
+
+std::string FirstKeyword(std::string_view sql) {
+  size_t pos = 0;
+  while (pos < sql.size()) {
+    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
+      ++pos;
+    } else if (sql.substr(pos, 2) == "--") {
+      size_t end = sql.find('\n', pos);
+      pos = end == std::string_view::npos ? sql.size() : end + 1;
+    } else if (sql.substr(pos, 2) == "/*") {
+      size_t end = sql.find("*/", pos + 2);
+      pos = end == std::string_view::npos ? sql.size() : end + 2;
+    } else {
+      break;
+    }
+  }
+  std::string word;
+  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
+    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
+  }
+  return word;
+}
+
+bool HasSecondStatement(std::string_view sql) {
+  char quote = 0;
+  for (size_t pos = 0; pos < sql.size(); ++pos) {
+    const char c = sql[pos];
+    if (quote != 0) {
+      if (c == '\\') {
+        ++pos;
+      } else if (c == quote) {
+        quote = 0;
+      }
+      continue;
+    }
+    if (c == '\'' || c == '"' || c == '`') {
+      quote = c;
+    } else if (sql.substr(pos, 2) == "--") {
+      size_t end = sql.find('\n', pos);
+      pos = end == std::string_view::npos ? sql.size() : end;
+    } else if (sql.substr(pos, 2) == "/*") {
+      size_t end = sql.find("*/", pos + 2);
+      pos = end == std::string_view::npos ? sql.size() : end + 1;
+    } else if (c == ';') {
+      for (size_t rest = pos + 1; rest < sql.size(); ++rest) {
+        if (!std::isspace(static_cast<unsigned char>(sql[rest])) && sql[rest] != ';') return true;
+      }
+      return false;
+    }
+  }
+  return false;
+}
+
+std::string TrimStatement(std::string_view sql) {
+  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
+    sql.remove_suffix(1);
+  }
+  return std::string(sql);
+}
+
+// FORMAT JSONCompact's answer.
+Result<json> ParseCompact(const std::string& body) {
+  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) return Internal("clickhouse: the answer is not JSON: {}", body.substr(0, 200));
+  return parsed;
+}
+
+int64_t AsInt(const json& value) {
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (value.is_number_unsigned()) return static_cast<int64_t>(value.get<uint64_t>());
+  if (value.is_number_float()) return static_cast<int64_t>(value.get<double>());
+  if (value.is_string()) return std::strtoll(value.get<std::string>().c_str(), nullptr, 10);
+  return 0;
+}
+
+// ---- jobs ------------------------------------------------------------------------------
+
+struct JobState {
+  Job job;
+  std::string sql;
+  driver::JobOptions options;
+  int64_t finished_ms = 0;
+  std::atomic<bool> stop{false};
+  bool finished = false;  // guarded by the service's mutex
+  std::thread thread;
+};
+
+class ChWarehouse final : public driver::WarehouseService {
+ public:
+  ChWarehouse(const WarehouseOptions& options, Clock* clock) : options_(options), clock_(clock), http_(options.http) {}
+  ~ChWarehouse() override { StopJobs(); }
+
+  Status Init() {
+    AQ_RETURN_IF_ERROR(http_.Query("CREATE DATABASE IF NOT EXISTS " + Quote(options_.database)).status());
+    return http_.Query("CREATE TABLE IF NOT EXISTS " + JobsTable() +
+                       " (job_id String, version Int64, status UInt8, error String, rows Int64, bytes Int64, "
+                       "finished_ms Int64, ttl_ms Int64) ENGINE = MergeTree ORDER BY job_id")
+        .status();
+  }
+
+  driver::WarehouseCapabilities capabilities() const override {
+    driver::WarehouseCapabilities caps;
+    caps.limits = options_.limits;
+    caps.dry_run_bytes = true;
+    caps.stores_rows = true;
+    caps.dedups_retries = false;  // 18.16 has no insert deduplication for MergeTree (README.md)
+    return caps;
+  }
+
+  std::string TableName(const InstanceInfo& instance) const override {
+    return Quote(options_.database) + "." + Quote("i_" + instance.instance_id.Hex());
+  }
+
+  Status RegisterInstance(const InstanceInfo& instance) override {
+    if (instance.schema == nullptr) return InvalidArgument("registering {}: no schema", instance.instance_id.ToString());
+    std::string columns;
+    for (const schema::Field& field : instance.schema->fields()) {
+      columns += Quote(field.name) + " " + ColumnType(*field.type) + ", ";
+    }
+    columns += "`__key` String, `__timestamp` Int64, `__group` String";
+    auto made = http_.Query(fmt::format("CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = MergeTree ORDER BY __key",
+                                        TableName(instance), columns));
+    if (!made.ok()) {
+      return made.status().WithContext(fmt::format("creating the warehouse table of {}", instance.instance_id.ToString()));
+    }
+    NoteRetention(instance);
+    return Status::OK();
+  }
+
+  Status RemoveInstance(const InstanceInfo& instance) override {
+    return http_.Query("DROP TABLE IF EXISTS " + TableName(instance)).status();
+  }
+
+  Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
+                          std::span<const driver::RecordGroup> groups) override;
+
+  Result<driver::QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
+    return Analyze(TrimStatement(sql), nullptr);
+  }
+  Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override;
+  Result<Job> PollJob(const Uuid& job_id) override;
+  Result<driver::RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
+
+  Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
+    NoteRetention(instance);
+    if (instance.warehouse_retention_ms <= 0) return int64_t{0};
+    const int64_t horizon = driver::RetentionHorizon(instance.warehouse_retention_ms, clock_->NowMillis());
+    auto expired = Count(fmt::format("SELECT count() FROM {} WHERE __timestamp < {}", TableName(instance), horizon));
+    if (!expired.ok()) {
+      if (expired.status().code() == StatusCode::kNotFound) return int64_t{0};
+      return expired.status();
+    }
+    if (*expired == 0) return int64_t{0};
+    // A mutation: asynchronous in 18.16; waited for here.
+    AQ_RETURN_IF_ERROR(
+        http_.Query(fmt::format("ALTER TABLE {} DELETE WHERE __timestamp < {}", TableName(instance), horizon)).status());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (true) {
+      AQ_ASSIGN_OR_RETURN(int64_t pending,
+                          Count(fmt::format("SELECT count() FROM system.mutations WHERE database = {} AND table = {} "
+                                            "AND is_done = 0",
+                                            Literal(options_.database), Literal("i_" + instance.instance_id.Hex()))));
+      if (pending == 0) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Timeout("deleting the expired rows of {}: the mutation did not finish within 60 s", TableName(instance));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return *expired;
+  }
+
+  Result<int64_t> CountStoredRows(const InstanceInfo& instance) override {
+    auto counted = Count("SELECT count() FROM " + TableName(instance));
+    if (!counted.ok() && counted.status().code() == StatusCode::kNotFound) return int64_t{0};
+    return counted;
+  }
+
+  Status Reset() override {
+    StopJobs();
+    AQ_RETURN_IF_ERROR(http_.Query("DROP DATABASE IF EXISTS " + Quote(options_.database)).status());
+    return Init();
+  }
+
+ private:
+  std::string JobsTable() const { return Quote(options_.database) + ".`__aq_jobs`"; }
+  std::string JobTable(const Uuid& id) const { return Quote(options_.database) + "." + Quote("j_" + id.Hex()); }
+  std::string QueryId(const Uuid& id) const { return "aq_" + options_.database + "_" + id.Hex(); }
+
+  // The first cell of a one-row answer as an integer.
+  Result<int64_t> Count(const std::string& sql) {
+    AQ_ASSIGN_OR_RETURN(std::string body, http_.Query(sql + " FORMAT JSONCompact", kReadSettings));
+    AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(body));
+    const json data = answer.value("data", json::array());
+    if (data.empty() || !data[0].is_array() || data[0].empty()) return int64_t{0};
+    return AsInt(data[0][0]);
+  }
+
+  Result<driver::QueryAnalysis> Analyze(const std::string& sql, const std::atomic<bool>* stop);
+  std::string WithRetention(const std::string& sql);
+  void RunJob(std::shared_ptr<JobState> state);
+  Status RunJobBody(const std::shared_ptr<JobState>& state);
+  void Finish(const std::shared_ptr<JobState>& state, Status status);
+  void StopJobs();
+  Status SaveJob(const Job& job, int64_t finished_ms, int64_t ttl_ms);
+  // A job from `__aq_jobs` (another driver's, or this one's before a restart).
+  Result<Job> StoredJob(const Uuid& job_id, int64_t* finished_ms, int64_t* ttl_ms);
+
+  void NoteRetention(const InstanceInfo& instance) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (instance.warehouse_retention_ms > 0) {
+      retention_ms_[TableName(instance)] = instance.warehouse_retention_ms;
+    } else {
+      retention_ms_.erase(TableName(instance));
+    }
+  }
+  std::shared_ptr<std::mutex> WriteLock(const Uuid& instance_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = write_locks_[instance_id];
+    if (slot == nullptr) slot = std::make_shared<std::mutex>();
+    return slot;
+  }
+
+  const WarehouseOptions options_;
+  Clock* const clock_;
+  HttpClient http_;
+  std::mutex mu_;
+  std::map<Uuid, std::shared_ptr<JobState>> jobs_;           // guarded by mu_
+  std::map<std::string, int64_t> retention_ms_;              // TableName → retention (> 0); guarded by mu_
+  std::map<Uuid, std::shared_ptr<std::mutex>> write_locks_;  // guarded by mu_
+  std::atomic<int64_t> version_{0};
+};
+
+Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
+                                     std::span<const driver::RecordGroup> groups) {
+  const std::string who = instance.instance_id.ToString();
+  if (instance.schema == nullptr) return InvalidArgument("writing to {}: no schema", who);
+  if (Status checked = driver::CheckRecordGroups(records.size(), groups); !checked.ok()) {
+    return checked.WithContext(fmt::format("writing to {}", who));
+  }
+  NoteRetention(instance);
+  const int64_t now = clock_->NowMillis();
+  std::vector<std::string> group_of(records.size());
+  {
+    size_t at = 0;
+    for (const driver::RecordGroup& group : groups) {
+      const std::string hex = HexEncode(group.id);
+      for (size_t i = 0; i < group.records; ++i) group_of[at++] = hex;
+    }
+  }
+  // Every record converts before any is sent.
+  std::vector<std::optional<std::string>> lines(records.size());
+  for (size_t idx = 0; idx < records.size(); ++idx) {
+    const Record& record = records[idx];
+    if (instance.warehouse_retention_ms > 0 &&
+        record.timestamp_ms < driver::RetentionHorizon(instance.warehouse_retention_ms, now)) {
+      continue;
+    }
+    auto text = schema::AvroToJson(*instance.schema, record.avro);
+    if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", who, idx));
+    json value = json::parse(*text, nullptr, false);
+    if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", who, idx);
+    json row = json::object();
+    for (const schema::Field& field : instance.schema->fields()) {
+      auto it = value.find(field.name);
+      row[field.name] = RowValue(*field.type, it == value.end() ? json() : *it);
+    }
+    row["__key"] = HexEncode(record.key);
+    row["__timestamp"] = record.timestamp_ms;
+    row["__group"] = group_of[idx];
+    lines[idx] = Dump(row);
+  }
+  // Exactly once: what the table holds of a group is a prefix of its rows
+  // (a group's rows go in order, each INSERT all or nothing); it is skipped.
+  // An instance's grouped writes are serialised between check and insert.
+  std::shared_ptr<std::mutex> write_lock;
+  std::unique_lock<std::mutex> hold;
+  if (!groups.empty()) {
+    write_lock = WriteLock(instance.instance_id);
+    hold = std::unique_lock<std::mutex>(*write_lock);
+    std::string list;
+    for (const driver::RecordGroup& group : groups) list += (list.empty() ? "" : ", ") + Literal(HexEncode(group.id));
+    auto applied = http_.Query(fmt::format("SELECT __group, count() FROM {} WHERE __group IN ({}) GROUP BY __group "
+                                           "FORMAT JSONCompact",
+                                           TableName(instance), list),
+                               kReadSettings);
+    if (!applied.ok()) {
+      if (applied.status().code() == StatusCode::kNotFound) {
+        return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
+                        TableName(instance));
+      }
+      return applied.status().WithContext(fmt::format("writing to {}: reading its applied groups", who));
+    }
+    AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*applied));
+    std::map<std::string, int64_t> stored;
+    for (const json& row : answer.value("data", json::array())) {
+      if (row.is_array() && row.size() == 2 && row[0].is_string()) stored[row[0].get<std::string>()] = AsInt(row[1]);
+    }
+    for (size_t idx = 0; idx < records.size(); ++idx) {
+      auto it = stored.find(group_of[idx]);
+      if (it == stored.end() || !lines[idx] || it->second <= 0) continue;
+      lines[idx].reset();
+      --it->second;
+    }
+  }
+  Request request;
+  request.sql = fmt::format("INSERT INTO {} FORMAT JSONEachRow", TableName(instance));
+  request.settings = {{"input_format_skip_unknown_fields", "0"}};
+  size_t rows = 0;
+  auto flush = [&]() -> Status {
+    if (rows == 0) return Status::OK();
+    auto answer = http_.Call(request);
+    if (!answer.ok()) {
+      if (answer.status().code() == StatusCode::kNotFound) {
+        return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
+                        TableName(instance));
+      }
+      return answer.status().WithContext(fmt::format("writing to {}", who));
+    }
+    request.data.clear();
+    rows = 0;
+    return Status::OK();
+  };
+  for (size_t idx = 0; idx < records.size(); ++idx) {
+    if (!lines[idx]) continue;
+    request.data += *lines[idx];
+    request.data.push_back('\n');
+    if (++rows >= kInsertRows || request.data.size() >= kInsertBytes) AQ_RETURN_IF_ERROR(flush());
+  }
+  return flush();
+}
+
+Result<driver::QueryAnalysis> ChWarehouse::Analyze(const std::string& sql, const std::atomic<bool>* stop) {
+  const std::string keyword = FirstKeyword(sql);
+  if (keyword != "SELECT" && keyword != "WITH") {
+    return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
+  }
+  if (HasSecondStatement(sql)) return InvalidArgument("only one SELECT statement is allowed, not a script");
+  // 18.16 has no EXPLAIN: DESCRIBE of the query types it without running it.
+  Request request;
+  request.sql = "DESCRIBE (" + sql + "\n)";
+  request.abort = stop;
+  request.settings = {{"readonly", "2"}};
+  auto described = http_.Call(request);
+  if (!described.ok()) {
+    const Status& status = described.status();
+    if (status.code() == StatusCode::kInvalidArgument || status.code() == StatusCode::kNotFound) {
+      return InvalidArgument("{}", status.message());
+    }
+    return status;
+  }
+  driver::QueryAnalysis analysis;
+  std::set<std::string> seen;
+  const std::string prefix = Quote(options_.database) + ".`i_";
+  std::string names;
+  for (size_t pos = sql.find(prefix); pos != std::string::npos; pos = sql.find(prefix, pos + 1)) {
+    const size_t end = pos + prefix.size() + 32;
+    if (end < sql.size() && sql[end] == '`') {
+      std::string table = sql.substr(pos, end + 1 - pos);
+      if (seen.insert(table).second) {
+        analysis.tables.push_back(table);
+        names += (names.empty() ? "" : ", ") + Literal(sql.substr(pos + prefix.size() - 2, 34));
+      }
+    }
+  }
+  // The bytes estimate: the uncompressed size of the active parts of the
+  // tables read (an upper bound: no index pruning).
+  if (!names.empty()) {
+    AQ_ASSIGN_OR_RETURN(analysis.bytes_scanned_estimate,
+                        Count(fmt::format("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE active AND "
+                                          "database = {} AND table IN ({})",
+                                          Literal(options_.database), names)));
+  }
+  return analysis;
+}
+
+std::string ChWarehouse::WithRetention(const std::string& sql) {
+  std::map<std::string, int64_t> retention;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    retention = retention_ms_;
+  }
+  if (retention.empty()) return sql;
+  const int64_t now = clock_->NowMillis();
+  std::string out;
+  size_t pos = 0;
+  while (pos < sql.size()) {
+    bool replaced = false;
+    if (sql[pos] == '`') {
+      for (const auto& [table, ms] : retention) {
+        if (sql.compare(pos, table.size(), table) == 0) {
+          out += fmt::format("(SELECT * FROM {} WHERE __timestamp >= {})", table, driver::RetentionHorizon(ms, now));
+          pos += table.size();
+          replaced = true;
+          break;
+        }
+      }
+    }
+    if (!replaced) out.push_back(sql[pos++]);
+  }
+  return out;
+}
+
+Status ChWarehouse::SaveJob(const Job& job, int64_t finished_ms, int64_t ttl_ms) {
+  json row = {{"job_id", job.job_id.Hex()},
+              {"version", clock_->NowMillis() * 1000 + (version_.fetch_add(1) % 1000)},
+              {"status", static_cast<int>(job.status)},
+              {"error", job.error},
+              {"rows", job.rows},
+              {"bytes", job.bytes_scanned},
+              {"finished_ms", finished_ms},
+              {"ttl_ms", ttl_ms}};
+  Request request;
+  request.sql = "INSERT INTO " + JobsTable() + " FORMAT JSONEachRow";
+  request.data = Dump(row) + "\n";
+  return http_.Call(request).status();
+}
+
+Result<Job> ChWarehouse::StoredJob(const Uuid& job_id, int64_t* finished_ms, int64_t* ttl_ms) {
+  AQ_ASSIGN_OR_RETURN(
+      std::string body,
+      http_.Query(fmt::format("SELECT argMax(status, version), argMax(error, version), argMax(rows, version), "
+                              "argMax(bytes, version), argMax(finished_ms, version), argMax(ttl_ms, version) FROM {} "
+                              "WHERE job_id = {} GROUP BY job_id FORMAT JSONCompact",
+                              JobsTable(), Literal(job_id.Hex())),
+                  kReadSettings));
+  AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(body));
+  const json data = answer.value("data", json::array());
+  if (data.empty()) return NotFound("job {} not found", job_id.ToString());
+  const json& row = data[0];
+  Job job;
+  job.job_id = job_id;
+  job.status = static_cast<JobStatus>(AsInt(row[0]));
+  job.error = row[1].is_string() ? row[1].get<std::string>() : "";
+  job.rows = AsInt(row[2]);
+  job.bytes_scanned = AsInt(row[3]);
+  if (finished_ms != nullptr) *finished_ms = AsInt(row[4]);
+  if (ttl_ms != nullptr) *ttl_ms = AsInt(row[5]);
+  return job;
+}
+
+Result<Job> ChWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
+  }
+  auto existing = StoredJob(job_id, nullptr, nullptr);
+  if (existing.ok()) return AlreadyExists("job {} already exists", job_id.ToString());
+  if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+  auto state = std::make_shared<JobState>();
+  state->job.job_id = job_id;
+  state->sql = TrimStatement(sql);
+  state->options = options;
+  AQ_RETURN_IF_ERROR(SaveJob(state->job, 0, options.result_ttl_ms));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
+  size_t running = 0;
+  for (const auto& [id, other] : jobs_) {
+    running += other->finished ? 0 : 1;
+    if (other->finished && other->thread.joinable()) other->thread.join();
+  }
+  if (running >= kMaxRunningJobs) {
+    return ResourceExhausted("{} warehouse jobs are running, the most this driver runs at once; retry later", running);
+  }
+  jobs_[job_id] = state;
+  state->thread = std::thread([this, state] { RunJob(state); });
+  return state->job;
+}
+
+void ChWarehouse::RunJob(std::shared_ptr<JobState> state) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state->finished) return;
+    state->job.status = JobStatus::kRunning;
+  }
+  Finish(state, RunJobBody(state));
+}
+
+Status ChWarehouse::RunJobBody(const std::shared_ptr<JobState>& state) {
+  const driver::JobOptions& options = state->options;
+  const auto started = std::chrono::steady_clock::now();
+  auto remaining_ms = [&]() -> int64_t {
+    if (options.timeout_ms <= 0) return 0;
+    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    return std::max<int64_t>(1, options.timeout_ms - spent.count());
+  };
+  auto timed_out = [&] {
+    return options.timeout_ms > 0 &&
+           std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(options.timeout_ms);
+  };
+  const Uuid& id = state->job.job_id;
+  const std::string table = JobTable(id);
+  const std::string query_id = QueryId(id);
+  auto drop = [&] { (void)http_.Query("DROP TABLE IF EXISTS " + table); };
+  auto give_up = [&](Status status) -> Status {
+    if (status.code() == StatusCode::kTimeout || status.code() == StatusCode::kAborted || timed_out()) {
+      // The server may still run it: KILL QUERY by its id.
+      (void)http_.Query(fmt::format("KILL QUERY WHERE query_id = {} SYNC", Literal(query_id)));
+      drop();
+      if (status.code() == StatusCode::kTimeout || timed_out()) {
+        return Timeout("query exceeded its timeout of {} ms", options.timeout_ms);
+      }
+    }
+    drop();
+    return status;
+  };
+  auto analysis = Analyze(state->sql, &state->stop);
+  if (!analysis.ok()) return give_up(analysis.status());
+  if (options.max_bytes_scanned > 0 && analysis->bytes_scanned_estimate > options.max_bytes_scanned) {
+    return ResourceExhausted("the query would scan about {} bytes, over the job's cap of {}",
+                             analysis->bytes_scanned_estimate, options.max_bytes_scanned);
+  }
+  if (timed_out()) return give_up(Timeout("deadline"));
+  // The result lands in a table of its own, numbered in result order; one
+  // row over the cap is enough to know the cap is passed.
+  Request request;
+  request.sql = fmt::format("CREATE TABLE {} ENGINE = MergeTree ORDER BY __aq_row AS SELECT rowNumberInAllBlocks() AS "
+                            "__aq_row, * FROM (\n{}\n){}",
+                            table, WithRetention(state->sql),
+                            options.max_result_rows > 0 ? fmt::format(" LIMIT {}", options.max_result_rows + 1) : "");
+  request.settings = {{"query_id", query_id}};
+  if (options.timeout_ms > 0) {
+    request.settings["max_execution_time"] = std::to_string((options.timeout_ms + 999) / 1000);
+    request.timeout_ms = remaining_ms();
+  }
+  request.abort = &state->stop;
+  auto created = http_.Call(request);
+  if (!created.ok()) return give_up(created.status());
+  auto rows = Count("SELECT count() FROM " + table);
+  if (!rows.ok()) return give_up(rows.status());
+  if (options.max_result_rows > 0 && *rows > options.max_result_rows) {
+    drop();
+    return ResourceExhausted("result exceeds {} rows; add LIMIT", options.max_result_rows);
+  }
+  if (options.max_result_bytes > 0) {
+    auto bytes = Count(fmt::format("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE active AND database = "
+                                   "{} AND table = {}",
+                                   Literal(options_.database), Literal("j_" + id.Hex())));
+    if (!bytes.ok()) return give_up(bytes.status());
+    if (*bytes + 16 * *rows > options.max_result_bytes) {
+      drop();
+      return ResourceExhausted("result exceeds {} bytes; add LIMIT or select fewer columns", options.max_result_bytes);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  state->job.rows = *rows;
+  state->job.bytes_scanned = analysis->bytes_scanned_estimate;
+  return Status::OK();
+}
+
+void ChWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) {
+  Job job;
+  int64_t finished_ms = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state->finished_ms = clock_->NowMillis();
+    state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
+    if (!status.ok()) state->job.error = status.message();
+    job = state->job;
+    finished_ms = state->finished_ms;
+  }
+  (void)SaveJob(job, finished_ms, state->options.result_ttl_ms);
+  std::lock_guard<std::mutex> lock(mu_);
+  state->finished = true;
+}
+
+Result<Job> ChWarehouse::PollJob(const Uuid& job_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end()) {
+      Job job = it->second->job;
+      // Done only once its state is saved, so a new driver agrees.
+      if (!it->second->finished && (job.status == JobStatus::kDone || job.status == JobStatus::kFailed)) {
+        job.status = JobStatus::kRunning;
+        job.error.clear();
+      }
+      return job;
+    }
+  }
+  auto job = StoredJob(job_id, nullptr, nullptr);
+  if (!job.ok() && job.status().code() == StatusCode::kNotFound) return NotFound("job {} not found", job_id.ToString());
+  return job;
+}
+
+Result<driver::RowPage> ChWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
+  Job job;
+  int64_t finished_ms = 0, ttl_ms = 0;
+  bool mine = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end() && it->second->finished) {
+      mine = true;
+      job = it->second->job;
+      finished_ms = it->second->finished_ms;
+      ttl_ms = it->second->options.result_ttl_ms;
+    } else if (it != jobs_.end()) {
+      return FailedPrecondition("job {} is running", job_id.ToString());
+    }
+  }
+  if (!mine) {
+    auto stored = StoredJob(job_id, &finished_ms, &ttl_ms);
+    if (!stored.ok()) return stored.status();
+    job = *stored;
+  }
+  if (job.status != JobStatus::kDone) {
+    return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(job.status),
+                              job.error.empty() ? "" : ": " + job.error);
+  }
+  if (ttl_ms > 0 && clock_->NowMillis() >= finished_ms + std::min(ttl_ms, int64_t{1} << 50)) {
+    (void)http_.Query("DROP TABLE IF EXISTS " + JobTable(job_id));
+    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)", job_id.ToString(),
+                              ttl_ms);
+  }
+  if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
+  int64_t offset = 0;
+  if (!page.empty()) {
+    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
+                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
+    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > job.rows) {
+      return InvalidArgument("malformed page token for job {}", job_id.ToString());
+    }
+  }
+  AQ_ASSIGN_OR_RETURN(std::string body,
+                      http_.Query(fmt::format("SELECT * FROM {} WHERE __aq_row >= {} ORDER BY __aq_row LIMIT {} "
+                                              "FORMAT JSONCompact",
+                                              JobTable(job_id), offset, limit),
+                                  kReadSettings));
+  AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(body));
+  driver::RowPage out;
+  std::vector<bool> visible;
+  for (const json& column : answer.value("meta", json::array())) {
+    const std::string name = column.value("name", "");
+    visible.push_back(!name.starts_with("__"));
+    if (visible.back()) out.columns.push_back({name, column.value("type", "")});
+  }
+  for (const json& row : answer.value("data", json::array())) {
+    json values = json::array();
+    for (size_t i = 0; i < row.size() && i < visible.size(); ++i) {
+      if (visible[i]) values.push_back(row[i]);
+    }
+    out.rows.push_back(Dump(values));
+  }
+  const int64_t next = offset + static_cast<int64_t>(out.rows.size());
+  if (next < job.rows) {
+    if (out.rows.empty()) return Internal("no rows at offset {} of {} for job {}", offset, job.rows, job_id.ToString());
+    out.next = fmt::format("o{}", next);
+  }
+  return out;
+}
+
+void ChWarehouse::StopJobs() {
+  std::map<Uuid, std::shared_ptr<JobState>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs.swap(jobs_);
+    for (auto& [id, state] : jobs) state->stop = true;
+  }
+  for (auto& [id, state] : jobs) {
+    if (state->thread.joinable()) state->thread.join();
+  }
+}
+
+}  // namespace
+
+Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
+  WarehouseOptions options;
+  options.http.endpoint = driver::ConfigString(config, "endpoint", "");
+  if (!options.http.endpoint.starts_with("http://") && !options.http.endpoint.starts_with("https://")) {
+    return InvalidArgument("config 'endpoint': '{}' is not an http:// or https:// URL of ClickHouse's HTTP interface",
+                           options.http.endpoint);
+  }
+  options.database = driver::ConfigString(config, "database", options.database);
+  if (options.database.empty() || options.database.size() > 200) return InvalidArgument("config 'database': 1..200 characters");
+  for (char c : options.database) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') {
+      return InvalidArgument("config 'database': '{}' may hold only letters, digits and underscores", options.database);
+    }
+  }
+  options.http.user = driver::ConfigString(config, "user", options.http.user);
+  const std::string password_env = driver::ConfigString(config, "password_env", "");
+  if (!password_env.empty()) {
+    const char* password = std::getenv(password_env.c_str());
+    if (password == nullptr) {
+      return Unauthenticated("clickhouse: the environment variable {} (password_env) is not set", password_env);
+    }
+    options.http.password = password;
+  }
+  AQ_ASSIGN_OR_RETURN(options.http.timeout_ms, driver::ConfigInt(config, "request_timeout_ms", options.http.timeout_ms));
+  if (options.http.timeout_ms < 1) return InvalidArgument("config 'request_timeout_ms': must be positive");
+  return options;
+}
+
+Result<std::shared_ptr<driver::WarehouseService>> MakeWarehouseService(const WarehouseOptions& options, Clock* clock) {
+  auto service = std::make_shared<ChWarehouse>(options, clock != nullptr ? clock : Clock::System());
+  Status init = service->Init();
+  if (!init.ok()) return init.WithContext("clickhouse warehouse service");
+  return std::shared_ptr<driver::WarehouseService>(std::move(service));
+}
+
+void Register(driver::Registry* registry) {
+  registry->Register(
+      "clickhouse",
+      driver::Factory<driver::WarehouseService>(
+          [](const driver::Config& config, const driver::DriverContext& context) -> Result<std::shared_ptr<driver::WarehouseService>> {
+            AQ_ASSIGN_OR_RETURN(WarehouseOptions options, ParseWarehouseOptions(config));
+            return MakeWarehouseService(options, context.clock);
+          }));
+}
+
+}  // namespace aquifer::drivers::clickhouse
