@@ -180,6 +180,59 @@ std::string TrimStatement(std::string_view sql) {
   return std::string(sql);
 }
 
+
+// The top-level words of `sql` (outside quotes, comments and parentheses):
+// each word's [begin, end) and upper-cased text, plus the top-level commas.
+struct Token {
+  size_t begin, end;
+  std::string text;  // upper-cased word, "," or "" for anything else at depth 0
+};
+
+std::vector<Token> TopLevelTokens(std::string_view sql) {
+  std::vector<Token> out;
+  int depth = 0;
+  size_t pos = 0;
+  while (pos < sql.size()) {
+    const char c = sql[pos];
+    if (c == '\'' || c == '"' || c == '`') {
+      const size_t begin = pos++;
+      while (pos < sql.size() && sql[pos] != c) pos += sql[pos] == '\\' ? 2 : 1;
+      ++pos;
+      if (depth == 0) out.push_back({begin, std::min(pos, sql.size()), ""});
+    } else if (sql.substr(pos, 2) == "--") {
+      size_t end = sql.find('\n', pos);
+      pos = end == std::string_view::npos ? sql.size() : end + 1;
+    } else if (sql.substr(pos, 2) == "/*") {
+      size_t end = sql.find("*/", pos + 2);
+      pos = end == std::string_view::npos ? sql.size() : end + 2;
+    } else if (c == '(') {
+      if (depth == 0) out.push_back({pos, pos + 1, "("});
+      ++depth;
+      ++pos;
+    } else if (c == ')') {
+      --depth;
+      ++pos;
+      if (depth == 0 && !out.empty()) out.back().end = pos;  // "(" token spans the group
+    } else if (depth > 0 || std::isspace(static_cast<unsigned char>(c))) {
+      ++pos;
+    } else if (c == ',') {
+      out.push_back({pos, pos + 1, ","});
+      ++pos;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') {
+      const size_t begin = pos;
+      std::string word;
+      while (pos < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[pos])) || sql[pos] == '_')) {
+        word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
+      }
+      out.push_back({begin, pos, word});
+    } else {
+      out.push_back({pos, pos + 1, std::string(1, c)});
+      ++pos;
+    }
+  }
+  return out;
+}
+
 // FORMAT JSONCompact's answer.
 Result<json> ParseCompact(const std::string& body) {
   json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -318,6 +371,11 @@ class ChWarehouse final : public driver::WarehouseService {
   }
 
   Result<driver::QueryAnalysis> Analyze(const std::string& sql, const std::atomic<bool>* stop);
+  // ClickHouse 18.16 runs one JOIN per SELECT: `FROM t1 a, t2 b, t3 c ...`
+  // (three or more tables, each with an alias) becomes left-deep nested
+  // CROSS JOINs of subqueries whose columns are renamed `a.col`, so `a.col`
+  // in the rest of the query names them. Anything else is left as it is.
+  Result<std::string> ExpandCommaJoins(const std::string& sql);
   std::string WithRetention(const std::string& sql);
   void RunJob(std::shared_ptr<JobState> state);
   Status RunJobBody(const std::shared_ptr<JobState>& state);
@@ -458,8 +516,9 @@ Result<driver::QueryAnalysis> ChWarehouse::Analyze(const std::string& sql, const
   }
   if (HasSecondStatement(sql)) return InvalidArgument("only one SELECT statement is allowed, not a script");
   // 18.16 has no EXPLAIN: DESCRIBE of the query types it without running it.
+  AQ_ASSIGN_OR_RETURN(std::string expanded, ExpandCommaJoins(sql));
   Request request;
-  request.sql = "DESCRIBE (" + sql + "\n)";
+  request.sql = "DESCRIBE (" + expanded + "\n)";
   request.abort = stop;
   request.settings = {{"readonly", "2"}};
   auto described = http_.Call(request);
@@ -493,6 +552,70 @@ Result<driver::QueryAnalysis> ChWarehouse::Analyze(const std::string& sql, const
                                           Literal(options_.database), names)));
   }
   return analysis;
+}
+
+
+Result<std::string> ChWarehouse::ExpandCommaJoins(const std::string& sql) {
+  const std::vector<Token> tokens = TopLevelTokens(sql);
+  size_t from = 0;
+  while (from < tokens.size() && tokens[from].text != "FROM") ++from;
+  if (from == tokens.size()) return sql;
+  static const std::set<std::string> kEnds = {"WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "SETTINGS",
+                                              "FORMAT", "UNION", "PREWHERE", "WITH"};
+  // Items: [table tokens..., (AS), alias] separated by commas.
+  struct Item {
+    std::string table, alias;
+  };
+  std::vector<Item> items;
+  size_t at = from + 1, end_pos = sql.size();
+  std::vector<const Token*> current;
+  auto close_item = [&]() -> bool {
+    if (current.size() < 2) return false;
+    const Token* alias = current.back();
+    if (alias->text.empty() || alias->text == "(" || kEnds.count(alias->text)) return false;
+    size_t last = current.size() - 1;
+    if (last >= 2 && current[last - 1]->text == "AS") --last;
+    const std::string table = sql.substr(current[0]->begin, current[last - 1]->end - current[0]->begin);
+    for (size_t i = 1; i < last; ++i) {
+      if (current[i]->text != ".") {
+        if (current[i]->text.empty() && current[i - 1]->text == ".") continue;
+        return false;
+      }
+    }
+    items.push_back({table, sql.substr(alias->begin, alias->end - alias->begin)});
+    current.clear();
+    return true;
+  };
+  for (; at < tokens.size(); ++at) {
+    const Token& token = tokens[at];
+    if (kEnds.count(token.text) > 0) {
+      end_pos = token.begin;
+      break;
+    }
+    if (token.text == "JOIN" || token.text == "(" ) return sql;
+    if (token.text == ",") {
+      if (!close_item()) return sql;
+      continue;
+    }
+    current.push_back(&token);
+  }
+  if (!close_item() || items.size() < 3) return sql;
+  std::string nested;
+  for (const Item& item : items) {
+    AQ_ASSIGN_OR_RETURN(std::string body, http_.Query("DESCRIBE TABLE " + item.table + " FORMAT JSONCompact"));
+    AQ_ASSIGN_OR_RETURN(json described, ParseCompact(body));
+    std::string alias = item.alias;
+    if (alias.size() >= 2 && alias.front() == '`') alias = alias.substr(1, alias.size() - 2);
+    std::string columns;
+    for (const json& row : described.value("data", json::array())) {
+      if (!row.is_array() || row.empty() || !row[0].is_string()) continue;
+      const std::string name = row[0].get<std::string>();
+      columns += (columns.empty() ? "" : ", ") + Quote(name) + " AS " + Quote(alias + "." + name);
+    }
+    const std::string sub = "(SELECT " + columns + " FROM " + item.table + ")";
+    nested = nested.empty() ? sub : "(SELECT * FROM " + nested + " CROSS JOIN " + sub + ")";
+  }
+  return sql.substr(0, tokens[from].end) + " " + nested + " " + sql.substr(end_pos);
 }
 
 std::string ChWarehouse::WithRetention(const std::string& sql) {
@@ -632,12 +755,14 @@ Status ChWarehouse::RunJobBody(const std::shared_ptr<JobState>& state) {
                              analysis->bytes_scanned_estimate, options.max_bytes_scanned);
   }
   if (timed_out()) return give_up(Timeout("deadline"));
+  auto expanded = ExpandCommaJoins(state->sql);
+  if (!expanded.ok()) return give_up(expanded.status());
   // The result lands in a table of its own, numbered in result order; one
   // row over the cap is enough to know the cap is passed.
   Request request;
   request.sql = fmt::format("CREATE TABLE {} ENGINE = MergeTree ORDER BY __aq_row AS SELECT rowNumberInAllBlocks() AS "
                             "__aq_row, * FROM (\n{}\n){}",
-                            table, WithRetention(state->sql),
+                            table, WithRetention(*expanded),
                             options.max_result_rows > 0 ? fmt::format(" LIMIT {}", options.max_result_rows + 1) : "");
   request.settings = {{"query_id", query_id}};
   if (options.timeout_ms > 0) {
