@@ -9,7 +9,7 @@ BUILD=${BUILD:-build}
 SAN_BUILDS=${SAN_BUILDS:-}
 JOBS=${JOBS:-$(nproc)}
 
-PEERS=(postgres kafka cassandra pubsub moto bigquery bigtable)   # names under scripts/peers/ whose servers the suites need
+PEERS=(postgres kafka cassandra pubsub moto bigquery bigtable clickhouse)   # names under scripts/peers/ whose servers the suites need
 stop_peers() {
   for p in "${PEERS[@]+"${PEERS[@]}"}"; do bash "scripts/peers/$p" stop || true; done
 }

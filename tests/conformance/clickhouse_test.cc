@@ -4,14 +4,24 @@
 // database of its own, named after its scratch directory, so a reopen finds
 // the same data and parallel tests never meet.
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
 
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/clickhouse/warehouse.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+#include "aquifer/schema/testing_schemas.h"
 #include "warehouse_conformance.h"
 
 namespace aquifer::conformance {
@@ -58,6 +68,168 @@ WarehouseDriverFactory ClickHouseWarehouse() {
 
 INSTANTIATE_TEST_SUITE_P(ClickHouse, WarehouseConformance, ::testing::Values(ClickHouseWarehouse()),
                          WarehouseDriverName);
+
+
+std::string UniqueName() { return "ch-" + Uuid::Random().Hex().substr(0, 12); }
+
+Result<std::shared_ptr<driver::WarehouseService>> OpenDriver(const std::string& name) {
+  AQ_ASSIGN_OR_RETURN(driver::Config config, TestConfig(name));
+  return ClickHouseRegistry().MakeWarehouseService("clickhouse", config, {});
+}
+
+std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
+  const Uuid id = Uuid::Random();
+  auto started = warehouse.StartQuery(id, sql, {});
+  EXPECT_TRUE(started.ok()) << started.status().ToString();
+  driver::Job job;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto polled = warehouse.PollJob(id);
+    EXPECT_TRUE(polled.ok()) << polled.status().ToString();
+    if (!polled.ok()) break;
+    job = *polled;
+    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(job.status, driver::JobStatus::kDone) << sql << ": " << job.error;
+  std::vector<nlohmann::json> rows;
+  auto page = warehouse.ReadJobRows(id, "", 1000);
+  if (!page.ok()) return rows;
+  for (const std::string& row : page->rows) rows.push_back(nlohmann::json::parse(row));
+  return rows;
+}
+
+driver::InstanceInfo EventInstance() {
+  static const schema::SchemaPtr schema = *schema::Schema::Parse(
+      R"json({"type": "record", "name": "E", "fields": [{"name": "id", "type": "long"}]})json", {"id"});
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = schema;
+  return instance;
+}
+
+std::vector<driver::Record> EventRecords(int64_t first, int64_t count) {
+  std::vector<driver::Record> records;
+  const auto& schema = *EventInstance().schema;
+  for (int64_t id = first; id < first + count; ++id) {
+    auto value = schema::ParseJsonRecord(schema, fmt::format(R"({{"id": {}}})", id));
+    EXPECT_TRUE(value.ok());
+    driver::Record record;
+    record.timestamp_ms = 1'700'000'000'000 + id;
+    EXPECT_TRUE(schema::EncodeAvro(schema, *value, &record.avro).ok());
+    record.key = *keys::EncodeKey(schema, *value);
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+// An attempt cut off half way (here: its first 3 records of group G stored)
+// is completed by the retry, which sends only what the table lacks.
+TEST(ClickHouseWarehouse, ARetryCompletesAGroupStoredInPart) {
+  auto warehouse = OpenDriver(UniqueName());
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  std::vector<driver::Record> all = EventRecords(0, 5);
+  std::vector<driver::Record> part(all.begin(), all.begin() + 3);
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, part, std::vector<driver::RecordGroup>{{"G", 3}}).ok());
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
+  auto rows = RunJob(**warehouse, "SELECT id FROM " + (*warehouse)->TableName(instance) + " ORDER BY id");
+  std::vector<int64_t> ids;
+  for (const auto& row : rows) ids.push_back(row[0].get<int64_t>());
+  EXPECT_EQ(ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
+// Writes of one group at the same moment in one process store it once: the
+// driver serialises an instance's grouped writes between check and insert.
+TEST(ClickHouseWarehouse, ConcurrentWritesOfOneGroupStoreItOnce) {
+  auto warehouse = OpenDriver(UniqueName());
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  const std::vector<driver::Record> records = EventRecords(0, 5);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{{"G", 5}});
+      if (!written.ok()) ++failures;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto rows = RunJob(**warehouse, "SELECT count(*) FROM " + (*warehouse)->TableName(instance));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][0], 5);
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
+// Every schema type lands in the ClickHouse column README.md names and comes
+// back from a job as that column's JSON.
+TEST(ClickHouseWarehouse, EverySchemaTypeRoundTrips) {
+  auto warehouse = OpenDriver(UniqueName());
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  constexpr const char* kRecord = R"json({
+    "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
+    "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
+    "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
+    "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
+    "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
+    "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
+    "n_int": 7, "n_bool": false, "n_float": null, "n_double": 2.5, "n_string": "\u00e9\n\t\\",
+    "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
+  })json";
+  auto value = schema::ParseJsonRecord(**schema, kRecord);
+  ASSERT_TRUE(value.ok()) << value.status().ToString();
+  driver::Record record;
+  ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
+  record.key = *keys::EncodeKey(**schema, *value);
+  record.timestamp_ms = 1700000000999;
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = *schema;
+  Status registered = (*warehouse)->RegisterInstance(instance);
+  ASSERT_TRUE(registered.ok()) << registered.ToString();
+  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {});
+  ASSERT_TRUE(written.ok()) << written.ToString();
+  const std::string table = (*warehouse)->TableName(instance);
+  auto rows = RunJob(**warehouse, fmt::format(
+      "SELECT id, seq, small, flag, price, blob, hash, color, uid, ts, items, tags, first_item, n_ts, n_long, "
+      "n_string, n_matrix, n_items, famount, amount, n_bool, ratio FROM {}", table));
+  ASSERT_EQ(rows.size(), 1u);
+  const nlohmann::json& row = rows[0];
+  using nlohmann::json;
+  EXPECT_EQ(row[0], "o-1");
+  EXPECT_EQ(row[1], 9007199254740993LL) << "Int64 exactly, beyond a double's 2^53";
+  EXPECT_EQ(row[2], -5);
+  EXPECT_EQ(row[3], 1) << "boolean as UInt8";
+  EXPECT_EQ(row[4], -0.25);
+  EXPECT_EQ(row[5], "AAEC/w==");
+  EXPECT_EQ(row[6], "3q2+7w==");
+  EXPECT_EQ(row[7], "GREEN");
+  EXPECT_EQ(row[8], "00112233-4455-6677-8899-aabbccddeeff");
+  EXPECT_EQ(row[9], 1700000000123) << "timestamp-millis as epoch milliseconds";
+  EXPECT_EQ(json::parse(row[10].get<std::string>()),
+            json::parse(R"([{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}])"))
+      << "an array of records is kept as its JSON";
+  EXPECT_EQ(row[11], json::parse(R"(["x", null])")) << "Array(Nullable(String))";
+  EXPECT_EQ(json::parse(row[12].get<std::string>()), json::parse(R"({"sku": "f", "qty": 1, "price": 2.0})"))
+      << "a nullable record is kept as its JSON";
+  EXPECT_EQ(row[13], -1);
+  EXPECT_TRUE(row[14].is_null());
+  EXPECT_EQ(row[15], "\u00e9\n\t\\");
+  EXPECT_EQ(json::parse(row[16].get<std::string>()), json::parse("[[1, 2], [], [3]]"));
+  EXPECT_EQ(json::parse(row[17].get<std::string>()), json::array());
+  EXPECT_EQ(row[18], "12.50") << "decimals keep their exact text";
+  EXPECT_EQ(row[19], "-12345.6789");
+  EXPECT_EQ(row[20], 0);
+  EXPECT_EQ(row[21], 1.5);
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
 
 TEST(ClickHouseWarehouse, OptionsAreChecked) {
   using drivers::clickhouse::ParseWarehouseOptions;
