@@ -5,7 +5,7 @@
 // carries INSERT data), with `wait_end_of_query=1` so the HTTP status is the
 // statement's true outcome, and turns ClickHouse's `Code: N, e.displayText()
 // = ...` error bodies into Status codes (README.md beside this file,
-// "Errors"). Thread-safe: each call borrows a curl handle from a pool.
+// "The driver"). Thread-safe: each call borrows a curl handle from a pool.
 
 #include <atomic>
 #include <cstdint>
