@@ -1,0 +1,105 @@
+// Several processes with the warehouse on ClickHouse (the server of
+// AQUIFER_TEST_CLICKHOUSE, a database per test, dropped at the end) and the
+// catalog, queue and lookup/usage services on Postgres (AQUIFER_TEST_POSTGRES):
+// two gateways and two workers (`aquifer serve --role ...`).
+//
+//   - writes through gateway 1 with wait=index,warehouse are queried by SQL
+//     on ClickHouse through gateway 2;
+//   - a worker SIGKILLed in the middle of an ingest loses no acknowledged
+//     write, and every acknowledged record is in the warehouse exactly once
+//     (the driver's write groups).
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include "aquifer/base/uuid.h"
+#include "aquifer/drivers/clickhouse/http.h"
+#include "deployment.h"
+
+namespace aquifer::e2e {
+namespace {
+
+class ClickHouseDeployment : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = TestPostgresUrl();
+    ASSERT_FALSE(url_.empty());
+    const char* endpoint = std::getenv("AQUIFER_TEST_CLICKHOUSE");
+    ASSERT_TRUE(endpoint != nullptr && *endpoint != '\0')
+        << "AQUIFER_TEST_CLICKHOUSE is not set: start a server with `eval \"$(bash scripts/peers/clickhouse start)\"`";
+    endpoint_ = endpoint;
+    database_ = "e2e_" + aquifer::Uuid::Random().Hex().substr(0, 12);
+  }
+  void TearDown() override {
+    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
+    deployment_.reset();  // the processes stop before their database goes
+    drivers::clickhouse::HttpClient http({.endpoint = endpoint_});
+    (void)http.Query("DROP DATABASE IF EXISTS `" + database_ + "`");
+  }
+
+  Deployment& Deploy() {
+    deployment_ = std::make_unique<Deployment>(DeploymentOptions{
+        .postgres_url = url_,
+        .server_lines = {"worker_ack_timeout_ms = 3000"},
+        .warehouse_section = {"driver = \"clickhouse\"", "endpoint = \"" + endpoint_ + "\"",
+                              "database = \"" + database_ + "\""}});
+    return *deployment_;
+  }
+
+  std::string url_, endpoint_, database_;
+  std::unique_ptr<Deployment> deployment_;
+};
+
+// [rows, distinct seqs] of a table, through SQL on the warehouse.
+json WarehouseCounts(Client& c, const std::string& p, const std::string& t) {
+  json rows = SqlRows(c, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." + t);
+  EXPECT_EQ(rows.size(), 1u) << rows.dump();
+  return rows.empty() ? json() : rows[0];
+}
+
+TEST_F(ClickHouseDeployment, WritesThroughOneGatewayAreQueriedThroughTheOther) {
+  Deployment& d = Deploy();
+  Server& gw1 = d.Start("gateway");
+  Server& gw2 = d.Start("gateway");
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client c1(gw1, kAdminSecretForDeployments), c2(gw2, kAdminSecretForDeployments);
+  const std::string p = MakeProject(c1), t = MakeTable(c1, p);
+  ASSERT_FALSE(HasFailure());
+  constexpr int kBatches = 5, kPerBatch = 20, kTotal = kBatches * kPerBatch;
+  for (int b = 0; b < kBatches; ++b) {
+    auto r = c1.Post(TablePath(p, t) + "/records?wait=index,warehouse", EventBatch(b * kPerBatch, kPerBatch));
+    AQ_ASSERT_STATUS(r, 200);
+  }
+  EXPECT_EQ(WarehouseCounts(c2, p, t), json::array({kTotal, kTotal})) << "[rows, distinct seqs] in ClickHouse";
+  for (Server* s : {&gw1, &gw2, &w1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+}
+
+TEST_F(ClickHouseDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndStoresEachOnce) {
+  Deployment& d = Deploy();
+  Server& gw1 = d.Start("gateway");
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client admin(gw1, kAdminSecretForDeployments);
+  const std::string p = MakeProject(admin);
+  std::vector<std::string> tables;
+  for (int i = 0; i < 3; ++i) tables.push_back(MakeTable(admin, p));
+  ASSERT_FALSE(HasFailure());
+  const std::map<std::string, std::set<int64_t>> acked = IngestWhileKillingAWorker(
+      {.gateways = {&gw1, &gw1}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables,
+       .before_kill = 400, .after_kill = 400, .patience = std::chrono::seconds(60)});
+  ASSERT_FALSE(HasFailure());
+  WriteLastAndWait(admin, p, tables, "index,warehouse");
+  ASSERT_FALSE(HasFailure());
+  ExpectEachOnce(admin, p, acked, /*exact=*/true);
+  for (const auto& [t, seqs] : acked) {
+    std::set<int64_t> with_last = seqs;
+    with_last.insert(0);  // the "last" record's seq
+    EXPECT_EQ(WarehouseCounts(admin, p, t), json::array({seqs.size() + 1, with_last.size()}))
+        << "warehouse of " << t << ": [rows, distinct seqs] against " << seqs.size() << " acknowledged + 1";
+  }
+  for (Server* s : {&gw1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+}
+
+}  // namespace
+}  // namespace aquifer::e2e
