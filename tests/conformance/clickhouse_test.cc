@@ -231,6 +231,64 @@ TEST(ClickHouseWarehouse, EverySchemaTypeRoundTrips) {
   ASSERT_TRUE((*warehouse)->Reset().ok());
 }
 
+// A record column (a named Tuple) comes back as an object of its fields,
+// in jobs and in RunSmall, which answers a small query at once within its
+// limits.
+TEST(ClickHouseWarehouse, RecordsComeBackAsObjectsAndRunSmallAnswersWithinItsLimits) {
+  auto warehouse = OpenDriver(UniqueName());
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  auto schema = schema::Schema::Parse(R"json({"type": "record", "name": "E", "fields": [
+      {"name": "id", "type": "long"},
+      {"name": "location", "type": {"type": "record", "name": "L", "fields": [
+        {"name": "city", "type": "string"}, {"name": "zip", "type": ["null", "int"]}]}},
+      {"name": "tags", "type": {"type": "array", "items": "string"}}]})json", {"id"});
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = *schema;
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  std::vector<driver::Record> records;
+  for (int id = 0; id < 3; ++id) {
+    auto value = schema::ParseJsonRecord(**schema, fmt::format(R"({{"id": {}, "location": {{"city": "c{}", "zip": {}}},
+        "tags": ["a", "b"]}})", id, id, id == 1 ? "null" : std::to_string(1000 + id)));
+    ASSERT_TRUE(value.ok()) << value.status().ToString();
+    driver::Record record;
+    ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
+    record.key = *keys::EncodeKey(**schema, *value);
+    record.timestamp_ms = 1'700'000'000'000 + id;
+    records.push_back(std::move(record));
+  }
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, records, {}).ok());
+  const std::string table = (*warehouse)->TableName(instance);
+  const std::string sql = "SELECT id, location, tags FROM " + table + " ORDER BY id";
+  auto rows = RunJob(**warehouse, sql);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0], nlohmann::json::parse(R"([0, {"city": "c0", "zip": 1000}, ["a", "b"]])"));
+  EXPECT_EQ(rows[1], nlohmann::json::parse(R"([1, {"city": "c1", "zip": null}, ["a", "b"]])"));
+
+  driver::SmallQueryLimits limits;
+  auto small = (*warehouse)->RunSmall(sql, limits);
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  ASSERT_EQ(small->rows.size(), 3u);
+  ASSERT_EQ(small->columns.size(), 3u);
+  EXPECT_EQ(small->columns[1].name, "location");
+  EXPECT_EQ(nlohmann::json::parse(small->rows[0]), rows[0]);
+  limits.max_rows = 2;
+  EXPECT_EQ((*warehouse)->RunSmall(sql, limits).status().code(), StatusCode::kTooLarge);
+  limits.max_rows = 1000;
+  limits.max_bytes = 10;
+  EXPECT_EQ((*warehouse)->RunSmall(sql, limits).status().code(), StatusCode::kTooLarge);
+  limits.max_bytes = 1 << 20;
+  EXPECT_EQ((*warehouse)->RunSmall("SELECT no_such FROM " + table, limits).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*warehouse)->RunSmall("SELECT CAST(tupleElement(location, 'city') AS INTEGER) FROM " + table, limits)
+                .status().code(),
+            StatusCode::kInvalidArgument) << "a run-time error";
+  EXPECT_EQ((*warehouse)->RunSmall("DROP TABLE " + table, limits).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*warehouse)->CountStoredRows(instance).value_or(-1), 3);
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
 TEST(ClickHouseWarehouse, OptionsAreChecked) {
   using drivers::clickhouse::ParseWarehouseOptions;
   EXPECT_EQ(ParseWarehouseOptions({}).status().code(), StatusCode::kInvalidArgument) << "endpoint is required";

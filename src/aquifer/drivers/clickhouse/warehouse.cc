@@ -248,6 +248,103 @@ int64_t AsInt(const json& value) {
   return 0;
 }
 
+
+// ---- results → JSON rows ---------------------------------------------------------------
+
+// The top-level comma-separated parts of a type's argument list ("a String, b Array(Int32)").
+std::vector<std::string_view> TypeArguments(std::string_view args) {
+  std::vector<std::string_view> out;
+  int depth = 0;
+  size_t start = 0;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == '(') ++depth;
+    if (args[i] == ')') --depth;
+    if (args[i] == ',' && depth == 0) {
+      out.push_back(args.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  out.push_back(args.substr(start));
+  for (std::string_view& part : out) {
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+  }
+  return out;
+}
+
+// A cell of FORMAT JSONCompact as the row's JSON: a named Tuple (a record)
+// becomes an object of its fields, inside arrays and nullables too; the rest
+// is as ClickHouse wrote it.
+json CellValue(std::string_view type, const json& value) {
+  if (value.is_null()) return value;
+  auto unwrap = [&](std::string_view prefix) -> std::optional<std::string_view> {
+    if (type.starts_with(prefix) && type.ends_with(")")) {
+      return type.substr(prefix.size(), type.size() - prefix.size() - 1);
+    }
+    return std::nullopt;
+  };
+  if (auto inner = unwrap("Nullable(")) return CellValue(*inner, value);
+  if (auto inner = unwrap("Array(")) {
+    if (!value.is_array()) return value;
+    json out = json::array();
+    for (const json& item : value) out.push_back(CellValue(*inner, item));
+    return out;
+  }
+  if (auto inner = unwrap("Tuple(")) {
+    const std::vector<std::string_view> parts = TypeArguments(*inner);
+    if (!value.is_array() || value.size() != parts.size()) return value;
+    json object = json::object();
+    json array = json::array();
+    bool named = true;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      // "name Type" (named) or "Type"; a space inside parentheses does not count.
+      int depth = 0;
+      size_t space = std::string_view::npos;
+      for (size_t c = 0; c < parts[i].size(); ++c) {
+        if (parts[i][c] == '(') ++depth;
+        if (parts[i][c] == ')') --depth;
+        if (parts[i][c] == ' ' && depth == 0) {
+          space = c;
+          break;
+        }
+      }
+      std::string_view field_type = space == std::string_view::npos ? parts[i] : parts[i].substr(space + 1);
+      json converted = CellValue(field_type, value[i]);
+      if (space == std::string_view::npos) {
+        named = false;
+      } else {
+        std::string_view name = parts[i].substr(0, space);
+        if (name.size() >= 2 && name.front() == '`' && name.back() == '`') name = name.substr(1, name.size() - 2);
+        object[std::string(name)] = converted;
+      }
+      array.push_back(std::move(converted));
+    }
+    return named ? object : array;
+  }
+  return value;
+}
+
+// The visible columns (not `__`) and rows of a FORMAT JSONCompact answer.
+void CompactRows(const json& answer, std::vector<driver::Column>* columns, std::vector<std::string>* rows,
+                 int64_t* bytes = nullptr) {
+  std::vector<bool> visible;
+  std::vector<std::string> types;
+  for (const json& column : answer.value("meta", json::array())) {
+    const std::string name = column.value("name", "");
+    visible.push_back(!name.starts_with("__"));
+    types.push_back(column.value("type", ""));
+    if (visible.back()) columns->push_back({name, types.back()});
+  }
+  for (const json& row : answer.value("data", json::array())) {
+    json values = json::array();
+    for (size_t i = 0; i < row.size() && i < visible.size(); ++i) {
+      if (visible[i]) values.push_back(CellValue(types[i], row[i]));
+    }
+    rows->push_back(Dump(values));
+    if (bytes != nullptr) *bytes += static_cast<int64_t>(rows->back().size()) + 16;
+  }
+}
+
 // ---- jobs ------------------------------------------------------------------------------
 
 struct JobState {
@@ -315,6 +412,7 @@ class ChWarehouse final : public driver::WarehouseService {
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override;
   Result<Job> PollJob(const Uuid& job_id) override;
   Result<driver::RowPage> ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) override;
+  Result<driver::SmallResult> RunSmall(std::string_view sql, const driver::SmallQueryLimits& limits) override;
 
   Result<int64_t> PurgeExpired(const InstanceInfo& instance) override {
     NoteRetention(instance);
@@ -875,24 +973,50 @@ Result<driver::RowPage> ChWarehouse::ReadJobRows(const Uuid& job_id, std::string
                                   kReadSettings));
   AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(body));
   driver::RowPage out;
-  std::vector<bool> visible;
-  for (const json& column : answer.value("meta", json::array())) {
-    const std::string name = column.value("name", "");
-    visible.push_back(!name.starts_with("__"));
-    if (visible.back()) out.columns.push_back({name, column.value("type", "")});
-  }
-  for (const json& row : answer.value("data", json::array())) {
-    json values = json::array();
-    for (size_t i = 0; i < row.size() && i < visible.size(); ++i) {
-      if (visible[i]) values.push_back(row[i]);
-    }
-    out.rows.push_back(Dump(values));
-  }
+  CompactRows(answer, &out.columns, &out.rows);
   const int64_t next = offset + static_cast<int64_t>(out.rows.size());
   if (next < job.rows) {
     if (out.rows.empty()) return Internal("no rows at offset {} of {} for job {}", offset, job.rows, job_id.ToString());
     out.next = fmt::format("o{}", next);
   }
+  return out;
+}
+
+
+Result<driver::SmallResult> ChWarehouse::RunSmall(std::string_view sql_text, const driver::SmallQueryLimits& limits) {
+  const std::string sql = TrimStatement(sql_text);
+  AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(sql, nullptr));
+  (void)analysis;
+  AQ_ASSIGN_OR_RETURN(std::string expanded, ExpandCommaJoins(sql));
+  const std::string query_id = "aq_small_" + options_.database + "_" + Uuid::Random().Hex();
+  Request request;
+  request.sql = fmt::format("SELECT * FROM (\n{}\n){} FORMAT JSONCompact", WithRetention(expanded),
+                            limits.max_rows > 0 ? fmt::format(" LIMIT {}", limits.max_rows + 1) : "");
+  request.settings = kReadSettings;
+  request.settings["query_id"] = query_id;
+  request.settings["readonly"] = "2";
+  if (limits.timeout_ms > 0) {
+    request.settings["max_execution_time"] = std::to_string((limits.timeout_ms + 999) / 1000);
+    request.timeout_ms = limits.timeout_ms;
+  }
+  auto body = http_.Call(request);
+  if (!body.ok()) {
+    const Status& status = body.status();
+    if (status.code() == StatusCode::kTimeout) {
+      (void)http_.Query(fmt::format("KILL QUERY WHERE query_id = {} ASYNC", Literal(query_id)));
+      return Timeout("query exceeded {} ms", limits.timeout_ms);
+    }
+    if (status.code() == StatusCode::kNotFound) return InvalidArgument("{}", status.message());
+    return status;
+  }
+  AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*body));
+  driver::SmallResult out;
+  int64_t bytes = 0;
+  CompactRows(answer, &out.columns, &out.rows, &bytes);
+  if (limits.max_rows > 0 && static_cast<int64_t>(out.rows.size()) > limits.max_rows) {
+    return TooLarge("result exceeds {} rows", limits.max_rows);
+  }
+  if (limits.max_bytes > 0 && bytes > limits.max_bytes) return TooLarge("result exceeds {} bytes", limits.max_bytes);
   return out;
 }
 
