@@ -17,7 +17,9 @@
 
 #include <gtest/gtest.h>
 
+#include "aquifer/base/clock.h"
 #include "aquifer/driver/registry.h"
+#include "aquifer/drivers/clickhouse/http.h"
 #include "aquifer/drivers/clickhouse/warehouse.h"
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
@@ -286,6 +288,43 @@ TEST(ClickHouseWarehouse, RecordsComeBackAsObjectsAndRunSmallAnswersWithinItsLim
             StatusCode::kInvalidArgument) << "a run-time error";
   EXPECT_EQ((*warehouse)->RunSmall("DROP TABLE " + table, limits).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*warehouse)->CountStoredRows(instance).value_or(-1), 3);
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
+// A done job's rows expire result_ttl_ms after it finished (by the driver's
+// clock): a later job drops the expired result table from the server,
+// ReadJobRows says the rows expired, PollJob still says done.
+TEST(ClickHouseWarehouse, ExpiredJobResultsAreRefusedAndTheirTablesDropped) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ManualClock clock(1'700'000'000'000);
+  driver::DriverContext context;
+  context.clock = &clock;
+  auto warehouse = ClickHouseRegistry().MakeWarehouseService("clickhouse", *config, context);
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  const Uuid id = Uuid::Random();
+  driver::JobOptions options;
+  options.result_ttl_ms = 1000;
+  ASSERT_TRUE((*warehouse)->StartQuery(id, "SELECT 1 AS one", options).ok());
+  for (int i = 0; i < 6000; ++i) {
+    auto polled = (*warehouse)->PollJob(id);
+    ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+    if (polled->status == driver::JobStatus::kDone) break;
+    ASSERT_NE(polled->status, driver::JobStatus::kFailed) << polled->error;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE((*warehouse)->ReadJobRows(id, "", 10).ok());
+  drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
+  const std::string exists = "EXISTS TABLE `" + config->at("database") + "`.`j_" + id.Hex() + "`";
+  EXPECT_EQ(http.Query(exists).value_or(""), "1\n");
+  clock.Advance(61'000'000);  // 61 s: past the ttl and the sweep's minute
+  // Another job sweeps the expired result table away.
+  auto rows = RunJob(**warehouse, "SELECT 2");
+  EXPECT_EQ(rows.size(), 1u);
+  EXPECT_EQ(http.Query(exists).value_or(""), "0\n");
+  EXPECT_EQ((*warehouse)->ReadJobRows(id, "", 10).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*warehouse)->PollJob(id).value_or(driver::Job{}).status, driver::JobStatus::kDone);
   ASSERT_TRUE((*warehouse)->Reset().ok());
 }
 

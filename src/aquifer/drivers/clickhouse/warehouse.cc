@@ -476,6 +476,10 @@ class ChWarehouse final : public driver::WarehouseService {
   Result<std::string> ExpandCommaJoins(const std::string& sql);
   std::string WithRetention(const std::string& sql);
   void RunJob(std::shared_ptr<JobState> state);
+  // Drops the result tables of done jobs past their result_ttl_ms (at most
+  // once a minute by the driver's clock; best effort). Their `__aq_jobs` rows
+  // stay: PollJob still says done, ReadJobRows says expired.
+  void SweepExpiredResults();
   Status RunJobBody(const std::shared_ptr<JobState>& state);
   void Finish(const std::shared_ptr<JobState>& state, Status status);
   void StopJobs();
@@ -506,6 +510,7 @@ class ChWarehouse final : public driver::WarehouseService {
   std::map<std::string, int64_t> retention_ms_;              // TableName → retention (> 0); guarded by mu_
   std::map<Uuid, std::shared_ptr<std::mutex>> write_locks_;  // guarded by mu_
   std::atomic<int64_t> version_{0};
+  std::atomic<int64_t> last_sweep_ms_{0};
 };
 
 Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -809,7 +814,28 @@ Result<Job> ChWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   return state->job;
 }
 
+void ChWarehouse::SweepExpiredResults() {
+  const int64_t now = clock_->NowMillis();
+  int64_t last = last_sweep_ms_.load();
+  if (now - last < 60'000 || !last_sweep_ms_.compare_exchange_strong(last, now)) return;
+  auto body = http_.Query(fmt::format("SELECT job_id FROM (SELECT job_id, argMax(status, version) AS s, "
+                                      "argMax(finished_ms, version) AS f, argMax(ttl_ms, version) AS t FROM {} "
+                                      "GROUP BY job_id) WHERE s = {} AND t > 0 AND f + t <= {} FORMAT JSONCompact",
+                                      JobsTable(), static_cast<int>(JobStatus::kDone), now),
+                          kReadSettings);
+  if (!body.ok()) return;
+  auto answer = ParseCompact(*body);
+  if (!answer.ok()) return;
+  for (const json& row : answer->value("data", json::array())) {
+    if (!row.is_array() || row.empty() || !row[0].is_string()) continue;
+    const std::string hex = row[0].get<std::string>();
+    if (hex.size() != 32 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
+    (void)http_.Query("DROP TABLE IF EXISTS " + Quote(options_.database) + "." + Quote("j_" + hex));
+  }
+}
+
 void ChWarehouse::RunJob(std::shared_ptr<JobState> state) {
+  SweepExpiredResults();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (state->finished) return;
