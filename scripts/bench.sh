@@ -10,7 +10,7 @@ BUILD=${BUILD:-build}
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-PEERS=(postgres kafka cassandra pubsub moto bigquery bigtable)   # names under scripts/peers/ whose servers the benches need
+PEERS=(postgres kafka cassandra pubsub moto bigquery bigtable clickhouse)   # names under scripts/peers/ whose servers the benches need
 stop_peers() {
   for p in "${PEERS[@]}"; do bash "scripts/peers/$p" stop || true; done
 }

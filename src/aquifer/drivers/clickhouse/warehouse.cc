@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -364,6 +365,11 @@ class ChWarehouse final : public driver::WarehouseService {
 
   Status Init() {
     AQ_RETURN_IF_ERROR(http_.Query("CREATE DATABASE IF NOT EXISTS " + Quote(options_.database)).status());
+    // A group's marker is stored before its rows (README.md, "Exactly once").
+    AQ_RETURN_IF_ERROR(http_.Query("CREATE TABLE IF NOT EXISTS " + GroupsTable() +
+                                   " (instance String, group_id String, at_ms Int64) ENGINE = MergeTree "
+                                   "ORDER BY (instance, group_id)")
+                           .status());
     return http_.Query("CREATE TABLE IF NOT EXISTS " + JobsTable() +
                        " (job_id String, version Int64, status UInt8, error String, rows Int64, bytes Int64, "
                        "finished_ms Int64, ttl_ms Int64) ENGINE = MergeTree ORDER BY job_id")
@@ -456,6 +462,7 @@ class ChWarehouse final : public driver::WarehouseService {
 
  private:
   std::string JobsTable() const { return Quote(options_.database) + ".`__aq_jobs`"; }
+  std::string GroupsTable() const { return Quote(options_.database) + ".`__aq_groups`"; }
   std::string JobTable(const Uuid& id) const { return Quote(options_.database) + "." + Quote("j_" + id.Hex()); }
   std::string QueryId(const Uuid& id) const { return "aq_" + options_.database + "_" + id.Hex(); }
 
@@ -530,7 +537,13 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
       for (size_t i = 0; i < group.records; ++i) group_of[at++] = hex;
     }
   }
-  // Every record converts before any is sent.
+  // Every record converts before any is sent. Without records or JSON-text
+  // columns the codec's JSON is the JSONEachRow line as it is (booleans go
+  // into UInt8 as true/false), so it is not parsed and written again.
+  bool flat = true;
+  for (const schema::Field& field : instance.schema->fields()) {
+    if (field.type->kind == Kind::kRecord || AsJson(*field.type, false)) flat = false;
+  }
   std::vector<std::optional<std::string>> lines(records.size());
   for (size_t idx = 0; idx < records.size(); ++idx) {
     const Record& record = records[idx];
@@ -540,6 +553,15 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     }
     auto text = schema::AvroToJson(*instance.schema, record.avro);
     if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", who, idx));
+    if (flat && !text->empty() && text->back() == '}' && text->size() > 2) {
+      // The codec's JSON object is already the row: the hidden columns go at its end.
+      std::string line = std::move(*text);
+      line.pop_back();
+      fmt::format_to(std::back_inserter(line), R"(,"__key":"{}","__timestamp":{},"__group":"{}"}})",
+                     HexEncode(record.key), record.timestamp_ms, group_of[idx]);
+      lines[idx] = std::move(line);
+      continue;
+    }
     json value = json::parse(*text, nullptr, false);
     if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", who, idx);
     json row = json::object();
@@ -560,23 +582,52 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   if (!groups.empty()) {
     write_lock = WriteLock(instance.instance_id);
     hold = std::unique_lock<std::mutex>(*write_lock);
-    std::string list;
-    for (const driver::RecordGroup& group : groups) list += (list.empty() ? "" : ", ") + Literal(HexEncode(group.id));
-    auto applied = http_.Query(fmt::format("SELECT __group, count() FROM {} WHERE __group IN ({}) GROUP BY __group "
-                                           "FORMAT JSONCompact",
-                                           TableName(instance), list),
-                               kReadSettings);
-    if (!applied.ok()) {
-      if (applied.status().code() == StatusCode::kNotFound) {
-        return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
-                        TableName(instance));
-      }
-      return applied.status().WithContext(fmt::format("writing to {}: reading its applied groups", who));
+    // Markers first: a group without one never reached the table, so only
+    // groups seen before (retries) cost a scan of the instance's table.
+    std::string all;
+    for (const driver::RecordGroup& group : groups) all += (all.empty() ? "" : ", ") + Literal(HexEncode(group.id));
+    auto marked = http_.Query(fmt::format("SELECT DISTINCT group_id FROM {} WHERE instance = {} AND group_id IN ({}) "
+                                          "FORMAT JSONCompact",
+                                          GroupsTable(), Literal(instance.instance_id.Hex()), all),
+                              kReadSettings);
+    if (!marked.ok()) return marked.status().WithContext(fmt::format("writing to {}: reading its group markers", who));
+    AQ_ASSIGN_OR_RETURN(json marked_answer, ParseCompact(*marked));
+    std::set<std::string> seen;
+    for (const json& row : marked_answer.value("data", json::array())) {
+      if (row.is_array() && !row.empty() && row[0].is_string()) seen.insert(row[0].get<std::string>());
     }
-    AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*applied));
+    std::string list, new_markers;
+    for (const driver::RecordGroup& group : groups) {
+      const std::string hex = HexEncode(group.id);
+      if (seen.count(hex) > 0) {
+        list += (list.empty() ? "" : ", ") + Literal(hex);
+      } else {
+        new_markers += Dump(json{{"instance", instance.instance_id.Hex()}, {"group_id", hex}, {"at_ms", now}}) + "\n";
+      }
+    }
     std::map<std::string, int64_t> stored;
-    for (const json& row : answer.value("data", json::array())) {
-      if (row.is_array() && row.size() == 2 && row[0].is_string()) stored[row[0].get<std::string>()] = AsInt(row[1]);
+    if (!list.empty()) {
+      auto applied = http_.Query(fmt::format("SELECT __group, count() FROM {} WHERE __group IN ({}) GROUP BY __group "
+                                             "FORMAT JSONCompact",
+                                             TableName(instance), list),
+                                 kReadSettings);
+      if (!applied.ok()) {
+        if (applied.status().code() == StatusCode::kNotFound) {
+          return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
+                          TableName(instance));
+        }
+        return applied.status().WithContext(fmt::format("writing to {}: reading its applied groups", who));
+      }
+      AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*applied));
+      for (const json& row : answer.value("data", json::array())) {
+        if (row.is_array() && row.size() == 2 && row[0].is_string()) stored[row[0].get<std::string>()] = AsInt(row[1]);
+      }
+    }
+    if (!new_markers.empty()) {
+      Request mark;
+      mark.sql = "INSERT INTO " + GroupsTable() + " FORMAT JSONEachRow";
+      mark.data = std::move(new_markers);
+      AQ_RETURN_IF_ERROR(http_.Call(mark).status().WithContext(fmt::format("writing to {}: marking its groups", who)));
     }
     for (size_t idx = 0; idx < records.size(); ++idx) {
       auto it = stored.find(group_of[idx]);
