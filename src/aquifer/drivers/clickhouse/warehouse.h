@@ -5,7 +5,8 @@
 // mirroring the Avro schema (records as named Tuple, arrays as Array, nullable
 // scalars as Nullable; what ClickHouse 18.16 cannot hold as JSON text in a
 // String), plus `__key String` (hex), `__timestamp Int64` (epoch ms) and
-// `__group String` (the write group a row came in: the exactly-once marker).
+// `__group String` (the write group a row came in), with each group's marker in
+// `__aq_groups` written before its rows (exactly once).
 // Rows go in by INSERT ... FORMAT JSONEachRow, at most 1,000,000 rows per
 // INSERT (one part: all or nothing). Jobs run `CREATE TABLE j_<id> ... AS
 // SELECT` under a query id (KILL QUERY on timeout) and page that table; their
