@@ -17,6 +17,7 @@
 
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
+#include "aquifer/driver/sql_text.h"
 #include "aquifer/schema/codec.h"
 
 namespace aquifer::drivers::bigquery {
@@ -207,68 +208,6 @@ json CellValue(const json& field, const json& v, bool element = false) {
 
 // ---- SQL checks ------------------------------------------------------------------------
 
-// The first keyword, skipping whitespace, comments and opening parentheses.
-std::string FirstKeyword(std::string_view sql) {
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
-      ++pos;
-    } else if (sql.substr(pos, 2) == "--" || sql[pos] == '#') {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  std::string word;
-  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
-    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
-  }
-  return word;
-}
-
-// True when a `;` outside quotes and comments is followed by more than
-// whitespace and semicolons: a script of several statements.
-bool HasSecondStatement(std::string_view sql) {
-  char quote = 0;
-  for (size_t pos = 0; pos < sql.size(); ++pos) {
-    const char c = sql[pos];
-    if (quote != 0) {
-      if (c == '\\') {
-        ++pos;
-      } else if (c == quote) {
-        quote = 0;
-      }
-      continue;
-    }
-    if (c == '\'' || c == '"' || c == '`') {
-      quote = c;
-    } else if (sql.substr(pos, 2) == "--" || c == '#') {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (c == ';') {
-      for (size_t rest = pos + 1; rest < sql.size(); ++rest) {
-        if (!std::isspace(static_cast<unsigned char>(sql[rest])) && sql[rest] != ';') return true;
-      }
-      return false;
-    }
-  }
-  return false;
-}
-
-std::string TrimStatement(std::string_view sql) {
-  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
-    sql.remove_suffix(1);
-  }
-  return std::string(sql);
-}
-
 // A 128-bit FNV-1a style digest as 32 hex digits: the insertId of a row.
 std::string Digest(std::initializer_list<std::string_view> parts) {
   uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
@@ -369,7 +308,7 @@ class BqWarehouse final : public driver::WarehouseService {
   Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
                           std::span<const driver::RecordGroup> groups) override;
   Result<driver::QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
-    return Analyze(TrimStatement(sql), nullptr);
+    return Analyze(std::string(driver::TrimStatement(sql)), nullptr);
   }
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override;
   Result<Job> PollJob(const Uuid& job_id) override;
@@ -597,11 +536,7 @@ Status BqWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
 }
 
 Result<driver::QueryAnalysis> BqWarehouse::Analyze(const std::string& sql, const std::atomic<bool>* stop) {
-  const std::string keyword = FirstKeyword(sql);
-  if (keyword != "SELECT" && keyword != "WITH") {
-    return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
-  }
-  if (HasSecondStatement(sql)) return InvalidArgument("only one SELECT statement is allowed, not a script");
+  AQ_RETURN_IF_ERROR(driver::CheckOneSelect(sql, driver::SqlComments::kHash));
   // The dry run compiles the query wrapped in `SELECT * ... LIMIT 0`: the
   // same tables, columns and bytes estimate (LIMIT does not lower bytes in
   // BigQuery), and an emulator that runs dry runs (bqemulator) neither
@@ -688,7 +623,7 @@ Result<Job> BqWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
   auto state = std::make_shared<JobState>();
   state->job.job_id = job_id;
-  state->sql = TrimStatement(sql);
+  state->sql = driver::TrimStatement(sql);
   state->options = options;
   std::lock_guard<std::mutex> lock(mu_);
   if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());

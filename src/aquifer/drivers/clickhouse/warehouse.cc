@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/text.h"
+#include "aquifer/driver/sql_text.h"
 #include "aquifer/schema/codec.h"
 
 namespace aquifer::drivers::clickhouse {
@@ -121,65 +122,6 @@ json RowValue(const Type& type, const json& value, bool in_array = false) {
 }
 
 // ---- SQL checks ------------------------------------------------------------------------
-
-std::string FirstKeyword(std::string_view sql) {
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
-      ++pos;
-    } else if (sql.substr(pos, 2) == "--") {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  std::string word;
-  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
-    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
-  }
-  return word;
-}
-
-bool HasSecondStatement(std::string_view sql) {
-  char quote = 0;
-  for (size_t pos = 0; pos < sql.size(); ++pos) {
-    const char c = sql[pos];
-    if (quote != 0) {
-      if (c == '\\') {
-        ++pos;
-      } else if (c == quote) {
-        quote = 0;
-      }
-      continue;
-    }
-    if (c == '\'' || c == '"' || c == '`') {
-      quote = c;
-    } else if (sql.substr(pos, 2) == "--") {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (c == ';') {
-      for (size_t rest = pos + 1; rest < sql.size(); ++rest) {
-        if (!std::isspace(static_cast<unsigned char>(sql[rest])) && sql[rest] != ';') return true;
-      }
-      return false;
-    }
-  }
-  return false;
-}
-
-std::string TrimStatement(std::string_view sql) {
-  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
-    sql.remove_suffix(1);
-  }
-  return std::string(sql);
-}
 
 
 // The top-level words of `sql` (outside quotes, comments and parentheses):
@@ -413,7 +355,7 @@ class ChWarehouse final : public driver::WarehouseService {
                           std::span<const driver::RecordGroup> groups) override;
 
   Result<driver::QueryAnalysis> AnalyzeQuery(std::string_view sql) override {
-    return Analyze(TrimStatement(sql), nullptr);
+    return Analyze(std::string(driver::TrimStatement(sql)), nullptr);
   }
   Result<Job> StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) override;
   Result<Job> PollJob(const Uuid& job_id) override;
@@ -664,11 +606,7 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
 }
 
 Result<driver::QueryAnalysis> ChWarehouse::Analyze(const std::string& sql, const std::atomic<bool>* stop) {
-  const std::string keyword = FirstKeyword(sql);
-  if (keyword != "SELECT" && keyword != "WITH") {
-    return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
-  }
-  if (HasSecondStatement(sql)) return InvalidArgument("only one SELECT statement is allowed, not a script");
+  AQ_RETURN_IF_ERROR(driver::CheckOneSelect(sql));
   // 18.16 has no EXPLAIN: DESCRIBE of the query types it without running it.
   AQ_ASSIGN_OR_RETURN(std::string expanded, ExpandCommaJoins(sql));
   Request request;
@@ -847,7 +785,7 @@ Result<Job> ChWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
   auto state = std::make_shared<JobState>();
   state->job.job_id = job_id;
-  state->sql = TrimStatement(sql);
+  state->sql = driver::TrimStatement(sql);
   state->options = options;
   AQ_RETURN_IF_ERROR(SaveJob(state->job, 0, options.result_ttl_ms));
   std::lock_guard<std::mutex> lock(mu_);
@@ -1061,7 +999,7 @@ Result<driver::RowPage> ChWarehouse::ReadJobRows(const Uuid& job_id, std::string
 
 
 Result<driver::SmallResult> ChWarehouse::RunSmall(std::string_view sql_text, const driver::SmallQueryLimits& limits) {
-  const std::string sql = TrimStatement(sql_text);
+  const std::string sql(driver::TrimStatement(sql_text));
   AQ_ASSIGN_OR_RETURN(driver::QueryAnalysis analysis, Analyze(sql, nullptr));
   (void)analysis;
   AQ_ASSIGN_OR_RETURN(std::string expanded, ExpandCommaJoins(sql));

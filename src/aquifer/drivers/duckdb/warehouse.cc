@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/driver/sql_text.h"
 #include "aquifer/driver/store_metrics.h"
 #include "aquifer/drivers/duckdb/cells.h"
 #include "aquifer/drivers/duckdb/handles.h"
@@ -128,15 +129,6 @@ Result<StoredResult> ParseResultMeta(std::string_view meta) {
   stored.bytes_scanned = parsed.value("bytes_scanned", int64_t{0});
   stored.finished_ms = parsed.value("finished_ms", int64_t{0});
   return stored;
-}
-
-// The statement text without trailing blanks and semicolons, so it can be
-// prefixed (EXPLAIN, CREATE TABLE AS) and stay one statement.
-std::string_view TrimStatement(std::string_view sql) {
-  while (!sql.empty() && (std::isspace(static_cast<unsigned char>(sql.back())) || sql.back() == ';')) {
-    sql.remove_suffix(1);
-  }
-  return sql;
 }
 
 std::string_view StatementTypeName(duckdb_statement_type type) {
@@ -1216,7 +1208,7 @@ Result<DuckDBWarehouse::TableStats> DuckDBWarehouse::StatsOf(duckdb_connection c
 }
 
 Result<QueryAnalysis> DuckDBWarehouse::Analyze(duckdb_connection conn, std::string_view sql_in) {
-  const std::string sql(TrimStatement(sql_in));
+  const std::string sql(driver::TrimStatement(sql_in));
   if (sql.empty()) return InvalidArgument("duckdb: empty query");
   AQ_ASSIGN_OR_RETURN(std::vector<PlanScan> scans, PlanOf(conn, sql));
 
@@ -1373,7 +1365,7 @@ void DuckDBWarehouse::RunJob(Slot* slot, const JobState& job, JobState* result) 
                                     analysis->bytes_scanned_estimate, job.options.max_bytes_scanned));
   }
   const std::string table = JobTableName(job.id);
-  const std::string sql(TrimStatement(job.sql));
+  const std::string sql(driver::TrimStatement(job.sql));
   auto failed_and_dropped = [&](const Status& status) {
     (void)Exec(conn, "DROP TABLE IF EXISTS " + table);
     failed(status);
@@ -1629,7 +1621,7 @@ Result<driver::SmallResult> DuckDBWarehouse::RunSmall(std::string_view sql_in,
     small = std::make_unique<SmallConn>();
     AQ_ASSIGN_OR_RETURN(small->conn, Connect());
   }
-  const std::string sql(TrimStatement(sql_in));
+  const std::string sql(driver::TrimStatement(sql_in));
   // A statement prepared on this connection is reused while the stamp of
   // its text holds: DuckDB 1.4.4 keeps a prepared plan made from the
   // statistics of the time (rows written later can be missed), and rebinds

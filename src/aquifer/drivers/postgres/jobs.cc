@@ -11,40 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include "aquifer/base/logging.h"
+#include "aquifer/driver/sql_text.h"
 
 namespace aquifer::drivers::postgres {
 
 using driver::Job;
 using driver::JobStatus;
-
-std::string FirstKeyword(std::string_view sql) {
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    if (std::isspace(static_cast<unsigned char>(sql[pos])) || sql[pos] == '(') {
-      ++pos;
-    } else if (sql.substr(pos, 2) == "--") {
-      size_t end = sql.find('\n', pos);
-      pos = end == std::string_view::npos ? sql.size() : end + 1;
-    } else if (sql.substr(pos, 2) == "/*") {
-      size_t end = sql.find("*/", pos + 2);
-      pos = end == std::string_view::npos ? sql.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  std::string word;
-  while (pos < sql.size() && std::isalpha(static_cast<unsigned char>(sql[pos]))) {
-    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[pos++]))));
-  }
-  return word;
-}
-
-std::string TrimStatement(std::string_view sql) {
-  while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back())))) {
-    sql.remove_suffix(1);
-  }
-  return std::string(sql);
-}
 
 Status ExplainError(const Status& status) {
   if (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kTimeout) return status;
@@ -160,7 +132,7 @@ Result<Job> JobRunner::Start(const Uuid& job_id, std::string_view sql, const dri
     return ResourceExhausted("{} warehouse jobs are running, the most this server runs at once; retry later", running);
   }
   jobs_[job_id] = state;
-  state->thread = std::thread([this, state, text = TrimStatement(sql), options] { Run(state, text, options); });
+  state->thread = std::thread([this, state, text = std::string(driver::TrimStatement(sql)), options] { Run(state, text, options); });
   return state->job;
 }
 

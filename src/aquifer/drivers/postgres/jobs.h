@@ -47,11 +47,6 @@ inline constexpr int32_t kMaxPageRows = 100'000;
 // How often (by the driver's clock) expired results are deleted at most.
 inline constexpr int64_t kExpireIntervalMs = 1000;
 
-// The first keyword, skipping whitespace, comments and opening parentheses; upper case.
-std::string FirstKeyword(std::string_view sql);
-// The statement without trailing semicolons and whitespace, so it can be
-// wrapped in a subquery or a cursor.
-std::string TrimStatement(std::string_view sql);
 // A failed EXPLAIN: the server unreachable or timed out as it is, otherwise
 // the query's fault (InvalidArgument with the server's message).
 Status ExplainError(const Status& status);

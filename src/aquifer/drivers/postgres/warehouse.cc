@@ -19,6 +19,7 @@
 
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
+#include "aquifer/driver/sql_text.h"
 #include "aquifer/drivers/postgres/jobs.h"
 #include "aquifer/drivers/postgres/script.h"
 #include "aquifer/schema/codec.h"
@@ -565,7 +566,7 @@ std::string PgWarehouse::CopySql(const InstanceInfo& instance) const {
 }
 
 Result<driver::QueryAnalysis> PgWarehouse::Analyze(Connection& conn, std::string_view sql) {
-  const std::string keyword = FirstKeyword(sql);
+  const std::string keyword = driver::FirstKeyword(sql);
   if (keyword != "SELECT" && keyword != "WITH" && keyword != "VALUES" && keyword != "TABLE") {
     return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
   }
@@ -603,7 +604,7 @@ Result<driver::QueryAnalysis> PgWarehouse::Analyze(Connection& conn, std::string
 Result<driver::QueryAnalysis> PgWarehouse::AnalyzeQuery(std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_.Acquire());
   AQ_RETURN_IF_ERROR(conn->Begin());
-  auto analysis = Analyze(*conn, TrimStatement(sql));
+  auto analysis = Analyze(*conn, driver::TrimStatement(sql));
   conn->Rollback();
   return analysis;
 }

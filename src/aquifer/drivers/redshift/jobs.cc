@@ -14,6 +14,7 @@
 
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
+#include "aquifer/driver/sql_text.h"
 
 namespace aquifer::drivers::redshift {
 namespace {
@@ -183,10 +184,7 @@ Status PortableJobs::Init(const std::function<Status(const std::string&)>& ddl) 
 }
 
 Result<driver::QueryAnalysis> PortableJobs::AnalyzeOn(Connection& conn, std::string_view sql) {
-  const std::string keyword = postgres::FirstKeyword(sql);
-  if (keyword != "SELECT" && keyword != "WITH") {
-    return InvalidArgument("only SELECT queries are allowed, not {}", keyword.empty() ? std::string("this") : keyword);
-  }
+  AQ_RETURN_IF_ERROR(driver::CheckOneSelect(sql));
   auto plan = conn.Exec("EXPLAIN " + std::string(sql));
   if (!plan.ok()) return postgres::ExplainError(plan.status());
   std::vector<std::string> lines;
@@ -207,7 +205,7 @@ Result<driver::QueryAnalysis> PortableJobs::AnalyzeOn(Connection& conn, std::str
 
 Result<driver::QueryAnalysis> PortableJobs::Analyze(std::string_view sql) {
   AQ_ASSIGN_OR_RETURN(PooledConnection conn, pool_->Acquire());
-  return AnalyzeOn(*conn, postgres::TrimStatement(sql));
+  return AnalyzeOn(*conn, driver::TrimStatement(sql));
 }
 
 Result<Job> PortableJobs::Start(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
