@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -338,6 +340,177 @@ TEST(ClickHouseWarehouse, OptionsAreChecked) {
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_EQ(parsed->database, "aquifer");
   EXPECT_EQ(parsed->http.user, "default");
+}
+
+// A driver on a given clock, sharing the database of `name` with the others
+// opened on it: as drivers in separate processes would.
+Result<std::shared_ptr<driver::WarehouseService>> OpenDriverOn(const std::string& name, Clock* clock,
+                                                              const driver::Config& extra = {}) {
+  AQ_ASSIGN_OR_RETURN(driver::Config config, TestConfig(name));
+  for (const auto& [key, value] : extra) config[key] = value;
+  driver::DriverContext context;
+  context.clock = clock;
+  return ClickHouseRegistry().MakeWarehouseService("clickhouse", config, context);
+}
+
+// Rows of the instance's table: all, and distinct by (key, group, seq).
+std::pair<int64_t, int64_t> RowsAndDistinctRows(const driver::Config& config, const std::string& table) {
+  drivers::clickhouse::HttpClient http({.endpoint = config.at("endpoint")});
+  auto answer = http.Query("SELECT count(), uniqExact(__key, __group, __seq) FROM " + table + " FORMAT TSV");
+  EXPECT_TRUE(answer.ok()) << answer.status().ToString();
+  int64_t rows = -1, distinct = -1;
+  std::sscanf(answer.value_or("").c_str(), "%ld\t%ld", &rows, &distinct);
+  return {rows, distinct};
+}
+
+// Two drivers (as two worker processes would) writing the same group at
+// the same moment store it once: the later claim waits for the earlier
+// (Unavailable, retried as the engine retries), and a writer that raced
+// anyway removes the copy before it returns.
+TEST(ClickHouseWarehouse, TwoDriversWritingOneGroupAtOnceStoreItOnce) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto first = OpenDriverOn(name, Clock::System());
+  auto second = OpenDriverOn(name, Clock::System());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*first)->RegisterInstance(instance).ok());
+  constexpr int kRounds = 12;
+  constexpr int64_t kPerGroup = 50;
+  std::atomic<int> waited{0}, failures{0};
+  for (int round = 0; round < kRounds; ++round) {
+    const std::vector<driver::Record> records = EventRecords(round * kPerGroup, kPerGroup);
+    const std::vector<driver::RecordGroup> groups{{fmt::format("G{}", round), static_cast<size_t>(kPerGroup)}};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (driver::WarehouseService* writer : {first->get(), second->get()}) {
+      threads.emplace_back([&, writer] {
+        while (!go.load()) std::this_thread::yield();
+        for (int attempt = 0; attempt < 500; ++attempt) {
+          Status written = writer->WriteToWarehouse(instance, records, groups);
+          if (written.ok()) return;
+          if (written.code() != StatusCode::kUnavailable) {
+            ADD_FAILURE() << written.ToString();
+            break;
+          }
+          ++waited;
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        ++failures;
+      });
+    }
+    go = true;
+    for (auto& thread : threads) thread.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  const auto [rows, distinct] = RowsAndDistinctRows(*config, (*first)->TableName(instance));
+  EXPECT_EQ(distinct, kRounds * kPerGroup);
+  EXPECT_EQ(rows, kRounds * kPerGroup) << "every row stored once";
+  std::cout << "writes that waited for the other driver's claim: " << waited.load() << "\n";
+  ASSERT_TRUE((*first)->Reset().ok());
+}
+
+// A writer that stopped half way through a group (its claim stays, part of
+// the group stored) holds the group off other writers until its claim
+// lapses (group_claim_ms by their clock); then the next writer completes it.
+TEST(ClickHouseWarehouse, AGroupLeftHalfWrittenIsCompletedWhenItsWritersClaimLapses) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ManualClock stopped_clock(1'700'000'000'000), next_clock(1'700'000'000'000);
+  auto stopped = OpenDriverOn(name, &stopped_clock, {{"group_claim_ms", "10000"}});
+  auto next = OpenDriverOn(name, &next_clock, {{"group_claim_ms", "10000"}});
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*stopped)->RegisterInstance(instance).ok());
+  const std::vector<driver::Record> all = EventRecords(0, 5);
+  const std::vector<driver::Record> part(all.begin(), all.begin() + 3);
+  ASSERT_TRUE((*stopped)->WriteToWarehouse(instance, part, std::vector<driver::RecordGroup>{{"G", 3}}).ok());
+  // The same group, whole, from another driver: held off while the claim holds.
+  next_clock.Advance(9'000'000);  // µs: 9 s
+  Status held = (*next)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}});
+  EXPECT_EQ(held.code(), StatusCode::kUnavailable) << held.ToString();
+  EXPECT_NE(held.message().find("another writer"), std::string::npos) << held.ToString();
+  EXPECT_EQ(RowsAndDistinctRows(*config, (*next)->TableName(instance)).first, 3) << "nothing written while held";
+  next_clock.Advance(2'000'000);  // 11 s after the first claim: lapsed
+  Status completed = (*next)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}});
+  ASSERT_TRUE(completed.ok()) << completed.ToString();
+  auto rows = RunJob(**next, "SELECT id FROM " + (*next)->TableName(instance) + " ORDER BY id");
+  std::vector<int64_t> ids;
+  for (const auto& row : rows) ids.push_back(row[0].get<int64_t>());
+  EXPECT_EQ(ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  // A finished group is skipped at once, whoever claimed it last.
+  EXPECT_TRUE((*stopped)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
+  EXPECT_EQ(RowsAndDistinctRows(*config, (*next)->TableName(instance)).first, 5);
+  ASSERT_TRUE((*next)->Reset().ok());
+}
+
+// Rows written without groups are never folded together, even when equal.
+TEST(ClickHouseWarehouse, EqualRowsWrittenWithoutGroupsAreKeptApart) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto warehouse = OpenDriver(name);
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  const std::vector<driver::Record> records = EventRecords(0, 3);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, records, {}).ok());
+  drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
+  ASSERT_TRUE(http.Query("OPTIMIZE TABLE " + (*warehouse)->TableName(instance) + " FINAL").ok());
+  EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 6);
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
+// A job whose driver stopped (no heartbeat in `__aq_jobs` for 6 heartbeats
+// by the reader's clock) is reported failed by another driver, not running
+// forever; while the heartbeat is recent it is running.
+TEST(ClickHouseWarehouse, AJobWhoseDriverStoppedIsReportedFailed) {
+  const std::string name = UniqueName();
+  ManualClock owner_clock(1'700'000'000'000), reader_clock(1'700'000'000'000);
+  auto owner = OpenDriverOn(name, &owner_clock, {{"job_heartbeat_ms", "1000"}});
+  auto reader = OpenDriverOn(name, &reader_clock, {{"job_heartbeat_ms", "1000"}});
+  ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  const Uuid id = Uuid::Random();
+  driver::JobOptions options;
+  options.timeout_ms = 60'000;
+  ASSERT_TRUE((*owner)->StartQuery(id, "SELECT count() FROM system.numbers", options).ok());
+  reader_clock.Advance(5'000'000);  // µs: 5 s
+  auto polled = (*reader)->PollJob(id);
+  ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+  EXPECT_TRUE(polled->status == driver::JobStatus::kPending || polled->status == driver::JobStatus::kRunning)
+      << driver::JobStatusName(polled->status) << ": " << polled->error;
+  reader_clock.Advance(2'000'000);  // 7 s after the owner's last heartbeat (its clock stands still)
+  polled = (*reader)->PollJob(id);
+  ASSERT_TRUE(polled.ok()) << polled.status().ToString();
+  EXPECT_EQ(polled->status, driver::JobStatus::kFailed);
+  EXPECT_NE(polled->error.find("no heartbeat"), std::string::npos) << polled->error;
+  EXPECT_EQ((*reader)->ReadJobRows(id, "", 10).status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*reader)->Reset().ok());
+}
+
+TEST(ClickHouseWarehouse, ClaimAndHeartbeatOptionsAreChecked) {
+  using drivers::clickhouse::ParseWarehouseOptions;
+  const driver::Config base = {{"endpoint", "http://127.0.0.1:1"}};
+  auto with = [&](const std::string& key, const std::string& value) {
+    driver::Config config = base;
+    config[key] = value;
+    return ParseWarehouseOptions(config).status().code();
+  };
+  EXPECT_EQ(with("group_claim_ms", "0"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(with("group_claim_ms", "3600001"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(with("job_heartbeat_ms", "-1"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(with("applied_window_ms", "x"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(with("max_records_in_batch", "1000001"), StatusCode::kInvalidArgument);
+  auto parsed = ParseWarehouseOptions(base);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->group_claim_ms, 60'000);
+  EXPECT_EQ(parsed->job_heartbeat_ms, 5'000);
+  EXPECT_EQ(parsed->applied_window_ms, driver::kDefaultAppliedWindowMs);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <iterator>
 #include <map>
@@ -16,7 +17,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
+#include "aquifer/driver/record_limits.h"
 #include "aquifer/driver/sql_text.h"
 #include "aquifer/schema/codec.h"
 
@@ -302,19 +305,31 @@ struct JobState {
 
 class ChWarehouse final : public driver::WarehouseService {
  public:
-  ChWarehouse(const WarehouseOptions& options, Clock* clock) : options_(options), clock_(clock), http_(options.http) {}
-  ~ChWarehouse() override { StopJobs(); }
+  ChWarehouse(const WarehouseOptions& options, Clock* clock) : options_(options), clock_(clock), http_(options.http) {
+    heartbeat_ = std::thread([this] { Heartbeats(); });
+  }
+  ~ChWarehouse() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+    }
+    beat_cv_.notify_all();
+    heartbeat_.join();
+    StopJobs();
+  }
 
   Status Init() {
     AQ_RETURN_IF_ERROR(http_.Query("CREATE DATABASE IF NOT EXISTS " + Quote(options_.database)).status());
-    // A group's marker is stored before its rows (README.md, "Exactly once").
+    // Claims on write groups (README.md, "Exactly once"), one partition a
+    // day so the old ones go by DROP PARTITION.
     AQ_RETURN_IF_ERROR(http_.Query("CREATE TABLE IF NOT EXISTS " + GroupsTable() +
-                                   " (instance String, group_id String, at_ms Int64) ENGINE = MergeTree "
+                                   " (instance String, group_id String, writer String, at_ms Int64) ENGINE = "
+                                   "MergeTree PARTITION BY toYYYYMMDD(toDateTime(intDiv(at_ms, 1000))) "
                                    "ORDER BY (instance, group_id)")
                            .status());
     return http_.Query("CREATE TABLE IF NOT EXISTS " + JobsTable() +
                        " (job_id String, version Int64, status UInt8, error String, rows Int64, bytes Int64, "
-                       "finished_ms Int64, ttl_ms Int64) ENGINE = MergeTree ORDER BY job_id")
+                       "finished_ms Int64, ttl_ms Int64, beat_ms Int64) ENGINE = MergeTree ORDER BY job_id")
         .status();
   }
 
@@ -337,8 +352,12 @@ class ChWarehouse final : public driver::WarehouseService {
     for (const schema::Field& field : instance.schema->fields()) {
       columns += Quote(field.name) + " " + ColumnType(*field.type) + ", ";
     }
-    columns += "`__key` String, `__timestamp` Int64, `__group` String";
-    auto made = http_.Query(fmt::format("CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = MergeTree ORDER BY __key",
+    columns += "`__key` String, `__timestamp` Int64, `__group` String, `__seq` UInt32";
+    // A row's sorting key names it (its key, its write group, its place in
+    // the group): two copies of one row share it, and the ReplacingMergeTree
+    // keeps one when it merges them (README.md, "Exactly once").
+    auto made = http_.Query(fmt::format("CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = ReplacingMergeTree PRIMARY KEY "
+                                        "__key ORDER BY (__key, __group, __seq)",
                                         TableName(instance), columns));
     if (!made.ok()) {
       return made.status().WithContext(fmt::format("creating the warehouse table of {}", instance.instance_id.ToString()));
@@ -348,7 +367,11 @@ class ChWarehouse final : public driver::WarehouseService {
   }
 
   Status RemoveInstance(const InstanceInfo& instance) override {
-    return http_.Query("DROP TABLE IF EXISTS " + TableName(instance)).status();
+    AQ_RETURN_IF_ERROR(http_.Query("DROP TABLE IF EXISTS " + TableName(instance)).status());
+    // Its group claims: a mutation, which ClickHouse runs in the background.
+    return http_.Query(fmt::format("ALTER TABLE {} DELETE WHERE instance = {}", GroupsTable(),
+                                   Literal(instance.instance_id.Hex())))
+        .status();
   }
 
   Status WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -417,6 +440,25 @@ class ChWarehouse final : public driver::WarehouseService {
     return AsInt(data[0][0]);
   }
 
+  // A claim on a write group: who (a driver's random id) and when (its clock).
+  struct Claim {
+    std::string writer;
+    int64_t at_ms = 0;
+  };
+  using GroupClaims = std::map<std::string, std::vector<Claim>>;  // group hex → its claims
+  // What the instance's table holds of a group: rows, the seq after the
+  // highest stored, distinct seqs (rows > distinct: copies).
+  struct StoredGroup {
+    int64_t rows = 0;
+    size_t next_seq = 0;
+    int64_t distinct = 0;
+  };
+  Result<GroupClaims> ReadClaims(const InstanceInfo& instance, const std::map<std::string, size_t>& groups);
+  Result<std::map<std::string, StoredGroup>> ReadStored(const InstanceInfo& instance,
+                                                        const std::vector<std::string>& groups);
+  // After a grouped write: when another writer claimed one of its groups and
+  // the table holds a row twice, OPTIMIZE ... FINAL so it holds it once.
+  Status RemoveRacedCopies(const InstanceInfo& instance, const std::map<std::string, size_t>& groups);
   Result<driver::QueryAnalysis> Analyze(const std::string& sql, const std::atomic<bool>* stop);
   // ClickHouse 18.16 runs one JOIN per SELECT: `FROM t1 a, t2 b, t3 c ...`
   // (three or more tables, each with an alias) becomes left-deep nested
@@ -433,6 +475,12 @@ class ChWarehouse final : public driver::WarehouseService {
   void Finish(const std::shared_ptr<JobState>& state, Status status);
   void StopJobs();
   Status SaveJob(const Job& job, int64_t finished_ms, int64_t ttl_ms);
+  // Every job_heartbeat_ms: the running jobs of this driver saved again with
+  // the time, so a driver elsewhere can tell a job whose driver stopped.
+  void Heartbeats();
+  // Drops the days of group claims older than applied_window_ms (at most
+  // once an hour by the driver's clock; best effort).
+  void SweepClaims(int64_t now);
   // A job from `__aq_jobs` (another driver's, or this one's before a restart).
   Result<Job> StoredJob(const Uuid& job_id, int64_t* finished_ms, int64_t* ttl_ms);
 
@@ -458,6 +506,12 @@ class ChWarehouse final : public driver::WarehouseService {
   std::map<Uuid, std::shared_ptr<JobState>> jobs_;           // guarded by mu_
   std::map<std::string, int64_t> retention_ms_;              // TableName → retention (> 0); guarded by mu_
   std::map<Uuid, std::shared_ptr<std::mutex>> write_locks_;  // guarded by mu_
+  const std::string writer_ = Uuid::Random().Hex();  // this driver's id in group claims
+  std::mutex save_mu_;  // orders a job's saves: a heartbeat never lands after its final state
+  std::condition_variable beat_cv_;
+  bool closing_ = false;  // guarded by mu_
+  std::thread heartbeat_;
+  std::atomic<int64_t> last_claim_sweep_ms_{0};
   std::atomic<int64_t> version_{0};
   std::atomic<int64_t> last_sweep_ms_{0};
 };
@@ -471,12 +525,31 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   }
   NoteRetention(instance);
   const int64_t now = clock_->NowMillis();
+  // Each record's group (hex) and place in it; a group id repeated within
+  // the call is kept once (the first), as the other drivers do.
   std::vector<std::string> group_of(records.size());
-  {
+  std::vector<uint32_t> seq_of(records.size(), 0);
+  std::vector<bool> repeated(records.size(), false);
+  std::map<std::string, size_t> group_size;  // hex → records
+  if (groups.empty()) {
+    // Rows written without groups are distinct rows even when equal: a
+    // group id of their own (never claimed), so no merge folds them.
+    const std::string own = "u" + Uuid::Random().Hex();
+    for (size_t idx = 0; idx < records.size(); ++idx) {
+      group_of[idx] = own;
+      seq_of[idx] = static_cast<uint32_t>(idx);
+    }
+  } else {
     size_t at = 0;
     for (const driver::RecordGroup& group : groups) {
       const std::string hex = HexEncode(group.id);
-      for (size_t i = 0; i < group.records; ++i) group_of[at++] = hex;
+      const bool again = group_size.count(hex) > 0;
+      if (!again) group_size[hex] = group.records;
+      for (size_t i = 0; i < group.records; ++i, ++at) {
+        group_of[at] = hex;
+        seq_of[at] = static_cast<uint32_t>(i);
+        repeated[at] = again;
+      }
     }
   }
   // Every record converts before any is sent. Without records or JSON-text
@@ -489,6 +562,7 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   std::vector<std::optional<std::string>> lines(records.size());
   for (size_t idx = 0; idx < records.size(); ++idx) {
     const Record& record = records[idx];
+    if (repeated[idx]) continue;
     if (instance.warehouse_retention_ms > 0 &&
         record.timestamp_ms < driver::RetentionHorizon(instance.warehouse_retention_ms, now)) {
       continue;
@@ -499,8 +573,8 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
       // The codec's JSON object is already the row: the hidden columns go at its end.
       std::string line = std::move(*text);
       line.pop_back();
-      fmt::format_to(std::back_inserter(line), R"(,"__key":"{}","__timestamp":{},"__group":"{}"}})",
-                     HexEncode(record.key), record.timestamp_ms, group_of[idx]);
+      fmt::format_to(std::back_inserter(line), R"(,"__key":"{}","__timestamp":{},"__group":"{}","__seq":{}}})",
+                     HexEncode(record.key), record.timestamp_ms, group_of[idx], seq_of[idx]);
       lines[idx] = std::move(line);
       continue;
     }
@@ -514,68 +588,65 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     row["__key"] = HexEncode(record.key);
     row["__timestamp"] = record.timestamp_ms;
     row["__group"] = group_of[idx];
+    row["__seq"] = seq_of[idx];
     lines[idx] = Dump(row);
   }
-  // Exactly once: what the table holds of a group is a prefix of its rows
-  // (a group's rows go in order, each INSERT all or nothing); it is skipped.
-  // An instance's grouped writes are serialised between check and insert.
+  // Exactly once (README.md, "Exactly once"): claim the groups, skip what an
+  // earlier attempt stored, leave groups another live writer holds, and after
+  // the rows check that no writer raced this one.
+  int64_t write_until_ms = 0;  // no INSERT may run past this (0: no groups, no bound)
   std::shared_ptr<std::mutex> write_lock;
   std::unique_lock<std::mutex> hold;
   if (!groups.empty()) {
     write_lock = WriteLock(instance.instance_id);
     hold = std::unique_lock<std::mutex>(*write_lock);
-    // Markers first: a group without one never reached the table, so only
-    // groups seen before (retries) cost a scan of the instance's table.
-    std::string all;
-    for (const driver::RecordGroup& group : groups) all += (all.empty() ? "" : ", ") + Literal(HexEncode(group.id));
-    auto marked = http_.Query(fmt::format("SELECT DISTINCT group_id FROM {} WHERE instance = {} AND group_id IN ({}) "
-                                          "FORMAT JSONCompact",
-                                          GroupsTable(), Literal(instance.instance_id.Hex()), all),
-                              kReadSettings);
-    if (!marked.ok()) return marked.status().WithContext(fmt::format("writing to {}: reading its group markers", who));
-    AQ_ASSIGN_OR_RETURN(json marked_answer, ParseCompact(*marked));
-    std::set<std::string> seen;
-    for (const json& row : marked_answer.value("data", json::array())) {
-      if (row.is_array() && !row.empty() && row[0].is_string()) seen.insert(row[0].get<std::string>());
+    SweepClaims(now);
+    const int64_t claimed_ms = clock_->NowMillis();
+    write_until_ms = claimed_ms + options_.group_claim_ms / 2;
+    std::string claims;
+    for (const auto& [hex, size] : group_size) {
+      claims += Dump(json{{"instance", instance.instance_id.Hex()}, {"group_id", hex}, {"writer", writer_},
+                          {"at_ms", claimed_ms}}) +
+                "\n";
     }
-    std::string list, new_markers;
-    for (const driver::RecordGroup& group : groups) {
-      const std::string hex = HexEncode(group.id);
-      if (seen.count(hex) > 0) {
-        list += (list.empty() ? "" : ", ") + Literal(hex);
-      } else {
-        new_markers += Dump(json{{"instance", instance.instance_id.Hex()}, {"group_id", hex}, {"at_ms", now}}) + "\n";
+    Request claim;
+    claim.sql = "INSERT INTO " + GroupsTable() + " FORMAT JSONEachRow";
+    claim.data = std::move(claims);
+    AQ_RETURN_IF_ERROR(http_.Call(claim).status().WithContext(fmt::format("writing to {}: claiming its groups", who)));
+    AQ_ASSIGN_OR_RETURN(GroupClaims seen, ReadClaims(instance, group_size));
+    std::map<std::string, StoredGroup> stored;
+    std::vector<std::string> earlier;  // groups claimed before this call: something may be stored
+    for (const auto& [hex, size] : group_size) {
+      const std::vector<Claim>& all = seen[hex];
+      if (std::any_of(all.begin(), all.end(), [&](const Claim& c) { return c.writer != writer_ || c.at_ms != claimed_ms; })) {
+        earlier.push_back(hex);
       }
     }
-    std::map<std::string, int64_t> stored;
-    if (!list.empty()) {
-      auto applied = http_.Query(fmt::format("SELECT __group, count() FROM {} WHERE __group IN ({}) GROUP BY __group "
-                                             "FORMAT JSONCompact",
-                                             TableName(instance), list),
-                                 kReadSettings);
-      if (!applied.ok()) {
-        if (applied.status().code() == StatusCode::kNotFound) {
-          return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
-                          TableName(instance));
-        }
-        return applied.status().WithContext(fmt::format("writing to {}: reading its applied groups", who));
+    if (!earlier.empty()) {
+      AQ_ASSIGN_OR_RETURN(stored, ReadStored(instance, earlier));
+    }
+    for (const std::string& hex : earlier) {
+      const StoredGroup& has = stored[hex];
+      const bool complete = has.rows > 0 && has.next_seq >= group_size[hex];
+      if (complete) continue;
+      // The owner: the earliest claim still fresh; a stale one is a writer
+      // that stopped (or overran its claim) and no longer counts.
+      const Claim* owner = nullptr;
+      for (const Claim& c : seen[hex]) {
+        if (c.at_ms < now - options_.group_claim_ms) continue;
+        if (owner == nullptr || std::tie(c.at_ms, c.writer) < std::tie(owner->at_ms, owner->writer)) owner = &c;
       }
-      AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*applied));
-      for (const json& row : answer.value("data", json::array())) {
-        if (row.is_array() && row.size() == 2 && row[0].is_string()) stored[row[0].get<std::string>()] = AsInt(row[1]);
+      if (owner != nullptr && owner->writer != writer_) {
+        return Unavailable("writing to {}: group {} is being written by another writer (claimed {} ms ago); retry "
+                           "after it finishes or its claim lapses (group_claim_ms = {})",
+                           who, hex, now - owner->at_ms, options_.group_claim_ms);
       }
     }
-    if (!new_markers.empty()) {
-      Request mark;
-      mark.sql = "INSERT INTO " + GroupsTable() + " FORMAT JSONEachRow";
-      mark.data = std::move(new_markers);
-      AQ_RETURN_IF_ERROR(http_.Call(mark).status().WithContext(fmt::format("writing to {}: marking its groups", who)));
-    }
+    // What an earlier attempt stored of a group is a prefix of its records
+    // (they go in order, each INSERT all or nothing): resume after it.
     for (size_t idx = 0; idx < records.size(); ++idx) {
       auto it = stored.find(group_of[idx]);
-      if (it == stored.end() || !lines[idx] || it->second <= 0) continue;
-      lines[idx].reset();
-      --it->second;
+      if (it != stored.end() && it->second.rows > 0 && seq_of[idx] < it->second.next_seq) lines[idx].reset();
     }
   }
   Request request;
@@ -584,6 +655,16 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   size_t rows = 0;
   auto flush = [&]() -> Status {
     if (rows == 0) return Status::OK();
+    if (write_until_ms > 0) {
+      // The claim covers this INSERT only if it ends in time (README.md).
+      const int64_t left = write_until_ms - clock_->NowMillis();
+      if (left <= 0) {
+        return Unavailable("writing to {}: the claim on its groups ran out before the rows were stored "
+                           "(group_claim_ms = {}); retry",
+                           who, options_.group_claim_ms);
+      }
+      request.timeout_ms = std::min(left, http_.options().timeout_ms);
+    }
     auto answer = http_.Call(request);
     if (!answer.ok()) {
       if (answer.status().code() == StatusCode::kNotFound) {
@@ -602,7 +683,81 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     request.data.push_back('\n');
     if (++rows >= kInsertRows || request.data.size() >= kInsertBytes) AQ_RETURN_IF_ERROR(flush());
   }
-  return flush();
+  AQ_RETURN_IF_ERROR(flush());
+  if (groups.empty()) return Status::OK();
+  return RemoveRacedCopies(instance, group_size);
+}
+
+Result<ChWarehouse::GroupClaims> ChWarehouse::ReadClaims(const InstanceInfo& instance,
+                                                        const std::map<std::string, size_t>& groups) {
+  std::string list;
+  for (const auto& [hex, size] : groups) list += (list.empty() ? "" : ", ") + Literal(hex);
+  auto body = http_.Query(fmt::format("SELECT group_id, writer, at_ms FROM {} WHERE instance = {} AND group_id IN ({}) "
+                                      "FORMAT JSONCompact",
+                                      GroupsTable(), Literal(instance.instance_id.Hex()), list),
+                          kReadSettings);
+  if (!body.ok()) {
+    return body.status().WithContext(fmt::format("writing to {}: reading its group claims", instance.instance_id.ToString()));
+  }
+  AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*body));
+  GroupClaims out;
+  for (const json& row : answer.value("data", json::array())) {
+    if (!row.is_array() || row.size() != 3 || !row[0].is_string() || !row[1].is_string()) continue;
+    out[row[0].get<std::string>()].push_back({row[1].get<std::string>(), AsInt(row[2])});
+  }
+  return out;
+}
+
+Result<std::map<std::string, ChWarehouse::StoredGroup>> ChWarehouse::ReadStored(const InstanceInfo& instance,
+                                                                               const std::vector<std::string>& groups) {
+  std::string list;
+  for (const std::string& hex : groups) list += (list.empty() ? "" : ", ") + Literal(hex);
+  auto body = http_.Query(fmt::format("SELECT __group, count(), max(__seq) + 1, uniqExact(__seq) FROM {} WHERE __group "
+                                      "IN ({}) GROUP BY __group FORMAT JSONCompact",
+                                      TableName(instance), list),
+                          kReadSettings);
+  if (!body.ok()) {
+    if (body.status().code() == StatusCode::kNotFound) {
+      return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)",
+                      instance.instance_id.ToString(), TableName(instance));
+    }
+    return body.status().WithContext(
+        fmt::format("writing to {}: reading what it holds of its groups", instance.instance_id.ToString()));
+  }
+  AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*body));
+  std::map<std::string, StoredGroup> out;
+  for (const json& row : answer.value("data", json::array())) {
+    if (!row.is_array() || row.size() != 4 || !row[0].is_string()) continue;
+    out[row[0].get<std::string>()] = {AsInt(row[1]), static_cast<size_t>(AsInt(row[2])), AsInt(row[3])};
+  }
+  return out;
+}
+
+Status ChWarehouse::RemoveRacedCopies(const InstanceInfo& instance, const std::map<std::string, size_t>& groups) {
+  // Every writer re-reads the claims after its rows: of two writers that
+  // raced, the later one to get here sees the other's claim and both writes.
+  AQ_ASSIGN_OR_RETURN(GroupClaims seen, ReadClaims(instance, groups));
+  std::vector<std::string> contested;
+  for (const auto& [hex, claims] : seen) {
+    if (std::any_of(claims.begin(), claims.end(), [&](const Claim& c) { return c.writer != writer_; })) {
+      contested.push_back(hex);
+    }
+  }
+  if (contested.empty()) return Status::OK();
+  AQ_ASSIGN_OR_RETURN(auto stored, ReadStored(instance, contested));
+  if (std::none_of(stored.begin(), stored.end(), [](const auto& entry) { return entry.second.rows > entry.second.distinct; })) {
+    return Status::OK();
+  }
+  // Two copies of a row share their sorting key (__key, __group, __seq): the
+  // ReplacingMergeTree keeps one when it merges, and OPTIMIZE FINAL merges now.
+  AQ_LOG(Warn, "clickhouse: two writers stored groups of {} at once; merging {} so each row is kept once",
+         instance.instance_id.ToString(), TableName(instance));
+  auto merged = http_.Query("OPTIMIZE TABLE " + TableName(instance) + " FINAL");
+  if (!merged.ok()) {
+    return merged.status().WithContext(
+        fmt::format("writing to {}: merging away the copies two racing writers stored", instance.instance_id.ToString()));
+  }
+  return Status::OK();
 }
 
 Result<driver::QueryAnalysis> ChWarehouse::Analyze(const std::string& sql, const std::atomic<bool>* stop) {
@@ -745,7 +900,8 @@ Status ChWarehouse::SaveJob(const Job& job, int64_t finished_ms, int64_t ttl_ms)
               {"rows", job.rows},
               {"bytes", job.bytes_scanned},
               {"finished_ms", finished_ms},
-              {"ttl_ms", ttl_ms}};
+              {"ttl_ms", ttl_ms},
+              {"beat_ms", clock_->NowMillis()}};
   Request request;
   request.sql = "INSERT INTO " + JobsTable() + " FORMAT JSONEachRow";
   request.data = Dump(row) + "\n";
@@ -756,7 +912,7 @@ Result<Job> ChWarehouse::StoredJob(const Uuid& job_id, int64_t* finished_ms, int
   AQ_ASSIGN_OR_RETURN(
       std::string body,
       http_.Query(fmt::format("SELECT argMax(status, version), argMax(error, version), argMax(rows, version), "
-                              "argMax(bytes, version), argMax(finished_ms, version), argMax(ttl_ms, version) FROM {} "
+                              "argMax(bytes, version), argMax(finished_ms, version), argMax(ttl_ms, version), argMax(beat_ms, version) FROM {} "
                               "WHERE job_id = {} GROUP BY job_id FORMAT JSONCompact",
                               JobsTable(), Literal(job_id.Hex())),
                   kReadSettings));
@@ -772,6 +928,17 @@ Result<Job> ChWarehouse::StoredJob(const Uuid& job_id, int64_t* finished_ms, int
   job.bytes_scanned = AsInt(row[3]);
   if (finished_ms != nullptr) *finished_ms = AsInt(row[4]);
   if (ttl_ms != nullptr) *ttl_ms = AsInt(row[5]);
+  const int64_t silent_ms = clock_->NowMillis() - AsInt(row[6]);
+  if ((job.status == JobStatus::kPending || job.status == JobStatus::kRunning) &&
+      silent_ms > 6 * options_.job_heartbeat_ms) {
+    // Its driver stopped: the job is failed for good, and what the server
+    // may still run of it is cancelled.
+    job.status = JobStatus::kFailed;
+    job.error = fmt::format("the process running the job stopped (no heartbeat for {} ms)", silent_ms);
+    (void)http_.Query(fmt::format("KILL QUERY WHERE query_id = {} ASYNC", Literal(QueryId(job_id))));
+    (void)SaveJob(job, clock_->NowMillis(), 0);
+    (void)http_.Query("DROP TABLE IF EXISTS " + JobTable(job_id));
+  }
   return job;
 }
 
@@ -820,6 +987,55 @@ void ChWarehouse::SweepExpiredResults() {
     const std::string hex = row[0].get<std::string>();
     if (hex.size() != 32 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
     (void)http_.Query("DROP TABLE IF EXISTS " + Quote(options_.database) + "." + Quote("j_" + hex));
+  }
+}
+
+void ChWarehouse::Heartbeats() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!closing_) {
+    beat_cv_.wait_for(lock, std::chrono::milliseconds(options_.job_heartbeat_ms));
+    if (closing_) break;
+    std::vector<std::shared_ptr<JobState>> running;
+    for (const auto& [id, state] : jobs_) {
+      if (!state->finished) running.push_back(state);
+    }
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> saving(save_mu_);
+      for (const std::shared_ptr<JobState>& state : running) {
+        Job job;
+        int64_t ttl_ms = 0;
+        {
+          std::lock_guard<std::mutex> state_lock(mu_);
+          // Finish sets the final status before it saves, under save_mu_.
+          if (state->job.status == JobStatus::kDone || state->job.status == JobStatus::kFailed) continue;
+          job = state->job;
+          ttl_ms = state->options.result_ttl_ms;
+        }
+        (void)SaveJob(job, 0, ttl_ms);
+      }
+    }
+    lock.lock();
+  }
+}
+
+void ChWarehouse::SweepClaims(int64_t now) {
+  int64_t last = last_claim_sweep_ms_.load();
+  if (now - last < 3'600'000 || !last_claim_sweep_ms_.compare_exchange_strong(last, now)) return;
+  // A day's partition goes once the whole day is older than the window.
+  auto body = http_.Query(fmt::format("SELECT DISTINCT partition FROM system.parts WHERE active AND database = {} AND "
+                                      "table = '__aq_groups' AND toUInt32(partition) < toYYYYMMDD(toDateTime({})) "
+                                      "FORMAT JSONCompact",
+                                      Literal(options_.database), std::max<int64_t>(0, (now - options_.applied_window_ms) / 1000)),
+                          kReadSettings);
+  if (!body.ok()) return;
+  auto answer = ParseCompact(*body);
+  if (!answer.ok()) return;
+  for (const json& row : answer->value("data", json::array())) {
+    if (!row.is_array() || row.empty() || !row[0].is_string()) continue;
+    const std::string day = row[0].get<std::string>();
+    if (day.size() != 8 || day.find_first_not_of("0123456789") != std::string::npos) continue;
+    (void)http_.Query(fmt::format("ALTER TABLE {} DROP PARTITION {}", GroupsTable(), day));
   }
 }
 
@@ -908,6 +1124,7 @@ Status ChWarehouse::RunJobBody(const std::shared_ptr<JobState>& state) {
 }
 
 void ChWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) {
+  std::lock_guard<std::mutex> saving(save_mu_);
   Job job;
   int64_t finished_ms = 0;
   {
@@ -1074,6 +1291,14 @@ Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config) {
   }
   AQ_ASSIGN_OR_RETURN(options.http.timeout_ms, driver::ConfigInt(config, "request_timeout_ms", options.http.timeout_ms));
   if (options.http.timeout_ms < 1) return InvalidArgument("config 'request_timeout_ms': must be positive");
+  AQ_ASSIGN_OR_RETURN(options.group_claim_ms,
+                      driver::ConfigIntWithin(config, "group_claim_ms", options.group_claim_ms, 3'600'000));
+  AQ_ASSIGN_OR_RETURN(options.applied_window_ms, driver::ConfigIntWithin(config, "applied_window_ms",
+                                                                         options.applied_window_ms, int64_t{1} << 45));
+  AQ_ASSIGN_OR_RETURN(options.job_heartbeat_ms,
+                      driver::ConfigIntWithin(config, "job_heartbeat_ms", options.job_heartbeat_ms, 600'000));
+  const driver::Limits maxima{.max_key_size = 1 << 20, .max_record_size = 64 << 20, .max_records_in_batch = 1'000'000};
+  AQ_RETURN_IF_ERROR(driver::ConfigureLimits(config, maxima, &options.limits));
   return options;
 }
 

@@ -28,9 +28,20 @@ struct WarehouseOptions {
   HttpOptions http;
   std::string database = "aquifer";
   driver::Limits limits;
+  // How long a claim on a write group holds off other writers; a writer only
+  // sends rows within the first half of its claim (README.md, "Exactly once").
+  int64_t group_claim_ms = 60'000;
+  // How long group claims are kept: a group redelivered later than this is
+  // written again (the ReplacingMergeTree folds the copy when it merges).
+  int64_t applied_window_ms = driver::kDefaultAppliedWindowMs;
+  // A running job's heartbeat in `__aq_jobs`; a job whose heartbeat is older
+  // than 6 of these is reported failed (its driver stopped).
+  int64_t job_heartbeat_ms = 5'000;
 };
 
-// Keys: endpoint (required), database, user, password_env, request_timeout_ms.
+// Keys: endpoint (required), database, user, password_env, request_timeout_ms,
+// group_claim_ms, applied_window_ms, job_heartbeat_ms, max_key_size,
+// max_record_size, max_records_in_batch.
 Result<WarehouseOptions> ParseWarehouseOptions(const driver::Config& config);
 
 Result<std::shared_ptr<driver::WarehouseService>> MakeWarehouseService(const WarehouseOptions& options, Clock* clock);
