@@ -42,7 +42,10 @@ class ClickHouseDeployment : public ::testing::Test {
         .postgres_url = url_,
         .server_lines = {"worker_ack_timeout_ms = 3000"},
         .warehouse_section = {"driver = \"clickhouse\"", "endpoint = \"" + endpoint_ + "\"",
-                              "database = \"" + database_ + "\""}});
+                              "database = \"" + database_ + "\"",
+                              // The killed worker's claims on its groups lapse in 10 s (default 60 s),
+                              // so the surviving worker completes them within the test's patience.
+                              "group_claim_ms = 10000"}});
     return *deployment_;
   }
 

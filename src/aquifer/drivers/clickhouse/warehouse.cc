@@ -323,7 +323,7 @@ class ChWarehouse final : public driver::WarehouseService {
     // Claims on write groups (README.md, "Exactly once"), one partition a
     // day so the old ones go by DROP PARTITION.
     AQ_RETURN_IF_ERROR(http_.Query("CREATE TABLE IF NOT EXISTS " + GroupsTable() +
-                                   " (instance String, group_id String, writer String, at_ms Int64) ENGINE = "
+                                   " (instance String, group_id String, writer String, attempt String, at_ms Int64) ENGINE = "
                                    "MergeTree PARTITION BY toYYYYMMDD(toDateTime(intDiv(at_ms, 1000))) "
                                    "ORDER BY (instance, group_id)")
                            .status());
@@ -440,9 +440,11 @@ class ChWarehouse final : public driver::WarehouseService {
     return AsInt(data[0][0]);
   }
 
-  // A claim on a write group: who (a driver's random id) and when (its clock).
+  // A claim on a write group: who (a driver's random id), which of its
+  // writes (a random id per call) and when (by the writer's clock).
   struct Claim {
     std::string writer;
+    std::string attempt;
     int64_t at_ms = 0;
   };
   using GroupClaims = std::map<std::string, std::vector<Claim>>;  // group hex → its claims
@@ -602,11 +604,12 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     hold = std::unique_lock<std::mutex>(*write_lock);
     SweepClaims(now);
     const int64_t claimed_ms = clock_->NowMillis();
+    const std::string attempt = Uuid::Random().Hex();  // this call's claims, told from this driver's earlier ones
     write_until_ms = claimed_ms + options_.group_claim_ms / 2;
     std::string claims;
     for (const auto& [hex, size] : group_size) {
       claims += Dump(json{{"instance", instance.instance_id.Hex()}, {"group_id", hex}, {"writer", writer_},
-                          {"at_ms", claimed_ms}}) +
+                          {"attempt", attempt}, {"at_ms", claimed_ms}}) +
                 "\n";
     }
     Request claim;
@@ -617,8 +620,9 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     std::map<std::string, StoredGroup> stored;
     std::vector<std::string> earlier;  // groups claimed before this call: something may be stored
     for (const auto& [hex, size] : group_size) {
+      if (size == 0) continue;  // nothing to write, nothing to wait for
       const std::vector<Claim>& all = seen[hex];
-      if (std::any_of(all.begin(), all.end(), [&](const Claim& c) { return c.writer != writer_ || c.at_ms != claimed_ms; })) {
+      if (std::any_of(all.begin(), all.end(), [&](const Claim& c) { return c.attempt != attempt; })) {
         earlier.push_back(hex);
       }
     }
@@ -692,7 +696,7 @@ Result<ChWarehouse::GroupClaims> ChWarehouse::ReadClaims(const InstanceInfo& ins
                                                         const std::map<std::string, size_t>& groups) {
   std::string list;
   for (const auto& [hex, size] : groups) list += (list.empty() ? "" : ", ") + Literal(hex);
-  auto body = http_.Query(fmt::format("SELECT group_id, writer, at_ms FROM {} WHERE instance = {} AND group_id IN ({}) "
+  auto body = http_.Query(fmt::format("SELECT group_id, writer, attempt, at_ms FROM {} WHERE instance = {} AND group_id IN ({}) "
                                       "FORMAT JSONCompact",
                                       GroupsTable(), Literal(instance.instance_id.Hex()), list),
                           kReadSettings);
@@ -702,8 +706,10 @@ Result<ChWarehouse::GroupClaims> ChWarehouse::ReadClaims(const InstanceInfo& ins
   AQ_ASSIGN_OR_RETURN(json answer, ParseCompact(*body));
   GroupClaims out;
   for (const json& row : answer.value("data", json::array())) {
-    if (!row.is_array() || row.size() != 3 || !row[0].is_string() || !row[1].is_string()) continue;
-    out[row[0].get<std::string>()].push_back({row[1].get<std::string>(), AsInt(row[2])});
+    if (!row.is_array() || row.size() != 4 || !row[0].is_string() || !row[1].is_string() || !row[2].is_string()) {
+      continue;
+    }
+    out[row[0].get<std::string>()].push_back({row[1].get<std::string>(), row[2].get<std::string>(), AsInt(row[3])});
   }
   return out;
 }
