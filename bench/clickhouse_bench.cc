@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
       json row = j;  // the driver's line: the fields, then the hidden columns
       row["__key"] = aquifer::HexEncode(record.key);
       row["__timestamp"] = record.timestamp_ms;
-      row["__group"] = "";
+      row["__group"] = "u" + std::string(32, '0');  // as an ungrouped write's own group id
+      row["__seq"] = i;
       insert.data += row.dump();
       insert.data.push_back('\n');
       records.push_back(std::move(record));

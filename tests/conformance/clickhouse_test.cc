@@ -493,6 +493,32 @@ TEST(ClickHouseWarehouse, AJobWhoseDriverStoppedIsReportedFailed) {
   ASSERT_TRUE((*reader)->Reset().ok());
 }
 
+// Rows stream to the server while they convert: a record that fails to
+// convert cuts the INSERT's body off, and the server stores none of it
+// (on the converting thread of large writes and inline for small ones).
+TEST(ClickHouseWarehouse, ARecordThatFailsToConvertStoresNothingOfItsWrite) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto warehouse = OpenDriver(name);
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  for (int64_t count : {10, 5000}) {
+    std::vector<driver::Record> records = EventRecords(0, count);
+    records[count * 7 / 10].avro = std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);  // no valid long
+    Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{
+                                                                           {"G" + std::to_string(count), records.size()}});
+    EXPECT_FALSE(written.ok()) << count << " records";
+    EXPECT_NE(written.message().find(fmt::format("record {}", count * 7 / 10)), std::string::npos) << written.ToString();
+    EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 0) << count << " records";
+  }
+  // The same rows, all good, go in whole.
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, EventRecords(0, 5000), {}).ok());
+  EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 5000);
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
 TEST(ClickHouseWarehouse, ClaimAndHeartbeatOptionsAreChecked) {
   using drivers::clickhouse::ParseWarehouseOptions;
   const driver::Config base = {{"endpoint", "http://127.0.0.1:1"}};

@@ -13,6 +13,11 @@ size_t AppendBody(char* data, size_t size, size_t count, void* user) {
   return size * count;
 }
 
+size_t ReadSource(char* buffer, size_t size, size_t count, void* user) {
+  const size_t got = (*static_cast<const std::function<size_t(char*, size_t)>*>(user))(buffer, size * count);
+  return got == kAbortBody ? CURL_READFUNC_ABORT : got;
+}
+
 int AbortCheck(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return static_cast<const std::atomic<bool>*>(user)->load() ? 1 : 0;
 }
@@ -104,7 +109,8 @@ Result<std::string> HttpClient::Call(const Request& request) {
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
   std::string url = endpoint + "/?wait_end_of_query=1";
   for (const auto& [name, value] : request.settings) url += "&" + escape(name) + "=" + escape(value);
-  const bool insert = !request.data.empty();
+  const bool streamed = static_cast<bool>(request.source);
+  const bool insert = streamed || !request.data.empty();
   if (insert) url += "&query=" + escape(request.sql);
   const std::string& payload = insert ? request.data : request.sql;
   std::string response;
@@ -114,6 +120,7 @@ Result<std::string> HttpClient::Call(const Request& request) {
   headers = curl_slist_append(headers, ("X-ClickHouse-User: " + options_.user).c_str());
   if (!options_.password.empty()) headers = curl_slist_append(headers, ("X-ClickHouse-Key: " + options_.password).c_str());
   headers = curl_slist_append(headers, "Expect:");
+  if (streamed) headers = curl_slist_append(headers, "Transfer-Encoding: chunked");
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -126,8 +133,13 @@ Result<std::string> HttpClient::Call(const Request& request) {
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "aquifer-clickhouse/0.1");
   curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(payload.size()));
+  if (streamed) {
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, ReadSource);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &request.source);
+  } else {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(payload.size()));
+  }
   if (request.abort != nullptr) {
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, AbortCheck);
@@ -139,6 +151,7 @@ Result<std::string> HttpClient::Call(const Request& request) {
   curl_slist_free_all(headers);
   Return(curl);
   if (code == CURLE_ABORTED_BY_CALLBACK) return Aborted("clickhouse: request stopped");
+  if (code == CURLE_READ_ERROR) return Aborted("clickhouse: the request's body was cut off by its source");
   if (code == CURLE_OPERATION_TIMEDOUT) return Timeout("clickhouse: no answer within the request timeout");
   if (code != CURLE_OK) {
     return Unavailable("clickhouse {}: {}", options_.endpoint,

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -26,9 +27,17 @@ struct HttpOptions {
   int64_t timeout_ms = 60'000;   // per request (a job's own deadline may be shorter)
 };
 
+// A streamed body's source returns this to abort the request (the server
+// sees the body cut off and stores nothing of it).
+inline constexpr size_t kAbortBody = static_cast<size_t>(-1);
+
 struct Request {
   std::string sql;                             // the statement
   std::string data;                            // INSERT data; when set, `sql` goes in the URL
+  // INSERT data produced while it is sent (chunked): fills up to `size`
+  // bytes at `buffer` and returns how many, 0 at the end, kAbortBody to
+  // abort. When set, `data` is not used and `sql` goes in the URL.
+  std::function<size_t(char* buffer, size_t size)> source;
   std::map<std::string, std::string> settings; // extra URL parameters (settings, query_id)
   int64_t timeout_ms = 0;                      // > 0 overrides the default
   const std::atomic<bool>* abort = nullptr;    // a set flag ends the request (Aborted)

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <cstdlib>
 #include <iterator>
 #include <map>
@@ -40,6 +41,8 @@ constexpr size_t kMaxRunningJobs = 16;
 // = 1,048,576 rows, 256 MiB), so it lands as one part: all or nothing.
 constexpr size_t kInsertRows = 1'000'000;
 constexpr size_t kInsertBytes = size_t{128} << 20;
+// A write of this many records or more converts them on a thread of its own.
+constexpr size_t kConvertOnThreadFrom = 512;
 // The settings of every read: bare 64-bit integers in JSON.
 const std::map<std::string, std::string> kReadSettings = {{"output_format_json_quote_64bit_integers", "0"}};
 
@@ -290,6 +293,43 @@ void CompactRows(const json& answer, std::vector<driver::Column>* columns, std::
     if (bytes != nullptr) *bytes += static_cast<int64_t>(rows->back().size()) + 16;
   }
 }
+
+// ---- writes ----------------------------------------------------------------------------
+
+// A write's JSONEachRow lines, filled in order by one thread (Publish) and
+// read by another (WaitFor) as they come.
+class LineFeed {
+ public:
+  explicit LineFeed(size_t records) : lines(records) {}
+
+  std::vector<std::string> lines;  // "" for a record not to store; lines[i] is the reader's once WaitFor(i)
+
+  // Lines [0, done) are final; `status` is the failure at line done - 1, if any.
+  void Publish(size_t done, Status status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = done;
+      if (!status.ok() && error_.ok()) error_ = std::move(status);
+    }
+    cv_.notify_all();
+  }
+  // True once line `idx` is final; false when its conversion failed.
+  bool WaitFor(size_t idx) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !error_.ok() || done_ > idx; });
+    return error_.ok() || done_ > idx + 1;
+  }
+  Status error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t done_ = 0;  // guarded by mu_
+  Status error_;     // guarded by mu_
+};
 
 // ---- jobs ------------------------------------------------------------------------------
 
@@ -554,31 +594,33 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
       }
     }
   }
-  // Every record converts before any is sent. Without records or JSON-text
-  // columns the codec's JSON is the JSONEachRow line as it is (booleans go
-  // into UInt8 as true/false), so it is not parsed and written again.
+  // Records convert to JSONEachRow lines on a thread of their own while the
+  // groups are claimed and the rows are sent: each INSERT's body streams
+  // from what is converted. Without records or JSON-text columns the codec's
+  // JSON is the line as it is (booleans go into UInt8 as true/false), so it
+  // is not parsed and written again.
   bool flat = true;
   for (const schema::Field& field : instance.schema->fields()) {
     if (field.type->kind == Kind::kRecord || AsJson(*field.type, false)) flat = false;
   }
-  std::vector<std::optional<std::string>> lines(records.size());
-  for (size_t idx = 0; idx < records.size(); ++idx) {
+  LineFeed feed(records.size());
+  auto convert = [&](size_t idx) -> Status {
     const Record& record = records[idx];
-    if (repeated[idx]) continue;
+    if (repeated[idx]) return Status::OK();
     if (instance.warehouse_retention_ms > 0 &&
         record.timestamp_ms < driver::RetentionHorizon(instance.warehouse_retention_ms, now)) {
-      continue;
+      return Status::OK();  // expired already: not stored
     }
     auto text = schema::AvroToJson(*instance.schema, record.avro);
     if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", who, idx));
+    std::string& line = feed.lines[idx];
     if (flat && !text->empty() && text->back() == '}' && text->size() > 2) {
       // The codec's JSON object is already the row: the hidden columns go at its end.
-      std::string line = std::move(*text);
+      line = std::move(*text);
       line.pop_back();
       fmt::format_to(std::back_inserter(line), R"(,"__key":"{}","__timestamp":{},"__group":"{}","__seq":{}}})",
                      HexEncode(record.key), record.timestamp_ms, group_of[idx], seq_of[idx]);
-      lines[idx] = std::move(line);
-      continue;
+      return Status::OK();
     }
     json value = json::parse(*text, nullptr, false);
     if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", who, idx);
@@ -591,8 +633,24 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     row["__timestamp"] = record.timestamp_ms;
     row["__group"] = group_of[idx];
     row["__seq"] = seq_of[idx];
-    lines[idx] = Dump(row);
+    line = Dump(row);
+    return Status::OK();
+  };
+  std::jthread converter;  // joined on every way out
+  if (records.size() < kConvertOnThreadFrom) {
+    for (size_t idx = 0; idx < records.size() && feed.error().ok(); ++idx) feed.Publish(idx + 1, convert(idx));
+  } else {
+    converter = std::jthread([&](std::stop_token stop) {
+      for (size_t idx = 0; idx < records.size(); ++idx) {
+        Status converted = stop.stop_requested() ? Aborted("the write ended") : convert(idx);
+        if (!converted.ok() || (idx + 1) % 256 == 0 || idx + 1 == records.size()) {
+          feed.Publish(idx + 1, std::move(converted));
+          if (!feed.error().ok()) return;
+        }
+      }
+    });
   }
+  std::vector<bool> skip = repeated;  // stored already or repeated in the call
   // Exactly once (README.md, "Exactly once"): claim the groups, skip what an
   // earlier attempt stored, leave groups another live writer holds, and after
   // the rows check that no writer raced this one.
@@ -650,15 +708,50 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
     // (they go in order, each INSERT all or nothing): resume after it.
     for (size_t idx = 0; idx < records.size(); ++idx) {
       auto it = stored.find(group_of[idx]);
-      if (it != stored.end() && it->second.rows > 0 && seq_of[idx] < it->second.next_seq) lines[idx].reset();
+      if (it != stored.end() && it->second.rows > 0 && seq_of[idx] < it->second.next_seq) skip[idx] = true;
     }
   }
+  // The rows, in order, in INSERTs of at most kInsertRows rows and about
+  // kInsertBytes (each one part: all or nothing). A record that fails to
+  // convert aborts the INSERT it would be in.
   Request request;
   request.sql = fmt::format("INSERT INTO {} FORMAT JSONEachRow", TableName(instance));
   request.settings = {{"input_format_skip_unknown_fields", "0"}};
-  size_t rows = 0;
-  auto flush = [&]() -> Status {
-    if (rows == 0) return Status::OK();
+  size_t next = 0;        // the next record to consider
+  std::string_view rest;  // what is left to send of the current line, with its newline
+  size_t rows = 0, bytes = 0;
+  // The next record to send, converted; false at the end or on a failure.
+  auto advance = [&]() -> bool {
+    while (next < records.size()) {
+      if (!feed.WaitFor(next)) return false;
+      if (!skip[next] && !feed.lines[next].empty()) return true;
+      ++next;
+    }
+    return false;
+  };
+  request.source = [&](char* buffer, size_t size) -> size_t {
+    size_t out = 0;
+    while (out < size) {
+      if (rest.empty()) {
+        if (rows >= kInsertRows || bytes >= kInsertBytes) break;  // this INSERT is full
+        if (!advance()) {
+          if (!feed.error().ok()) return kAbortBody;
+          break;
+        }
+        std::string& line = feed.lines[next++];
+        line.push_back('\n');
+        rest = line;
+        ++rows;
+        bytes += line.size();
+      }
+      const size_t n = std::min(rest.size(), size - out);
+      std::memcpy(buffer + out, rest.data(), n);
+      rest.remove_prefix(n);
+      out += n;
+    }
+    return out;
+  };
+  while (advance()) {
     if (write_until_ms > 0) {
       // The claim covers this INSERT only if it ends in time (README.md).
       const int64_t left = write_until_ms - clock_->NowMillis();
@@ -669,7 +762,9 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
       }
       request.timeout_ms = std::min(left, http_.options().timeout_ms);
     }
+    rows = bytes = 0;
     auto answer = http_.Call(request);
+    if (!feed.error().ok()) return feed.error();
     if (!answer.ok()) {
       if (answer.status().code() == StatusCode::kNotFound) {
         return NotFound("writing to {}: its warehouse table {} does not exist (register the instance)", who,
@@ -677,17 +772,8 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
       }
       return answer.status().WithContext(fmt::format("writing to {}", who));
     }
-    request.data.clear();
-    rows = 0;
-    return Status::OK();
-  };
-  for (size_t idx = 0; idx < records.size(); ++idx) {
-    if (!lines[idx]) continue;
-    request.data += *lines[idx];
-    request.data.push_back('\n');
-    if (++rows >= kInsertRows || request.data.size() >= kInsertBytes) AQ_RETURN_IF_ERROR(flush());
   }
-  AQ_RETURN_IF_ERROR(flush());
+  if (!feed.error().ok()) return feed.error();
   if (groups.empty()) return Status::OK();
   return RemoveRacedCopies(instance, group_size);
 }
