@@ -18,6 +18,7 @@
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
 #include "aquifer/driver/sql_text.h"
+#include "aquifer/driver/warehouse_jobs.h"
 #include "aquifer/schema/codec.h"
 
 namespace aquifer::drivers::bigquery {
@@ -237,15 +238,7 @@ int64_t JsonInt(const json& object, const char* key, int64_t fallback = 0) {
 
 // ---- jobs ------------------------------------------------------------------------------
 
-struct JobState {
-  Job job;
-  std::string sql;
-  driver::JobOptions options;
-  int64_t finished_ms = 0;         // by the driver's clock, once done
-  std::atomic<bool> stop{false};   // ends the job's requests (driver going away)
-  bool finished = false;           // guarded by the service's mutex
-  std::thread thread;
-};
+using JobState = driver::LocalJob;
 
 class BqWarehouse final : public driver::WarehouseService {
  public:
@@ -384,27 +377,15 @@ class BqWarehouse final : public driver::WarehouseService {
   Result<Job> ForeignJob(const Uuid& job_id, int64_t* finished_ms, int64_t* ttl_ms);
 
   void NoteRetention(const InstanceInfo& instance) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (instance.warehouse_retention_ms > 0) {
-      retention_ms_[TableName(instance)] = instance.warehouse_retention_ms;
-    } else {
-      retention_ms_.erase(TableName(instance));
-    }
-  }
-  std::shared_ptr<std::mutex> WriteLock(const Uuid& instance_id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& slot = write_locks_[instance_id];
-    if (slot == nullptr) slot = std::make_shared<std::mutex>();
-    return slot;
+    retention_.Note(TableName(instance), instance.warehouse_retention_ms);
   }
 
   const WarehouseOptions options_;
   Clock* const clock_;
   RestClient rest_;
-  std::mutex mu_;
-  std::map<Uuid, std::shared_ptr<JobState>> jobs_;             // guarded by mu_
-  std::map<std::string, int64_t> retention_ms_;                // TableName → retention (> 0); guarded by mu_
-  std::map<Uuid, std::shared_ptr<std::mutex>> write_locks_;    // guarded by mu_
+  driver::RetentionByTable retention_;
+  driver::InstanceLocks write_locks_;
+  driver::LocalJobs jobs_{kMaxRunningJobs};  // last: stopped (its threads use the members above) before they go
 };
 
 Status BqWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -463,7 +444,7 @@ Status BqWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   std::shared_ptr<std::mutex> write_lock;
   std::unique_lock<std::mutex> hold;
   if (!groups.empty()) {
-    write_lock = WriteLock(instance.instance_id);
+    write_lock = write_locks_.Of(instance.instance_id);
     hold = std::unique_lock<std::mutex>(*write_lock);
     std::string list;
     for (const driver::RecordGroup& group : groups) list += (list.empty() ? "'" : ", '") + HexEncode(group.id) + "'";
@@ -586,37 +567,13 @@ Result<driver::QueryAnalysis> BqWarehouse::Analyze(const std::string& sql, const
 }
 
 std::string BqWarehouse::WithRetention(const std::string& sql) {
-  std::map<std::string, int64_t> retention;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    retention = retention_ms_;
-  }
-  const int64_t now = clock_->NowMillis();
-  std::string out;
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    bool replaced = false;
-    if (sql[pos] == '`') {
-      for (const auto& [table, ms] : retention) {
-        if (sql.compare(pos, table.size(), table) == 0) {
-          out += fmt::format("(SELECT * FROM {} WHERE __timestamp >= TIMESTAMP_MILLIS({}))", table,
-                             driver::RetentionHorizon(ms, now));
-          pos += table.size();
-          replaced = true;
-          break;
-        }
-      }
-    }
-    if (!replaced) out.push_back(sql[pos++]);
-  }
-  return out;
+  return retention_.ReadThrough(sql, '`', clock_->NowMillis(), [](const std::string& table, int64_t horizon_ms) {
+    return fmt::format("(SELECT * FROM {} WHERE __timestamp >= TIMESTAMP_MILLIS({}))", table, horizon_ms);
+  });
 }
 
 Result<Job> BqWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-  }
+  if (jobs_.Find(job_id) != nullptr) return AlreadyExists("job {} already exists", job_id.ToString());
   // A job of another driver on the same dataset (or of an earlier process).
   auto existing = rest_.Call("GET", JobPath(BqJobId(job_id)));
   if (existing.ok()) return AlreadyExists("job {} already exists", job_id.ToString());
@@ -625,26 +582,13 @@ Result<Job> BqWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   state->job.job_id = job_id;
   state->sql = driver::TrimStatement(sql);
   state->options = options;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-  size_t running = 0;
-  for (const auto& [id, other] : jobs_) {
-    running += other->finished ? 0 : 1;
-    // A finished job's thread only returns from Finish: joined here, so
-    // threads do not pile up over a long run.
-    if (other->finished && other->thread.joinable()) other->thread.join();
-  }
-  if (running >= kMaxRunningJobs) {
-    return ResourceExhausted("{} warehouse jobs are running, the most this driver runs at once; retry later", running);
-  }
-  jobs_[job_id] = state;
-  state->thread = std::thread([this, state] { RunJob(state); });
+  AQ_RETURN_IF_ERROR(jobs_.Launch(state, [this, state] { RunJob(state); }));
   return state->job;
 }
 
 void BqWarehouse::RunJob(std::shared_ptr<JobState> state) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(jobs_.mu());
     if (state->finished) return;
     state->job.status = JobStatus::kRunning;
   }
@@ -740,14 +684,14 @@ Status BqWarehouse::RunJobBody(const std::shared_ptr<JobState>& state) {
   if (options.max_result_rows > 0 && total > options.max_result_rows) {
     return ResourceExhausted("result exceeds {} rows; add LIMIT", options.max_result_rows);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(jobs_.mu());
   state->job.rows = total;
   state->job.bytes_scanned = scanned;
   return Status::OK();
 }
 
 void BqWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(jobs_.mu());
   state->finished = true;
   state->finished_ms = clock_->NowMillis();
   state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
@@ -788,10 +732,9 @@ Result<Job> BqWarehouse::ForeignJob(const Uuid& job_id, int64_t* finished_ms, in
 }
 
 Result<Job> BqWarehouse::PollJob(const Uuid& job_id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) return it->second->job;
+  if (std::shared_ptr<JobState> mine = jobs_.Find(job_id)) {
+    std::lock_guard<std::mutex> lock(jobs_.mu());
+    return mine->job;
   }
   auto job = ForeignJob(job_id, nullptr, nullptr);
   if (!job.ok() && job.status().code() == StatusCode::kNotFound) return NotFound("job {} not found", job_id.ToString());
@@ -801,16 +744,12 @@ Result<Job> BqWarehouse::PollJob(const Uuid& job_id) {
 Result<driver::RowPage> BqWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
   Job job;
   int64_t finished_ms = 0, ttl_ms = 0;
-  bool mine = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) {
-      mine = true;
-      job = it->second->job;
-      finished_ms = it->second->finished_ms;
-      ttl_ms = it->second->options.result_ttl_ms;
-    }
+  const std::shared_ptr<JobState> mine = jobs_.Find(job_id);
+  if (mine != nullptr) {
+    std::lock_guard<std::mutex> lock(jobs_.mu());
+    job = mine->job;
+    finished_ms = mine->finished_ms;
+    ttl_ms = mine->options.result_ttl_ms;
   }
   if (!mine) {
     auto foreign = ForeignJob(job_id, &finished_ms, &ttl_ms);
@@ -824,20 +763,12 @@ Result<driver::RowPage> BqWarehouse::ReadJobRows(const Uuid& job_id, std::string
     return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(job.status),
                               job.error.empty() ? "" : ": " + job.error);
   }
-  if (ttl_ms > 0 && clock_->NowMillis() >= finished_ms + std::min(ttl_ms, int64_t{1} << 50)) {
-    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)", job_id.ToString(),
-                              ttl_ms);
+  if (const int64_t expires_ms = driver::ExpiresMs(finished_ms, ttl_ms); expires_ms > 0 && clock_->NowMillis() >= expires_ms) {
+    return driver::ResultExpired(job_id, finished_ms, expires_ms);
   }
   if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
   // Page tokens are "o<offset>" into the job's rows.
-  int64_t offset = 0;
-  if (!page.empty()) {
-    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
-                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
-    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > job.rows) {
-      return InvalidArgument("malformed page token for job {}", job_id.ToString());
-    }
-  }
+  AQ_ASSIGN_OR_RETURN(int64_t offset, driver::ParsePageToken(page, job.rows, job_id));
   AQ_ASSIGN_OR_RETURN(json answer,
                       rest_.Call("GET", fmt::format("/queries/{}?startIndex={}&maxResults={}&formatOptions.useInt64Timestamp=true{}",
                                                     BqJobId(job_id), offset, limit,
@@ -864,7 +795,7 @@ Result<driver::RowPage> BqWarehouse::ReadJobRows(const Uuid& job_id, std::string
   const int64_t next = offset + static_cast<int64_t>(out.rows.size());
   if (next < total) {
     if (out.rows.empty()) return Internal("BigQuery returned no rows at offset {} of {} for job {}", offset, total, job_id.ToString());
-    out.next = fmt::format("o{}", next);
+    out.next = driver::PageToken(next);
   }
   return out;
 }
@@ -907,17 +838,7 @@ Status BqWarehouse::Reset() {
   return Status::OK();
 }
 
-void BqWarehouse::StopJobs() {
-  std::map<Uuid, std::shared_ptr<JobState>> jobs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs.swap(jobs_);
-    for (auto& [id, state] : jobs) state->stop = true;
-  }
-  for (auto& [id, state] : jobs) {
-    if (state->thread.joinable()) state->thread.join();
-  }
-}
+void BqWarehouse::StopJobs() { jobs_.StopAll(); }
 
 }  // namespace
 

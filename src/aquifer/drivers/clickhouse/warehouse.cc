@@ -22,6 +22,7 @@
 #include "aquifer/base/text.h"
 #include "aquifer/driver/record_limits.h"
 #include "aquifer/driver/sql_text.h"
+#include "aquifer/driver/warehouse_jobs.h"
 #include "aquifer/schema/codec.h"
 
 namespace aquifer::drivers::clickhouse {
@@ -333,15 +334,7 @@ class LineFeed {
 
 // ---- jobs ------------------------------------------------------------------------------
 
-struct JobState {
-  Job job;
-  std::string sql;
-  driver::JobOptions options;
-  int64_t finished_ms = 0;
-  std::atomic<bool> stop{false};
-  bool finished = false;  // guarded by the service's mutex
-  std::thread thread;
-};
+using JobState = driver::LocalJob;
 
 class ChWarehouse final : public driver::WarehouseService {
  public:
@@ -350,7 +343,7 @@ class ChWarehouse final : public driver::WarehouseService {
   }
   ~ChWarehouse() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(beat_mu_);
       closing_ = true;
     }
     beat_cv_.notify_all();
@@ -527,35 +520,24 @@ class ChWarehouse final : public driver::WarehouseService {
   Result<Job> StoredJob(const Uuid& job_id, int64_t* finished_ms, int64_t* ttl_ms);
 
   void NoteRetention(const InstanceInfo& instance) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (instance.warehouse_retention_ms > 0) {
-      retention_ms_[TableName(instance)] = instance.warehouse_retention_ms;
-    } else {
-      retention_ms_.erase(TableName(instance));
-    }
-  }
-  std::shared_ptr<std::mutex> WriteLock(const Uuid& instance_id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& slot = write_locks_[instance_id];
-    if (slot == nullptr) slot = std::make_shared<std::mutex>();
-    return slot;
+    retention_.Note(TableName(instance), instance.warehouse_retention_ms);
   }
 
   const WarehouseOptions options_;
   Clock* const clock_;
   HttpClient http_;
-  std::mutex mu_;
-  std::map<Uuid, std::shared_ptr<JobState>> jobs_;           // guarded by mu_
-  std::map<std::string, int64_t> retention_ms_;              // TableName → retention (> 0); guarded by mu_
-  std::map<Uuid, std::shared_ptr<std::mutex>> write_locks_;  // guarded by mu_
+  driver::RetentionByTable retention_;
+  driver::InstanceLocks write_locks_;
   const std::string writer_ = Uuid::Random().Hex();  // this driver's id in group claims
   std::mutex save_mu_;  // orders a job's saves: a heartbeat never lands after its final state
   std::condition_variable beat_cv_;
-  bool closing_ = false;  // guarded by mu_
+  std::mutex beat_mu_;
+  bool closing_ = false;  // guarded by beat_mu_
   std::thread heartbeat_;
   std::atomic<int64_t> last_claim_sweep_ms_{0};
   std::atomic<int64_t> version_{0};
   std::atomic<int64_t> last_sweep_ms_{0};
+  driver::LocalJobs jobs_{kMaxRunningJobs};  // last: stopped (its threads use the members above) before they go
 };
 
 Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<const Record> records,
@@ -658,7 +640,7 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
   std::shared_ptr<std::mutex> write_lock;
   std::unique_lock<std::mutex> hold;
   if (!groups.empty()) {
-    write_lock = WriteLock(instance.instance_id);
+    write_lock = write_locks_.Of(instance.instance_id);
     hold = std::unique_lock<std::mutex>(*write_lock);
     SweepClaims(now);
     const int64_t claimed_ms = clock_->NowMillis();
@@ -958,30 +940,9 @@ Result<std::string> ChWarehouse::ExpandCommaJoins(const std::string& sql) {
 }
 
 std::string ChWarehouse::WithRetention(const std::string& sql) {
-  std::map<std::string, int64_t> retention;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    retention = retention_ms_;
-  }
-  if (retention.empty()) return sql;
-  const int64_t now = clock_->NowMillis();
-  std::string out;
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    bool replaced = false;
-    if (sql[pos] == '`') {
-      for (const auto& [table, ms] : retention) {
-        if (sql.compare(pos, table.size(), table) == 0) {
-          out += fmt::format("(SELECT * FROM {} WHERE __timestamp >= {})", table, driver::RetentionHorizon(ms, now));
-          pos += table.size();
-          replaced = true;
-          break;
-        }
-      }
-    }
-    if (!replaced) out.push_back(sql[pos++]);
-  }
-  return out;
+  return retention_.ReadThrough(sql, '`', clock_->NowMillis(), [](const std::string& table, int64_t horizon_ms) {
+    return fmt::format("(SELECT * FROM {} WHERE __timestamp >= {})", table, horizon_ms);
+  });
 }
 
 Status ChWarehouse::SaveJob(const Job& job, int64_t finished_ms, int64_t ttl_ms) {
@@ -1035,10 +996,7 @@ Result<Job> ChWarehouse::StoredJob(const Uuid& job_id, int64_t* finished_ms, int
 }
 
 Result<Job> ChWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, const driver::JobOptions& options) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-  }
+  if (jobs_.Find(job_id) != nullptr) return AlreadyExists("job {} already exists", job_id.ToString());
   auto existing = StoredJob(job_id, nullptr, nullptr);
   if (existing.ok()) return AlreadyExists("job {} already exists", job_id.ToString());
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
@@ -1047,18 +1005,7 @@ Result<Job> ChWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   state->sql = driver::TrimStatement(sql);
   state->options = options;
   AQ_RETURN_IF_ERROR(SaveJob(state->job, 0, options.result_ttl_ms));
-  std::lock_guard<std::mutex> lock(mu_);
-  if (jobs_.count(job_id) > 0) return AlreadyExists("job {} already exists", job_id.ToString());
-  size_t running = 0;
-  for (const auto& [id, other] : jobs_) {
-    running += other->finished ? 0 : 1;
-    if (other->finished && other->thread.joinable()) other->thread.join();
-  }
-  if (running >= kMaxRunningJobs) {
-    return ResourceExhausted("{} warehouse jobs are running, the most this driver runs at once; retry later", running);
-  }
-  jobs_[job_id] = state;
-  state->thread = std::thread([this, state] { RunJob(state); });
+  AQ_RETURN_IF_ERROR(jobs_.Launch(state, [this, state] { RunJob(state); }));
   return state->job;
 }
 
@@ -1083,22 +1030,18 @@ void ChWarehouse::SweepExpiredResults() {
 }
 
 void ChWarehouse::Heartbeats() {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(beat_mu_);
   while (!closing_) {
     beat_cv_.wait_for(lock, std::chrono::milliseconds(options_.job_heartbeat_ms));
     if (closing_) break;
-    std::vector<std::shared_ptr<JobState>> running;
-    for (const auto& [id, state] : jobs_) {
-      if (!state->finished) running.push_back(state);
-    }
     lock.unlock();
     {
       std::lock_guard<std::mutex> saving(save_mu_);
-      for (const std::shared_ptr<JobState>& state : running) {
+      for (const std::shared_ptr<JobState>& state : jobs_.Unfinished()) {
         Job job;
         int64_t ttl_ms = 0;
         {
-          std::lock_guard<std::mutex> state_lock(mu_);
+          std::lock_guard<std::mutex> state_lock(jobs_.mu());
           // Finish sets the final status before it saves, under save_mu_.
           if (state->job.status == JobStatus::kDone || state->job.status == JobStatus::kFailed) continue;
           job = state->job;
@@ -1134,7 +1077,7 @@ void ChWarehouse::SweepClaims(int64_t now) {
 void ChWarehouse::RunJob(std::shared_ptr<JobState> state) {
   SweepExpiredResults();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(jobs_.mu());
     if (state->finished) return;
     state->job.status = JobStatus::kRunning;
   }
@@ -1209,7 +1152,7 @@ Status ChWarehouse::RunJobBody(const std::shared_ptr<JobState>& state) {
       return ResourceExhausted("result exceeds {} bytes; add LIMIT or select fewer columns", options.max_result_bytes);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(jobs_.mu());
   state->job.rows = *rows;
   state->job.bytes_scanned = analysis->bytes_scanned_estimate;
   return Status::OK();
@@ -1220,7 +1163,7 @@ void ChWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) 
   Job job;
   int64_t finished_ms = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(jobs_.mu());
     state->finished_ms = clock_->NowMillis();
     state->job.status = status.ok() ? JobStatus::kDone : JobStatus::kFailed;
     if (!status.ok()) state->job.error = status.message();
@@ -1228,23 +1171,20 @@ void ChWarehouse::Finish(const std::shared_ptr<JobState>& state, Status status) 
     finished_ms = state->finished_ms;
   }
   (void)SaveJob(job, finished_ms, state->options.result_ttl_ms);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(jobs_.mu());
   state->finished = true;
 }
 
 Result<Job> ChWarehouse::PollJob(const Uuid& job_id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) {
-      Job job = it->second->job;
-      // Done only once its state is saved, so a new driver agrees.
-      if (!it->second->finished && (job.status == JobStatus::kDone || job.status == JobStatus::kFailed)) {
-        job.status = JobStatus::kRunning;
-        job.error.clear();
-      }
-      return job;
+  if (std::shared_ptr<JobState> mine = jobs_.Find(job_id)) {
+    std::lock_guard<std::mutex> lock(jobs_.mu());
+    Job job = mine->job;
+    // Done only once its state is saved, so a new driver agrees.
+    if (!mine->finished && (job.status == JobStatus::kDone || job.status == JobStatus::kFailed)) {
+      job.status = JobStatus::kRunning;
+      job.error.clear();
     }
+    return job;
   }
   auto job = StoredJob(job_id, nullptr, nullptr);
   if (!job.ok() && job.status().code() == StatusCode::kNotFound) return NotFound("job {} not found", job_id.ToString());
@@ -1254,18 +1194,13 @@ Result<Job> ChWarehouse::PollJob(const Uuid& job_id) {
 Result<driver::RowPage> ChWarehouse::ReadJobRows(const Uuid& job_id, std::string_view page, int32_t limit) {
   Job job;
   int64_t finished_ms = 0, ttl_ms = 0;
-  bool mine = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it != jobs_.end() && it->second->finished) {
-      mine = true;
-      job = it->second->job;
-      finished_ms = it->second->finished_ms;
-      ttl_ms = it->second->options.result_ttl_ms;
-    } else if (it != jobs_.end()) {
-      return FailedPrecondition("job {} is running", job_id.ToString());
-    }
+  const std::shared_ptr<JobState> mine = jobs_.Find(job_id);
+  if (mine != nullptr) {
+    std::lock_guard<std::mutex> lock(jobs_.mu());
+    if (!mine->finished) return FailedPrecondition("job {} is running", job_id.ToString());
+    job = mine->job;
+    finished_ms = mine->finished_ms;
+    ttl_ms = mine->options.result_ttl_ms;
   }
   if (!mine) {
     auto stored = StoredJob(job_id, &finished_ms, &ttl_ms);
@@ -1276,20 +1211,12 @@ Result<driver::RowPage> ChWarehouse::ReadJobRows(const Uuid& job_id, std::string
     return FailedPrecondition("job {} is {}{}", job_id.ToString(), driver::JobStatusName(job.status),
                               job.error.empty() ? "" : ": " + job.error);
   }
-  if (ttl_ms > 0 && clock_->NowMillis() >= finished_ms + std::min(ttl_ms, int64_t{1} << 50)) {
+  if (const int64_t expires_ms = driver::ExpiresMs(finished_ms, ttl_ms); expires_ms > 0 && clock_->NowMillis() >= expires_ms) {
     (void)http_.Query("DROP TABLE IF EXISTS " + JobTable(job_id));
-    return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)", job_id.ToString(),
-                              ttl_ms);
+    return driver::ResultExpired(job_id, finished_ms, expires_ms);
   }
   if (limit < 1 || limit > kMaxPageRows) return InvalidArgument("limit {} is outside 1..{}", limit, kMaxPageRows);
-  int64_t offset = 0;
-  if (!page.empty()) {
-    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
-                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
-    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > job.rows) {
-      return InvalidArgument("malformed page token for job {}", job_id.ToString());
-    }
-  }
+  AQ_ASSIGN_OR_RETURN(int64_t offset, driver::ParsePageToken(page, job.rows, job_id));
   AQ_ASSIGN_OR_RETURN(std::string body,
                       http_.Query(fmt::format("SELECT * FROM {} WHERE __aq_row >= {} ORDER BY __aq_row LIMIT {} "
                                               "FORMAT JSONCompact",
@@ -1301,7 +1228,7 @@ Result<driver::RowPage> ChWarehouse::ReadJobRows(const Uuid& job_id, std::string
   const int64_t next = offset + static_cast<int64_t>(out.rows.size());
   if (next < job.rows) {
     if (out.rows.empty()) return Internal("no rows at offset {} of {} for job {}", offset, job.rows, job_id.ToString());
-    out.next = fmt::format("o{}", next);
+    out.next = driver::PageToken(next);
   }
   return out;
 }
@@ -1344,17 +1271,7 @@ Result<driver::SmallResult> ChWarehouse::RunSmall(std::string_view sql_text, con
   return out;
 }
 
-void ChWarehouse::StopJobs() {
-  std::map<Uuid, std::shared_ptr<JobState>> jobs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs.swap(jobs_);
-    for (auto& [id, state] : jobs) state->stop = true;
-  }
-  for (auto& [id, state] : jobs) {
-    if (state->thread.joinable()) state->thread.join();
-  }
-}
+void ChWarehouse::StopJobs() { jobs_.StopAll(); }
 
 }  // namespace
 

@@ -69,24 +69,6 @@ Result<std::vector<driver::Column>> ParseStoredColumns(std::string_view text, co
   return out;
 }
 
-int64_t ExpiresMs(int64_t finished_ms, int64_t result_ttl_ms) {
-  return result_ttl_ms > 0 ? finished_ms + std::min(result_ttl_ms, int64_t{1} << 50) : 0;
-}
-
-Result<int64_t> ParsePageToken(std::string_view page, int64_t total, const Uuid& job_id) {
-  int64_t offset = 0;
-  if (!page.empty()) {
-    auto [end, ec] = page.size() > 1 ? std::from_chars(page.data() + 1, page.data() + page.size(), offset)
-                                     : std::from_chars_result{page.data(), std::errc::invalid_argument};
-    if (page[0] != 'o' || ec != std::errc() || end != page.data() + page.size() || offset < 0 || offset > total) {
-      return InvalidArgument("malformed page token for job {}", job_id.ToString());
-    }
-  }
-  return offset;
-}
-
-std::string PageToken(int64_t offset) { return fmt::format("o{}", offset); }
-
 Result<Job> StoredJob(const Uuid& job_id, const PgResult& found) {
   if (found.rows() == 0) return NotFound("job {} not found", job_id.ToString());
   Job job;
@@ -108,11 +90,6 @@ Status StoreInTransaction(Connection& conn, const std::function<Status()>& store
     return stored.WithContext("storing the job's result");
   }
   return Status::OK();
-}
-
-Status ResultExpired(const Uuid& job_id, int64_t finished_ms, int64_t expires_ms) {
-  return FailedPrecondition("the rows of job {} expired {} ms after it finished (result_ttl_ms)", job_id.ToString(),
-                            expires_ms - finished_ms);
 }
 
 JobRunner::JobRunner(std::string conninfo, Clock* clock, Hooks hooks)

@@ -65,16 +65,10 @@ Status FetchCapped(const driver::JobOptions& options, const std::function<Status
 // The stored form of a result's columns (a JSON array of {name, type}) and back.
 std::string StoredColumns(const std::vector<driver::Column>& columns);
 Result<std::vector<driver::Column>> ParseStoredColumns(std::string_view text, const Uuid& job_id);
-// When a result finished at `finished_ms` expires (0: never).
-int64_t ExpiresMs(int64_t finished_ms, int64_t result_ttl_ms);
-// The offset a page token `o<offset>` names ("" = 0), within 0..total.
-Result<int64_t> ParsePageToken(std::string_view page, int64_t total, const Uuid& job_id);
-std::string PageToken(int64_t offset);
 // A done job from the first row (row_count, bytes_scanned) of `found`; NotFound without one.
 Result<driver::Job> StoredJob(const Uuid& job_id, const PgResult& found);
 // Stores a done job's result: `store` in one transaction on `conn`, rolled back on an error.
 Status StoreInTransaction(Connection& conn, const std::function<Status()>& store);
-Status ResultExpired(const Uuid& job_id, int64_t finished_ms, int64_t expires_ms);
 
 class JobRunner {
  public:

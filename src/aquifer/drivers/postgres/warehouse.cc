@@ -20,6 +20,7 @@
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
 #include "aquifer/driver/sql_text.h"
+#include "aquifer/driver/warehouse_jobs.h"
 #include "aquifer/drivers/postgres/jobs.h"
 #include "aquifer/drivers/postgres/script.h"
 #include "aquifer/schema/codec.h"
@@ -393,12 +394,7 @@ class PgWarehouse final : public driver::WarehouseService {
   // Retention (README.md, "Retention"): remembers the instance's retention
   // for the jobs that read its table.
   void NoteRetention(const InstanceInfo& instance) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (instance.warehouse_retention_ms > 0) {
-      retention_ms_[TableName(instance)] = instance.warehouse_retention_ms;
-    } else {
-      retention_ms_.erase(TableName(instance));
-    }
+    retention_.Note(TableName(instance), instance.warehouse_retention_ms);
   }
   // Deletes the rows of `table` older than the retention (a missing table has none).
   Result<int64_t> DeleteExpired(Connection& conn, const std::string& table, int64_t retention_ms) {
@@ -420,13 +416,7 @@ class PgWarehouse final : public driver::WarehouseService {
   // table with a retention its SQL names (the engine spells tables as
   // TableName()), so the job never reads an expired row, purged or not.
   Status PurgeReferenced(Connection& conn, std::string_view sql) {
-    std::vector<std::pair<std::string, int64_t>> named;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& [table, retention] : retention_ms_) {
-        if (sql.find(table) != std::string_view::npos) named.emplace_back(table, retention);
-      }
-    }
+    const std::vector<std::pair<std::string, int64_t>> named = retention_.NamedIn(sql);
     for (const auto& [table, retention] : named) AQ_RETURN_IF_ERROR(DeleteExpired(conn, table, retention).status());
     return Status::OK();
   }
@@ -440,7 +430,7 @@ class PgWarehouse final : public driver::WarehouseService {
   const std::string result_rows_;  // quoted schema.warehouse_job_rows: (job_id, row_no) -> JSON array
   std::mutex mu_;
   int64_t last_prune_ms_ = 0;  // guarded by mu_
-  std::map<std::string, int64_t> retention_ms_;     // TableName → warehouse_retention_ms (> 0); guarded by mu_
+  driver::RetentionByTable retention_;
   JobRunner jobs_;  // last: stopped (its threads use the members above) before they go
 };
 
@@ -683,7 +673,7 @@ Result<JobRunner::Totals> PgWarehouse::RunJob(Connection& conn, const Uuid& job_
 Status PgWarehouse::StoreResult(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                                 const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms) {
   const int64_t finished_ms = clock_->NowMillis();
-  const int64_t expires_ms = ExpiresMs(finished_ms, result_ttl_ms);
+  const int64_t expires_ms = driver::ExpiresMs(finished_ms, result_ttl_ms);
   return StoreInTransaction(conn, [&]() -> Status {
     for (size_t first = 0; first < rows.size(); first += kStoreBatchRows) {
       const size_t end = std::min(rows.size(), first + kStoreBatchRows);
@@ -736,10 +726,10 @@ Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string
   AQ_ASSIGN_OR_RETURN(int64_t expires_ms, found.Int(0, 3));
   AQ_ASSIGN_OR_RETURN(bool expired, found.Bool(0, 4));
   if (expired || (expires_ms > 0 && clock_->NowMillis() >= expires_ms)) {
-    return ResultExpired(job_id, finished_ms, expires_ms);
+    return driver::ResultExpired(job_id, finished_ms, expires_ms);
   }
   // Page tokens are "o<offset>" into the job's rows.
-  AQ_ASSIGN_OR_RETURN(int64_t offset, ParsePageToken(page, total, job_id));
+  AQ_ASSIGN_OR_RETURN(int64_t offset, driver::ParsePageToken(page, total, job_id));
   driver::RowPage out;
   AQ_ASSIGN_OR_RETURN(out.columns, ParseStoredColumns(found.Bytes(0, 0), job_id));
   const int64_t stop = std::min<int64_t>(total, offset + limit);
@@ -752,11 +742,11 @@ Result<driver::RowPage> PgWarehouse::ReadJobRows(const Uuid& job_id, std::string
                                                   range));
     if (rows.rows() != stop - offset) {
       // Deleted under us: the expiry ran between the two reads.
-      return ResultExpired(job_id, finished_ms, expires_ms);
+      return driver::ResultExpired(job_id, finished_ms, expires_ms);
     }
     for (int row = 0; row < rows.rows(); ++row) out.rows.emplace_back(rows.Bytes(row, 0));
   }
-  if (stop < total) out.next = PageToken(stop);
+  if (stop < total) out.next = driver::PageToken(stop);
   return out;
 }
 

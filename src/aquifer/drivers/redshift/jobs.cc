@@ -15,6 +15,7 @@
 #include "aquifer/base/logging.h"
 #include "aquifer/base/text.h"
 #include "aquifer/driver/sql_text.h"
+#include "aquifer/driver/warehouse_jobs.h"
 
 namespace aquifer::drivers::redshift {
 namespace {
@@ -275,7 +276,7 @@ Result<postgres::JobRunner::Totals> PortableJobs::Run(Connection& conn, const Uu
 Status PortableJobs::Store(Connection& conn, const Uuid& job_id, const std::vector<driver::Column>& columns,
                            const std::vector<std::string>& rows, int64_t bytes_scanned, int64_t result_ttl_ms) {
   const int64_t finished_ms = clock_->NowMillis();
-  const int64_t expires_ms = postgres::ExpiresMs(finished_ms, result_ttl_ms);
+  const int64_t expires_ms = driver::ExpiresMs(finished_ms, result_ttl_ms);
   const std::string id = job_id.Hex();
   return postgres::StoreInTransaction(conn, [&]() -> Status {
     std::string sql;
@@ -330,8 +331,8 @@ Result<driver::RowPage> PortableJobs::ReadRows(const Uuid& job_id, std::string_v
   AQ_ASSIGN_OR_RETURN(int64_t total, found.Int(0, 1));
   AQ_ASSIGN_OR_RETURN(int64_t finished_ms, found.Int(0, 2));
   AQ_ASSIGN_OR_RETURN(int64_t expires_ms, found.Int(0, 3));
-  if (expires_ms > 0 && clock_->NowMillis() >= expires_ms) return postgres::ResultExpired(job_id, finished_ms, expires_ms);
-  AQ_ASSIGN_OR_RETURN(int64_t offset, postgres::ParsePageToken(page, total, job_id));
+  if (expires_ms > 0 && clock_->NowMillis() >= expires_ms) return driver::ResultExpired(job_id, finished_ms, expires_ms);
+  AQ_ASSIGN_OR_RETURN(int64_t offset, driver::ParsePageToken(page, total, job_id));
   driver::RowPage out;
   AQ_ASSIGN_OR_RETURN(out.columns, postgres::ParseStoredColumns(found.Bytes(0, 0), job_id));
   const int64_t stop = std::min<int64_t>(total, offset + limit);
@@ -348,9 +349,9 @@ Result<driver::RowPage> PortableJobs::ReadRows(const Uuid& job_id, std::string_v
       }
       out.rows.back() += rows.Bytes(row, 1);
     }
-    if (static_cast<int64_t>(out.rows.size()) != stop - offset) return postgres::ResultExpired(job_id, finished_ms, expires_ms);  // deleted under us
+    if (static_cast<int64_t>(out.rows.size()) != stop - offset) return driver::ResultExpired(job_id, finished_ms, expires_ms);  // deleted under us
   }
-  if (stop < total) out.next = postgres::PageToken(stop);
+  if (stop < total) out.next = driver::PageToken(stop);
   return out;
 }
 
