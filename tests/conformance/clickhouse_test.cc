@@ -519,6 +519,29 @@ TEST(ClickHouseWarehouse, ARecordThatFailsToConvertStoresNothingOfItsWrite) {
   ASSERT_TRUE((*warehouse)->Reset().ok());
 }
 
+// Group claims are kept applied_window_ms, in day partitions: a write more
+// than a window later drops the days wholly older than it.
+TEST(ClickHouseWarehouse, GroupClaimsOlderThanTheWindowAreDropped) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ManualClock clock(1'700'000'000'000);  // 2023-11-14
+  auto warehouse = OpenDriverOn(name, &clock, {{"applied_window_ms", "86400000"}});  // a day
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  driver::InstanceInfo instance = EventInstance();
+  instance.warehouse_retention_ms = 0;
+  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
+  const std::string days = "SELECT groupUniqArray(partition) FROM system.parts WHERE active AND database = '" +
+                           config->at("database") + "' AND table = '__aq_groups' FORMAT TSV";
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, EventRecords(0, 2), std::vector<driver::RecordGroup>{{"A", 2}}).ok());
+  EXPECT_EQ(http.Query(days).value_or(""), "['20231114']\n");
+  clock.Advance(int64_t{2} * 86'400'000'000);  // µs: two days on: the sweep runs (at most once an hour)
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, EventRecords(2, 2), std::vector<driver::RecordGroup>{{"B", 2}}).ok());
+  EXPECT_EQ(http.Query(days).value_or(""), "['20231116']\n") << "the first day's claims are gone";
+  ASSERT_TRUE((*warehouse)->Reset().ok());
+}
+
 TEST(ClickHouseWarehouse, ClaimAndHeartbeatOptionsAreChecked) {
   using drivers::clickhouse::ParseWarehouseOptions;
   const driver::Config base = {{"endpoint", "http://127.0.0.1:1"}};

@@ -190,6 +190,22 @@ Result<json> ParseCompact(const std::string& body) {
   return parsed;
 }
 
+// The first column's strings of a FORMAT JSONCompact answer that are `size`
+// characters of `alphabet` (names safe to splice into a statement); none
+// when the request failed.
+std::vector<std::string> FirstColumn(const Result<std::string>& body, std::string_view alphabet, size_t size) {
+  std::vector<std::string> out;
+  if (!body.ok()) return out;
+  auto answer = ParseCompact(*body);
+  if (!answer.ok()) return out;
+  for (const json& row : answer->value("data", json::array())) {
+    if (!row.is_array() || row.empty() || !row[0].is_string()) continue;
+    const std::string& text = row[0].get_ref<const std::string&>();
+    if (text.size() == size && text.find_first_not_of(alphabet) == std::string::npos) out.push_back(text);
+  }
+  return out;
+}
+
 int64_t AsInt(const json& value) {
   if (value.is_number_integer()) return value.get<int64_t>();
   if (value.is_number_unsigned()) return static_cast<int64_t>(value.get<uint64_t>());
@@ -1018,13 +1034,7 @@ void ChWarehouse::SweepExpiredResults() {
                                       "GROUP BY job_id) WHERE s = {} AND t > 0 AND f + t <= {} FORMAT JSONCompact",
                                       JobsTable(), static_cast<int>(JobStatus::kDone), now),
                           kReadSettings);
-  if (!body.ok()) return;
-  auto answer = ParseCompact(*body);
-  if (!answer.ok()) return;
-  for (const json& row : answer->value("data", json::array())) {
-    if (!row.is_array() || row.empty() || !row[0].is_string()) continue;
-    const std::string hex = row[0].get<std::string>();
-    if (hex.size() != 32 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
+  for (const std::string& hex : FirstColumn(body, "0123456789abcdef", 32)) {
     (void)http_.Query("DROP TABLE IF EXISTS " + Quote(options_.database) + "." + Quote("j_" + hex));
   }
 }
@@ -1063,13 +1073,7 @@ void ChWarehouse::SweepClaims(int64_t now) {
                                       "FORMAT JSONCompact",
                                       Literal(options_.database), std::max<int64_t>(0, (now - options_.applied_window_ms) / 1000)),
                           kReadSettings);
-  if (!body.ok()) return;
-  auto answer = ParseCompact(*body);
-  if (!answer.ok()) return;
-  for (const json& row : answer->value("data", json::array())) {
-    if (!row.is_array() || row.empty() || !row[0].is_string()) continue;
-    const std::string day = row[0].get<std::string>();
-    if (day.size() != 8 || day.find_first_not_of("0123456789") != std::string::npos) continue;
+  for (const std::string& day : FirstColumn(body, "0123456789", 8)) {
     (void)http_.Query(fmt::format("ALTER TABLE {} DROP PARTITION {}", GroupsTable(), day));
   }
 }
