@@ -374,7 +374,7 @@ class ChWarehouse final : public driver::WarehouseService {
     AQ_RETURN_IF_ERROR(http_.Query("CREATE TABLE IF NOT EXISTS " + GroupsTable() +
                                    " (instance String, group_id String, writer String, attempt String, at_ms Int64) ENGINE = "
                                    "MergeTree PARTITION BY toYYYYMMDD(toDateTime(intDiv(at_ms, 1000))) "
-                                   "ORDER BY (instance, group_id)")
+                                   "ORDER BY (instance, group_id) SETTINGS index_granularity = 256")
                            .status());
     return http_.Query("CREATE TABLE IF NOT EXISTS " + JobsTable() +
                        " (job_id String, version Int64, status UInt8, error String, rows Int64, bytes Int64, "
