@@ -1,10 +1,13 @@
 #pragma once
 
-// Schemas shared by the schema module's unit tests, fuzz targets and the Avro
-// interop test. Not part of the library's contract.
+// Schemas shared by the schema module's unit tests, fuzz targets, the Avro
+// interop test and the warehouse drivers' tests. Not part of the library's
+// contract.
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <string_view>
 #include <variant>
 
 #include "aquifer/schema/value.h"
@@ -81,5 +84,24 @@ inline constexpr const char* kRichSchemaJson = R"json({
     {"name": "n_matrix", "type": ["null", {"type": "array", "items": {"type": "array", "items": "long"}}]}
   ]
 })json";
+
+// A record of kRichSchemaJson with every field set, nulls where a branch
+// allows them. `n_double` and `n_string` are the JSON of those two fields:
+// not every store keeps a NaN, or a tab and a backslash, so a test may pick
+// other values there.
+inline std::string RichRecordJson(std::string_view n_double = R"("NaN")",
+                                  std::string_view n_string = R"("\u00e9\n\t\\")") {
+  return std::string(R"json({
+  "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
+  "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
+  "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
+  "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
+  "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
+  "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
+  "n_int": 7, "n_bool": false, "n_float": null, "n_double": )json") +
+         std::string(n_double) + R"json(, "n_string": )json" + std::string(n_string) + R"json(,
+  "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
+})json";
+}
 
 }  // namespace aquifer::schema::testing

@@ -12,17 +12,9 @@
 namespace aquifer::drivers::duckdb {
 namespace {
 
-// Every field set, nulls where a branch allows them, and the other branches.
-constexpr const char* kFull = R"json({
-  "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
-  "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
-  "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
-  "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
-  "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
-  "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
-  "n_int": 7, "n_bool": false, "n_float": null, "n_double": "NaN", "n_string": "\u00e9\n",
-  "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
-})json";
+// Every field set, nulls where a branch allows them (kFull), and the other
+// branches (kOther).
+const std::string kFull = schema::testing::RichRecordJson(R"("NaN")", R"("\u00e9\n")");
 constexpr const char* kOther = R"json({
   "id": "o-2", "seq": -1, "small": 2147483647, "flag": false, "ratio": -0.0, "price": 1e300,
   "blob": "", "hash": "AAAAAA==", "color": "BLUE", "amount": "99999999999999999999999999999999.9999",
@@ -39,7 +31,7 @@ class AvroRows : public ::testing::Test {
     auto parsed = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
     ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
     schema_ = *parsed;
-    for (const char* json : {kFull, kOther}) {
+    for (const std::string& json : {kFull, std::string(kOther)}) {
       auto value = schema::ParseJsonRecord(*schema_, json);
       ASSERT_TRUE(value.ok()) << value.status().ToString();
       std::string avro;
