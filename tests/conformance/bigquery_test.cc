@@ -4,13 +4,9 @@
 // its own, named after its scratch directory, so a reopen finds the same
 // data and parallel tests never meet.
 
-#include <atomic>
-#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,35 +16,22 @@
 #include "aquifer/driver/registry.h"
 #include "aquifer/drivers/bigquery/testing.h"
 #include "aquifer/drivers/bigquery/warehouse.h"
-#include "aquifer/keys/tuple.h"
-#include "aquifer/schema/codec.h"
 #include "aquifer/schema/testing_schemas.h"
 #include "warehouse_conformance.h"
 
 namespace aquifer::conformance {
 namespace {
 
-const driver::Registry& BigQueryRegistry() {
-  static const driver::Registry* registry = [] {
-    auto* r = new driver::Registry();
-    drivers::bigquery::Register(r);
-    return r;
-  }();
-  return *registry;
-}
+const driver::Registry& BigQueryRegistry() { return RegistryOf<drivers::bigquery::Register>(); }
 
 // BigQuery spells an array's length `ARRAY_LENGTH(a)` and a field of a record
 // `r.f`: the suite's defaults.
 WarehouseDriverFactory BigQueryWarehouse() {
   WarehouseDriverFactory factory;
   factory.name = "bigquery";
-  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
-    AQ_ASSIGN_OR_RETURN(driver::Config config,
-                        drivers::bigquery::testing::TestConfig(std::filesystem::path(dir).filename().string()));
-    driver::DriverContext context;
-    context.clock = clock;
-    return BigQueryRegistry().MakeWarehouseService("bigquery", config, context);
-  };
+  factory.make = MakeFromRegistry(BigQueryRegistry(), "bigquery", [](const std::string& dir) {
+    return drivers::bigquery::testing::TestConfig(std::filesystem::path(dir).filename().string());
+  });
   return factory;
 }
 
@@ -62,94 +45,17 @@ Result<std::shared_ptr<driver::WarehouseService>> OpenDriver(const std::string& 
   return BigQueryRegistry().MakeWarehouseService("bigquery", config, {});
 }
 
-std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
-  const Uuid id = Uuid::Random();
-  auto started = warehouse.StartQuery(id, sql, {});
-  EXPECT_TRUE(started.ok()) << started.status().ToString();
-  driver::Job job;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto polled = warehouse.PollJob(id);
-    EXPECT_TRUE(polled.ok()) << polled.status().ToString();
-    if (!polled.ok()) break;
-    job = *polled;
-    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(job.status, driver::JobStatus::kDone) << sql << ": " << job.error;
-  std::vector<nlohmann::json> rows;
-  auto page = warehouse.ReadJobRows(id, "", 1000);
-  if (!page.ok()) return rows;
-  for (const std::string& row : page->rows) rows.push_back(nlohmann::json::parse(row));
-  return rows;
-}
-
-driver::InstanceInfo EventInstance() {
-  static const schema::SchemaPtr schema = *schema::Schema::Parse(
-      R"json({"type": "record", "name": "E", "fields": [{"name": "id", "type": "long"}]})json", {"id"});
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = schema;
-  return instance;
-}
-
-std::vector<driver::Record> EventRecords(int64_t first, int64_t count) {
-  std::vector<driver::Record> records;
-  const auto& schema = *EventInstance().schema;
-  for (int64_t id = first; id < first + count; ++id) {
-    auto value = schema::ParseJsonRecord(schema, fmt::format(R"({{"id": {}}})", id));
-    EXPECT_TRUE(value.ok());
-    driver::Record record;
-    record.timestamp_ms = 1'700'000'000'000 + id;
-    EXPECT_TRUE(schema::EncodeAvro(schema, *value, &record.avro).ok());
-    record.key = *keys::EncodeKey(schema, *value);
-    records.push_back(std::move(record));
-  }
-  return records;
-}
-
-// An attempt cut off half way (here: its first 3 records of group G
-// stored) is completed by the retry, which sends only what the table lacks.
+// The group test bodies (warehouse_conformance.h).
 TEST(BigQueryWarehouse, ARetryCompletesAGroupStoredInPart) {
   auto warehouse = OpenDriver(UniqueName());
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  std::vector<driver::Record> all = EventRecords(0, 5);
-  std::vector<driver::Record> part(all.begin(), all.begin() + 3);
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, part, std::vector<driver::RecordGroup>{{"G", 3}}).ok());
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
-  auto rows = RunJob(**warehouse, "SELECT id FROM " + (*warehouse)->TableName(instance) + " ORDER BY id");
-  std::vector<int64_t> ids;
-  for (const auto& row : rows) ids.push_back(row[0].get<int64_t>());
-  EXPECT_EQ(ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
-  ASSERT_TRUE((*warehouse)->Reset().ok());
+  ExpectARetryCompletesAGroupStoredInPart(**warehouse);
 }
 
-// Writes of one group at the same moment in one process (a redelivery
-// racing the first attempt) store it once: the driver serialises an
-// instance's grouped writes between the applied-groups check and the insert.
 TEST(BigQueryWarehouse, ConcurrentWritesOfOneGroupStoreItOnce) {
   auto warehouse = OpenDriver(UniqueName());
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  const std::vector<driver::Record> records = EventRecords(0, 5);
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&] {
-      Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{{"G", 5}});
-      if (!written.ok()) ++failures;
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(failures.load(), 0);
-  auto rows = RunJob(**warehouse, "SELECT count(*) FROM " + (*warehouse)->TableName(instance));
-  ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0][0], 5);
-  ASSERT_TRUE((*warehouse)->Reset().ok());
+  ExpectConcurrentWritesOfOneGroupStoreItOnce(**warehouse);
 }
 
 // Every schema type lands in a column of the BigQuery type the README
@@ -157,32 +63,10 @@ TEST(BigQueryWarehouse, ConcurrentWritesOfOneGroupStoreItOnce) {
 TEST(BigQueryWarehouse, EverySchemaTypeRoundTrips) {
   auto warehouse = OpenDriver(UniqueName());
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
-  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
-  constexpr const char* kRecord = R"json({
-    "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
-    "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
-    "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
-    "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
-    "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
-    "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
-    "n_int": 7, "n_bool": false, "n_float": null, "n_double": 2.5, "n_string": "\u00e9\n\t\\",
-    "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
-  })json";
-  auto value = schema::ParseJsonRecord(**schema, kRecord);
-  ASSERT_TRUE(value.ok()) << value.status().ToString();
-  driver::Record record;
-  ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
-  record.key = *keys::EncodeKey(**schema, *value);
-  record.timestamp_ms = 1700000000999;
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = *schema;
-  Status registered = (*warehouse)->RegisterInstance(instance);
-  ASSERT_TRUE(registered.ok()) << registered.ToString();
-  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {});
-  ASSERT_TRUE(written.ok()) << written.ToString();
-  const std::string table = (*warehouse)->TableName(instance);
+  // n_double: 2.5, not NaN.
+  RichRecord rich;
+  ASSERT_NO_FATAL_FAILURE(StoreRichRecord(**warehouse, schema::testing::RichRecordJson("2.5"), &rich));
+  const std::string table = (*warehouse)->TableName(rich.instance);
   auto rows = RunJob(**warehouse, fmt::format(
       "SELECT id, seq, small, flag, price, blob, hash, color, uid, ts, items[OFFSET(1)].price AS p1, "
       "ARRAY_LENGTH(items) AS n_items_len, tags, first_item.sku AS first_sku, n_ts, n_long, n_string, "

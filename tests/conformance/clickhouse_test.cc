@@ -31,14 +31,7 @@
 namespace aquifer::conformance {
 namespace {
 
-const driver::Registry& ClickHouseRegistry() {
-  static const driver::Registry* registry = [] {
-    auto* r = new driver::Registry();
-    drivers::clickhouse::Register(r);
-    return r;
-  }();
-  return *registry;
-}
+const driver::Registry& ClickHouseRegistry() { return RegistryOf<drivers::clickhouse::Register>(); }
 
 Result<driver::Config> TestConfig(const std::string& name) {
   const char* endpoint = std::getenv("AQUIFER_TEST_CLICKHOUSE");
@@ -57,12 +50,9 @@ Result<driver::Config> TestConfig(const std::string& name) {
 WarehouseDriverFactory ClickHouseWarehouse() {
   WarehouseDriverFactory factory;
   factory.name = "clickhouse";
-  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
-    AQ_ASSIGN_OR_RETURN(driver::Config config, TestConfig(std::filesystem::path(dir).filename().string()));
-    driver::DriverContext context;
-    context.clock = clock;
-    return ClickHouseRegistry().MakeWarehouseService("clickhouse", config, context);
-  };
+  factory.make = MakeFromRegistry(ClickHouseRegistry(), "clickhouse", [](const std::string& dir) {
+    return TestConfig(std::filesystem::path(dir).filename().string());
+  });
   factory.array_length = [](const std::string& column) { return "length(" + column + ")"; };
   factory.nested_field = [](const std::string& column, const std::string& field) {
     return "tupleElement(" + column + ", '" + field + "')";
@@ -73,7 +63,6 @@ WarehouseDriverFactory ClickHouseWarehouse() {
 INSTANTIATE_TEST_SUITE_P(ClickHouse, WarehouseConformance, ::testing::Values(ClickHouseWarehouse()),
                          WarehouseDriverName);
 
-
 std::string UniqueName() { return "ch-" + Uuid::Random().Hex().substr(0, 12); }
 
 Result<std::shared_ptr<driver::WarehouseService>> OpenDriver(const std::string& name) {
@@ -81,93 +70,17 @@ Result<std::shared_ptr<driver::WarehouseService>> OpenDriver(const std::string& 
   return ClickHouseRegistry().MakeWarehouseService("clickhouse", config, {});
 }
 
-std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
-  const Uuid id = Uuid::Random();
-  auto started = warehouse.StartQuery(id, sql, {});
-  EXPECT_TRUE(started.ok()) << started.status().ToString();
-  driver::Job job;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto polled = warehouse.PollJob(id);
-    EXPECT_TRUE(polled.ok()) << polled.status().ToString();
-    if (!polled.ok()) break;
-    job = *polled;
-    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(job.status, driver::JobStatus::kDone) << sql << ": " << job.error;
-  std::vector<nlohmann::json> rows;
-  auto page = warehouse.ReadJobRows(id, "", 1000);
-  if (!page.ok()) return rows;
-  for (const std::string& row : page->rows) rows.push_back(nlohmann::json::parse(row));
-  return rows;
-}
-
-driver::InstanceInfo EventInstance() {
-  static const schema::SchemaPtr schema = *schema::Schema::Parse(
-      R"json({"type": "record", "name": "E", "fields": [{"name": "id", "type": "long"}]})json", {"id"});
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = schema;
-  return instance;
-}
-
-std::vector<driver::Record> EventRecords(int64_t first, int64_t count) {
-  std::vector<driver::Record> records;
-  const auto& schema = *EventInstance().schema;
-  for (int64_t id = first; id < first + count; ++id) {
-    auto value = schema::ParseJsonRecord(schema, fmt::format(R"({{"id": {}}})", id));
-    EXPECT_TRUE(value.ok());
-    driver::Record record;
-    record.timestamp_ms = 1'700'000'000'000 + id;
-    EXPECT_TRUE(schema::EncodeAvro(schema, *value, &record.avro).ok());
-    record.key = *keys::EncodeKey(schema, *value);
-    records.push_back(std::move(record));
-  }
-  return records;
-}
-
-// An attempt cut off half way (here: its first 3 records of group G stored)
-// is completed by the retry, which sends only what the table lacks.
+// The group test bodies (warehouse_conformance.h).
 TEST(ClickHouseWarehouse, ARetryCompletesAGroupStoredInPart) {
   auto warehouse = OpenDriver(UniqueName());
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  std::vector<driver::Record> all = EventRecords(0, 5);
-  std::vector<driver::Record> part(all.begin(), all.begin() + 3);
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, part, std::vector<driver::RecordGroup>{{"G", 3}}).ok());
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
-  auto rows = RunJob(**warehouse, "SELECT id FROM " + (*warehouse)->TableName(instance) + " ORDER BY id");
-  std::vector<int64_t> ids;
-  for (const auto& row : rows) ids.push_back(row[0].get<int64_t>());
-  EXPECT_EQ(ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
-  ASSERT_TRUE((*warehouse)->Reset().ok());
+  ExpectARetryCompletesAGroupStoredInPart(**warehouse);
 }
 
-// Writes of one group at the same moment in one process store it once: the
-// driver serialises an instance's grouped writes between check and insert.
 TEST(ClickHouseWarehouse, ConcurrentWritesOfOneGroupStoreItOnce) {
   auto warehouse = OpenDriver(UniqueName());
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  const std::vector<driver::Record> records = EventRecords(0, 5);
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&] {
-      Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{{"G", 5}});
-      if (!written.ok()) ++failures;
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(failures.load(), 0);
-  auto rows = RunJob(**warehouse, "SELECT count(*) FROM " + (*warehouse)->TableName(instance));
-  ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0][0], 5);
-  ASSERT_TRUE((*warehouse)->Reset().ok());
+  ExpectConcurrentWritesOfOneGroupStoreItOnce(**warehouse);
 }
 
 // Every schema type lands in the ClickHouse column README.md names and comes
@@ -175,32 +88,10 @@ TEST(ClickHouseWarehouse, ConcurrentWritesOfOneGroupStoreItOnce) {
 TEST(ClickHouseWarehouse, EverySchemaTypeRoundTrips) {
   auto warehouse = OpenDriver(UniqueName());
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
-  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
-  constexpr const char* kRecord = R"json({
-    "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
-    "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
-    "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
-    "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
-    "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
-    "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
-    "n_int": 7, "n_bool": false, "n_float": null, "n_double": 2.5, "n_string": "\u00e9\n\t\\",
-    "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
-  })json";
-  auto value = schema::ParseJsonRecord(**schema, kRecord);
-  ASSERT_TRUE(value.ok()) << value.status().ToString();
-  driver::Record record;
-  ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
-  record.key = *keys::EncodeKey(**schema, *value);
-  record.timestamp_ms = 1700000000999;
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = *schema;
-  Status registered = (*warehouse)->RegisterInstance(instance);
-  ASSERT_TRUE(registered.ok()) << registered.ToString();
-  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {});
-  ASSERT_TRUE(written.ok()) << written.ToString();
-  const std::string table = (*warehouse)->TableName(instance);
+  // n_double: 2.5, not NaN.
+  RichRecord rich;
+  ASSERT_NO_FATAL_FAILURE(StoreRichRecord(**warehouse, schema::testing::RichRecordJson("2.5"), &rich));
+  const std::string table = (*warehouse)->TableName(rich.instance);
   auto rows = RunJob(**warehouse, fmt::format(
       "SELECT id, seq, small, flag, price, blob, hash, color, uid, ts, items, tags, first_item, n_ts, n_long, "
       "n_string, n_matrix, n_items, famount, amount, n_bool, ratio FROM {}", table));
@@ -309,13 +200,8 @@ TEST(ClickHouseWarehouse, ExpiredJobResultsAreRefusedAndTheirTablesDropped) {
   driver::JobOptions options;
   options.result_ttl_ms = 1000;
   ASSERT_TRUE((*warehouse)->StartQuery(id, "SELECT 1 AS one", options).ok());
-  for (int i = 0; i < 6000; ++i) {
-    auto polled = (*warehouse)->PollJob(id);
-    ASSERT_TRUE(polled.ok()) << polled.status().ToString();
-    if (polled->status == driver::JobStatus::kDone) break;
-    ASSERT_NE(polled->status, driver::JobStatus::kFailed) << polled->error;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  const driver::Job job = WaitForJob(**warehouse, id);
+  ASSERT_EQ(job.status, driver::JobStatus::kDone) << job.error;
   ASSERT_TRUE((*warehouse)->ReadJobRows(id, "", 10).ok());
   drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
   const std::string exists = "EXISTS TABLE `" + config->at("database") + "`.`j_" + id.Hex() + "`";
@@ -375,13 +261,13 @@ TEST(ClickHouseWarehouse, TwoDriversWritingOneGroupAtOnceStoreItOnce) {
   auto second = OpenDriverOn(name, Clock::System());
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   ASSERT_TRUE(second.ok()) << second.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
+  driver::InstanceInfo instance = IdInstance();
   ASSERT_TRUE((*first)->RegisterInstance(instance).ok());
   constexpr int kRounds = 12;
   constexpr int64_t kPerGroup = 50;
   std::atomic<int> waited{0}, failures{0};
   for (int round = 0; round < kRounds; ++round) {
-    const std::vector<driver::Record> records = EventRecords(round * kPerGroup, kPerGroup);
+    const std::vector<driver::Record> records = IdRecords(round * kPerGroup, kPerGroup);
     const std::vector<driver::RecordGroup> groups{{fmt::format("G{}", round), static_cast<size_t>(kPerGroup)}};
     std::atomic<bool> go{false};
     std::vector<std::thread> threads;
@@ -424,9 +310,9 @@ TEST(ClickHouseWarehouse, AGroupLeftHalfWrittenIsCompletedWhenItsWritersClaimLap
   auto next = OpenDriverOn(name, &next_clock, {{"group_claim_ms", "10000"}});
   ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
   ASSERT_TRUE(next.ok()) << next.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
+  driver::InstanceInfo instance = IdInstance();
   ASSERT_TRUE((*stopped)->RegisterInstance(instance).ok());
-  const std::vector<driver::Record> all = EventRecords(0, 5);
+  const std::vector<driver::Record> all = IdRecords(0, 5);
   const std::vector<driver::Record> part(all.begin(), all.begin() + 3);
   ASSERT_TRUE((*stopped)->WriteToWarehouse(instance, part, std::vector<driver::RecordGroup>{{"G", 3}}).ok());
   // The same group, whole, from another driver: held off while the claim holds.
@@ -455,9 +341,9 @@ TEST(ClickHouseWarehouse, EqualRowsWrittenWithoutGroupsAreKeptApart) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto warehouse = OpenDriver(name);
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
+  driver::InstanceInfo instance = IdInstance();
   ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  const std::vector<driver::Record> records = EventRecords(0, 3);
+  const std::vector<driver::Record> records = IdRecords(0, 3);
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, records, {}).ok());
   drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
   ASSERT_TRUE(http.Query("OPTIMIZE TABLE " + (*warehouse)->TableName(instance) + " FINAL").ok());
@@ -502,10 +388,10 @@ TEST(ClickHouseWarehouse, ARecordThatFailsToConvertStoresNothingOfItsWrite) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto warehouse = OpenDriver(name);
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
+  driver::InstanceInfo instance = IdInstance();
   ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
   for (int64_t count : {10, 5000}) {
-    std::vector<driver::Record> records = EventRecords(0, count);
+    std::vector<driver::Record> records = IdRecords(0, count);
     records[count * 7 / 10].avro = std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);  // no valid long
     Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{
                                                                            {"G" + std::to_string(count), records.size()}});
@@ -514,7 +400,7 @@ TEST(ClickHouseWarehouse, ARecordThatFailsToConvertStoresNothingOfItsWrite) {
     EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 0) << count << " records";
   }
   // The same rows, all good, go in whole.
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, EventRecords(0, 5000), {}).ok());
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, IdRecords(0, 5000), {}).ok());
   EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 5000);
   ASSERT_TRUE((*warehouse)->Reset().ok());
 }
@@ -528,16 +414,16 @@ TEST(ClickHouseWarehouse, GroupClaimsOlderThanTheWindowAreDropped) {
   ManualClock clock(1'700'000'000'000);  // 2023-11-14
   auto warehouse = OpenDriverOn(name, &clock, {{"applied_window_ms", "86400000"}});  // a day
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = EventInstance();
+  driver::InstanceInfo instance = IdInstance();
   instance.warehouse_retention_ms = 0;
   ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
   drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
   const std::string days = "SELECT groupUniqArray(partition) FROM system.parts WHERE active AND database = '" +
                            config->at("database") + "' AND table = '__aq_groups' FORMAT TSV";
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, EventRecords(0, 2), std::vector<driver::RecordGroup>{{"A", 2}}).ok());
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, IdRecords(0, 2), std::vector<driver::RecordGroup>{{"A", 2}}).ok());
   EXPECT_EQ(http.Query(days).value_or(""), "['20231114']\n");
   clock.Advance(int64_t{2} * 86'400'000'000);  // µs: two days on: the sweep runs (at most once an hour)
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, EventRecords(2, 2), std::vector<driver::RecordGroup>{{"B", 2}}).ok());
+  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, IdRecords(2, 2), std::vector<driver::RecordGroup>{{"B", 2}}).ok());
   EXPECT_EQ(http.Query(days).value_or(""), "['20231116']\n") << "the first day's claims are gone";
   ASSERT_TRUE((*warehouse)->Reset().ok());
 }

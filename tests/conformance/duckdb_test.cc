@@ -28,17 +28,6 @@ Result<std::shared_ptr<driver::WarehouseService>> MakeDuckDB(const std::string& 
 INSTANTIATE_TEST_SUITE_P(DuckDB, WarehouseConformance,
                          ::testing::Values(WarehouseDriverFactory{"duckdb", MakeDuckDB}), WarehouseDriverName);
 
-constexpr const char* kRichRecord = R"json({
-  "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
-  "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
-  "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
-  "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
-  "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
-  "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
-  "n_int": 7, "n_bool": false, "n_float": null, "n_double": "NaN", "n_string": "\u00e9\n",
-  "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
-})json";
-
 // Every schema type written through the driver reads back as the codec's JSON
 // for the same record (the documented encoding), column by column.
 TEST(DuckDBWarehouse, ResultValuesUseTheCodecsJsonConventions) {
@@ -47,38 +36,25 @@ TEST(DuckDBWarehouse, ResultValuesUseTheCodecsJsonConventions) {
   {
     auto warehouse = MakeDuckDB(dir);
     ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-    auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
-    ASSERT_TRUE(schema.ok()) << schema.status().ToString();
-    auto value = schema::ParseJsonRecord(**schema, kRichRecord);
-    ASSERT_TRUE(value.ok()) << value.status().ToString();
-    driver::Record record;
-    ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
-    record.key = *keys::EncodeKey(**schema, *value);
-    record.timestamp_ms = 1700000000999;
-    driver::InstanceInfo instance;
-    instance.instance_id = Uuid::Random();
-    instance.schema = *schema;
-    ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-    ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {}).ok());
+    // n_string without the tab and the backslash.
+    RichRecord rich;
+    ASSERT_NO_FATAL_FAILURE(
+        StoreRichRecord(**warehouse, schema::testing::RichRecordJson(R"("NaN")", R"("\u00e9\n")"), &rich));
+    const schema::SchemaPtr& schema = rich.schema;
 
     const Uuid job_id = Uuid::Random();
-    const std::string table = (*warehouse)->TableName(instance);
+    const std::string table = (*warehouse)->TableName(rich.instance);
     ASSERT_TRUE((*warehouse)->StartQuery(job_id, "SELECT *, sum(seq) OVER () AS big, epoch_ms(__timestamp) AS ts_ms FROM " + table, {}).ok());
-    driver::Job job;
-    for (int i = 0; i < 2000; ++i) {
-      job = *(*warehouse)->PollJob(job_id);
-      if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    driver::Job job = WaitForJob(**warehouse, job_id);
     ASSERT_EQ(job.status, driver::JobStatus::kDone) << job.error;
     auto page = (*warehouse)->ReadJobRows(job_id, "", 10);
     ASSERT_TRUE(page.ok()) << page.status().ToString();
     ASSERT_EQ(page->rows.size(), 1u);
     nlohmann::json row = nlohmann::json::parse(page->rows[0]);
     std::string codec_json;
-    schema::WriteJson(**schema, *value, &codec_json);
+    schema::WriteJson(*schema, rich.value, &codec_json);
     nlohmann::json expected = nlohmann::json::parse(codec_json);
-    const auto& fields = (*schema)->fields();
+    const auto& fields = schema->fields();
     ASSERT_EQ(page->columns.size(), fields.size() + 2);
     for (size_t i = 0; i < fields.size(); ++i) {
       EXPECT_EQ(page->columns[i].name, fields[i].name);
@@ -93,11 +69,7 @@ TEST(DuckDBWarehouse, ResultValuesUseTheCodecsJsonConventions) {
     const Uuid count_id = Uuid::Random();
     ASSERT_TRUE((*warehouse)->StartQuery(count_id, "SELECT count(*) FROM " + table +
         " WHERE uid = '00112233-4455-6677-8899-aabbccddeeff'::UUID AND uid::VARCHAR = '00112233-4455-6677-8899-aabbccddeeff'", {}).ok());
-    for (int i = 0; i < 2000; ++i) {
-      job = *(*warehouse)->PollJob(count_id);
-      if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    job = WaitForJob(**warehouse, count_id);
     ASSERT_EQ(job.status, driver::JobStatus::kDone) << job.error;
     auto counted = (*warehouse)->ReadJobRows(count_id, "", 10);
     ASSERT_TRUE(counted.ok());
@@ -126,23 +98,11 @@ class DuckDBLimits : public ::testing::Test {
     warehouse_ = *opened;
     return Status::OK();
   }
-  driver::Job Wait(const Uuid& id) {
-    driver::Job job;
-    for (int i = 0; i < 6000; ++i) {
-      auto polled = warehouse_->PollJob(id);
-      EXPECT_TRUE(polled.ok()) << polled.status().ToString();
-      if (!polled.ok()) return job;
-      job = *polled;
-      if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return job;
-  }
   driver::Job Run(const std::string& sql, driver::JobOptions options = {}) {
     const Uuid id = Uuid::Random();
     auto started = warehouse_->StartQuery(id, sql, options);
     EXPECT_TRUE(started.ok()) << started.status().ToString();
-    return started.ok() ? Wait(id) : driver::Job{};
+    return started.ok() ? WaitForJob(*warehouse_, id) : driver::Job{};
   }
 
   std::string dir_;

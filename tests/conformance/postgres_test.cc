@@ -4,10 +4,8 @@
 // named after its scratch directory, so a reopen finds the same data and
 // parallel tests never meet.
 
-#include <chrono>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -27,14 +25,7 @@
 namespace aquifer::conformance {
 namespace {
 
-const driver::Registry& PostgresRegistry() {
-  static const driver::Registry* registry = [] {
-    auto* r = new driver::Registry();
-    drivers::postgres::Register(r);
-    return r;
-  }();
-  return *registry;
-}
+const driver::Registry& PostgresRegistry() { return RegistryOf<drivers::postgres::Register>(); }
 
 Result<driver::Config> ConfigFor(const std::string& scratch_dir) {
   return drivers::postgres::testing::TestConfig(std::filesystem::path(scratch_dir).filename().string());
@@ -74,12 +65,7 @@ INSTANTIATE_TEST_SUITE_P(
 WarehouseDriverFactory PostgresWarehouse() {
   WarehouseDriverFactory factory;
   factory.name = "postgres";
-  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
-    AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
-    driver::DriverContext context;
-    context.clock = clock;
-    return PostgresRegistry().MakeWarehouseService("postgres", config, context);
-  };
+  factory.make = MakeFromRegistry(PostgresRegistry(), "postgres", ConfigFor);
   factory.array_length = [](const std::string& column) { return "cardinality(" + column + ")"; };
   factory.nested_field = [](const std::string& column, const std::string& field) {
     return "(" + column + "->'" + field + "')";
@@ -88,36 +74,6 @@ WarehouseDriverFactory PostgresWarehouse() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Postgres, WarehouseConformance, ::testing::Values(PostgresWarehouse()), WarehouseDriverName);
-
-constexpr const char* kRichRecord = R"json({
-  "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
-  "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
-  "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
-  "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
-  "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
-  "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
-  "n_int": 7, "n_bool": false, "n_float": null, "n_double": "NaN", "n_string": "\u00e9\n\t\\",
-  "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
-})json";
-
-// Runs `sql` as a job and returns its rows as JSON arrays.
-std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
-  const Uuid id = Uuid::Random();
-  auto started = warehouse.StartQuery(id, sql, {});
-  EXPECT_TRUE(started.ok()) << started.status().ToString();
-  driver::Job job;
-  for (int attempt = 0; attempt < 6000; ++attempt) {
-    job = *warehouse.PollJob(id);
-    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(job.status, driver::JobStatus::kDone) << sql << ": " << job.error;
-  std::vector<nlohmann::json> rows;
-  auto page = warehouse.ReadJobRows(id, "", 100);
-  if (!page.ok()) return rows;
-  for (const std::string& row : page->rows) rows.push_back(nlohmann::json::parse(row));
-  return rows;
-}
 
 // Every schema type lands in an ordinary typed column that plain SQL (what a
 // psql user types) reads as that type, and job results follow the codec's
@@ -128,21 +84,9 @@ TEST(PostgresWarehouse, EverySchemaTypeIsAnOrdinaryTypedColumn) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto warehouse = PostgresRegistry().MakeWarehouseService("postgres", *config, {});
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
-  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
-  auto value = schema::ParseJsonRecord(**schema, kRichRecord);
-  ASSERT_TRUE(value.ok()) << value.status().ToString();
-  driver::Record record;
-  ASSERT_TRUE(schema::EncodeAvro(**schema, *value, &record.avro).ok());
-  record.key = *keys::EncodeKey(**schema, *value);
-  record.timestamp_ms = 1700000000999;
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = *schema;
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
-  Status written = (*warehouse)->WriteToWarehouse(instance, std::vector<driver::Record>{record}, {});
-  ASSERT_TRUE(written.ok()) << written.ToString();
-  const std::string table = (*warehouse)->TableName(instance);
+  RichRecord rich;
+  ASSERT_NO_FATAL_FAILURE(StoreRichRecord(**warehouse, schema::testing::RichRecordJson(), &rich));
+  const std::string table = (*warehouse)->TableName(rich.instance);
 
   // The column types a psql user sees (\d).
   auto types = RunJob(**warehouse, fmt::format(
@@ -278,12 +222,7 @@ TEST(PostgresWarehouse, ADoneJobsRowsExpireAfterTheResultTtl) {
   driver::JobOptions options;
   options.result_ttl_ms = 60'000;
   ASSERT_TRUE((*warehouse)->StartQuery(id, "SELECT 1 AS one", options).ok());
-  driver::Job job;
-  for (int attempt = 0; attempt < 6000; ++attempt) {
-    job = *(*warehouse)->PollJob(id);
-    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  const driver::Job job = WaitForJob(**warehouse, id);
   ASSERT_EQ(job.status, driver::JobStatus::kDone) << job.error;
   clock.Advance(int64_t{59'000} * 1000);
   auto fresh = (*warehouse)->ReadJobRows(id, "", 10);

@@ -10,11 +10,9 @@
 // Without either server every test here fails and says how to start it.
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +24,6 @@
 #include "aquifer/drivers/redshift/register.h"
 #include "aquifer/drivers/redshift/s3.h"
 #include "aquifer/drivers/redshift/warehouse.h"
-#include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/testing_schemas.h"
 #include "lookup_conformance.h"  // ScratchDir
@@ -37,14 +34,7 @@ namespace {
 
 constexpr char kS3Variable[] = "AQUIFER_TEST_S3";
 
-const driver::Registry& RedshiftRegistry() {
-  static const driver::Registry* registry = [] {
-    auto* r = new driver::Registry();
-    drivers::redshift::Register(r);
-    return r;
-  }();
-  return *registry;
-}
+const driver::Registry& RedshiftRegistry() { return RegistryOf<drivers::redshift::Register>(); }
 
 Result<std::string> S3Endpoint() {
   const char* endpoint = std::getenv(kS3Variable);
@@ -84,12 +74,7 @@ Result<driver::Config> ConfigFor(const std::string& scratch_dir) {
 WarehouseDriverFactory RedshiftWarehouse() {
   WarehouseDriverFactory factory;
   factory.name = "redshift";
-  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
-    AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
-    driver::DriverContext context;
-    context.clock = clock;
-    return RedshiftRegistry().MakeWarehouseService("redshift", config, context);
-  };
+  factory.make = MakeFromRegistry(RedshiftRegistry(), "redshift", ConfigFor);
   factory.array_length = [](const std::string& column) { return "jsonb_array_length(" + column + ")"; };
   factory.nested_field = [](const std::string& column, const std::string& field) {
     return "(" + column + "->'" + field + "')";
@@ -102,66 +87,26 @@ WarehouseDriverFactory RedshiftWarehouse() {
 WarehouseDriverFactory RedshiftPortableJobs() {
   WarehouseDriverFactory factory = RedshiftWarehouse();
   factory.name = "redshift_portable_jobs";
-  factory.make = [](const std::string& dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
+  factory.make = MakeFromRegistry(RedshiftRegistry(), "redshift", [](const std::string& dir) -> Result<driver::Config> {
     AQ_ASSIGN_OR_RETURN(driver::Config config, ConfigFor(dir));
     config["jobs"] = "portable";
-    driver::DriverContext context;
-    context.clock = clock;
-    return RedshiftRegistry().MakeWarehouseService("redshift", config, context);
-  };
+    return config;
+  });
   return factory;
 }
 
 INSTANTIATE_TEST_SUITE_P(Redshift, WarehouseConformance, ::testing::Values(RedshiftWarehouse(), RedshiftPortableJobs()),
                          WarehouseDriverName);
 
-constexpr const char* kRichRecord = R"json({
-  "id": "o-1", "seq": 9007199254740993, "small": -5, "flag": true, "ratio": 1.5, "price": -0.25,
-  "blob": "AAEC/w==", "hash": "3q2+7w==", "color": "GREEN", "amount": "-12345.6789",
-  "famount": "12.50", "uid": "00112233-4455-6677-8899-aabbccddeeff", "ts": 1700000000123,
-  "items": [{"sku": "a\"b", "qty": 2, "price": null}, {"sku": "c", "qty": 3, "price": 4.5}],
-  "tags": ["x", null], "note": null, "other_hash": "AAAAAQ==", "first_item": {"sku": "f", "qty": 1, "price": 2.0},
-  "n_color": null, "n_amount": "-0.05", "n_famount": null, "n_uid": null, "n_ts": -1, "n_long": null,
-  "n_int": 7, "n_bool": false, "n_float": null, "n_double": "NaN", "n_string": "\u00e9\n\t\\",
-  "n_bytes": "", "n_items": [], "n_matrix": [[1, 2], [], [3]]
-})json";
-
-struct Rich {
-  std::shared_ptr<const schema::Schema> schema;
-  driver::Record record;
+// The rich record (warehouse_conformance.h) and its codec JSON, which the
+// staging file's rows are made from.
+struct Rich : RichRecord {
   nlohmann::json json;
 };
 
-Rich RichRecord() {
-  Rich rich;
-  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
-  EXPECT_TRUE(schema.ok()) << schema.status().ToString();
-  rich.schema = *schema;
-  auto value = schema::ParseJsonRecord(*rich.schema, kRichRecord);
-  EXPECT_TRUE(value.ok()) << value.status().ToString();
-  EXPECT_TRUE(schema::EncodeAvro(*rich.schema, *value, &rich.record.avro).ok());
-  rich.record.key = *keys::EncodeKey(*rich.schema, *value);
-  rich.record.timestamp_ms = 1700000000999;
-  rich.json = nlohmann::json::parse(*schema::AvroToJson(*rich.schema, rich.record.avro));
-  return rich;
-}
-
-std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
-  const Uuid id = Uuid::Random();
-  auto started = warehouse.StartQuery(id, sql, {});
-  EXPECT_TRUE(started.ok()) << started.status().ToString();
-  driver::Job job;
-  for (int attempt = 0; attempt < 6000; ++attempt) {
-    job = *warehouse.PollJob(id);
-    if (job.status == driver::JobStatus::kDone || job.status == driver::JobStatus::kFailed) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(job.status, driver::JobStatus::kDone) << sql << ": " << job.error;
-  std::vector<nlohmann::json> rows;
-  auto page = warehouse.ReadJobRows(id, "", 100);
-  if (!page.ok()) return rows;
-  for (const std::string& row : page->rows) rows.push_back(nlohmann::json::parse(row));
-  return rows;
+void MakeRich(Rich* rich) {
+  ASSERT_NO_FATAL_FAILURE(MakeRichRecord(schema::testing::RichRecordJson(), rich));
+  rich->json = nlohmann::json::parse(*schema::AvroToJson(*rich->schema, rich->record.avro));
 }
 
 // The COPY staging file of a batch goes to S3 through the driver's signed
@@ -173,7 +118,8 @@ TEST(RedshiftStaging, TheUploadedObjectHoldsTheCopyFilesBytes) {
   const std::string bucket = "stage-" + Uuid::Random().Hex().substr(0, 12);
   drivers::redshift::S3Client s3(S3For(*endpoint, bucket));
   ASSERT_TRUE(s3.CreateBucket().ok());
-  Rich rich = RichRecord();
+  Rich rich;
+  ASSERT_NO_FATAL_FAILURE(MakeRich(&rich));
   auto row = drivers::redshift::RowValues(*rich.schema, rich.json, rich.record.key, rich.record.timestamp_ms);
   ASSERT_TRUE(row.ok()) << row.status().ToString();
   std::vector<const std::vector<std::optional<std::string>>*> rows(3, &*row);
@@ -236,10 +182,9 @@ TEST(RedshiftOnPostgres, FallsBackToMultiRowInsertAndStagesNothing) {
   ASSERT_TRUE(s3.CreateBucket().ok());
   auto warehouse = RedshiftRegistry().MakeWarehouseService("redshift", *config, {});
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  Rich rich = RichRecord();
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = rich.schema;
+  Rich rich;
+  ASSERT_NO_FATAL_FAILURE(MakeRich(&rich));
+  const driver::InstanceInfo& instance = rich.instance;
   ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
   // 2500 rows: three INSERT statements of insert_batch_rows (1000) rows.
   std::vector<driver::Record> records(2500, rich.record);
@@ -282,10 +227,9 @@ TEST(RedshiftOnPostgres, ABadRecordRejectsTheBatch) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto warehouse = RedshiftRegistry().MakeWarehouseService("redshift", *config, {});
   ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  Rich rich = RichRecord();
-  driver::InstanceInfo instance;
-  instance.instance_id = Uuid::Random();
-  instance.schema = rich.schema;
+  Rich rich;
+  ASSERT_NO_FATAL_FAILURE(MakeRich(&rich));
+  const driver::InstanceInfo& instance = rich.instance;
   ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
   std::vector<driver::Record> records(3, rich.record);
   records[2].timestamp_ms = int64_t{1} << 60;  // past year 9999

@@ -16,6 +16,7 @@
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
 #include "aquifer/schema/schema.h"
+#include "aquifer/schema/testing_schemas.h"
 
 namespace aquifer::conformance {
 namespace {
@@ -129,22 +130,6 @@ double AsDouble(const json& value) {
   return 0;
 }
 
-Job WaitForJob(driver::WarehouseService& warehouse, const Uuid& id) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (true) {
-    Result<Job> job = warehouse.PollJob(id);
-    EXPECT_TRUE(job.ok()) << job.status().ToString();
-    if (!job.ok()) return Job{};
-    EXPECT_EQ(job->job_id, id);
-    if (job->status == JobStatus::kDone || job->status == JobStatus::kFailed) return *job;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ADD_FAILURE() << "job did not finish within 60 s";
-      return *job;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
 struct Rows {
   std::vector<driver::Column> columns;
   std::vector<json> rows;
@@ -187,6 +172,131 @@ Rows ReadAll(driver::WarehouseService& warehouse, const Uuid& id, int32_t page_s
 }  // namespace
 
 void PrintTo(const WarehouseDriverFactory& factory, std::ostream* os) { *os << factory.name; }
+
+driver::InstanceInfo IdInstance() {
+  static const schema::SchemaPtr schema = *schema::Schema::Parse(
+      R"json({"type": "record", "name": "E", "fields": [{"name": "id", "type": "long"}]})json", {"id"});
+  driver::InstanceInfo instance;
+  instance.instance_id = Uuid::Random();
+  instance.schema = schema;
+  return instance;
+}
+
+std::vector<driver::Record> IdRecords(int64_t first, int64_t count) {
+  std::vector<driver::Record> records;
+  const auto& schema = *IdInstance().schema;
+  for (int64_t id = first; id < first + count; ++id) {
+    auto value = schema::ParseJsonRecord(schema, fmt::format(R"({{"id": {}}})", id));
+    EXPECT_TRUE(value.ok());
+    driver::Record record;
+    record.timestamp_ms = 1'700'000'000'000 + id;
+    EXPECT_TRUE(schema::EncodeAvro(schema, *value, &record.avro).ok());
+    record.key = *keys::EncodeKey(schema, *value);
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+decltype(WarehouseDriverFactory::make) MakeFromRegistry(
+    const driver::Registry& registry, std::string driver,
+    std::function<Result<driver::Config>(const std::string& scratch_dir)> config_for) {
+  return [&registry, driver = std::move(driver), config_for = std::move(config_for)](
+             const std::string& scratch_dir, Clock* clock) -> Result<std::shared_ptr<driver::WarehouseService>> {
+    AQ_ASSIGN_OR_RETURN(driver::Config config, config_for(scratch_dir));
+    driver::DriverContext context;
+    context.clock = clock;
+    return registry.MakeWarehouseService(driver, config, context);
+  };
+}
+
+Job WaitForJob(driver::WarehouseService& warehouse, const Uuid& id) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    Result<Job> job = warehouse.PollJob(id);
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    if (!job.ok()) return Job{};
+    EXPECT_EQ(job->job_id, id);
+    if (job->status == JobStatus::kDone || job->status == JobStatus::kFailed) return *job;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "job did not finish within 60 s";
+      return *job;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::vector<nlohmann::json> RunJob(driver::WarehouseService& warehouse, const std::string& sql) {
+  const Uuid id = Uuid::Random();
+  auto started = warehouse.StartQuery(id, sql, {});
+  EXPECT_TRUE(started.ok()) << started.status().ToString();
+  std::vector<json> rows;
+  if (!started.ok()) return rows;
+  const Job job = WaitForJob(warehouse, id);
+  EXPECT_EQ(job.status, JobStatus::kDone) << sql << ": " << job.error;
+  auto page = warehouse.ReadJobRows(id, "", 1000);
+  if (!page.ok()) return rows;
+  for (const std::string& row : page->rows) rows.push_back(json::parse(row));
+  return rows;
+}
+
+void MakeRichRecord(const std::string& json, RichRecord* rich) {
+  auto schema = schema::Schema::Parse(schema::testing::kRichSchemaJson, {"id"});
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  rich->schema = *schema;
+  auto value = schema::ParseJsonRecord(*rich->schema, json);
+  ASSERT_TRUE(value.ok()) << value.status().ToString();
+  rich->value = *value;
+  ASSERT_TRUE(schema::EncodeAvro(*rich->schema, rich->value, &rich->record.avro).ok());
+  auto key = keys::EncodeKey(*rich->schema, rich->value);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  rich->record.key = *key;
+  rich->record.timestamp_ms = 1700000000999;
+  rich->instance.instance_id = Uuid::Random();
+  rich->instance.schema = rich->schema;
+}
+
+void StoreRichRecord(driver::WarehouseService& warehouse, const std::string& json, RichRecord* rich) {
+  ASSERT_NO_FATAL_FAILURE(MakeRichRecord(json, rich));
+  Status registered = warehouse.RegisterInstance(rich->instance);
+  ASSERT_TRUE(registered.ok()) << registered.ToString();
+  Status written = warehouse.WriteToWarehouse(rich->instance, std::vector<Record>{rich->record}, {});
+  ASSERT_TRUE(written.ok()) << written.ToString();
+}
+
+void ExpectARetryCompletesAGroupStoredInPart(driver::WarehouseService& warehouse) {
+  InstanceInfo instance = IdInstance();
+  ASSERT_TRUE(warehouse.RegisterInstance(instance).ok());
+  std::vector<Record> all = IdRecords(0, 5);
+  std::vector<Record> part(all.begin(), all.begin() + 3);
+  ASSERT_TRUE(warehouse.WriteToWarehouse(instance, part, std::vector<driver::RecordGroup>{{"G", 3}}).ok());
+  ASSERT_TRUE(warehouse.WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
+  ASSERT_TRUE(warehouse.WriteToWarehouse(instance, all, std::vector<driver::RecordGroup>{{"G", 5}}).ok());
+  auto rows = RunJob(warehouse, "SELECT id FROM " + warehouse.TableName(instance) + " ORDER BY id");
+  std::vector<int64_t> ids;
+  for (const auto& row : rows) ids.push_back(row[0].get<int64_t>());
+  EXPECT_EQ(ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  ASSERT_TRUE(warehouse.Reset().ok());
+}
+
+void ExpectConcurrentWritesOfOneGroupStoreItOnce(driver::WarehouseService& warehouse) {
+  InstanceInfo instance = IdInstance();
+  ASSERT_TRUE(warehouse.RegisterInstance(instance).ok());
+  const std::vector<Record> records = IdRecords(0, 5);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      Status written = warehouse.WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{{"G", 5}});
+      if (!written.ok()) ++failures;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto rows = RunJob(warehouse, "SELECT count(*) FROM " + warehouse.TableName(instance));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][0], 5);
+  ASSERT_TRUE(warehouse.Reset().ok());
+}
 
 std::string WarehouseDriverName(const ::testing::TestParamInfo<WarehouseDriverFactory>& info) {
   std::string name = info.param.name;
