@@ -98,8 +98,7 @@ TEST_F(CassandraDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndThe
   Server& w2 = d.Start("worker");
   Client admin(gw1, kAdminSecretForDeployments);
   const std::string p = MakeProject(admin);
-  std::vector<std::string> tables;
-  for (int i = 0; i < 3; ++i) tables.push_back(MakeTable(admin, p));
+  const std::vector<std::string> tables = MakeTables(admin, p, 3);
   ASSERT_FALSE(HasFailure());
 
   // Two writers through gateway 1; worker 1 dies mid-ingest (deployment.h).

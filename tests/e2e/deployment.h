@@ -258,6 +258,13 @@ inline std::string MakeTable(Client& admin, const std::string& project) {
   return name;
 }
 
+// `count` fresh events tables in `project`, made through `admin`.
+inline std::vector<std::string> MakeTables(Client& admin, const std::string& project, int count) {
+  std::vector<std::string> tables;
+  for (int i = 0; i < count; ++i) tables.push_back(MakeTable(admin, project));
+  return tables;
+}
+
 // The worker's aquifer_queue_processed_total (-1 when missing).
 inline int64_t QueueProcessed(Server& worker) {
   Client c(worker, kAdminSecretForDeployments);
@@ -409,6 +416,26 @@ inline void WriteLastAndWait(Client& c, const std::string& project, const std::v
   for (const auto& t : tables) {
     auto r = c.Post(TablePath(project, t) + "/records?wait=" + wait, EventBatch(0, 1, "last"));
     EXPECT_EQ(r.status, 200) << "the last write to " << t << ": " << r.Describe();
+  }
+}
+
+// [rows, distinct seqs] of a table, through SQL on the warehouse.
+inline json WarehouseCounts(Client& c, const std::string& p, const std::string& t) {
+  json rows = SqlRows(c, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." + t);
+  EXPECT_EQ(rows.size(), 1u) << rows.dump();
+  return rows.empty() ? json() : rows[0];
+}
+
+// After IngestWhileKillingAWorker and WriteLastAndWait(..., "index,warehouse"): the
+// warehouse holds every acknowledged record of each table and its "last" record, each
+// once, as `reader` queries it.
+inline void ExpectWarehouseHoldsEachOnce(Client& reader, const std::string& p,
+                                         const std::map<std::string, std::set<int64_t>>& acked) {
+  for (const auto& [t, seqs] : acked) {
+    std::set<int64_t> with_last = seqs;
+    with_last.insert(0);  // the "last" record's seq
+    EXPECT_EQ(WarehouseCounts(reader, p, t), json::array({seqs.size() + 1, with_last.size()}))
+        << "warehouse of " << t << ": [rows, distinct seqs] against " << seqs.size() << " acknowledged + 1";
   }
 }
 

@@ -218,9 +218,8 @@ TEST_P(KafkaDeploymentLookups, AWorkerKilledMidIngestIsReplacedThroughARebalance
   Server& w2 = d.Start("worker");
   Client admin(gw1, kAdminSecretForDeployments);
   const std::string p = MakeProject(admin);
-  std::vector<std::string> tables;
   // Ten tables (ten ordering keys over two partitions), so both workers have partitions with work.
-  for (int i = 0; i < 10; ++i) tables.push_back(MakeTable(admin, p));
+  const std::vector<std::string> tables = MakeTables(admin, p, 10);
   ASSERT_FALSE(HasFailure());
 
   // SIGKILL: no LeaveGroup; worker 1's partitions move after the session timeout.

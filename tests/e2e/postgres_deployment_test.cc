@@ -146,8 +146,7 @@ TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheO
   Client admin(gw1, kAdminSecretForDeployments);
   const std::string p = MakeProject(admin);
   // Several tables (one ordering key each), so both workers have work.
-  std::vector<std::string> tables;
-  for (int i = 0; i < 3; ++i) tables.push_back(MakeTable(admin, p));
+  const std::vector<std::string> tables = MakeTables(admin, p, 3);
   ASSERT_FALSE(HasFailure());
 
   // Writers through both gateways; worker 1 dies mid-ingest (deployment.h).
