@@ -3,6 +3,9 @@
 // What every bench binary needs to stop on a failed setup step: Die prints the message after
 // the program's name and exits 1; Must answers a Result's value or dies with `what` and the
 // status (a Status alone: dies unless OK). Figures are printed, never asserted.
+//
+// Below: timed workloads, and the events and turns of the warehouse benches that put a
+// driver next to a raw write of the same rows (bigquery_bench, clickhouse_bench).
 
 #include <algorithm>
 #include <cerrno>
@@ -10,16 +13,23 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "aquifer/base/status.h"
+#include "aquifer/driver/warehouse_service.h"
+#include "aquifer/keys/tuple.h"
+#include "aquifer/schema/codec.h"
+#include "aquifer/schema/schema.h"
 
 namespace aquifer::bench {
 
@@ -87,5 +97,75 @@ struct BatchWorkload {
                sorted.empty() ? 0.0 : sorted.back(), ratio);
   }
 };
+
+// A workload timed by the batch: the time it spent writing and the records it wrote.
+struct TimedWorkload {
+  const char* name;
+  std::chrono::steady_clock::duration spent{};
+  int64_t records = 0;
+
+  double seconds() const { return std::chrono::duration<double>(spent).count(); }
+  double rate() const { return records / seconds(); }
+  // Runs `write`, one batch of `batch_records` records, adding its time.
+  template <typename Write>
+  void Time(int64_t batch_records, Write&& write) {
+    const auto start = std::chrono::steady_clock::now();
+    write();
+    spent += std::chrono::steady_clock::now() - start;
+    records += batch_records;
+  }
+};
+
+// Whether every workload has spent `seconds` writing.
+inline bool AllSpent(double seconds, std::initializer_list<const TimedWorkload*> workloads) {
+  return std::all_of(workloads.begin(), workloads.end(),
+                     [&](const TimedWorkload* w) { return w->seconds() >= seconds; });
+}
+
+// Runs one batch of each workload, starting at the one `batch_no` picks and going round,
+// so load on a shared machine hits every workload alike.
+inline void RunInTurn(int batch_no, std::initializer_list<std::function<void()>> runs) {
+  const std::vector<std::function<void()>> in_order(runs);
+  for (size_t k = 0; k < in_order.size(); ++k) in_order[(batch_no + k) % in_order.size()]();
+}
+
+// The table of records, records/s and the share of `raw`'s rate, after a line naming the run.
+inline void PrintAgainstRaw(std::string_view bench, int batches, int batch_size, std::string_view endpoint,
+                            std::initializer_list<const TimedWorkload*> workloads, const TimedWorkload& raw) {
+  fmt::print("{}: {} batches of {} records, against {}\n", bench, batches, batch_size, endpoint);
+  fmt::print("{:<16} {:>12} {:>14} {:>10}\n", "workload", "records", "records/s", "vs raw");
+  for (const TimedWorkload* w : workloads) {
+    fmt::print("{:<16} {:>12} {:>14.0f} {:>9.0f}%\n", w->name, w->records, w->rate(), 100.0 * w->rate() / raw.rate());
+  }
+}
+
+// The warehouse benches' records: ~100 B of Avro each.
+inline constexpr const char* kWarehouseEventSchema = R"json({
+  "type": "record", "name": "Event",
+  "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "username", "type": "string"},
+    {"name": "amount", "type": "double"},
+    {"name": "note", "type": ["null", "string"], "default": null},
+    {"name": "tags", "type": {"type": "array", "items": "string"}}
+  ]
+})json";
+
+// Event `id` of kWarehouseEventSchema, as JSON.
+inline nlohmann::json WarehouseEvent(int64_t id) {
+  using nlohmann::json;
+  return {{"id", id}, {"username", fmt::format("user{}", id % 97)}, {"amount", id * 0.25},
+          {"note", id % 3 == 0 ? json("n") : json()}, {"tags", {"a", "b"}}};
+}
+
+// The record of `event` (its Avro and key) stamped `timestamp_ms`; dies when `event` does not fit `schema`.
+inline driver::Record EventRecord(const schema::Schema& schema, const nlohmann::json& event, int64_t timestamp_ms) {
+  auto value = Must(schema::ParseJsonRecord(schema, event.dump()), "record");
+  driver::Record record;
+  record.timestamp_ms = timestamp_ms;
+  Must(schema::EncodeAvro(schema, value, &record.avro), "encode");
+  record.key = Must(keys::EncodeKey(schema, value), "key");
+  return record;
+}
 
 }  // namespace aquifer::bench

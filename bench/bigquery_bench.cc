@@ -35,8 +35,6 @@
 #include "aquifer/driver/warehouse_service.h"
 #include "aquifer/drivers/bigquery/rest.h"
 #include "aquifer/drivers/bigquery/warehouse.h"
-#include "aquifer/keys/tuple.h"
-#include "aquifer/schema/codec.h"
 #include "aquifer/schema/schema.h"
 #include "bench_util.h"
 
@@ -44,28 +42,15 @@ namespace {
 
 using aquifer::bench::Die;
 using aquifer::bench::Must;
+using aquifer::bench::TimedWorkload;
 
 namespace bq = aquifer::drivers::bigquery;
-using Clock = std::chrono::steady_clock;
 using aquifer::driver::Record;
 using aquifer::driver::RecordGroup;
 using nlohmann::json;
 
 constexpr int kBatchSize = 1000;
 constexpr size_t kRequestRows = 500;
-
-constexpr const char* kSchema = R"json({
-  "type": "record", "name": "Event",
-  "fields": [
-    {"name": "id", "type": "long"},
-    {"name": "username", "type": "string"},
-    {"name": "amount", "type": "double"},
-    {"name": "note", "type": ["null", "string"], "default": null},
-    {"name": "tags", "type": {"type": "array", "items": "string"}}
-  ]
-})json";
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 std::string IsoMillis(int64_t ms) {
   std::time_t t = ms / 1000;
@@ -74,12 +59,6 @@ std::string IsoMillis(int64_t ms) {
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                      tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
 }
-
-struct Workload {
-  const char* name;
-  Clock::duration spent{};
-  int64_t records = 0;
-};
 
 }  // namespace
 
@@ -90,7 +69,7 @@ int main(int argc, char** argv) {
   if (endpoint == nullptr || project == nullptr) {
     Die("AQUIFER_TEST_BIGQUERY / AQUIFER_TEST_BIGQUERY_PROJECT are not set: eval \"$(scripts/peers/bigquery start)\"");
   }
-  auto schema = Must(aquifer::schema::Schema::Parse(kSchema, {"id"}), "schema");
+  auto schema = Must(aquifer::schema::Schema::Parse(aquifer::bench::kWarehouseEventSchema, {"id"}), "schema");
   const std::string dataset = "bench_" + aquifer::Uuid::Random().Hex().substr(0, 12);
   aquifer::driver::Config config{{"endpoint", endpoint}, {"project", project}, {"dataset", dataset}};
   auto options = Must(bq::ParseWarehouseOptions(config), "options");
@@ -113,11 +92,10 @@ int main(int argc, char** argv) {
     Must(rest.Call("POST", fmt::format("/datasets/{}/tables", dataset), &body).status(), "create the raw table");
   }
 
-  Workload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw{"raw insertAll"};
+  TimedWorkload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw{"raw insertAll"};
   int64_t next_id = 0;
   int batch_no = 0;
-  while (Seconds(driver_groups.spent) < seconds || Seconds(driver_plain.spent) < seconds ||
-         Seconds(raw.spent) < seconds) {
+  while (!aquifer::bench::AllSpent(seconds, {&driver_groups, &driver_plain, &raw})) {
     // One batch of fresh records, and the insertAll bodies of the same rows.
     std::vector<Record> records;
     std::vector<json> bodies;
@@ -125,14 +103,8 @@ int main(int argc, char** argv) {
     const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch()).count();
     for (int i = 0; i < kBatchSize; ++i, ++next_id) {
-      json j = {{"id", next_id}, {"username", fmt::format("user{}", next_id % 97)}, {"amount", next_id * 0.25},
-                {"note", next_id % 3 == 0 ? json("n") : json()}, {"tags", {"a", "b"}}};
-      auto value = Must(aquifer::schema::ParseJsonRecord(*schema, j.dump()), "record");
-      Record record;
-      record.timestamp_ms = now + i;
-      Must(aquifer::schema::EncodeAvro(*schema, value, &record.avro), "encode");
-      record.key = Must(aquifer::keys::EncodeKey(*schema, value), "key");
-      json row = j;
+      json row = aquifer::bench::WarehouseEvent(next_id);
+      Record record = aquifer::bench::EventRecord(*schema, row, now + i);
       row["__key"] = aquifer::Base64Encode(record.key);
       row["__timestamp"] = IsoMillis(record.timestamp_ms);  // as the driver sends TIMESTAMPs
       rows.push_back({{"insertId", fmt::format("raw-{}", next_id)}, {"json", std::move(row)}});
@@ -144,43 +116,31 @@ int main(int argc, char** argv) {
     }
     if (!rows.empty()) bodies.push_back({{"rows", std::move(rows)}});
     const std::vector<RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
-    auto run_driver_groups = [&] {
-      auto start = Clock::now();
-      Must(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
-      driver_groups.spent += Clock::now() - start;
-      driver_groups.records += kBatchSize;
-    };
-    auto run_driver_plain = [&] {
-      auto start = Clock::now();
-      Must(warehouse->WriteToWarehouse(plain, records, {}), "driver write");
-      driver_plain.spent += Clock::now() - start;
-      driver_plain.records += kBatchSize;
-    };
-    auto run_raw = [&] {
-      auto start = Clock::now();
-      for (const json& body : bodies) {
-        json answer = Must(rest.Call("POST", fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table), &body),
-                            "raw insertAll");
-        if (!answer.value("insertErrors", json::array()).empty()) Die("raw insertAll: " + answer.dump());
-      }
-      raw.spent += Clock::now() - start;
-      raw.records += kBatchSize;
-    };
-    switch (batch_no % 3) {
-      case 0: run_driver_groups(); run_driver_plain(); run_raw(); break;
-      case 1: run_driver_plain(); run_raw(); run_driver_groups(); break;
-      default: run_raw(); run_driver_groups(); run_driver_plain(); break;
-    }
+    aquifer::bench::RunInTurn(batch_no, {
+        [&] {
+          driver_groups.Time(kBatchSize, [&] {
+            Must(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
+          });
+        },
+        [&] {
+          driver_plain.Time(kBatchSize, [&] { Must(warehouse->WriteToWarehouse(plain, records, {}), "driver write"); });
+        },
+        [&] {
+          raw.Time(kBatchSize, [&] {
+            for (const json& body : bodies) {
+              json answer = Must(
+                  rest.Call("POST", fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table), &body),
+                  "raw insertAll");
+              if (!answer.value("insertErrors", json::array()).empty()) Die("raw insertAll: " + answer.dump());
+            }
+          });
+        }});
     ++batch_no;
   }
   Must(warehouse->Reset(), "reset");
   (void)rest.Call("DELETE", fmt::format("/datasets/{}?deleteContents=true", dataset));
 
-  auto rate = [](const Workload& w) { return w.records / Seconds(w.spent); };
-  fmt::print("bigquery_bench: {} batches of {} records, against {}\n", batch_no, kBatchSize, endpoint);
-  fmt::print("{:<16} {:>12} {:>14} {:>10}\n", "workload", "records", "records/s", "vs raw");
-  for (const Workload* w : {&driver_groups, &driver_plain, &raw}) {
-    fmt::print("{:<16} {:>12} {:>14.0f} {:>9.0f}%\n", w->name, w->records, rate(*w), 100.0 * rate(*w) / rate(raw));
-  }
+  aquifer::bench::PrintAgainstRaw("bigquery_bench", batch_no, kBatchSize, endpoint,
+                                  {&driver_groups, &driver_plain, &raw}, raw);
   return 0;
 }
