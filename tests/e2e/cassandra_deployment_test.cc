@@ -19,18 +19,17 @@ namespace {
 
 namespace cassandra_testing = aquifer::drivers::cassandra::testing;
 
-class CassandraDeployment : public ::testing::Test {
+class CassandraDeployment : public DeploymentTest {
  protected:
   void SetUp() override {
-    url_ = TestPostgresUrl();
-    ASSERT_FALSE(url_.empty());
+    ASSERT_NO_FATAL_FAILURE(DeploymentTest::SetUp());
     auto contact = cassandra_testing::ContactPoint();
     ASSERT_TRUE(contact.ok()) << contact.status().ToString();
     contact_ = *contact;
     keyspace_ = cassandra_testing::KeyspaceFor(UniqueName("e2e"));
   }
   void TearDown() override {
-    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
+    DeploymentTest::TearDown();
     deployment_.reset();  // the processes stop before their keyspace goes
     auto options = cassandra_testing::TestClientOptions();
     if (!options.ok()) return;
@@ -44,17 +43,14 @@ class CassandraDeployment : public ::testing::Test {
         "username = \"cassandra\"", "password = \"cassandra\"", "consistency = \"ONE\""};
     std::vector<std::string> lookup = cassandra;
     lookup.push_back("lease_ms = 5000");  // a killed worker's instances pass on after 5 s
-    deployment_ = std::make_unique<Deployment>(DeploymentOptions{.postgres_url = url_,
-                                                                 .server_lines = {"worker_ack_timeout_ms = 3000"},
-                                                                 .queue_lines = {},
-                                                                 .queue_section = {},
-                                                                 .lookup_section = lookup,
-                                                                 .usage_section = cassandra});
-    return *deployment_;
+    return MakeDeployment({.server_lines = {"worker_ack_timeout_ms = 3000"},
+                           .queue_lines = {},
+                           .queue_section = {},
+                           .lookup_section = lookup,
+                           .usage_section = cassandra});
   }
 
-  std::string url_, contact_, keyspace_;
-  std::unique_ptr<Deployment> deployment_;
+  std::string contact_, keyspace_;
 };
 
 TEST_F(CassandraDeployment, WritesThroughOneGatewayAreReadAndReplayedThroughTheOther) {

@@ -19,11 +19,10 @@
 namespace aquifer::e2e {
 namespace {
 
-class ClickHouseDeployment : public ::testing::Test {
+class ClickHouseDeployment : public DeploymentTest {
  protected:
   void SetUp() override {
-    url_ = TestPostgresUrl();
-    ASSERT_FALSE(url_.empty());
+    ASSERT_NO_FATAL_FAILURE(DeploymentTest::SetUp());
     const char* endpoint = std::getenv("AQUIFER_TEST_CLICKHOUSE");
     ASSERT_TRUE(endpoint != nullptr && *endpoint != '\0')
         << "AQUIFER_TEST_CLICKHOUSE is not set: start a server with `eval \"$(bash scripts/peers/clickhouse start)\"`";
@@ -31,26 +30,23 @@ class ClickHouseDeployment : public ::testing::Test {
     database_ = "e2e_" + aquifer::Uuid::Random().Hex().substr(0, 12);
   }
   void TearDown() override {
-    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
+    DeploymentTest::TearDown();
     deployment_.reset();  // the processes stop before their database goes
     drivers::clickhouse::HttpClient http({.endpoint = endpoint_});
     (void)http.Query("DROP DATABASE IF EXISTS `" + database_ + "`");
   }
 
   Deployment& Deploy() {
-    deployment_ = std::make_unique<Deployment>(DeploymentOptions{
-        .postgres_url = url_,
-        .server_lines = {"worker_ack_timeout_ms = 3000"},
-        .warehouse_section = {"driver = \"clickhouse\"", "endpoint = \"" + endpoint_ + "\"",
-                              "database = \"" + database_ + "\"",
-                              // The killed worker's claims on its groups lapse in 10 s (default 60 s),
-                              // so the surviving worker completes them within the test's patience.
-                              "group_claim_ms = 10000"}});
-    return *deployment_;
+    return MakeDeployment({.server_lines = {"worker_ack_timeout_ms = 3000"},
+                           .warehouse_section = {"driver = \"clickhouse\"", "endpoint = \"" + endpoint_ + "\"",
+                                                 "database = \"" + database_ + "\"",
+                                                 // The killed worker's claims on its groups lapse in 10 s (default
+                                                 // 60 s), so the surviving worker completes them within the test's
+                                                 // patience.
+                                                 "group_claim_ms = 10000"}});
   }
 
-  std::string url_, endpoint_, database_;
-  std::unique_ptr<Deployment> deployment_;
+  std::string endpoint_, database_;
 };
 
 TEST_F(ClickHouseDeployment, WritesThroughOneGatewayAreQueriedThroughTheOther) {

@@ -106,7 +106,7 @@ inline std::string TestPostgresUrl() {
 }
 
 struct DeploymentOptions {
-  std::string postgres_url;
+  std::string postgres_url = {};  // DeploymentTest::MakeDeployment sets it to its server
   std::vector<std::string> server_lines = {};  // more `key = value` lines for [server]
   std::vector<std::string> queue_lines = {};   // more lines for [queue]
   // When set, [queue] is exactly these lines (another queue driver, e.g.
@@ -185,6 +185,30 @@ class Deployment {
   std::string schema_;
   std::string config_path_;
   std::vector<std::unique_ptr<Server>> servers_;
+};
+
+// The fixture of a deployment suite: the server of AQUIFER_TEST_POSTGRES (SetUp fails
+// without it), the deployment MakeDeployment made, and its processes' output tails when
+// the test failed.
+class DeploymentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = TestPostgresUrl();
+    ASSERT_FALSE(url_.empty());
+  }
+  void TearDown() override {
+    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
+  }
+
+  // A deployment of `options` on that server (options.postgres_url is set here).
+  Deployment& MakeDeployment(DeploymentOptions options) {
+    options.postgres_url = url_;
+    deployment_ = std::make_unique<Deployment>(std::move(options));
+    return *deployment_;
+  }
+
+  std::string url_;
+  std::unique_ptr<Deployment> deployment_;
 };
 
 // Every record of a table's index (following next_cursor), as `c`.

@@ -32,11 +32,10 @@ std::vector<std::string> SectionLines(const std::string& driver, const driver::C
   return lines;
 }
 
-class GcpDeployment : public ::testing::Test {
+class GcpDeployment : public DeploymentTest {
  protected:
   void SetUp() override {
-    url_ = TestPostgresUrl();
-    ASSERT_FALSE(url_.empty());
+    ASSERT_NO_FATAL_FAILURE(DeploymentTest::SetUp());
     const std::string unique = UniqueName("g");
     auto pubsub = drivers::pubsub::testing::TestConfig(unique);
     auto bigtable = drivers::bigtable::testing::TestConfig(unique);
@@ -48,13 +47,8 @@ class GcpDeployment : public ::testing::Test {
     bigtable_ = *bigtable;
     bigquery_ = *bigquery;
   }
-  void TearDown() override {
-    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
-  }
-
   Deployment& Deploy() {
-    deployment_ = std::make_unique<Deployment>(DeploymentOptions{
-        .postgres_url = url_,
+    return MakeDeployment({
         // After a worker is killed, its Pub/Sub leases end (10 s, the service's shortest ack
         // deadline) and the survivor works off three tables' backlog through the emulators: on a
         // loaded machine that took longer than the default 30 s a `wait=` may wait.
@@ -64,12 +58,9 @@ class GcpDeployment : public ::testing::Test {
         .lookup_section = SectionLines("bigtable", bigtable_, {"lease_ms = 5000"}),
         .warehouse_section = SectionLines("bigquery", bigquery_),
         .usage_section = SectionLines("bigtable", bigtable_)});
-    return *deployment_;
   }
 
-  std::string url_;
   driver::Config pubsub_, bigtable_, bigquery_;
-  std::unique_ptr<Deployment> deployment_;
 };
 
 TEST_F(GcpDeployment, WritesThroughOneGatewayAreReadReplayedQueriedAndCountedThroughTheOther) {

@@ -74,16 +74,8 @@ std::string EnvOrFail(const char* name) {
   return value;
 }
 
-class KafkaDeployment : public ::testing::Test {
+class KafkaDeployment : public DeploymentTest {
  protected:
-  void SetUp() override {
-    url_ = TestPostgresUrl();
-    ASSERT_FALSE(url_.empty());
-  }
-  void TearDown() override {
-    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
-  }
-
   // All drivers but the queue (and the lookup, with `lookup_on_kafka`) on
   // Postgres; the queue on `brokers` under a fresh prefix, two partitions per
   // topic (so two workers share the writes), a dead worker's partitions move
@@ -95,19 +87,15 @@ class KafkaDeployment : public ::testing::Test {
       lookup = {"driver = \"kafka\"", "brokers = \"" + brokers + "\"", "topic_prefix = \"" + prefix_ + "\"",
                 "request_timeout_ms = 5000", "catchup_timeout_ms = 20000"};
     }
-    deployment_ = std::make_unique<Deployment>(DeploymentOptions{
-        .postgres_url = url_,
+    return MakeDeployment({
         .server_lines = {"worker_ack_timeout_ms = 3000"},
         .queue_lines = {},
         .queue_section = {"driver = \"kafka\"", "brokers = \"" + brokers + "\"", "topic_prefix = \"" + prefix_ + "\"",
                           "partitions = 2", "session_timeout_ms = 6000", "request_timeout_ms = 5000"},
         .lookup_section = lookup});
-    return *deployment_;
   }
 
-  std::string url_;
   std::string prefix_;
-  std::unique_ptr<Deployment> deployment_;
 };
 
 // The same tests with the lookup on Postgres (false) and on Kafka (true).

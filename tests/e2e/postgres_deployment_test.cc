@@ -17,26 +17,13 @@
 namespace aquifer::e2e {
 namespace {
 
-class PostgresDeployment : public ::testing::Test {
+class PostgresDeployment : public DeploymentTest {
  protected:
-  void SetUp() override {
-    url_ = TestPostgresUrl();
-    ASSERT_FALSE(url_.empty());
-  }
-  void TearDown() override {
-    if (HasFailure() && deployment_) std::cerr << deployment_->OutputTails();
-  }
-
   // A deployment with the worker ack timeout shortened (a dead worker's claim
   // passes to the other worker after 3 s instead of 30 s).
   Deployment& Deploy() {
-    deployment_ = std::make_unique<Deployment>(DeploymentOptions{
-        .postgres_url = url_, .server_lines = {"worker_ack_timeout_ms = 3000"}, .queue_lines = {}});
-    return *deployment_;
+    return MakeDeployment({.server_lines = {"worker_ack_timeout_ms = 3000"}, .queue_lines = {}});
   }
-
-  std::string url_;
-  std::unique_ptr<Deployment> deployment_;
 };
 
 TEST_F(PostgresDeployment, WritesThroughOneGatewayAreReadReplayedSubscribedAndQueriedThroughTheOther) {
