@@ -4,7 +4,7 @@
 // the program's name and exits 1; Must answers a Result's value or dies with `what` and the
 // status (a Status alone: dies unless OK). Figures are printed, never asserted.
 //
-// Below: timed workloads, and the events and turns of the warehouse benches that put a
+// Below: timed workloads, and the workloads and events of the warehouse benches that put a
 // driver next to a raw write of the same rows (bigquery_bench, clickhouse_bench).
 
 #include <algorithm>
@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "aquifer/base/status.h"
+#include "aquifer/base/uuid.h"
 #include "aquifer/driver/warehouse_service.h"
 #include "aquifer/keys/tuple.h"
 #include "aquifer/schema/codec.h"
@@ -116,12 +117,6 @@ struct TimedWorkload {
   }
 };
 
-// Whether every workload has spent `seconds` writing.
-inline bool AllSpent(double seconds, std::initializer_list<const TimedWorkload*> workloads) {
-  return std::all_of(workloads.begin(), workloads.end(),
-                     [&](const TimedWorkload* w) { return w->seconds() >= seconds; });
-}
-
 // Runs one batch of each workload, starting at the one `batch_no` picks and going round,
 // so load on a shared machine hits every workload alike.
 inline void RunInTurn(int batch_no, std::initializer_list<std::function<void()>> runs) {
@@ -129,15 +124,57 @@ inline void RunInTurn(int batch_no, std::initializer_list<std::function<void()>>
   for (size_t k = 0; k < in_order.size(); ++k) in_order[(batch_no + k) % in_order.size()]();
 }
 
-// The table of records, records/s and the share of `raw`'s rate, after a line naming the run.
-inline void PrintAgainstRaw(std::string_view bench, int batches, int batch_size, std::string_view endpoint,
-                            std::initializer_list<const TimedWorkload*> workloads, const TimedWorkload& raw) {
-  fmt::print("{}: {} batches of {} records, against {}\n", bench, batches, batch_size, endpoint);
-  fmt::print("{:<16} {:>12} {:>14} {:>10}\n", "workload", "records", "records/s", "vs raw");
-  for (const TimedWorkload* w : workloads) {
-    fmt::print("{:<16} {:>12} {:>14.0f} {:>9.0f}%\n", w->name, w->records, w->rate(), 100.0 * w->rate() / raw.rate());
+// The three workloads of a warehouse bench (bigquery_bench, clickhouse_bench): the driver
+// writing each batch with one record group, as the worker passes one queued message
+// (driver/groups), and without groups (driver/plain), next to a raw write of the same rows.
+struct DriverAgainstRaw {
+  // Registers the instances of `schema` the driver workloads write to; dies on an error.
+  DriverAgainstRaw(driver::WarehouseService& service, const schema::SchemaPtr& schema, const char* raw_name)
+      : warehouse(service), raw{raw_name} {
+    grouped.instance_id = Uuid::Random();
+    grouped.schema = schema;
+    plain.instance_id = Uuid::Random();
+    plain.schema = schema;
+    Must(warehouse.RegisterInstance(grouped), "register");
+    Must(warehouse.RegisterInstance(plain), "register");
   }
-}
+
+  // Whether every workload has spent `seconds` writing.
+  bool Spent(double seconds) const {
+    return driver_groups.seconds() >= seconds && driver_plain.seconds() >= seconds && raw.seconds() >= seconds;
+  }
+
+  // Batch `batch_no` through the three workloads in turn: `records` in one group
+  // ("message-<batch_no>"), `records` without groups, and `raw_write` of the same rows.
+  void RunBatch(int batch_no, const std::vector<driver::Record>& records, const std::function<void()>& raw_write) {
+    const std::vector<driver::RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
+    const auto batch = static_cast<int64_t>(records.size());
+    RunInTurn(batch_no, {[&] {
+                           driver_groups.Time(batch, [&] {
+                             Must(warehouse.WriteToWarehouse(grouped, records, groups), "driver write (groups)");
+                           });
+                         },
+                         [&] {
+                           driver_plain.Time(batch, [&] {
+                             Must(warehouse.WriteToWarehouse(plain, records, {}), "driver write");
+                           });
+                         },
+                         [&] { raw.Time(batch, raw_write); }});
+  }
+
+  // The table of records, records/s and the share of the raw rate, after a line naming the run.
+  void Print(std::string_view bench, int batches, int batch_size, std::string_view endpoint) const {
+    fmt::print("{}: {} batches of {} records, against {}\n", bench, batches, batch_size, endpoint);
+    fmt::print("{:<16} {:>12} {:>14} {:>10}\n", "workload", "records", "records/s", "vs raw");
+    for (const TimedWorkload* w : {&driver_groups, &driver_plain, &raw}) {
+      fmt::print("{:<16} {:>12} {:>14.0f} {:>9.0f}%\n", w->name, w->records, w->rate(), 100.0 * w->rate() / raw.rate());
+    }
+  }
+
+  driver::WarehouseService& warehouse;
+  driver::InstanceInfo grouped, plain;
+  TimedWorkload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw;
+};
 
 // The warehouse benches' records: ~100 B of Avro each.
 inline constexpr const char* kWarehouseEventSchema = R"json({

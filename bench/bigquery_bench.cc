@@ -42,11 +42,9 @@ namespace {
 
 using aquifer::bench::Die;
 using aquifer::bench::Must;
-using aquifer::bench::TimedWorkload;
 
 namespace bq = aquifer::drivers::bigquery;
 using aquifer::driver::Record;
-using aquifer::driver::RecordGroup;
 using nlohmann::json;
 
 constexpr int kBatchSize = 1000;
@@ -74,28 +72,21 @@ int main(int argc, char** argv) {
   aquifer::driver::Config config{{"endpoint", endpoint}, {"project", project}, {"dataset", dataset}};
   auto options = Must(bq::ParseWarehouseOptions(config), "options");
   auto warehouse = Must(bq::MakeWarehouseService(options, nullptr), "driver");
-  aquifer::driver::InstanceInfo grouped, plain;
-  grouped.instance_id = aquifer::Uuid::Random();
-  grouped.schema = schema;
-  plain.instance_id = aquifer::Uuid::Random();
-  plain.schema = schema;
-  Must(warehouse->RegisterInstance(grouped), "register");
-  Must(warehouse->RegisterInstance(plain), "register");
+  aquifer::bench::DriverAgainstRaw run(*warehouse, schema, "raw insertAll");
   // The raw table: the same columns as the driver's (its schema, read back).
   bq::RestClient rest(options.rest);
   const std::string raw_table = "raw_events";
   {
-    json table = Must(rest.Call("GET", fmt::format("/datasets/{}/tables/i_{}", dataset, plain.instance_id.Hex())),
+    json table = Must(rest.Call("GET", fmt::format("/datasets/{}/tables/i_{}", dataset, run.plain.instance_id.Hex())),
                        "read the driver's table");
     json body = {{"tableReference", {{"projectId", project}, {"datasetId", dataset}, {"tableId", raw_table}}},
                  {"schema", table["schema"]}};
     Must(rest.Call("POST", fmt::format("/datasets/{}/tables", dataset), &body).status(), "create the raw table");
   }
 
-  TimedWorkload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw{"raw insertAll"};
   int64_t next_id = 0;
   int batch_no = 0;
-  while (!aquifer::bench::AllSpent(seconds, {&driver_groups, &driver_plain, &raw})) {
+  while (!run.Spent(seconds)) {
     // One batch of fresh records, and the insertAll bodies of the same rows.
     std::vector<Record> records;
     std::vector<json> bodies;
@@ -115,32 +106,18 @@ int main(int argc, char** argv) {
       records.push_back(std::move(record));
     }
     if (!rows.empty()) bodies.push_back({{"rows", std::move(rows)}});
-    const std::vector<RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
-    aquifer::bench::RunInTurn(batch_no, {
-        [&] {
-          driver_groups.Time(kBatchSize, [&] {
-            Must(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
-          });
-        },
-        [&] {
-          driver_plain.Time(kBatchSize, [&] { Must(warehouse->WriteToWarehouse(plain, records, {}), "driver write"); });
-        },
-        [&] {
-          raw.Time(kBatchSize, [&] {
-            for (const json& body : bodies) {
-              json answer = Must(
-                  rest.Call("POST", fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table), &body),
-                  "raw insertAll");
-              if (!answer.value("insertErrors", json::array()).empty()) Die("raw insertAll: " + answer.dump());
-            }
-          });
-        }});
+    run.RunBatch(batch_no, records, [&] {
+      for (const json& body : bodies) {
+        const std::string path = fmt::format("/datasets/{}/tables/{}/insertAll", dataset, raw_table);
+        json answer = Must(rest.Call("POST", path, &body), "raw insertAll");
+        if (!answer.value("insertErrors", json::array()).empty()) Die("raw insertAll: " + answer.dump());
+      }
+    });
     ++batch_no;
   }
   Must(warehouse->Reset(), "reset");
   (void)rest.Call("DELETE", fmt::format("/datasets/{}?deleteContents=true", dataset));
 
-  aquifer::bench::PrintAgainstRaw("bigquery_bench", batch_no, kBatchSize, endpoint,
-                                  {&driver_groups, &driver_plain, &raw}, raw);
+  run.Print("bigquery_bench", batch_no, kBatchSize, endpoint);
   return 0;
 }

@@ -39,11 +39,9 @@ namespace {
 
 using aquifer::bench::Die;
 using aquifer::bench::Must;
-using aquifer::bench::TimedWorkload;
 
 namespace ch = aquifer::drivers::clickhouse;
 using aquifer::driver::Record;
-using aquifer::driver::RecordGroup;
 using nlohmann::json;
 
 constexpr int kBatchSize = 10'000;
@@ -59,22 +57,16 @@ int main(int argc, char** argv) {
   aquifer::driver::Config config{{"endpoint", endpoint}, {"database", database}};
   auto options = Must(ch::ParseWarehouseOptions(config), "options");
   auto warehouse = Must(ch::MakeWarehouseService(options, nullptr), "driver");
-  aquifer::driver::InstanceInfo grouped, plain;
-  grouped.instance_id = aquifer::Uuid::Random();
-  grouped.schema = schema;
-  plain.instance_id = aquifer::Uuid::Random();
-  plain.schema = schema;
-  Must(warehouse->RegisterInstance(grouped), "register");
-  Must(warehouse->RegisterInstance(plain), "register");
+  aquifer::bench::DriverAgainstRaw run(*warehouse, schema, "raw INSERT");
   // The raw table: the driver's columns and engine.
   ch::HttpClient http(options.http);
   const std::string raw_table = "`" + database + "`.`raw_events`";
-  Must(http.Query("CREATE TABLE " + raw_table + " AS " + warehouse->TableName(plain)).status(), "create the raw table");
+  Must(http.Query("CREATE TABLE " + raw_table + " AS " + warehouse->TableName(run.plain)).status(),
+       "create the raw table");
 
-  TimedWorkload driver_groups{"driver/groups"}, driver_plain{"driver/plain"}, raw{"raw INSERT"};
   int64_t next_id = 0;
   int batch_no = 0;
-  while (!aquifer::bench::AllSpent(seconds, {&driver_groups, &driver_plain, &raw})) {
+  while (!run.Spent(seconds)) {
     std::vector<Record> records;
     ch::Request insert;
     insert.sql = "INSERT INTO " + raw_table + " FORMAT JSONEachRow";
@@ -93,30 +85,19 @@ int main(int argc, char** argv) {
       insert.data.push_back('\n');
       records.push_back(std::move(record));
     }
-    const std::vector<RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
-    aquifer::bench::RunInTurn(batch_no, {
-        [&] {
-          driver_groups.Time(kBatchSize, [&] {
-            Must(warehouse->WriteToWarehouse(grouped, records, groups), "driver write (groups)");
-          });
-        },
-        [&] {
-          driver_plain.Time(kBatchSize, [&] { Must(warehouse->WriteToWarehouse(plain, records, {}), "driver write"); });
-        },
-        [&] { raw.Time(kBatchSize, [&] { Must(http.Call(insert).status(), "raw INSERT"); }); }});
+    run.RunBatch(batch_no, records, [&] { Must(http.Call(insert).status(), "raw INSERT"); });
     ++batch_no;
   }
   // Every workload stored every row it was given.
-  for (const auto& [table, want] : {std::pair{warehouse->TableName(grouped), driver_groups.records},
-                                    std::pair{warehouse->TableName(plain), driver_plain.records},
-                                    std::pair{raw_table, raw.records}}) {
+  for (const auto& [table, want] : {std::pair{warehouse->TableName(run.grouped), run.driver_groups.records},
+                                    std::pair{warehouse->TableName(run.plain), run.driver_plain.records},
+                                    std::pair{raw_table, run.raw.records}}) {
     std::string got = Must(http.Query("SELECT count() FROM " + table), "count");
     if (std::atoll(got.c_str()) != want) Die(fmt::format("{} holds {} rows, not {}", table, got, want));
   }
   Must(warehouse->Reset(), "reset");
   (void)http.Query("DROP DATABASE IF EXISTS `" + database + "`");
 
-  aquifer::bench::PrintAgainstRaw("clickhouse_bench", batch_no, kBatchSize, endpoint,
-                                  {&driver_groups, &driver_plain, &raw}, raw);
+  run.Print("clickhouse_bench", batch_no, kBatchSize, endpoint);
   return 0;
 }
