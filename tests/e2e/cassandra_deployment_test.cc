@@ -9,7 +9,6 @@
 //     write: the other takes over the instances it was writing (its write
 //     lease expires after lease_ms), and every acknowledged record is in the
 //     index and the log exactly once.
-#include <map>
 
 #include "aquifer/drivers/cassandra/testing.h"
 #include "deployment.h"
@@ -88,27 +87,11 @@ TEST_F(CassandraDeployment, WritesThroughOneGatewayAreReadAndReplayedThroughTheO
 }
 
 TEST_F(CassandraDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheOtherCarriesOn) {
-  Deployment& d = Deploy();
-  Server& gw1 = d.Start("gateway");
-  Server& w1 = d.Start("worker");
-  Server& w2 = d.Start("worker");
-  Client admin(gw1, kAdminSecretForDeployments);
-  const std::string p = MakeProject(admin);
-  const std::vector<std::string> tables = MakeTables(admin, p, 3);
-  ASSERT_FALSE(HasFailure());
-
-  // Two writers through gateway 1; worker 1 dies mid-ingest (deployment.h).
-  const std::map<std::string, std::set<int64_t>> acked = IngestWhileKillingAWorker(
-      {.gateways = {&gw1, &gw1}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables,
-       .before_kill = 400, .after_kill = 400, .patience = std::chrono::seconds(60)});
-  ASSERT_FALSE(HasFailure());
-
-  // Worker 2 takes over (after the ack timeout and, where worker 1 died
-  // inside a write, the lease): a write waiting for the index comes back 200.
-  WriteLastAndWait(admin, p, tables, "index");
-  ASSERT_FALSE(HasFailure());
-  ExpectEachOnce(admin, p, acked, /*exact=*/true);
-  for (Server* s : {&gw1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+  // Two writers through gateway 1; worker 1 dies mid-ingest (deployment.h). Worker 2 takes
+  // over (after the ack timeout and, where worker 1 died inside a write, the lease): a write
+  // waiting for the index comes back 200.
+  RunWorkerKillTest(Deploy(), {.before_kill = 400, .after_kill = 400, .patience = std::chrono::seconds(60),
+                               .wait = "index"});
 }
 
 }  // namespace

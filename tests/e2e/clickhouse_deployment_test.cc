@@ -9,8 +9,6 @@
 //     write, and every acknowledged record is in the warehouse exactly once
 //     (the driver's write groups).
 #include <cstdlib>
-#include <map>
-#include <set>
 
 #include "aquifer/base/uuid.h"
 #include "aquifer/drivers/clickhouse/http.h"
@@ -68,23 +66,12 @@ TEST_F(ClickHouseDeployment, WritesThroughOneGatewayAreQueriedThroughTheOther) {
 }
 
 TEST_F(ClickHouseDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndStoresEachOnce) {
-  Deployment& d = Deploy();
-  Server& gw1 = d.Start("gateway");
-  Server& w1 = d.Start("worker");
-  Server& w2 = d.Start("worker");
-  Client admin(gw1, kAdminSecretForDeployments);
-  const std::string p = MakeProject(admin);
-  const std::vector<std::string> tables = MakeTables(admin, p, 3);
-  ASSERT_FALSE(HasFailure());
-  const std::map<std::string, std::set<int64_t>> acked = IngestWhileKillingAWorker(
-      {.gateways = {&gw1, &gw1}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables,
-       .before_kill = 400, .after_kill = 400, .patience = std::chrono::seconds(60)});
-  ASSERT_FALSE(HasFailure());
-  WriteLastAndWait(admin, p, tables, "index,warehouse");
-  ASSERT_FALSE(HasFailure());
-  ExpectEachOnce(admin, p, acked, /*exact=*/true);
-  ExpectWarehouseHoldsEachOnce(admin, p, acked);
-  for (Server* s : {&gw1, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+  // Two writers through gateway 1; every acknowledged record (and each table's last) in
+  // ClickHouse exactly once.
+  RunWorkerKillTest(Deploy(), {.before_kill = 400,
+                               .after_kill = 400,
+                               .patience = std::chrono::seconds(60),
+                               .then = ExpectWarehouseHoldsEachOnce});
 }
 
 }  // namespace

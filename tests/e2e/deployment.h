@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -460,6 +461,51 @@ inline void ExpectWarehouseHoldsEachOnce(Client& reader, const std::string& p,
     with_last.insert(0);  // the "last" record's seq
     EXPECT_EQ(WarehouseCounts(reader, p, t), json::array({seqs.size() + 1, with_last.size()}))
         << "warehouse of " << t << ": [rows, distinct seqs] against " << seqs.size() << " acknowledged + 1";
+  }
+}
+
+// The worker-kill test as every deployment suite runs it, on `d`: gateway 1 (and gateway 2,
+// with `two_gateways`) and workers 1 and 2 start, `tables` tables of a fresh project are made,
+// IngestWhileKillingAWorker writes through each gateway (twice through gateway 1 when it is
+// alone) and kills worker 1, WriteLastAndWait(`wait`) comes back 200 on each table once
+// worker 2 applied what was queued before, and ExpectEachOnce(`exact`) finds every
+// acknowledged record in the index and the log, as the last gateway reads them; `then`
+// checks more through that reader (e.g. the warehouse). The gateways and worker 2 are still
+// up at the end. Stops at the first step that failed the test.
+struct WorkerKillTest {
+  bool two_gateways = false;
+  int tables = 3;
+  size_t before_kill = 600;
+  size_t after_kill = 600;
+  std::chrono::seconds patience{30};
+  std::string wait = "index,warehouse";
+  bool exact = true;
+  std::function<void(Client& reader, const std::string& project,
+                     const std::map<std::string, std::set<int64_t>>& acked)>
+      then = {};
+};
+
+inline void RunWorkerKillTest(Deployment& d, const WorkerKillTest& test) {
+  Server& gw1 = d.Start("gateway");
+  Server* gw2 = test.two_gateways ? &d.Start("gateway") : nullptr;
+  Server& w1 = d.Start("worker");
+  Server& w2 = d.Start("worker");
+  Client admin(gw1, kAdminSecretForDeployments);
+  const std::string p = MakeProject(admin);
+  const std::vector<std::string> tables = MakeTables(admin, p, test.tables);
+  if (::testing::Test::HasFailure()) return;
+  const std::map<std::string, std::set<int64_t>> acked = IngestWhileKillingAWorker(
+      {.gateways = {&gw1, gw2 != nullptr ? gw2 : &gw1}, .victim = &w1, .survivor = &w2, .project = p,
+       .tables = tables, .before_kill = test.before_kill, .after_kill = test.after_kill, .patience = test.patience});
+  if (::testing::Test::HasFailure()) return;
+  WriteLastAndWait(admin, p, tables, test.wait);
+  if (::testing::Test::HasFailure()) return;
+  Client reader(gw2 != nullptr ? *gw2 : gw1, kAdminSecretForDeployments);
+  ExpectEachOnce(reader, p, acked, test.exact);
+  if (test.then) test.then(reader, p, acked);
+  for (Server* s : {&gw1, gw2, &w2}) {
+    if (s == nullptr) continue;
+    EXPECT_EQ(s->WaitForExit(std::chrono::milliseconds(0)), -1) << s->OutputTail();
   }
 }
 

@@ -12,8 +12,6 @@
 //     leases end, the other worker gets the messages (and the Bigtable write lease after
 //     lease_ms), and every acknowledged record is in the index, the log and the warehouse
 //     exactly once.
-#include <map>
-#include <set>
 
 #include "aquifer/drivers/bigquery/testing.h"
 #include "aquifer/drivers/bigtable/testing.h"
@@ -98,31 +96,15 @@ TEST_F(GcpDeployment, WritesThroughOneGatewayAreReadReplayedQueriedAndCountedThr
 }
 
 TEST_F(GcpDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheOtherCarriesOn) {
-  Deployment& d = Deploy();
-  Server& gw1 = d.Start("gateway");
-  Server& gw2 = d.Start("gateway");
-  Server& w1 = d.Start("worker");
-  Server& w2 = d.Start("worker");
-  Client admin(gw1, kAdminSecretForDeployments);
-  const std::string p = MakeProject(admin);
-  const std::vector<std::string> tables = MakeTables(admin, p, 3);
-  ASSERT_FALSE(HasFailure());
-
-  const std::map<std::string, std::set<int64_t>> acked = IngestWhileKillingAWorker(
-      {.gateways = {&gw1, &gw2}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables,
-       .before_kill = 400, .after_kill = 400, .patience = std::chrono::seconds(60)});
-  ASSERT_FALSE(HasFailure());
-
   // Worker 2 gets what worker 1 held once its Pub/Sub leases end: a write that waits for
-  // every store comes back 200 on each table.
-  WriteLastAndWait(admin, p, tables, "index,warehouse");
-  ASSERT_FALSE(HasFailure());
-  Client reader(gw2, kAdminSecretForDeployments);
-  // Pub/Sub orders per ordering key (table) only, and the "last" write was acknowledged after
-  // the others of its table, so its report means the rest were applied before it.
-  ExpectEachOnce(reader, p, acked, /*exact=*/true);
-  ExpectWarehouseHoldsEachOnce(reader, p, acked);
-  for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+  // every store comes back 200 on each table. Pub/Sub orders per ordering key (table) only,
+  // and the "last" write was acknowledged after the others of its table, so its report
+  // means the rest were applied before it.
+  RunWorkerKillTest(Deploy(), {.two_gateways = true,
+                               .before_kill = 400,
+                               .after_kill = 400,
+                               .patience = std::chrono::seconds(60),
+                               .then = ExpectWarehouseHoldsEachOnce});
 }
 
 }  // namespace

@@ -199,29 +199,12 @@ TEST_P(KafkaDeploymentLookups, WritesThroughOneGatewayAreReadAndSubscribedThroug
 TEST_P(KafkaDeploymentLookups, AWorkerKilledMidIngestIsReplacedThroughARebalance) {
   const std::string brokers = EnvOrFail("AQUIFER_TEST_KAFKA");
   ASSERT_FALSE(brokers.empty());
-  Deployment& d = Deploy(brokers, GetParam());
-  Server& gw1 = d.Start("gateway");
-  Server& gw2 = d.Start("gateway");
-  Server& w1 = d.Start("worker");
-  Server& w2 = d.Start("worker");
-  Client admin(gw1, kAdminSecretForDeployments);
-  const std::string p = MakeProject(admin);
-  // Ten tables (ten ordering keys over two partitions), so both workers have partitions with work.
-  const std::vector<std::string> tables = MakeTables(admin, p, 10);
-  ASSERT_FALSE(HasFailure());
-
-  // SIGKILL: no LeaveGroup; worker 1's partitions move after the session timeout.
-  const std::map<std::string, std::set<int64_t>> expected = IngestWhileKillingAWorker(
-      {.gateways = {&gw1, &gw2}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables,
-       .patience = std::chrono::seconds(60)});
-  ASSERT_FALSE(HasFailure());
-  // Worker 2 owns every partition now: a write that waits for every store
-  // comes back 200 on each table only once it applied what was queued before.
-  WriteLastAndWait(admin, p, tables, "index,warehouse");
-  ASSERT_FALSE(HasFailure());
-  Client reader(gw2, kAdminSecretForDeployments);
-  ExpectEachOnce(reader, p, expected, /*exact=*/false);
-  for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+  // Ten tables (ten ordering keys over two partitions), so both workers have partitions
+  // with work. SIGKILL: no LeaveGroup; worker 1's partitions move after the session
+  // timeout. Worker 2 owns every partition then: a write that waits for every store comes
+  // back 200 on each table only once it applied what was queued before.
+  RunWorkerKillTest(Deploy(brokers, GetParam()),
+                    {.two_gateways = true, .tables = 10, .patience = std::chrono::seconds(60), .exact = false});
 }
 
 TEST_F(KafkaDeployment, TheBrokerKilledAndRestartedMidIngestLosesNoAcknowledgedWriteAndTheProcessesRecover) {

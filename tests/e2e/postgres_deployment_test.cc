@@ -125,39 +125,25 @@ TEST_F(PostgresDeployment, WritesThroughOneGatewayAreReadReplayedSubscribedAndQu
 }
 
 TEST_F(PostgresDeployment, AWorkerKilledMidIngestLosesNoAcknowledgedWriteAndTheOtherCarriesOn) {
-  Deployment& d = Deploy();
-  Server& gw1 = d.Start("gateway");
-  Server& gw2 = d.Start("gateway");
-  Server& w1 = d.Start("worker");
-  Server& w2 = d.Start("worker");
-  Client admin(gw1, kAdminSecretForDeployments);
-  const std::string p = MakeProject(admin);
-  // Several tables (one ordering key each), so both workers have work.
-  const std::vector<std::string> tables = MakeTables(admin, p, 3);
-  ASSERT_FALSE(HasFailure());
-
-  // Writers through both gateways; worker 1 dies mid-ingest (deployment.h).
-  const std::map<std::string, std::set<int64_t>> all_acked = IngestWhileKillingAWorker(
-      {.gateways = {&gw1, &gw2}, .victim = &w1, .survivor = &w2, .project = p, .tables = tables});
-  ASSERT_FALSE(HasFailure());
-
-  // The surviving worker takes over what worker 1 held (after the ack timeout)
-  // and everything after: a write that waits for every store comes back 200.
-  WriteLastAndWait(admin, p, tables, "index,warehouse");
-  ASSERT_FALSE(HasFailure());
-  // The reports of that write came from worker 2 (worker 1 is dead), so it
-  // applied everything queued before it on each table: every acknowledged
-  // record is in the index, the log and the warehouse exactly once.
-  Client reader(gw2, kAdminSecretForDeployments);
-  ExpectEachOnce(reader, p, all_acked, /*exact=*/true);
-  for (const auto& [t, expected] : all_acked) {
-    json rows = SqlRows(reader, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." + t +
-                                    " WHERE \"user\" = 'u'");
-    ASSERT_EQ(rows.size(), 1u);
-    EXPECT_EQ(rows[0], json::array({expected.size(), expected.size()}))
-        << "warehouse of " << t << ": [rows, distinct seqs] against " << expected.size() << " acknowledged";
-  }
-  for (Server* s : {&gw1, &gw2, &w2}) EXPECT_EQ(s->WaitForExit(0ms), -1) << s->OutputTail();
+  // Several tables (one ordering key each), so both workers have work; writers through both
+  // gateways; worker 1 dies mid-ingest (deployment.h). The surviving worker takes over what
+  // worker 1 held (after the ack timeout) and everything after. The reports of the last
+  // write came from worker 2 (worker 1 is dead), so it applied everything queued before it
+  // on each table: every acknowledged record is in the index, the log and the warehouse
+  // exactly once.
+  RunWorkerKillTest(
+      Deploy(), {.two_gateways = true,
+                 .then = [](Client& reader, const std::string& p,
+                            const std::map<std::string, std::set<int64_t>>& all_acked) {
+                   for (const auto& [t, expected] : all_acked) {
+                     json rows = SqlRows(reader, "SELECT count(*) AS n, count(DISTINCT seq) AS d FROM " + p + "." +
+                                                     t + " WHERE \"user\" = 'u'");
+                     ASSERT_EQ(rows.size(), 1u);
+                     EXPECT_EQ(rows[0], json::array({expected.size(), expected.size()}))
+                         << "warehouse of " << t << ": [rows, distinct seqs] against " << expected.size()
+                         << " acknowledged";
+                   }
+                 }});
 }
 
 }  // namespace
