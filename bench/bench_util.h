@@ -144,10 +144,17 @@ struct DriverAgainstRaw {
     return driver_groups.seconds() >= seconds && driver_plain.seconds() >= seconds && raw.seconds() >= seconds;
   }
 
-  // Batch `batch_no` through the three workloads in turn: `records` in one group
-  // ("message-<batch_no>"), `records` without groups, and `raw_write` of the same rows.
-  void RunBatch(int batch_no, const std::vector<driver::Record>& records, const std::function<void()>& raw_write) {
-    const std::vector<driver::RecordGroup> groups{{fmt::format("message-{}", batch_no), records.size()}};
+  // Batch `batch_no` through the three workloads in turn: `records` in
+  // `messages` groups of equal size ("message-<batch_no>-<m>", as a worker
+  // passes that many queued messages in one call), `records` without groups,
+  // and `raw_write` of the same rows.
+  void RunBatch(int batch_no, const std::vector<driver::Record>& records, const std::function<void()>& raw_write,
+                size_t messages = 1) {
+    std::vector<driver::RecordGroup> groups;
+    for (size_t m = 0; m < messages; ++m) {
+      groups.push_back({fmt::format("message-{}-{}", batch_no, m),
+                        records.size() * (m + 1) / messages - records.size() * m / messages});
+    }
     const auto batch = static_cast<int64_t>(records.size());
     RunInTurn(batch_no, {[&] {
                            driver_groups.Time(batch, [&] {

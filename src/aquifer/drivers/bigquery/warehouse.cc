@@ -582,8 +582,9 @@ Result<Job> BqWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   state->job.job_id = job_id;
   state->sql = driver::TrimStatement(sql);
   state->options = options;
+  const Job started = state->job;  // before its thread may change it
   AQ_RETURN_IF_ERROR(jobs_.Launch(state, [this, state] { RunJob(state); }));
-  return state->job;
+  return started;
 }
 
 void BqWarehouse::RunJob(std::shared_ptr<JobState> state) {

@@ -1021,8 +1021,9 @@ Result<Job> ChWarehouse::StartQuery(const Uuid& job_id, std::string_view sql, co
   state->sql = driver::TrimStatement(sql);
   state->options = options;
   AQ_RETURN_IF_ERROR(SaveJob(state->job, 0, options.result_ttl_ms));
+  const Job started = state->job;  // before its thread may change it
   AQ_RETURN_IF_ERROR(jobs_.Launch(state, [this, state] { RunJob(state); }));
-  return state->job;
+  return started;
 }
 
 void ChWarehouse::SweepExpiredResults() {
