@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <limits>
 #include <string>
 #include <utility>
@@ -610,6 +611,11 @@ Status EncodeValue(const Type& type, const Value& value, const PathFrame* path, 
 // ---------------------------------------------------------------------------
 // Avro binary → Value. Every read is checked against the end of the input.
 
+// Where AvroReader::Decode writes a datum's JSON text.
+struct JsonOut {
+  std::string* text;
+};
+
 class AvroReader {
  public:
   explicit AvroReader(std::string_view data)
@@ -617,13 +623,22 @@ class AvroReader {
 
   size_t remaining() const { return static_cast<size_t>(end_ - pos_); }
 
-  Status Decode(const Type& type, const PathFrame* path, Value* out) {
+  // Reads one datum of `type` into `out`: a Value, or its JSON text (JsonOut,
+  // as WriteJson would write the Value) without building the Value. One
+  // reader for both, so both check the input alike.
+  template <class Out>
+  Status Decode(const Type& type, const PathFrame* path, Out* out) {
+    constexpr bool kJson = std::is_same_v<Out, JsonOut>;
     if (type.nullable) {
       int64_t branch = 0;
       AQ_RETURN_IF_ERROR(ReadLong(path, &branch));
       if (branch != 0 && branch != 1) return Corrupt(path, fmt::format("union index {} out of range", branch));
       if (branch == type.null_branch) {
-        out->v = Null{};
+        if constexpr (kJson) {
+          out->text->append("null");
+        } else {
+          out->v = Null{};
+        }
         return Status::OK();
       }
     }
@@ -632,7 +647,11 @@ class AvroReader {
         if (remaining() < 1) return Truncated(path);
         uint8_t b = *pos_++;
         if (b > 1) return Corrupt(path, fmt::format("invalid boolean byte {}", b));
-        out->v = b == 1;
+        if constexpr (kJson) {
+          out->text->append(b == 1 ? "true" : "false");
+        } else {
+          out->v = b == 1;
+        }
         return Status::OK();
       }
       case Kind::kInt:
@@ -642,7 +661,11 @@ class AvroReader {
         if (type.kind == Kind::kInt && (n < INT32_MIN || n > INT32_MAX)) {
           return Corrupt(path, fmt::format("{} is out of range for int", n));
         }
-        out->v = n;
+        if constexpr (kJson) {
+          fmt::format_to(std::back_inserter(*out->text), "{}", n);
+        } else {
+          out->v = n;
+        }
         return Status::OK();
       }
       case Kind::kFloat: {
@@ -652,7 +675,11 @@ class AvroReader {
         pos_ += 4;
         float f;
         std::memcpy(&f, &bits, 4);
-        out->v = f;
+        if constexpr (kJson) {
+          AppendFloating(f, out->text);
+        } else {
+          out->v = f;
+        }
         return Status::OK();
       }
       case Kind::kDouble: {
@@ -662,7 +689,11 @@ class AvroReader {
         pos_ += 8;
         double d;
         std::memcpy(&d, &bits, 8);
-        out->v = d;
+        if constexpr (kJson) {
+          AppendFloating(d, out->text);
+        } else {
+          out->v = d;
+        }
         return Status::OK();
       }
       case Kind::kString: {
@@ -671,11 +702,21 @@ class AvroReader {
         if (type.logical == Logical::kUuid) {
           std::string raw;
           if (!internal::ParseUuidText(text, &raw)) return Corrupt(path, "invalid uuid text");
-          out->v = Bytes{std::move(raw)};
+          if constexpr (kJson) {
+            out->text->push_back('"');
+            out->text->append(internal::FormatUuid(raw));
+            out->text->push_back('"');
+          } else {
+            out->v = Bytes{std::move(raw)};
+          }
           return Status::OK();
         }
         if (!internal::IsValidUtf8(text)) return Corrupt(path, "string is not valid UTF-8");
-        out->v = std::string(text);
+        if constexpr (kJson) {
+          AppendJsonString(out->text, text);
+        } else {
+          out->v = std::string(text);
+        }
         return Status::OK();
       }
       case Kind::kBytes:
@@ -695,17 +736,28 @@ class AvroReader {
             return Corrupt(path, fmt::format("decimal wider than its precision {}", type.precision));
           }
           int digits = 0;
-          internal::DecimalBytesToText(raw, type.scale, &digits);
+          std::string text = internal::DecimalBytesToText(raw, type.scale, &digits);
           if (digits > type.precision) {
             return Corrupt(path, fmt::format("decimal has {} digits, more than the precision {}",
                                              digits, type.precision));
           }
-          if (type.kind == Kind::kBytes) {
+          if constexpr (kJson) {
+            out->text->push_back('"');
+            out->text->append(text);
+            out->text->push_back('"');
+            return Status::OK();
+          } else if (type.kind == Kind::kBytes) {
             out->v = Bytes{internal::MinimalTwosComplement(raw)};
             return Status::OK();
           }
         }
-        out->v = Bytes{std::string(raw)};
+        if constexpr (kJson) {
+          out->text->push_back('"');
+          AppendBase64(out->text, raw);
+          out->text->push_back('"');
+        } else {
+          out->v = Bytes{std::string(raw)};
+        }
         return Status::OK();
       }
       case Kind::kEnum: {
@@ -714,11 +766,21 @@ class AvroReader {
         if (index < 0 || static_cast<uint64_t>(index) >= type.symbols.size()) {
           return Corrupt(path, fmt::format("enum index {} out of range for {}", index, type.Describe()));
         }
-        out->v = EnumSymbol{static_cast<int32_t>(index)};
+        if constexpr (kJson) {
+          AppendJsonString(out->text, type.symbols[index]);
+        } else {
+          out->v = EnumSymbol{static_cast<int32_t>(index)};
+        }
         return Status::OK();
       }
       case Kind::kArray: {
-        auto& items = out->v.emplace<Value::kArrayIndex>();
+        std::vector<Value>* items = nullptr;
+        if constexpr (kJson) {
+          out->text->push_back('[');
+        } else {
+          items = &out->v.template emplace<Value::kArrayIndex>();
+        }
+        int64_t decoded = 0;
         while (true) {
           int64_t count = 0;
           AQ_RETURN_IF_ERROR(ReadLong(path, &count));
@@ -736,21 +798,39 @@ class AvroReader {
           if (static_cast<uint64_t>(count) > remaining()) {
             return Corrupt(path, fmt::format("array block count {} exceeds the input", count));
           }
-          items.reserve(items.size() + static_cast<size_t>(count));
-          for (int64_t idx = 0; idx < count; ++idx) {
-            PathFrame frame{path, {}, static_cast<int64_t>(items.size())};
-            items.emplace_back();
-            AQ_RETURN_IF_ERROR(Decode(*type.items, &frame, &items.back()));
+          if constexpr (!kJson) items->reserve(items->size() + static_cast<size_t>(count));
+          for (int64_t idx = 0; idx < count; ++idx, ++decoded) {
+            PathFrame frame{path, {}, decoded};
+            if constexpr (kJson) {
+              if (decoded > 0) out->text->push_back(',');
+              AQ_RETURN_IF_ERROR(Decode(*type.items, &frame, out));
+            } else {
+              items->emplace_back();
+              AQ_RETURN_IF_ERROR(Decode(*type.items, &frame, &items->back()));
+            }
           }
         }
+        if constexpr (kJson) out->text->push_back(']');
         return Status::OK();
       }
       case Kind::kRecord: {
-        auto& record = out->v.emplace<Value::kRecordIndex>();
-        record.resize(type.fields.size());
-        for (size_t idx = 0; idx < type.fields.size(); ++idx) {
-          PathFrame frame{path, type.fields[idx].name, -1};
-          AQ_RETURN_IF_ERROR(Decode(*type.fields[idx].type, &frame, &record[idx]));
+        if constexpr (kJson) {
+          out->text->push_back('{');
+          for (size_t idx = 0; idx < type.fields.size(); ++idx) {
+            if (idx > 0) out->text->push_back(',');
+            AppendJsonString(out->text, type.fields[idx].name);
+            out->text->push_back(':');
+            PathFrame frame{path, type.fields[idx].name, -1};
+            AQ_RETURN_IF_ERROR(Decode(*type.fields[idx].type, &frame, out));
+          }
+          out->text->push_back('}');
+        } else {
+          auto& record = out->v.template emplace<Value::kRecordIndex>();
+          record.resize(type.fields.size());
+          for (size_t idx = 0; idx < type.fields.size(); ++idx) {
+            PathFrame frame{path, type.fields[idx].name, -1};
+            AQ_RETURN_IF_ERROR(Decode(*type.fields[idx].type, &frame, &record[idx]));
+          }
         }
         return Status::OK();
       }
@@ -871,9 +951,14 @@ Result<std::string> JsonToAvro(const Schema& schema, std::string_view json,
 }
 
 Result<std::string> AvroToJson(const Schema& schema, std::string_view avro) {
-  AQ_ASSIGN_OR_RETURN(Value record, DecodeAvro(schema, avro));
+  // Straight from the Avro to the text, without a Value between.
+  AvroReader reader(avro);
   std::string out;
-  WriteJson(schema, record, &out);
+  JsonOut json{&out};
+  AQ_RETURN_IF_ERROR(reader.Decode(schema.root(), nullptr, &json));
+  if (reader.remaining() != 0) {
+    return Corruption("{} trailing bytes after the Avro datum", reader.remaining());
+  }
   return out;
 }
 

@@ -86,6 +86,41 @@ TEST(Codec, AvroToJsonAndJsonToAvroAgree) {
   EXPECT_EQ(*json, kRichRecord);
 }
 
+// AvroToJson writes the text straight from the Avro; it must say exactly
+// what WriteJson says of the decoded Value, and fail where DecodeAvro fails,
+// with the same message: for every rich record variant and every cut-off or
+// damaged form of it.
+TEST(Codec, AvroToJsonWritesWhatTheDecodedValueWritesAndFailsAlike) {
+  std::vector<std::string> records = {kRichRecord, testing::RichRecordJson("2.5", R"("plain")"),
+                                      testing::RichRecordJson("-0.0", R"("\u0001\"q\"")")};
+  for (const std::string& json : records) {
+    auto avro = JsonToAvro(*Rich(), json);
+    ASSERT_TRUE(avro.ok()) << avro.status().ToString();
+    std::vector<std::string> inputs = {*avro};
+    for (size_t cut = 0; cut < avro->size(); ++cut) inputs.push_back(avro->substr(0, cut));
+    for (size_t at = 0; at < avro->size(); ++at) {
+      for (char bad : {'\xff', '\x80', '\x01'}) {
+        std::string damaged = *avro;
+        damaged[at] = bad;
+        inputs.push_back(damaged);
+      }
+    }
+    inputs.push_back(*avro + "x");
+    for (const std::string& input : inputs) {
+      auto direct = AvroToJson(*Rich(), input);
+      auto value = DecodeAvro(*Rich(), input);
+      ASSERT_EQ(direct.ok(), value.ok()) << direct.status().ToString() << " / " << value.status().ToString();
+      if (value.ok()) {
+        std::string written;
+        WriteJson(*Rich(), *value, &written);
+        EXPECT_EQ(*direct, written);
+      } else {
+        EXPECT_EQ(direct.status().ToString(), value.status().ToString());
+      }
+    }
+  }
+}
+
 TEST(Codec, EncodesTheStandardAvroBinaryForm) {
   auto schema = MustParse(R"({"type":"record","name":"R","fields":[
       {"name":"id","type":"string"},{"name":"n","type":"long"},{"name":"o","type":["null","int"]},
