@@ -134,6 +134,7 @@ Result<std::string> HttpClient::Call(const Request& request) {
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "aquifer-clickhouse/0.1");
   curl_easy_setopt(curl, CURLOPT_POST, 1L);
   if (streamed) {
+    curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);  // fewer, larger chunks (64 KiB by default)
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, ReadSource);
     curl_easy_setopt(curl, CURLOPT_READDATA, &request.source);
   } else {
