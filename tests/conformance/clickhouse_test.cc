@@ -249,6 +249,23 @@ std::pair<int64_t, int64_t> RowsAndDistinctRows(const driver::Config& config, co
   return {rows, distinct};
 }
 
+// A driver on a database of its own, with an instance of IdInstance() registered.
+struct OneDriver {
+  driver::Config config;
+  std::shared_ptr<driver::WarehouseService> warehouse;
+  driver::InstanceInfo instance = IdInstance();
+};
+void OpenOneDriver(OneDriver* one) {
+  const std::string name = UniqueName();
+  auto config = TestConfig(name);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  one->config = *config;
+  auto warehouse = OpenDriver(name);
+  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
+  one->warehouse = *warehouse;
+  ASSERT_TRUE(one->warehouse->RegisterInstance(one->instance).ok());
+}
+
 // Two drivers (as two worker processes would) writing the same group at
 // the same moment store it once: the later claim waits for the earlier
 // (Unavailable, retried as the engine retries), and a writer that raced
@@ -336,19 +353,15 @@ TEST(ClickHouseWarehouse, AGroupLeftHalfWrittenIsCompletedWhenItsWritersClaimLap
 
 // Rows written without groups are never folded together, even when equal.
 TEST(ClickHouseWarehouse, EqualRowsWrittenWithoutGroupsAreKeptApart) {
-  const std::string name = UniqueName();
-  auto config = TestConfig(name);
-  ASSERT_TRUE(config.ok()) << config.status().ToString();
-  auto warehouse = OpenDriver(name);
-  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = IdInstance();
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  OneDriver one;
+  ASSERT_NO_FATAL_FAILURE(OpenOneDriver(&one));
+  auto& [config, warehouse, instance] = one;
   const std::vector<driver::Record> records = IdRecords(0, 3);
-  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, records, {}).ok());
-  drivers::clickhouse::HttpClient http({.endpoint = config->at("endpoint")});
-  ASSERT_TRUE(http.Query("OPTIMIZE TABLE " + (*warehouse)->TableName(instance) + " FINAL").ok());
-  EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 6);
-  ASSERT_TRUE((*warehouse)->Reset().ok());
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(warehouse->WriteToWarehouse(instance, records, {}).ok());
+  drivers::clickhouse::HttpClient http({.endpoint = config.at("endpoint")});
+  ASSERT_TRUE(http.Query("OPTIMIZE TABLE " + warehouse->TableName(instance) + " FINAL").ok());
+  EXPECT_EQ(RowsAndDistinctRows(config, warehouse->TableName(instance)).first, 6);
+  ASSERT_TRUE(warehouse->Reset().ok());
 }
 
 // A job whose driver stopped (no heartbeat in `__aq_jobs` for 6 heartbeats
@@ -383,26 +396,22 @@ TEST(ClickHouseWarehouse, AJobWhoseDriverStoppedIsReportedFailed) {
 // convert cuts the INSERT's body off, and the server stores none of it
 // (on the converting thread of large writes and inline for small ones).
 TEST(ClickHouseWarehouse, ARecordThatFailsToConvertStoresNothingOfItsWrite) {
-  const std::string name = UniqueName();
-  auto config = TestConfig(name);
-  ASSERT_TRUE(config.ok()) << config.status().ToString();
-  auto warehouse = OpenDriver(name);
-  ASSERT_TRUE(warehouse.ok()) << warehouse.status().ToString();
-  driver::InstanceInfo instance = IdInstance();
-  ASSERT_TRUE((*warehouse)->RegisterInstance(instance).ok());
+  OneDriver one;
+  ASSERT_NO_FATAL_FAILURE(OpenOneDriver(&one));
+  auto& [config, warehouse, instance] = one;
   for (int64_t count : {10, 5000}) {
     std::vector<driver::Record> records = IdRecords(0, count);
     records[count * 7 / 10].avro = std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);  // no valid long
-    Status written = (*warehouse)->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{
+    Status written = warehouse->WriteToWarehouse(instance, records, std::vector<driver::RecordGroup>{
                                                                            {"G" + std::to_string(count), records.size()}});
     EXPECT_FALSE(written.ok()) << count << " records";
     EXPECT_NE(written.message().find(fmt::format("record {}", count * 7 / 10)), std::string::npos) << written.ToString();
-    EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 0) << count << " records";
+    EXPECT_EQ(RowsAndDistinctRows(config, warehouse->TableName(instance)).first, 0) << count << " records";
   }
   // The same rows, all good, go in whole.
-  ASSERT_TRUE((*warehouse)->WriteToWarehouse(instance, IdRecords(0, 5000), {}).ok());
-  EXPECT_EQ(RowsAndDistinctRows(*config, (*warehouse)->TableName(instance)).first, 5000);
-  ASSERT_TRUE((*warehouse)->Reset().ok());
+  ASSERT_TRUE(warehouse->WriteToWarehouse(instance, IdRecords(0, 5000), {}).ok());
+  EXPECT_EQ(RowsAndDistinctRows(config, warehouse->TableName(instance)).first, 5000);
+  ASSERT_TRUE(warehouse->Reset().ok());
 }
 
 // Group claims are kept applied_window_ms, in day partitions: a write more
