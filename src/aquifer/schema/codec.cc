@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <cmath>
+#include <charconv>
 #include <cstring>
 #include <type_traits>
 #include <limits>
@@ -662,7 +663,8 @@ class AvroReader {
           return Corrupt(path, fmt::format("{} is out of range for int", n));
         }
         if constexpr (kJson) {
-          fmt::format_to(std::back_inserter(*out->text), "{}", n);
+          char digits[24];
+          out->text->append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
         } else {
           out->v = n;
         }
@@ -950,15 +952,21 @@ Result<std::string> JsonToAvro(const Schema& schema, std::string_view json,
   return out;
 }
 
-Result<std::string> AvroToJson(const Schema& schema, std::string_view avro) {
-  // Straight from the Avro to the text, without a Value between.
+Status AppendAvroAsJson(const Schema& schema, std::string_view avro, std::string* out) {
+  const size_t start = out->size();
   AvroReader reader(avro);
-  std::string out;
-  JsonOut json{&out};
-  AQ_RETURN_IF_ERROR(reader.Decode(schema.root(), nullptr, &json));
-  if (reader.remaining() != 0) {
-    return Corruption("{} trailing bytes after the Avro datum", reader.remaining());
+  JsonOut json{out};
+  Status status = reader.Decode(schema.root(), nullptr, &json);
+  if (status.ok() && reader.remaining() != 0) {
+    status = Corruption("{} trailing bytes after the Avro datum", reader.remaining());
   }
+  if (!status.ok()) out->resize(start);
+  return status;
+}
+
+Result<std::string> AvroToJson(const Schema& schema, std::string_view avro) {
+  std::string out;
+  AQ_RETURN_IF_ERROR(AppendAvroAsJson(schema, avro, &out));
   return out;
 }
 

@@ -54,9 +54,13 @@ Status EncodeAvro(const Schema& schema, const Value& record, std::string* out);
 // reads out of bounds, whatever the input.
 Result<Value> DecodeAvro(const Schema& schema, std::string_view avro);
 
-// Convenience: ParseJsonRecord then EncodeAvro; DecodeAvro then WriteJson.
+// Convenience: ParseJsonRecord then EncodeAvro.
 Result<std::string> JsonToAvro(const Schema& schema, std::string_view json,
                                std::vector<FieldError>* errors = nullptr);
+// What WriteJson writes of DecodeAvro's Value, straight from the Avro (no
+// Value between), and failing as DecodeAvro fails.
 Result<std::string> AvroToJson(const Schema& schema, std::string_view avro);
+// The same, appended to `out` (left as it was on an error).
+Status AppendAvroAsJson(const Schema& schema, std::string_view avro, std::string* out);
 
 }  // namespace aquifer::schema

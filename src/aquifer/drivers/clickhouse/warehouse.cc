@@ -313,6 +313,25 @@ void CompactRows(const json& answer, std::vector<driver::Column>* columns, std::
 
 // ---- writes ----------------------------------------------------------------------------
 
+// `,"__key":"<hex>","__timestamp":N,"__group":"<id>","__seq":N}`: the end of
+// a row whose fields are already in `line` (without its closing brace).
+void AppendHiddenColumns(const driver::Record& record, std::string_view group, uint32_t seq, std::string* line) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char digits[24];
+  line->append(R"(,"__key":")");
+  for (unsigned char c : record.key) {
+    line->push_back(kHex[c >> 4]);
+    line->push_back(kHex[c & 15]);
+  }
+  line->append(R"(","__timestamp":)");
+  line->append(digits, std::to_chars(digits, digits + sizeof digits, record.timestamp_ms).ptr);
+  line->append(R"(,"__group":")");
+  line->append(group);
+  line->append(R"(","__seq":)");
+  line->append(digits, std::to_chars(digits, digits + sizeof digits, seq).ptr);
+  line->push_back('}');
+}
+
 // A write's JSONEachRow lines, filled in order by one thread (Publish) and
 // read by another (WaitFor) as they come.
 class LineFeed {
@@ -609,17 +628,21 @@ Status ChWarehouse::WriteToWarehouse(const InstanceInfo& instance, std::span<con
         record.timestamp_ms < driver::RetentionHorizon(instance.warehouse_retention_ms, now)) {
       return Status::OK();  // expired already: not stored
     }
+    std::string& line = feed.lines[idx];
+    if (flat) {
+      // The codec's JSON object is already the row: the hidden columns go at its end.
+      line.reserve(record.avro.size() * 2 + record.key.size() * 2 + group_of[idx].size() + 96);
+      Status converted = schema::AppendAvroAsJson(*instance.schema, record.avro, &line);
+      if (!converted.ok()) return converted.WithContext(fmt::format("writing to {}: record {}", who, idx));
+      if (line.size() > 2 && line.back() == '}') {
+        line.pop_back();
+        AppendHiddenColumns(record, group_of[idx], seq_of[idx], &line);
+        return Status::OK();
+      }
+      line.clear();
+    }
     auto text = schema::AvroToJson(*instance.schema, record.avro);
     if (!text.ok()) return text.status().WithContext(fmt::format("writing to {}: record {}", who, idx));
-    std::string& line = feed.lines[idx];
-    if (flat && !text->empty() && text->back() == '}' && text->size() > 2) {
-      // The codec's JSON object is already the row: the hidden columns go at its end.
-      line = std::move(*text);
-      line.pop_back();
-      fmt::format_to(std::back_inserter(line), R"(,"__key":"{}","__timestamp":{},"__group":"{}","__seq":{}}})",
-                     HexEncode(record.key), record.timestamp_ms, group_of[idx], seq_of[idx]);
-      return Status::OK();
-    }
     json value = json::parse(*text, nullptr, false);
     if (!value.is_object()) return Internal("writing to {}: record {}: the codec wrote no JSON object", who, idx);
     json row = json::object();
