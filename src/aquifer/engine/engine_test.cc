@@ -44,6 +44,32 @@ std::string TempDir() {
   return pattern;
 }
 
+// Counts an instance's write notifications. A write's notification comes
+// after its `wait=` answer (the worker moves the hub's generation, answers the
+// waiter, then notifies, which moves it again): a test that reads two feeds in
+// one generation waits for it first (else a page is, rightly, not shared: slow
+// runs under ASan read between the two).
+class WriteNotifications {
+ public:
+  WriteNotifications(Engine& engine, const Uuid& instance_id)
+      : listener_(engine.Listen(instance_id, [this] {
+          std::lock_guard lock(mu_);
+          ++count_;
+          cv_.notify_all();
+        })) {}
+  // True once `n` writes have been notified (within 30 s).
+  bool WaitFor(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return count_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
+  std::unique_ptr<Listener> listener_;  // last: gone before the rest
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = TempDir(); }
@@ -604,11 +630,15 @@ TEST_F(EngineTest, ChangeFeedsAtTheSamePositionShareOneRecordsMessage) {
   EXPECT_FALSE(empty->next_cursor.empty());
   for (auto* feed : {&*b, &*plain, &*filtered}) ASSERT_EQ((**feed).Read(100)->count, 0);
 
+  // Each round waits for its write's notification (WriteNotifications), so a
+  // and b read in one generation of the hub.
+  WriteNotifications notified(*engine_, (*a)->instance_id());
   for (int round = 1; round <= 3; ++round) {
     ASSERT_TRUE(Write(R"([{"user":"a","n":)" + std::to_string(round) + R"(},{"user":"b","n":)" +
                           std::to_string(round + 10) + "}]",
                       {.log = true})
                     .ok());
+    ASSERT_TRUE(notified.WaitFor(round)) << "round " << round << ": the write was not notified";
     const int64_t shared = Metric(*engine_, "aquifer_change_pages_shared_total");
     auto from_a = (*a)->ReadBatch(100);
     auto from_b = (*b)->ReadBatch(100);
@@ -657,29 +687,14 @@ TEST_F(EngineTest, AChangeFeedTakesAPageAlreadyReadAtItsPositionWithoutAReadOfIt
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_EQ((*a)->ReadBatch(100)->count, 0);
   ASSERT_EQ((*b)->ReadBatch(100)->count, 0);
-  // A write's notification comes after its `wait=` answer (the worker moves
-  // the hub's generation, answers the waiter, then notifies, which moves it
-  // again): each round waits for it, so a's read below is in the generation
-  // b's take sees (else the page is, rightly, not shared: a slow run under
-  // ASan once read between the two).
-  std::mutex notified_mu;
-  std::condition_variable notified_cv;
-  int notified = 0;
-  auto listener = engine_->Listen((*a)->instance_id(), [&] {
-    std::lock_guard lock(notified_mu);
-    ++notified;
-    notified_cv.notify_all();
-  });
+  // Each round waits for its write's notification (WriteNotifications).
+  WriteNotifications notified(*engine_, (*a)->instance_id());
   for (int round = 1; round <= 3; ++round) {
     ASSERT_TRUE(Write(R"([{"user":"a","n":)" + std::to_string(round) + R"(},{"user":"b","n":)" +
                           std::to_string(round + 10) + "}]",
                       {.log = true})
                     .ok());
-    {
-      std::unique_lock lock(notified_mu);
-      ASSERT_TRUE(notified_cv.wait_for(lock, std::chrono::seconds(30), [&] { return notified >= round; }))
-          << "round " << round << ": the write was not notified";
-    }
+    ASSERT_TRUE(notified.WaitFor(round)) << "round " << round << ": the write was not notified";
     EXPECT_FALSE((*b)->TryReadBatch(100).has_value()) << "round " << round << ": nothing was read since the write";
     const int64_t reads = Metric(*engine_, "aquifer_change_pages_read_total");
     auto from_a = (*a)->ReadBatch(100);
